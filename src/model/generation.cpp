@@ -1,1 +1,131 @@
-// placeholder
+#include "model/generation.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace kvrag {
+
+TokenSampler::TokenSampler(float temperature, float top_p, uint64_t seed)
+    : temperature_(temperature), top_p_(top_p), state_(seed) {
+  KVRAG_CHECK(temperature >= 0.0f && std::isfinite(temperature), "temperature must be >= 0, got {}",
+              temperature);
+  KVRAG_CHECK(top_p > 0.0f && top_p <= 1.0f, "top_p must be in (0, 1], got {}", top_p);
+}
+
+// splitmix64: small, fast and identical on every platform (std::uniform_real_distribution is not).
+double TokenSampler::next_uniform() {
+  uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
+
+int64_t TokenSampler::sample(const float* logits, int64_t n) {
+  if (temperature_ == 0.0f) return std::max_element(logits, logits + n) - logits;  // first max
+
+  // Softmax at the given temperature, in descending order of probability.
+  const float max_logit = *std::max_element(logits, logits + n);
+  scratch_.resize(n);
+  double total = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float p = std::exp((logits[i] - max_logit) / temperature_);
+    scratch_[i] = {p, i};
+    total += p;
+  }
+  std::sort(scratch_.begin(), scratch_.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  // Nucleus: the smallest head of the distribution whose mass reaches top_p.
+  int64_t keep = n;
+  double mass = 0.0;
+  if (top_p_ < 1.0f) {
+    for (int64_t i = 0; i < n; ++i) {
+      mass += scratch_[i].first / total;
+      if (mass >= top_p_) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  double kept = 0.0;
+  for (int64_t i = 0; i < keep; ++i) kept += scratch_[i].first;
+  const double r = next_uniform() * kept;
+  double acc = 0.0;
+  for (int64_t i = 0; i < keep; ++i) {
+    acc += scratch_[i].first;
+    if (r < acc) return scratch_[i].second;
+  }
+  return scratch_[keep - 1].second;
+}
+
+std::vector<Generation> generate(LlamaForCausalLMImpl& model,
+                                 const std::vector<std::vector<int64_t>>& prompts,
+                                 const GenerationOptions& options, const KVPrefix* prefix) {
+  torch::NoGradGuard no_grad;
+  const auto& config = model.config();
+  const int64_t B = static_cast<int64_t>(prompts.size());
+  KVRAG_CHECK(B > 0, "generate: no prompts");
+  KVRAG_CHECK(options.max_new_tokens >= 0, "generate: max_new_tokens must be >= 0");
+  int64_t T0 = 0;
+  for (const auto& p : prompts) {
+    KVRAG_CHECK(!p.empty(), "generate: empty prompt (it needs at least BOS)");
+    T0 = std::max<int64_t>(T0, static_cast<int64_t>(p.size()));
+  }
+  const int64_t P = prefix != nullptr ? prefix->length() : 0;
+  const int64_t longest = P + T0 + options.max_new_tokens;
+  KVRAG_CHECK(longest <= config.max_position_embeddings,
+              "generate: prefix {} + prompt {} + {} new tokens exceeds the model's context of {}", P,
+              T0, options.max_new_tokens, config.max_position_embeddings);
+
+  std::vector<int64_t> stop_ids = options.stop_ids;
+  if (options.stop_at_eos) stop_ids.insert(stop_ids.end(), config.eos_token_ids.begin(), config.eos_token_ids.end());
+
+  // Left-pad the prompts so every row's next token lands in the same column.
+  auto ids = torch::zeros({B, T0}, torch::kInt64);
+  auto mask = torch::zeros({B, T0}, torch::kInt64);
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& p = prompts[b];
+    const int64_t n = static_cast<int64_t>(p.size());
+    ids[b].narrow(0, T0 - n, n).copy_(torch::tensor(p, torch::kInt64));
+    mask[b].narrow(0, T0 - n, n).fill_(1);
+  }
+
+  std::vector<Generation> out(B);
+  if (options.max_new_tokens == 0) return out;
+  KVCache cache = model.new_cache(B, longest);
+  LlamaForwardArgs args{prefix, &cache, mask};
+  std::vector<TokenSampler> samplers;
+  for (int64_t b = 0; b < B; ++b) {
+    samplers.emplace_back(options.temperature, options.top_p, options.seed + static_cast<uint64_t>(b));
+  }
+  std::vector<bool> done(B, false);
+  int64_t remaining = B;
+
+  auto logits = model.forward(ids, args).select(1, T0 - 1).contiguous();  // [B, V]
+  for (int step = 0; step < options.max_new_tokens && remaining > 0; ++step) {
+    auto next = torch::zeros({B, 1}, torch::kInt64);
+    for (int64_t b = 0; b < B; ++b) {
+      if (done[b]) continue;
+      const int64_t token = samplers[b].sample(logits[b].data_ptr<float>(), logits.size(1));
+      if (std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end()) {
+        out[b].stop_reason = StopReason::kStopToken;
+        out[b].stop_token = token;
+        done[b] = true;
+        --remaining;
+        continue;
+      }
+      out[b].tokens.push_back(token);
+      next[b][0] = token;
+    }
+    if (remaining == 0 || step + 1 == options.max_new_tokens) break;
+    // Finished rows keep decoding a dummy token (cheaper than reshaping the batch).
+    args.prefix = nullptr;
+    args.attention_mask = torch::ones({B, 1}, torch::kInt64);
+    logits = model.forward(next, args).select(1, 0).contiguous();
+  }
+  return out;
+}
+
+}  // namespace kvrag

@@ -6,7 +6,19 @@
 //
 // The reader validates everything before a tensor is handed out: header length against the
 // file size, the JSON, dtype names, shape × dtype size = byte length, offsets inside the data
-// area and not overlapping. Each failure throws kvrag::Error naming the file (and tensor).
+// area and not overlapping, no duplicate names, "__metadata__" a string → string object.
+// Each failure throws kvrag::Error naming the file (and tensor). Zero-element tensors are
+// allowed. Gaps between tensors in the data area are tolerated (HF's reader rejects them).
+//
+// No tensor data is copied: the file is mapped read-only (PROT_READ, MAP_PRIVATE) and
+// TensorInfo::data points into the mapping.
+//
+// ALIGNMENT: TensorInfo::data has no alignment guarantee. The data area starts at 8 + N, and
+// writers that pad the header (HF, write_safetensors) make that a multiple of 8, but tensor
+// offsets inside it are arbitrary. Consumers must memcpy the bytes into an aligned buffer
+// (e.g. a freshly allocated tensor) before viewing them as float / uint16_t / int64_t, or check
+// reinterpret_cast<uintptr_t>(data) % dtype_size(dtype) == 0 first; never dereference data as a
+// typed pointer unchecked.
 #pragma once
 
 #include <cstddef>
@@ -26,11 +38,12 @@ size_t dtype_size(DType dtype);
 const char* dtype_name(DType dtype);                   // "F32", "BF16", …
 std::optional<DType> parse_dtype(std::string_view name);  // nullopt for unknown names
 
-// One tensor inside a mapped file. `data` points into the mapping and lives as long as the
-// SafetensorsFile that produced it.
+// One tensor inside a mapped file. `data` points into the mapping (read-only, possibly
+// unaligned — see ALIGNMENT above) and lives as long as the SafetensorsFile that produced it.
+// nbytes == numel() * dtype_size(dtype) always holds for tensors handed out by the reader.
 struct TensorInfo {
   std::string name;
-  DType dtype;
+  DType dtype = DType::F32;
   std::vector<int64_t> shape;
   const std::byte* data = nullptr;
   size_t nbytes = 0;
@@ -67,10 +80,13 @@ struct TensorToWrite {
   std::string name;
   DType dtype;
   std::vector<int64_t> shape;
-  const void* data;  // numel(shape) * dtype_size(dtype) bytes
+  const void* data;  // numel(shape) * dtype_size(dtype) bytes (may be null when that is 0)
 };
 
-// Writes a safetensors file atomically (see AtomicFile). Names must be unique.
+// Writes a safetensors file atomically (see AtomicFile): the JSON header is padded with
+// spaces to a multiple of 8 bytes (as HF does) and the tensors follow contiguously in the
+// given order. Names must be unique, non-empty and not "__metadata__"; shapes non-negative.
+// Throws Error naming `path` (and the tensor) otherwise.
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 

@@ -1,1 +1,91 @@
-// placeholder
+#include "model/weights.h"
+
+#include "core/error.h"
+
+namespace kvrag {
+
+torch::Dtype to_torch_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::F64: return torch::kFloat64;
+    case DType::F32: return torch::kFloat32;
+    case DType::F16: return torch::kFloat16;
+    case DType::BF16: return torch::kBFloat16;
+    case DType::I64: return torch::kInt64;
+    case DType::I32: return torch::kInt32;
+    case DType::I16: return torch::kInt16;
+    case DType::I8: return torch::kInt8;
+    case DType::U8: return torch::kUInt8;
+    case DType::BOOL: return torch::kBool;
+  }
+  fail("unsupported dtype");
+}
+
+DType from_torch_dtype(torch::Dtype dtype) {
+  switch (dtype) {
+    case torch::kFloat64: return DType::F64;
+    case torch::kFloat32: return DType::F32;
+    case torch::kFloat16: return DType::F16;
+    case torch::kBFloat16: return DType::BF16;
+    case torch::kInt64: return DType::I64;
+    case torch::kInt32: return DType::I32;
+    case torch::kInt16: return DType::I16;
+    case torch::kInt8: return DType::I8;
+    case torch::kUInt8: return DType::U8;
+    case torch::kBool: return DType::BOOL;
+    default: fail("dtype {} cannot be stored in safetensors", c10::toString(dtype));
+  }
+}
+
+torch::Tensor checkpoint_tensor(const TensorInfo& info) {
+  const auto dtype = to_torch_dtype(info.dtype);
+  const size_t align = dtype_size(info.dtype);
+  auto* data = const_cast<std::byte*>(info.data);
+  if (info.nbytes == 0) return torch::empty(info.shape, dtype);
+  if (reinterpret_cast<uintptr_t>(data) % align == 0) {
+    return torch::from_blob(data, info.shape, torch::TensorOptions().dtype(dtype));
+  }
+  auto out = torch::empty(info.shape, dtype);
+  std::memcpy(out.data_ptr(), data, info.nbytes);
+  return out;
+}
+
+std::vector<std::string> load_parameters(torch::nn::Module& module, const Checkpoint& checkpoint,
+                                         const std::string& name_prefix,
+                                         const std::function<bool(const std::string&)>& optional) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::string> absent;
+  for (auto& item : module.named_parameters(/*recurse=*/true)) {
+    const std::string name = name_prefix + item.key();
+    torch::Tensor& param = item.value();
+    if (!checkpoint.has(name)) {
+      if (optional && optional(item.key())) {
+        absent.push_back(item.key());
+        continue;
+      }
+      checkpoint.tensor(name);  // throws "missing tensor" with the checkpoint's context
+    }
+    const TensorInfo& info = checkpoint.expect(name, param.sizes().vec());
+    KVRAG_CHECK(info.dtype == DType::F32 || info.dtype == DType::F16 || info.dtype == DType::BF16 ||
+                    info.dtype == DType::F64,
+                "{}: tensor {} has dtype {}, expected a floating-point dtype",
+                checkpoint.file_of(name), name, dtype_name(info.dtype));
+    param.copy_(checkpoint_tensor(info));
+  }
+  return absent;
+}
+
+void save_parameters(const torch::nn::Module& module, const std::string& path, torch::Dtype dtype,
+                     const std::string& name_prefix,
+                     const std::map<std::string, std::string>& metadata) {
+  std::vector<torch::Tensor> keep;  // converted tensors stay alive until written
+  std::vector<TensorToWrite> tensors;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    auto t = item.value().detach().to(torch::kCPU, dtype).contiguous();
+    keep.push_back(t);
+    tensors.push_back({name_prefix + item.key(), from_torch_dtype(dtype), t.sizes().vec(),
+                       t.data_ptr()});
+  }
+  write_safetensors(path, tensors, metadata);
+}
+
+}  // namespace kvrag

@@ -1,1 +1,101 @@
-// placeholder
+// libkvrag_spm.so: libsentencepiece behind a plain C ABI.
+//
+// libsentencepiece links its own protobuf; loaded into a process that also has libtorch (with
+// Debian's libprotobuf) the two register the same descriptors and the process aborts at
+// start-up. SentencePieceTokenizer dlopen()s this module with RTLD_LOCAL | RTLD_DEEPBIND, so
+// sentencepiece binds to its own protobuf and nothing of it leaks into the global namespace.
+// Only the kvrag_spm_* functions below are exported (the target builds with hidden visibility).
+//
+// Variable-sized results use caller buffers: a call reports the size it needs in *needed and
+// writes only if that fits in `capacity`; the caller retries with a larger buffer.
+
+#include <sentencepiece_processor.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#define KVRAG_SPM_API extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+void set_error(char* error, size_t error_size, const std::string& message) {
+  if (error == nullptr || error_size == 0) return;
+  std::snprintf(error, error_size, "%s", message.c_str());
+}
+
+sentencepiece::SentencePieceProcessor* processor(void* handle) {
+  return static_cast<sentencepiece::SentencePieceProcessor*>(handle);
+}
+
+}  // namespace
+
+// Returns a processor handle, or nullptr with a message in `error`.
+KVRAG_SPM_API void* kvrag_spm_load(const char* path, char* error, size_t error_size) {
+  auto* sp = new sentencepiece::SentencePieceProcessor();
+  const auto status = sp->Load(path);
+  if (!status.ok()) {
+    set_error(error, error_size, status.ToString());
+    delete sp;
+    return nullptr;
+  }
+  return sp;
+}
+
+KVRAG_SPM_API void kvrag_spm_free(void* handle) { delete processor(handle); }
+
+KVRAG_SPM_API int32_t kvrag_spm_vocab_size(void* handle) { return processor(handle)->GetPieceSize(); }
+
+// which: 0 = bos, 1 = eos, 2 = pad, 3 = unk.
+KVRAG_SPM_API int32_t kvrag_spm_special_id(void* handle, int which) {
+  auto* sp = processor(handle);
+  switch (which) {
+    case 0: return sp->bos_id();
+    case 1: return sp->eos_id();
+    case 2: return sp->pad_id();
+    default: return sp->unk_id();
+  }
+}
+
+// Encodes text into ids (no BOS/EOS). Returns 0 on success, -1 with `error` set on failure.
+KVRAG_SPM_API int kvrag_spm_encode(void* handle, const char* text, size_t text_size, int32_t* ids,
+                                   size_t capacity, size_t* needed, char* error, size_t error_size) {
+  std::vector<int> out;
+  const auto status = processor(handle)->Encode(std::string_view(text, text_size), &out);
+  if (!status.ok()) {
+    set_error(error, error_size, status.ToString());
+    return -1;
+  }
+  *needed = out.size();
+  if (out.size() <= capacity) std::copy(out.begin(), out.end(), ids);
+  return 0;
+}
+
+KVRAG_SPM_API int kvrag_spm_decode(void* handle, const int32_t* ids, size_t count, char* text,
+                                   size_t capacity, size_t* needed, char* error, size_t error_size) {
+  std::string out;
+  const auto status = processor(handle)->Decode(std::vector<int>(ids, ids + count), &out);
+  if (!status.ok()) {
+    set_error(error, error_size, status.ToString());
+    return -1;
+  }
+  *needed = out.size();
+  if (out.size() <= capacity) std::memcpy(text, out.data(), out.size());
+  return 0;
+}
+
+// The piece of `id` (sentencepiece returns "" for out-of-range ids; callers check the range).
+KVRAG_SPM_API size_t kvrag_spm_id_to_piece(void* handle, int32_t id, char* piece, size_t capacity) {
+  const std::string& p = processor(handle)->IdToPiece(id);
+  if (p.size() <= capacity) std::memcpy(piece, p.data(), p.size());
+  return p.size();
+}
+
+// The id of `piece`, or -1 if it is not in the vocabulary.
+KVRAG_SPM_API int32_t kvrag_spm_piece_to_id(void* handle, const char* piece, size_t size) {
+  auto* sp = processor(handle);
+  const int id = sp->PieceToId(std::string_view(piece, size));
+  if (id == sp->unk_id() && sp->IdToPiece(id) != std::string_view(piece, size)) return -1;
+  return id;
+}

@@ -1,1 +1,241 @@
-#include <gtest/gtest.h>
+// LLaMA parity with the reference outputs in ../shared, KV cache and padding consistency, and the
+// prefix gradient.
+
+#include <torch/torch.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "eval/fixture_check.h"
+#include "model/generation.h"
+#include "model/llama.h"
+#include "model/threads.h"
+#include "test_support.h"
+
+namespace kvrag {
+namespace {
+
+using json = nlohmann::json;
+
+json load_json(const std::string& path) {
+  std::ifstream in(path);
+  return json::parse(in);
+}
+
+// The prefix of the tiny-llama fixture: [L][2][B][kvH][P][hd].
+KVPrefix fixture_prefix(const json& e) {
+  KVPrefix prefix;
+  for (const auto& layer : e["prefix"]) {
+    for (int kv = 0; kv < 2; ++kv) {
+      std::vector<float> flat;
+      std::vector<int64_t> shape;
+      const json* cur = &layer[kv];
+      while (cur->is_array()) {
+        shape.push_back(cur->size());
+        cur = &(*cur)[0];
+      }
+      std::function<void(const json&)> walk = [&](const json& n) {
+        if (n.is_array()) {
+          for (const auto& c : n) walk(c);
+        } else {
+          flat.push_back(n.get<float>());
+        }
+      };
+      walk(layer[kv]);
+      auto t = torch::tensor(flat).view(shape);
+      (kv == 0 ? prefix.keys : prefix.values).push_back(t);
+    }
+  }
+  return prefix;
+}
+
+torch::Tensor ids_tensor(const json& rows) {
+  std::vector<int64_t> flat;
+  for (const auto& r : rows) {
+    for (const auto& v : r) flat.push_back(v.get<int64_t>());
+  }
+  return torch::tensor(flat, torch::kInt64).view({static_cast<int64_t>(rows.size()), -1});
+}
+
+class TinyLlama : public ::testing::Test {
+ protected:
+  void SetUp() override { configure_threads(); }
+};
+
+TEST_F(TinyLlama, AllFixtureOutputsMatchInFp32) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  const auto report = check_fixture(dir, "", "fp32");
+  ASSERT_EQ(report.lines.size(), 4u);  // logits, logits_with_prefix, greedy ×2
+  for (const auto& line : report.lines) {
+    EXPECT_TRUE(line.ok) << line.name << " max_abs_err=" << line.max_abs_error << " " << line.note;
+    EXPECT_LE(line.max_abs_error, 2e-4) << line.name;
+  }
+}
+
+TEST_F(TinyLlama, Bf16StaysWithinItsStatedTolerance) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  const auto report = check_fixture(dir, "", "bf16");
+  for (const auto& line : report.lines) {
+    EXPECT_TRUE(line.ok) << line.name << " max_abs_err=" << line.max_abs_error << " tol=" << line.tolerance;
+  }
+}
+
+TEST_F(TinyLlama, CachedDecodingEqualsFullForwardWithPrefixAndPadding) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  const auto e = load_json(dir + "/expected.json");
+  auto model = load_llama(dir);
+  torch::NoGradGuard no_grad;
+  const auto prefix = fixture_prefix(e);
+  const auto ids = ids_tensor(e["input_ids"]);  // [2, 11]
+  LlamaForwardArgs full_args;
+  full_args.prefix = &prefix;
+  const auto full = model->forward(ids, full_args);  // [2, 11, V]
+
+  // Row 1 left-padded by 3 and fed in two chunks through the cache: its logits must equal the
+  // unpadded full forward.
+  const int64_t T = ids.size(1), pad = 3;
+  auto padded = torch::cat({torch::zeros({2, pad}, torch::kInt64), ids}, 1);
+  auto mask = torch::ones({2, T + pad}, torch::kInt64);
+  mask.narrow(1, 0, pad).zero_();
+  auto cache = model->new_cache(2, prefix.length() + T + pad);
+  LlamaForwardArgs a{&prefix, &cache, mask.narrow(1, 0, 6)};
+  auto first = model->forward(padded.narrow(1, 0, 6), a);
+  LlamaForwardArgs b{nullptr, &cache, mask.narrow(1, 6, T + pad - 6)};
+  auto second = model->forward(padded.narrow(1, 6, T + pad - 6), b);
+  auto stitched = torch::cat({first, second}, 1).narrow(1, pad, T);
+  EXPECT_LT((stitched - full).abs().max().item<double>(), 1e-4);
+}
+
+TEST_F(TinyLlama, BatchOfDifferentLengthsMatchesOneByOne) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  auto model = load_llama(dir);
+  const std::vector<std::vector<int64_t>> prompts = {{1, 5, 9, 200, 17}, {1, 44}, {1, 7, 7, 7, 7, 7, 7, 3}};
+  GenerationOptions options;
+  options.max_new_tokens = 10;
+  options.stop_at_eos = false;
+  const auto batched = generate(*model, prompts, options);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    const auto single = generate(*model, {prompts[i]}, options);
+    EXPECT_EQ(batched[i].tokens, single[0].tokens) << "prompt " << i;
+  }
+}
+
+TEST_F(TinyLlama, SamplingIsSeededAndTopPOneTokenIsGreedy) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  auto model = load_llama(dir);
+  GenerationOptions options;
+  options.max_new_tokens = 12;
+  options.stop_at_eos = false;
+  options.temperature = 1.0f;
+  options.seed = 7;
+  const auto a = generate(*model, {{1, 5, 9}}, options);
+  const auto b = generate(*model, {{1, 5, 9}}, options);
+  EXPECT_EQ(a[0].tokens, b[0].tokens);
+  options.seed = 8;
+  const auto c = generate(*model, {{1, 5, 9}}, options);
+  EXPECT_NE(a[0].tokens, c[0].tokens);
+  // A nucleus so small that it keeps only the top token is greedy decoding.
+  options.top_p = 1e-6f;
+  const auto nucleus = generate(*model, {{1, 5, 9}}, options);
+  options.temperature = 0.0f;
+  const auto greedy = generate(*model, {{1, 5, 9}}, options);
+  EXPECT_EQ(nucleus[0].tokens, greedy[0].tokens);
+}
+
+TEST_F(TinyLlama, StopsAtEosAndGivenIds) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  auto model = load_llama(dir);
+  GenerationOptions options;
+  options.max_new_tokens = 12;
+  options.stop_at_eos = false;
+  const auto free_run = generate(*model, {{1, 5, 9}}, options)[0].tokens;
+  ASSERT_EQ(free_run.size(), 12u);
+  options.stop_ids = {free_run[4]};
+  const auto stopped = generate(*model, {{1, 5, 9}}, options)[0];
+  const auto first = std::find(free_run.begin(), free_run.end(), free_run[4]) - free_run.begin();
+  EXPECT_EQ(static_cast<int64_t>(stopped.tokens.size()), first);
+  EXPECT_EQ(stopped.stop_reason, StopReason::kStopToken);
+  EXPECT_EQ(stopped.stop_token, free_run[4]);
+}
+
+// d(loss)/d(prefix) by autograd equals the central finite difference along random directions,
+// and the frozen LLM's own weights receive no gradient.
+TEST_F(TinyLlama, PrefixGradientMatchesFiniteDifferences) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  const auto e = load_json(dir + "/expected.json");
+  auto model = load_llama(dir);
+  model->freeze();
+  auto prefix = fixture_prefix(e);
+  for (auto* v : {&prefix.keys, &prefix.values}) {
+    for (auto& t : *v) t = t.clone().set_requires_grad(true);
+  }
+  const auto ids = ids_tensor(e["input_ids"]);
+  const auto inputs = ids.narrow(1, 0, ids.size(1) - 1);
+  const auto targets = ids.narrow(1, 1, ids.size(1) - 1);
+  auto loss_of = [&](const KVPrefix& p) {
+    LlamaForwardArgs args;
+    args.prefix = &p;
+    const auto logits = model->forward(inputs, args);
+    return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
+  };
+  auto loss = loss_of(prefix);
+  loss.backward();
+  for (const auto& p : model->parameters()) EXPECT_FALSE(p.grad().defined());
+
+  torch::NoGradGuard no_grad;
+  auto gen = at::detail::createCPUGenerator(3);
+  for (int trial = 0; trial < 3; ++trial) {
+    // A random unit direction over all prefix tensors.
+    std::vector<torch::Tensor> dirs;
+    double norm2 = 0.0;
+    for (auto* v : {&prefix.keys, &prefix.values}) {
+      for (auto& t : *v) {
+        dirs.push_back(torch::randn(t.sizes(), gen));
+        norm2 += dirs.back().pow(2).sum().item<double>();
+      }
+    }
+    double analytic = 0.0;
+    size_t i = 0;
+    for (auto* v : {&prefix.keys, &prefix.values}) {
+      for (auto& t : *v) {
+        dirs[i] /= std::sqrt(norm2);
+        analytic += (t.grad() * dirs[i]).sum().item<double>();
+        ++i;
+      }
+    }
+    const double eps = 1e-2;
+    auto shifted = [&](double s) {
+      KVPrefix p;
+      size_t j = 0;
+      for (auto& t : prefix.keys) p.keys.push_back(t.detach() + s * dirs[j++]);
+      for (auto& t : prefix.values) p.values.push_back(t.detach() + s * dirs[j++]);
+      return loss_of(p).item<double>();
+    };
+    const double numeric = (shifted(eps) - shifted(-eps)) / (2 * eps);
+    EXPECT_NEAR(analytic, numeric, 2e-3 + 1e-2 * std::abs(numeric)) << "direction " << trial;
+  }
+}
+
+TEST_F(TinyLlama, RejectsBadPrefixAndIds) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  auto model = load_llama(dir);
+  const auto& c = model->config();
+  KVPrefix wrong;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    wrong.keys.push_back(torch::zeros({1, c.num_key_value_heads, 3, c.head_dim + 1}));
+    wrong.values.push_back(torch::zeros({1, c.num_key_value_heads, 3, c.head_dim + 1}));
+  }
+  LlamaForwardArgs args;
+  args.prefix = &wrong;
+  const auto ids = torch::tensor({{1, 2, 3}}, torch::kInt64);
+  EXPECT_THROW(model->forward(ids, args), Error);
+  EXPECT_THROW(model->forward(torch::tensor({int64_t{1}, c.vocab_size}).unsqueeze(0)), Error);
+  EXPECT_THROW(generate(*model, {{}}, GenerationOptions{}), Error);
+  GenerationOptions too_long;
+  too_long.max_new_tokens = static_cast<int>(c.max_position_embeddings);
+  EXPECT_THROW(generate(*model, {{1, 2}}, too_long), Error);
+}
+
+}  // namespace
+}  // namespace kvrag

@@ -1,0 +1,13 @@
+// The kvrag subcommands. Each add_*_command registers one subcommand on the app; its callback
+// runs the command and stores the process exit code in `exit_code`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace kvrag::cli {
+
+void add_check_model_command(CLI::App& app, int& exit_code);
+void add_tokenize_command(CLI::App& app, int& exit_code);
+void add_generate_command(CLI::App& app, int& exit_code);
+
+}  // namespace kvrag::cli

@@ -1,0 +1,36 @@
+// Checks a checkpoint against reference outputs in the fixture format of
+// ../shared/fixtures/README.md (`kvrag check-model`).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kvrag {
+
+struct CheckLine {
+  std::string name;        // "logits", "logits_with_prefix", "greedy.output_ids", …
+  double max_abs_error = 0.0;  // for token outputs: the number of differing tokens
+  double tolerance = 0.0;
+  bool ok = false;
+  std::string note;        // e.g. "12 tokens, first difference at row 0 step 7"
+};
+
+struct FixtureReport {
+  std::string model_type;  // "llama" or "bert"
+  std::string dtype;       // "fp32" or "bf16"
+  std::vector<CheckLine> lines;
+  bool ok() const;
+};
+
+// Loads DIR in `dtype` ("fp32" or "bf16") and runs every case present in `expected_path`
+// (DIR/expected.json if empty). fp32 uses the file's tolerance.abs; bf16 a looser bound,
+// kBf16RelativeTolerance × the largest expected magnitude of each output (at least
+// tolerance.abs), and greedy outputs are reported but, in bf16, not required to match exactly.
+FixtureReport check_fixture(const std::string& dir, const std::string& expected_path = "",
+                            const std::string& dtype = "fp32");
+
+// bf16 keeps 8 significant bits: 3% of the output's range covers its rounding through a few
+// layers of the small fixtures; see README ("Numerical parity").
+inline constexpr double kBf16RelativeTolerance = 0.03;
+
+}  // namespace kvrag

@@ -1,0 +1,51 @@
+// Text generation with the LLaMA decoder: greedy, temperature and top-p sampling, a batch of
+// prompts of different lengths, optional key/value prefix.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/llama.h"
+
+namespace kvrag {
+
+struct GenerationOptions {
+  int max_new_tokens = 64;
+  float temperature = 0.0f;  // 0: greedy (argmax)
+  float top_p = 1.0f;        // nucleus sampling mass, (0, 1]
+  uint64_t seed = 0;         // sampling is deterministic given the seed
+  bool stop_at_eos = true;   // stop a row at any of the config's eos ids
+  std::vector<int64_t> stop_ids;  // further ids that end a row
+};
+
+enum class StopReason { kLength, kStopToken };
+
+struct Generation {
+  std::vector<int64_t> tokens;  // new tokens, without the stop token
+  StopReason stop_reason = StopReason::kLength;
+  int64_t stop_token = -1;      // the id that stopped the row, if any
+};
+
+// Generates a continuation for each prompt (token ids, BOS included by the caller). Prompts are
+// left-padded into one batch and decoded with a KV cache; `prefix` (batch 1 or one row per
+// prompt) is placed at the front of the cache. Throws Error for empty prompts or a context longer
+// than the model's max_position_embeddings.
+std::vector<Generation> generate(LlamaForCausalLMImpl& model,
+                                 const std::vector<std::vector<int64_t>>& prompts,
+                                 const GenerationOptions& options, const KVPrefix* prefix = nullptr);
+
+// Picks the next token from fp32 logits [V] (greedy when temperature is 0).
+class TokenSampler {
+ public:
+  TokenSampler(float temperature, float top_p, uint64_t seed);
+  int64_t sample(const float* logits, int64_t vocab_size);
+
+ private:
+  float temperature_, top_p_;
+  uint64_t state_;
+  double next_uniform();  // [0, 1)
+  std::vector<std::pair<float, int64_t>> scratch_;
+};
+
+}  // namespace kvrag

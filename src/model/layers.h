@@ -1,0 +1,64 @@
+// Small building blocks shared by the models, as torch::nn modules whose parameter names match
+// Hugging Face checkpoints ("weight", "bias").
+//
+// torch::nn::Linear and friends initialise their weights on construction (kaiming-uniform in
+// fp32); for a 7B checkpoint that would cost tens of seconds and 28 GB before the real weights
+// arrive. These modules allocate uninitialised tensors of the requested dtype instead: either a
+// checkpoint is loaded into them (model/weights.h) or init_parameters() fills them for training
+// from scratch.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace kvrag {
+
+// y = x W^T (+ b). weight [out, in], bias [out].
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features, bool bias, torch::TensorOptions options);
+  torch::Tensor forward(const torch::Tensor& x);  // [..., in] -> [..., out]
+
+  torch::Tensor weight;  // [out, in]
+  torch::Tensor bias;    // [out] or undefined
+};
+TORCH_MODULE(Linear);
+
+// Table lookup. weight [num, dim].
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t num_embeddings, int64_t dim, torch::TensorOptions options);
+  torch::Tensor forward(const torch::Tensor& ids);  // [...] int64 -> [..., dim]
+
+  torch::Tensor weight;
+};
+TORCH_MODULE(Embedding);
+
+// LLaMA's RMSNorm (libtorch 1.13 has none): x / sqrt(mean(x²) + eps) * weight, computed in
+// fp32 and cast back to the input dtype before the weight is applied, as in HF LlamaRMSNorm.
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps, torch::TensorOptions options);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::Tensor weight;  // [dim]
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+// BERT's LayerNorm (parameters "weight"/"bias", as in HF checkpoints; computed in fp32).
+class LayerNormImpl : public torch::nn::Module {
+ public:
+  LayerNormImpl(int64_t dim, double eps, torch::TensorOptions options);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::Tensor weight;  // [dim]
+  torch::Tensor bias;    // [dim]
+  double eps;
+};
+TORCH_MODULE(LayerNorm);
+
+// Fills every parameter of `module` for training from scratch: matrices ~ N(0, std), vectors
+// named "*norm*"/"*LayerNorm*" weight = 1, biases = 0. Deterministic given `seed`.
+void init_parameters(torch::nn::Module& module, double std, uint64_t seed);
+
+}  // namespace kvrag

@@ -1,0 +1,136 @@
+// The LLaMA decoder (LlamaForCausalLM) with key/value prefixes and a KV cache.
+//
+// Parameter names match Hugging Face checkpoints exactly ("model.layers.0.self_attn.q_proj.weight"
+// …), so weights load by name and trained models save in the same layout.
+//
+// Dynamic prefix. A prefix is, for every layer, P key and P value vectors per kv head, in the HF
+// past_key_values convention: prepended to that layer's keys/values with no rotary embedding
+// applied; the input tokens then take positions P, P+1, … and attend to all P prefix entries
+// plus their causal past. Gradients flow into prefix tensors that require grad while the model's
+// own parameters stay frozen (see freeze()).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "model/layers.h"
+#include "model/model_config.h"
+
+namespace kvrag {
+
+// Per-layer prefix keys and values: keys[l], values[l] are [B, kvH, P, hd]. B may be 1 to share
+// one prefix across the batch.
+struct KVPrefix {
+  std::vector<torch::Tensor> keys;
+  std::vector<torch::Tensor> values;
+
+  int64_t length() const { return keys.empty() ? 0 : keys[0].size(2); }
+  bool empty() const { return keys.empty(); }
+};
+
+// The keys and values of everything seen so far, for incremental decoding. Allocated once with
+// room for `capacity` entries; prefix entries (if any) come first.
+struct KVCache {
+  std::vector<torch::Tensor> keys;    // per layer [B, kvH, capacity, hd]
+  std::vector<torch::Tensor> values;  // per layer [B, kvH, capacity, hd]
+  torch::Tensor valid;                // [B, capacity] bool: entry may be attended (not padding)
+  torch::Tensor next_position;        // [B] int64: rotary position of each row's next token
+  int64_t length = 0;                 // entries filled
+  int64_t capacity() const { return keys.empty() ? 0 : keys[0].size(2); }
+};
+
+class LlamaAttentionImpl : public torch::nn::Module {
+ public:
+  LlamaAttentionImpl(const LlamaConfig& config, torch::TensorOptions options);
+
+  // x [B, T, H]; cos/sin [B, T, hd]; past_k/past_v [B, kvH, S0, hd] or undefined (entries
+  // before x: prefix and/or cache); mask [B, 1, 1, T, S0 + T] additive fp32.
+  // Returns [B, T, H]; the new keys/values [B, kvH, T, hd] in new_k/new_v.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                        const torch::Tensor& past_k, const torch::Tensor& past_v,
+                        const torch::Tensor& mask, torch::Tensor* new_k, torch::Tensor* new_v);
+
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  int64_t num_heads, num_kv_heads, head_dim;
+};
+TORCH_MODULE(LlamaAttention);
+
+// SwiGLU: down(silu(gate(x)) * up(x)).
+class LlamaMLPImpl : public torch::nn::Module {
+ public:
+  LlamaMLPImpl(const LlamaConfig& config, torch::TensorOptions options);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(LlamaMLP);
+
+class LlamaDecoderLayerImpl : public torch::nn::Module {
+ public:
+  LlamaDecoderLayerImpl(const LlamaConfig& config, torch::TensorOptions options);
+
+  LlamaAttention self_attn{nullptr};
+  LlamaMLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(LlamaDecoderLayer);
+
+// "model.*": embeddings, layers, final norm.
+class LlamaModelImpl : public torch::nn::Module {
+ public:
+  LlamaModelImpl(const LlamaConfig& config, torch::TensorOptions options);
+
+  Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaModel);
+
+struct LlamaForwardArgs {
+  const KVPrefix* prefix = nullptr;  // only without cache, or on the cache's first call
+  KVCache* cache = nullptr;          // appended to; entries are reused by later calls
+  torch::Tensor attention_mask;      // [B, T] 1 = token, 0 = padding; undefined = all tokens
+};
+
+class LlamaForCausalLMImpl : public torch::nn::Module {
+ public:
+  // Parameters are allocated uninitialised in `dtype` (kFloat32 or kBFloat16): load a checkpoint
+  // (load_llama) or call init_parameters().
+  LlamaForCausalLMImpl(const LlamaConfig& config, torch::Dtype dtype);
+
+  // ids [B, T] int64 → logits [B, T, V] fp32.
+  torch::Tensor forward(const torch::Tensor& ids, const LlamaForwardArgs& args = {});
+  // Final hidden states [B, T, H] (before lm_head), same arguments.
+  torch::Tensor hidden_states(const torch::Tensor& ids, const LlamaForwardArgs& args = {});
+  // hidden [.., H] → logits [.., V] fp32.
+  torch::Tensor logits(const torch::Tensor& hidden);
+
+  // An empty cache for `batch` rows with room for `capacity` entries (prefix included).
+  KVCache new_cache(int64_t batch, int64_t capacity) const;
+
+  // Stops gradients to the model's own parameters (the prefix may still require grad).
+  void freeze();
+
+  const LlamaConfig& config() const { return config_; }
+  torch::Dtype dtype() const { return dtype_; }
+
+  LlamaModel model{nullptr};
+  Linear lm_head{nullptr};  // null when tie_word_embeddings
+
+ private:
+  LlamaConfig config_;
+  torch::Dtype dtype_;
+  torch::Tensor inv_freq_;  // [hd/2] fp32, rotary frequencies
+};
+TORCH_MODULE(LlamaForCausalLM);
+
+// Loads DIR (config.json + safetensors) in `dtype`. Every parameter must be present with the
+// shape config.json implies; errors name the file and tensor.
+LlamaForCausalLM load_llama(const std::string& dir, torch::Dtype dtype = torch::kFloat32);
+
+// Checks that `prefix` fits `config` for a batch of `batch` rows; throws Error otherwise.
+void check_prefix(const KVPrefix& prefix, const LlamaConfig& config, int64_t batch);
+
+}  // namespace kvrag
