@@ -112,7 +112,9 @@ void append_utf8(std::string& out, char32_t cp) {
     out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
     out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
   } else if (cp < 0x10000) {
-    if (cp >= 0xD800 && cp <= 0xDFFF) fail("cannot encode surrogate U+{:04X} as UTF-8", uint32_t(cp));
+    if (cp >= 0xD800 && cp <= 0xDFFF) {
+      fail("cannot encode surrogate U+{:04X} as UTF-8", uint32_t(cp));
+    }
     out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
     out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
     out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));

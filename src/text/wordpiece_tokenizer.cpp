@@ -24,7 +24,9 @@
 #include <algorithm>
 #include <bitset>
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -190,7 +192,8 @@ struct WordPieceTokenizer::AddedMatcher {
     if (it == by_first.end()) return -1;
     for (int p : it->second) {
       const std::u32string& t = patterns[p].text;
-      if (t.size() <= n - i && std::char_traits<char32_t>::compare(s + i, t.data(), t.size()) == 0) {
+      if (t.size() <= n - i &&
+          std::char_traits<char32_t>::compare(s + i, t.data(), t.size()) == 0) {
         return p;
       }
     }
@@ -234,6 +237,8 @@ struct WordPieceTokenizer::Worker {
 
   void run(std::string_view input) {
     decode_utf8(input, text);
+    KVRAG_CHECK(text.size() < static_cast<size_t>(INT32_MAX), "text of {} characters is too long",
+                text.size());
     const auto n = static_cast<int32_t>(text.size());
     if (tk.raw_matcher_ && !tk.raw_matcher_->empty()) {
       find_splits(text.data(), n, *tk.raw_matcher_, raw_splits);
@@ -555,6 +560,7 @@ void WordPieceTokenizer::finish(std::vector<AddedToken> added, const std::string
 
 std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_vocab_file(const std::string& path,
                                                                         WordPieceOptions options) {
+  if (std::filesystem::is_directory(path)) fail("vocab {}: is a directory", path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("vocab {}: cannot open: {}", path, std::strerror(errno));
 
@@ -615,6 +621,7 @@ std::string type_of(const json& j) {
 std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_tokenizer_json(
     const std::string& path) {
   const std::string source = "tokenizer " + path;
+  if (std::filesystem::is_directory(path)) fail("{}: is a directory", source);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open: {}", source, std::strerror(errno));
 

@@ -476,6 +476,9 @@ TEST(WordPieceErrors, VocabFile) {
   EXPECT_NE(msg.find(missing), std::string::npos) << msg;
   EXPECT_NE(msg.find("cannot open"), std::string::npos) << msg;
 
+  msg = error_of([&] { WordPieceTokenizer::from_vocab_file(dir.path()); });
+  EXPECT_NE(msg.find("is a directory"), std::string::npos) << msg;
+
   write_file(dir / "empty.txt", "");
   msg = error_of([&] { WordPieceTokenizer::from_vocab_file(dir / "empty.txt"); });
   EXPECT_NE(msg.find(dir / "empty.txt"), std::string::npos) << msg;
