@@ -1,1 +1,185 @@
+// The kvrag binary as users and outside checks run it: exit codes, output formats, errors.
+
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "test_support.h"
+
+namespace kvrag {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+struct Run {
+  int exit_code;
+  std::string out, err;
+};
+
+// Runs `kvrag ARGS` with stdin from `input`, capturing stdout and stderr.
+Run kvrag(const std::string& args, const std::string& input = "") {
+  test::TempDir tmp;
+  std::ofstream(tmp / "in") << input;
+  const std::string cmd = std::string(KVRAG_CLI_PATH) + " " + args + " <" + (tmp / "in") + " >" +
+                          (tmp / "out") + " 2>" + (tmp / "err");
+  const int status = std::system(cmd.c_str());
+  auto slurp = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(tmp / "out"), slurp(tmp / "err")};
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+TEST(Cli, HelpForEveryCommand) {
+  const auto top = kvrag("--help");
+  EXPECT_EQ(top.exit_code, 0);
+  for (const char* cmd : {"check-model", "tokenize", "generate"}) {
+    EXPECT_TRUE(contains(top.out, cmd)) << cmd;
+    const auto r = kvrag(std::string(cmd) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << cmd;
+    EXPECT_TRUE(contains(r.out, "Usage")) << r.out;
+  }
+  EXPECT_NE(kvrag("").exit_code, 0);
+  EXPECT_NE(kvrag("no-such-command").exit_code, 0);
+}
+
+TEST(Cli, CheckModelPassesOnBothFixtures) {
+  KVRAG_SHARED_PATH_OR_SKIP(fixtures, "fixtures");
+  const auto llama = kvrag("check-model " + fixtures + "/tiny-llama");
+  EXPECT_EQ(llama.exit_code, 0) << llama.out << llama.err;
+  for (const char* name : {"logits ", "logits_with_prefix", "greedy.output_ids ", "greedy.output_ids_with_prefix"}) {
+    EXPECT_TRUE(contains(llama.out, name)) << name;
+  }
+  EXPECT_TRUE(contains(llama.out, "max_abs_err="));
+  const auto bert = kvrag("check-model " + fixtures + "/tiny-bert");
+  EXPECT_EQ(bert.exit_code, 0) << bert.out << bert.err;
+  EXPECT_TRUE(contains(bert.out, "pooler_output"));
+  EXPECT_EQ(kvrag("check-model --dtype bf16 " + fixtures + "/tiny-llama").exit_code, 0);
+}
+
+TEST(Cli, CheckModelFailsWhenAnOutputIsOff) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  std::ifstream in(dir + "/expected.json");
+  auto e = json::parse(in);
+  e["logits"][0][0][0] = e["logits"][0][0][0].get<double>() + 0.01;
+  test::TempDir tmp;
+  std::ofstream(tmp / "expected.json") << e.dump();
+  const auto r = kvrag("check-model " + dir + " --expected " + (tmp / "expected.json"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.out, "FAIL"));
+  EXPECT_TRUE(contains(r.out, "logits_with_prefix")) << "every output is still reported";
+}
+
+// A copy of the fixture folder with one file replaced.
+std::string copy_fixture(const std::string& from, const test::TempDir& tmp) {
+  const std::string to = tmp / "model";
+  fs::copy(from, to, fs::copy_options::recursive);
+  for (const auto& entry : fs::directory_iterator(to)) {
+    fs::permissions(entry.path(), fs::perms::owner_write, fs::perm_options::add);
+  }
+  return to;
+}
+
+TEST(Cli, CheckModelReportsBrokenCheckpoints) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  {
+    test::TempDir tmp;
+    const auto model = copy_fixture(dir, tmp);
+    fs::resize_file(model + "/model-00002-of-00002.safetensors", 1000);
+    const auto r = kvrag("check-model " + model);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(contains(r.err, "model-00002-of-00002.safetensors")) << r.err;
+  }
+  {
+    test::TempDir tmp;
+    const auto model = copy_fixture(dir, tmp);
+    std::ifstream in(model + "/config.json");
+    auto config = json::parse(in);
+    config["intermediate_size"] = 170;
+    std::ofstream(model + "/config.json") << config.dump();
+    const auto r = kvrag("check-model " + model);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(contains(r.err, "mlp.gate_proj.weight")) << r.err;
+    EXPECT_TRUE(contains(r.err, "[172, 64]")) << r.err;
+  }
+  {
+    test::TempDir tmp;
+    const auto model = copy_fixture(dir, tmp);
+    std::ofstream(model + "/config.json") << "{\"model_type\": \"llama\", ";
+    const auto r = kvrag("check-model " + model);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_TRUE(contains(r.err, "config.json")) << r.err;
+  }
+  const auto missing = kvrag("check-model /nonexistent/model");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_TRUE(contains(missing.err, "/nonexistent/model")) << missing.err;
+}
+
+TEST(Cli, TokenizeJsonlWithBothTokenizerKinds) {
+  KVRAG_SHARED_PATH_OR_SKIP(shared, "tokenizers");
+  const std::string input = "{\"text\": \"Hello, world!\"}\n{\"text\": \"\"}\n";
+  const auto sp = kvrag("tokenize --jsonl --tokenizer " + shared + "/llama/tokenizer.model", input);
+  EXPECT_EQ(sp.exit_code, 0) << sp.err;
+  EXPECT_EQ(sp.out, "{\"ids\": [1, 15043, 29892, 3186, 29991]}\n{\"ids\": [1]}\n");
+  const auto sp_raw = kvrag("tokenize --jsonl --no-special --tokenizer " + shared + "/llama/tokenizer.model", input);
+  EXPECT_EQ(sp_raw.out, "{\"ids\": [15043, 29892, 3186, 29991]}\n{\"ids\": []}\n");
+  const auto wp = kvrag("tokenize --jsonl --tokenizer " + shared + "/bert-base-uncased/vocab.txt", input);
+  EXPECT_EQ(wp.exit_code, 0) << wp.err;
+  EXPECT_EQ(wp.out, "{\"ids\": [101, 7592, 1010, 2088, 999, 102]}\n{\"ids\": [101, 102]}\n");
+  const auto wp_raw = kvrag("tokenize --jsonl --no-special --tokenizer " + shared + "/bert-base-uncased/vocab.txt", input);
+  EXPECT_EQ(wp_raw.out, "{\"ids\": [7592, 1010, 2088, 999]}\n{\"ids\": []}\n");
+}
+
+TEST(Cli, TokenizeNamesTheBadLine) {
+  KVRAG_SHARED_PATH_OR_SKIP(vocab, "tokenizers/bert-base-uncased/vocab.txt");
+  const auto bad_json = kvrag("tokenize --jsonl --tokenizer " + vocab, "{\"text\": \"ok\"}\n{\"text\": \n");
+  EXPECT_EQ(bad_json.exit_code, 1);
+  EXPECT_TRUE(contains(bad_json.err, "line 2")) << bad_json.err;
+  const auto no_text = kvrag("tokenize --jsonl --tokenizer " + vocab, "{\"question\": \"ok\"}\n");
+  EXPECT_EQ(no_text.exit_code, 1);
+  EXPECT_TRUE(contains(no_text.err, "line 1")) << no_text.err;
+  const auto missing = kvrag("tokenize --jsonl --tokenizer /nonexistent/vocab.txt", "");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_TRUE(contains(missing.err, "/nonexistent/vocab.txt")) << missing.err;
+}
+
+TEST(Cli, GenerateReproducesTheReferenceGenerations) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  std::ifstream in(dir + "/reference/greedy_generations.jsonl");
+  std::string line;
+  int checked = 0;
+  while (std::getline(in, line)) {
+    const auto ref = json::parse(line);
+    const auto prompt = ref["prompt"].get<std::string>();
+    const int n = ref["steps"].get<int>() + 1 - static_cast<int>(ref["prompt_ids"].size());
+    if (n > 130) continue;  // the long cases are covered by model_tests; keep this one quick
+    const auto r = kvrag("generate --json --temperature 0 --model " + dir + " --prompt '" + prompt +
+                         "' --max-new-tokens " + std::to_string(n));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto out = json::parse(r.out);
+    EXPECT_EQ(out["ids"], ref["ids"]) << prompt;
+    EXPECT_EQ(prompt + out["text"].get<std::string>(), ref["text"].get<std::string>());
+    ++checked;
+  }
+  EXPECT_GE(checked, 5);
+}
+
+TEST(Cli, GenerateSamplingIsSeeded) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  const std::string base = "generate --json --model " + dir + " --prompt 'The big dog' --max-new-tokens 20 --temperature 0.9 --top-p 0.9";
+  const auto a = kvrag(base + " --seed 1"), b = kvrag(base + " --seed 1"), c = kvrag(base + " --seed 2");
+  EXPECT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);
+}
+
+}  // namespace
+}  // namespace kvrag
