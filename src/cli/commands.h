@@ -9,5 +9,10 @@ namespace kvrag::cli {
 void add_check_model_command(CLI::App& app, int& exit_code);
 void add_tokenize_command(CLI::App& app, int& exit_code);
 void add_generate_command(CLI::App& app, int& exit_code);
+void add_segment_command(CLI::App& app, int& exit_code);
+void add_embed_command(CLI::App& app, int& exit_code);
+void add_index_command(CLI::App& app, int& exit_code);
+void add_search_command(CLI::App& app, int& exit_code);
+void add_eval_retrieval_command(CLI::App& app, int& exit_code);
 
 }  // namespace kvrag::cli
