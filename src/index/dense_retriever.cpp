@@ -1,1 +1,52 @@
-// placeholder
+#include "index/dense_retriever.h"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+
+namespace kvrag {
+
+std::unique_ptr<DenseRetriever> DenseRetriever::open(const std::string& index_dir, const std::string& encoder_dir,
+                                                     const EmbedderOptions& options, const SearchParams& params) {
+  std::unique_ptr<DenseRetriever> r(new DenseRetriever());
+  r->params_ = params;
+  r->vectors_ = EmbeddingSet::open(index_dir + "/embeddings");
+  std::string encoder = encoder_dir;
+  if (encoder.empty()) {
+    encoder = r->vectors_->encoder().value("path", "");
+    KVRAG_CHECK(!encoder.empty(), "{}/embeddings/encoder.json names no encoder: pass --encoder", index_dir);
+  }
+  r->embedder_ = Embedder::load(encoder, options);
+  r->index_ = DenseIndex::load(index_dir, r->vectors_.get());
+  KVRAG_CHECK(r->embedder_->fingerprint() == r->index_->fingerprint(),
+              "index {} was built with encoder fingerprint {}, but encoder {} has fingerprint {}: re-embed and "
+              "rebuild the index, or use the encoder it was built with",
+              index_dir, r->index_->fingerprint(), encoder, r->embedder_->fingerprint());
+  KVRAG_CHECK(r->embedder_->dim() == r->index_->dim(), "index {} has dimension {}, encoder {} produces {}", index_dir,
+              r->index_->dim(), encoder, r->embedder_->dim());
+  return r;
+}
+
+std::vector<std::vector<ScoredSegment>> DenseRetriever::search(const std::vector<std::string>& questions, int k) {
+  for (size_t i = 0; i < questions.size(); ++i) {
+    const int64_t n = embedder_->count_tokens(questions[i]);
+    KVRAG_CHECK(n <= embedder_->max_length(), "question {} has {} tokens; the encoder takes at most {}", i + 1, n,
+                embedder_->max_length());
+  }
+  const int64_t n = static_cast<int64_t>(questions.size());
+  std::vector<float> queries(n * embedder_->dim());
+  embedder_->encode(questions, queries.data());
+  const auto result = index_->search(n, queries.data(), k, params_);
+  std::vector<std::vector<ScoredSegment>> out(n);
+  for (int64_t q = 0; q < n; ++q) {
+    for (int j = 0; j < k; ++j) {
+      const int64_t id = result.ids[q * k + j];
+      if (id >= 0) out[q].push_back({id, result.scores[q * k + j]});
+    }
+  }
+  return out;
+}
+
+}  // namespace kvrag

@@ -1,0 +1,36 @@
+// Dense retrieval: questions encoded by the retriever's encoder, searched in the Faiss index.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "index/dense_index.h"
+#include "index/embedder.h"
+#include "index/embedding_set.h"
+#include "index/retriever.h"
+
+namespace kvrag {
+
+class DenseRetriever final : public Retriever {
+ public:
+  // The index folder's dense index (and its embeddings for re-ranking), with questions encoded
+  // by `encoder_dir` (default: the encoder recorded in DIR/embeddings/encoder.json). Throws Error
+  // if that encoder's fingerprint differs from the one the index was built with.
+  static std::unique_ptr<DenseRetriever> open(const std::string& index_dir, const std::string& encoder_dir = "",
+                                              const EmbedderOptions& options = {}, const SearchParams& params = {});
+
+  // Error for a question longer than the encoder's max_length tokens.
+  std::vector<std::vector<ScoredSegment>> search(const std::vector<std::string>& questions, int k) override;
+
+  const Embedder& embedder() const { return *embedder_; }
+  const DenseIndex& index() const { return *index_; }
+
+ private:
+  DenseRetriever() = default;
+  std::unique_ptr<Embedder> embedder_;
+  std::unique_ptr<EmbeddingSet> vectors_;
+  std::unique_ptr<DenseIndex> index_;
+  SearchParams params_;
+};
+
+}  // namespace kvrag
