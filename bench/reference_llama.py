@@ -11,9 +11,9 @@ DIR holds config.json and model.safetensors (read here with json + torch.frombuf
 Like HF: nn.Linear projections, rotate_half rotary embedding with a cos/sin cache, repeat_kv,
 a 4-D additive causal mask, softmax in fp32, a KV cache grown with torch.cat, the LM head over
 every position of the forward pass, greedy decoding with argmax on the last position.
-Timing (same as bench_llama.cpp): after one warm-up generation, the best of `repeats` runs of
-generate(1) is the prefill time; the best of `repeats` runs of generate(N) minus that is the
-time of the N-1 decode steps.
+Timing (same as bench_llama.cpp): after a warm-up generation of 4 tokens, the best of `repeats`
+runs of generate(1) is the prefill time; the best of `repeats` runs of generate(N) minus that is
+the time of the N-1 decode steps.
 """
 
 import argparse
@@ -257,22 +257,28 @@ def main():
     prompt = torch.tensor([bench_ids(a.prompt_len, config["vocab_size"], -1 if bos is None else bos)]
                           * a.batch, dtype=torch.int64)
     n = a.new_tokens
-    tokens = generate(model, prompt, n)[0].tolist()  # warm-up, and the check
+    generate(model, prompt, min(n, 4))  # warm-up
+    result = {}
+
+    def run_all():
+        result["tokens"] = generate(model, prompt, n)[0].tolist()  # row 0, for the check
+
     t_prefill = best_time(a.repeats, lambda: generate(model, prompt, 1))
-    t_total = best_time(a.repeats, lambda: generate(model, prompt, n))
-    t_decode = max(t_total - t_prefill, 1e-9)
+    t_total = best_time(a.repeats, run_all)
+    tokens = result["tokens"]
+    t_decode = t_total - t_prefill  # <= 0 only when the machine is too noisy for N: null then
     out = {
         "impl": "python", "model": a.name or os.path.basename(os.path.normpath(a.model)),
         "dtype": a.dtype, "threads": torch.get_num_threads(), "params": params, "batch": a.batch,
         "prompt_len": a.prompt_len, "new_tokens": n, "prefill_s": t_prefill, "decode_s": t_decode,
         "prefill_tok_s": a.batch * a.prompt_len / t_prefill,
-        "decode_tok_s": a.batch * (n - 1) / t_decode, "tokens": tokens,
+        "decode_tok_s": a.batch * (n - 1) / t_decode if t_decode > 0 else None, "tokens": tokens,
     }
     if a.json:
         print(json.dumps(out))
     else:
         print(f"{out['model']} {a.dtype} ({params} params, {out['threads']} threads): prefill "
-              f"{out['prefill_tok_s']:.1f} tok/s, decode {out['decode_tok_s']:.1f} tok/s")
+              f"{out['prefill_tok_s']:.1f} tok/s, decode {out['decode_tok_s']} tok/s")
 
 
 if __name__ == "__main__":

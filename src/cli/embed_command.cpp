@@ -103,7 +103,12 @@ void add_embed_command(CLI::App& app, int& exit_code) {
     options.max_length = args->max_length;
     options.batch_tokens = args->batch_tokens;
     const auto embedder = Embedder::load(args->encoder, options);
-    const bool prepend_title = store->meta("prepend_title").value_or("1") != "0";
+    KVRAG_CHECK(store->meta("complete").value_or("") == "1",
+                "{}: segmenting did not finish; rerun kvrag segment with the same arguments to complete it", store->path());
+    bool prepend_title = true;
+    if (const auto segmenter = store->meta("segmenter")) {
+      prepend_title = nlohmann::json::parse(*segmenter).value("prepend_title", true);
+    }
 
     // encoder.json identifies the encoder; a folder holds vectors of one encoder only.
     const std::string dir = args->index + "/embeddings";
@@ -132,7 +137,11 @@ void add_embed_command(CLI::App& app, int& exit_code) {
 
     fmt::print(stderr, "embed: segments [{}, {}) of {} ({}), encoder {} ({}, dim {}, {})\n", begin, end, total,
                shard.source, args->encoder, embedder->fingerprint(), embedder->dim(), args->dtype);
-    Progress progress("embed", end - begin, "segments");
+    ProgressOptions progress_options;
+    progress_options.label = "embed";
+    progress_options.unit = "segments";
+    ProgressReporter progress(progress_options);
+    int64_t done_rows = 0;
     std::vector<float> vectors;
     std::vector<uint16_t> halves;
     int64_t skipped = 0, truncated_total = 0;
@@ -164,10 +173,11 @@ void add_embed_command(CLI::App& app, int& exit_code) {
         to_half(vectors, halves);
         write_npy(path, NpyDtype::kF16, halves.data(), hi - lo, embedder->dim());
       }
-      progress.advance(hi - lo);
+      done_rows += hi - lo;
+      progress.update(0, done_rows);
       lo = hi;
     }
-    progress.finish();
+    progress.finish(0, done_rows);
     if (skipped > 0) fmt::print(stderr, "embed: {} segments were already embedded (resumed)\n", skipped);
     if (truncated_total > 0) {
       fmt::print(stderr, "embed: {} segments were longer than {} tokens and truncated\n", truncated_total,

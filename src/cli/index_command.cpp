@@ -1,1 +1,221 @@
-// placeholder
+// kvrag index build --index DIR [--factory auto|STRING] [--max-ram 2G] [--train-size N]
+//                   [--train-from DIR] [--train-only] [--nprobe N] [--ef-search N] [--rerank N]
+// kvrag index merge --out DIR SHARD_DIR...
+// kvrag index info --index DIR
+//
+// build reads DIR/embeddings (from kvrag embed) and writes DIR/dense.faiss + DIR/dense.json,
+// with progress on stderr. Shards of a large corpus can be built separately from one trained
+// folder (--train-only once, then --train-from it) and merged.
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "index/dense_index.h"
+#include "index/embedding_set.h"
+
+namespace kvrag::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// "2G", "1.5GiB", "512M", "64k", "1000000" → bytes (binary units).
+int64_t parse_bytes(const std::string& text) {
+  size_t pos = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &pos);
+  } catch (const std::exception&) {
+    fail("--max-ram: '{}' is not a size (e.g. 2G, 512M)", text);
+  }
+  std::string unit = text.substr(pos);
+  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.size() == 3 && unit.substr(1) == "IB") unit = unit.substr(0, 1);
+  if (unit.size() == 2 && unit[1] == 'B') unit = unit.substr(0, 1);
+  double scale = 1;
+  if (unit == "" || unit == "B") {
+    scale = 1;
+  } else if (unit == "K") {
+    scale = 1024.0;
+  } else if (unit == "M") {
+    scale = 1024.0 * 1024;
+  } else if (unit == "G") {
+    scale = 1024.0 * 1024 * 1024;
+  } else if (unit == "T") {
+    scale = 1024.0 * 1024 * 1024 * 1024;
+  } else {
+    fail("--max-ram: unknown unit in '{}' (use K, M, G or T)", text);
+  }
+  KVRAG_CHECK(value > 0 && std::isfinite(value * scale) && value * scale < 9e18, "--max-ram: '{}' is out of range", text);
+  return static_cast<int64_t>(value * scale);
+}
+
+// Progress of one build stage on stderr; a new stage finishes the previous line.
+class StageProgress {
+ public:
+  explicit StageProgress(int dim) : dim_(dim) {}
+  ~StageProgress() { finish(); }
+
+  void operator()(const std::string& stage, int64_t done, int64_t total) {
+    if (stage != stage_) {
+      finish();
+      stage_ = stage;
+      ProgressOptions o;
+      o.label = "index: " + stage;
+      // Sampling and adding read vectors (float16 bytes give the percentage and ETA);
+      // training counts k-means steps.
+      o.unit = stage == "train" ? "steps" : "vectors";
+      o.total_bytes = bytes(stage, total);
+      reporter_ = std::make_unique<ProgressReporter>(o);
+    }
+    done_ = done;
+    if (done >= total) {
+      finish();
+    } else {
+      reporter_->update(bytes(stage, done), done);
+    }
+  }
+
+  void finish() {
+    if (reporter_) reporter_->finish(bytes(stage_, done_), done_);
+    reporter_.reset();
+  }
+
+ private:
+  int64_t bytes(const std::string& stage, int64_t n) const { return stage == "train" ? n : n * dim_ * 2; }
+
+  int dim_;
+  std::string stage_;
+  int64_t done_ = 0;
+  std::unique_ptr<ProgressReporter> reporter_;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void add_build(CLI::App* parent, int& exit_code) {
+  struct Args {
+    std::string index, factory = "auto", max_ram = "2G", train_from;
+    int64_t train_size = 0, batch = 65536;
+    uint64_t seed = 1234;
+    int nprobe = 0, ef_search = 0, rerank = -1;
+    bool train_only = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = parent->add_subcommand("build", "Build DIR/dense.faiss from DIR/embeddings");
+  cmd->add_option("--index", args->index, "index folder with embeddings/ (from kvrag embed)")->required();
+  cmd->add_option("--factory", args->factory,
+                  "Faiss factory string (inner product), e.g. Flat, IVF4096,Flat, IVF16384_HNSW32,PQ64np; "
+                  "'auto' chooses from the corpus size and --max-ram")
+      ->capture_default_str();
+  cmd->add_option("--max-ram", args->max_ram, "resident-memory budget for --factory auto (e.g. 2G, 512M)")
+      ->capture_default_str();
+  cmd->add_option("--train-size", args->train_size, "vectors sampled for training (default: by index type)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--train-from", args->train_from,
+                  "reuse the trained index of this folder (built with --train-only) instead of training, so that "
+                  "shard indexes can be merged");
+  cmd->add_flag("--train-only", args->train_only, "train and save an empty index (a folder for --train-from)");
+  cmd->add_option("--batch", args->batch, "vectors added per batch")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--seed", args->seed, "seed of the training sample")->capture_default_str();
+  cmd->add_option("--nprobe", args->nprobe, "default IVF lists visited per query (stored in dense.json)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--ef-search", args->ef_search, "default HNSW search depth (stored in dense.json)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--rerank", args->rerank,
+                  "default candidates re-ranked with the float16 vectors (stored in dense.json; 0 = off)")
+      ->check(CLI::Range(-1, 1 << 20));
+  cmd->callback([args, &exit_code] {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto vectors = EmbeddingSet::open(args->index + "/embeddings");
+    IndexBuildOptions o;
+    o.factory = args->factory;
+    o.max_ram_bytes = parse_bytes(args->max_ram);
+    o.train_size = args->train_size;
+    o.train_from = args->train_from;
+    o.train_only = args->train_only;
+    o.add_batch = args->batch;
+    o.seed = args->seed;
+    o.defaults.nprobe = args->nprobe;
+    o.defaults.ef_search = args->ef_search;
+    o.defaults.rerank = args->rerank;
+    const std::string factory = !o.train_from.empty() ? "from " + o.train_from
+                                : o.factory == "auto" ? choose_factory(vectors->size(), vectors->dim(), o.max_ram_bytes) + " (auto)"
+                                                      : o.factory;
+    fmt::print(stderr, "index: {} vectors of dim {} from {}; factory {}\n", format_count(vectors->size()),
+               vectors->dim(), vectors->dir(), factory);
+    StageProgress progress(vectors->dim());
+    o.progress = [&progress](const std::string& stage, int64_t done, int64_t total) { progress(stage, done, total); };
+    const auto index = DenseIndex::build(*vectors, o);
+    progress.finish();
+    index->save(args->index);
+    const auto& d = index->defaults();
+    fmt::print(stderr, "index: wrote {}/dense.faiss ({}, {} vectors, nprobe {}, ef_search {}, rerank {}) in {}\n",
+               args->index, format_bytes(static_cast<int64_t>(fs::file_size(args->index + "/dense.faiss"))),
+               format_count(index->size()), d.nprobe, d.ef_search, d.rerank, format_duration(seconds_since(t0)));
+    exit_code = 0;
+  });
+}
+
+void add_merge(CLI::App* parent, int& exit_code) {
+  struct Args {
+    std::string out;
+    std::vector<std::string> shards;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = parent->add_subcommand(
+      "merge", "Merge shard index folders (built with --train-from one trained folder) into one; ids are offset "
+               "by the shards' order");
+  cmd->add_option("--out", args->out, "output index folder")->required();
+  cmd->add_option("shards", args->shards, "shard index folders, in row order")->required();
+  cmd->callback([args, &exit_code] {
+    const auto t0 = std::chrono::steady_clock::now();
+    merge_indexes(args->shards, args->out);
+    const auto meta = nlohmann::json::parse(read_file(args->out + "/dense.json"));
+    fmt::print(stderr, "index: merged {} shards into {} ({} vectors) in {}\n", args->shards.size(), args->out,
+               format_count(meta.value("size", int64_t(0))), format_duration(seconds_since(t0)));
+    exit_code = 0;
+  });
+}
+
+void add_info(CLI::App* parent, int& exit_code) {
+  auto index_dir = std::make_shared<std::string>();
+  auto* cmd = parent->add_subcommand("info", "Print the dense index's parameters and statistics as JSON");
+  cmd->add_option("--index", *index_dir, "index folder")->required();
+  cmd->callback([index_dir, &exit_code] {
+    const std::string& dir = *index_dir;
+    std::unique_ptr<EmbeddingSet> vectors;
+    if (fs::is_directory(dir + "/embeddings")) vectors = EmbeddingSet::open(dir + "/embeddings");
+    const auto index = DenseIndex::load(dir, vectors.get());
+    auto info = index->info();
+    info["faiss_file_bytes"] = static_cast<int64_t>(fs::file_size(dir + "/dense.faiss"));
+    if (vectors) {
+      info["embeddings"] = {{"dir", vectors->dir()}, {"size", vectors->size()}, {"dim", vectors->dim()},
+                            {"fingerprint", vectors->fingerprint()}};
+    }
+    std::cout << info.dump(2) << "\n";
+    exit_code = 0;
+  });
+}
+
+}  // namespace
+
+void add_index_command(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("index", "Build, merge and inspect the dense (Faiss) index of an index folder");
+  cmd->require_subcommand(1);
+  add_build(cmd, exit_code);
+  add_merge(cmd, exit_code);
+  add_info(cmd, exit_code);
+}
+
+}  // namespace kvrag::cli

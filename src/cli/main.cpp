@@ -23,6 +23,11 @@ int main(int argc, char** argv) {
   kvrag::cli::add_check_model_command(app, exit_code);
   kvrag::cli::add_tokenize_command(app, exit_code);
   kvrag::cli::add_generate_command(app, exit_code);
+  kvrag::cli::add_segment_command(app, exit_code);
+  kvrag::cli::add_embed_command(app, exit_code);
+  kvrag::cli::add_index_command(app, exit_code);
+  kvrag::cli::add_search_command(app, exit_code);
+  kvrag::cli::add_eval_retrieval_command(app, exit_code);
 
   // Threads are set before any subcommand runs (CLI11 calls the main callback first).
   app.parse_complete_callback([&] {

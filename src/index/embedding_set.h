@@ -2,7 +2,10 @@
 // "emb-BBBBBBBBBBBB-EEEEEEEEEEEE.npy" (rows [B, E) of the segment ids, zero-padded to 12
 // digits) and "encoder.json" (the encoder that made them: {"path", "fingerprint", "dim",
 // "pooling", "max_length"}). Shards come from one `kvrag embed` run or many (--shard i/n, MPI);
-// opening checks they tile 0..N-1 exactly.
+// opening checks they tile 0..N-1 exactly. float32 shards are read too.
+//
+// Shards stay memory-mapped (nothing is loaded), so an EmbeddingSet of any size costs only
+// the pages that are read; get() of scattered rows is what dense re-ranking uses.
 #pragma once
 
 #include <cstdint>
@@ -18,24 +21,38 @@ namespace kvrag {
 
 class EmbeddingSet {
  public:
-  // Throws Error naming the folder/file for missing shards, gaps, overlaps, a dimension that
-  // differs between shards or from encoder.json, or N != expected_rows (if ≥ 0).
+  // Throws Error naming the folder/file for a missing folder or encoder.json, no shards, gaps,
+  // overlaps, a shard whose rows differ from its name, a dimension that differs between shards
+  // or from encoder.json, or N != expected_rows (if ≥ 0). Files not named like shards
+  // (temporary files of an interrupted writer, notes) are ignored.
   static std::unique_ptr<EmbeddingSet> open(const std::string& embeddings_dir, int64_t expected_rows = -1);
 
+  const std::string& dir() const { return dir_; }
   int64_t size() const { return size_; }
   int dim() const { return dim_; }
   const nlohmann::json& encoder() const { return encoder_; }   // contents of encoder.json
   std::string fingerprint() const { return encoder_.value("fingerprint", ""); }
 
-  // Rows [begin, begin + n) as float32 into out[n × dim].
+  // Rows [begin, begin + n) as float32 into out[n × dim]; Error if out of range.
   void get_range(int64_t begin, int64_t n, float* out) const;
   // Arbitrary rows as float32 into out[ids.size() × dim]; Error for an id out of range.
   void get(const std::vector<int64_t>& ids, float* out) const;
+  // Same, for ids[0 .. n); thread-safe (as are all const methods).
+  void get(const int64_t* ids, int64_t n, float* out) const;
+  // Asks the kernel to read rows [begin, begin + n) ahead, asynchronously (for a sequential
+  // pass: prefetch the next batch while working on this one). Out-of-range parts are ignored.
+  void prefetch(int64_t begin, int64_t n) const;
 
   // Shard file name for rows [begin, end).
   static std::string shard_name(int64_t begin, int64_t end);
+  // Parses a shard file name; false if `name` is not one.
+  static bool parse_shard_name(const std::string& name, int64_t* begin, int64_t* end);
 
  private:
+  EmbeddingSet() = default;
+  // The shard holding row `id` (which must be in range).
+  size_t shard_of(int64_t id) const;
+
   std::string dir_;
   std::vector<std::unique_ptr<NpyMatrix>> shards_;
   std::vector<int64_t> begins_;  // first row of each shard, ascending

@@ -1,7 +1,11 @@
 // NumPy .npy (format 1.0) files holding one C-order 2-D float16 or float32 matrix: written
 // atomically, read through a read-only memory map (numpy.load reads what this writes).
+//
+// The writer pads the header with spaces so that the data starts at a multiple of 64 bytes,
+// as numpy does; the reader accepts format versions 1.0, 2.0 and 3.0 and any padding.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -10,22 +14,35 @@ namespace kvrag {
 
 enum class NpyDtype { kF16, kF32 };
 
-// Writes rows × cols values of `dtype` (float16 as raw IEEE half bits) to `path` atomically.
+// Bytes per value of `dtype` (2 or 4).
+inline size_t npy_itemsize(NpyDtype dtype) { return dtype == NpyDtype::kF16 ? 2 : 4; }
+
+// Writes rows × cols values of `dtype` (float16 as raw IEEE half bits) to `path` atomically
+// (AtomicFile: a crash leaves the old file or the new one). rows may be 0; cols must be ≥ 1.
 void write_npy(const std::string& path, NpyDtype dtype, const void* data, int64_t rows, int64_t cols);
 
 class NpyMatrix {
  public:
   // Maps and validates `path` (magic, version, header dict, dtype '<f2'/'<f4', C order, 2-D,
   // file size = header + rows × cols × itemsize); throws Error naming the file otherwise.
+  // The map is advised MADV_RANDOM (rows are read scattered when re-ranking); read_rows()
+  // asks for read-ahead of the range it reads.
   static std::unique_ptr<NpyMatrix> open(const std::string& path);
   ~NpyMatrix();
+  NpyMatrix(const NpyMatrix&) = delete;
+  NpyMatrix& operator=(const NpyMatrix&) = delete;
 
+  const std::string& path() const { return path_; }
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
   NpyDtype dtype() const { return dtype_; }
   const void* data() const { return data_; }
-  // Row i converted to float32.
+  // Row i converted to float32 into out[cols]. i must be in [0, rows) (not checked).
   void row(int64_t i, float* out) const;
+  // Rows [begin, begin + n) converted to float32 into out[n × cols]; Error if out of range.
+  void read_rows(int64_t begin, int64_t n, float* out) const;
+  // Asks the kernel to read rows [begin, begin + n) ahead (asynchronously); no-op if out of range.
+  void prefetch(int64_t begin, int64_t n) const;
 
  private:
   NpyMatrix() = default;
@@ -37,8 +54,11 @@ class NpyMatrix {
   NpyDtype dtype_ = NpyDtype::kF32;
 };
 
-// IEEE half <-> float (no hardware F16C assumed).
+// IEEE half <-> float. The scalar versions are portable bit manipulation; the array versions
+// use F16C instructions when the CPU has them and give bit-identical results either way.
 float half_to_float(uint16_t h);
-uint16_t float_to_half(float f);  // round to nearest even
+uint16_t float_to_half(float f);  // round to nearest even; overflow → ±inf; NaN stays NaN
+void half_to_float(const uint16_t* in, float* out, size_t n);
+void float_to_half(const float* in, uint16_t* out, size_t n);
 
 }  // namespace kvrag

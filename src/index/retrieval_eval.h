@@ -1,13 +1,14 @@
-// Retrieval evaluation: top-k accuracy in the DPR sense (some answer string, normalised, occurs
-// in one of the top k segments) and, where questions name a gold passage, gold-passage recall.
+// Retrieval evaluation: top-k accuracy in the DPR sense (some answer occurs, as a token sequence,
+// in the text of one of the top k segments: contains_answer in eval/answer_match.h) and, where
+// questions name a gold passage, gold-passage recall
+// (one of the top k segments comes from the gold document: segment.doc_id == gold_passage_id).
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "index/retriever.h"
 #include "index/segment_store.h"
@@ -20,20 +21,26 @@ struct Question {
   std::string gold_passage_id;  // doc id; empty if none
 };
 
-// Reads {"question", "answers"?, "gold_passage_id"?} lines; Error names the file and line.
+// Reads {"question", "answers"?, "gold_passage_id"?} lines (nq-oracle format; the id may be a
+// number or a string, as in corpus files; blank lines are skipped). Error names the file and
+// line: invalid JSON, a missing or empty "question", answers that are not strings.
 std::vector<Question> read_questions(const std::string& path);
 
 struct RetrievalReport {
   int64_t n = 0;
-  std::map<int, double> answer_in_top;  // k → fraction
-  std::map<int, double> gold_in_top;    // k → fraction over questions with a gold id (empty if none)
+  std::map<int, double> answer_in_top;  // k → fraction of all n questions
+  std::map<int, double> gold_in_top;  // k → fraction over questions with a gold id (empty if none)
   int64_t n_with_gold = 0;
 
-  // {"n", "answer_in_top": {"1":…}, "gold_in_top": {…}}
+  // Exactly {"n": N, "answer_in_top": {"1": a, "5": b, …}, "gold_in_top": {…}} with fractions in
+  // [0, 1]; "gold_in_top" only when some question has a gold id.
   nlohmann::json to_json() const;
+  // A small table: | k | answer in top-k | gold in top-k |, fractions as percentages.
   std::string to_markdown() const;
 };
 
+// Searches every question for max(ks) segments (in batches of `batch` questions) and counts,
+// for each k in ks, the questions with a hit in the first k.
 RetrievalReport evaluate_retrieval(Retriever& retriever, const SegmentStore& store,
                                    const std::vector<Question>& questions,
                                    const std::vector<int>& ks = {1, 5, 20, 100}, int batch = 64);

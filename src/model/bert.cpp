@@ -1,5 +1,6 @@
 #include "model/bert.h"
 
+#include <cmath>
 #include <limits>
 
 #include "core/error.h"
@@ -33,13 +34,29 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertConfig& c, torch::TensorO
 
 torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
   const int64_t B = x.size(0), T = x.size(1), H = x.size(2), nH = num_heads, hd = H / nH;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   const auto q = query(x).view({B, T, nH, hd}).transpose(1, 2);  // [B, nH, T, hd]
   const auto k = key(x).view({B, T, nH, hd}).transpose(1, 2);    // [B, nH, T, hd]
   const auto v = value(x).view({B, T, nH, hd}).transpose(1, 2);  // [B, nH, T, hd]
-  auto scores = torch::matmul(q, k.transpose(-1, -2)).to(torch::kFloat32);  // [B, nH, T, T]
-  scores = scores * (1.0 / std::sqrt(static_cast<double>(hd))) + mask;
-  const auto probs = torch::softmax(scores, -1).to(v.scalar_type());
-  return torch::matmul(probs, v).transpose(1, 2).reshape({B, T, H});  // [B, T, H]
+  if (q.requires_grad() || k.requires_grad() || v.requires_grad()) {
+    auto scores = kvrag::matmul(q, k.transpose(-1, -2)).to(torch::kFloat32);  // [B, nH, T, T]
+    scores = scores * scale;
+    if (mask.defined()) scores = scores + mask;
+    const auto probs = torch::softmax(scores, -1).to(v.scalar_type());
+    return kvrag::matmul(probs, v).transpose(1, 2).reshape({B, T, H});  // [B, T, H]
+  }
+  // Inference: one sequence at a time, so that its scores ([nH, T, T]: 4 MB for bert-base at
+  // T = 288) stay in cache and are updated in place, where the whole batch's would be a fresh
+  // [B, nH, T, T] allocation (page faults included) for each of four passes. Same values.
+  auto out = torch::empty({B, T, H}, x.options());  // [B, T, H]
+  for (int64_t b = 0; b < B; ++b) {
+    auto scores = kvrag::matmul(q[b], k[b].transpose(-1, -2)).to(torch::kFloat32);  // [nH, T, T]
+    scores.mul_(scale);
+    if (mask.defined()) scores.add_(mask[b]);  // mask[b] [1, 1, T]
+    const auto probs = torch::softmax(scores, -1).to(v.scalar_type());
+    out[b].view({T, nH, hd}).copy_(kvrag::matmul(probs, v[b]).transpose(0, 1));  // [T, nH, hd]
+  }
+  return out;
 }
 
 BertResidualOutputImpl::BertResidualOutputImpl(int64_t in, int64_t hidden, double eps,
@@ -49,7 +66,8 @@ BertResidualOutputImpl::BertResidualOutputImpl(int64_t in, int64_t hidden, doubl
 }
 
 torch::Tensor BertResidualOutputImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
-  return LayerNorm(dense(x) + residual);
+  auto h = dense(x);
+  return LayerNorm(h.requires_grad() || residual.requires_grad() ? h + residual : h.add_(residual));
 }
 
 BertAttentionImpl::BertAttentionImpl(const BertConfig& c, torch::TensorOptions options) {
@@ -115,11 +133,22 @@ BertOutputs BertModelImpl::forward(const torch::Tensor& input_ids, const torch::
   KVRAG_CHECK(types.sizes() == input_ids.sizes(), "BERT forward: token_type_ids {} does not match ids {}",
               c10::str(types.sizes()), c10::str(input_ids.sizes()));
 
-  // Additive mask over keys [B, 1, 1, T]: 0 for tokens, the lowest float for padding.
-  const auto mask = torch::zeros({B, T}, torch::kFloat32)
-                        .masked_fill_(attention_mask.to(torch::kBool).logical_not(),
-                                      std::numeric_limits<float>::lowest())
-                        .view({B, 1, 1, T});
+  // Additive mask over keys [B, 1, 1, T]: 0 for tokens, the lowest float for padding; none
+  // without padding (adding zeros changes nothing).
+  const auto hidden = attention_mask.to(torch::kBool).logical_not();  // [B, T]
+  torch::Tensor mask;
+  if (hidden.any().item<bool>()) {
+    mask = torch::zeros({B, T}, torch::kFloat32)
+               .masked_fill_(hidden, std::numeric_limits<float>::lowest())
+               .view({B, 1, 1, T});
+  }
+  // Inference whose matrix products run on BLAS threads keeps libtorch's own team idle (see
+  // SerialIntraOpGuard). Training keeps it: its backward runs on autograd's threads anyway.
+  bool record = false;
+  if (torch::GradMode::is_enabled()) {
+    for (const auto& p : parameters()) record = record || p.requires_grad();
+  }
+  SerialIntraOpGuard serial(!record && matmul_uses_blas_threads(dtype_));
   BertOutputs out;
   auto x = embeddings(input_ids, types);  // [B, T, H]
   if (output_hidden_states) out.hidden_states.push_back(x);

@@ -63,7 +63,9 @@ int64_t TokenSampler::sample(const float* logits, int64_t n) {
 std::vector<Generation> generate(LlamaForCausalLMImpl& model,
                                  const std::vector<std::vector<int64_t>>& prompts,
                                  const GenerationOptions& options, const KVPrefix* prefix) {
-  torch::NoGradGuard no_grad;
+  // No autograd bookkeeping at all (not even version counters): the model takes its inference
+  // path, and nothing created here outlives the call.
+  c10::InferenceMode inference;
   const auto& config = model.config();
   const int64_t B = static_cast<int64_t>(prompts.size());
   KVRAG_CHECK(B > 0, "generate: no prompts");
@@ -103,9 +105,10 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
   std::vector<bool> done(B, false);
   int64_t remaining = B;
 
-  auto logits = model.forward(ids, args).select(1, T0 - 1).contiguous();  // [B, V]
+  // Only the last column's logits are needed: the LM head runs on one position, not T0.
+  auto logits = model.logits(model.hidden_states(ids, args).select(1, T0 - 1)).contiguous();  // [B, V]
+  std::vector<int64_t> next(B, 0);  // this step's token per row (0 for finished rows)
   for (int step = 0; step < options.max_new_tokens && remaining > 0; ++step) {
-    auto next = torch::zeros({B, 1}, torch::kInt64);
     for (int64_t b = 0; b < B; ++b) {
       if (done[b]) continue;
       const int64_t token = samplers[b].sample(logits[b].data_ptr<float>(), logits.size(1));
@@ -117,13 +120,16 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
         continue;
       }
       out[b].tokens.push_back(token);
-      next[b][0] = token;
+      next[b] = token;
     }
     if (remaining == 0 || step + 1 == options.max_new_tokens) break;
-    // Finished rows keep decoding a dummy token (cheaper than reshaping the batch).
+    // Finished rows keep decoding a dummy token (cheaper than reshaping the batch). Every new
+    // token is real: no attention mask.
     args.prefix = nullptr;
-    args.attention_mask = torch::ones({B, 1}, torch::kInt64);
-    logits = model.forward(next, args).select(1, 0).contiguous();
+    args.attention_mask = torch::Tensor();
+    const auto next_ids = torch::from_blob(next.data(), {B, 1}, torch::kInt64);  // [B, 1], no copy
+    logits = model.forward(next_ids, args).select(1, 0).contiguous();          // [B, V]
+    std::fill(next.begin(), next.end(), 0);
   }
   return out;
 }

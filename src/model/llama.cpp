@@ -1,5 +1,8 @@
 #include "model/llama.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "core/error.h"
@@ -7,7 +10,57 @@
 #include "model/weights.h"
 
 namespace kvrag {
+
+// One forward call's bookkeeping, computed on the host: which entries each row may attend to
+// and the rotary position of each new token. Entries are the S = past + T keys of a layer:
+// `past` earlier ones (prefix and/or cache) followed by this call's T tokens.
+struct ForwardLayout {
+  int64_t B = 0, T = 0, past = 0, S = 0;
+  std::vector<uint8_t> tokens;      // [B, T]: 1 = token, 0 = padding
+  std::vector<uint8_t> key_valid;   // [B, S]: entry may be attended (not padding)
+  std::vector<int64_t> positions;   // [B, T]: rotary position (padding takes none)
+
+  // Additive mask [B, 1, 1, T, S] fp32: causal over entry indices (query t sits at entry
+  // past + t; every past entry precedes it), padding keys hidden.
+  torch::Tensor mask() const {
+    auto m = torch::empty({B, 1, 1, T, S}, torch::kFloat32);
+    float* p = m.data_ptr<float>();
+    const float hidden = std::numeric_limits<float>::lowest();
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t t = 0; t < T; ++t, p += S) {
+        for (int64_t s = 0; s < S; ++s) p[s] = key_valid[b * S + s] && s <= past + t ? 0.0f : hidden;
+      }
+    }
+    return m;
+  }
+  torch::Tensor positions_tensor() const {  // [B, T] int64
+    return torch::from_blob(const_cast<int64_t*>(positions.data()), {B, T}, torch::kInt64).clone();
+  }
+};
+
 namespace {
+
+// --- helpers shared by both paths ----------------------------------------------------------------
+
+inline float round_to(float v, float) { return v; }
+inline float round_to(float v, c10::BFloat16) { return static_cast<float>(c10::BFloat16(v)); }
+
+// Grouped-query attention with torch ops (differentiable). q [B, H, T, hd]; keys/values
+// [B, kvH, S, hd]; mask [B, 1, 1, T, S] additive fp32 or undefined. Returns [B, T, H*hd].
+// The G query heads that share kv head j (heads j*G … j*G+G-1, as HF repeat_kv) are stacked
+// along the row axis, so keys are never repeated.
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
+                        const torch::Tensor& mask) {
+  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3);
+  const int64_t kvH = keys.size(1), G = H / kvH, S = keys.size(2);
+  const auto qg = q.reshape({B, kvH, G * T, hd});                              // [B, kvH, G*T, hd]
+  auto scores = kvrag::matmul(qg, keys.transpose(-1, -2)).to(torch::kFloat32);  // [B, kvH, G*T, S]
+  scores = scores.mul_(1.0 / std::sqrt(static_cast<double>(hd))).view({B, kvH, G, T, S});
+  if (mask.defined()) scores = scores + mask;                                  // mask [B,1,1,T,S]
+  const auto probs = torch::softmax(scores, -1).to(values.scalar_type()).view({B, kvH, G * T, S});
+  auto out = kvrag::matmul(probs, values);                                     // [B, kvH, G*T, hd]
+  return out.view({B, H, T, hd}).transpose(1, 2).reshape({B, T, H * hd});       // [B, T, H*hd]
+}
 
 // HF rotate_half: [x1, x2] -> [-x2, x1] over the last dimension.
 torch::Tensor rotate_half(const torch::Tensor& x) {
@@ -19,6 +72,137 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
 torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
                            const torch::Tensor& sin) {
   return x * cos + rotate_half(x) * sin;
+}
+
+// --- inference kernels (CPU, contiguous, no autograd) ---------------------------------------------
+
+// In place on x [B*T, nH, hd]: x·cos + rotate_half(x)·sin at each token's position, with the
+// roundings of the torch ops above (cos/sin cast to T, each product and the sum rounded to T).
+template <typename T>
+void rotary_inplace(T* x, const int64_t* positions, const float* cos, const float* sin, int64_t BT,
+                    int64_t nH, int64_t hd) {
+  const int64_t half = hd / 2;
+  const auto r = [](float v) { return round_to(v, T()); };
+  for (int64_t bt = 0; bt < BT; ++bt) {
+    const float* c = cos + positions[bt] * hd;  // [hd]
+    const float* s = sin + positions[bt] * hd;  // [hd]
+    for (int64_t h = 0; h < nH; ++h) {
+      T* v = x + (bt * nH + h) * hd;
+      for (int64_t i = 0; i < half; ++i) {
+        const float x1 = static_cast<float>(v[i]), x2 = static_cast<float>(v[i + half]);
+        v[i] = static_cast<T>(r(x1 * r(c[i])) + r(-x2 * r(s[i])));
+        v[i + half] = static_cast<T>(r(x2 * r(c[i + half])) + r(x1 * r(s[i + half])));
+      }
+    }
+  }
+}
+
+// cache [B, kvH, capacity, hd] entries [past, past+T) ← src [B, T, kvH, hd].
+template <typename T>
+void write_cache(const T* src, T* cache, int64_t B, int64_t T_, int64_t kvH, int64_t hd,
+                 int64_t capacity, int64_t past) {
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t t = 0; t < T_; ++t) {
+      for (int64_t h = 0; h < kvH; ++h) {
+        std::memcpy(cache + ((b * kvH + h) * capacity + past + t) * hd,
+                    src + ((b * T_ + t) * kvH + h) * hd, hd * sizeof(T));
+      }
+    }
+  }
+}
+
+// One decode step (T = 1): out [B, H*hd] ← softmax(q·Kᵀ/√hd) V over the first S cache entries
+// that are valid. q [B, H*hd]; k/v cache [B, kvH, capacity, hd]. Roundings as attention() above:
+// scores and probabilities pass through T, accumulation is fp32.
+template <typename T>
+void decode_attention(const T* q, const T* kc, const T* vc, T* out, const uint8_t* key_valid,
+                      int64_t B, int64_t H, int64_t kvH, int64_t hd, int64_t capacity, int64_t S) {
+  const int64_t G = H / kvH;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(S * hd, 1));
+  parallel_chunks(B * H, grain, [&](int64_t begin, int64_t end) {
+    std::vector<float> p(S), acc(hd), qf(hd);
+    for (int64_t bh = begin; bh < end; ++bh) {
+      const int64_t b = bh / H, h = bh % H;
+      const T* K = kc + (b * kvH + h / G) * capacity * hd;  // [S, hd]
+      const T* V = vc + (b * kvH + h / G) * capacity * hd;  // [S, hd]
+      const uint8_t* valid = key_valid + b * S;
+      // A padding query may see nothing; it then attends to everything (its output is unused).
+      const bool any = std::any_of(valid, valid + S, [](uint8_t v) { return v != 0; });
+      for (int64_t i = 0; i < hd; ++i) qf[i] = static_cast<float>(q[bh * hd + i]);
+      float max_score = -std::numeric_limits<float>::infinity();
+      for (int64_t s = 0; s < S; ++s) {
+        if (any && !valid[s]) continue;
+        const T* k = K + s * hd;
+        float dot[4] = {0, 0, 0, 0};
+        int64_t i = 0;
+        for (; i + 4 <= hd; i += 4) {
+          for (int j = 0; j < 4; ++j) dot[j] += qf[i + j] * static_cast<float>(k[i + j]);
+        }
+        float d = (dot[0] + dot[1]) + (dot[2] + dot[3]);
+        for (; i < hd; ++i) d += qf[i] * static_cast<float>(k[i]);
+        p[s] = round_to(d, T()) * scale;
+        max_score = std::max(max_score, p[s]);
+      }
+      float total = 0.0f;
+      for (int64_t s = 0; s < S; ++s) {
+        if (any && !valid[s]) continue;
+        p[s] = std::exp(p[s] - max_score);
+        total += p[s];
+      }
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t s = 0; s < S; ++s) {
+        if (any && !valid[s]) continue;
+        const float w = round_to(p[s] / total, T());
+        const T* v = V + s * hd;
+        for (int64_t i = 0; i < hd; ++i) acc[i] += w * static_cast<float>(v[i]);
+      }
+      for (int64_t i = 0; i < hd; ++i) out[bh * hd + i] = static_cast<T>(acc[i]);
+    }
+  });
+}
+
+template <typename F>
+void dispatch_dtype(torch::Dtype dtype, F&& f) {
+  if (dtype == torch::kBFloat16) {
+    f(c10::BFloat16());
+  } else {
+    f(float());
+  }
+}
+
+// The layer's attention on the inference path. x [B, T, H]; keys/values of this call go into
+// cache layer `l` at entries [past, past+T), and the T queries attend over entries [0, S).
+torch::Tensor cached_attention(LlamaAttentionImpl& a, const torch::Tensor& x, const ForwardLayout& lay,
+                               const torch::Tensor& cos, const torch::Tensor& sin, KVCache& cache,
+                               int64_t l) {
+  const int64_t B = lay.B, T = lay.T, H = a.num_heads, kvH = a.num_kv_heads, hd = a.head_dim;
+  auto q = a.q_proj(x).contiguous();  // [B, T, H*hd]
+  auto k = a.k_proj(x).contiguous();  // [B, T, kvH*hd]
+  auto v = a.v_proj(x).contiguous();  // [B, T, kvH*hd]
+  auto& kc = cache.keys[l];           // [B, kvH, capacity, hd]
+  auto& vc = cache.values[l];
+  const int64_t capacity = cache.capacity();
+  torch::Tensor out;
+  dispatch_dtype(q.scalar_type(), [&](auto zero) {
+    using T_ = decltype(zero);
+    rotary_inplace(q.data_ptr<T_>(), lay.positions.data(), cos.data_ptr<float>(), sin.data_ptr<float>(),
+                   B * T, H, hd);
+    rotary_inplace(k.data_ptr<T_>(), lay.positions.data(), cos.data_ptr<float>(), sin.data_ptr<float>(),
+                   B * T, kvH, hd);
+    write_cache(k.data_ptr<T_>(), kc.data_ptr<T_>(), B, T, kvH, hd, capacity, lay.past);
+    write_cache(v.data_ptr<T_>(), vc.data_ptr<T_>(), B, T, kvH, hd, capacity, lay.past);
+    if (T == 1) {
+      out = torch::empty({B, 1, H * hd}, q.options());  // [B, 1, H*hd]
+      decode_attention(q.data_ptr<T_>(), kc.data_ptr<T_>(), vc.data_ptr<T_>(), out.data_ptr<T_>(),
+                       lay.key_valid.data(), B, H, kvH, hd, capacity, lay.S);
+    }
+  });
+  if (T > 1) {
+    const auto q4 = q.view({B, T, H, hd}).transpose(1, 2);  // [B, H, T, hd]
+    out = attention(q4, kc.narrow(2, 0, lay.S), vc.narrow(2, 0, lay.S), lay.mask());
+  }
+  return a.o_proj(out);
 }
 
 }  // namespace
@@ -38,7 +222,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::T
                                           const torch::Tensor& past_v, const torch::Tensor& mask,
                                           torch::Tensor* new_k, torch::Tensor* new_v) {
   const int64_t B = x.size(0), T = x.size(1);
-  const int64_t H = num_heads, kvH = num_kv_heads, hd = head_dim, G = H / kvH;
+  const int64_t H = num_heads, kvH = num_kv_heads, hd = head_dim;
 
   auto q = q_proj(x).view({B, T, H, hd}).transpose(1, 2);    // [B, H, T, hd]
   auto k = k_proj(x).view({B, T, kvH, hd}).transpose(1, 2);  // [B, kvH, T, hd]
@@ -51,18 +235,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::T
   // Everything attended to: past entries (prefix and/or cache) followed by the new ones.
   const auto keys = past_k.defined() ? torch::cat({past_k, k}, 2) : k;    // [B, kvH, S, hd]
   const auto values = past_v.defined() ? torch::cat({past_v, v}, 2) : v;  // [B, kvH, S, hd]
-  const int64_t S = keys.size(2);
-
-  // Grouped-query attention without repeating keys: the G query heads that share kv head j
-  // (heads j*G … j*G+G-1, as HF repeat_kv) are stacked along the row axis.
-  const auto qg = q.reshape({B, kvH, G * T, hd});                            // [B, kvH, G*T, hd]
-  auto scores = torch::matmul(qg, keys.transpose(-1, -2)).to(torch::kFloat32);  // [B, kvH, G*T, S]
-  scores = scores.mul_(1.0 / std::sqrt(static_cast<double>(hd))).view({B, kvH, G, T, S});
-  scores = scores + mask;                                                    // mask [B,1,1,T,S]
-  const auto probs = torch::softmax(scores, -1).to(values.scalar_type()).view({B, kvH, G * T, S});
-  auto out = torch::matmul(probs, values);                                   // [B, kvH, G*T, hd]
-  out = out.view({B, H, T, hd}).transpose(1, 2).reshape({B, T, H * hd});     // [B, T, H*hd]
-  return o_proj(out);
+  return o_proj(attention(q, keys, values, mask));
 }
 
 // --- MLP / layer / model -----------------------------------------------------------------------
@@ -74,6 +247,10 @@ LlamaMLPImpl::LlamaMLPImpl(const LlamaConfig& c, torch::TensorOptions options) {
 }
 
 torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
+  if (!torch::GradMode::is_enabled()) {  // same values, without the two temporaries
+    auto h = gate_proj(x);
+    return down_proj(torch::silu_(h).mul_(up_proj(x)));
+  }
   return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
 }
 
@@ -105,6 +282,20 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& config, torch::Dty
   const int64_t hd = config.head_dim;
   inv_freq_ = 1.0 / torch::pow(config.rope_theta,
                                torch::arange(0, hd, 2, torch::kInt64).to(torch::kFloat32) / hd);
+  ensure_rope(config.max_position_embeddings);
+}
+
+void LlamaForCausalLMImpl::ensure_rope(int64_t n) {
+  if (!rope_cos_.defined() || rope_cos_.size(0) < n) {
+    // HF: freqs = position · inv_freq in fp32, emb = cat(freqs, freqs); cos/sin of emb. Normal
+    // tensors even when called under InferenceMode (generate), as the autograd path reads them.
+    c10::InferenceMode normal(false);
+    torch::NoGradGuard no_grad;
+    const auto freqs = torch::arange(n, torch::kInt64).to(torch::kFloat32).unsqueeze(1) * inv_freq_;
+    const auto emb = torch::cat({freqs, freqs}, -1);  // [n, hd]
+    rope_cos_ = emb.cos().contiguous();
+    rope_sin_ = emb.sin().contiguous();
+  }
 }
 
 void LlamaForCausalLMImpl::freeze() {
@@ -152,24 +343,55 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& ids,
   KVCache* cache = args.cache;
   const KVPrefix* prefix = (args.prefix != nullptr && !args.prefix->empty()) ? args.prefix : nullptr;
   if (prefix != nullptr) check_prefix(*prefix, config_, B);
-  {
-    // Out-of-range ids would read past the embedding table.
+  // Out-of-range ids would read past the embedding table. (On the host when ids live there: a
+  // reduction plus two .item() calls cost more than a whole decode step of a small model.)
+  if (ids.is_cpu() && ids.scalar_type() == torch::kInt64 && ids.is_contiguous()) {
+    const int64_t* p = ids.data_ptr<int64_t>();
+    const auto [lo, hi] = std::minmax_element(p, p + ids.numel());
+    KVRAG_CHECK(*lo >= 0 && *hi < config_.vocab_size, "LLaMA forward: token id outside [0, {})",
+                config_.vocab_size);
+  } else {
     const auto [lo, hi] = torch::aminmax(ids);
     KVRAG_CHECK(lo.item<int64_t>() >= 0 && hi.item<int64_t>() < config_.vocab_size,
                 "LLaMA forward: token id outside [0, {})", config_.vocab_size);
   }
 
-  const auto tokens = args.attention_mask.defined() ? args.attention_mask.to(torch::kBool)
-                                                    : torch::ones({B, T}, torch::kBool);  // [B, T]
-  KVRAG_CHECK(tokens.sizes() == ids.sizes(), "LLaMA forward: attention_mask {} does not match ids {}",
-              c10::str(tokens.sizes()), c10::str(ids.sizes()));
+  ForwardLayout lay;
+  lay.B = B;
+  lay.T = T;
+  lay.tokens.assign(B * T, 1);
+  if (args.attention_mask.defined()) {
+    KVRAG_CHECK(args.attention_mask.sizes() == ids.sizes(),
+                "LLaMA forward: attention_mask {} does not match ids {}",
+                c10::str(args.attention_mask.sizes()), c10::str(ids.sizes()));
+    const auto m = args.attention_mask.to(torch::kCPU, torch::kInt64).contiguous();
+    const int64_t* p = m.data_ptr<int64_t>();
+    for (int64_t i = 0; i < B * T; ++i) lay.tokens[i] = p[i] != 0;
+  }
 
-  // Entries before this call's tokens (prefix and/or cache) and their visibility.
-  int64_t past = 0;
-  torch::Tensor past_valid;     // [B, past] bool
-  torch::Tensor base_position;  // [B] int64: position of each row's first token here
+  // The autograd path is needed only when a gradient could flow somewhere.
+  bool record = false;
+  if (torch::GradMode::is_enabled()) {
+    for (const auto& p : parameters()) record = record || p.requires_grad();
+    if (prefix != nullptr) {
+      for (const auto* v : {&prefix->keys, &prefix->values}) {
+        for (const auto& t : *v) record = record || t.requires_grad();
+      }
+    }
+  }
+  // Inference without a cache uses a temporary one: keys and values are written once and
+  // attended in place.
+  KVCache scratch;
+  if (!record && cache == nullptr) {
+    scratch = new_cache(B, (prefix != nullptr ? prefix->length() : 0) + T);
+    cache = &scratch;
+  }
+
+  // Entries before this call's tokens (prefix and/or cache), their visibility and positions.
+  std::vector<int64_t> base_position(B);  // position of each row's first token here
   if (cache != nullptr) {
-    KVRAG_CHECK(cache->keys.size() == static_cast<size_t>(L) && cache->valid.size(0) == B,
+    KVRAG_CHECK(cache->keys.size() == static_cast<size_t>(L) && cache->valid.size(0) == B &&
+                    cache->valid.is_contiguous() && cache->next_position.is_contiguous(),
                 "LLaMA forward: cache is for another model or batch size");
     if (prefix != nullptr) {
       KVRAG_CHECK(cache->length == 0, "LLaMA forward: a prefix can only be given on the first call "
@@ -189,36 +411,83 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& ids,
     KVRAG_CHECK(cache->length + T <= cache->capacity(),
                 "LLaMA forward: cache capacity {} exceeded ({} + {} entries)", cache->capacity(),
                 cache->length, T);
-    past = cache->length;
-    past_valid = cache->valid.narrow(1, 0, past);
-    base_position = cache->next_position.clone();
+    lay.past = cache->length;
+    lay.S = lay.past + T;
+    lay.key_valid.resize(B * lay.S);
+    const bool* valid = cache->valid.data_ptr<bool>();  // [B, capacity]
+    const int64_t* next = cache->next_position.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t s = 0; s < lay.past; ++s) lay.key_valid[b * lay.S + s] = valid[b * cache->capacity() + s];
+      base_position[b] = next[b];
+    }
   } else {
-    past = prefix != nullptr ? prefix->length() : 0;
-    past_valid = torch::ones({B, past}, torch::kBool);
-    base_position = torch::full({B}, past, torch::kInt64);
+    lay.past = prefix != nullptr ? prefix->length() : 0;
+    lay.S = lay.past + T;
+    lay.key_valid.assign(B * lay.S, 1);
+    std::fill(base_position.begin(), base_position.end(), lay.past);
   }
-  const int64_t S = past + T;
-
   // Rotary positions: padding takes no position, so row b's tokens count on from its base.
-  const auto counts = tokens.to(torch::kInt64).cumsum(1);                          // [B, T]
-  const auto positions = (base_position.unsqueeze(1) + counts - 1).clamp_min(0);  // [B, T]
-  const auto freqs = positions.to(torch::kFloat32).unsqueeze(-1) * inv_freq_;     // [B, T, hd/2]
-  const auto emb = torch::cat({freqs, freqs}, -1);                                 // [B, T, hd]
-  const auto cos = emb.cos().to(dtype_).unsqueeze(1);                              // [B, 1, T, hd]
-  const auto sin = emb.sin().to(dtype_).unsqueeze(1);
+  lay.positions.resize(B * T);
+  int64_t max_position = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t count = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      const uint8_t tok = lay.tokens[b * T + t];
+      count += tok;
+      lay.positions[b * T + t] = std::max<int64_t>(0, base_position[b] + count - 1);
+      max_position = std::max(max_position, lay.positions[b * T + t]);
+      lay.key_valid[b * lay.S + lay.past + t] = tok;
+    }
+  }
+  ensure_rope(max_position + 1);
 
-  // Additive mask [B, 1, 1, T, S]: causal over entry indices, padding keys hidden. Query i sits
-  // at entry past + i; every past entry precedes it.
-  const auto key_valid = torch::cat({past_valid, tokens}, 1);                       // [B, S]
-  const auto query_index = torch::arange(past, S, torch::kInt64).unsqueeze(1);      // [T, 1]
-  const auto key_index = torch::arange(0, S, torch::kInt64).unsqueeze(0);           // [1, S]
-  const auto allowed = (key_index <= query_index).unsqueeze(0) & key_valid.unsqueeze(1);  // [B,T,S]
-  const auto mask = torch::zeros({B, T, S}, torch::kFloat32)
-                        .masked_fill_(allowed.logical_not(), std::numeric_limits<float>::lowest())
-                        .view({B, 1, 1, T, S});
+  auto out = record ? autograd_hidden_states(ids, lay, prefix, cache)
+                    : inference_hidden_states(ids, lay, *cache);
+  if (cache != nullptr) {
+    bool* valid = cache->valid.data_ptr<bool>();
+    int64_t* next = cache->next_position.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t t = 0; t < T; ++t) {
+        valid[b * cache->capacity() + lay.past + t] = lay.tokens[b * T + t];
+        next[b] += lay.tokens[b * T + t];
+      }
+    }
+    cache->length = lay.S;
+  }
+  return out;
+}
+
+torch::Tensor LlamaForCausalLMImpl::inference_hidden_states(const torch::Tensor& ids,
+                                                            const ForwardLayout& lay, KVCache& cache) {
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    KVRAG_CHECK(cache.keys[l].is_contiguous() && cache.values[l].is_contiguous() &&
+                    cache.keys[l].scalar_type() == dtype_ && cache.values[l].scalar_type() == dtype_,
+                "LLaMA forward: cache tensors must be contiguous and of the model's dtype");
+  }
+  // Several tokens: matrix products, on BLAS threads where they run there (see
+  // SerialIntraOpGuard). A decode step's products use libtorch's threads (kvrag::linear).
+  SerialIntraOpGuard serial(lay.B * lay.T > kGemvMaxRows && matmul_uses_blas_threads(dtype_));
+  auto x = model->embed_tokens(ids);  // [B, T, H]
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    auto& layer = model->layers->at<LlamaDecoderLayerImpl>(l);
+    x = x + cached_attention(*layer.self_attn, layer.input_layernorm(x), lay, rope_cos_, rope_sin_,
+                             cache, l);
+    x = x + layer.mlp(layer.post_attention_layernorm(x));
+  }
+  return model->norm(x);
+}
+
+torch::Tensor LlamaForCausalLMImpl::autograd_hidden_states(const torch::Tensor& ids,
+                                                           const ForwardLayout& lay,
+                                                           const KVPrefix* prefix, KVCache* cache) {
+  const int64_t B = lay.B, T = lay.T, past = lay.past, hd = config_.head_dim;
+  const auto positions = lay.positions_tensor().view({-1});
+  const auto cos = rope_cos_.index_select(0, positions).view({B, 1, T, hd}).to(dtype_);  // [B,1,T,hd]
+  const auto sin = rope_sin_.index_select(0, positions).view({B, 1, T, hd}).to(dtype_);
+  const auto mask = lay.mask();  // [B, 1, 1, T, S]
 
   auto x = model->embed_tokens(ids);  // [B, T, H]
-  for (int64_t l = 0; l < L; ++l) {
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     auto& layer = model->layers->at<LlamaDecoderLayerImpl>(l);
     torch::Tensor past_k, past_v;
     if (cache != nullptr) {
@@ -239,17 +508,12 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& ids,
       cache->values[l].narrow(2, past, T).copy_(new_v);
     }
   }
-  if (cache != nullptr) {
-    cache->valid.narrow(1, past, T).copy_(tokens);
-    cache->next_position += tokens.sum(1);
-    cache->length = S;
-  }
   return model->norm(x);
 }
 
 torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) {
   const auto& w = lm_head ? lm_head->weight : model->embed_tokens->weight;  // [V, H]
-  return torch::nn::functional::linear(hidden, w).to(torch::kFloat32);
+  return kvrag::linear(hidden, w).to(torch::kFloat32);
 }
 
 torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& ids, const LlamaForwardArgs& args) {

@@ -94,6 +94,8 @@ struct LlamaForwardArgs {
   torch::Tensor attention_mask;      // [B, T] 1 = token, 0 = padding; undefined = all tokens
 };
 
+struct ForwardLayout;  // llama.cpp: one call's positions and attention visibility
+
 class LlamaForCausalLMImpl : public torch::nn::Module {
  public:
   // Parameters are allocated uninitialised in `dtype` (kFloat32 or kBFloat16): load a checkpoint
@@ -101,6 +103,12 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   LlamaForCausalLMImpl(const LlamaConfig& config, torch::Dtype dtype);
 
   // ids [B, T] int64 → logits [B, T, V] fp32.
+  //
+  // Two paths compute the same function. When autograd must record (grad mode on and a
+  // parameter or prefix tensor requires grad) it is made of differentiable torch ops. Otherwise
+  // (inference: NoGradGuard / InferenceMode, or everything frozen) keys and values are written
+  // straight into the cache (a temporary one without `cache`), rotary embedding and RMSNorm are
+  // fused loops, and a decode step (T = 1) attends with a direct loop over the cache.
   torch::Tensor forward(const torch::Tensor& ids, const LlamaForwardArgs& args = {});
   // Final hidden states [B, T, H] (before lm_head), same arguments.
   torch::Tensor hidden_states(const torch::Tensor& ids, const LlamaForwardArgs& args = {});
@@ -120,9 +128,20 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   Linear lm_head{nullptr};  // null when tie_word_embeddings
 
  private:
+  // Makes rope_cos_/rope_sin_ cover positions [0, n) (they start with max_position_embeddings
+  // and grow only when a larger cache needs more).
+  void ensure_rope(int64_t n);
+  torch::Tensor inference_hidden_states(const torch::Tensor& ids, const ForwardLayout& layout,
+                                        KVCache& cache);
+  torch::Tensor autograd_hidden_states(const torch::Tensor& ids, const ForwardLayout& layout,
+                                       const KVPrefix* prefix, KVCache* cache);
+
   LlamaConfig config_;
   torch::Dtype dtype_;
   torch::Tensor inv_freq_;  // [hd/2] fp32, rotary frequencies
+  // cos/sin of the rotary angles position · inv_freq, [n, hd] fp32 (the two halves repeat, as
+  // HF's cat(freqs, freqs)): looked up by position instead of recomputed every call.
+  torch::Tensor rope_cos_, rope_sin_;
 };
 TORCH_MODULE(LlamaForCausalLM);
 

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "cli_runner.h"
 #include "test_support.h"
 
 namespace kvrag {
@@ -15,33 +15,14 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-struct Run {
-  int exit_code;
-  std::string out, err;
-};
+using test::contains;
 
-// Runs `kvrag ARGS` with stdin from `input`, capturing stdout and stderr.
-Run kvrag(const std::string& args, const std::string& input = "") {
-  test::TempDir tmp;
-  std::ofstream(tmp / "in") << input;
-  const std::string cmd = std::string(KVRAG_CLI_PATH) + " " + args + " <" + (tmp / "in") + " >" +
-                          (tmp / "out") + " 2>" + (tmp / "err");
-  const int status = std::system(cmd.c_str());
-  auto slurp = [](const std::string& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(tmp / "out"), slurp(tmp / "err")};
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+test::CliRun kvrag(const std::string& args, const std::string& input = "") { return test::run_kvrag(args, input); }
 
 TEST(Cli, HelpForEveryCommand) {
   const auto top = kvrag("--help");
   EXPECT_EQ(top.exit_code, 0);
-  for (const char* cmd : {"check-model", "tokenize", "generate"}) {
+  for (const char* cmd : {"check-model", "tokenize", "generate", "segment", "embed", "index", "search", "eval-retrieval"}) {
     EXPECT_TRUE(contains(top.out, cmd)) << cmd;
     const auto r = kvrag(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
