@@ -140,6 +140,7 @@ void add_embed_command(CLI::App& app, int& exit_code) {
     ProgressOptions progress_options;
     progress_options.label = "embed";
     progress_options.unit = "segments";
+    progress_options.total_items = end - begin;
     ProgressReporter progress(progress_options);
     int64_t done_rows = 0;
     std::vector<float> vectors;

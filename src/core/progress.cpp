@@ -64,6 +64,12 @@ std::string ProgressReporter::format(int64_t bytes_done, int64_t items_done,
       const double rate = bytes / elapsed_s;  // bytes per second, this run
       s += "  ETA " + format_duration((options_.total_bytes - bytes_done) / rate);
     }
+  } else if (options_.total_items > 0) {
+    const double pct = 100.0 * static_cast<double>(items_done) / options_.total_items;
+    s += fmt::format(" of {} ({:.1f}%)", format_count(options_.total_items), std::min(pct, 100.0));
+    if (items > 0 && elapsed_s > 0 && items_done < options_.total_items) {
+      s += "  ETA " + format_duration((options_.total_items - items_done) / (items / elapsed_s));
+    }
   }
   return s;
 }

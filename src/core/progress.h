@@ -25,6 +25,7 @@ struct ProgressOptions {
   int64_t total_bytes = 0;         // 0: unknown (no percentage, no ETA)
   int64_t start_bytes = 0;         // bytes already done when this run started (resume)
   int64_t start_items = 0;         // items already done when this run started
+  int64_t total_items = 0;         // used for percentage and ETA when total_bytes is 0
   std::FILE* out = stderr;
   double interval_s = -1;  // < 0: 0.2 s on a terminal, 5 s otherwise
   bool enabled = true;     // false: report nothing (quiet mode, tests)

@@ -349,58 +349,57 @@ float dot(const float* a, const float* b, size_t d) {
   return cpu_has_avx_fma() ? dot_avx(a, b, d) : dot_portable(a, b, d);
 }
 
-// The nearest of k centroids (k a multiple of 8) to x[dsub] in squared L2, from the centroids
-// transposed (ct[j·k + c]) and their squared norms: argmin_c ‖c‖² − 2⟨x, c⟩, ties to the lowest
-// c. *score receives the minimum (‖x − c‖² − ‖x‖²).
+// The nearest of k centroids (k a multiple of 8, at most kMaxK) to x[dsub] in squared L2, from
+// the centroids transposed (ct[j·k + c]) and their squared norms: argmin_c ‖c‖² − 2⟨x, c⟩, ties
+// to the lowest c. *score receives the minimum (‖x − c‖² − ‖x‖²). Two passes — all k values,
+// then the first position of their minimum — keep the loop free of a serial argmin chain.
+constexpr int kMaxK = 1024;
+
 int nearest_portable(const float* x, const float* ct, const float* norms, int dsub, int k, float* score) {
-  int best = 0;
-  float best_v = std::numeric_limits<float>::infinity();
-  for (int c0 = 0; c0 < k; c0 += 8) {
-    float acc[8];
-    for (int l = 0; l < 8; ++l) acc[l] = norms[c0 + l];
-    for (int j = 0; j < dsub; ++j) {
-      const float xj = -2.0f * x[j];
-      const float* row = ct + size_t(j) * k + c0;
-      for (int l = 0; l < 8; ++l) acc[l] += xj * row[l];
-    }
-    for (int l = 0; l < 8; ++l) {
-      if (acc[l] < best_v) {
-        best_v = acc[l];
-        best = c0 + l;
-      }
-    }
+  float dist[kMaxK];
+  for (int c = 0; c < k; ++c) dist[c] = norms[c];
+  for (int j = 0; j < dsub; ++j) {
+    const float xj = -2.0f * x[j];
+    const float* row = ct + size_t(j) * k;
+    for (int c = 0; c < k; ++c) dist[c] += xj * row[c];  // vectorised by the compiler
   }
-  *score = best_v;
+  int best = 0;
+  for (int c = 1; c < k; ++c) {
+    if (dist[c] < dist[best]) best = c;
+  }
+  *score = dist[best];
   return best;
 }
 
 __attribute__((target("avx,fma"))) int nearest_avx(const float* x, const float* ct, const float* norms, int dsub, int k,
                                                    float* score) {
-  // Eight lanes, each keeping its first minimum; the indices ride along as floats (exact below
-  // 2^24), since AVX without AVX2 has no 256-bit integer blends.
-  __m256 best = _mm256_set1_ps(std::numeric_limits<float>::infinity());
-  __m256 best_i = _mm256_setzero_ps();
-  __m256 idx = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256 eight = _mm256_set1_ps(8.0f);
+  alignas(32) float dist[kMaxK];
+  float xs[16];
+  const bool small = dsub <= 16;  // broadcasts hoisted out of the loop
+  if (small) {
+    for (int j = 0; j < dsub; ++j) xs[j] = -2.0f * x[j];
+  }
+  __m256 mn = _mm256_set1_ps(std::numeric_limits<float>::infinity());
   for (int c0 = 0; c0 < k; c0 += 8) {
     __m256 acc = _mm256_loadu_ps(norms + c0);
     for (int j = 0; j < dsub; ++j) {
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(-2.0f * x[j]), _mm256_loadu_ps(ct + size_t(j) * k + c0), acc);
+      const __m256 xj = small ? _mm256_broadcast_ss(&xs[j]) : _mm256_set1_ps(-2.0f * x[j]);
+      acc = _mm256_fmadd_ps(xj, _mm256_loadu_ps(ct + size_t(j) * k + c0), acc);
     }
-    const __m256 lt = _mm256_cmp_ps(acc, best, _CMP_LT_OQ);
-    best = _mm256_blendv_ps(best, acc, lt);
-    best_i = _mm256_blendv_ps(best_i, idx, lt);
-    idx = _mm256_add_ps(idx, eight);
+    _mm256_store_ps(dist + c0, acc);
+    mn = _mm256_min_ps(mn, acc);
   }
-  alignas(32) float v[8], vi[8];
-  _mm256_store_ps(v, best);
-  _mm256_store_ps(vi, best_i);
-  int b = 0;
-  for (int l = 1; l < 8; ++l) {
-    if (v[l] < v[b] || (v[l] == v[b] && vi[l] < vi[b])) b = l;
+  __m128 h = _mm_min_ps(_mm256_castps256_ps128(mn), _mm256_extractf128_ps(mn, 1));
+  h = _mm_min_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_min_ss(h, _mm_shuffle_ps(h, h, 1));
+  const float m = _mm_cvtss_f32(h);
+  const __m256 mv = _mm256_set1_ps(m);
+  *score = m;
+  for (int c0 = 0; c0 < k; c0 += 8) {
+    const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_load_ps(dist + c0), mv, _CMP_EQ_OQ));
+    if (mask != 0) return c0 + __builtin_ctz(static_cast<unsigned>(mask));
   }
-  *score = v[b];
-  return static_cast<int>(vi[b]);
+  return 0;  // unreachable for finite inputs
 }
 
 int nearest(const float* x, const float* ct, const float* norms, int dsub, int k, float* score) {
@@ -426,7 +425,9 @@ void transpose_centroids(const float* c, int64_t k, int d, std::vector<float>& c
 // PQ encoding (8-bit codes) with nearest(): what ProductQuantizer::compute_code computes.
 class PqEncoder {
  public:
-  static bool supports(const faiss::ProductQuantizer& pq) { return pq.nbits == 8 && pq.ksub % 8 == 0; }
+  static bool supports(const faiss::ProductQuantizer& pq) {
+    return pq.nbits == 8 && pq.ksub % 8 == 0 && pq.ksub <= size_t(kMaxK);
+  }
 
   explicit PqEncoder(const faiss::ProductQuantizer& pq)
       : m_(static_cast<int>(pq.M)), dsub_(static_cast<int>(pq.dsub)), ksub_(static_cast<int>(pq.ksub)) {
@@ -468,7 +469,7 @@ struct KernelL2Assigner : faiss::Index {
   }
   void search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
               const faiss::SearchParameters* params = nullptr) const override {
-    FAISS_THROW_IF_NOT_MSG(k == 1 && ntotal > 0, "KernelL2Assigner: k must be 1");
+    FAISS_THROW_IF_NOT_MSG(k == 1 && ntotal > 0 && ntotal <= kMaxK, "KernelL2Assigner: k must be 1, ntotal ≤ 1024");
     const int kpad = static_cast<int>(norms.size());
 #pragma omp parallel for if (n > 256)
     for (idx_t i = 0; i < n; ++i) {
