@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <string>
 
+#include "core/error.h"
+
 namespace kvrag::test {
 
 // The read-only shared material: $KVRAG_SHARED, else ../shared beside the source tree.
@@ -17,6 +19,17 @@ inline std::string shared_dir() {
   }
   std::filesystem::path p = std::filesystem::path(KVRAG_SOURCE_DIR) / ".." / "shared";
   return std::filesystem::is_directory(p) ? std::filesystem::canonical(p).string() : std::string();
+}
+
+// The message of the kvrag::Error `f` throws, or "" if it throws none.
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 // A fresh empty directory under the system temp dir, removed by the destructor.

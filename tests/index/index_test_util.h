@@ -21,16 +21,6 @@ inline void write_text(const std::string& path, const std::string& bytes) {
   ASSERT_TRUE(out.good()) << "cannot write " << path;
 }
 
-// The message of the kvrag::Error `f` throws, or "" if it throws none.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A handmade vocabulary: every word below is one token, except "running" = run ##ning,
 // "unaffable" = un ##aff ##able and "cats" = cat ##s.

@@ -4,21 +4,13 @@
 #include <string>
 
 #include "core/error.h"
+#include "test_support.h"
 #include "text/utf8.h"
 
 namespace kvrag {
+using test::error_of;
 namespace {
 
-// The message of the Error `f` throws, or "" if it throws none.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 TEST(Utf8, DecodesAllWidths) {
   // $ (1 byte), ¢ (2), € (3), 𐍈 (4)

@@ -17,6 +17,7 @@
 #include "text/wordpiece_tokenizer.h"
 
 namespace kvrag {
+using test::error_of;
 namespace {
 
 using nlohmann::json;
@@ -25,16 +26,6 @@ using test::TempDir;
 constexpr const char* kVocabRel = "tokenizers/bert-base-uncased/vocab.txt";
 constexpr const char* kRefsRel = "tokenizers/bert-base-uncased/wordpiece_refs.jsonl";
 
-// The message of the Error `f` throws, or "" if it throws none.
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
