@@ -71,9 +71,9 @@ int run(int argc, char** argv) {
   if (args.flag("peak")) {
     // fp32 at the requested size; bf16 at a size that stays quick where bf16 has no fast kernel.
     const int64_t n = args.integer("peak-n");
-    const double fp32 = matmul_gflops(torch::kFloat32, n, 3);
+    const double fp32 = matmul_gflops(torch::kFloat32, n, 5);
     const double bf16_small = matmul_gflops(torch::kBFloat16, 512, 1);
-    const double bf16 = bf16_small > 20.0 ? matmul_gflops(torch::kBFloat16, n, 3) : bf16_small;
+    const double bf16 = bf16_small > 20.0 ? matmul_gflops(torch::kBFloat16, n, 5) : bf16_small;
     const json out = {{"impl", "cpp"}, {"kind", "peak"}, {"threads", threads},
                       {"fp32_gflops", fp32}, {"bf16_gflops", bf16}, {"n", n},
                       {"bf16_n", bf16_small > 20.0 ? n : 512},

@@ -197,6 +197,13 @@ for name, ratio, goal in targets:
         print(f"- NOT MET: {name}: {ratio:.2f}× < {goal}×")
 print("- bf16 greedy tokens may part after a while: both sides round to bf16 after every op but "
       "accumulate in different orders, and a near-tie in the logits then flips the argmax.")
+print("- Timing: best of the repeats after a warm-up; LLaMA prefill = generate(1 token), decode = "
+      "(generate(N) - generate(1)) / (N - 1), batch 1; the Python LM head runs on every prompt "
+      "position (as HF's forward), the C++ generate on the last one only.")
+print("- Python runs libtorch's 2 OpenMP threads beside OpenBLAS's own 2 pthreads (torch 1.13 "
+      "does not size OpenBLAS's pool), which contend for the cores between ops; the C++ side keeps "
+      "one pool busy at a time (SerialIntraOpGuard, kvrag's decode helpers). Much of the ratio "
+      "comes from that: compare bench/reference_*.py --threads 1 for the reference's best case.")
 for n in notes:
     print(f"- {n}")
 EOF

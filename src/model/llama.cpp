@@ -19,6 +19,7 @@ struct ForwardLayout {
   std::vector<uint8_t> tokens;      // [B, T]: 1 = token, 0 = padding
   std::vector<uint8_t> key_valid;   // [B, S]: entry may be attended (not padding)
   std::vector<int64_t> positions;   // [B, T]: rotary position (padding takes none)
+  torch::Tensor cos, sin;           // [n, hd] fp32 rotary tables covering every position here
 
   // Additive mask [B, 1, 1, T, S] fp32: causal over entry indices (query t sits at entry
   // past + t; every past entry precedes it), padding keys hidden.
@@ -174,8 +175,7 @@ void dispatch_dtype(torch::Dtype dtype, F&& f) {
 // The layer's attention on the inference path. x [B, T, H]; keys/values of this call go into
 // cache layer `l` at entries [past, past+T), and the T queries attend over entries [0, S).
 torch::Tensor cached_attention(LlamaAttentionImpl& a, const torch::Tensor& x, const ForwardLayout& lay,
-                               const torch::Tensor& cos, const torch::Tensor& sin, KVCache& cache,
-                               int64_t l) {
+                               KVCache& cache, int64_t l) {
   const int64_t B = lay.B, T = lay.T, H = a.num_heads, kvH = a.num_kv_heads, hd = a.head_dim;
   auto q = a.q_proj(x).contiguous();  // [B, T, H*hd]
   auto k = a.k_proj(x).contiguous();  // [B, T, kvH*hd]
@@ -186,10 +186,10 @@ torch::Tensor cached_attention(LlamaAttentionImpl& a, const torch::Tensor& x, co
   torch::Tensor out;
   dispatch_dtype(q.scalar_type(), [&](auto zero) {
     using T_ = decltype(zero);
-    rotary_inplace(q.data_ptr<T_>(), lay.positions.data(), cos.data_ptr<float>(), sin.data_ptr<float>(),
-                   B * T, H, hd);
-    rotary_inplace(k.data_ptr<T_>(), lay.positions.data(), cos.data_ptr<float>(), sin.data_ptr<float>(),
-                   B * T, kvH, hd);
+    const float* cos = lay.cos.data_ptr<float>();
+    const float* sin = lay.sin.data_ptr<float>();
+    rotary_inplace(q.data_ptr<T_>(), lay.positions.data(), cos, sin, B * T, H, hd);
+    rotary_inplace(k.data_ptr<T_>(), lay.positions.data(), cos, sin, B * T, kvH, hd);
     write_cache(k.data_ptr<T_>(), kc.data_ptr<T_>(), B, T, kvH, hd, capacity, lay.past);
     write_cache(v.data_ptr<T_>(), vc.data_ptr<T_>(), B, T, kvH, hd, capacity, lay.past);
     if (T == 1) {
@@ -282,20 +282,23 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& config, torch::Dty
   const int64_t hd = config.head_dim;
   inv_freq_ = 1.0 / torch::pow(config.rope_theta,
                                torch::arange(0, hd, 2, torch::kInt64).to(torch::kFloat32) / hd);
-  ensure_rope(config.max_position_embeddings);
+  rope_tables(config.max_position_embeddings, &rope_cos_, &rope_sin_);
 }
 
-void LlamaForCausalLMImpl::ensure_rope(int64_t n) {
-  if (!rope_cos_.defined() || rope_cos_.size(0) < n) {
-    // HF: freqs = position · inv_freq in fp32, emb = cat(freqs, freqs); cos/sin of emb. Normal
-    // tensors even when called under InferenceMode (generate), as the autograd path reads them.
-    c10::InferenceMode normal(false);
-    torch::NoGradGuard no_grad;
-    const auto freqs = torch::arange(n, torch::kInt64).to(torch::kFloat32).unsqueeze(1) * inv_freq_;
-    const auto emb = torch::cat({freqs, freqs}, -1);  // [n, hd]
-    rope_cos_ = emb.cos().contiguous();
-    rope_sin_ = emb.sin().contiguous();
+void LlamaForCausalLMImpl::rope_tables(int64_t n, torch::Tensor* cos, torch::Tensor* sin) const {
+  if (rope_cos_.defined() && rope_cos_.size(0) >= n) {
+    *cos = rope_cos_;
+    *sin = rope_sin_;
+    return;
   }
+  // HF: freqs = position · inv_freq in fp32, emb = cat(freqs, freqs); cos/sin of emb. Normal
+  // tensors even under InferenceMode, so that the autograd path may read them.
+  c10::InferenceMode normal(false);
+  torch::NoGradGuard no_grad;
+  const auto freqs = torch::arange(n, torch::kInt64).to(torch::kFloat32).unsqueeze(1) * inv_freq_;
+  const auto emb = torch::cat({freqs, freqs}, -1);  // [n, hd]
+  *cos = emb.cos().contiguous();
+  *sin = emb.sin().contiguous();
 }
 
 void LlamaForCausalLMImpl::freeze() {
@@ -439,7 +442,7 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& ids,
       lay.key_valid[b * lay.S + lay.past + t] = tok;
     }
   }
-  ensure_rope(max_position + 1);
+  rope_tables(max_position + 1, &lay.cos, &lay.sin);
 
   auto out = record ? autograd_hidden_states(ids, lay, prefix, cache)
                     : inference_hidden_states(ids, lay, *cache);
@@ -470,8 +473,7 @@ torch::Tensor LlamaForCausalLMImpl::inference_hidden_states(const torch::Tensor&
   auto x = model->embed_tokens(ids);  // [B, T, H]
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     auto& layer = model->layers->at<LlamaDecoderLayerImpl>(l);
-    x = x + cached_attention(*layer.self_attn, layer.input_layernorm(x), lay, rope_cos_, rope_sin_,
-                             cache, l);
+    x = x + cached_attention(*layer.self_attn, layer.input_layernorm(x), lay, cache, l);
     x = x + layer.mlp(layer.post_attention_layernorm(x));
   }
   return model->norm(x);
@@ -482,8 +484,8 @@ torch::Tensor LlamaForCausalLMImpl::autograd_hidden_states(const torch::Tensor& 
                                                            const KVPrefix* prefix, KVCache* cache) {
   const int64_t B = lay.B, T = lay.T, past = lay.past, hd = config_.head_dim;
   const auto positions = lay.positions_tensor().view({-1});
-  const auto cos = rope_cos_.index_select(0, positions).view({B, 1, T, hd}).to(dtype_);  // [B,1,T,hd]
-  const auto sin = rope_sin_.index_select(0, positions).view({B, 1, T, hd}).to(dtype_);
+  const auto cos = lay.cos.index_select(0, positions).view({B, 1, T, hd}).to(dtype_);  // [B,1,T,hd]
+  const auto sin = lay.sin.index_select(0, positions).view({B, 1, T, hd}).to(dtype_);
   const auto mask = lay.mask();  // [B, 1, 1, T, S]
 
   auto x = model->embed_tokens(ids);  // [B, T, H]

@@ -128,9 +128,9 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   Linear lm_head{nullptr};  // null when tie_word_embeddings
 
  private:
-  // Makes rope_cos_/rope_sin_ cover positions [0, n) (they start with max_position_embeddings
-  // and grow only when a larger cache needs more).
-  void ensure_rope(int64_t n);
+  // Rotary tables covering positions [0, n): rope_cos_/rope_sin_, or (beyond
+  // max_position_embeddings, for a larger cache) tables computed for the call.
+  void rope_tables(int64_t n, torch::Tensor* cos, torch::Tensor* sin) const;
   torch::Tensor inference_hidden_states(const torch::Tensor& ids, const ForwardLayout& layout,
                                         KVCache& cache);
   torch::Tensor autograd_hidden_states(const torch::Tensor& ids, const ForwardLayout& layout,
@@ -139,8 +139,9 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   LlamaConfig config_;
   torch::Dtype dtype_;
   torch::Tensor inv_freq_;  // [hd/2] fp32, rotary frequencies
-  // cos/sin of the rotary angles position · inv_freq, [n, hd] fp32 (the two halves repeat, as
-  // HF's cat(freqs, freqs)): looked up by position instead of recomputed every call.
+  // cos/sin of the rotary angles position · inv_freq for positions [0, max_position_embeddings),
+  // [n, hd] fp32 (the two halves repeat, as HF's cat(freqs, freqs)): looked up by position
+  // instead of recomputed every call.
   torch::Tensor rope_cos_, rope_sin_;
 };
 TORCH_MODULE(LlamaForCausalLM);

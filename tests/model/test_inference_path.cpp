@@ -92,11 +92,15 @@ TEST(InferencePath, FusedRmsNormMatchesTorchOps) {
 }
 
 // Left padding, a cache filled in two chunks, then decode steps: the inference path equals the
-// autograd path's full forward (every parameter requiring grad forces the latter).
+// autograd path's full forward (every parameter requiring grad forces the latter). With a context
+// of 6 the 9 positions also outrun the model's precomputed rotary tables.
 TEST(InferencePath, LlamaInferenceEqualsAutogradPath) {
   configure_threads(2);
-  for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
-    LlamaForCausalLM model(tiny_llama_config(), dtype);
+  for (const auto& [dtype, context] : {std::pair{torch::kFloat32, 64}, std::pair{torch::kBFloat16, 64},
+                                       std::pair{torch::kFloat32, 6}}) {
+    auto config = tiny_llama_config();
+    config.max_position_embeddings = context;
+    LlamaForCausalLM model(config, dtype);
     init_parameters(*model, 0.2, 7);
     const int64_t T = 9, pad = 3;
     auto ids = torch::randint(3, 97, {2, T}, torch::kInt64);
