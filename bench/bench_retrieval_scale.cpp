@@ -24,7 +24,7 @@
 //           computed the ground truth instead.
 //   ivf100  the reference: IVF100,Flat searched with nprobe = 100 (float32 vectors in RAM).
 //   auto    kvrag's choice under --max-ram (DenseIndex "auto": IVF with an HNSW coarse quantizer
-//           and PQ codes, re-ranked with the float16 vectors from the memory-mapped shards), with
+//           and PQ codes, re-ranked with the float16 vectors read from the shards on disk), with
 //           its stored defaults, then each --sweep nprobe:rerank pair.
 // Latency: single queries one after the other (p50/p99 over all queries) and batches of 64
 // (p50/p99 per batch), after one warm-up pass, with all cores (OpenMP).
@@ -84,6 +84,14 @@ int64_t mem_total_bytes() {
 }
 
 double gib(double bytes) { return bytes / double(int64_t(1) << 30); }
+
+// The 1-minute load average (other work on the machine inflates latencies).
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double l = -1;
+  in >> l;
+  return l;
+}
 
 // ---- synthetic data ------------------------------------------------------------------------------
 
@@ -405,7 +413,7 @@ void run_search(const bench::Args& args) {
     fmt::print(stderr, "search {}: {}\n", c.name, r.dump());
     rows.push_back(r);
   }
-  const json out = {{"config", c.name},           {"load_s", load_s},
+  const json out = {{"config", c.name},           {"load_s", load_s}, {"loadavg", load_average()},
                     {"rss_start", rss_start},      {"rss_loaded", rss_loaded},
                     {"search_hwm", proc_status_bytes("VmHWM")}, {"rss_end", proc_status_bytes("VmRSS")},
                     {"rss_anon_end", proc_status_bytes("RssAnon")}, {"rss_file_end", proc_status_bytes("RssFile")},
@@ -540,9 +548,15 @@ int drive(const bench::Args& args) {
                  ms(run["batch64_p99_ms"].get<double>()));
     }
   }
+  std::string loads;
+  for (const auto& name : names) {
+    if (results[name].contains("search")) loads += fmt::format(" {} {:.1f};", name, results[name]["search"]["loadavg"].get<double>());
+  }
+  fmt::print("\nLoad average (1 min) after each search:{} the machine is shared, so latencies include waiting for "
+             "CPU.\n", loads);
   fmt::print("\nData generation {:.0f} s; exact chunked scan of the {} queries {:.1f} s (one query alone: {:.1f} s). "
              "Search RSS is the search process's peak (VmHWM) including the program itself ({:.2f} GiB before loading) "
-             "and the re-ranking reads of the memory-mapped float16 shards; results in {}/results.json.\n",
+             "(the float16 rows read for re-ranking go through the page cache, not the process); results in {}/results.json.\n",
              gen_s, nq, gt["scan_s"].get<double>(), gt["single_scan_s"].get<double>(),
              results.contains("auto") && results["auto"].contains("search")
                  ? gib(results["auto"]["search"]["rss_start"].get<double>())

@@ -66,15 +66,15 @@ class StageProgress {
   ~StageProgress() { finish(); }
 
   void operator()(const std::string& stage, int64_t done, int64_t total) {
-    if (stage != stage_) {
+    if (stage != stage_ || !reporter_) {  // a new stage, or another pass of one (PQ after IVF training)
       finish();
       stage_ = stage;
       ProgressOptions o;
       o.label = "index: " + stage;
       // Sampling and adding read vectors (float16 bytes give the percentage and ETA);
-      // training counts k-means steps.
+      // training counts k-means steps (no byte total).
       o.unit = stage == "train" ? "steps" : "vectors";
-      o.total_bytes = bytes(stage, total);
+      o.total_bytes = stage == "train" ? 0 : bytes(stage, total);
       reporter_ = std::make_unique<ProgressReporter>(o);
     }
     done_ = done;
@@ -91,7 +91,7 @@ class StageProgress {
   }
 
  private:
-  int64_t bytes(const std::string& stage, int64_t n) const { return stage == "train" ? n : n * dim_ * 2; }
+  int64_t bytes(const std::string& stage, int64_t n) const { return stage == "train" ? 0 : n * dim_ * 2; }
 
   int dim_;
   std::string stage_;

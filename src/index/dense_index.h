@@ -3,8 +3,8 @@
 // Any Faiss factory string works ("Flat", "IVF4096,Flat", "IVF16384_HNSW32,PQ64np",
 // "OPQ64,IVF…,PQ64np", "HNSW32", …); "auto" picks one from the corpus size and a RAM budget
 // (see choose_factory). Compressed indexes (PQ, SQ, …) re-rank their candidates with the exact
-// float16 vectors read from the memory-mapped embeddings, so recall stays high while resident
-// memory stays low.
+// float16 vectors read from the embeddings on disk (EmbeddingSet: pread, through the page
+// cache), so recall stays high while resident memory stays low.
 //
 // On disk (an index folder DIR): DIR/dense.faiss (Faiss's own format: faiss.read_index opens
 // it) and DIR/dense.json {"factory", "dim", "size", "metric": "ip", "fingerprint", "nprobe",
@@ -18,10 +18,15 @@
 // assignment kernel; other codebooks (SQ, OPQ, …) by Faiss. An index trained once can be reused
 // (IndexBuildOptions::train_from) so that shards built separately merge exactly.
 //
-// Adding: for inner-product IVF indexes with a flat or HNSW quantizer kvrag assigns the lists
-// itself (BLAS, two-level above 2048 lists) and computes IVF-PQ codes with its own kernels:
-// Debian's libfaiss is a generic SSE2 build whose per-vector distance loops are scalar, which
-// made adding 10M vectors through Faiss take many hours. Searching is Faiss's.
+// Debian's libfaiss is a generic SSE2 build whose per-vector distance loops are scalar (about
+// 1 µs per 768-d product): adding 10M vectors through it would take many hours, and its coarse
+// quantizers, HNSW walks and IVF-Flat scans dominate query time. So, on Faiss's own data
+// structures (the files stay Faiss's format):
+//   - adding: inner-product IVF indexes with a flat or HNSW quantizer get their lists from a
+//     BLAS assignment (two-level above 2048 lists) and their IVF-PQ codes from AVX kernels;
+//   - searching: coarse quantizers (HNSW walks with an AVX distance, or flat scans), HNSW
+//     indexes, IVF-Flat lists and Flat indexes are searched by kvrag; IVF-PQ lists by Faiss's
+//     lookup-table scanner. A single query's lists are split across the threads.
 #pragma once
 
 #include <cstdint>
@@ -93,8 +98,10 @@ class DenseIndex {
   // Writes DIR/dense.faiss and DIR/dense.json atomically (creating DIR).
   void save(const std::string& dir) const;
 
-  // queries [n × dim] float32; k ≥ 1 (Error if k ≤ 0 or k > size()). Thread-safe; searches
-  // asking for different ef_search values on an HNSW index take turns.
+  // queries [n × dim] float32, finite; k ≥ 1 (Error if k ≤ 0 or k > size()). Results are
+  // sorted by descending inner product; with re-ranking the scores are exact products with the
+  // float16 vectors. Thread-safe (only a Faiss HNSW index with non-flat storage, whose efSearch
+  // lives in the index, makes searches with different ef_search values take turns).
   SearchResult search(int64_t n, const float* queries, int k, const SearchParams& params = {}) const;
   // The same, checking that the queries have the index's dimension.
   SearchResult search(int64_t n, int query_dim, const float* queries, int k, const SearchParams& params = {}) const;
@@ -119,7 +126,7 @@ class DenseIndex {
   const EmbeddingSet* vectors_ = nullptr;
   std::string factory_, fingerprint_;
   SearchParams defaults_;
-  mutable std::shared_mutex hnsw_mutex_;  // guards efSearch, which Faiss 1.7.3 reads from the index
+  mutable std::shared_mutex hnsw_mutex_;  // guards efSearch of HNSW indexes searched by Faiss
 };
 
 // Merges shard index folders (same factory, fingerprint; trained identically, e.g. with

@@ -144,4 +144,12 @@ void EmbeddingSet::prefetch(int64_t begin, int64_t n) const {
   }
 }
 
+void EmbeddingSet::prefetch(const int64_t* ids, int64_t n) const {
+  for (int64_t i = 0; i < n; ++i) {
+    if (ids[i] < 0 || ids[i] >= size_) continue;
+    const size_t s = shard_of(ids[i]);
+    shards_[s]->prefetch(ids[i] - begins_[s], 1);
+  }
+}
+
 }  // namespace kvrag

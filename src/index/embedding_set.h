@@ -4,8 +4,9 @@
 // "pooling", "max_length"}). Shards come from one `kvrag embed` run or many (--shard i/n, MPI);
 // opening checks they tile 0..N-1 exactly. float32 shards are read too.
 //
-// Shards stay memory-mapped (nothing is loaded), so an EmbeddingSet of any size costs only
-// the pages that are read; get() of scattered rows is what dense re-ranking uses.
+// Nothing is loaded: rows are read from the shards on demand (pread, through the page cache), so
+// an EmbeddingSet of any size costs the process no memory beyond what a caller reads into its
+// own buffers; get() of scattered rows is what dense re-ranking uses.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +43,9 @@ class EmbeddingSet {
   // Asks the kernel to read rows [begin, begin + n) ahead, asynchronously (for a sequential
   // pass: prefetch the next batch while working on this one). Out-of-range parts are ignored.
   void prefetch(int64_t begin, int64_t n) const;
+  // The same for scattered rows (ids out of range are ignored): the reads of rows not in the
+  // page cache then proceed in parallel instead of one after the other.
+  void prefetch(const int64_t* ids, int64_t n) const;
 
   // Shard file name for rows [begin, end).
   static std::string shard_name(int64_t begin, int64_t end);

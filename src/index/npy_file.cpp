@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 #include <vector>
@@ -309,25 +310,14 @@ std::unique_ptr<NpyMatrix> NpyMatrix::open(const std::string& path) {
 
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) fail("cannot open {}: {}", path, errno_string(errno));
+  m->fd_ = fd;  // closed by the destructor, also on the errors below
   struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    fail("cannot stat {}: {}", path, errno_string(err));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("{}: not a regular file", path);
-  }
+  if (::fstat(fd, &st) != 0) fail("cannot stat {}: {}", path, errno_string(errno));
+  if (!S_ISREG(st.st_mode)) fail("{}: not a regular file", path);
   const size_t size = static_cast<size_t>(st.st_size);
-  if (size < kMagicLen + 4) {
-    ::close(fd);
-    fail("{}: not a .npy file ({} bytes)", path, size);
-  }
+  if (size < kMagicLen + 4) fail("{}: not a .npy file ({} bytes)", path, size);
   void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  const int map_err = errno;
-  ::close(fd);  // the mapping keeps the file
-  if (map == MAP_FAILED) fail("cannot map {}: {}", path, errno_string(map_err));
+  if (map == MAP_FAILED) fail("cannot map {}: {}", path, errno_string(errno));
   m->map_ = map;
   m->map_size_ = size;
 
@@ -375,45 +365,68 @@ std::unique_ptr<NpyMatrix> NpyMatrix::open(const std::string& path) {
     KVRAG_CHECK(size == expected, "{} unexpected bytes after the data of shape ({}, {})", size - expected,
                 m->rows_, m->cols_);
     m->data_ = p + offset;
+    m->data_offset_ = offset;
   } catch (Error& e) {
-    throw e.with_context(path);  // the destructor unmaps
+    throw e.with_context(path);  // the destructor unmaps and closes
   }
-  ::madvise(m->map_, m->map_size_, MADV_RANDOM);
   return m;
 }
 
 NpyMatrix::~NpyMatrix() {
   if (map_ != nullptr) ::munmap(map_, map_size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void NpyMatrix::pread_data(size_t offset, size_t bytes, void* out) const {
+  auto* dst = static_cast<char*>(out);
+  size_t pos = data_offset_ + offset;
+  while (bytes > 0) {
+    const ssize_t got = ::pread(fd_, dst, bytes, static_cast<off_t>(pos));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) fail("cannot read {}: {}", path_, errno_string(errno));
+    if (got == 0) fail("cannot read {}: the file was truncated while open", path_);
+    dst += got;
+    pos += static_cast<size_t>(got);
+    bytes -= static_cast<size_t>(got);
+  }
 }
 
 void NpyMatrix::row(int64_t i, float* out) const {
-  if (dtype_ == NpyDtype::kF16) {
-    half_to_float(static_cast<const uint16_t*>(data_) + i * cols_, out, static_cast<size_t>(cols_));
-  } else {
-    std::memcpy(out, static_cast<const float*>(data_) + i * cols_, static_cast<size_t>(cols_) * sizeof(float));
+  const size_t rb = static_cast<size_t>(cols_) * npy_itemsize(dtype_);
+  if (dtype_ == NpyDtype::kF32) {
+    pread_data(size_t(i) * rb, rb, out);
+    return;
   }
+  thread_local std::vector<uint16_t> buf;
+  buf.resize(static_cast<size_t>(cols_));
+  pread_data(size_t(i) * rb, rb, buf.data());
+  half_to_float(buf.data(), out, buf.size());
 }
 
 void NpyMatrix::prefetch(int64_t begin, int64_t n) const {
   if (begin < 0 || n <= 0 || begin + n > rows_) return;
   const size_t rb = static_cast<size_t>(cols_) * npy_itemsize(dtype_);
-  const auto* start = static_cast<const char*>(data_) + begin * rb;
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  const uintptr_t lo = reinterpret_cast<uintptr_t>(start) & ~(page - 1);
-  const uintptr_t hi = reinterpret_cast<uintptr_t>(start + n * rb);
-  ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_WILLNEED);  // advisory: errors are harmless
+  // Advisory: an error changes nothing.
+  ::posix_fadvise(fd_, static_cast<off_t>(data_offset_ + size_t(begin) * rb), static_cast<off_t>(size_t(n) * rb),
+                  POSIX_FADV_WILLNEED);
 }
 
 void NpyMatrix::read_rows(int64_t begin, int64_t n, float* out) const {
   KVRAG_CHECK(begin >= 0 && n >= 0 && begin + n <= rows_, "{}: rows [{}, {}) out of range (0, {})", path_, begin,
               begin + n, rows_);
-  // The map is MADV_RANDOM; a long sequential read asks for read-ahead explicitly.
-  if (n * cols_ * int64_t(npy_itemsize(dtype_)) >= (int64_t(1) << 20)) prefetch(begin, n);
-  const size_t count = static_cast<size_t>(n * cols_);
-  if (dtype_ == NpyDtype::kF16) {
-    half_to_float(static_cast<const uint16_t*>(data_) + begin * cols_, out, count);
-  } else {
-    std::memcpy(out, static_cast<const float*>(data_) + begin * cols_, count * sizeof(float));
+  const size_t rb = static_cast<size_t>(cols_) * npy_itemsize(dtype_);
+  if (dtype_ == NpyDtype::kF32) {
+    pread_data(size_t(begin) * rb, size_t(n) * rb, out);
+    return;
+  }
+  // float16: through a buffer of about 1 MiB, converted piece by piece.
+  const int64_t step = std::max<int64_t>(1, (int64_t(1) << 20) / int64_t(rb));
+  thread_local std::vector<uint16_t> buf;
+  for (int64_t r = 0; r < n; r += step) {
+    const int64_t m = std::min(step, n - r);
+    buf.resize(static_cast<size_t>(m * cols_));
+    pread_data(size_t(begin + r) * rb, size_t(m) * rb, buf.data());
+    half_to_float(buf.data(), out + r * cols_, buf.size());
   }
 }
 

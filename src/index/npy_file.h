@@ -1,8 +1,13 @@
 // NumPy .npy (format 1.0) files holding one C-order 2-D float16 or float32 matrix: written
-// atomically, read through a read-only memory map (numpy.load reads what this writes).
+// atomically, opened read-only with full validation (numpy.load reads what this writes).
 //
 // The writer pads the header with spaces so that the data starts at a multiple of 64 bytes,
 // as numpy does; the reader accepts format versions 1.0, 2.0 and 3.0 and any padding.
+//
+// An open matrix is memory-mapped (data()), but row() and read_rows() read with pread(): the
+// bytes come through the page cache into the caller's buffer, so scattered reads of a large
+// file (re-ranking) add nothing to the process's resident memory, and a file truncated behind
+// our back is an Error rather than SIGBUS.
 #pragma once
 
 #include <cstddef>
@@ -23,10 +28,8 @@ void write_npy(const std::string& path, NpyDtype dtype, const void* data, int64_
 
 class NpyMatrix {
  public:
-  // Maps and validates `path` (magic, version, header dict, dtype '<f2'/'<f4', C order, 2-D,
-  // file size = header + rows × cols × itemsize); throws Error naming the file otherwise.
-  // The map is advised MADV_RANDOM (rows are read scattered when re-ranking); read_rows()
-  // asks for read-ahead of the range it reads.
+  // Opens, maps and validates `path` (magic, version, header dict, dtype '<f2'/'<f4', C order,
+  // 2-D, file size = header + rows × cols × itemsize); throws Error naming the file otherwise.
   static std::unique_ptr<NpyMatrix> open(const std::string& path);
   ~NpyMatrix();
   NpyMatrix(const NpyMatrix&) = delete;
@@ -36,17 +39,24 @@ class NpyMatrix {
   int64_t rows() const { return rows_; }
   int64_t cols() const { return cols_; }
   NpyDtype dtype() const { return dtype_; }
-  const void* data() const { return data_; }
-  // Row i converted to float32 into out[cols]. i must be in [0, rows) (not checked).
+  const void* data() const { return data_; }  // the mapped values (raw half bits for kF16)
+  // Row i converted to float32 into out[cols]. i must be in [0, rows) (not checked). Thread-safe,
+  // as are read_rows() and prefetch().
   void row(int64_t i, float* out) const;
-  // Rows [begin, begin + n) converted to float32 into out[n × cols]; Error if out of range.
+  // Rows [begin, begin + n) converted to float32 into out[n × cols]; Error if out of range or
+  // if the file cannot be read.
   void read_rows(int64_t begin, int64_t n, float* out) const;
   // Asks the kernel to read rows [begin, begin + n) ahead (asynchronously); no-op if out of range.
   void prefetch(int64_t begin, int64_t n) const;
 
  private:
   NpyMatrix() = default;
+  // Reads `bytes` at data offset `offset` into `out`; Error naming the file if it cannot.
+  void pread_data(size_t offset, size_t bytes, void* out) const;
+
   std::string path_;
+  int fd_ = -1;
+  size_t data_offset_ = 0;  // of the values in the file
   void* map_ = nullptr;
   size_t map_size_ = 0;
   const void* data_ = nullptr;

@@ -180,6 +180,12 @@ TEST_F(DenseRecall, FlatIsExact) {
       if (j > 0) ASSERT_GE(r.scores[q * 10 + j - 1], r.scores[q * 10 + j]);
     }
   }
+  // A single query gets what it gets in a batch.
+  for (int64_t q : {0, 7, 199}) {
+    const auto one = index->search(1, data_->q.data() + q * data_->d, 10);
+    EXPECT_EQ(one.ids, std::vector<int64_t>(r.ids.begin() + q * 10, r.ids.begin() + (q + 1) * 10));
+    for (int j = 0; j < 10; ++j) EXPECT_NEAR(one.scores[j], r.scores[q * 10 + j], 1e-5);
+  }
 }
 
 TEST_F(DenseRecall, IvfFlatRecallAndNprobe) {
@@ -192,6 +198,11 @@ TEST_F(DenseRecall, IvfFlatRecallAndNprobe) {
   one.nprobe = 1;
   const double low = recall_at(index->search(data_->nq(), data_->q.data(), 10, one), *truth_, 10);
   EXPECT_LT(low, recall_at(r, *truth_, 10));  // the knob reaches Faiss
+  // A single query (its lists split across the threads) gets what it gets in the batch.
+  for (int64_t q : {3, 150}) {
+    const auto one = index->search(1, data_->q.data() + q * data_->d, 10);
+    EXPECT_EQ(one.ids, std::vector<int64_t>(r.ids.begin() + q * 10, r.ids.begin() + (q + 1) * 10));
+  }
   SearchParams all;
   all.nprobe = 64;
   EXPECT_GE(recall_at(index->search(data_->nq(), data_->q.data(), 10, all), *truth_, 10), 0.998);

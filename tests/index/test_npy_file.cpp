@@ -185,6 +185,11 @@ TEST(NpyFile, ValidationErrorsNameTheFile) {
   expect_error("extra_key.npy", npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1), 'x': 1}", 4), "unexpected key");
   expect_error("huge.npy", npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }", 4), "too large");
   EXPECT_NE(npy_error([&] { NpyMatrix::open(dir / "absent.npy"); }).find("absent.npy"), std::string::npos);
+  // A file cut short while open: reads fail with an Error (not SIGBUS).
+  const auto open_matrix = NpyMatrix::open(dir / "ok.npy");
+  fs::resize_file(dir / "ok.npy", 70);
+  std::vector<float> rows(6 * 4);
+  EXPECT_NE(npy_error([&] { open_matrix->read_rows(0, 6, rows.data()); }).find("truncated while open"), std::string::npos);
   EXPECT_NE(npy_error([&] { NpyMatrix::open(dir.path()); }).find("not a regular file"), std::string::npos);
 }
 
