@@ -14,5 +14,12 @@ void add_embed_command(CLI::App& app, int& exit_code);
 void add_index_command(CLI::App& app, int& exit_code);
 void add_search_command(CLI::App& app, int& exit_code);
 void add_eval_retrieval_command(CLI::App& app, int& exit_code);
+void add_train_retriever_command(CLI::App& app, int& exit_code);  // train_retriever_command.cpp
+void add_train_lm_command(CLI::App& app, int& exit_code);         // train_lm_command.cpp
+void add_train_prefix_command(CLI::App& app, int& exit_code);     // train_prefix_command.cpp
+void add_ask_command(CLI::App& app, int& exit_code);              // ask_command.cpp
+void add_eval_command(CLI::App& app, int& exit_code);             // eval_command.cpp
+void add_demo_command(CLI::App& app, int& exit_code);             // demo_command.cpp
+void add_serve_command(CLI::App& app, int& exit_code);            // serve_command.cpp
 
 }  // namespace kvrag::cli

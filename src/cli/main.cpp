@@ -28,6 +28,13 @@ int main(int argc, char** argv) {
   kvrag::cli::add_index_command(app, exit_code);
   kvrag::cli::add_search_command(app, exit_code);
   kvrag::cli::add_eval_retrieval_command(app, exit_code);
+  kvrag::cli::add_train_retriever_command(app, exit_code);
+  kvrag::cli::add_train_lm_command(app, exit_code);
+  kvrag::cli::add_train_prefix_command(app, exit_code);
+  kvrag::cli::add_ask_command(app, exit_code);
+  kvrag::cli::add_eval_command(app, exit_code);
+  kvrag::cli::add_demo_command(app, exit_code);
+  kvrag::cli::add_serve_command(app, exit_code);
 
   // Threads are set before any subcommand runs (CLI11 calls the main callback first).
   app.parse_complete_callback([&] {

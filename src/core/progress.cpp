@@ -71,6 +71,7 @@ std::string ProgressReporter::format(int64_t bytes_done, int64_t items_done,
       s += "  ETA " + format_duration((options_.total_items - items_done) / (items / elapsed_s));
     }
   }
+  if (!note_.empty()) s += "  " + note_;
   return s;
 }
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
 
 namespace kvrag {
 
@@ -44,6 +45,9 @@ class ProgressReporter {
   void finish(int64_t bytes_done, int64_t items_done);
   // Ends an open '\r' line, so that other output (a warning) starts on a fresh line.
   void break_line();
+  // Text appended to every status line from now on ("loss 2.314  lr 3.0e-04"): training loops
+  // set it before update().
+  void set_note(std::string note) { note_ = std::move(note); }
 
   // The status text without '\r' or newline (exposed for tests).
   std::string format(int64_t bytes_done, int64_t items_done, double elapsed_s) const;
@@ -53,6 +57,7 @@ class ProgressReporter {
 
   using Clock = std::chrono::steady_clock;
   ProgressOptions options_;
+  std::string note_;
   bool tty_ = false;
   bool line_open_ = false;  // a '\r' line is on the terminal without its newline
   Clock::time_point start_, last_draw_;
