@@ -1,0 +1,104 @@
+// The knowledge encoder: a retrieved segment → a per-layer key/value prefix for a frozen LLaMA
+// (the "dynamic prefix").
+//
+//   segment ids [B, T] → BertModel → last hidden states [B, T, H]
+//   P learned queries [P, H] → multi-head cross-attention over those states (padding masked)
+//   → LayerNorm → for every LLM layer l: key head and value head (Linear H → kvH·hd)
+//   → KVPrefix keys[l], values[l] [B, kvH, P, hd]
+//
+// Only the LLM's cross-entropy on the answer trains it; the LLM stays frozen. The output heads
+// start with a small std so that the initial prefix perturbs the LLM only slightly.
+//
+// Parameter names: the BERT part is named exactly like HF BertModel under "encoder."
+// ("encoder.embeddings.word_embeddings.weight", "encoder.encoder.layer.0.…"), so a retriever or
+// any BERT checkpoint initialises it by name; then "queries" [P, H], "cross_attention.{query,
+// key,value,output}.{weight,bias}", "norm.{weight,bias}", "prefix_heads.{l}.{key,value}.
+// {weight,bias}".
+//
+// Folder layout (save_knowledge_encoder / load_knowledge_encoder):
+//   DIR/config.json  {"model_type": "kvrag_knowledge_encoder", "encoder": {…BERT config…},
+//                     "prefix_length": P, "llm": {"layers", "kv_heads", "head_dim",
+//                     "fingerprint"}}
+//   DIR/model.safetensors
+//   DIR/vocab.txt    the encoder's WordPiece vocabulary
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/bert.h"
+#include "model/layers.h"
+#include "model/llama.h"
+#include "model/model_config.h"
+
+namespace kvrag {
+
+struct KnowledgeEncoderConfig {
+  BertConfig encoder;            // the BERT-family encoder over a segment
+  int64_t prefix_length = 10;    // P learned query vectors
+  int64_t llm_layers = 0, llm_kv_heads = 0, llm_head_dim = 0;  // the LLM the prefix is made for
+  std::string llm_fingerprint;   // llm_fingerprint(llm_dir) of that LLM
+
+  // The config for `llm` (layers, kv heads, head dim taken from it) over `encoder`.
+  static KnowledgeEncoderConfig for_llm(const BertConfig& encoder, const LlamaConfig& llm,
+                                        const std::string& fingerprint, int64_t prefix_length);
+
+  nlohmann::json to_json() const;
+  // Validates (positive sizes, model_type); errors name `source` and the field.
+  static KnowledgeEncoderConfig from_json(const nlohmann::json& j, const std::string& source);
+};
+
+class KnowledgeEncoderImpl : public torch::nn::Module {
+ public:
+  // Parameters are allocated uninitialised in `dtype`: load a folder (load_knowledge_encoder),
+  // or call init_fresh() and optionally load a BERT checkpoint into `encoder`.
+  KnowledgeEncoderImpl(const KnowledgeEncoderConfig& config, torch::Dtype dtype);
+
+  // ids, attention_mask [B, T] int64 → KVPrefix with keys/values [B, kvH, P, hd] for every LLM
+  // layer.
+  KVPrefix forward(const torch::Tensor& ids, const torch::Tensor& attention_mask);
+
+  // Random initialisation of everything (encoder std 0.02, output heads `head_std`, small so
+  // the initial prefix barely perturbs the LLM). Deterministic given `seed`.
+  void init_fresh(uint64_t seed, double head_std = 0.002);
+
+  const KnowledgeEncoderConfig& config() const { return config_; }
+  torch::Dtype dtype() const { return dtype_; }
+
+  BertModel encoder{nullptr};  // parameters named like HF BertModel under "encoder."
+  torch::Tensor queries;       // [P, H]
+  Linear cross_query{nullptr}, cross_key{nullptr}, cross_value{nullptr}, cross_output{nullptr};
+  kvrag::LayerNorm norm{nullptr};
+  torch::nn::ModuleList prefix_heads{nullptr};  // per LLM layer: "key", "value" Linear H → kvH·hd
+
+ private:
+  KnowledgeEncoderConfig config_;
+  torch::Dtype dtype_;
+};
+TORCH_MODULE(KnowledgeEncoder);
+
+// Loads DIR (config.json + model.safetensors); every parameter must be present with its shape.
+KnowledgeEncoder load_knowledge_encoder(const std::string& dir, torch::Dtype dtype = torch::kFloat32);
+// Writes config.json, model.safetensors and a copy of `vocab_path` as DIR/vocab.txt, each
+// atomically; creates DIR.
+void save_knowledge_encoder(const KnowledgeEncoderImpl& model, const std::string& dir,
+                            const std::string& vocab_path);
+
+// 16 hex digits identifying an LLM: a hash of its config.json and the names, shapes and dtypes
+// of its safetensors tensors (not the values: cheap even for 7B).
+std::string llm_fingerprint(const std::string& llm_dir);
+
+// Error naming what differs (layers, kv heads, head dim, fingerprint) if the encoder in
+// `encoder_dir` was made for another LLM. An empty fingerprint on either side is not compared.
+void check_compatible(const KnowledgeEncoderConfig& config, const LlamaConfig& llm,
+                      const std::string& llm_fingerprint, const std::string& encoder_dir);
+
+// Top-k > 1: the prefixes of the k segments of each question concatenated along P (segment
+// order = rank) → [B, kvH, k·P, hd]. All must have the same layers and batch.
+KVPrefix concat_prefixes(const std::vector<KVPrefix>& per_rank);
+
+}  // namespace kvrag
