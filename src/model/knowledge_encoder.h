@@ -52,6 +52,14 @@ struct KnowledgeEncoderConfig {
   static KnowledgeEncoderConfig from_json(const nlohmann::json& j, const std::string& source);
 };
 
+// One LLM layer's output heads: "key" and "value", Linear H → kvH·hd.
+class PrefixHeadImpl : public torch::nn::Module {
+ public:
+  PrefixHeadImpl(int64_t hidden, int64_t kv_dim, torch::TensorOptions options);
+  Linear key{nullptr}, value{nullptr};
+};
+TORCH_MODULE(PrefixHead);
+
 class KnowledgeEncoderImpl : public torch::nn::Module {
  public:
   // Parameters are allocated uninitialised in `dtype`: load a folder (load_knowledge_encoder),
@@ -71,6 +79,8 @@ class KnowledgeEncoderImpl : public torch::nn::Module {
 
   BertModel encoder{nullptr};  // parameters named like HF BertModel under "encoder."
   torch::Tensor queries;       // [P, H]
+  // "cross_attention.{query,key,value,output}": the queries attend over the encoder's states,
+  // with the encoder's number of heads.
   Linear cross_query{nullptr}, cross_key{nullptr}, cross_value{nullptr}, cross_output{nullptr};
   kvrag::LayerNorm norm{nullptr};
   torch::nn::ModuleList prefix_heads{nullptr};  // per LLM layer: "key", "value" Linear H → kvH·hd
@@ -80,6 +90,13 @@ class KnowledgeEncoderImpl : public torch::nn::Module {
   torch::Dtype dtype_;
 };
 TORCH_MODULE(KnowledgeEncoder);
+
+// A fresh knowledge encoder for `llm` (config.json of LLM_DIR, fingerprint) whose BERT part is
+// loaded from INIT_DIR (a BERT or retriever checkpoint folder: config.json + safetensors; a
+// "bert." name prefix and a pooler are allowed) and the rest initialised by init_fresh(seed).
+KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::string& llm_dir,
+                                        int64_t prefix_length, uint64_t seed,
+                                        torch::Dtype dtype = torch::kFloat32);
 
 // Loads DIR (config.json + model.safetensors); every parameter must be present with its shape.
 KnowledgeEncoder load_knowledge_encoder(const std::string& dir, torch::Dtype dtype = torch::kFloat32);

@@ -1,0 +1,273 @@
+#include "model/knowledge_encoder.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <fmt/format.h>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "model/checkpoint.h"
+#include "model/weights.h"
+
+namespace kvrag {
+
+namespace {
+
+constexpr const char* kModelType = "kvrag_knowledge_encoder";
+
+// A positive JSON integer at j[key]; errors name the source and the field.
+int64_t positive_int(const nlohmann::json& j, const char* key, const std::string& source, const std::string& path) {
+  const std::string field = path.empty() ? key : path + "." + key;
+  KVRAG_CHECK(j.contains(key) && !j.at(key).is_null(), "config {}: {}: missing", source, field);
+  const auto& v = j.at(key);
+  KVRAG_CHECK(v.is_number_integer(), "config {}: {}: must be an integer, got {}", source, field, v.dump());
+  const int64_t n = v.get<int64_t>();
+  KVRAG_CHECK(n > 0, "config {}: {}: must be positive, got {}", source, field, n);
+  return n;
+}
+
+// FNV-1a, 64 bits.
+struct Fnv {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  void add(const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
+  }
+  void add(const std::string& s) {
+    add(s.data(), s.size());
+    add("\0", 1);  // separator: ("ab","c") and ("a","bc") differ
+  }
+};
+
+}  // namespace
+
+// --- config ------------------------------------------------------------------------------------
+
+KnowledgeEncoderConfig KnowledgeEncoderConfig::for_llm(const BertConfig& encoder, const LlamaConfig& llm,
+                                                       const std::string& fingerprint, int64_t prefix_length) {
+  KVRAG_CHECK(prefix_length > 0, "prefix length must be positive, got {}", prefix_length);
+  KnowledgeEncoderConfig c;
+  c.encoder = encoder;
+  c.prefix_length = prefix_length;
+  c.llm_layers = llm.num_hidden_layers;
+  c.llm_kv_heads = llm.num_key_value_heads;
+  c.llm_head_dim = llm.head_dim;
+  c.llm_fingerprint = fingerprint;
+  return c;
+}
+
+nlohmann::json KnowledgeEncoderConfig::to_json() const {
+  return {{"model_type", kModelType},
+          {"encoder", encoder.to_json()},
+          {"prefix_length", prefix_length},
+          {"llm",
+           {{"layers", llm_layers}, {"kv_heads", llm_kv_heads}, {"head_dim", llm_head_dim},
+            {"fingerprint", llm_fingerprint}}}};
+}
+
+KnowledgeEncoderConfig KnowledgeEncoderConfig::from_json(const nlohmann::json& j, const std::string& source) {
+  KVRAG_CHECK(j.is_object(), "config {}: must be a JSON object", source);
+  const std::string type = j.contains("model_type") && j.at("model_type").is_string()
+                               ? j.at("model_type").get<std::string>() : std::string();
+  KVRAG_CHECK(type == kModelType,
+              "config {}: model_type: expected \"{}\", got {} (is this a knowledge-encoder folder?)", source,
+              kModelType, j.contains("model_type") ? j.at("model_type").dump() : "nothing");
+  KVRAG_CHECK(j.contains("encoder") && j.at("encoder").is_object(), "config {}: encoder: missing or not an object",
+              source);
+  KVRAG_CHECK(j.contains("llm") && j.at("llm").is_object(), "config {}: llm: missing or not an object", source);
+  KnowledgeEncoderConfig c;
+  c.encoder = BertConfig::from_json(j.at("encoder"), source + " (encoder)");
+  c.prefix_length = positive_int(j, "prefix_length", source, "");
+  const auto& llm = j.at("llm");
+  c.llm_layers = positive_int(llm, "layers", source, "llm");
+  c.llm_kv_heads = positive_int(llm, "kv_heads", source, "llm");
+  c.llm_head_dim = positive_int(llm, "head_dim", source, "llm");
+  if (llm.contains("fingerprint") && !llm.at("fingerprint").is_null()) {
+    KVRAG_CHECK(llm.at("fingerprint").is_string(), "config {}: llm.fingerprint: must be a string", source);
+    c.llm_fingerprint = llm.at("fingerprint").get<std::string>();
+  }
+  return c;
+}
+
+// --- module --------------------------------------------------------------------------------------
+
+PrefixHeadImpl::PrefixHeadImpl(int64_t hidden, int64_t kv_dim, torch::TensorOptions options) {
+  key = register_module("key", Linear(hidden, kv_dim, true, options));
+  value = register_module("value", Linear(hidden, kv_dim, true, options));
+}
+
+KnowledgeEncoderImpl::KnowledgeEncoderImpl(const KnowledgeEncoderConfig& config, torch::Dtype dtype)
+    : config_(config), dtype_(dtype) {
+  KVRAG_CHECK(config.prefix_length > 0 && config.llm_layers > 0 && config.llm_kv_heads > 0 && config.llm_head_dim > 0,
+              "knowledge encoder: prefix length and LLM layers/kv heads/head dim must be positive");
+  const auto options = torch::TensorOptions().dtype(dtype);
+  const int64_t H = config.encoder.hidden_size;
+  encoder = register_module("encoder", BertModel(config.encoder, dtype, /*with_pooler=*/false));
+  queries = register_parameter("queries", torch::empty({config.prefix_length, H}, options));
+  auto cross = register_module("cross_attention", std::make_shared<torch::nn::Module>());
+  cross_query = cross->register_module("query", Linear(H, H, true, options));
+  cross_key = cross->register_module("key", Linear(H, H, true, options));
+  cross_value = cross->register_module("value", Linear(H, H, true, options));
+  cross_output = cross->register_module("output", Linear(H, H, true, options));
+  norm = register_module("norm", kvrag::LayerNorm(H, config.encoder.layer_norm_eps, options));
+  prefix_heads = register_module("prefix_heads", torch::nn::ModuleList());
+  for (int64_t l = 0; l < config.llm_layers; ++l) {
+    prefix_heads->push_back(PrefixHead(H, config.llm_kv_heads * config.llm_head_dim, options));
+  }
+}
+
+KVPrefix KnowledgeEncoderImpl::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask) {
+  const int64_t B = ids.size(0), T = ids.size(1), P = config_.prefix_length;
+  const int64_t H = config_.encoder.hidden_size, nH = config_.encoder.num_attention_heads, hd = H / nH;
+  const auto h = encoder->forward(ids, attention_mask).last_hidden_state;  // [B, T, H]
+
+  // Cross-attention: the P learned queries read the segment.
+  const auto q = cross_query(queries).view({1, P, nH, hd}).transpose(1, 2);  // [1, nH, P, hd]
+  const auto k = cross_key(h).view({B, T, nH, hd}).transpose(1, 2);         // [B, nH, T, hd]
+  const auto v = cross_value(h).view({B, T, nH, hd}).transpose(1, 2);       // [B, nH, T, hd]
+  auto scores = kvrag::matmul(q, k.transpose(-1, -2)).to(torch::kFloat32);   // [B, nH, P, T]
+  scores = scores * (1.0 / std::sqrt(static_cast<double>(hd)));
+  // Padding gets a large finite negative score (not -inf: an all-padding row stays finite).
+  const auto padding = attention_mask.to(torch::kBool).logical_not().view({B, 1, 1, T});
+  scores = scores.masked_fill(padding, -1e30);
+  const auto probs = torch::softmax(scores, -1).to(v.scalar_type());        // [B, nH, P, T]
+  const auto context = kvrag::matmul(probs, v).transpose(1, 2).reshape({B, P, H});  // [B, P, H]
+  const auto x = norm(queries.unsqueeze(0) + cross_output(context));        // [B, P, H]
+
+  KVPrefix prefix;
+  const int64_t kvH = config_.llm_kv_heads, lhd = config_.llm_head_dim;
+  for (int64_t l = 0; l < config_.llm_layers; ++l) {
+    auto& head = prefix_heads->at<PrefixHeadImpl>(l);
+    prefix.keys.push_back(head.key(x).view({B, P, kvH, lhd}).transpose(1, 2));    // [B, kvH, P, hd]
+    prefix.values.push_back(head.value(x).view({B, P, kvH, lhd}).transpose(1, 2));  // [B, kvH, P, hd]
+  }
+  return prefix;
+}
+
+void KnowledgeEncoderImpl::init_fresh(uint64_t seed, double head_std) {
+  init_parameters(*this, 0.02, seed);
+  torch::NoGradGuard no_grad;
+  // The queries are the residual stream of the cross-attention: unit scale so that they differ
+  // from one another after the LayerNorm from the first step on.
+  auto gen = at::detail::createCPUGenerator(seed ^ 0x5DEECE66DULL);
+  queries.copy_(torch::randn(queries.sizes(), gen, torch::kFloat32));
+  for (size_t l = 0; l < prefix_heads->size(); ++l) {
+    auto& head = prefix_heads->at<PrefixHeadImpl>(l);
+    for (auto* lin : {&head.key, &head.value}) {
+      (*lin)->weight.copy_(torch::randn((*lin)->weight.sizes(), gen, torch::kFloat32) * head_std);
+      (*lin)->bias.zero_();
+    }
+  }
+}
+
+// --- folders ------------------------------------------------------------------------------------
+
+KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::string& llm_dir,
+                                        int64_t prefix_length, uint64_t seed, torch::Dtype dtype) {
+  const auto llm = LlamaConfig::load(llm_dir + "/config.json");
+  BertConfig bert;
+  try {
+    bert = BertConfig::load(init_dir + "/config.json");
+  } catch (Error& e) {
+    throw e.with_context("encoder init folder " + init_dir);
+  }
+  auto config = KnowledgeEncoderConfig::for_llm(bert, llm, llm_fingerprint(llm_dir), prefix_length);
+  KnowledgeEncoder model(config, dtype);
+  model->init_fresh(seed);
+  const auto checkpoint = Checkpoint::open(init_dir);
+  const std::string prefix = checkpoint.has("bert.embeddings.word_embeddings.weight") ? "bert." : "";
+  torch::NoGradGuard no_grad;
+  load_parameters(*model->encoder, checkpoint, prefix);
+  return model;
+}
+
+KnowledgeEncoder load_knowledge_encoder(const std::string& dir, torch::Dtype dtype) {
+  const std::string config_path = dir + "/config.json";
+  KVRAG_CHECK(std::filesystem::exists(config_path), "knowledge encoder {}: no config.json", dir);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(config_path));
+  } catch (const nlohmann::json::exception& e) {
+    fail("config {}: not valid JSON: {}", config_path, e.what());
+  }
+  const auto config = KnowledgeEncoderConfig::from_json(j, config_path);
+  KnowledgeEncoder model(config, dtype);
+  const auto checkpoint = Checkpoint::open(dir);
+  torch::NoGradGuard no_grad;
+  load_parameters(*model, checkpoint);
+  model->eval();
+  return model;
+}
+
+void save_knowledge_encoder(const KnowledgeEncoderImpl& model, const std::string& dir, const std::string& vocab_path) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  KVRAG_CHECK(!ec, "cannot create {}: {}", dir, ec.message());
+  const std::string vocab = read_file(vocab_path);
+  // Weights first, config last: a folder with a config.json is complete.
+  save_parameters(model, dir + "/model.safetensors", model.dtype());
+  write_file_atomic(dir + "/vocab.txt", vocab);
+  write_file_atomic(dir + "/config.json", model.config().to_json().dump(2) + "\n");
+}
+
+std::string llm_fingerprint(const std::string& llm_dir) {
+  // config.json canonicalised (whitespace and key order do not matter), then every tensor's
+  // name, dtype, shape and its first bytes: different architectures, dtypes or trainings
+  // differ without reading gigabytes.
+  const auto config = LlamaConfig::load(llm_dir + "/config.json");
+  Fnv fnv;
+  fnv.add(config.to_json().dump());
+  const auto checkpoint = Checkpoint::open(llm_dir);
+  for (const auto& name : checkpoint.names()) {
+    const auto& t = checkpoint.tensor(name);
+    fnv.add(name);
+    fnv.add(dtype_name(t.dtype));
+    fnv.add(shape_string(t.shape));
+    fnv.add(t.data, std::min<size_t>(t.nbytes, 256));
+  }
+  return fmt::format("{:016x}", fnv.h);
+}
+
+void check_compatible(const KnowledgeEncoderConfig& config, const LlamaConfig& llm, const std::string& fingerprint,
+                      const std::string& encoder_dir) {
+  const auto mismatch = [&](const char* what, auto encoder_value, auto llm_value) {
+    fail("knowledge encoder {} was made for an LLM with {} {}, but this LLM has {}", encoder_dir, what,
+         encoder_value, llm_value);
+  };
+  if (config.llm_layers != llm.num_hidden_layers) mismatch("layers", config.llm_layers, llm.num_hidden_layers);
+  if (config.llm_kv_heads != llm.num_key_value_heads) mismatch("kv heads", config.llm_kv_heads, llm.num_key_value_heads);
+  if (config.llm_head_dim != llm.head_dim) mismatch("head dim", config.llm_head_dim, llm.head_dim);
+  if (!config.llm_fingerprint.empty() && !fingerprint.empty() && config.llm_fingerprint != fingerprint) {
+    fail("knowledge encoder {} was trained for another LLM: fingerprint {} (this LLM: {}); retrain it with "
+         "train-prefix --llm for this model",
+         encoder_dir, config.llm_fingerprint, fingerprint);
+  }
+}
+
+KVPrefix concat_prefixes(const std::vector<KVPrefix>& per_rank) {
+  KVRAG_CHECK(!per_rank.empty(), "concat_prefixes: no prefixes");
+  if (per_rank.size() == 1) return per_rank[0];
+  const size_t L = per_rank[0].keys.size();
+  KVPrefix out;
+  for (size_t l = 0; l < L; ++l) {
+    std::vector<torch::Tensor> keys, values;
+    for (size_t r = 0; r < per_rank.size(); ++r) {
+      const auto& p = per_rank[r];
+      KVRAG_CHECK(p.keys.size() == L && p.values.size() == L,
+                  "concat_prefixes: rank {} has {} layers, rank 0 has {}", r, p.keys.size(), L);
+      KVRAG_CHECK(p.keys[l].size(0) == per_rank[0].keys[l].size(0),
+                  "concat_prefixes: rank {} has batch {}, rank 0 has {}", r, p.keys[l].size(0),
+                  per_rank[0].keys[l].size(0));
+      keys.push_back(p.keys[l]);
+      values.push_back(p.values[l]);
+    }
+    out.keys.push_back(torch::cat(keys, 2));    // [B, kvH, k·P, hd]
+    out.values.push_back(torch::cat(values, 2));  // [B, kvH, k·P, hd]
+  }
+  return out;
+}
+
+}  // namespace kvrag
