@@ -166,7 +166,8 @@ void KnowledgeEncoderImpl::init_fresh(uint64_t seed, double head_std) {
 // --- folders ------------------------------------------------------------------------------------
 
 KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::string& llm_dir,
-                                        int64_t prefix_length, uint64_t seed, torch::Dtype dtype) {
+                                        int64_t prefix_length, uint64_t seed, double head_std,
+                                        torch::Dtype dtype) {
   const auto llm = LlamaConfig::load(llm_dir + "/config.json");
   BertConfig bert;
   try {
@@ -176,7 +177,7 @@ KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::
   }
   auto config = KnowledgeEncoderConfig::for_llm(bert, llm, llm_fingerprint(llm_dir), prefix_length);
   KnowledgeEncoder model(config, dtype);
-  model->init_fresh(seed);
+  model->init_fresh(seed, head_std);
   const auto checkpoint = Checkpoint::open(init_dir);
   const std::string prefix = checkpoint.has("bert.embeddings.word_embeddings.weight") ? "bert." : "";
   torch::NoGradGuard no_grad;

@@ -95,7 +95,7 @@ TORCH_MODULE(KnowledgeEncoder);
 // loaded from INIT_DIR (a BERT or retriever checkpoint folder: config.json + safetensors; a
 // "bert." name prefix and a pooler are allowed) and the rest initialised by init_fresh(seed).
 KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::string& llm_dir,
-                                        int64_t prefix_length, uint64_t seed,
+                                        int64_t prefix_length, uint64_t seed, double head_std = 0.002,
                                         torch::Dtype dtype = torch::kFloat32);
 
 // Loads DIR (config.json + model.safetensors); every parameter must be present with its shape.

@@ -1,0 +1,398 @@
+#include "train/prefix_trainer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "eval/answer_match.h"
+#include "index/corpus_reader.h"
+#include "index/retrieval_eval.h"
+#include "index/retriever.h"
+#include "index/segment_store.h"
+#include "model/generation.h"
+#include "model/knowledge_encoder.h"
+#include "model/llama.h"
+#include "text/tokenizer.h"
+#include "text/wordpiece_tokenizer.h"
+#include "train/prefix_step.h"
+#include "train/train_state.h"
+
+namespace kvrag {
+
+namespace fs = std::filesystem;
+
+int64_t peak_rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "VmHWM:  1234 kB"
+  }
+  return 0;
+}
+
+namespace {
+
+using SegmentTexts = std::vector<std::pair<std::string, std::string>>;  // (title, text) by rank
+
+bool is_knowledge_encoder_dir(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  if (!fs::exists(path)) return false;
+  try {
+    const auto j = nlohmann::json::parse(read_file(path));
+    return j.is_object() && j.value("model_type", std::string()) == "kvrag_knowledge_encoder";
+  } catch (const nlohmann::json::exception&) {
+    return false;  // the loader that runs next names the problem
+  }
+}
+
+// The gold passage of every question (oracle mode), read from `passages` in one pass.
+std::vector<SegmentTexts> oracle_segments(const std::vector<std::vector<Question>*>& sets,
+                                          const std::vector<std::string>& files, const std::string& passages) {
+  std::set<std::string> wanted;
+  for (size_t s = 0; s < sets.size(); ++s) {
+    for (size_t i = 0; i < sets[s]->size(); ++i) {
+      const auto& q = (*sets[s])[i];
+      KVRAG_CHECK(!q.gold_passage_id.empty(), "{}: question {}: no gold_passage_id (needed by --oracle)", files[s],
+                  i + 1);
+      wanted.insert(q.gold_passage_id);
+    }
+  }
+  std::map<std::string, std::pair<std::string, std::string>> found;
+  CorpusReader reader(passages);
+  Document doc;
+  while (found.size() < wanted.size() && reader.next(doc)) {
+    if (wanted.count(doc.id)) found[doc.id] = {doc.title, doc.text};
+  }
+  std::vector<SegmentTexts> out;
+  for (size_t s = 0; s < sets.size(); ++s) {
+    for (size_t i = 0; i < sets[s]->size(); ++i) {
+      const auto& id = (*sets[s])[i].gold_passage_id;
+      const auto it = found.find(id);
+      KVRAG_CHECK(it != found.end(), "{}: question {}: gold passage {} is not in {}", files[s], i + 1, id, passages);
+      out.push_back({it->second});
+    }
+  }
+  return out;
+}
+
+// The top-k segments of every question from the index, best first.
+std::vector<SegmentTexts> retrieved_segments(const std::vector<Question>& questions, const std::string& file,
+                                             Retriever& retriever, const SegmentStore& store, int k) {
+  std::vector<SegmentTexts> out;
+  constexpr size_t kChunk = 256;
+  for (size_t begin = 0; begin < questions.size(); begin += kChunk) {
+    const size_t end = std::min(questions.size(), begin + kChunk);
+    std::vector<std::string> texts;
+    for (size_t i = begin; i < end; ++i) texts.push_back(questions[i].question);
+    const auto hits = retriever.search(texts, k);
+    for (size_t i = begin; i < end; ++i) {
+      const auto& h = hits[i - begin];
+      KVRAG_CHECK(static_cast<int>(h.size()) == k, "{}: question {}: the index returned {} segments, --top-k is {}",
+                  file, i + 1, h.size(), k);
+      std::vector<int64_t> ids;
+      for (const auto& s : h) ids.push_back(s.id);
+      SegmentTexts texts_of;
+      for (const auto& seg : store.get_many(ids)) texts_of.emplace_back(seg.title, seg.text);
+      out.push_back(std::move(texts_of));
+    }
+  }
+  return out;
+}
+
+// The first answer that is not blank (the training target); "" if none.
+std::string target_answer(const Question& q) {
+  for (const auto& a : q.answers) {
+    if (a.find_first_not_of(" \t\r\n") != std::string::npos) return a;
+  }
+  return "";
+}
+
+struct Validation {
+  double em = 0, loss = 0;
+};
+
+}  // namespace
+
+PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
+  KVRAG_CHECK(!o.out.empty(), "train-prefix: --out is required");
+  KVRAG_CHECK(!o.llm.empty(), "train-prefix: --llm is required");
+  KVRAG_CHECK(!o.init.empty(), "train-prefix: --init is required (a BERT/retriever folder or a knowledge encoder)");
+  KVRAG_CHECK(!o.train.empty(), "train-prefix: --train is required");
+  KVRAG_CHECK(o.oracle != (o.retriever != nullptr),
+              "train-prefix: choose one segment source: --oracle --passages FILE, or --index DIR");
+  KVRAG_CHECK(!o.oracle || !o.passages.empty(), "train-prefix: --oracle needs --passages");
+  KVRAG_CHECK(o.oracle || o.store != nullptr, "train-prefix: index mode needs the segment store");
+  KVRAG_CHECK(o.top_k >= 1, "train-prefix: --top-k must be at least 1, got {}", o.top_k);
+  KVRAG_CHECK(!o.oracle || o.top_k == 1, "train-prefix: --oracle gives one segment per question; --top-k must be 1");
+  KVRAG_CHECK(o.prefix_length >= 1, "train-prefix: --prefix-length must be positive, got {}", o.prefix_length);
+  KVRAG_CHECK(o.max_new_tokens >= 1, "train-prefix: max new tokens must be positive");
+  KVRAG_CHECK(o.llm_dtype == "fp32" || o.llm_dtype == "bf16", "train-prefix: --llm-dtype must be fp32 or bf16, not {}",
+              o.llm_dtype);
+  o.optim.validate();
+  const auto llm_dtype = o.llm_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+
+  // The frozen LLM: no gradients, and (make_adamw takes the encoder only) no optimizer state.
+  auto llm = load_llama(o.llm, llm_dtype);
+  llm->freeze();
+  llm->eval();
+  const auto llm_tokenizer = load_tokenizer(o.llm);
+  const std::string fingerprint = llm_fingerprint(o.llm);
+
+  // The encoder: fresh heads over a BERT/retriever checkpoint, or a knowledge encoder to go on
+  // training (which must have been made for this LLM).
+  KnowledgeEncoder encoder{nullptr};
+  if (is_knowledge_encoder_dir(o.init)) {
+    encoder = load_knowledge_encoder(o.init);
+    check_compatible(encoder->config(), llm->config(), fingerprint, o.init);
+  } else {
+    encoder = init_knowledge_encoder(o.init, o.llm, o.prefix_length, o.optim.seed, o.head_std);
+  }
+  const std::string vocab = o.init + "/vocab.txt";
+  KVRAG_CHECK(fs::exists(vocab), "encoder folder {}: no vocab.txt (the encoder's WordPiece vocabulary)", o.init);
+  const auto encoder_tokenizer = WordPieceTokenizer::from_vocab_file(vocab);
+  KVRAG_CHECK(encoder_tokenizer->vocab_size() <= encoder->config().encoder.vocab_size,
+              "encoder folder {}: vocab.txt has {} tokens, the encoder's vocab_size is {}", o.init,
+              encoder_tokenizer->vocab_size(), encoder->config().encoder.vocab_size);
+  const int64_t max_segment_tokens =
+      std::min<int64_t>(o.max_segment_tokens, encoder->config().encoder.max_position_embeddings);
+  const int64_t P = encoder->config().prefix_length;
+
+  // Data: questions, their segments (fetched once), tokenized examples.
+  auto train_questions = read_questions(o.train);
+  KVRAG_CHECK(!train_questions.empty(), "{}: no questions", o.train);
+  std::vector<Question> dev_questions;
+  if (!o.dev.empty()) {
+    dev_questions = read_questions(o.dev);
+    if (o.max_dev > 0 && static_cast<int64_t>(dev_questions.size()) > o.max_dev) dev_questions.resize(o.max_dev);
+  }
+  std::vector<SegmentTexts> train_segments, dev_segments;
+  if (o.oracle) {
+    auto all = oracle_segments({&train_questions, &dev_questions}, {o.train, o.dev}, o.passages);
+    train_segments.assign(all.begin(), all.begin() + static_cast<int64_t>(train_questions.size()));
+    dev_segments.assign(all.begin() + static_cast<int64_t>(train_questions.size()), all.end());
+  } else {
+    train_segments = retrieved_segments(train_questions, o.train, *o.retriever, *o.store, o.top_k);
+    dev_segments = retrieved_segments(dev_questions, o.dev, *o.retriever, *o.store, o.top_k);
+  }
+  PrefixTrainResult result;
+  const int64_t max_positions = llm->config().max_position_embeddings;
+  const auto tokenize = [&](const std::vector<Question>& qs, const std::vector<SegmentTexts>& segs,
+                            const std::string& file) {
+    std::vector<PrefixExample> out;
+    for (size_t i = 0; i < qs.size(); ++i) {
+      const std::string where = fmt::format("{}: question {}", file, i + 1);
+      KVRAG_CHECK(!qs[i].answers.empty(), "{}: no answers (\"{}\")", where, qs[i].question);
+      auto ex = make_prefix_example(*llm_tokenizer, *encoder_tokenizer, qs[i].question, target_answer(qs[i]), segs[i],
+                                    max_segment_tokens, P * o.top_k, max_positions, where);
+      result.truncated_segments += ex.truncated;
+      out.push_back(std::move(ex));
+    }
+    return out;
+  };
+  const auto train_examples = tokenize(train_questions, train_segments, o.train);
+  const auto dev_examples = tokenize(dev_questions, dev_segments, o.dev);
+  const int64_t encoder_pad = std::max<int64_t>(0, encoder_tokenizer->pad_id());
+
+  // Optimisation.
+  encoder->train();
+  auto optimizer = make_adamw(*encoder, o.optim);
+  const int64_t n = static_cast<int64_t>(train_examples.size());
+  const int64_t B = o.optim.batch_size, accumulation = o.optim.accumulation;
+  const int64_t micro_per_epoch = (n + B - 1) / B;
+  const int64_t steps_per_epoch = (micro_per_epoch + accumulation - 1) / accumulation;
+  LrSchedule schedule(o.optim, steps_per_epoch * o.optim.epochs);
+
+  const auto validate = [&]() {
+    torch::NoGradGuard no_grad;
+    encoder->eval();
+    Validation v;
+    constexpr int64_t kBatch = 16;
+    double loss_sum = 0;
+    int64_t loss_tokens = 0, exact = 0;
+    GenerationOptions gen;
+    gen.max_new_tokens = o.max_new_tokens;
+    for (int64_t begin = 0; begin < static_cast<int64_t>(dev_examples.size()); begin += kBatch) {
+      const int64_t end = std::min<int64_t>(dev_examples.size(), begin + kBatch);
+      std::vector<int64_t> rows;
+      std::vector<std::vector<int64_t>> prompts;
+      for (int64_t i = begin; i < end; ++i) {
+        rows.push_back(i);
+        prompts.push_back(dev_examples[i].prompt);
+      }
+      const auto batch = make_prefix_batch(dev_examples, rows, encoder_pad);
+      const auto loss = prefix_loss(*llm, *encoder, batch);
+      loss_sum += loss.item<double>() * static_cast<double>(batch.answer_tokens);
+      loss_tokens += batch.answer_tokens;
+      const auto prefix = batch_prefix(*encoder, batch, llm->dtype());
+      const auto generations = generate(*llm, prompts, gen, &prefix);
+      for (int64_t i = begin; i < end; ++i) {
+        const auto& tokens = generations[i - begin].tokens;
+        const std::string answer = llm_tokenizer->decode(std::vector<TokenId>(tokens.begin(), tokens.end()));
+        const std::string predicted = normalize_answer(answer);
+        bool match = false;
+        for (const auto& gold : dev_questions[i].answers) match = match || predicted == normalize_answer(gold);
+        exact += match ? 1 : 0;
+      }
+    }
+    encoder->train();
+    v.em = dev_examples.empty() ? 0.0 : static_cast<double>(exact) / static_cast<double>(dev_examples.size());
+    v.loss = loss_tokens > 0 ? loss_sum / static_cast<double>(loss_tokens) : 0.0;
+    return v;
+  };
+
+  // The run's state; a resume point restores it along with parameters and optimizer.
+  nlohmann::json state = {{"step", 0},           {"epoch", 0},          {"batch", 0},
+                          {"loss_sum", 0.0},     {"loss_count", 0},     {"best_epoch", -1},
+                          {"best_em", -1.0},     {"best_loss", 0.0},    {"initial_dev_em", -1.0},
+                          {"history", nlohmann::json::array()}};
+  if (load_resume_point(o.out, *encoder, *optimizer, &state)) {
+    schedule.load_state(state.at("schedule"));
+  } else if (!dev_examples.empty()) {
+    state["initial_dev_em"] = validate().em;
+  }
+  result.initial_dev_em = state["initial_dev_em"].get<double>();
+
+  const auto write_report = [&] {
+    nlohmann::json report = {{"llm", o.llm},
+                             {"llm_dtype", o.llm_dtype},
+                             {"llm_fingerprint", fingerprint},
+                             {"init", o.init},
+                             {"segments", o.oracle ? "oracle" : "index"},
+                             {"top_k", o.top_k},
+                             {"prefix_length", P},
+                             {"train", o.train},
+                             {"train_questions", n},
+                             {"dev", o.dev},
+                             {"dev_questions", dev_examples.size()},
+                             {"optim", o.optim.to_json()},
+                             {"initial_dev_em", state["initial_dev_em"]},
+                             {"epochs", state["history"]},
+                             {"best_epoch", state["best_epoch"]},
+                             {"best_dev_em", state["best_em"]},
+                             {"steps", state["step"]},
+                             {"examples_per_s", result.examples_per_s},
+                             {"peak_rss_bytes", peak_rss_bytes()},
+                             {"truncated_segments", result.truncated_segments}};
+    write_file_atomic(o.out + "/train_report.json", report.dump(2) + "\n");
+  };
+
+  ProgressOptions progress_options;
+  progress_options.label = "train-prefix";
+  progress_options.unit = "examples";
+  progress_options.total_items = n * o.optim.epochs;
+  progress_options.start_items =
+      std::min(n, state["batch"].get<int64_t>() * B) + state["epoch"].get<int64_t>() * n;
+  progress_options.enabled = o.progress;
+  ProgressReporter progress(progress_options);
+
+  int64_t step = state["step"].get<int64_t>();
+  int64_t steps_this_run = 0;
+  double train_seconds = 0;
+  for (int64_t epoch = state["epoch"].get<int64_t>(); epoch < o.optim.epochs; ++epoch) {
+    const auto order = epoch_order(n, o.optim.seed, epoch);
+    int64_t micro = state["batch"].get<int64_t>();
+    double loss_sum = state["loss_sum"].get<double>();
+    int64_t loss_count = state["loss_count"].get<int64_t>();
+    while (micro < micro_per_epoch) {
+      const auto started = std::chrono::steady_clock::now();
+      const int64_t micros = std::min(accumulation, micro_per_epoch - micro);  // in this optimizer step
+      double step_loss = 0;
+      int64_t step_rows = 0;
+      for (int64_t a = 0; a < micros; ++a, ++micro) {
+        const int64_t begin = micro * B, end = std::min(n, begin + B);
+        const std::vector<int64_t> rows(order.begin() + begin, order.begin() + end);
+        const auto batch = make_prefix_batch(train_examples, rows, encoder_pad);
+        const auto loss = prefix_loss(*llm, *encoder, batch);
+        (loss / static_cast<double>(micros)).backward();
+        const double value = loss.item<double>();
+        KVRAG_CHECK(std::isfinite(value), "train-prefix: the loss is {} at step {} (lower --lr?)", value, step);
+        step_loss += value * static_cast<double>(rows.size());
+        step_rows += static_cast<int64_t>(rows.size());
+      }
+      const double lr = schedule.lr(step);
+      optimizer_step(*optimizer, lr, o.optim.clip_norm);
+      ++step;
+      ++steps_this_run;
+      loss_sum += step_loss;
+      loss_count += step_rows;
+      result.examples += step_rows;
+      train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      result.examples_per_s = train_seconds > 0 ? static_cast<double>(result.examples) / train_seconds : 0;
+      progress.set_note(fmt::format("epoch {}  loss {:.4f}  lr {:.2e}  {:.1f} ex/s", epoch + 1,
+                                    step_loss / static_cast<double>(step_rows), lr, result.examples_per_s));
+      progress.update(0, epoch * n + std::min(n, micro * B));
+      state["step"] = step;
+      state["epoch"] = epoch;
+      state["batch"] = micro;
+      state["loss_sum"] = loss_sum;
+      state["loss_count"] = loss_count;
+      if (o.save_every > 0 && step % o.save_every == 0 && micro < micro_per_epoch) {
+        state["schedule"] = schedule.state();
+        save_resume_point(o.out, *encoder, *optimizer, state);
+      }
+      if (o.stop_after_steps > 0 && steps_this_run >= o.stop_after_steps) {
+        result.stopped = true;
+        result.steps = step;
+        result.peak_rss_bytes = peak_rss_bytes();
+        return result;
+      }
+    }
+
+    // End of the epoch: validate, keep the best encoder, then record the resume point.
+    nlohmann::json entry = {{"epoch", epoch},
+                            {"loss", loss_count > 0 ? loss_sum / static_cast<double>(loss_count) : 0.0}};
+    bool better = true;
+    if (!dev_examples.empty()) {
+      const auto v = validate();
+      entry["dev_em"] = v.em;
+      entry["dev_loss"] = v.loss;
+      schedule.on_validation(v.em);
+      const double best_em = state["best_em"].get<double>(), best_loss = state["best_loss"].get<double>();
+      better = state["best_epoch"].get<int64_t>() < 0 || v.em > best_em + 1e-12 ||
+               (std::abs(v.em - best_em) <= 1e-12 && v.loss < best_loss);
+      if (better) {
+        state["best_em"] = v.em;
+        state["best_loss"] = v.loss;
+      }
+    }
+    if (better) {
+      state["best_epoch"] = epoch;
+      save_knowledge_encoder(*encoder, o.out, vocab);
+    }
+    state["history"].push_back(entry);
+    state["epoch"] = epoch + 1;
+    state["batch"] = 0;
+    state["loss_sum"] = 0.0;
+    state["loss_count"] = 0;
+    state["schedule"] = schedule.state();
+    save_resume_point(o.out, *encoder, *optimizer, state);
+    write_report();
+  }
+  progress.finish(0, n * o.optim.epochs);
+
+  for (const auto& e : state["history"]) {
+    result.epoch_loss.push_back(e["loss"].get<double>());
+    if (e.contains("dev_em")) {
+      result.dev_em.push_back(e["dev_em"].get<double>());
+      result.dev_loss.push_back(e["dev_loss"].get<double>());
+    }
+  }
+  result.best_epoch = state["best_epoch"].get<int>();
+  result.best_dev_em = dev_examples.empty() ? -1.0 : state["best_em"].get<double>();
+  result.steps = step;
+  result.peak_rss_bytes = peak_rss_bytes();
+  write_report();
+  return result;
+}
+
+}  // namespace kvrag

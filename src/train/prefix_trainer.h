@@ -1,0 +1,84 @@
+// Knowledge-encoder training (`kvrag train-prefix`): the encoder turns a question's segment into
+// a key/value prefix of a frozen LLaMA and learns from the LLM's cross-entropy on the answer
+// alone (train/prefix_step.h). The LLM gets no gradients and no optimizer state.
+//
+// Segments come from the gold passage (`oracle`: the question's gold_passage_id looked up in a
+// passages JSONL) or from an index (the top-k of `retriever`, in rank order); they are fetched
+// and tokenized once, before training.
+//
+// The run folder OUT is also the exported knowledge encoder (model/knowledge_encoder.h):
+//   OUT/config.json, OUT/model.safetensors, OUT/vocab.txt   the best epoch's encoder (dev EM,
+//                          ties broken by the lower dev answer loss; without dev, the last epoch)
+//   OUT/train_report.json  per-epoch loss, dev EM and loss, best epoch, examples/s, peak RSS
+//   OUT/resume/            the resume point (train/train_state.h), every save_every optimizer
+//                          steps and at each epoch's end
+// Every file is written atomically; rerunning an interrupted run (kill -9 included) continues
+// from the resume point and ends with the same parameters as an uninterrupted run.
+//
+// Validation (if `dev` is set): greedy generation with the prefix, exact match after the
+// standard open-domain normalisation (eval/answer_match.h), max over the gold answers; measured
+// before training and after each epoch. The plateau schedule follows it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/lr_schedule.h"
+
+namespace kvrag {
+
+class Retriever;
+class SegmentStore;
+
+struct PrefixTrainOptions {
+  std::string out;                 // run folder and exported encoder (required)
+  std::string llm;                 // LLaMA folder with its tokenizer.model (frozen)
+  std::string llm_dtype = "fp32";  // fp32 | bf16 (bf16 matmuls are slow on CPUs without AMX)
+  std::string init;                // BERT / retriever folder: config.json, safetensors, vocab.txt
+
+  std::string train, dev;  // questions JSONL {"question", "answers", "gold_passage_id"?}
+  int64_t max_dev = 0;     // validate on the first max_dev dev questions; 0 = all
+
+  // Segment source: oracle (gold passage from `passages`) or an opened index.
+  bool oracle = false;
+  std::string passages;
+  Retriever* retriever = nullptr;      // not owned; index mode
+  const SegmentStore* store = nullptr;  // not owned; index mode
+  int top_k = 1;
+
+  int64_t prefix_length = 10;
+  int64_t max_segment_tokens = 256;  // encoder input per segment, [CLS]/[SEP] included
+  double head_std = 0.002;           // initial std of the key/value heads
+  int max_new_tokens = 24;           // validation generation
+
+  OptimOptions optim;
+  int64_t save_every = 200;  // optimizer steps between resume points (0: epoch ends only)
+  bool progress = true;      // progress lines on stderr
+
+  int64_t stop_after_steps = 0;  // test hook: > 0 returns after this many steps, as if killed
+};
+
+struct PrefixTrainResult {
+  double initial_dev_em = -1;      // before training; -1 without dev
+  std::vector<double> dev_em;      // after each epoch (empty without dev)
+  std::vector<double> dev_loss;    // mean answer-token loss on dev after each epoch
+  std::vector<double> epoch_loss;  // mean training loss of each epoch (this run's part of it)
+  double best_dev_em = -1;
+  int best_epoch = -1;             // 0-based; without dev, the last epoch
+  int64_t steps = 0;               // optimizer steps done in all (resumed ones included)
+  int64_t examples = 0;            // training examples, and their rate, in this run
+  double examples_per_s = 0;
+  int64_t peak_rss_bytes = 0;      // VmHWM at the end
+  int64_t truncated_segments = 0;  // segments cut to max_segment_tokens
+  bool stopped = false;            // stop_after_steps hit
+};
+
+// Runs (or resumes) the training described by `options`. Errors name the file, question or flag
+// at fault: missing files, an encoder/LLM mismatch, empty answers, over-long inputs.
+PrefixTrainResult train_prefix(const PrefixTrainOptions& options);
+
+// Peak resident memory of this process (VmHWM of /proc/self/status), bytes; 0 if unknown.
+int64_t peak_rss_bytes();
+
+}  // namespace kvrag
