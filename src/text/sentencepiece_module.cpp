@@ -10,10 +10,13 @@
 // writes only if that fits in `capacity`; the caller retries with a larger buffer.
 
 #include <sentencepiece_processor.h>
+#include <sentencepiece_trainer.h>
 
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #define KVRAG_SPM_API extern "C" __attribute__((visibility("default")))
@@ -98,4 +101,28 @@ KVRAG_SPM_API int32_t kvrag_spm_piece_to_id(void* handle, const char* piece, siz
   const int id = sp->PieceToId(std::string_view(piece, size));
   if (id == sp->unk_id() && sp->IdToPiece(id) != std::string_view(piece, size)) return -1;
   return id;
+}
+
+// Trains a model with SentencePieceTrainer from `count` key/value options (the trainer's flag
+// names without "--", e.g. {"input", "lm.txt"}, {"vocab_size", "2000"}) and writes the
+// serialized model to `output_path` (the caller renames it into place). Returns 0 on success,
+// -1 with `error` set on failure.
+KVRAG_SPM_API int kvrag_spm_train(const char* const* keys, const char* const* values, size_t count,
+                                  const char* output_path, char* error, size_t error_size) {
+  std::unordered_map<std::string, std::string> kwargs;
+  for (size_t i = 0; i < count; ++i) kwargs[keys[i]] = values[i];
+  std::string model;
+  const auto status = sentencepiece::SentencePieceTrainer::Train(kwargs, nullptr, &model);
+  if (!status.ok()) {
+    set_error(error, error_size, status.ToString());
+    return -1;
+  }
+  std::ofstream out(output_path, std::ios::binary | std::ios::trunc);
+  out.write(model.data(), static_cast<std::streamsize>(model.size()));
+  out.close();
+  if (!out) {
+    set_error(error, error_size, std::string("cannot write ") + output_path);
+    return -1;
+  }
+  return 0;
 }

@@ -1,0 +1,91 @@
+// The embedded demo world: a seeded, fictional knowledge base that kvrag's whole pipeline can
+// be trained and evaluated on without any download.
+//
+// Entities (people, organisations, inventions, cities, countries) carry attributes that point at
+// each other (a person is born in a city and works for an organisation; an organisation was
+// founded by a person, …). Every entity gets one document: its facts written out from varied
+// templates (each fact in one of several phrasings, some twice), with distractor sentences
+// (another person with the same first name or surname, filler). Questions ask for one
+// attribute in one of several phrasings; answers are short (a name, a year, a city).
+//
+// Entities are split three ways, so that evaluation measures retrieval, not memory:
+//   lm       documents and questions go into the LLM's pre-training text (lm.txt), as plain
+//            documents, closed-book question/answer pairs and in-context ones — the LLM learns
+//            the language, the answer format and reading from a context;
+//   train    documents only in the retrieval corpus; questions in questions-train.jsonl (for
+//            fine-tuning the retriever and training the knowledge encoder);
+//   heldout  documents only in the retrieval corpus; questions in questions-dev/test.jsonl.
+// Cities and countries belong to `lm`. An `lm` entity only ever points at `lm` entities, so no
+// name of a train or held-out entity (and hence none of their facts) appears in lm.txt.
+//
+// generate_world is a pure function of WorldOptions (its own PRNG, no std:: distributions whose
+// output differs between standard libraries).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace kvrag {
+
+struct WorldOptions {
+  uint64_t seed = 1;
+  int people = 1200;
+  int organisations = 300;
+  int inventions = 300;
+  int cities = 120;
+  int countries = 16;
+  double train_fraction = 0.25;    // of people, organisations and inventions
+  double heldout_fraction = 0.25;  // the rest is `lm`
+  int dev_questions = 200;         // taken from the held-out questions; the rest is test
+  int max_test_questions = 600;    // 0 = all remaining
+  int phrasings_per_fact = 2;      // questions per (entity, attribute) in lm.txt and train
+};
+
+enum class WorldSplit { kLm, kTrain, kHeldout };
+const char* split_name(WorldSplit split);
+
+struct WorldEntity {
+  std::string id;    // "person-17", "org-3", … (the document id)
+  std::string kind;  // person | organisation | invention | city | country
+  std::string name;  // unique across the world
+  WorldSplit split = WorldSplit::kLm;
+  std::map<std::string, std::string> attributes;  // attribute → value (names, years)
+};
+
+struct WorldDocument {
+  std::string id;
+  std::string title;
+  std::string text;
+};
+
+struct WorldQuestion {
+  std::string question;
+  std::string answer;
+  std::string gold_passage_id;  // the document of the entity asked about
+  std::string attribute;        // born_year, born_city, employer, …
+};
+
+struct World {
+  WorldOptions options;
+  std::vector<WorldEntity> entities;
+  std::vector<WorldDocument> documents;  // one per entity, same order (the retrieval corpus)
+  std::vector<WorldQuestion> lm_questions, train_questions, dev_questions, test_questions;
+  // Pre-training examples of lm.txt, each one text (documents, question prompts with answers,
+  // context prompts with answers; see qa/prompt.h). None contains a blank line.
+  std::vector<std::string> lm_examples;
+};
+
+// Throws Error for non-positive sizes or fractions outside [0, 1].
+World generate_world(const WorldOptions& options);
+
+// Writes DIR/corpus.jsonl {"id","title","text"}, DIR/lm.txt (examples separated by a blank
+// line), DIR/questions-{train,dev,test}.jsonl {"question","answers":[..],"gold_passage_id"} and
+// DIR/world.json (options and entities), each atomically. Creates DIR.
+void write_world(const World& world, const std::string& dir);
+
+// lm.txt's examples (split at blank lines, empty ones dropped). Throws Error naming the file.
+std::vector<std::string> read_lm_examples(const std::string& path);
+
+}  // namespace kvrag
