@@ -1,0 +1,569 @@
+#include "train/retriever_trainer.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <random>
+#include <unordered_map>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "index/corpus_reader.h"
+#include "index/segment_store.h"
+#include "model/bert.h"
+#include "model/layers.h"
+#include "model/weights.h"
+#include "text/segmenter.h"
+#include "text/wordpiece_tokenizer.h"
+#include "train/contrastive_loss.h"
+#include "train/train_state.h"
+
+namespace kvrag {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Ids = std::vector<TokenId>;
+
+namespace {
+
+// --- data ---------------------------------------------------------------------------------------
+
+struct Passage {
+  std::string id, title, text;
+};
+
+struct Passages {
+  std::vector<Passage> items;
+  std::unordered_map<std::string, int64_t> index;  // doc id → position
+};
+
+Passages read_passages(const std::string& path) {
+  Passages p;
+  CorpusReader reader(path, CorpusFormat::kAuto, /*strict=*/true);
+  Document doc;
+  while (reader.next(doc)) {
+    const bool fresh = p.index.emplace(doc.id, static_cast<int64_t>(p.items.size())).second;
+    KVRAG_CHECK(fresh, "passages {}: line {}: duplicate id \"{}\"", path, doc.line, doc.id);
+    p.items.push_back({doc.id, doc.title, doc.text});
+  }
+  KVRAG_CHECK(!p.items.empty(), "passages {}: no passages", path);
+  return p;
+}
+
+struct LabelledQuestion {
+  std::string question;
+  int64_t gold = -1;  // passage position
+};
+
+// {"question", "gold_passage_id"} lines; every gold id must name a passage.
+std::vector<LabelledQuestion> read_labelled_questions(const std::string& path, const Passages& passages,
+                                                      const std::string& passages_path) {
+  std::ifstream in(path);
+  KVRAG_CHECK(in.good(), "questions {}: cannot open", path);
+  std::vector<LabelledQuestion> out;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json j;
+    try {
+      j = json::parse(line);
+    } catch (const json::exception& e) {
+      fail("questions {}: line {}: invalid JSON: {}", path, n, e.what());
+    }
+    KVRAG_CHECK(j.is_object() && j.contains("question") && j["question"].is_string() &&
+                    !j["question"].get<std::string>().empty(),
+                "questions {}: line {}: missing or empty \"question\"", path, n);
+    KVRAG_CHECK(j.contains("gold_passage_id") && (j["gold_passage_id"].is_string() || j["gold_passage_id"].is_number_integer()),
+                "questions {}: line {}: missing \"gold_passage_id\" (training and validation need the gold passage)",
+                path, n);
+    const auto& g = j["gold_passage_id"];
+    const std::string gold = g.is_string() ? g.get<std::string>() : std::to_string(g.get<int64_t>());
+    const auto it = passages.index.find(gold);
+    KVRAG_CHECK(it != passages.index.end(), "questions {}: line {}: gold_passage_id \"{}\" is not in passages {}", path, n,
+                gold, passages_path);
+    out.push_back({j["question"].get<std::string>(), it->second});
+  }
+  KVRAG_CHECK(!out.empty(), "questions {}: no questions", path);
+  return out;
+}
+
+// What `kvrag segment` + `kvrag embed` feed the encoder for a passage (one window).
+std::string passage_input(const Passage& p) {
+  Segment s;
+  s.title = p.title;
+  s.text = p.text;
+  return encoder_input(s, /*prepend_title=*/true);
+}
+
+// [CLS] tokens [SEP], truncated to max_length keeping the final [SEP].
+Ids encode(const WordPieceTokenizer& tok, const std::string& text, int max_length) {
+  Ids ids = tok.encode(text, /*add_special=*/true);
+  if (static_cast<int64_t>(ids.size()) > max_length) {
+    ids.resize(max_length);
+    ids.back() = tok.sep_id();
+  }
+  return ids;
+}
+
+// --- the encoders -------------------------------------------------------------------------------
+
+// The trained encoders: "passage" and, if separate, "query" (else query aliases passage).
+class DualEncoderImpl : public torch::nn::Module {
+ public:
+  DualEncoderImpl(BertModel passage_model, BertModel query_model) {
+    passage = register_module("passage", std::move(passage_model));
+    query = !query_model.is_empty() ? register_module("query", std::move(query_model)) : passage;
+  }
+  BertModel passage{nullptr}, query{nullptr};
+};
+TORCH_MODULE(DualEncoder);
+
+// Pads `rows` into [B, T] ids and mask, runs the encoder, pools → [B, H] (fp32).
+torch::Tensor embed(BertModel& model, const std::vector<const Ids*>& rows, TokenId pad, const std::string& pooling) {
+  const int64_t B = static_cast<int64_t>(rows.size());
+  int64_t T = 1;
+  for (const Ids* r : rows) T = std::max<int64_t>(T, static_cast<int64_t>(r->size()));
+  auto input = torch::full({B, T}, static_cast<int64_t>(pad), torch::kInt64);  // [B, T]
+  auto mask = torch::zeros({B, T}, torch::kInt64);                             // [B, T]
+  auto* in_p = input.data_ptr<int64_t>();
+  auto* mask_p = mask.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    for (size_t t = 0; t < rows[b]->size(); ++t) {
+      in_p[b * T + t] = (*rows[b])[t];
+      mask_p[b * T + t] = 1;
+    }
+  }
+  const auto hidden = model->forward(input, mask).last_hidden_state;  // [B, T, H]
+  return pooling == "cls" ? cls_pool(hidden) : mean_pool(hidden, mask);  // [B, H]
+}
+
+// Vectors of many texts without gradients, in length-sorted batches → [N, H].
+torch::Tensor embed_all(BertModel& model, const std::vector<Ids>& texts, TokenId pad, const std::string& pooling) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = static_cast<int64_t>(texts.size());
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return texts[a].size() > texts[b].size(); });
+  auto out = torch::empty({n, model->config().hidden_size}, torch::kFloat32);  // [N, H]
+  constexpr int64_t kBatchTokens = 8192;
+  for (int64_t start = 0; start < n;) {
+    const int64_t T = std::max<int64_t>(1, static_cast<int64_t>(texts[order[start]].size()));
+    const int64_t rows = std::clamp<int64_t>(kBatchTokens / T, 1, n - start);
+    std::vector<const Ids*> batch;
+    for (int64_t r = 0; r < rows; ++r) batch.push_back(&texts[order[start + r]]);
+    const auto v = embed(model, batch, pad, pooling).to(torch::kFloat32);  // [rows, H]
+    const auto idx = torch::from_blob(order.data() + start, {rows}, torch::kInt64).clone();
+    out.index_copy_(0, idx, v);
+    start += rows;
+  }
+  return out;
+}
+
+// Fraction of dev questions whose gold passage is among the top 5 by inner product.
+double top5_accuracy(DualEncoder& model, const std::vector<Ids>& questions, const std::vector<int64_t>& gold,
+                     const std::vector<Ids>& passages, TokenId pad, const std::string& pooling) {
+  const auto p = embed_all(model->passage, passages, pad, pooling);   // [N, H]
+  const auto q = embed_all(model->query, questions, pad, pooling);    // [Q, H]
+  const auto scores = torch::matmul(q, p.t());                        // [Q, N]
+  const auto top = std::get<1>(scores.topk(std::min<int64_t>(5, p.size(0)), 1)).contiguous();  // [Q, k]
+  const auto gold_t = torch::tensor(gold, torch::kInt64).unsqueeze(1);                          // [Q, 1]
+  return (top == gold_t).any(1).to(torch::kFloat64).mean().item<double>();
+}
+
+// --- starting point and export ------------------------------------------------------------------
+
+struct StartPoint {
+  std::string dir;  // encoder folder
+  std::string tokenizer_file;  // vocab.txt or tokenizer.json inside it
+  std::string pooling = "mean";
+};
+
+StartPoint resolve_start(const RetrieverTrainOptions& o) {
+  StartPoint s;
+  if (!o.init.empty()) {
+    KVRAG_CHECK(o.init_config.empty(), "give either --init or --init-config, not both");
+    s.dir = o.init;
+  } else {
+    KVRAG_CHECK(!o.init_config.empty() && !o.vocab.empty(),
+                "a starting encoder is needed: --init DIR, or --init-config CONFIG.json with --vocab VOCAB.txt");
+    s.dir = o.out + "/init";
+    if (!fs::exists(s.dir + "/model.safetensors")) {
+      create_encoder(s.dir, BertConfig::load(o.init_config), o.vocab, o.optim.seed, o.init_std);
+    }
+  }
+  KVRAG_CHECK(fs::is_directory(s.dir), "encoder {}: no such folder", s.dir);
+  if (fs::exists(s.dir + "/tokenizer.json")) {
+    s.tokenizer_file = "tokenizer.json";
+  } else if (fs::exists(s.dir + "/vocab.txt")) {
+    s.tokenizer_file = "vocab.txt";
+  } else {
+    fail("encoder {}: no tokenizer (vocab.txt or tokenizer.json)", s.dir);
+  }
+  const std::string config_path = s.dir + "/config.json";
+  try {
+    s.pooling = json::parse(read_file(config_path)).value("kvrag_pooling", std::string("mean"));
+  } catch (const json::exception& e) {
+    fail("{}: invalid JSON: {}", config_path, e.what());
+  }
+  KVRAG_CHECK(s.pooling == "mean" || s.pooling == "cls", "{}: kvrag_pooling must be \"mean\" or \"cls\"", config_path);
+  return s;
+}
+
+void export_encoder(BertModel& model, const StartPoint& start, const std::string& dir) {
+  fs::create_directories(dir);
+  auto config = model->config().to_json();
+  config["kvrag_pooling"] = start.pooling;
+  save_parameters(*model, dir + "/model.safetensors");
+  write_file_atomic(dir + "/" + start.tokenizer_file, read_file(start.dir + "/" + start.tokenizer_file));
+  write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
+}
+
+// The options a resumed run must share with the run it continues.
+json run_identity(const RetrieverTrainOptions& o) {
+  return {{"init", o.init},       {"init_config", o.init_config},
+          {"questions", o.questions}, {"passages", o.passages},
+          {"pretrain_corpus", o.pretrain_corpus}, {"hard_negatives", o.hard_negatives},
+          {"separate_encoders", o.separate_encoders}, {"loss", o.loss},
+          {"max_length", o.max_length}, {"batch_size", o.optim.batch_size},
+          {"accumulation", o.optim.accumulation}, {"epochs", o.optim.epochs},
+          {"seed", o.optim.seed}, {"schedule", o.optim.schedule}};
+}
+
+// One BM25 hard negative per question: the best passage that is not the gold one.
+std::vector<int64_t> mine_hard_negatives(const std::vector<LabelledQuestion>& questions, const Passages& passages,
+                                         const std::string& work_path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(work_path + suffix);
+  std::vector<int64_t> negatives(questions.size(), -1);
+  {
+    auto store = SegmentStore::open(work_path, /*create=*/true);
+    std::vector<Segment> segments;
+    for (const auto& p : passages.items) {
+      Segment s;
+      s.doc_id = p.id;
+      s.title = p.title;
+      s.text = p.text;
+      segments.push_back(std::move(s));
+    }
+    store->add_segments(segments);
+    for (size_t i = 0; i < questions.size(); ++i) {
+      for (const auto& hit : store->bm25(questions[i].question, 8)) {
+        const int64_t pos = passages.index.at(segments[hit.id].doc_id);
+        if (pos != questions[i].gold) {
+          negatives[i] = pos;
+          break;
+        }
+      }
+      // No lexical match at all: any other passage (deterministic).
+      if (negatives[i] < 0) negatives[i] = (questions[i].gold + 1) % static_cast<int64_t>(passages.items.size());
+    }
+  }
+  for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(work_path + suffix);
+  return negatives;
+}
+
+// Contriever's random crop: a span of ratio ∈ [lo, hi] of the tokens, as [CLS] span [SEP].
+Ids random_crop(const Ids& tokens, double lo, double hi, std::mt19937_64& rng, const WordPieceTokenizer& tok,
+                int max_length) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const double ratio = std::uniform_real_distribution<double>(lo, hi)(rng);
+  int64_t len = std::clamp<int64_t>(static_cast<int64_t>(std::llround(ratio * n)), 1, n);
+  len = std::min<int64_t>(len, max_length - 2);
+  const int64_t begin = std::uniform_int_distribution<int64_t>(0, n - len)(rng);
+  Ids out;
+  out.reserve(len + 2);
+  out.push_back(tok.cls_id());
+  out.insert(out.end(), tokens.begin() + begin, tokens.begin() + begin + len);
+  out.push_back(tok.sep_id());
+  return out;
+}
+
+void validate_options(const RetrieverTrainOptions& o) {
+  KVRAG_CHECK(!o.out.empty(), "--out is required");
+  o.optim.validate();
+  KVRAG_CHECK(o.questions.empty() != o.pretrain_corpus.empty(),
+              "give either --questions (supervised) or --pretrain-corpus (cropping pre-training)");
+  KVRAG_CHECK(o.questions.empty() || !o.passages.empty(), "--questions needs --passages");
+  KVRAG_CHECK(o.dev.empty() || !o.passages.empty(), "--dev needs --passages (the passages to rank)");
+  KVRAG_CHECK(!o.hard_negatives || !o.questions.empty(), "--hard-negatives needs supervised training (--questions)");
+  KVRAG_CHECK(o.loss == "infonce" || o.loss == "vicreg", "--loss must be infonce or vicreg, not \"{}\"", o.loss);
+  KVRAG_CHECK(o.loss != "vicreg" || !o.hard_negatives, "--hard-negatives applies to InfoNCE only");
+  KVRAG_CHECK(o.temperature > 0, "--temperature must be positive, got {}", o.temperature);
+  KVRAG_CHECK(o.max_length >= 4, "--max-length must be at least 4, got {}", o.max_length);
+  KVRAG_CHECK(0 < o.crop_min && o.crop_min <= o.crop_max && o.crop_max <= 1,
+              "crop ratios must satisfy 0 < min <= max <= 1, got {} and {}", o.crop_min, o.crop_max);
+  KVRAG_CHECK(o.optim.schedule != "plateau" || !o.dev.empty(), "--schedule plateau needs --dev (it follows dev top-5)");
+  KVRAG_CHECK(o.loss != "vicreg" || o.optim.batch_size >= 2, "VICReg needs --batch-size of at least 2");
+}
+
+}  // namespace
+
+void create_encoder(const std::string& dir, const BertConfig& config, const std::string& vocab_path, uint64_t seed,
+                    double std) {
+  const auto tok = WordPieceTokenizer::from_vocab_file(vocab_path);
+  KVRAG_CHECK(tok->vocab_size() <= config.vocab_size, "vocabulary {} has {} tokens but the config's vocab_size is {}",
+              vocab_path, tok->vocab_size(), config.vocab_size);
+  fs::create_directories(dir);
+  BertModel model(config, torch::kFloat32, /*with_pooler=*/false);
+  init_parameters(*model, std, seed);
+  save_parameters(*model, dir + "/model.safetensors");
+  write_file_atomic(dir + "/vocab.txt", read_file(vocab_path));
+  auto j = config.to_json();
+  j["kvrag_pooling"] = "mean";
+  write_file_atomic(dir + "/config.json", j.dump(2) + "\n");
+}
+
+RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
+  validate_options(o);
+  fs::create_directories(o.out);
+  const StartPoint start = resolve_start(o);
+  const auto tok = start.tokenizer_file == "vocab.txt" ? WordPieceTokenizer::from_vocab_file(start.dir + "/vocab.txt")
+                                                       : WordPieceTokenizer::from_tokenizer_json(start.dir + "/tokenizer.json");
+
+  // --- data ---
+  Passages passages;
+  if (!o.passages.empty()) passages = read_passages(o.passages);
+  std::vector<Ids> passage_ids;  // encoder input of every passage
+  for (const auto& p : passages.items) passage_ids.push_back(encode(*tok, passage_input(p), o.max_length));
+
+  std::vector<Ids> train_queries;      // supervised: question tokens
+  std::vector<int64_t> train_gold, train_negative;
+  std::vector<Ids> pretrain_tokens;    // pre-training: passage tokens without specials
+  if (!o.questions.empty()) {
+    const auto qs = read_labelled_questions(o.questions, passages, o.passages);
+    for (const auto& q : qs) {
+      train_queries.push_back(encode(*tok, q.question, o.max_length));
+      train_gold.push_back(q.gold);
+    }
+    if (o.hard_negatives) train_negative = mine_hard_negatives(qs, passages, o.out + "/bm25-negatives.sqlite");
+  } else {
+    CorpusReader reader(o.pretrain_corpus, CorpusFormat::kAuto, /*strict=*/true);
+    Document doc;
+    while (reader.next(doc)) {
+      Ids t = tok->encode(passage_input({doc.id, doc.title, doc.text}), /*add_special=*/false);
+      if (!t.empty()) pretrain_tokens.push_back(std::move(t));
+    }
+    KVRAG_CHECK(!pretrain_tokens.empty(), "pretrain corpus {}: no passages", o.pretrain_corpus);
+  }
+  std::vector<Ids> dev_queries;
+  std::vector<int64_t> dev_gold;
+  if (!o.dev.empty()) {
+    for (const auto& q : read_labelled_questions(o.dev, passages, o.passages)) {
+      dev_queries.push_back(encode(*tok, q.question, o.max_length));
+      dev_gold.push_back(q.gold);
+    }
+  }
+
+  // --- model and optimiser ---
+  auto load = [&] {
+    auto m = load_bert(start.dir, torch::kFloat32);
+    KVRAG_CHECK(tok->vocab_size() <= m->config().vocab_size, "encoder {}: the tokenizer has {} tokens but the model {}",
+                start.dir, tok->vocab_size(), m->config().vocab_size);
+    for (auto& item : m->named_parameters()) {
+      if (item.key().rfind("pooler.", 0) == 0) item.value().set_requires_grad(false);  // unused by pooling
+    }
+    return m;
+  };
+  DualEncoder model(load(), o.separate_encoders ? load() : BertModel(nullptr));
+  auto optimizer = make_adamw(*model, o.optim);
+
+  const int64_t n = static_cast<int64_t>(o.questions.empty() ? pretrain_tokens.size() : train_queries.size());
+  const int64_t B = std::min<int64_t>(o.optim.batch_size, n);
+  KVRAG_CHECK(o.loss != "vicreg" || B >= 2, "VICReg needs at least 2 training examples");
+  const int64_t batches_per_epoch = n / B;  // the remainder is dropped (order changes each epoch)
+  const int64_t A = o.optim.accumulation;
+  const int64_t steps_per_epoch = (batches_per_epoch + A - 1) / A;
+  LrSchedule schedule(o.optim, steps_per_epoch * o.optim.epochs);
+
+  RetrieverTrainResult result;
+  json state;
+  const json identity = run_identity(o);
+  int64_t step = 0, epoch = 0, batch = 0;
+  double best = -1;
+  json history = json::array();
+  if (load_resume_point(o.out, *model, *optimizer, &state)) {
+    const json& saved = state.at("identity");
+    for (const auto& [key, value] : identity.items()) {
+      KVRAG_CHECK(saved.contains(key) && saved[key] == value,
+                  "{} holds a run with {} = {}, this one has {}: use another --out, or the same options", o.out, key,
+                  saved.contains(key) ? saved[key].dump() : "(none)", value.dump());
+    }
+    step = state.at("step").get<int64_t>();
+    epoch = state.at("epoch").get<int64_t>();
+    batch = state.at("batch").get<int64_t>();
+    best = state.at("best").get<double>();
+    result.best_epoch = state.at("best_epoch").get<int>();
+    result.initial_dev_top5 = state.at("initial_dev_top5").get<double>();
+    history = state.at("history");
+    schedule.load_state(state.at("schedule"));
+    result.resumed = true;
+  } else if (!dev_queries.empty()) {
+    result.initial_dev_top5 = top5_accuracy(model, dev_queries, dev_gold, passage_ids, tok->pad_id(), start.pooling);
+    if (o.progress) fmt::print(stderr, "train-retriever: dev top-5 before training {:.4f}\n", result.initial_dev_top5);
+  }
+
+  auto report = [&] {
+    json r = {{"initial_dev_top5", result.initial_dev_top5}, {"epochs", history},
+              {"best_epoch", result.best_epoch}, {"best_dev_top5", best}, {"steps", step},
+              {"options", identity}};
+    write_file_atomic(o.out + "/train_report.json", r.dump(2) + "\n");
+  };
+  // The resume point: where the next step starts, and everything the rest of the run needs.
+  auto save_state = [&](int64_t at_epoch, int64_t at_batch, double loss_sum, int64_t loss_count) {
+    json s = {{"step", step}, {"epoch", at_epoch}, {"batch", at_batch}, {"best", best},
+              {"best_epoch", result.best_epoch}, {"initial_dev_top5", result.initial_dev_top5},
+              {"history", history}, {"schedule", schedule.state()}, {"identity", identity},
+              {"epoch_loss_sum", loss_sum}, {"epoch_loss_count", loss_count}};
+    save_resume_point(o.out, *model, *optimizer, s);
+  };
+
+  ProgressOptions progress_options;
+  progress_options.label = "train-retriever";
+  progress_options.unit = "examples";
+  progress_options.total_items = o.optim.epochs * batches_per_epoch * B;
+  progress_options.start_items = (epoch * batches_per_epoch + batch) * B;
+  progress_options.enabled = o.progress;
+  ProgressReporter progress(progress_options);
+
+  const VicRegCoefficients vicreg{o.vicreg_invariance, o.vicreg_variance, o.vicreg_covariance};
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t steps_this_run = 0;
+
+  for (; epoch < o.optim.epochs; ++epoch) {
+    const auto order = epoch_order(n, o.optim.seed, epoch);
+    // Mean loss of the epoch so far (a resumed run continues the interrupted epoch's sums).
+    double loss_sum = batch > 0 ? state.value("epoch_loss_sum", 0.0) : 0.0;
+    int64_t loss_count = batch > 0 ? state.value("epoch_loss_count", int64_t{0}) : 0;
+    while (batch < batches_per_epoch) {
+      // One optimizer step over up to A micro-batches.
+      const int64_t group = std::min<int64_t>(A, batches_per_epoch - batch);
+      double step_loss = 0;
+      for (int64_t g = 0; g < group; ++g, ++batch) {
+        std::vector<Ids> crops;  // pre-training views (kept alive for the batch)
+        std::vector<const Ids*> queries, docs;
+        std::vector<int64_t> doc_pos;  // passage identity of each docs row (exclusion mask)
+        for (int64_t r = 0; r < B; ++r) {
+          const int64_t i = order[batch * B + r];
+          if (!o.questions.empty()) {
+            queries.push_back(&train_queries[i]);
+            docs.push_back(&passage_ids[train_gold[i]]);
+            doc_pos.push_back(train_gold[i]);
+          } else {
+            // The crops of example i in epoch e depend on (seed, epoch, i) only: resumable.
+            std::mt19937_64 rng((o.optim.seed + 1) * 0x9E3779B97F4A7C15ULL ^ (static_cast<uint64_t>(epoch) << 32) ^
+                                static_cast<uint64_t>(i));
+            crops.push_back(random_crop(pretrain_tokens[i], o.crop_min, o.crop_max, rng, *tok, o.max_length));
+            crops.push_back(random_crop(pretrain_tokens[i], o.crop_min, o.crop_max, rng, *tok, o.max_length));
+            doc_pos.push_back(i);
+          }
+        }
+        if (o.questions.empty()) {
+          for (int64_t r = 0; r < B; ++r) {
+            queries.push_back(&crops[2 * r]);
+            docs.push_back(&crops[2 * r + 1]);
+          }
+        }
+        if (!train_negative.empty()) {
+          for (int64_t r = 0; r < B; ++r) {
+            const int64_t neg = train_negative[order[batch * B + r]];
+            docs.push_back(&passage_ids[neg]);
+            doc_pos.push_back(neg);
+          }
+        }
+        const auto q = embed(model->query, queries, tok->pad_id(), start.pooling);  // [B, H]
+        const auto p = embed(model->passage, docs, tok->pad_id(), start.pooling);   // [B or 2B, H]
+        torch::Tensor loss;
+        if (o.loss == "vicreg") {
+          loss = vicreg_loss(q, p, vicreg).loss;
+        } else {
+          // A passage that is q[i]'s own positive elsewhere in the batch is not a negative.
+          auto exclude = torch::zeros({B, static_cast<int64_t>(docs.size())}, torch::kBool);
+          auto* ex = exclude.data_ptr<bool>();
+          for (int64_t r = 0; r < B; ++r) {
+            for (size_t c = 0; c < docs.size(); ++c) {
+              ex[r * docs.size() + c] = static_cast<int64_t>(c) != r && doc_pos[c] == doc_pos[r];
+            }
+          }
+          loss = info_nce_loss(q, p, o.temperature, o.normalize, exclude);
+        }
+        (loss / static_cast<double>(group)).backward();
+        const double value = loss.item<double>();
+        KVRAG_CHECK(std::isfinite(value), "training diverged: loss {} at step {} (lower --lr?)", value, step);
+        step_loss += value / group;
+      }
+      const double lr = schedule.lr(step);
+      optimizer_step(*optimizer, lr, o.optim.clip_norm);
+      ++step;
+      ++steps_this_run;
+      loss_sum += step_loss;
+      ++loss_count;
+      result.examples += group * B;
+      progress.set_note(fmt::format("epoch {}/{}  loss {:.4f}  lr {:.2e}", epoch + 1, o.optim.epochs, step_loss, lr));
+      progress.update(0, (epoch * batches_per_epoch + batch) * B);
+
+      if (o.stop_after_steps > 0 && steps_this_run >= o.stop_after_steps) {
+        save_state(epoch, batch, loss_sum, loss_count);  // as a kill right after a save would leave it
+        result.steps = step;
+        return result;
+      }
+      if (o.save_every > 0 && step % o.save_every == 0 && batch < batches_per_epoch) {
+        save_state(epoch, batch, loss_sum, loss_count);
+      }
+    }
+
+    // End of the epoch: validate, keep the best, checkpoint.
+    json entry = {{"epoch", epoch}, {"loss", loss_count > 0 ? loss_sum / loss_count : 0.0}, {"steps", step}};
+    bool improved = true;  // without dev: the latest epoch is exported
+    if (!dev_queries.empty()) {
+      const double top5 = top5_accuracy(model, dev_queries, dev_gold, passage_ids, tok->pad_id(), start.pooling);
+      entry["dev_top5"] = top5;
+      improved = top5 > best;
+      schedule.on_validation(top5);
+      if (improved) best = top5;
+    }
+    if (improved) {
+      result.best_epoch = static_cast<int>(epoch);
+      export_encoder(model->passage, start, o.out);
+      if (o.separate_encoders) export_encoder(model->query, start, o.out + "/query");
+    }
+    history.push_back(entry);
+    progress.break_line();
+    if (o.progress) {
+      fmt::print(stderr, "train-retriever: epoch {}/{}: loss {:.4f}{}{}\n", epoch + 1, o.optim.epochs,
+                 entry["loss"].get<double>(),
+                 entry.contains("dev_top5") ? fmt::format(", dev top-5 {:.4f}", entry["dev_top5"].get<double>()) : "",
+                 improved ? " (saved)" : "");
+    }
+    batch = 0;
+    report();
+    // The resume point names the next epoch, so a rerun after this one does not redo it.
+    save_state(epoch + 1, 0, 0.0, 0);
+  }
+  progress.finish(0, o.optim.epochs * batches_per_epoch * B);
+
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  result.examples_per_s = seconds > 0 ? result.examples / seconds : 0;
+  result.steps = step;
+  result.best_dev_top5 = best;
+  for (const auto& e : history) {
+    result.epoch_loss.push_back(e["loss"].get<double>());
+    if (e.contains("dev_top5")) result.dev_top5.push_back(e["dev_top5"].get<double>());
+  }
+  if (!history.empty()) {
+    json r = json::parse(read_file(o.out + "/train_report.json"));
+    if (steps_this_run > 0) r["examples_per_s"] = result.examples_per_s;
+    write_file_atomic(o.out + "/train_report.json", r.dump(2) + "\n");
+  }
+  result.finished = true;
+  return result;
+}
+
+}  // namespace kvrag
