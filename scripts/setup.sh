@@ -11,6 +11,7 @@ PACKAGES=(
   libsqlite3-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-numpy
+  chromium  # headless, for the web page's browser test (tests/serve; skipped without it)
 )
 
 missing=()

@@ -1,0 +1,91 @@
+// The web service behind `kvrag serve`: a JSON API and one web page over an AnswerService.
+//
+//   GET  /            the page (HTML, CSS and JS compiled into the binary; no other static paths,
+//                     so there is nothing to traverse)
+//   GET  /v1/health   {"status": "ok", "models": {...}, "modes": [...], "retriever_modes": [...],
+//                     "limits": {...}}
+//   POST /v1/ask      {"question", "mode"?, "top_k"?}
+//                     → {"answer", "evidence": [{"segment_id","title","text","score"}],
+//                        "groundedness", "timings_ms"}   (Answer::to_json)
+//   POST /v1/search   {"question", "top_k"?, "mode"?: dense|bm25|hybrid}
+//                     → {"results": [{"segment_id","doc_id","title","text","score"}]}
+//
+// Errors are JSON {"error": message} with 400 (bad JSON, missing or empty question, unknown mode,
+// top_k out of range, question over the length limit), 404 (unknown path), 405 (wrong method, with
+// Allow), 413 (body over the limit) and 500 (a kvrag::Error while answering).
+//
+// Requests are served by a pool of `workers` threads that share the one service: AnswerService
+// implementations must be thread-safe. The server binds to 127.0.0.1 unless told otherwise.
+// Torch-free: the service that wraps the models lives in serve/answerer_service.h.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "qa/answerer.h"
+
+namespace kvrag {
+
+// What the server answers with. Every method may be called from several threads at once.
+class AnswerService {
+ public:
+  virtual ~AnswerService() = default;
+
+  // Answers one question. Throws Error on failure (reported as 500).
+  virtual Answer ask(const std::string& question, AnswerMode mode, int top_k) = 0;
+  // The top_k segments for a question with `retriever_mode` (one of retriever_modes()).
+  virtual std::vector<Evidence> search(const std::string& question, int top_k, const std::string& retriever_mode) = 0;
+
+  // The answer modes this service can serve (e.g. no prefix modes without a knowledge encoder);
+  // the first is the default.
+  virtual std::vector<AnswerMode> modes() const = 0;
+  // The retriever modes /v1/search accepts (empty: no index); the first is the default.
+  virtual std::vector<std::string> retriever_modes() const = 0;
+  // What is loaded, for /v1/health: {"llm": DIR, "index": DIR, ...}.
+  virtual nlohmann::json models() const = 0;
+};
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";      // loopback only unless told otherwise
+  int port = 8080;                     // 0: any free port (see Server::port())
+  int workers = 8;                     // request threads
+  size_t max_body_bytes = 64 * 1024;   // larger request bodies get 413
+  size_t max_question_bytes = 2048;    // longer questions get 400
+  int max_top_k = 20;                  // top_k must lie in [1, max_top_k]
+  int default_top_k = 5;
+  int timeout_s = 30;                  // socket read/write timeout per request
+  bool access_log = false;             // one line per request on stderr
+};
+
+class Server {
+ public:
+  Server(AnswerService& service, ServerOptions options = {});
+  ~Server();  // stops and joins
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds host:port and returns the bound port; Error naming the address if that fails.
+  int bind();
+  // Serves until stop() is called (from another thread). bind() first.
+  void run();
+  // bind() and run() on a background thread; returns the port.
+  int start();
+  // Stops serving (thread- and repeat-safe); run() returns, start()'s thread is joined.
+  void stop();
+
+  int port() const;
+  std::string url() const;  // "http://HOST:PORT/"
+  const ServerOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The web page served at "/" (serve/web_page.cpp).
+const std::string& web_page_html();
+
+}  // namespace kvrag

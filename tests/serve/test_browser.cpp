@@ -1,0 +1,115 @@
+// The page in a real browser: Debian's headless Chromium loads "/?q=…&mode=…" from a running
+// server (fake service), the page asks by itself, and the test reads the DOM Chromium dumps.
+// Skipped where Chromium is absent ($KVRAG_CHROMIUM, else /usr/bin/chromium).
+
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <regex>
+
+#include "fake_service.h"
+#include "serve/server.h"
+#include "test_support.h"
+
+namespace kvrag::test {
+namespace {
+
+std::string chromium_path() {
+  if (const char* env = std::getenv("KVRAG_CHROMIUM"); env && *env) return env;
+  return "/usr/bin/chromium";
+}
+
+// Chromium's serialised DOM of `url` after the page's script has run (virtual time lets the
+// fetches finish before the dump).
+std::string dump_dom(const std::string& url) {
+  TempDir profile;
+  const std::string cmd = "timeout 90 " + chromium_path() +
+                          " --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run"
+                          " --disable-extensions --disable-background-networking --virtual-time-budget=15000"
+                          " --user-data-dir=" + profile.path() + " --dump-dom '" + url + "' 2>/dev/null";
+  std::string out;
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (!pipe) return out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
+  pclose(pipe);
+  return out;
+}
+
+// The text of the element with `id` (first match; elements of the page have no nested same tag).
+std::string element(const std::string& dom, const std::string& tag, const std::string& id) {
+  std::smatch m;
+  if (std::regex_search(dom, m, std::regex("<" + tag + "[^>]*id=\"" + id + "\"[^>]*>([\\s\\S]*?)</" + tag + ">"))) {
+    return m[1];
+  }
+  return "<missing " + id + ">";
+}
+
+size_t count(const std::string& s, const std::string& part) {
+  size_t n = 0;
+  for (size_t pos = s.find(part); pos != std::string::npos; pos = s.find(part, pos + part.size())) ++n;
+  return n;
+}
+
+class BrowserTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (access(chromium_path().c_str(), X_OK) != 0) {
+      GTEST_SKIP() << "no Chromium at " << chromium_path()
+                   << " (apt-get install chromium, or set KVRAG_CHROMIUM): the browser test is skipped";
+    }
+    ServerOptions o;
+    o.port = 0;
+    server_ = std::make_unique<Server>(service_, o);
+    server_->start();
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+  }
+
+  FakeService service_;
+  std::unique_ptr<Server> server_;
+};
+
+TEST_F(BrowserTest, AsksFromTheUrlAndShowsAnswerAndHighlightedEscapedEvidence) {
+  const std::string dom = dump_dom(server_->url() + "?q=where%20is%20the%20tower%3F&mode=context&top_k=3");
+  ASSERT_NE(dom.find("data-state=\"done\""), std::string::npos) << dom.substr(0, 4000);
+  EXPECT_EQ(element(dom, "p", "answer"), "answer to where is the tower?");
+  const std::string evidence = element(dom, "ol", "evidence");
+  EXPECT_EQ(count(evidence, "<li class=\"evidence\">"), 3u) << evidence;
+  // The answer is marked in each segment (without its trailing "?"), case-insensitively.
+  EXPECT_EQ(count(evidence, "<mark>answer to where is the tower</mark>"), 3u) << evidence;
+  // Markup in the corpus is text: escaped in the DOM, never elements, never run.
+  EXPECT_EQ(count(evidence, "&lt;b&gt;says&lt;/b&gt;"), 3u) << evidence;
+  EXPECT_EQ(count(evidence, "&lt;script&gt;window.pwned=1&lt;/script&gt;"), 3u) << evidence;
+  EXPECT_EQ(evidence.find("<b>"), std::string::npos);
+  EXPECT_EQ(evidence.find("<script"), std::string::npos);
+  EXPECT_NE(element(dom, "div", "groundedness").find("answer in evidence yes"), std::string::npos);
+  const std::string timings = element(dom, "div", "timings");
+  EXPECT_NE(timings.find("total 4 ms"), std::string::npos) << timings;
+  EXPECT_NE(timings.find("server"), std::string::npos) << timings;
+  // The mode switch follows the URL; the models line comes from /v1/health.
+  EXPECT_NE(dom.find("data-mode=\"context\""), std::string::npos);
+  EXPECT_NE(element(dom, "p", "models").find("fake-llm"), std::string::npos);
+  EXPECT_EQ(service_.asks.load(), 1);
+}
+
+TEST_F(BrowserTest, ClosedBookAndUnavailableModes) {
+  std::string dom = dump_dom(server_->url() + "?q=who%20am%20i&mode=none");
+  ASSERT_NE(dom.find("data-state=\"done\""), std::string::npos) << dom.substr(0, 4000);
+  EXPECT_EQ(element(dom, "p", "answer"), "answer to who am i");
+  EXPECT_EQ(count(element(dom, "ol", "evidence"), "<li"), 0u);
+  EXPECT_NE(dom.find("No evidence (closed-book)"), std::string::npos);
+
+  // The fake has no knowledge encoder: the page disables the prefix modes and shows the
+  // server's reason when the URL asks for one anyway.
+  dom = dump_dom(server_->url() + "?q=who%20am%20i&mode=prefix");
+  ASSERT_NE(dom.find("data-state=\"error\""), std::string::npos) << dom.substr(0, 4000);
+  EXPECT_NE(element(dom, "div", "status").find("not available here"), std::string::npos);
+  EXPECT_NE(dom.find("value=\"context+prefix\" disabled"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kvrag::test
