@@ -1,16 +1,143 @@
-// kvrag serve: NOT IMPLEMENTED YET (placeholder registering the subcommand).
+// kvrag serve --workspace DIR [--host 127.0.0.1] [--port 8080]
+// kvrag serve --llm DIR [--index DIR] [--knowledge-encoder DIR] [...]
+//
+// Loads the models once and serves the JSON API and the web page (serve/server.h) until
+// Ctrl-C / SIGTERM, which finishes the requests in flight.
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <filesystem>
+#include <thread>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "serve/answerer_service.h"
+#include "serve/server.h"
 
 namespace kvrag::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+int g_stop_pipe[2] = {-1, -1};
+
+extern "C" void on_stop_signal(int sig) {
+  const unsigned char byte = static_cast<unsigned char>(sig);
+  [[maybe_unused]] auto written = write(g_stop_pipe[1], &byte, 1);  // async-signal-safe
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+}  // namespace
 
 void add_serve_command(CLI::App& app, int& exit_code) {
-  auto* cmd = app.add_subcommand("serve", "(not implemented yet)");
-  cmd->allow_extras();
-  cmd->callback([&exit_code] {
-    exit_code = 1;
-    fail("serve is not implemented yet");
+  struct Args {
+    std::string workspace, llm, index, knowledge_encoder;
+    AnswererOptions answerer;
+    ServerOptions server;
+    bool access_log = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("serve", "Answer questions over HTTP: JSON API and a web page");
+  cmd->add_option("--workspace", args->workspace,
+                  "a `kvrag demo` workspace: its llm/, index/ and knowledge_encoder/ (the explicit options below "
+                  "override each)");
+  cmd->add_option("--llm", args->llm, "LLaMA checkpoint folder with its tokenizer.model");
+  cmd->add_option("--index", args->index, "index folder (segments.sqlite, embeddings/, dense index)");
+  cmd->add_option("--knowledge-encoder", args->knowledge_encoder, "knowledge encoder folder (the prefix modes)");
+  cmd->add_option("--retriever", args->answerer.retriever_mode,
+                  "retriever for answering: dense, bm25 or hybrid (default: dense where the index has embeddings, "
+                  "else bm25)")
+      ->check(CLI::IsMember({"dense", "bm25", "hybrid"}));
+  cmd->add_option("--encoder", args->answerer.encoder_dir, "question encoder (default: the index's)");
+  cmd->add_option("--dtype", args->answerer.dtype, "LLM compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--max-new-tokens", args->answerer.max_new_tokens, "answer length limit in tokens")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--host", args->server.host,
+                  "address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)");
+  cmd->add_option("--port", args->server.port, "port (0: any free one)")->check(CLI::Range(0, 65535));
+  cmd->add_option("--workers", args->server.workers, "request threads sharing the models")->check(CLI::Range(1, 256));
+  cmd->add_option("--max-body-bytes", args->server.max_body_bytes, "larger request bodies are refused (413)")
+      ->check(CLI::Range(size_t{64}, size_t{64} << 20));
+  cmd->add_option("--max-question-bytes", args->server.max_question_bytes, "longer questions are refused (400)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
+  cmd->add_option("--max-top-k", args->server.max_top_k, "largest top_k a request may ask for")
+      ->check(CLI::Range(1, 1000));
+  cmd->add_flag("--access-log", args->access_log, "print one line per request on stderr");
+  args->answerer.retriever_mode.clear();  // "": chosen from the index below
+
+  cmd->callback([args, &exit_code] {
+    AnswererOptions o = args->answerer;
+    const std::string& ws = args->workspace;
+    if (!ws.empty()) {
+      KVRAG_CHECK(fs::is_directory(ws), "workspace {} does not exist (create it with: kvrag demo --workspace {})", ws,
+                  ws);
+      KVRAG_CHECK(fs::is_directory(ws + "/llm"), "workspace {} has no llm/ yet: run kvrag demo --workspace {} first",
+                  ws, ws);
+      o.llm_dir = ws + "/llm";
+      if (fs::is_directory(ws + "/index")) o.index_dir = ws + "/index";
+      if (fs::is_directory(ws + "/knowledge_encoder")) o.knowledge_encoder_dir = ws + "/knowledge_encoder";
+    }
+    if (!args->llm.empty()) o.llm_dir = args->llm;
+    if (!args->index.empty()) o.index_dir = args->index;
+    if (!args->knowledge_encoder.empty()) o.knowledge_encoder_dir = args->knowledge_encoder;
+    KVRAG_CHECK(!o.llm_dir.empty(), "give --workspace DIR or --llm DIR");
+    if (o.retriever_mode.empty()) {
+      o.retriever_mode = !o.index_dir.empty() && !fs::is_directory(o.index_dir + "/embeddings") ? "bm25" : "dense";
+    }
+    KVRAG_CHECK(o.knowledge_encoder_dir.empty() || !o.index_dir.empty(),
+                "the knowledge encoder needs an index to retrieve from (--index)");
+
+    fmt::print(stderr, "kvrag serve: loading {}{}{}\n", o.llm_dir, o.index_dir.empty() ? "" : ", " + o.index_dir,
+               o.knowledge_encoder_dir.empty() ? "" : ", " + o.knowledge_encoder_dir);
+    auto service = AnswererService::open(o);
+
+    ServerOptions so = args->server;
+    so.access_log = args->access_log;
+    Server server(*service, so);
+    server.bind();
+    std::string modes;
+    for (auto m : service->modes()) modes += (modes.empty() ? "" : ", ") + to_string(m);
+    if (!is_loopback(so.host)) {
+      fmt::print(stderr, "kvrag serve: warning: listening on {}, reachable from other machines (no authentication)\n",
+                 so.host);
+    }
+    fmt::print("kvrag serve: modes {}; open {} (Ctrl-C stops)\n", modes, server.url());
+    std::fflush(stdout);
+
+    // Ctrl-C and SIGTERM: the handler (on whichever thread the signal lands) only writes the
+    // signal number into a pipe; a watcher thread reads it and stops the server, which finishes
+    // the requests in flight. A 0 byte from this thread ends the watcher otherwise.
+    KVRAG_CHECK(pipe(g_stop_pipe) == 0, "serve: cannot create a pipe");
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    struct sigaction old_int {}, old_term {};
+    sigaction(SIGINT, &action, &old_int);
+    sigaction(SIGTERM, &action, &old_term);
+    std::thread watcher([&server] {
+      unsigned char sig = 0;
+      while (read(g_stop_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+      }
+      if (sig == 0) return;
+      fmt::print(stderr, "kvrag serve: {}, finishing requests in flight\n", sig == SIGINT ? "interrupted" : "terminated");
+      server.stop();
+    });
+    server.run();
+    const unsigned char done = 0;
+    [[maybe_unused]] auto written = write(g_stop_pipe[1], &done, 1);
+    watcher.join();
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+    close(g_stop_pipe[0]);
+    close(g_stop_pipe[1]);
+    exit_code = 0;
   });
 }
 

@@ -1,0 +1,37 @@
+// The AnswerService `kvrag serve` runs: an Answerer (qa/answerer.h) for /v1/ask, and the index's
+// retrievers for /v1/search. Torch-free header.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qa/answerer.h"
+#include "serve/server.h"
+
+namespace kvrag {
+
+class AnswererService final : public AnswerService {
+ public:
+  // Opens the Answerer with `options` and, when there is an index, its segment store with BM25
+  // and (if the index has dense vectors) the dense and hybrid retrievers for search. The
+  // answer modes offered follow what was loaded: none always, context with an index, the prefix
+  // modes with a knowledge encoder as well; the first offered is the richest.
+  static std::unique_ptr<AnswererService> open(const AnswererOptions& options);
+  ~AnswererService() override;
+
+  Answer ask(const std::string& question, AnswerMode mode, int top_k) override;
+  std::vector<Evidence> search(const std::string& question, int top_k, const std::string& retriever_mode) override;
+  std::vector<AnswerMode> modes() const override;
+  std::vector<std::string> retriever_modes() const override;
+  nlohmann::json models() const override;
+
+  const Answerer& answerer() const;
+
+ private:
+  AnswererService() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvrag
