@@ -2,12 +2,7 @@
 // server (fake service), the page asks by itself, and the test reads the DOM Chromium dumps.
 // Skipped where Chromium is absent ($KVRAG_CHROMIUM, else /usr/bin/chromium).
 
-#include <unistd.h>
-
-#include <array>
-#include <cstdio>
-#include <regex>
-
+#include "browser.h"
 #include "fake_service.h"
 #include "serve/server.h"
 #include "test_support.h"
@@ -15,48 +10,10 @@
 namespace kvrag::test {
 namespace {
 
-std::string chromium_path() {
-  if (const char* env = std::getenv("KVRAG_CHROMIUM"); env && *env) return env;
-  return "/usr/bin/chromium";
-}
-
-// Chromium's serialised DOM of `url` after the page's script has run (virtual time lets the
-// fetches finish before the dump).
-std::string dump_dom(const std::string& url) {
-  TempDir profile;
-  const std::string cmd = "timeout 90 " + chromium_path() +
-                          " --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run"
-                          " --disable-extensions --disable-background-networking --virtual-time-budget=15000"
-                          " --user-data-dir=" + profile.path() + " --dump-dom '" + url + "' 2>/dev/null";
-  std::string out;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.append(buf.data(), n);
-  pclose(pipe);
-  return out;
-}
-
-// The text of the element with `id` (first match; elements of the page have no nested same tag).
-std::string element(const std::string& dom, const std::string& tag, const std::string& id) {
-  std::smatch m;
-  if (std::regex_search(dom, m, std::regex("<" + tag + "[^>]*id=\"" + id + "\"[^>]*>([\\s\\S]*?)</" + tag + ">"))) {
-    return m[1];
-  }
-  return "<missing " + id + ">";
-}
-
-size_t count(const std::string& s, const std::string& part) {
-  size_t n = 0;
-  for (size_t pos = s.find(part); pos != std::string::npos; pos = s.find(part, pos + part.size())) ++n;
-  return n;
-}
-
 class BrowserTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (access(chromium_path().c_str(), X_OK) != 0) {
+    if (!have_chromium()) {
       GTEST_SKIP() << "no Chromium at " << chromium_path()
                    << " (apt-get install chromium, or set KVRAG_CHROMIUM): the browser test is skipped";
     }

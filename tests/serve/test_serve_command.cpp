@@ -1,6 +1,6 @@
-// `kvrag serve` as a user runs it: the binary started as a process, asked over HTTP, stopped
-// with SIGTERM. Over the real stories260K LLaMA (closed-book only: it has no index) from
-// ../shared; skipped where that is absent.
+// `kvrag serve` as a user runs it: the binary started as a process, asked over HTTP and through
+// the page in headless Chromium, stopped with SIGTERM. Over the real stories260K LLaMA
+// (closed-book only: it has no index) from ../shared; skipped where that is absent.
 
 #include <httplib.h>
 #include <signal.h>
@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "browser.h"
 #include "cli_runner.h"
 #include "test_support.h"
 
@@ -70,7 +71,8 @@ TEST(ServeCommand, ServesARealModelAndStopsOnSigterm) {
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   const json j = json::parse(r->body);
-  EXPECT_FALSE(j["answer"].get<std::string>().empty());  // stories260K continues any prompt
+  const std::string answer = j["answer"].get<std::string>();
+  EXPECT_FALSE(answer.empty());  // stories260K continues any prompt
   EXPECT_TRUE(j["evidence"].empty());
   EXPECT_GT(j["timings_ms"]["generate"].get<double>(), 0.0);
   r = c.Post("/v1/ask", json{{"question", "q"}, {"mode", "context"}}.dump(), "application/json");
@@ -79,6 +81,13 @@ TEST(ServeCommand, ServesARealModelAndStopsOnSigterm) {
   r = c.Get("/v1/health");
   ASSERT_TRUE(r);
   EXPECT_EQ(json::parse(r->body)["models"]["llm"], model);
+  if (have_chromium()) {
+    // The page asks the same question and shows the same (greedy) answer.
+    const std::string dom = dump_dom("http://127.0.0.1:" + std::to_string(port) + "/?q=Once%20upon%20a%20time&mode=none");
+    EXPECT_NE(dom.find("data-state=\"done\""), std::string::npos) << dom.substr(0, 4000);
+    EXPECT_EQ(element(dom, "p", "answer"), html_text(answer));
+    EXPECT_NE(dom.find("value=\"context\" disabled"), std::string::npos);  // no index: closed-book only
+  }
 
   kill(pid, SIGTERM);
   int status = 0;
