@@ -56,18 +56,19 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                   "else bm25)")
       ->check(CLI::IsMember({"dense", "bm25", "hybrid"}));
   cmd->add_option("--encoder", args->answerer.encoder_dir, "question encoder (default: the index's)");
-  cmd->add_option("--dtype", args->answerer.dtype, "LLM compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
-  cmd->add_option("--max-new-tokens", args->answerer.max_new_tokens, "answer length limit in tokens")
+  cmd->add_option("--dtype", args->answerer.dtype, "LLM compute dtype")->capture_default_str()->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--max-new-tokens", args->answerer.max_new_tokens, "answer length limit in tokens")->capture_default_str()
       ->check(CLI::Range(1, 1024));
   cmd->add_option("--host", args->server.host,
-                  "address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)");
-  cmd->add_option("--port", args->server.port, "port (0: any free one)")->check(CLI::Range(0, 65535));
-  cmd->add_option("--workers", args->server.workers, "request threads sharing the models")->check(CLI::Range(1, 256));
-  cmd->add_option("--max-body-bytes", args->server.max_body_bytes, "larger request bodies are refused (413)")
+                  "address to listen on (127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
+      ->capture_default_str();
+  cmd->add_option("--port", args->server.port, "port (0: any free one)")->capture_default_str()->check(CLI::Range(0, 65535));
+  cmd->add_option("--workers", args->server.workers, "request threads sharing the models")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_option("--max-body-bytes", args->server.max_body_bytes, "larger request bodies are refused (413)")->capture_default_str()
       ->check(CLI::Range(size_t{64}, size_t{64} << 20));
-  cmd->add_option("--max-question-bytes", args->server.max_question_bytes, "longer questions are refused (400)")
+  cmd->add_option("--max-question-bytes", args->server.max_question_bytes, "longer questions are refused (400)")->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1} << 20));
-  cmd->add_option("--max-top-k", args->server.max_top_k, "largest top_k a request may ask for")
+  cmd->add_option("--max-top-k", args->server.max_top_k, "largest top_k a request may ask for")->capture_default_str()
       ->check(CLI::Range(1, 1000));
   cmd->add_flag("--access-log", args->access_log, "print one line per request on stderr");
   args->answerer.retriever_mode.clear();  // "": chosen from the index below
