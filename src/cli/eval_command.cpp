@@ -1,16 +1,62 @@
-// kvrag eval: NOT IMPLEMENTED YET (placeholder registering the subcommand).
+// kvrag eval --llm DIR --questions Q.jsonl [--index DIR] [--knowledge-encoder DIR]
+//            --modes none,context,prefix [--top-k K] [--predictions OUT.jsonl]
+//            [--bertscore-model DIR --bertscore-layer L] [--json] [--limit N]
+//
+// Answers every question in each mode and scores the answers: exact match, token F1, answer
+// contained, teacher-forced answer-token accuracy, BERTScore F1; plus retrieval top-1/5/20.
+// Prints a markdown table with the modes side by side, or with --json the summary
+// {"<mode>": {"n", "em", "f1", "contained", "token_accuracy", "bertscore_f1"}, "retrieval": …}.
 
+#include <fmt/format.h>
+
+#include <sstream>
+
+#include "cli/answerer_options.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "qa/qa_eval.h"
 
 namespace kvrag::cli {
 
 void add_eval_command(CLI::App& app, int& exit_code) {
-  auto* cmd = app.add_subcommand("eval", "(not implemented yet)");
-  cmd->allow_extras();
-  cmd->callback([&exit_code] {
-    exit_code = 1;
-    fail("eval is not implemented yet");
+  struct Args {
+    AnswererOptions answerer;
+    QaEvalOptions eval;
+    std::string questions, modes = "none";
+    bool json = false, quiet = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("eval", "QA accuracy of the answering modes on a questions file (EM, F1, BERTScore, …)");
+  add_answerer_options(cmd, args->answerer);
+  cmd->add_option("--questions", args->questions, "{\"question\", \"answers\", \"gold_passage_id\"?} lines")->required();
+  cmd->add_option("--modes", args->modes, "comma-separated: none, context, prefix, context+prefix");
+  cmd->add_option("--top-k", args->eval.top_k, "segments per question in the retrieval modes")->check(CLI::Range(1, 100));
+  cmd->add_option("--predictions", args->eval.predictions_path, "write per-question predictions (JSONL) here");
+  cmd->add_option("--bertscore-model", args->eval.bertscore_model, "BERT folder for BERTScore (config.json, safetensors, vocab.txt)");
+  cmd->add_option("--bertscore-layer", args->eval.bertscore_layer, "hidden-state layer for BERTScore (0 = embeddings; default: last)");
+  cmd->add_option("--limit", args->eval.limit, "evaluate the first N questions only")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", args->eval.batch, "questions answered together")->check(CLI::PositiveNumber);
+  cmd->add_flag("--json", args->json, "print the summary as JSON instead of a table");
+  cmd->add_flag("-q,--quiet", args->quiet, "no progress line");
+  cmd->callback([args, &exit_code] {
+    args->eval.modes.clear();
+    std::stringstream ss(args->modes);
+    for (std::string m; std::getline(ss, m, ',');) {
+      if (!m.empty()) args->eval.modes.push_back(parse_answer_mode(m));
+    }
+    KVRAG_CHECK(!args->eval.modes.empty(), "--modes: no mode given");
+    args->eval.progress = !args->quiet;
+    const auto questions = read_questions(args->questions);
+    const auto answerer = Answerer::open(args->answerer);
+    const auto report = evaluate_qa(*answerer, questions, args->eval);
+    if (args->json) {
+      fmt::print("{}\n", report.summary.dump());
+    } else {
+      fmt::print("QA on {} ({} questions, top-{})\n\n{}", args->questions,
+                 report.summary[to_string(args->eval.modes.front())]["n"].get<int64_t>(), args->eval.top_k,
+                 report.markdown);
+    }
+    exit_code = 0;
   });
 }
 

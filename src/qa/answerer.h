@@ -17,6 +17,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "index/retrieval_eval.h"
+
 namespace kvrag {
 
 enum class AnswerMode { kNone, kContext, kPrefix, kContextPrefix };
@@ -32,6 +34,7 @@ struct AnswererOptions {
   std::string dtype = "fp32";         // LLM compute dtype: fp32 | bf16
   int max_new_tokens = 32;
   int max_question_tokens = 256;      // longer questions are an Error
+  int max_segment_tokens = 0;         // knowledge-encoder input per segment; 0 = its max positions
 };
 
 struct Evidence {
@@ -50,8 +53,13 @@ struct Answer {
   std::string text;
   std::vector<Evidence> evidence;  // empty for mode none
   Groundedness groundedness;
+  // Wall time of the call that produced this answer, split by stage (a batch shares its times).
+  // generate_ms includes the teacher-forced groundedness passes.
   double retrieve_ms = 0, encode_ms = 0, generate_ms = 0, total_ms = 0;
-  nlohmann::json to_json() const;  // {"answer", "evidence": [{"segment_id","title","text","score"}], "groundedness", "timings_ms"}
+  // {"answer", "evidence": [{"segment_id","doc_id","title","text","score"}],
+  //  "groundedness": {"answer_in_evidence","logprob_with","logprob_without"},
+  //  "timings_ms": {"retrieve","encode","generate","total"}}
+  nlohmann::json to_json() const;
 };
 
 class Answerer {
@@ -72,6 +80,21 @@ class Answerer {
   };
   std::vector<ForcedScore> score_answers(const std::vector<std::string>& questions, const std::vector<std::string>& answers,
                                          AnswerMode mode, int top_k) const;
+
+  // answer() and score_answers() of `references` in one pass, retrieving and encoding once
+  // (evaluation). scores receives one ForcedScore per question.
+  std::vector<Answer> answer_and_score(const std::vector<std::string>& questions,
+                                       const std::vector<std::string>& references, AnswerMode mode, int top_k,
+                                       bool groundedness, std::vector<ForcedScore>* scores) const;
+
+  // The top-k segments of each question as answer() sees them (Error without an index).
+  std::vector<std::vector<Evidence>> retrieve(const std::vector<std::string>& questions, int top_k) const;
+  // Retrieval top-k accuracy of the Answerer's retriever (index/retrieval_eval.h).
+  RetrievalReport evaluate_retrieval(const std::vector<Question>& questions, const std::vector<int>& ks) const;
+
+  // The prompt text the LLM receives for `question` in `mode` with `evidence` (context modes put
+  // the segments in, truncated to fit the LLM's context; see answer()).
+  std::string prompt_text(const std::string& question, AnswerMode mode, const std::vector<Evidence>& evidence) const;
 
   const AnswererOptions& options() const;
   bool has_index() const;

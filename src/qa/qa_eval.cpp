@@ -1,0 +1,223 @@
+// QA evaluation over a questions file in several modes (see qa_eval.h).
+#include "qa/qa_eval.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <memory>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "eval/bertscore.h"
+#include "eval/qa_metrics.h"
+#include "model/bert.h"
+#include "text/tokenizer.h"
+
+namespace kvrag {
+namespace {
+
+using json = nlohmann::json;
+
+// BERTScore F1 of predictions against references with one BERT checkpoint and layer. Token
+// states are cached by text (gold answers repeat across modes).
+class BertScorer {
+ public:
+  BertScorer(const std::string& dir, int layer) : dir_(dir) {
+    KVRAG_CHECK(std::filesystem::is_directory(dir), "BERTScore model folder {} does not exist", dir);
+    model_ = load_bert(dir, torch::kFloat32);
+    model_->eval();
+    try {
+      tokenizer_ = load_tokenizer(dir);
+    } catch (Error& e) {
+      throw e.with_context("BERTScore model " + dir);
+    }
+    const int64_t L = model_->config().num_hidden_layers;
+    layer_ = layer < 0 ? L : layer;
+    KVRAG_CHECK(layer_ >= 0 && layer_ <= L, "BERTScore model {}: layer {} out of range 0..{} (0 = embeddings)", dir,
+                layer, L);
+  }
+
+  // Best F1 over the references; 0 for an empty prediction.
+  double f1(const std::string& prediction, const std::vector<std::string>& references) {
+    const auto& cand = states(prediction);
+    double best = 0;
+    for (const auto& r : references) best = std::max(best, bertscore(cand, states(r)).f1);
+    return best;
+  }
+
+ private:
+  // [n, H] states of the text's tokens without [CLS]/[SEP] on the chosen layer.
+  const torch::Tensor& states(const std::string& text) {
+    auto it = cache_.find(text);
+    if (it != cache_.end()) return it->second;
+    torch::NoGradGuard no_grad;
+    auto ids = tokenizer_->encode(text, true);
+    const auto max_len = static_cast<size_t>(model_->config().max_position_embeddings);
+    if (ids.size() > max_len) {
+      const TokenId last = ids.back();
+      ids.resize(max_len);
+      ids.back() = last;
+    }
+    const auto n = static_cast<int64_t>(ids.size());
+    const auto id_tensor = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);  // [1, n]
+    const auto mask = torch::ones({1, n}, torch::kInt64);
+    const auto out = model_->forward(id_tensor, mask, {}, true);
+    auto h = out.hidden_states[layer_][0].narrow(0, 1, std::max<int64_t>(n - 2, 0)).to(torch::kFloat32);  // [n-2, H]
+    return cache_.emplace(text, h).first->second;
+  }
+
+  std::string dir_;
+  BertModel model_{nullptr};
+  std::unique_ptr<Tokenizer> tokenizer_;
+  int layer_ = 0;
+  std::map<std::string, torch::Tensor> cache_;
+};
+
+struct Totals {
+  int64_t n = 0;
+  double em = 0, f1 = 0, contained = 0, token_accuracy = 0, bertscore = 0;
+};
+
+std::string fraction(const json& v) { return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : "–"; }
+
+}  // namespace
+
+std::string qa_markdown(const json& summary, const std::vector<std::string>& modes) {
+  std::string out = "| metric |";
+  std::string rule = "|---|";
+  for (const auto& m : modes) {
+    out += " " + m + " |";
+    rule += "---:|";
+  }
+  out += "\n" + rule + "\n";
+  const std::vector<std::pair<const char*, const char*>> rows = {
+      {"n", "questions"},
+      {"em", "exact match"},
+      {"f1", "token F1"},
+      {"contained", "answer contained"},
+      {"token_accuracy", "answer-token accuracy (teacher-forced)"},
+      {"bertscore_f1", "BERTScore F1"}};
+  for (const auto& [key, label] : rows) {
+    out += fmt::format("| {} |", label);
+    for (const auto& m : modes) {
+      const json& v = summary.contains(m) ? summary[m].value(key, json()) : json();
+      out += " " + (std::string(key) == "n" && v.is_number() ? std::to_string(v.get<int64_t>()) : fraction(v)) + " |";
+    }
+    out += "\n";
+  }
+  if (summary.contains("retrieval") && summary["retrieval"].is_object()) {
+    out += "\nretrieval, answer in top-k:";
+    for (const auto& [k, v] : summary["retrieval"]["answer_in_top"].items()) out += fmt::format(" top-{} {}", k, fraction(v));
+    out += "\n";
+  }
+  return out;
+}
+
+QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& all_questions,
+                         const QaEvalOptions& options) {
+  KVRAG_CHECK(!options.modes.empty(), "no modes to evaluate");
+  KVRAG_CHECK(options.batch >= 1, "batch must be at least 1, not {}", options.batch);
+  std::vector<Question> questions = all_questions;
+  if (options.limit > 0 && static_cast<int64_t>(questions.size()) > options.limit) questions.resize(options.limit);
+  KVRAG_CHECK(!questions.empty(), "no questions to evaluate");
+  for (size_t i = 0; i < questions.size(); ++i) {
+    KVRAG_CHECK(!questions[i].answers.empty(), "question {} (\"{}\") has no gold answers", i + 1, questions[i].question);
+  }
+
+  std::unique_ptr<BertScorer> scorer;
+  if (!options.bertscore_model.empty()) scorer = std::make_unique<BertScorer>(options.bertscore_model, options.bertscore_layer);
+
+  ProgressOptions po;
+  po.label = "eval";
+  po.unit = "answers";
+  po.total_items = static_cast<int64_t>(questions.size() * options.modes.size());
+  po.enabled = options.progress;
+  ProgressReporter progress(po);
+
+  json summary = json::object();
+  std::string predictions;
+  std::vector<std::string> mode_names;
+  int64_t done = 0;
+  for (AnswerMode mode : options.modes) {
+    const std::string name = to_string(mode);
+    mode_names.push_back(name);
+    Totals t;
+    for (size_t b0 = 0; b0 < questions.size(); b0 += options.batch) {
+      const size_t b1 = std::min(questions.size(), b0 + options.batch);
+      std::vector<std::string> qs, refs;
+      for (size_t i = b0; i < b1; ++i) {
+        qs.push_back(questions[i].question);
+        refs.push_back(questions[i].answers.front());
+      }
+      std::vector<Answerer::ForcedScore> forced;
+      std::vector<Answer> answers;
+      try {
+        answers = answerer.answer_and_score(qs, refs, mode, options.top_k, false, &forced);
+      } catch (Error& e) {
+        throw e.with_context(fmt::format("mode {}, questions {}..{}", name, b0 + 1, b1));
+      }
+      for (size_t i = b0; i < b1; ++i) {
+        const Answer& a = answers[i - b0];
+        const auto s = score_answer(a.text, questions[i].answers);
+        json bs = nullptr;
+        if (scorer) {
+          const double f = scorer->f1(a.text, questions[i].answers);
+          t.bertscore += f;
+          bs = f;
+        }
+        ++t.n;
+        t.em += s.em;
+        t.f1 += s.f1;
+        t.contained += s.contained;
+        t.token_accuracy += forced[i - b0].token_accuracy;
+        if (!options.predictions_path.empty()) {
+          auto ev = json::array();
+          for (const auto& e : a.evidence) ev.push_back(e.segment_id);
+          json line{{"question", questions[i].question},
+                    {"answers", questions[i].answers},
+                    {"mode", name},
+                    {"prediction", a.text},
+                    {"em", s.em},
+                    {"f1", s.f1},
+                    {"contained", s.contained},
+                    {"token_accuracy", forced[i - b0].token_accuracy},
+                    {"answer_logprob", forced[i - b0].logprob},
+                    {"bertscore_f1", bs},
+                    {"evidence", ev}};
+          predictions += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+        }
+      }
+      done += static_cast<int64_t>(b1 - b0);
+      progress.set_note(fmt::format("mode {}  EM {:.3f}", name, t.em / t.n));
+      progress.update(0, done);
+    }
+    const double n = static_cast<double>(t.n);
+    summary[name] = {{"n", t.n},
+                     {"em", t.em / n},
+                     {"f1", t.f1 / n},
+                     {"contained", t.contained / n},
+                     {"token_accuracy", t.token_accuracy / n},
+                     {"bertscore_f1", scorer ? json(t.bertscore / n) : json(nullptr)}};
+  }
+  progress.finish(0, done);
+
+  if (answerer.has_index()) {
+    const auto report = answerer.evaluate_retrieval(questions, options.retrieval_ks);
+    json top = json::object();
+    for (const auto& [k, v] : report.answer_in_top) top[std::to_string(k)] = v;
+    summary["retrieval"] = {{"answer_in_top", top}};
+  } else {
+    summary["retrieval"] = nullptr;
+  }
+  if (!options.predictions_path.empty()) write_file_atomic(options.predictions_path, predictions);
+  return {summary, qa_markdown(summary, mode_names)};
+}
+
+QaEvalReport evaluate_qa(const Answerer& answerer, const std::string& questions_path, const QaEvalOptions& options) {
+  return evaluate_qa(answerer, read_questions(questions_path), options);
+}
+
+}  // namespace kvrag

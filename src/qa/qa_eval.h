@@ -1,0 +1,54 @@
+// QA evaluation (`kvrag eval`, the demo, the service's self-check): a questions file answered in
+// several modes, each prediction scored against the gold answers.
+//
+// Per question and mode: exact match, token F1 and containment (eval/qa_metrics.h), teacher-
+// forced answer-token accuracy of the first gold answer (Answerer::score_answers), BERTScore F1
+// (eval/bertscore.h: greedy cosine matching of one layer's token states of a BERT checkpoint,
+// no idf, no baseline rescaling; best over the gold answers) when a BERTScore model is given.
+// Retrieval: answer-in-top-k (index/retrieval_eval.h) of the Answerer's retriever.
+//
+// Summary JSON (fractions in [0, 1]):
+//   {"<mode>": {"n", "em", "f1", "contained", "token_accuracy", "bertscore_f1" (null without a
+//    model)}, …, "retrieval": {"answer_in_top": {"1", "5", "20"}} (null without an index)}
+// Predictions JSONL, one line per question and mode:
+//   {"question", "answers", "mode", "prediction", "em", "f1", "contained", "token_accuracy",
+//    "answer_logprob", "bertscore_f1", "evidence": [segment ids]}
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "index/retrieval_eval.h"
+#include "qa/answerer.h"
+
+namespace kvrag {
+
+struct QaEvalOptions {
+  std::vector<AnswerMode> modes = {AnswerMode::kNone};
+  int top_k = 1;                     // segments per question (context / prefix modes)
+  int64_t limit = 0;                 // the first N questions only; 0 = all
+  int batch = 16;                    // questions answered together
+  std::string predictions_path;      // per-question JSONL, written atomically; "" = none
+  std::string bertscore_model;       // BERT folder (config.json, safetensors, vocab.txt); "" = no BERTScore
+  int bertscore_layer = -1;          // hidden-state layer: 0 = embeddings … L = last; -1 = last
+  std::vector<int> retrieval_ks = {1, 5, 20};
+  bool progress = true;              // a progress line on stderr
+};
+
+struct QaEvalReport {
+  nlohmann::json summary;  // the shape above
+  std::string markdown;    // the modes side by side, then retrieval
+};
+
+QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& questions,
+                         const QaEvalOptions& options);
+// Reads the questions file (read_questions: {"question", "answers", "gold_passage_id"?} lines).
+QaEvalReport evaluate_qa(const Answerer& answerer, const std::string& questions_path, const QaEvalOptions& options);
+
+// The markdown table of a summary: one row per metric, one column per mode (in that order).
+std::string qa_markdown(const nlohmann::json& summary, const std::vector<std::string>& modes);
+
+}  // namespace kvrag
