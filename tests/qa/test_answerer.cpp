@@ -1,0 +1,379 @@
+// The Answerer and `kvrag ask` / `kvrag eval` end to end on tiny models: stories260K (a real
+// LLaMA with its SentencePiece tokenizer) as the LLM, the synthetic corpus and random-weight BERT
+// of tests/retrieval for the index, and a freshly initialised knowledge encoder for the prefix
+// modes. Likelihoods are checked against a manual computation with the model and qa/prompt.h.
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+#include "core/error.h"
+#include "model/knowledge_encoder.h"
+#include "model/llama.h"
+#include "qa/answerer.h"
+#include "qa/prompt.h"
+#include "qa/qa_eval.h"
+#include "retrieval/retrieval_fixture.h"
+#include "test_support.h"
+#include "text/segmenter.h"
+#include "text/tokenizer.h"
+#include "text/wordpiece_tokenizer.h"
+
+namespace kvrag {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using test::contains;
+using test::run_kvrag;
+
+// Questions made of words of document d, answered by another word of it.
+struct TinyQuestion {
+  std::string question, answer;
+};
+
+class AnswererTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string shared = test::shared_dir();
+    if (shared.empty() || !fs::exists(shared + "/models/stories260K/tokenizer.model")) return;
+    llm_ = new std::string(shared + "/models/stories260K");
+    root_ = new test::TempDir();
+    test::write_tiny_encoder(*root_ / "encoder", 1);
+    test::write_corpus(*root_ / "corpus.jsonl", 24, 40);
+    const std::string index = *root_ / "index";
+    auto r = run_kvrag("segment --corpus " + (*root_ / "corpus.jsonl") + " --tokenizer " + (*root_ / "encoder") +
+                       "/vocab.txt --index " + index + " --window 48 --stride 8");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = run_kvrag("embed --index " + index + " --encoder " + (*root_ / "encoder") + " --dtype fp32");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = run_kvrag("index build --index " + index + " --factory Flat");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+
+    // Questions: the first words of a document; answer: its 6th word.
+    std::ifstream in(*root_ / "corpus.jsonl");
+    std::ofstream qf(*root_ / "questions.jsonl");
+    std::string line;
+    for (int d = 0; std::getline(in, line) && d < 6; ++d) {
+      const auto doc = json::parse(line);
+      std::istringstream words(doc["text"].get<std::string>());
+      std::vector<std::string> w;
+      for (std::string x; words >> x;) w.push_back(x);
+      TinyQuestion q{"what follows " + w[0] + " " + w[1] + " " + w[2] + "?", w[5]};
+      questions_->push_back(q);
+      qf << json{{"question", q.question}, {"answers", {q.answer, "zzz"}}, {"gold_passage_id", doc["id"]}}.dump()
+         << "\n";
+    }
+
+    // A fresh knowledge encoder for stories260K over the tiny BERT; output heads large enough
+    // that the prefix visibly changes the LLM's predictions.
+    const auto llm_config = LlamaConfig::load(*llm_ + "/config.json");
+    const auto bert_config = BertConfig::load(*root_ / "encoder/config.json");
+    KnowledgeEncoder ke(KnowledgeEncoderConfig::for_llm(bert_config, llm_config, llm_fingerprint(*llm_), 4),
+                        torch::kFloat32);
+    ke->init_fresh(7, 0.3);
+    save_knowledge_encoder(*ke, *root_ / "ke", *root_ / "encoder/vocab.txt");
+  }
+  static void TearDownTestSuite() {
+    delete root_;
+    delete llm_;
+    root_ = nullptr;
+    llm_ = nullptr;
+  }
+  void SetUp() override {
+    if (llm_ == nullptr) GTEST_SKIP() << "shared material not found (models/stories260K)";
+  }
+
+  static AnswererOptions options(const std::string& retriever = "bm25") {
+    AnswererOptions o;
+    o.llm_dir = *llm_;
+    o.index_dir = *root_ / "index";
+    o.retriever_mode = retriever;
+    o.knowledge_encoder_dir = *root_ / "ke";
+    o.max_new_tokens = 12;
+    return o;
+  }
+
+  // Mean log-probability per token of `answer` (prompt.h's target + EOS) after `prompt`, with an
+  // optional prefix, computed directly with the model.
+  static double manual_logprob(const std::string& prompt, const std::string& answer, const KVPrefix* prefix = nullptr) {
+    static LlamaForCausalLM llm = load_llama(*llm_);
+    static auto tok = load_tokenizer(*llm_);
+    torch::NoGradGuard no_grad;
+    std::vector<int64_t> ids, target;
+    for (auto id : tok->encode(prompt, true)) ids.push_back(id);
+    for (auto id : tok->encode(answer_target(answer), false)) target.push_back(id);
+    target.push_back(llm->config().eos_token_ids.at(0));
+    const int64_t np = static_cast<int64_t>(ids.size());
+    ids.insert(ids.end(), target.begin(), target.end());
+    LlamaForwardArgs args;
+    args.prefix = prefix;
+    const auto logp = torch::log_softmax(llm->forward(torch::tensor(ids).unsqueeze(0), args)[0], -1);  // [T, V]
+    double sum = 0;
+    for (size_t j = 0; j < target.size(); ++j) sum += logp[np + j - 1][target[j]].item<double>();
+    return sum / static_cast<double>(target.size());
+  }
+
+  static test::TempDir* root_;
+  static std::string* llm_;
+  static std::vector<TinyQuestion>* questions_;
+};
+test::TempDir* AnswererTest::root_ = nullptr;
+std::string* AnswererTest::llm_ = nullptr;
+std::vector<TinyQuestion>* AnswererTest::questions_ = new std::vector<TinyQuestion>();
+
+TEST_F(AnswererTest, ModeNames) {
+  for (const std::string m : {"none", "context", "prefix", "context+prefix"}) EXPECT_EQ(to_string(parse_answer_mode(m)), m);
+  EXPECT_TRUE(contains(test::error_of([] { parse_answer_mode("rag"); }), "none, context, prefix, context+prefix"));
+}
+
+TEST_F(AnswererTest, EveryModeAnswersWithEvidenceAndGroundedness) {
+  const auto answerer = Answerer::open(options());
+  EXPECT_TRUE(answerer->has_index());
+  EXPECT_TRUE(answerer->has_knowledge_encoder());
+  const std::vector<std::string> qs = {(*questions_)[0].question, (*questions_)[1].question};
+  const auto none = answerer->answer(qs, AnswerMode::kNone, 2);
+  ASSERT_EQ(none.size(), 2u);
+  for (const auto& a : none) {
+    EXPECT_TRUE(a.evidence.empty());
+    EXPECT_EQ(a.groundedness.logprob_with, a.groundedness.logprob_without);  // same input
+    EXPECT_LT(a.groundedness.logprob_with, 0.0);
+    EXPECT_EQ(a.text.find('\n'), std::string::npos);
+  }
+  for (AnswerMode mode : {AnswerMode::kContext, AnswerMode::kPrefix, AnswerMode::kContextPrefix}) {
+    const auto answers = answerer->answer(qs, mode, 2);
+    ASSERT_EQ(answers.size(), 2u);
+    const auto retrieved = answerer->retrieve(qs, 2);
+    for (size_t i = 0; i < answers.size(); ++i) {
+      const auto& a = answers[i];
+      ASSERT_EQ(a.evidence.size(), 2u) << to_string(mode);
+      EXPECT_EQ(a.evidence[0].segment_id, retrieved[i][0].segment_id);
+      EXPECT_FALSE(a.evidence[0].text.empty());
+      EXPECT_TRUE(std::isfinite(a.groundedness.logprob_with));
+      EXPECT_NE(a.groundedness.logprob_with, a.groundedness.logprob_without) << to_string(mode);
+      EXPECT_GE(a.total_ms, a.generate_ms);
+      const auto j = a.to_json();
+      for (const char* key : {"answer", "evidence", "groundedness", "timings_ms"}) EXPECT_TRUE(j.contains(key)) << key;
+      EXPECT_TRUE(j["evidence"][0].contains("title"));
+      EXPECT_TRUE(j["groundedness"]["answer_in_evidence"].is_boolean());
+    }
+  }
+  // Greedy decoding: the same question gives the same answer alone or in a batch.
+  EXPECT_EQ(answerer->answer({qs[1]}, AnswerMode::kContext, 2)[0].text, answerer->answer(qs, AnswerMode::kContext, 2)[1].text);
+}
+
+TEST_F(AnswererTest, ContextModePutsTheSegmentsInThePrompt) {
+  const auto answerer = Answerer::open(options());
+  const auto& q = (*questions_)[2];
+  const auto a = answerer->answer({q.question}, AnswerMode::kContext, 2).at(0);
+  std::vector<PromptPassage> passages;
+  for (const auto& e : a.evidence) passages.push_back({e.title, e.text});
+  const std::string prompt = context_prompt(passages, q.question);
+  EXPECT_EQ(answerer->prompt_text(q.question, AnswerMode::kContext, a.evidence), prompt);
+  EXPECT_NEAR(a.groundedness.logprob_with, manual_logprob(prompt, a.text), 1e-4);
+  EXPECT_NEAR(a.groundedness.logprob_without, manual_logprob(question_prompt(q.question), a.text), 1e-4);
+
+  // Teacher-forced scores of a given answer, against the same manual computation.
+  const auto s = answerer->score_answers({q.question}, {q.answer}, AnswerMode::kContext, 2).at(0);
+  EXPECT_NEAR(s.logprob, manual_logprob(prompt, q.answer), 1e-4);
+  EXPECT_GE(s.token_accuracy, 0.0);
+  EXPECT_LE(s.token_accuracy, 1.0);
+  const auto closed = answerer->score_answers({q.question}, {q.answer}, AnswerMode::kNone, 2).at(0);
+  EXPECT_NEAR(closed.logprob, manual_logprob(question_prompt(q.question), q.answer), 1e-4);
+}
+
+TEST_F(AnswererTest, PrefixModeFeedsTheKnowledgeEncodersPrefix) {
+  const auto answerer = Answerer::open(options());
+  const auto& q = (*questions_)[3];
+  const auto evidence = answerer->retrieve({q.question}, 2).at(0);
+  ASSERT_EQ(evidence.size(), 2u);
+  // The prefix of the two segments, rank order, computed by hand.
+  auto ke = load_knowledge_encoder(*root_ / "ke");
+  const auto wp = WordPieceTokenizer::from_vocab_file(*root_ / "ke/vocab.txt");
+  std::vector<KVPrefix> per_rank;
+  torch::NoGradGuard no_grad;
+  for (const auto& e : evidence) {
+    Segment s;
+    s.title = e.title;
+    s.text = e.text;
+    const auto ids = wp->encode(encoder_input(s, true), true);
+    const auto t = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
+    per_rank.push_back(ke->forward(t, torch::ones_like(t)));
+  }
+  const KVPrefix prefix = concat_prefixes(per_rank);
+  ASSERT_EQ(prefix.length(), 8);
+  const auto s = answerer->score_answers({q.question}, {q.answer}, AnswerMode::kPrefix, 2).at(0);
+  const double want = manual_logprob(question_prompt(q.question), q.answer, &prefix);
+  EXPECT_NEAR(s.logprob, want, 1e-4);
+  EXPECT_GT(std::abs(want - manual_logprob(question_prompt(q.question), q.answer)), 1e-3);  // the prefix matters
+  // context+prefix: both the segments in the prompt and the prefix.
+  std::vector<PromptPassage> passages;
+  for (const auto& e : evidence) passages.push_back({e.title, e.text});
+  const auto both = answerer->score_answers({q.question}, {q.answer}, AnswerMode::kContextPrefix, 2).at(0);
+  EXPECT_NEAR(both.logprob, manual_logprob(context_prompt(passages, q.question), q.answer, &prefix), 1e-4);
+}
+
+TEST_F(AnswererTest, LongContextIsTruncatedToFitTheLlm) {
+  auto o = options();
+  o.max_new_tokens = 400;  // stories260K has 512 positions: little room for 20 segments
+  const auto answerer = Answerer::open(o);
+  const auto& q = (*questions_)[0];
+  const auto a = answerer->answer({q.question}, AnswerMode::kContext, 20, false).at(0);
+  EXPECT_GT(a.evidence.size(), 5u);  // evidence as retrieved, more than fits
+  const std::string prompt = answerer->prompt_text(q.question, AnswerMode::kContext, a.evidence);
+  const auto tok = load_tokenizer(*llm_);
+  EXPECT_LE(static_cast<int64_t>(tok->encode(prompt, true).size()), 512 - 401);
+  EXPECT_NE(prompt.find("Context: "), std::string::npos);  // the best segment survives, shortened
+  EXPECT_NE(prompt.find(question_prompt(q.question)), std::string::npos);
+
+  o.max_new_tokens = 509;  // not even the question fits
+  const auto tight = Answerer::open(o);
+  EXPECT_TRUE(contains(test::error_of([&] { tight->answer({q.question}, AnswerMode::kNone, 1); }), "positions"));
+}
+
+TEST_F(AnswererTest, ClearErrors) {
+  {
+    auto o = options();
+    o.max_question_tokens = 5;
+    const auto answerer = Answerer::open(o);
+    const auto e = test::error_of([&] { answerer->answer({"a question that is much too long for five tokens"}, AnswerMode::kNone, 1); });
+    EXPECT_TRUE(contains(e, "max_question_tokens")) << e;
+    EXPECT_TRUE(contains(test::error_of([&] { answerer->answer({"  "}, AnswerMode::kNone, 1); }), "empty question"));
+    EXPECT_TRUE(contains(test::error_of([&] { answerer->score_answers({"who"}, {" "}, AnswerMode::kNone, 1); }),
+                         "empty answer"));
+  }
+  {
+    auto o = options();
+    o.index_dir.clear();
+    o.knowledge_encoder_dir.clear();
+    const auto answerer = Answerer::open(o);
+    EXPECT_FALSE(answerer->has_index());
+    EXPECT_TRUE(contains(test::error_of([&] { answerer->answer({"who"}, AnswerMode::kContext, 1); }), "needs an index"));
+    EXPECT_TRUE(contains(test::error_of([&] { answerer->answer({"who"}, AnswerMode::kPrefix, 1); }), "index"));
+    o.index_dir = *root_ / "index";
+    const auto with_index = Answerer::open(o);
+    EXPECT_TRUE(contains(test::error_of([&] { with_index->answer({"who"}, AnswerMode::kPrefix, 1); }),
+                         "needs a knowledge encoder"));
+  }
+  {
+    // A knowledge encoder made for another LLM (other layer count and fingerprint).
+    auto llm_config = LlamaConfig::load(*llm_ + "/config.json");
+    llm_config.num_hidden_layers = 3;
+    KnowledgeEncoder ke(KnowledgeEncoderConfig::for_llm(BertConfig::load(*root_ / "encoder/config.json"), llm_config,
+                                                        "0123456789abcdef", 4),
+                        torch::kFloat32);
+    ke->init_fresh(1);
+    const std::string dir = *root_ / "ke-other";
+    save_knowledge_encoder(*ke, dir, *root_ / "encoder/vocab.txt");
+    auto o = options();
+    o.knowledge_encoder_dir = dir;
+    const auto e = test::error_of([&] { Answerer::open(o); });
+    EXPECT_TRUE(contains(e, dir)) << e;
+    EXPECT_TRUE(contains(e, "layers")) << e;
+
+    // Same shapes, trained for another LLM (fingerprint).
+    KnowledgeEncoder same_shape(KnowledgeEncoderConfig::for_llm(BertConfig::load(*root_ / "encoder/config.json"),
+                                                                LlamaConfig::load(*llm_ + "/config.json"),
+                                                                "0123456789abcdef", 4),
+                                torch::kFloat32);
+    same_shape->init_fresh(1);
+    save_knowledge_encoder(*same_shape, dir, *root_ / "encoder/vocab.txt");
+    const auto e2 = test::error_of([&] { Answerer::open(o); });
+    EXPECT_TRUE(contains(e2, dir) && contains(e2, "another LLM")) << e2;
+  }
+  {
+    auto o = options();
+    o.index_dir = *root_ / "no-such-index";
+    EXPECT_TRUE(contains(test::error_of([&] { Answerer::open(o); }), "no-such-index"));
+  }
+}
+
+TEST_F(AnswererTest, EvaluateQaScoresEveryModeConsistently) {
+  const auto answerer = Answerer::open(options());
+  QaEvalOptions eo;
+  eo.modes = {AnswerMode::kNone, AnswerMode::kContext, AnswerMode::kPrefix};
+  eo.top_k = 1;
+  eo.batch = 4;
+  eo.limit = 5;
+  eo.predictions_path = *root_ / "pred.jsonl";
+  eo.bertscore_model = *root_ / "encoder";
+  eo.progress = false;
+  const auto report = evaluate_qa(*answerer, *root_ / "questions.jsonl", eo);
+  const auto& s = report.summary;
+  for (const char* mode : {"none", "context", "prefix"}) {
+    ASSERT_TRUE(s.contains(mode)) << s.dump();
+    EXPECT_EQ(s[mode]["n"].get<int64_t>(), 5);
+    for (const char* key : {"em", "f1", "contained", "token_accuracy"}) {
+      const double v = s[mode][key].get<double>();
+      EXPECT_GE(v, 0.0) << key;
+      EXPECT_LE(v, 1.0) << key;
+    }
+    EXPECT_TRUE(s[mode]["bertscore_f1"].is_number());
+    EXPECT_EQ(s[mode].size(), 6u);
+  }
+  EXPECT_EQ(s.size(), 4u);  // three modes and retrieval
+  EXPECT_EQ(s["retrieval"]["answer_in_top"].size(), 3u);
+  for (const char* k : {"1", "5", "20"}) EXPECT_TRUE(s["retrieval"]["answer_in_top"][k].is_number());
+  // The retrieval numbers are those of index/retrieval_eval.h on the same questions.
+  auto qs = read_questions(*root_ / "questions.jsonl");
+  qs.resize(5);
+  const auto rr = answerer->evaluate_retrieval(qs, {1, 5, 20});
+  EXPECT_EQ(s["retrieval"]["answer_in_top"]["5"].get<double>(), rr.answer_in_top.at(5));
+
+  // The per-question lines reproduce the summary.
+  std::ifstream in(eo.predictions_path);
+  std::map<std::string, double> em_sum;
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    const auto j = json::parse(line);
+    for (const char* key : {"question", "answers", "mode", "prediction", "em", "f1", "contained", "token_accuracy",
+                            "bertscore_f1", "evidence"})
+      EXPECT_TRUE(j.contains(key)) << key;
+    em_sum[j["mode"]] += j["em"].get<double>();
+    EXPECT_EQ(j["evidence"].size(), j["mode"] == "none" ? 0u : 1u);
+  }
+  EXPECT_EQ(lines, 15);
+  for (const char* mode : {"none", "context", "prefix"}) EXPECT_DOUBLE_EQ(em_sum[mode] / 5, s[mode]["em"].get<double>());
+  EXPECT_TRUE(contains(report.markdown, "| metric | none | context | prefix |"));
+}
+
+TEST_F(AnswererTest, AskAndEvalCommands) {
+  const std::string common = "--llm " + *llm_ + " --index " + (*root_ / "index") + " --retriever bm25 --knowledge-encoder " +
+                             (*root_ / "ke") + " --max-new-tokens 8";
+  const auto& q = (*questions_)[0];
+  auto r = run_kvrag("ask " + common + " --mode context --top-k 2 --json \"" + q.question + "\"");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = json::parse(r.out);
+  EXPECT_TRUE(j["answer"].is_string());
+  EXPECT_EQ(j["evidence"].size(), 2u);
+  EXPECT_TRUE(j["groundedness"]["logprob_with"].is_number());
+
+  r = run_kvrag("ask " + common + " --mode prefix \"" + q.question + "\"");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "answer: ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "groundedness: ")) << r.out;
+
+  r = run_kvrag("eval " + common + " --questions " + (*root_ / "questions.jsonl") +
+                " --modes none,context+prefix --limit 3 --json -q");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto s = json::parse(r.out);
+  EXPECT_EQ(s["none"]["n"].get<int64_t>(), 3);
+  EXPECT_TRUE(s["context+prefix"]["bertscore_f1"].is_null());
+  EXPECT_TRUE(s["retrieval"]["answer_in_top"]["1"].is_number());
+
+  r = run_kvrag("eval --llm " + *llm_ + " --questions " + (*root_ / "questions.jsonl") + " --modes none --limit 2 -q");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "| exact match |")) << r.out;
+
+  r = run_kvrag("eval --llm " + *llm_ + " --questions " + (*root_ / "questions.jsonl") + " --modes context -q");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "needs an index")) << r.err;
+  r = run_kvrag("ask --llm " + *llm_ + " --mode sideways \"q\"");
+  EXPECT_NE(r.exit_code, 0);
+}
+
+}  // namespace
+}  // namespace kvrag
