@@ -1,0 +1,189 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/atomic_file.h"
+#include "model/checkpoint.h"
+#include "model/knowledge_encoder.h"
+#include "prefix_test_util.h"
+#include "test_support.h"
+
+namespace kvrag {
+namespace {
+
+using test::TempDir;
+
+// Two rows: the second is the first with its last two tokens as padding.
+void make_inputs(torch::Tensor* ids, torch::Tensor* mask) {
+  *ids = torch::tensor(std::vector<int64_t>{2, 20, 21, 22, 23, 24, 3, 2, 20, 21, 22, 3, 0, 0}).view({2, 7});
+  *mask = ids->ne(0).to(torch::kInt64);
+}
+
+TEST(KnowledgeEncoder, PrefixShapesAndPaddingIsIgnored) {
+  KnowledgeEncoder enc(test::tiny_encoder_config(5), torch::kFloat32);
+  enc->init_fresh(7);
+  torch::NoGradGuard no_grad;
+  torch::Tensor ids, mask;
+  make_inputs(&ids, &mask);
+  const auto prefix = enc->forward(ids, mask);
+  const auto llm = test::tiny_llama_config();
+  ASSERT_EQ(static_cast<int64_t>(prefix.keys.size()), llm.num_hidden_layers);
+  ASSERT_EQ(prefix.values.size(), prefix.keys.size());
+  for (size_t l = 0; l < prefix.keys.size(); ++l) {
+    EXPECT_EQ(prefix.keys[l].sizes().vec(), (std::vector<int64_t>{2, llm.num_key_value_heads, 5, llm.head_dim}));
+    EXPECT_EQ(prefix.values[l].sizes().vec(), prefix.keys[l].sizes().vec());
+    EXPECT_TRUE(torch::isfinite(prefix.keys[l]).all().item<bool>());
+  }
+  EXPECT_EQ(prefix.length(), 5);
+  check_prefix(prefix, llm, 2);  // fits the LLM
+
+  // Row 1 alone, unpadded, gives the same prefix as row 1 inside the padded batch.
+  const auto alone = enc->forward(ids[1].narrow(0, 0, 5).unsqueeze(0), mask[1].narrow(0, 0, 5).unsqueeze(0));
+  for (size_t l = 0; l < prefix.keys.size(); ++l) {
+    EXPECT_TRUE(torch::allclose(alone.keys[l][0], prefix.keys[l][1], 1e-5, 1e-6)) << "layer " << l;
+    EXPECT_TRUE(torch::allclose(alone.values[l][0], prefix.values[l][1], 1e-5, 1e-6)) << "layer " << l;
+  }
+  // Different segments give different prefixes.
+  EXPECT_FALSE(torch::allclose(prefix.values[0][0], prefix.values[0][1]));
+}
+
+TEST(KnowledgeEncoder, InitialPrefixIsSmall) {
+  KnowledgeEncoder enc(test::tiny_encoder_config(), torch::kFloat32);
+  enc->init_fresh(1, 0.002);
+  torch::NoGradGuard no_grad;
+  torch::Tensor ids, mask;
+  make_inputs(&ids, &mask);
+  const auto prefix = enc->forward(ids, mask);
+  // LayerNorm output is O(1) per feature; heads of std 0.002 over 32 features → |v| ≈ 0.01.
+  EXPECT_LT(prefix.values[0].abs().max().item<double>(), 0.1);
+  EXPECT_GT(prefix.values[0].abs().max().item<double>(), 0.0);
+}
+
+TEST(KnowledgeEncoder, ParameterNames) {
+  KnowledgeEncoder enc(test::tiny_encoder_config(), torch::kFloat32);
+  const auto params = enc->named_parameters();
+  for (const char* name :
+       {"encoder.embeddings.word_embeddings.weight", "encoder.encoder.layer.0.attention.self.query.weight", "queries",
+        "cross_attention.query.weight", "cross_attention.output.bias", "norm.weight", "prefix_heads.0.key.weight",
+        "prefix_heads.1.value.bias"}) {
+    EXPECT_TRUE(params.contains(name)) << name;
+  }
+  EXPECT_EQ(params["prefix_heads.1.value.weight"].sizes().vec(), (std::vector<int64_t>{2 * 8, 32}));
+}
+
+TEST(KnowledgeEncoder, SaveLoadRoundTrip) {
+  TempDir dir;
+  test::write_tiny_bert(dir / "bert");
+  auto config = test::tiny_encoder_config(3);
+  config.llm_fingerprint = "0123456789abcdef";
+  KnowledgeEncoder enc(config, torch::kFloat32);
+  enc->init_fresh(11);
+  save_knowledge_encoder(*enc, dir / "ke", dir / "bert/vocab.txt");
+  EXPECT_EQ(read_file(dir / "ke/vocab.txt"), read_file(dir / "bert/vocab.txt"));
+
+  auto loaded = load_knowledge_encoder(dir / "ke");
+  EXPECT_EQ(loaded->config().to_json(), config.to_json());
+  EXPECT_EQ(loaded->config().llm_fingerprint, "0123456789abcdef");
+  const auto a = enc->named_parameters(), b = loaded->named_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& item : a) EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << item.key();
+
+  torch::NoGradGuard no_grad;
+  torch::Tensor ids, mask;
+  make_inputs(&ids, &mask);
+  const auto p1 = enc->forward(ids, mask), p2 = loaded->forward(ids, mask);
+  for (size_t l = 0; l < p1.keys.size(); ++l) EXPECT_TRUE(torch::equal(p1.keys[l], p2.keys[l]));
+}
+
+TEST(KnowledgeEncoder, LoadErrorsNameTheProblem) {
+  TempDir dir;
+  test::write_tiny_bert(dir / "bert");
+  // A BERT folder is not a knowledge encoder.
+  EXPECT_NE(test::error_of([&] { load_knowledge_encoder(dir / "bert"); }).find("model_type"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_knowledge_encoder(dir / "missing"); }).find("no config.json"), std::string::npos);
+  auto j = test::tiny_encoder_config().to_json();
+  j["llm"].erase("kv_heads");
+  EXPECT_NE(test::error_of([&] { KnowledgeEncoderConfig::from_json(j, "X"); }).find("llm.kv_heads"),
+            std::string::npos);
+  j = test::tiny_encoder_config().to_json();
+  j["prefix_length"] = 0;
+  EXPECT_NE(test::error_of([&] { KnowledgeEncoderConfig::from_json(j, "X"); }).find("prefix_length"),
+            std::string::npos);
+}
+
+TEST(KnowledgeEncoder, InitFromBertCheckpointCopiesTheEncoder) {
+  TempDir dir;
+  test::write_tiny_bert(dir / "bert", 5);
+  test::write_tiny_llama(dir / "llm");
+  auto enc = init_knowledge_encoder(dir / "bert", dir / "llm", 6, 1);
+  EXPECT_EQ(enc->config().prefix_length, 6);
+  EXPECT_EQ(enc->config().llm_layers, 2);
+  EXPECT_EQ(enc->config().llm_kv_heads, 2);
+  EXPECT_EQ(enc->config().llm_head_dim, 8);
+  EXPECT_EQ(enc->config().llm_fingerprint, llm_fingerprint(dir / "llm"));
+  auto bert = load_bert(dir / "bert");
+  const auto mine = enc->encoder->named_parameters();
+  for (const auto& item : bert->named_parameters()) {
+    EXPECT_TRUE(torch::equal(item.value(), mine[item.key()])) << item.key();
+  }
+}
+
+TEST(KnowledgeEncoder, FingerprintIdentifiesTheLlm) {
+  TempDir dir;
+  test::write_tiny_llama(dir / "a", 3);
+  test::write_tiny_llama(dir / "b", 3);
+  test::write_tiny_llama(dir / "c", 4);
+  const auto fa = llm_fingerprint(dir / "a");
+  EXPECT_EQ(fa.size(), 16u);
+  EXPECT_EQ(fa.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_EQ(fa, llm_fingerprint(dir / "b"));  // same model, another folder
+  EXPECT_NE(fa, llm_fingerprint(dir / "c"));  // other weights
+}
+
+TEST(KnowledgeEncoder, CheckCompatibleNamesWhatDiffers) {
+  const auto llm = test::tiny_llama_config();
+  auto config = test::tiny_encoder_config();
+  config.llm_fingerprint = "aaaaaaaaaaaaaaaa";
+  EXPECT_EQ(test::error_of([&] { check_compatible(config, llm, "aaaaaaaaaaaaaaaa", "KE"); }), "");
+  EXPECT_EQ(test::error_of([&] { check_compatible(config, llm, "", "KE"); }), "");
+
+  auto c = config;
+  c.llm_layers = 3;
+  auto e = test::error_of([&] { check_compatible(c, llm, "", "KE"); });
+  EXPECT_NE(e.find("layers 3"), std::string::npos) << e;
+  EXPECT_NE(e.find("KE"), std::string::npos) << e;
+  c = config;
+  c.llm_kv_heads = 4;
+  e = test::error_of([&] { check_compatible(c, llm, "", "KE"); });
+  EXPECT_NE(e.find("kv heads 4"), std::string::npos) << e;
+  c = config;
+  c.llm_head_dim = 16;
+  e = test::error_of([&] { check_compatible(c, llm, "", "KE"); });
+  EXPECT_NE(e.find("head dim 16"), std::string::npos) << e;
+  e = test::error_of([&] { check_compatible(config, llm, "bbbbbbbbbbbbbbbb", "KE"); });
+  EXPECT_NE(e.find("another LLM"), std::string::npos) << e;
+  EXPECT_NE(e.find("bbbbbbbbbbbbbbbb"), std::string::npos) << e;
+}
+
+TEST(KnowledgeEncoder, ConcatPrefixesInRankOrder) {
+  KVPrefix a, b;
+  for (int l = 0; l < 2; ++l) {
+    a.keys.push_back(torch::full({3, 2, 4, 8}, 1.0f));
+    a.values.push_back(torch::full({3, 2, 4, 8}, 2.0f));
+    b.keys.push_back(torch::full({3, 2, 4, 8}, 3.0f));
+    b.values.push_back(torch::full({3, 2, 4, 8}, 4.0f));
+  }
+  const auto c = concat_prefixes({a, b});
+  ASSERT_EQ(c.keys.size(), 2u);
+  EXPECT_EQ(c.keys[1].sizes().vec(), (std::vector<int64_t>{3, 2, 8, 8}));
+  EXPECT_EQ(c.keys[0][0][0][3][0].item<float>(), 1.0f);
+  EXPECT_EQ(c.keys[0][0][0][4][0].item<float>(), 3.0f);
+  EXPECT_EQ(c.values[1][2][1][7][7].item<float>(), 4.0f);
+  KVPrefix short_one = b;
+  short_one.keys.pop_back();
+  short_one.values.pop_back();
+  EXPECT_NE(test::error_of([&] { concat_prefixes({a, short_one}); }).find("layers"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kvrag
