@@ -1,16 +1,58 @@
-// kvrag demo: NOT IMPLEMENTED YET (placeholder registering the subcommand).
+// kvrag demo [--workspace DIR] [--seed S]: the whole pipeline on the embedded world
+// (src/demo/demo_pipeline.h), then the results table and how to start the server.
+
+#include <fmt/format.h>
+
+#include <iostream>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "demo/demo_pipeline.h"
 
 namespace kvrag::cli {
 
+namespace {
+
+// Runs one kvrag subcommand (segment, embed, index) in this process, through its own code.
+void run_subcommand(const std::vector<std::string>& args) {
+  CLI::App app{"kvrag"};
+  app.require_subcommand(1);
+  int code = 0;
+  add_segment_command(app, code);
+  add_embed_command(app, code);
+  add_index_command(app, code);
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    fail("kvrag {}: {}", args.empty() ? "" : args[0], e.what());
+  }
+  KVRAG_CHECK(code == 0, "kvrag {} failed (exit code {})", args.empty() ? "" : args[0], code);
+}
+
+}  // namespace
+
 void add_demo_command(CLI::App& app, int& exit_code) {
-  auto* cmd = app.add_subcommand("demo", "(not implemented yet)");
-  cmd->allow_extras();
-  cmd->callback([&exit_code] {
-    exit_code = 1;
-    fail("demo is not implemented yet");
+  auto o = std::make_shared<DemoOptions>();
+  auto* cmd = app.add_subcommand(
+      "demo", "The whole pipeline on an embedded fictional world: data, tokenizer, LLM, retriever, index, "
+              "knowledge encoder, evaluation (cached per stage in the workspace)");
+  cmd->add_option("--workspace", o->workspace, "folder for every artefact (rerun: finished stages are skipped)")
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "seed of the world and of every training run")->capture_default_str();
+  cmd->add_flag("--tiny", o->tiny, "a much smaller world and models: a smoke test of every stage")->group("");
+  cmd->callback([o, &exit_code] {
+    o->run_command = run_subcommand;
+    o->print = [](const std::string& line) {
+      std::cout << line << std::endl;
+    };
+    const DemoResult r = run_demo(*o);
+    std::cout << "\nHeld-out entities (their facts are only in the retrieval corpus):\n\n"
+              << r.markdown << "\n"
+              << fmt::format("Results in {} ({:.0f} s this run).\n", r.results_path, r.seconds)
+              << fmt::format("Ask it in a browser:  kvrag serve --workspace {}   (then open http://127.0.0.1:8080/)\n",
+                             o->workspace);
+    exit_code = 0;
   });
 }
 

@@ -19,7 +19,9 @@ namespace {
 // splitmix64: small, fast and the same on every platform (unlike std:: distributions).
 class Rng {
  public:
-  explicit Rng(uint64_t seed) : state_(seed * 0x9E3779B97F4A7C15ULL + 0x632BE59BD9B4E019ULL) {}
+  // The seed goes through the output mix first: seeds s and s + 1 must not give sequences
+  // shifted by one draw.
+  explicit Rng(uint64_t seed) : state_(seed) { state_ = next() ^ 0x632BE59BD9B4E019ULL; }
   uint64_t next() {
     uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;

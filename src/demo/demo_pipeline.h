@@ -1,0 +1,51 @@
+// `kvrag demo`: the whole pipeline on the embedded world (demo/world.h), from nothing to a
+// results table, in one workspace folder.
+//
+// Stages, each cached (WORKSPACE/stages/NAME.done, written last; a rerun skips finished stages,
+// and an interrupted stage resumes where its own code can):
+//   world        corpus.jsonl, lm.txt, questions-{train,dev,test}.jsonl
+//   tokenizer    tokenizer.model (SentencePiece BPE on lm.txt and the corpus)
+//   llm          llm/ — a tiny LLaMA pre-trained on lm.txt (train/lm_trainer.h), frozen from here on
+//   retriever    retriever-vocab.txt, retriever-init/ (a fresh small BERT), retriever-pretrain/
+//                (Contriever cropping on the corpus), retriever/ (fine-tuned on the train questions)
+//   index        index/ — segments (SQLite + FTS5), embeddings, Faiss index
+//   knowledge    knowledge_encoder/ — trained with train-prefix on the retriever's top-1 segment
+//   eval         results.json, predictions.jsonl — closed-book, in-context and prefix answers to
+//                the held-out test questions
+// The folder names llm/, index/, knowledge_encoder/ are what `kvrag serve --workspace` opens.
+//
+// Stages that are kvrag commands of their own (segment, embed, index build) run through those
+// commands' code in this process: the caller passes `run_command`, which runs one subcommand
+// from its argument list (src/cli/demo_command.cpp does it with CLI11).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace kvrag {
+
+struct DemoOptions {
+  std::string workspace = "kvrag-demo";
+  uint64_t seed = 1;
+  // tiny: a much smaller world, models and step counts (a smoke test of every stage in well
+  // under a minute; its numbers mean little).
+  bool tiny = false;
+  bool progress = true;
+  // Runs one kvrag subcommand in-process, e.g. {"segment", "--corpus", …}; throws Error.
+  std::function<void(const std::vector<std::string>& args)> run_command;
+  // Where stage banners and the final table go (stdout in the CLI).
+  std::function<void(const std::string& line)> print;
+};
+
+struct DemoResult {
+  std::string results_path;  // WORKSPACE/results.json
+  std::string markdown;      // the results table
+  double seconds = 0;        // this run, all stages (cached ones cost ~0)
+  std::vector<std::string> stages_run, stages_skipped;
+};
+
+DemoResult run_demo(const DemoOptions& options);
+
+}  // namespace kvrag

@@ -1,0 +1,58 @@
+// `kvrag demo --tiny` end to end through the binary: every stage runs on a miniature world,
+// the results file has the eval summary's shape, and a rerun skips every cached stage.
+// (The real-size numbers are measured by running `kvrag demo`; see README.)
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+#include "core/atomic_file.h"
+#include "test_support.h"
+
+namespace kvrag {
+namespace {
+
+TEST(DemoCli, TinyPipelineRunsEveryStageAndCachesThem) {
+  test::TempDir dir;
+  const std::string ws = dir / "ws";
+  const auto run = test::run_kvrag("--threads 2 demo --tiny --workspace " + ws);
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  for (const char* stage : {"world", "tokenizer", "llm", "retriever", "index", "knowledge", "eval"}) {
+    EXPECT_TRUE(std::filesystem::exists(ws + "/stages/" + stage + ".done")) << stage;
+  }
+  // The folders `kvrag serve --workspace` opens.
+  EXPECT_TRUE(std::filesystem::exists(ws + "/llm/config.json"));
+  EXPECT_TRUE(std::filesystem::exists(ws + "/knowledge_encoder/config.json"));
+  EXPECT_TRUE(std::filesystem::exists(ws + "/index/segments.sqlite"));
+  const auto results = nlohmann::json::parse(read_file(ws + "/results.json"));
+  for (const char* mode : {"none", "context", "prefix"}) {
+    ASSERT_TRUE(results.contains(mode)) << results.dump();
+    EXPECT_GT(results[mode].at("n").get<int>(), 0);
+    const double em = results[mode].at("em").get<double>();
+    EXPECT_GE(em, 0.0);
+    EXPECT_LE(em, 1.0);
+  }
+  EXPECT_GT(results.at("seconds").get<double>(), 0.0);
+  EXPECT_TRUE(test::contains(run.out, "kvrag serve --workspace " + ws)) << run.out;
+  EXPECT_TRUE(test::contains(run.out, "prefix")) << run.out;
+
+  const auto again = test::run_kvrag("--threads 2 demo --tiny --workspace " + ws);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(test::contains(again.out, "[llm] cached")) << again.out;
+  EXPECT_TRUE(test::contains(again.out, "[eval] cached")) << again.out;
+  EXPECT_EQ(nlohmann::json::parse(read_file(ws + "/results.json")).at("prefix"), results.at("prefix"));
+}
+
+TEST(DemoCli, UnwritableWorkspaceIsAClearError) {
+  test::TempDir dir;
+  std::ofstream(dir / "file") << "x";
+  const auto run = test::run_kvrag("demo --tiny --workspace " + (dir / "file"));
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_TRUE(test::contains(run.err, dir / "file")) << run.err;
+}
+
+}  // namespace
+}  // namespace kvrag

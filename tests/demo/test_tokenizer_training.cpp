@@ -1,0 +1,106 @@
+// Training the demo's tokenizers: SentencePiece inside the isolated module (in this process,
+// which also has libtorch loaded) and a WordPiece vocabulary for the retriever.
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include "core/atomic_file.h"
+#include "demo/world.h"
+#include "qa/prompt.h"
+#include "test_support.h"
+#include "text/sentencepiece_trainer.h"
+#include "text/tokenizer.h"
+#include "text/wordpiece_tokenizer.h"
+
+namespace kvrag {
+namespace {
+
+std::vector<std::string> sample_texts() {
+  WorldOptions o;
+  o.people = 150;
+  o.organisations = 40;
+  o.inventions = 40;
+  o.cities = 20;
+  o.countries = 5;
+  const World w = generate_world(o);
+  std::vector<std::string> out;
+  for (const auto& d : w.documents) out.push_back(d.text);
+  for (const auto& q : w.test_questions) out.push_back(q.question);
+  return out;
+}
+
+TEST(SentencePieceTraining, TrainedModelLoadsRoundTripsAndIsDeterministic) {
+  test::TempDir dir;
+  const auto texts = sample_texts();
+  std::string input;
+  for (const auto& t : texts) input += t + "\n";
+  write_file_atomic(dir / "input.txt", input);
+  SentencePieceTrainOptions o;
+  o.vocab_size = 600;  // 256 byte pieces, the characters, then merges
+  train_sentencepiece(dir / "input.txt", dir / "a.model", o);
+  train_sentencepiece(dir / "input.txt", dir / "b.model", o);
+  EXPECT_EQ(read_file(dir / "a.model"), read_file(dir / "b.model"));
+
+  auto tok = load_tokenizer(dir / "a.model");
+  EXPECT_EQ(tok->vocab_size(), 600);
+  EXPECT_EQ(tok->bos_id(), 1);
+  EXPECT_EQ(tok->eos_id(), 2);
+  EXPECT_EQ(tok->pad_id(), 3);
+  const torch::Tensor t = torch::ones({2});  // libtorch is alive in this process
+  EXPECT_EQ(t.sum().item<float>(), 2.0f);
+  for (size_t i = 0; i < texts.size(); i += 17) {
+    const auto ids = tok->encode(texts[i]);
+    EXPECT_EQ(tok->decode(ids), texts[i]);
+    EXPECT_LT(ids.size(), texts[i].size());  // pieces, not characters
+  }
+  // Byte fallback: text outside the training characters still round-trips.
+  EXPECT_EQ(tok->decode(tok->encode("Zürich {}\n~")), "Zürich {}\n~");
+  // No dummy prefix: prompt and target encode to the ids of their concatenation.
+  const std::string prompt = question_prompt("When was Kola Dren born?"), target = answer_target("1873");
+  auto joined = tok->encode(prompt);
+  const auto tail = tok->encode(target, false);
+  auto separate = joined;
+  joined = tok->encode(prompt + target);
+  separate.insert(separate.end(), tail.begin(), tail.end());
+  EXPECT_EQ(joined, separate);
+}
+
+TEST(SentencePieceTraining, BadInputNamesTheFile) {
+  test::TempDir dir;
+  EXPECT_NE(test::error_of([&] { train_sentencepiece(dir / "nope.txt", dir / "m.model"); }).find("nope.txt"),
+            std::string::npos);
+  write_file_atomic(dir / "in.txt", "a b c\n");
+  SentencePieceTrainOptions o;
+  o.model_type = "word-salad";
+  EXPECT_NE(test::error_of([&] { train_sentencepiece(dir / "in.txt", dir / "m.model", o); }).find("model_type"),
+            std::string::npos);
+}
+
+TEST(WordPieceVocab, EncodesTheCorpusWithoutUnknownsInFewPieces) {
+  test::TempDir dir;
+  const auto texts = sample_texts();
+  WordPieceVocabOptions o;
+  o.vocab_size = 800;
+  build_wordpiece_vocab(texts, dir / "vocab.txt", o);
+  build_wordpiece_vocab(texts, dir / "vocab2.txt", o);
+  EXPECT_EQ(read_file(dir / "vocab.txt"), read_file(dir / "vocab2.txt"));
+  auto tok = WordPieceTokenizer::from_vocab_file(dir / "vocab.txt");
+  EXPECT_LE(tok->vocab_size(), 800);
+  EXPECT_GT(tok->vocab_size(), 400);
+  EXPECT_EQ(tok->id_to_piece(0), "[PAD]");
+  size_t pieces = 0, words = 0;
+  for (const auto& t : texts) {
+    const auto ids = tok->encode(t, false);
+    for (auto id : ids) EXPECT_NE(id, tok->unk_id()) << t;
+    pieces += ids.size();
+    words += std::count(t.begin(), t.end(), ' ') + 1;
+  }
+  EXPECT_LT(pieces, words * 2);  // frequent words whole, names in a few pieces
+  const auto ids = tok->encode("the engine was invented", false);
+  EXPECT_EQ(tok->decode(ids), "the engine was invented");
+}
+
+}  // namespace
+}  // namespace kvrag

@@ -1,0 +1,129 @@
+// The demo world: deterministic, answerable from its documents, and split so that nothing of a
+// train or held-out entity reaches the LLM's pre-training text.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "demo/world.h"
+#include "test_support.h"
+
+namespace kvrag {
+namespace {
+
+WorldOptions small_world() {
+  WorldOptions o;
+  o.seed = 7;
+  o.people = 200;
+  o.organisations = 50;
+  o.inventions = 50;
+  o.cities = 30;
+  o.countries = 6;
+  o.dev_questions = 20;
+  o.max_test_questions = 60;
+  return o;
+}
+
+TEST(World, IsAFunctionOfItsOptions) {
+  const World a = generate_world(small_world());
+  const World b = generate_world(small_world());
+  ASSERT_EQ(a.documents.size(), b.documents.size());
+  for (size_t i = 0; i < a.documents.size(); ++i) EXPECT_EQ(a.documents[i].text, b.documents[i].text);
+  EXPECT_EQ(a.lm_examples, b.lm_examples);
+  ASSERT_EQ(a.test_questions.size(), b.test_questions.size());
+  for (size_t i = 0; i < a.test_questions.size(); ++i) EXPECT_EQ(a.test_questions[i].question, b.test_questions[i].question);
+
+  WorldOptions other = small_world();
+  other.seed = 8;
+  EXPECT_NE(generate_world(other).documents[100].text, a.documents[100].text);
+}
+
+TEST(World, NamesAreUniqueAndQuestionsAreAnsweredByTheirGoldDocument) {
+  const World w = generate_world(small_world());
+  std::set<std::string> names;
+  std::map<std::string, const WorldDocument*> docs;
+  for (const auto& e : w.entities) EXPECT_TRUE(names.insert(e.name).second) << e.name;
+  for (const auto& d : w.documents) docs[d.id] = &d;
+  EXPECT_EQ(w.dev_questions.size(), 20u);
+  EXPECT_EQ(w.test_questions.size(), 60u);
+  std::set<std::string> attributes, phrasings;
+  for (const auto* set : {&w.lm_questions, &w.train_questions, &w.dev_questions, &w.test_questions}) {
+    for (const auto& q : *set) {
+      ASSERT_TRUE(docs.count(q.gold_passage_id)) << q.gold_passage_id;
+      EXPECT_NE(docs[q.gold_passage_id]->text.find(q.answer), std::string::npos) << q.question;
+      EXPECT_NE(q.question.find(docs[q.gold_passage_id]->title), std::string::npos) << q.question;
+      EXPECT_FALSE(q.answer.empty());
+      attributes.insert(q.attribute);
+      phrasings.insert(q.question.substr(0, 8));
+    }
+  }
+  EXPECT_GE(attributes.size(), 8u);
+  EXPECT_GE(phrasings.size(), 15u);  // varied phrasings, not one template per attribute
+}
+
+TEST(World, HeldOutAndTrainEntitiesNeverReachThePretrainingText) {
+  const World w = generate_world(small_world());
+  std::map<std::string, WorldSplit> split_of;
+  int held = 0, train = 0;
+  for (const auto& e : w.entities) {
+    split_of[e.id] = e.split;
+    held += e.split == WorldSplit::kHeldout;
+    train += e.split == WorldSplit::kTrain;
+  }
+  EXPECT_GT(held, 50);
+  EXPECT_GT(train, 50);
+  std::string lm;
+  for (const auto& ex : w.lm_examples) {
+    EXPECT_EQ(ex.find("\n\n"), std::string::npos);
+    lm += ex + "\n";
+  }
+  for (const auto& e : w.entities) {
+    if (e.split != WorldSplit::kLm) EXPECT_EQ(lm.find(e.name), std::string::npos) << e.name << " is in lm.txt";
+  }
+  for (const auto& q : w.dev_questions) EXPECT_EQ(split_of[q.gold_passage_id], WorldSplit::kHeldout);
+  for (const auto& q : w.test_questions) EXPECT_EQ(split_of[q.gold_passage_id], WorldSplit::kHeldout);
+  for (const auto& q : w.train_questions) EXPECT_EQ(split_of[q.gold_passage_id], WorldSplit::kTrain);
+  // lm.txt teaches the answer format: closed-book and in-context question/answer pairs.
+  EXPECT_NE(lm.find("Question: "), std::string::npos);
+  EXPECT_NE(lm.find("\nAnswer: "), std::string::npos);
+  EXPECT_NE(lm.find("Context: "), std::string::npos);
+}
+
+TEST(World, FilesRoundTrip) {
+  test::TempDir dir;
+  const World w = generate_world(small_world());
+  write_world(w, dir.path());
+  EXPECT_EQ(read_lm_examples(dir / "lm.txt"), w.lm_examples);
+  std::ifstream corpus(dir / "corpus.jsonl");
+  std::string line;
+  size_t n = 0;
+  while (std::getline(corpus, line)) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j.at("id").get<std::string>(), w.documents[n].id);
+    EXPECT_EQ(j.at("text").get<std::string>(), w.documents[n].text);
+    ++n;
+  }
+  EXPECT_EQ(n, w.documents.size());
+  std::ifstream test(dir / "questions-test.jsonl");
+  std::getline(test, line);
+  const auto q = nlohmann::json::parse(line);
+  EXPECT_EQ(q.at("answers").at(0).get<std::string>(), w.test_questions[0].answer);
+  EXPECT_EQ(q.at("gold_passage_id").get<std::string>(), w.test_questions[0].gold_passage_id);
+  EXPECT_NE(test::error_of([&] { read_lm_examples(dir / "missing.txt"); }).find("missing.txt"), std::string::npos);
+}
+
+TEST(World, RejectsBadOptions) {
+  WorldOptions o = small_world();
+  o.people = 0;
+  EXPECT_NE(test::error_of([&] { generate_world(o); }).find("people"), std::string::npos);
+  o = small_world();
+  o.heldout_fraction = 0.9;
+  EXPECT_NE(test::error_of([&] { generate_world(o); }).find("fraction"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kvrag
