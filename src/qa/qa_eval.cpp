@@ -110,7 +110,10 @@ std::string qa_markdown(const json& summary, const std::vector<std::string>& mod
   }
   if (summary.contains("retrieval") && summary["retrieval"].is_object()) {
     out += "\nretrieval, answer in top-k:";
-    for (const auto& [k, v] : summary["retrieval"]["answer_in_top"].items()) out += fmt::format(" top-{} {}", k, fraction(v));
+    std::vector<std::pair<int, std::string>> ks;  // numeric order, not the JSON keys' string order
+    for (const auto& [k, v] : summary["retrieval"]["answer_in_top"].items()) ks.emplace_back(std::stoi(k), fraction(v));
+    std::sort(ks.begin(), ks.end());
+    for (const auto& [k, v] : ks) out += fmt::format(" top-{} {}", k, v);
     out += "\n";
   }
   return out;
