@@ -119,10 +119,10 @@ struct Answerer::Impl {
     return std::vector<int64_t>(ids.begin(), ids.end());
   }
 
-  // The answer's ids as the LLM is trained to produce them after a prompt (qa/prompt.h: the
-  // target tokenized on its own, without specials, then EOS).
+  // The answer's ids as the LLM is trained to produce them after a prompt (qa/prompt.h:
+  // answer_token_ids, then EOS).
   std::vector<int64_t> target_ids(const std::string& answer) const {
-    const auto ids = tokenizer->encode(answer_target(answer), false);
+    const auto ids = answer_token_ids(*tokenizer, answer);
     std::vector<int64_t> out(ids.begin(), ids.end());
     const auto& eos = llm_config().eos_token_ids;
     KVRAG_CHECK(!eos.empty(), "{}: the LLM has no eos_token_id (needed to end answers)", options.llm_dir);

@@ -1,5 +1,8 @@
 #include "qa/prompt.h"
 
+#include <algorithm>
+#include <cstddef>
+
 namespace kvrag {
 
 namespace {
@@ -35,5 +38,16 @@ std::string context_prompt(const std::vector<PromptPassage>& passages, const std
 }
 
 std::string answer_target(const std::string& answer) { return " " + one_line(answer); }
+
+std::vector<TokenId> answer_token_ids(const Tokenizer& tokenizer, const std::string& answer) {
+  const std::string cue = "Answer:";  // how question_prompt() ends
+  const std::string target = answer_target(answer);
+  const auto alone = tokenizer.encode(cue, false);
+  const auto joined = tokenizer.encode(cue + target, false);
+  if (joined.size() > alone.size() && std::equal(alone.begin(), alone.end(), joined.begin())) {
+    return std::vector<TokenId>(joined.begin() + static_cast<std::ptrdiff_t>(alone.size()), joined.end());
+  }
+  return tokenizer.encode(target, false);
+}
 
 }  // namespace kvrag

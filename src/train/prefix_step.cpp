@@ -21,7 +21,7 @@ PrefixExample make_prefix_example(const Tokenizer& llm_tokenizer, const WordPiec
   KVRAG_CHECK(target_text.find_first_not_of(" \t\r\n") != std::string::npos, "{}: empty answer (question \"{}\")", where, question);
   PrefixExample ex;
   for (const auto id : llm_tokenizer.encode(question_prompt(question), true)) ex.prompt.push_back(id);
-  for (const auto id : llm_tokenizer.encode(target_text, false)) ex.target.push_back(id);
+  for (const auto id : answer_token_ids(llm_tokenizer, answer)) ex.target.push_back(id);
   KVRAG_CHECK(!ex.target.empty(), "{}: the answer \"{}\" has no tokens", where, answer);
   KVRAG_CHECK(llm_tokenizer.eos_id() >= 0, "the LLM's tokenizer has no EOS token");
   ex.target.push_back(llm_tokenizer.eos_id());

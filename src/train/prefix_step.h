@@ -2,7 +2,7 @@
 // its tests and the step benchmark: tokenized examples → padded batch → knowledge encoder →
 // prefix → frozen LLM → cross-entropy on the answer tokens only.
 //
-// An example is the LLM sequence BOS + question_prompt(q) + answer_target(a) + EOS (qa/prompt.h)
+// An example is the LLM sequence BOS + question_prompt(q), then answer_token_ids(a) + EOS (qa/prompt.h)
 // and k segments, each "[CLS] title [SEP] text [SEP]" in the encoder's WordPiece ids
 // (encoder_input() of text/segmenter.h, as the index and the answerer encode segments).
 #pragma once

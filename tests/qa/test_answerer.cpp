@@ -105,7 +105,7 @@ class AnswererTest : public ::testing::Test {
     torch::NoGradGuard no_grad;
     std::vector<int64_t> ids, target;
     for (auto id : tok->encode(prompt, true)) ids.push_back(id);
-    for (auto id : tok->encode(answer_target(answer), false)) target.push_back(id);
+    for (auto id : answer_token_ids(*tok, answer)) target.push_back(id);
     target.push_back(llm->config().eos_token_ids.at(0));
     const int64_t np = static_cast<int64_t>(ids.size());
     ids.insert(ids.end(), target.begin(), target.end());
