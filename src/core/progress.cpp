@@ -54,7 +54,9 @@ std::string ProgressReporter::format(int64_t bytes_done, int64_t items_done,
   const int64_t bytes = bytes_done - options_.start_bytes;
   std::string s = fmt::format("{}: {} {}", options_.label, format_count(items_done), options_.unit);
   if (elapsed_s > 0) {
-    s += fmt::format(" ({}/s)", format_count(static_cast<int64_t>(items / elapsed_s)));
+    // Slow items (training steps) get a decimal rate: "(0/s)" would say nothing.
+    const double rate = items / elapsed_s;
+    s += rate < 10 ? fmt::format(" ({:.2g}/s)", rate) : fmt::format(" ({}/s)", format_count(static_cast<int64_t>(rate)));
   }
   if (options_.total_bytes > 0) {
     const double pct = 100.0 * static_cast<double>(bytes_done) / options_.total_bytes;

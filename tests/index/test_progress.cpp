@@ -51,6 +51,19 @@ TEST(Progress, Formatting) {
   EXPECT_EQ(unknown.format(100, 7, 0.0), "segment: 7 documents");
 }
 
+// Slow items (training steps) get a rate with decimals, and the note follows the status.
+TEST(Progress, SlowRatesAndNotes) {
+  ProgressOptions o;
+  o.label = "train";
+  o.unit = "steps";
+  o.total_items = 100;
+  o.out = nullptr;
+  ProgressReporter p(o);
+  p.set_note("loss 2.31");
+  EXPECT_EQ(p.format(0, 12, 10.0), "train: 12 steps (1.2/s) of 100 (12.0%)  ETA 1m13s  loss 2.31");
+  EXPECT_EQ(p.format(0, 1, 20.0), "train: 1 steps (0.05/s) of 100 (1.0%)  ETA 33m00s  loss 2.31");
+}
+
 TEST(Progress, RateLimitedLinesWhenNotATerminal) {
   std::FILE* f = std::tmpfile();
   ASSERT_NE(f, nullptr);
