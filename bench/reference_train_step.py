@@ -20,127 +20,18 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16, "I64": torch.int64}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        data = bytearray(f.read())
-    header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + header_len])
-    base = 8 + header_len
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        dtype = DTYPES[info["dtype"]]
-        begin, end = info["data_offsets"]
-        count = (end - begin) // torch.tensor([], dtype=dtype).element_size()
-        t = torch.frombuffer(data, dtype=dtype, count=count, offset=base + begin) if count else \
-            torch.empty(0, dtype=dtype)
-        out[name] = t.view(info["shape"]).clone()
-    return out
-
-
-# --- BERT (HF BertModel, post-LayerNorm, exact GELU, no dropout) ---------------------------
-
-class BertEmbeddings(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.word_embeddings = nn.Embedding(c["vocab_size"], c["hidden_size"])
-        self.position_embeddings = nn.Embedding(c["max_position_embeddings"], c["hidden_size"])
-        self.token_type_embeddings = nn.Embedding(c["type_vocab_size"], c["hidden_size"])
-        self.LayerNorm = nn.LayerNorm(c["hidden_size"], eps=c["layer_norm_eps"])
-
-    def forward(self, ids):
-        pos = torch.arange(ids.shape[1]).unsqueeze(0)
-        x = self.word_embeddings(ids) + self.token_type_embeddings(torch.zeros_like(ids)) + \
-            self.position_embeddings(pos)
-        return self.LayerNorm(x)
-
-
-class BertSelfAttention(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        h = c["hidden_size"]
-        self.heads = c["num_attention_heads"]
-        self.query, self.key, self.value = nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, h)
-
-    def forward(self, x, mask):
-        B, T, H = x.shape
-        hd = H // self.heads
-        q = self.query(x).view(B, T, self.heads, hd).transpose(1, 2)
-        k = self.key(x).view(B, T, self.heads, hd).transpose(1, 2)
-        v = self.value(x).view(B, T, self.heads, hd).transpose(1, 2)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(hd) + mask
-        return (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, T, H)
-
-
-class BertResidual(nn.Module):
-    def __init__(self, n_in, h, eps):
-        super().__init__()
-        self.dense = nn.Linear(n_in, h)
-        self.LayerNorm = nn.LayerNorm(h, eps=eps)
-
-    def forward(self, x, residual):
-        return self.LayerNorm(self.dense(x) + residual)
-
-
-class BertAttention(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.self = BertSelfAttention(c)
-        self.output = BertResidual(c["hidden_size"], c["hidden_size"], c["layer_norm_eps"])
-
-    def forward(self, x, mask):
-        return self.output(self.self(x, mask), x)
-
-
-class BertIntermediate(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.dense = nn.Linear(c["hidden_size"], c["intermediate_size"])
-
-    def forward(self, x):
-        return F.gelu(self.dense(x))
-
-
-class BertLayer(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.attention = BertAttention(c)
-        self.intermediate = BertIntermediate(c)
-        self.output = BertResidual(c["intermediate_size"], c["hidden_size"], c["layer_norm_eps"])
-
-    def forward(self, x, mask):
-        h = self.attention(x, mask)
-        return self.output(self.intermediate(h), h)
-
-
-class BertEncoder(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.layer = nn.ModuleList([BertLayer(c) for _ in range(c["num_hidden_layers"])])
-
-
-class BertModel(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.embeddings = BertEmbeddings(c)
-        self.encoder = BertEncoder(c)
-
-    def forward(self, ids, attention_mask):
-        mask = (1.0 - attention_mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-        x = self.embeddings(ids)
-        for layer in self.encoder.layer:
-            x = layer(x, mask)
-        return x
+# The BERT modules and the safetensors reader are those of the other references (same HF
+# parameter names), so the three benchmarks measure one Python implementation.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from reference_bert import BertModel  # noqa: E402
+from reference_llama import read_safetensors  # noqa: E402
 
 
 # --- knowledge encoder ---------------------------------------------------------------------
