@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <set>
@@ -192,6 +193,44 @@ void build_wordpiece_vocab(const std::vector<std::string>& texts, const std::str
       w.pieces.resize(out);
     }
     if (vocab.size() == before) continue;  // the merge spelled an existing piece
+  }
+  std::string out;
+  for (const auto& p : vocab) out += p + "\n";
+  write_file_atomic(vocab_path, out);
+}
+
+void build_wordpiece_vocab_from_pieces(const std::vector<std::string>& texts, const std::vector<std::string>& pieces,
+                                       const std::string& vocab_path, bool lowercase) {
+  std::unordered_map<std::string, int64_t> counts;
+  for (const auto& t : texts) split_words(t, lowercase, counts);
+  KVRAG_CHECK(!counts.empty(), "wordpiece vocab {}: no words in the texts", vocab_path);
+  std::vector<std::string> vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+  std::set<std::string> seen(vocab.begin(), vocab.end());
+  auto add = [&](const std::string& piece) {
+    if (seen.insert(piece).second) vocab.push_back(piece);
+  };
+  std::set<std::string> chars;
+  for (const auto& [w, n] : counts) {
+    for (const auto& c : characters(w)) chars.insert(c);
+  }
+  for (const auto& c : chars) add(c);
+  for (const auto& c : chars) add("##" + c);
+  static const std::string kWordStart = "\xe2\x96\x81";  // U+2581 "▁"
+  for (const auto& piece : pieces) {
+    if (piece.size() >= 2 && piece.front() == '<' && piece.back() == '>') continue;  // <s>, <0x0A>, …
+    const bool start = piece.rfind(kWordStart, 0) == 0;
+    std::string body = start ? piece.substr(kWordStart.size()) : piece;
+    bool plain = !body.empty();
+    for (unsigned char c : body) {
+      if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || is_ascii_punct(c) || (c < 0x80 && !std::isalnum(c))) {
+        plain = false;
+      }
+    }
+    if (!plain || body.find(kWordStart) != std::string::npos) continue;
+    if (lowercase) {
+      for (auto& c : body) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    }
+    add(start ? body : "##" + body);
   }
   std::string out;
   for (const auto& p : vocab) out += p + "\n";

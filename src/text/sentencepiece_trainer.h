@@ -47,4 +47,15 @@ struct WordPieceVocabOptions {
 void build_wordpiece_vocab(const std::vector<std::string>& texts, const std::string& vocab_path,
                            const WordPieceVocabOptions& options = {});
 
+// A WordPiece vocab.txt that cuts words as a SentencePiece model does: [PAD] [UNK] [CLS] [SEP]
+// [MASK], every character of the texts (and its "##" form), then `pieces` in their order with
+// SentencePiece's word-start mark "▁" turned into WordPiece's notation ("▁ab" → "ab", "ab" →
+// "##ab"); pieces with whitespace or punctuation inside, byte and control pieces are left out.
+// Lowercased when `lowercase`. The demo's retriever uses it so that the knowledge encoder (made
+// from the retriever) reads a segment in nearly the same pieces the LLM writes an answer in — a
+// name never seen in training is then spelled in familiar pieces on both sides. Writes
+// `vocab_path` atomically.
+void build_wordpiece_vocab_from_pieces(const std::vector<std::string>& texts, const std::vector<std::string>& pieces,
+                                       const std::string& vocab_path, bool lowercase = true);
+
 }  // namespace kvrag
