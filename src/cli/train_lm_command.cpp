@@ -26,6 +26,10 @@ void add_train_lm_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--context", o->context, "tokens per packed training row")->capture_default_str();
   cmd->add_option("--max-steps", o->max_steps, "stop after this many optimizer steps (0: all epochs)");
   cmd->add_option("--init-std", o->init_std, "standard deviation of the initial weights")->capture_default_str();
+  cmd->add_option("--answer-weight", o->answer_weight,
+                  "loss weight of the tokens after an example's last \"Answer:\" (1: plain language modelling)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--resume-every", o->resume_every, "optimizer steps between resume points")->capture_default_str();
   add_optim_options(cmd, o->optim);
   cmd->callback([o, &exit_code] {

@@ -28,28 +28,43 @@ namespace {
 
 constexpr int64_t kIgnore = -100;  // label of positions that are not predicted
 
-// Packed training rows: ids [R, T] and labels [R, T] (labels[t] = the token after ids[t], or
-// kIgnore for padding and for the BOS that starts the next example).
+// Packed training rows: ids [R, T], labels [R, T] (labels[t] = the token after ids[t], or
+// kIgnore for padding and for the BOS that starts the next example) and loss weights [R, T].
 struct PackedRows {
-  torch::Tensor ids, labels;
+  torch::Tensor ids, labels, weights;
   int64_t tokens = 0;  // predicted positions
 };
 
-PackedRows pack(const std::vector<std::vector<TokenId>>& examples, int64_t context, int64_t pad_id, int64_t bos_id) {
+// An example's ids and the index of its first answer token (npos when it has none).
+struct Example {
+  std::vector<TokenId> ids;
+  size_t answer_start = std::string::npos;
+};
+
+PackedRows pack(const std::vector<Example>& examples, int64_t context, int64_t pad_id, int64_t bos_id,
+                double answer_weight) {
   // Each row holds a sequence of up to context + 1 tokens: inputs are [0, T), targets [1, T].
   const int64_t span = context + 1;
   std::vector<std::vector<int64_t>> rows;
+  std::vector<std::vector<char>> answer_rows;  // whether each token is an answer token
   std::vector<int64_t> current;
+  std::vector<char> current_answer;
   auto flush = [&] {
-    if (current.size() > 1) rows.push_back(std::move(current));
+    if (current.size() > 1) {
+      rows.push_back(std::move(current));
+      answer_rows.push_back(std::move(current_answer));
+    }
     current.clear();
+    current_answer.clear();
   };
   for (const auto& ex : examples) {
-    if (static_cast<int64_t>(current.size() + ex.size()) > span) flush();
-    for (size_t i = 0; i < ex.size(); i += static_cast<size_t>(span)) {
-      const size_t end = std::min(ex.size(), i + static_cast<size_t>(span));
+    const auto& ids = ex.ids;
+    if (static_cast<int64_t>(current.size() + ids.size()) > span) flush();
+    for (size_t i = 0; i < ids.size(); i += static_cast<size_t>(span)) {
+      const size_t end = std::min(ids.size(), i + static_cast<size_t>(span));
       if (i > 0) flush();
-      current.insert(current.end(), ex.begin() + i, ex.begin() + end);
+      current.insert(current.end(), ids.begin() + i, ids.begin() + end);
+      for (size_t k = i; k < end; ++k) current_answer.push_back(k >= ex.answer_start);
     }
   }
   flush();
@@ -57,14 +72,17 @@ PackedRows pack(const std::vector<std::vector<TokenId>>& examples, int64_t conte
   PackedRows out;
   out.ids = torch::full({n, context}, pad_id, torch::kInt64);
   out.labels = torch::full({n, context}, kIgnore, torch::kInt64);
+  out.weights = torch::zeros({n, context}, torch::kFloat32);
   auto ids = out.ids.accessor<int64_t, 2>();
   auto labels = out.labels.accessor<int64_t, 2>();
+  auto weights = out.weights.accessor<float, 2>();
   for (int64_t r = 0; r < n; ++r) {
     const auto& row = rows[r];
     for (size_t t = 0; t + 1 < row.size(); ++t) {
       ids[r][t] = row[t];
       if (row[t + 1] != bos_id) {
         labels[r][t] = row[t + 1];
+        weights[r][t] = static_cast<float>(answer_rows[r][t + 1] ? answer_weight : 1.0);
         ++out.tokens;
       }
     }
@@ -118,6 +136,7 @@ LmTrainResult train_lm(const LmTrainOptions& o) {
   KVRAG_CHECK(!o.out_dir.empty(), "train-lm: --out is required");
   KVRAG_CHECK(o.context >= 8, "train-lm: context must be at least 8 tokens (got {})", o.context);
   KVRAG_CHECK(o.resume_every > 0, "train-lm: resume_every must be positive");
+  KVRAG_CHECK(o.answer_weight > 0, "train-lm: answer weight must be positive (got {})", o.answer_weight);
   SentencePieceTokenizer tokenizer(o.tokenizer_path);
   // Answering reads longer inputs (a passage, the question, the answer) than a training row
   // may hold: the preset allows at least 512 positions.
@@ -133,15 +152,26 @@ LmTrainResult train_lm(const LmTrainOptions& o) {
 
   // Data: whole examples with BOS … EOS, packed into rows.
   const auto texts = read_lm_examples(o.text_path);
-  std::vector<std::vector<TokenId>> examples;
+  std::vector<Example> examples;
   examples.reserve(texts.size());
+  static const std::string kAnswer = "Answer:";
   for (const auto& t : texts) {
-    auto ids = tokenizer.encode(t, /*add_special=*/true);
-    ids.push_back(tokenizer.eos_id());
-    examples.push_back(std::move(ids));
+    Example ex;
+    ex.ids = tokenizer.encode(t, /*add_special=*/true);
+    const size_t at = t.rfind(kAnswer);
+    if (o.answer_weight != 1.0 && at != std::string::npos && (at == 0 || t[at - 1] == '\n')) {
+      // The prompt encoded alone gives the ids the whole example starts with (no dummy prefix;
+      // see text/sentencepiece_trainer.h); everything after them is the answer (and EOS).
+      const auto prompt = tokenizer.encode(t.substr(0, at + kAnswer.size()), /*add_special=*/true);
+      if (prompt.size() <= ex.ids.size() && std::equal(prompt.begin(), prompt.end(), ex.ids.begin())) {
+        ex.answer_start = prompt.size();
+      }
+    }
+    ex.ids.push_back(tokenizer.eos_id());
+    examples.push_back(std::move(ex));
   }
   const int64_t pad = tokenizer.pad_id() >= 0 ? tokenizer.pad_id() : tokenizer.eos_id();
-  const PackedRows data = pack(examples, o.context, pad, tokenizer.bos_id());
+  const PackedRows data = pack(examples, o.context, pad, tokenizer.bos_id(), o.answer_weight);
   const int64_t n_rows = data.ids.size(0);
   const int64_t per_step = static_cast<int64_t>(o.optim.batch_size) * o.optim.accumulation;
   const int64_t steps_per_epoch = (n_rows + per_step - 1) / per_step;
@@ -195,16 +225,18 @@ LmTrainResult train_lm(const LmTrainOptions& o) {
       if (begin >= end) break;
       const auto index = torch::tensor(std::vector<int64_t>(order.begin() + begin, order.begin() + end));
       const auto ids = data.ids.index_select(0, index);        // [B, T]
-      const auto labels = data.labels.index_select(0, index);  // [B, T]
+      const auto labels = data.labels.index_select(0, index);    // [B, T]
+      const auto weights = data.weights.index_select(0, index);  // [B, T]
       const int64_t n = (labels != kIgnore).sum().item<int64_t>();
       if (n == 0) continue;
       const auto logits = model->forward(ids);  // [B, T, V]
-      // Summed here and divided by the step's token count, so accumulation weighs every
-      // predicted token equally.
-      const auto loss = torch::nn::functional::cross_entropy(
+      // Per token, then weighted, summed and divided by the step's row capacity, so
+      // accumulation weighs every predicted token equally.
+      const auto per_token = torch::nn::functional::cross_entropy(
           logits.reshape({-1, logits.size(-1)}), labels.reshape({-1}),
-          torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnore).reduction(torch::kSum));
-      (loss / static_cast<double>(per_step * o.context)).backward();
+          torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnore).reduction(torch::kNone));  // [B·T]
+      const auto loss = per_token.sum();
+      ((per_token * weights.reshape({-1})).sum() / static_cast<double>(per_step * o.context)).backward();
       loss_sum += loss.item<double>();
       predicted += n;
     }
@@ -228,7 +260,7 @@ LmTrainResult train_lm(const LmTrainOptions& o) {
   write_file_atomic(o.out_dir + "/train_log.json",
                     nlohmann::json({{"steps", total_steps}, {"rows", n_rows}, {"tokens_per_epoch", data.tokens},
                                     {"final_loss", result.final_loss}, {"config", config.to_json()},
-                                    {"optim", o.optim.to_json()}, {"context", o.context}})
+                                    {"optim", o.optim.to_json()}, {"context", o.context}, {"answer_weight", o.answer_weight}})
                             .dump(2) + "\n");
   return result;
 }

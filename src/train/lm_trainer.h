@@ -31,6 +31,10 @@ struct LmTrainOptions {
   int64_t max_steps = 0;     // > 0: stop after this many optimizer steps (before the epochs end)
   double init_std = 0.02;    // N(0, std) initialisation of matrices
   int resume_every = 50;     // optimizer steps between resume points
+  // The tokens after an example's last "Answer:" (qa/prompt.h's format) count this many times in
+  // the loss: a question/answer pair then teaches answering (e.g. reading the answer out of
+  // the context) more strongly than its prompt teaches language. 1 = plain language modelling.
+  double answer_weight = 1.0;
   bool progress = true;
   OptimOptions optim;        // lr, schedule, epochs, batch_size (rows), seed, …
   int64_t stop_after_steps = 0;  // test hook: > 0 returns after this many steps, as if killed

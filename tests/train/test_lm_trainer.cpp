@@ -93,6 +93,56 @@ TEST(LmTrainer, LossFallsAndTheExportReloadsToTheSameLogits) {
   EXPECT_TRUE(torch::equal(load_llama(dir / "run")->forward(ids), logits));
 }
 
+// Mean negative log-likelihood of " {city}" after "Question: Where was {name} born?\nAnswer:".
+double answer_nll(const std::string& run) {
+  auto model = load_llama(run);
+  SentencePieceTokenizer tok(run + "/tokenizer.model");
+  torch::NoGradGuard no_grad;
+  double sum = 0;
+  int n = 0;
+  for (const auto& [name, city] : std::vector<std::pair<std::string, std::string>>{
+           {"Kora Vell", "Arnsby"}, {"Tamo Drin", "Velport"}, {"Ulla Pesk", "Trosk"}}) {
+    const auto prompt = tok.encode("Question: Where was " + name + " born?\nAnswer:");
+    const auto whole = tok.encode("Question: Where was " + name + " born?\nAnswer: " + city);
+    const auto ids = torch::tensor(std::vector<int64_t>(whole.begin(), whole.end())).unsqueeze(0);
+    const auto logp = torch::log_softmax(model->forward(ids)[0], -1);  // [T, V]
+    for (size_t t = prompt.size(); t < whole.size(); ++t, ++n) sum -= logp[t - 1][whole[t]].item<double>();
+  }
+  return sum / n;
+}
+
+TEST(LmTrainer, AnswerWeightTeachesTheAnswersMoreStrongly) {
+  test::TempDir plain, weighted;
+  prepare(plain);
+  prepare(weighted);
+  auto a = tiny_run(plain);
+  auto b = tiny_run(weighted);
+  a.optim.epochs = b.optim.epochs = 2;
+  b.answer_weight = 8;
+  train_lm(a);
+  train_lm(b);
+  EXPECT_LT(answer_nll(weighted / "run"), answer_nll(plain / "run"));
+  const auto log = nlohmann::json::parse(read_file(weighted / "run/train_log.json"));
+  EXPECT_EQ(log.at("answer_weight").get<double>(), 8.0);
+
+  // Without "Answer:" lines the weight changes nothing.
+  test::TempDir docs_a, docs_b;
+  for (const auto* d : {&docs_a, &docs_b}) {
+    prepare(*d);
+    write_file_atomic(*d / "lm.txt", "Kora Vell was born in Arnsby.\n\nTamo Drin likes old maps.\n\nUlla Pesk was born in Trosk.\n\n");
+  }
+  auto c = tiny_run(docs_a);
+  auto e = tiny_run(docs_b);
+  e.answer_weight = 8;
+  train_lm(c);
+  train_lm(e);
+  const auto ids = torch::arange(3, 20).unsqueeze(0);
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(load_llama(docs_a / "run")->forward(ids), load_llama(docs_b / "run")->forward(ids)));
+  a.answer_weight = 0;
+  EXPECT_NE(test::error_of([&] { train_lm(a); }).find("answer weight"), std::string::npos);
+}
+
 TEST(LmTrainer, InterruptedRunResumesToTheSameModel) {
   test::TempDir a, b;
   prepare(a);
