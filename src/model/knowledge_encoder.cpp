@@ -150,10 +150,12 @@ KVPrefix KnowledgeEncoderImpl::forward(const torch::Tensor& ids, const torch::Te
 void KnowledgeEncoderImpl::init_fresh(uint64_t seed, double head_std) {
   init_parameters(*this, 0.02, seed);
   torch::NoGradGuard no_grad;
-  // The queries are the residual stream of the cross-attention: unit scale so that they differ
-  // from one another after the LayerNorm from the first step on.
+  // The queries are also the residual stream under the cross-attention's output, and a
+  // LayerNorm follows: at the scale of the cross-attention's output (not unit scale, which
+  // would drown what the segment contributes and slowed training several-fold in a test), so
+  // that every prefix entry starts out depending on the segment.
   auto gen = at::detail::createCPUGenerator(seed ^ 0x5DEECE66DULL);
-  queries.copy_(torch::randn(queries.sizes(), gen, torch::kFloat32));
+  queries.copy_(torch::randn(queries.sizes(), gen, torch::kFloat32) * 0.02);
   for (size_t l = 0; l < prefix_heads->size(); ++l) {
     auto& head = prefix_heads->at<PrefixHeadImpl>(l);
     for (auto* lin : {&head.key, &head.value}) {
