@@ -185,9 +185,9 @@ void check_options(const WorldOptions& o) {
   KVRAG_CHECK(o.inventions > 0, "world: inventions must be positive (got {})", o.inventions);
   KVRAG_CHECK(o.cities > 0, "world: cities must be positive (got {})", o.cities);
   KVRAG_CHECK(o.countries > 0, "world: countries must be positive (got {})", o.countries);
-  KVRAG_CHECK(o.train_fraction >= 0 && o.heldout_fraction >= 0 &&
-                  o.train_fraction + o.heldout_fraction <= 1,
-              "world: train_fraction and heldout_fraction must be in [0, 1] with sum ≤ 1");
+  KVRAG_CHECK(o.train_fraction >= 0 && o.heldout_fraction >= 0 && o.reading_fraction >= 0 &&
+                  o.train_fraction + o.heldout_fraction + o.reading_fraction <= 1,
+              "world: train_fraction, heldout_fraction and reading_fraction must be in [0, 1] with sum ≤ 1");
   KVRAG_CHECK(o.dev_questions >= 0 && o.max_test_questions >= 0 && o.phrasings_per_fact > 0,
               "world: question counts must be non-negative, phrasings_per_fact positive");
 }
@@ -225,19 +225,27 @@ class Generator {
     for (int i = n - 1; i > 0; --i) std::swap(order[i], order[rng_.below(i + 1)]);
     const int n_train = static_cast<int>(n * o_.train_fraction + 0.5);
     const int n_held = static_cast<int>(n * o_.heldout_fraction + 0.5);
+    const int n_read = static_cast<int>(n * o_.reading_fraction + 0.5);
     std::vector<WorldSplit> out(n, WorldSplit::kLm);
     for (int k = 0; k < n; ++k) {
       if (k < n_train) out[order[k]] = WorldSplit::kTrain;
       else if (k < n_train + n_held) out[order[k]] = WorldSplit::kHeldout;
+      else if (k < n_train + n_held + n_read) out[order[k]] = WorldSplit::kReading;
     }
     return out;
   }
 
-  // An entity of `kind` that `from` may point at: lm entities point only at lm entities.
+  // Whether an entity of split `from` may point at (or mention) one of split `to`: lm and
+  // reading entities only at their own split (lm.txt must not name train or held-out entities).
+  static bool may_point(WorldSplit from, WorldSplit to) {
+    return (from != WorldSplit::kLm && from != WorldSplit::kReading) || from == to;
+  }
+
+  // An entity of `pool` that one of split `from` may point at.
   size_t target(const std::vector<size_t>& pool, WorldSplit from) {
     for (;;) {
       const size_t j = rng_.pick(pool);
-      if (from != WorldSplit::kLm || entities_[j].split == WorldSplit::kLm) return j;
+      if (may_point(from, entities_[j].split)) return j;
     }
   }
 
@@ -308,7 +316,7 @@ class Generator {
     for (int tries = 0; tries < 40; ++tries) {
       const size_t q = rng_.pick(people_);
       if (q == p) continue;
-      if (entities_[p].split == WorldSplit::kLm && entities_[q].split != WorldSplit::kLm) continue;
+      if (!may_point(entities_[p].split, entities_[q].split)) continue;
       const std::string& other = entities_[q].name;
       if (other.compare(0, first.size() + 1, first + " ") == 0 ||
           other.substr(other.find(' ')) == name.substr(name.find(' '))) {
@@ -392,7 +400,10 @@ class Generator {
         const size_t n = std::min<size_t>(order.size(), o_.phrasings_per_fact);
         for (size_t k = 0; k < n; ++k) {
           WorldQuestion q{capitalise(fill(phrasings[order[k]], e.name, answer)), answer, e.id, attribute};
-          (e.split == WorldSplit::kLm ? w.lm_questions : w.train_questions).push_back(std::move(q));
+          auto& out = e.split == WorldSplit::kLm        ? w.lm_questions
+                      : e.split == WorldSplit::kReading ? w.reading_questions
+                                                        : w.train_questions;
+          out.push_back(std::move(q));
         }
       }
     }
@@ -404,24 +415,59 @@ class Generator {
     w.test_questions.assign(heldout.begin() + n_dev, heldout.begin() + n_dev + n_test);
   }
 
-  // lm.txt: lm documents, then question/answer pairs closed-book and with their document as
-  // context (sometimes behind a distracting one), shuffled.
+  // lm.txt: lm documents, question/answer pairs about lm entities closed-book and with their
+  // document as context, and about reading entities with their document as context only (each
+  // context sometimes behind a distracting document of the same split), shuffled.
   void make_lm_examples(World& w) {
-    std::vector<size_t> lm_docs;
+    std::vector<size_t> lm_docs, reading_docs;
     for (size_t i = 0; i < entities_.size(); ++i) {
       if (entities_[i].split == WorldSplit::kLm) lm_docs.push_back(i);
+      if (entities_[i].split == WorldSplit::kReading) reading_docs.push_back(i);
     }
     std::vector<std::string> ex;
     for (size_t i : lm_docs) ex.push_back(w.documents[i].text);
-    for (const auto& q : w.lm_questions) {
+    auto in_context = [&](const WorldQuestion& q, const std::vector<size_t>& distractors) {
       const size_t gold = doc_index(q.gold_passage_id);
-      ex.push_back(question_prompt(q.question) + answer_target(q.answer));
       std::vector<PromptPassage> passages{{w.documents[gold].title, w.documents[gold].text}};
       if (rng_.chance(0.3)) {
-        const size_t other = rng_.pick(lm_docs);
+        const size_t other = rng_.pick(distractors);
         if (other != gold) passages.insert(passages.begin(), {w.documents[other].title, w.documents[other].text});
       }
       ex.push_back(context_prompt(passages, q.question) + answer_target(q.answer));
+    };
+    for (const auto& q : w.lm_questions) {
+      ex.push_back(question_prompt(q.question) + answer_target(q.answer));
+      in_context(q, lm_docs);
+    }
+    // Reading practice keeps a context short — the sentence with the answer and up to two
+    // others of the document, in order — so that a fixed budget of tokens holds many pairs.
+    for (const auto& q : w.reading_questions) {
+      const auto& doc = w.documents[doc_index(q.gold_passage_id)];
+      std::vector<std::string> sentences;
+      for (size_t pos = 0; pos < doc.text.size();) {
+        size_t end = doc.text.find(". ", pos);
+        end = end == std::string::npos ? doc.text.size() : end + 1;
+        sentences.push_back(doc.text.substr(pos, end - pos));
+        pos = end + 1;
+      }
+      std::vector<size_t> others;
+      size_t answer = sentences.size();
+      for (size_t k = 0; k < sentences.size(); ++k) {
+        if (answer == sentences.size() && sentences[k].find(q.answer) != std::string::npos) answer = k;
+        else others.push_back(k);
+      }
+      std::set<size_t> keep{answer};
+      const int extra = rng_.between(0, 2);
+      for (int k = 0; k < extra && !others.empty(); ++k) {
+        const size_t j = rng_.below(static_cast<int>(others.size()));
+        keep.insert(others[j]);
+        others.erase(others.begin() + static_cast<std::ptrdiff_t>(j));
+      }
+      std::string text;
+      for (size_t k : keep) {
+        if (k < sentences.size()) text += (text.empty() ? "" : " ") + sentences[k];
+      }
+      ex.push_back(context_prompt({{doc.title, text}}, q.question) + answer_target(q.answer));
     }
     for (size_t k = ex.size(); k > 1; --k) std::swap(ex[k - 1], ex[rng_.below(static_cast<int>(k))]);
     w.lm_examples = std::move(ex);
@@ -457,6 +503,7 @@ const char* split_name(WorldSplit split) {
   switch (split) {
     case WorldSplit::kLm: return "lm";
     case WorldSplit::kTrain: return "train";
+    case WorldSplit::kReading: return "reading";
     default: return "heldout";
   }
 }
@@ -469,7 +516,9 @@ World generate_world(const WorldOptions& options) {
 void write_world(const World& world, const std::string& dir) {
   std::filesystem::create_directories(dir);
   std::string corpus;
-  for (const auto& d : world.documents) {
+  for (size_t i = 0; i < world.documents.size(); ++i) {
+    const auto& d = world.documents[i];
+    if (world.entities[i].split == WorldSplit::kReading) continue;
     corpus += nlohmann::json({{"id", d.id}, {"title", d.title}, {"text", d.text}}).dump() + "\n";
   }
   std::string lm;
@@ -483,7 +532,8 @@ void write_world(const World& world, const std::string& dir) {
   nlohmann::json meta = {{"options",
                           {{"seed", o.seed}, {"people", o.people}, {"organisations", o.organisations},
                            {"inventions", o.inventions}, {"cities", o.cities}, {"countries", o.countries},
-                           {"train_fraction", o.train_fraction}, {"heldout_fraction", o.heldout_fraction}}},
+                           {"train_fraction", o.train_fraction}, {"heldout_fraction", o.heldout_fraction},
+                           {"reading_fraction", o.reading_fraction}}},
                          {"entities", entities}};
   write_file_atomic(dir + "/corpus.jsonl", corpus);
   write_file_atomic(dir + "/lm.txt", lm);

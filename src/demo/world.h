@@ -15,8 +15,14 @@
 //   train    documents only in the retrieval corpus; questions in questions-train.jsonl (for
 //            fine-tuning the retriever and training the knowledge encoder);
 //   heldout  documents only in the retrieval corpus; questions in questions-dev/test.jsonl.
-// Cities and countries belong to `lm`. An `lm` entity only ever points at `lm` entities, so no
-// name of a train or held-out entity (and hence none of their facts) appears in lm.txt.
+//   reading  throwaway entities for reading practice: their documents appear only as the
+//            context of in-context question/answer pairs in lm.txt (never as plain text, never
+//            closed-book, not in the retrieval corpus). A name seen once cannot be memorised,
+//            so these pairs teach the LLM to copy the answer out of its context — the skill
+//            that in-context RAG and the knowledge encoder's prefix rely on.
+// Cities and countries belong to `lm`. An `lm` (`reading`) entity only ever points at cities
+// and at entities of its own split, so no name of a train or held-out entity (and hence none
+// of their facts) appears in lm.txt.
 //
 // generate_world is a pure function of WorldOptions (its own PRNG, no std:: distributions whose
 // output differs between standard libraries).
@@ -37,13 +43,14 @@ struct WorldOptions {
   int cities = 120;
   int countries = 16;
   double train_fraction = 0.25;    // of people, organisations and inventions
-  double heldout_fraction = 0.25;  // the rest is `lm`
+  double heldout_fraction = 0.25;
+  double reading_fraction = 0.0;   // the rest is `lm`
   int dev_questions = 200;         // taken from the held-out questions; the rest is test
   int max_test_questions = 600;    // 0 = all remaining
   int phrasings_per_fact = 2;      // questions per (entity, attribute) in lm.txt and train
 };
 
-enum class WorldSplit { kLm, kTrain, kHeldout };
+enum class WorldSplit { kLm, kTrain, kHeldout, kReading };
 const char* split_name(WorldSplit split);
 
 struct WorldEntity {
@@ -70,8 +77,8 @@ struct WorldQuestion {
 struct World {
   WorldOptions options;
   std::vector<WorldEntity> entities;
-  std::vector<WorldDocument> documents;  // one per entity, same order (the retrieval corpus)
-  std::vector<WorldQuestion> lm_questions, train_questions, dev_questions, test_questions;
+  std::vector<WorldDocument> documents;  // one per entity, same order (all but `reading`: the retrieval corpus)
+  std::vector<WorldQuestion> lm_questions, reading_questions, train_questions, dev_questions, test_questions;
   // Pre-training examples of lm.txt, each one text (documents, question prompts with answers,
   // context prompts with answers; see qa/prompt.h). None contains a blank line.
   std::vector<std::string> lm_examples;
@@ -80,7 +87,7 @@ struct World {
 // Throws Error for non-positive sizes or fractions outside [0, 1].
 World generate_world(const WorldOptions& options);
 
-// Writes DIR/corpus.jsonl {"id","title","text"}, DIR/lm.txt (examples separated by a blank
+// Writes DIR/corpus.jsonl {"id","title","text"} (every document but those of `reading` entities), DIR/lm.txt (examples separated by a blank
 // line), DIR/questions-{train,dev,test}.jsonl {"question","answers":[..],"gold_passage_id"} and
 // DIR/world.json (options and entities), each atomically. Creates DIR.
 void write_world(const World& world, const std::string& dir);

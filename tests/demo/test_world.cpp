@@ -23,6 +23,9 @@ WorldOptions small_world() {
   o.inventions = 50;
   o.cities = 30;
   o.countries = 6;
+  o.train_fraction = 0.25;
+  o.heldout_fraction = 0.3;
+  o.reading_fraction = 0.2;
   o.dev_questions = 20;
   o.max_test_questions = 60;
   return o;
@@ -51,7 +54,7 @@ TEST(World, NamesAreUniqueAndQuestionsAreAnsweredByTheirGoldDocument) {
   EXPECT_EQ(w.dev_questions.size(), 20u);
   EXPECT_EQ(w.test_questions.size(), 60u);
   std::set<std::string> attributes, phrasings;
-  for (const auto* set : {&w.lm_questions, &w.train_questions, &w.dev_questions, &w.test_questions}) {
+  for (const auto* set : {&w.lm_questions, &w.reading_questions, &w.train_questions, &w.dev_questions, &w.test_questions}) {
     for (const auto& q : *set) {
       ASSERT_TRUE(docs.count(q.gold_passage_id)) << q.gold_passage_id;
       EXPECT_NE(docs[q.gold_passage_id]->text.find(q.answer), std::string::npos) << q.question;
@@ -68,21 +71,34 @@ TEST(World, NamesAreUniqueAndQuestionsAreAnsweredByTheirGoldDocument) {
 TEST(World, HeldOutAndTrainEntitiesNeverReachThePretrainingText) {
   const World w = generate_world(small_world());
   std::map<std::string, WorldSplit> split_of;
-  int held = 0, train = 0;
+  int held = 0, train = 0, reading = 0;
   for (const auto& e : w.entities) {
     split_of[e.id] = e.split;
     held += e.split == WorldSplit::kHeldout;
     train += e.split == WorldSplit::kTrain;
+    reading += e.split == WorldSplit::kReading;
   }
   EXPECT_GT(held, 50);
   EXPECT_GT(train, 50);
+  EXPECT_GT(reading, 30);
   std::string lm;
   for (const auto& ex : w.lm_examples) {
     EXPECT_EQ(ex.find("\n\n"), std::string::npos);
     lm += ex + "\n";
   }
+  std::set<std::string> closed_book;  // questions asked without a context
+  for (const auto& ex : w.lm_examples) {
+    if (ex.rfind("Question: ", 0) == 0) closed_book.insert(ex);
+  }
   for (const auto& e : w.entities) {
-    if (e.split != WorldSplit::kLm) EXPECT_EQ(lm.find(e.name), std::string::npos) << e.name << " is in lm.txt";
+    if (e.split == WorldSplit::kTrain || e.split == WorldSplit::kHeldout) {
+      EXPECT_EQ(lm.find(e.name), std::string::npos) << e.name << " is in lm.txt";
+    }
+    if (e.split == WorldSplit::kReading) {
+      // Reading entities appear, but only inside contexts: never asked about closed-book.
+      EXPECT_NE(lm.find(e.name), std::string::npos) << e.name;
+      for (const auto& ex : closed_book) EXPECT_EQ(ex.find(e.name), std::string::npos) << ex;
+    }
   }
   for (const auto& q : w.dev_questions) EXPECT_EQ(split_of[q.gold_passage_id], WorldSplit::kHeldout);
   for (const auto& q : w.test_questions) EXPECT_EQ(split_of[q.gold_passage_id], WorldSplit::kHeldout);
@@ -100,14 +116,20 @@ TEST(World, FilesRoundTrip) {
   EXPECT_EQ(read_lm_examples(dir / "lm.txt"), w.lm_examples);
   std::ifstream corpus(dir / "corpus.jsonl");
   std::string line;
+  std::vector<const WorldDocument*> expected;  // the corpus: every document but the reading ones
+  for (size_t i = 0; i < w.documents.size(); ++i) {
+    if (w.entities[i].split != WorldSplit::kReading) expected.push_back(&w.documents[i]);
+  }
+  ASSERT_LT(expected.size(), w.documents.size());
   size_t n = 0;
   while (std::getline(corpus, line)) {
     const auto j = nlohmann::json::parse(line);
-    EXPECT_EQ(j.at("id").get<std::string>(), w.documents[n].id);
-    EXPECT_EQ(j.at("text").get<std::string>(), w.documents[n].text);
+    ASSERT_LT(n, expected.size());
+    EXPECT_EQ(j.at("id").get<std::string>(), expected[n]->id);
+    EXPECT_EQ(j.at("text").get<std::string>(), expected[n]->text);
     ++n;
   }
-  EXPECT_EQ(n, w.documents.size());
+  EXPECT_EQ(n, expected.size());
   std::ifstream test(dir / "questions-test.jsonl");
   std::getline(test, line);
   const auto q = nlohmann::json::parse(line);
