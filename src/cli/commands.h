@@ -15,6 +15,7 @@ void add_index_command(CLI::App& app, int& exit_code);
 void add_search_command(CLI::App& app, int& exit_code);
 void add_eval_retrieval_command(CLI::App& app, int& exit_code);
 void add_train_retriever_command(CLI::App& app, int& exit_code);  // train_retriever_command.cpp
+void add_train_tokenizer_command(CLI::App& app, int& exit_code);  // train_tokenizer_command.cpp
 void add_train_lm_command(CLI::App& app, int& exit_code);         // train_lm_command.cpp
 void add_train_prefix_command(CLI::App& app, int& exit_code);     // train_prefix_command.cpp
 void add_ask_command(CLI::App& app, int& exit_code);              // ask_command.cpp

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   kvrag::cli::add_search_command(app, exit_code);
   kvrag::cli::add_eval_retrieval_command(app, exit_code);
   kvrag::cli::add_train_retriever_command(app, exit_code);
+  kvrag::cli::add_train_tokenizer_command(app, exit_code);
   kvrag::cli::add_train_lm_command(app, exit_code);
   kvrag::cli::add_train_prefix_command(app, exit_code);
   kvrag::cli::add_ask_command(app, exit_code);

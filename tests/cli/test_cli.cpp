@@ -22,7 +22,8 @@ test::CliRun kvrag(const std::string& args, const std::string& input = "") { ret
 TEST(Cli, HelpForEveryCommand) {
   const auto top = kvrag("--help");
   EXPECT_EQ(top.exit_code, 0);
-  for (const char* cmd : {"check-model", "tokenize", "generate", "segment", "embed", "index", "search", "eval-retrieval"}) {
+  for (const char* cmd : {"check-model", "tokenize", "generate", "segment", "embed", "index", "search", "eval-retrieval",
+                          "train-tokenizer", "train-lm"}) {
     EXPECT_TRUE(contains(top.out, cmd)) << cmd;
     const auto r = kvrag(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
@@ -130,6 +131,26 @@ TEST(Cli, TokenizeNamesTheBadLine) {
   const auto missing = kvrag("tokenize --jsonl --tokenizer /nonexistent/vocab.txt", "");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_TRUE(contains(missing.err, "/nonexistent/vocab.txt")) << missing.err;
+}
+
+TEST(Cli, TrainTokenizerWritesAModelThatTokenizes) {
+  test::TempDir dir;
+  std::string text;
+  for (int i = 0; i < 60; ++i) {
+    text += "Kora Vell was born in Arnsby in 18" + std::to_string(10 + i) + ".\nThe Velport Works makes clocks.\n";
+  }
+  std::ofstream(dir / "text.txt") << text;
+  const auto r = kvrag("train-tokenizer --input " + dir / "text.txt" + " --out " + dir / "tok.model" + " --vocab-size 320");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "pieces")) << r.out;
+  const auto ids = kvrag("tokenize --jsonl --tokenizer " + dir / "tok.model", "{\"text\": \"Kora Vell\"}\n");
+  EXPECT_EQ(ids.exit_code, 0) << ids.err;
+  EXPECT_EQ(ids.out.rfind("{\"ids\": [1, ", 0), 0u) << ids.out;  // BOS first
+
+  const auto missing = kvrag("train-tokenizer --input " + dir / "none.txt" + " --out " + dir / "x.model");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_TRUE(contains(missing.err, "none.txt")) << missing.err;
+  EXPECT_FALSE(fs::exists(dir / "x.model"));
 }
 
 TEST(Cli, GenerateReproducesTheReferenceGenerations) {
