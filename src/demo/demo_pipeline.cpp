@@ -17,6 +17,7 @@
 #include "model/model_config.h"
 #include "qa/answerer.h"
 #include "qa/qa_eval.h"
+#include "text/sentencepiece_tokenizer.h"
 #include "text/sentencepiece_trainer.h"
 #include "train/lm_trainer.h"
 #include "train/prefix_trainer.h"
@@ -33,18 +34,21 @@ struct DemoSizes {
   WorldOptions world;
   int spm_vocab = 1024;
   std::string lm_preset = "tiny";
-  int lm_context = 192;
-  int lm_epochs = 3;
+  int lm_context = 128;
+  int lm_epochs = 1;
+  double lm_answer_weight = 5;
   int lm_batch = 16;
   double lm_lr = 3e-3;
   int64_t lm_max_steps = 0;
-  int wordpiece_vocab = 3000;
   BertConfig bert;
-  int retriever_epochs = 2;
+  int retriever_epochs = 1;
   int segment_window = 128;
+  std::string retriever_mode = "hybrid";  // answering's retriever (dense | bm25 | hybrid)
   int prefix_epochs = 3;
+  double prefix_lr = 3e-3;
+  double prefix_head_std = 0.05;
   int prefix_batch = 16;
-  int64_t prefix_length = 8;
+  int64_t prefix_length = 16;
   int64_t prefix_max_dev = 100;
   int64_t eval_limit = 0;
 };
@@ -52,12 +56,16 @@ struct DemoSizes {
 DemoSizes sizes(bool tiny, uint64_t seed) {
   DemoSizes s;
   s.world.seed = seed;
-  // Sized for ≤ 10 minutes on 2 cores: the LLM's pre-training text is what costs most.
-  s.world.people = 600;
-  s.world.organisations = 150;
-  s.world.inventions = 150;
+  // Sized for about 10 minutes on 2 cores; the LLM's pre-training costs most. Reading practice
+  // (see demo/world.h) is most of its text: without it the LLM never learns to read a context.
+  s.world.people = 1200;
+  s.world.organisations = 300;
+  s.world.inventions = 300;
   s.world.cities = 60;
   s.world.countries = 10;
+  s.world.train_fraction = 0.2;
+  s.world.heldout_fraction = 0.15;
+  s.world.reading_fraction = 0.45;
   s.world.dev_questions = 100;
   s.world.max_test_questions = 300;
   s.bert.vocab_size = 0;  // set from the vocabulary
@@ -80,7 +88,6 @@ DemoSizes sizes(bool tiny, uint64_t seed) {
     s.lm_context = 64;
     s.lm_epochs = 1;
     s.lm_max_steps = 8;
-    s.wordpiece_vocab = 500;
     s.bert.hidden_size = 32;
     s.bert.num_attention_heads = 2;
     s.bert.num_hidden_layers = 1;
@@ -152,11 +159,15 @@ DemoResult run_demo(const DemoOptions& o) {
   st.stage("world", "generating the fictional world", [&] {
     const World w = generate_world(z.world);
     write_world(w, o.workspace);
-    size_t held = 0;
-    for (const auto& e : w.entities) held += e.split == WorldSplit::kHeldout;
-    st.say(fmt::format("  {} entities ({} held out), {} documents, {} pre-training examples, {} train / {} dev / {} test questions",
-                       w.entities.size(), held, w.documents.size(), w.lm_examples.size(), w.train_questions.size(),
-                       w.dev_questions.size(), w.test_questions.size()));
+    size_t held = 0, reading = 0;
+    for (const auto& e : w.entities) {
+      held += e.split == WorldSplit::kHeldout;
+      reading += e.split == WorldSplit::kReading;
+    }
+    st.say(fmt::format("  {} entities ({} held out, {} for reading practice only), {} corpus documents, {} pre-training "
+                       "examples, {} train / {} dev / {} test questions",
+                       w.entities.size(), held, reading, w.documents.size() - reading, w.lm_examples.size(),
+                       w.train_questions.size(), w.dev_questions.size(), w.test_questions.size()));
   });
 
   st.stage("tokenizer", "training the LLM's SentencePiece tokenizer", [&] {
@@ -181,6 +192,7 @@ DemoResult run_demo(const DemoOptions& o) {
     lo.out_dir = p("llm");
     lo.context = z.lm_context;
     lo.max_steps = z.lm_max_steps;
+    lo.answer_weight = z.lm_answer_weight;
     lo.progress = o.progress;
     lo.optim.lr = z.lm_lr;
     lo.optim.min_lr = z.lm_lr / 10;
@@ -202,9 +214,14 @@ DemoResult run_demo(const DemoOptions& o) {
       texts.push_back(j.at("title").get<std::string>() + " " + j.at("text").get<std::string>());
     }
     for (const auto& q : read_questions(p("questions-train.jsonl"))) texts.push_back(q.question);
-    WordPieceVocabOptions vo;
-    vo.vocab_size = z.wordpiece_vocab;
-    build_wordpiece_vocab(texts, p("retriever-vocab.txt"), vo);
+    // The LLM's pieces: the knowledge encoder, made from this retriever, then reads a segment
+    // in nearly the pieces the LLM answers in.
+    std::vector<std::string> pieces;
+    {
+      const SentencePieceTokenizer llm_tokenizer(p("tokenizer.model"));
+      for (int32_t id = 0; id < llm_tokenizer.vocab_size(); ++id) pieces.push_back(llm_tokenizer.id_to_piece(id));
+    }
+    build_wordpiece_vocab_from_pieces(texts, pieces, p("retriever-vocab.txt"));
     int64_t vocab = 0;
     {
       std::ifstream v(p("retriever-vocab.txt"));
@@ -263,12 +280,15 @@ DemoResult run_demo(const DemoOptions& o) {
     po.train = p("questions-train.jsonl");
     po.dev = p("questions-dev.jsonl");
     po.max_dev = z.prefix_max_dev;
-    po.retriever = &hybrid;
+    po.retriever = z.retriever_mode == "dense" ? static_cast<Retriever*>(dense.get())
+                   : z.retriever_mode == "bm25"  ? static_cast<Retriever*>(&bm25)
+                                                 : &hybrid;
     po.store = store.get();
     po.top_k = 1;
     po.prefix_length = z.prefix_length;
-    po.max_segment_tokens = z.segment_window;
-    po.optim.lr = 1e-3;
+    po.max_segment_tokens = z.segment_window + 2;  // [CLS] segment [SEP]
+    po.head_std = z.prefix_head_std;
+    po.optim.lr = z.prefix_lr;
     po.optim.warmup_steps = o.tiny ? 1 : 20;
     po.optim.epochs = z.prefix_epochs;
     po.optim.batch_size = z.prefix_batch;
@@ -283,7 +303,7 @@ DemoResult run_demo(const DemoOptions& o) {
     ao.llm_dir = p("llm");
     ao.knowledge_encoder_dir = p("knowledge_encoder");
     ao.index_dir = p("index");
-    ao.retriever_mode = "hybrid";
+    ao.retriever_mode = z.retriever_mode;
     ao.max_new_tokens = 16;
     const auto answerer = Answerer::open(ao);
     QaEvalOptions eo;
