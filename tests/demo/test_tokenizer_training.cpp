@@ -34,12 +34,17 @@ std::vector<std::string> sample_texts() {
   return out;
 }
 
-TEST(SentencePieceTraining, TrainedModelLoadsRoundTripsAndIsDeterministic) {
-  test::TempDir dir;
-  const auto texts = sample_texts();
+// DIR/input.txt: the texts, one per line.
+void write_input(const test::TempDir& dir, const std::vector<std::string>& texts) {
   std::string input;
   for (const auto& t : texts) input += t + "\n";
   write_file_atomic(dir / "input.txt", input);
+}
+
+TEST(SentencePieceTraining, TrainedModelLoadsRoundTripsAndIsDeterministic) {
+  test::TempDir dir;
+  const auto texts = sample_texts();
+  write_input(dir, texts);
   SentencePieceTrainOptions o;
   o.vocab_size = 600;  // 256 byte pieces, the characters, then merges
   train_sentencepiece(dir / "input.txt", dir / "a.model", o);
@@ -110,9 +115,7 @@ TEST(WordPieceVocab, EncodesTheCorpusWithoutUnknownsInFewPieces) {
 TEST(WordPieceVocab, FromSentencePiecePiecesCutsWordsLikeTheModel) {
   test::TempDir dir;
   const auto texts = sample_texts();
-  std::string input;
-  for (const auto& t : texts) input += t + "\n";
-  write_file_atomic(dir / "input.txt", input);
+  write_input(dir, texts);
   SentencePieceTrainOptions so;
   so.vocab_size = 600;
   train_sentencepiece(dir / "input.txt", dir / "sp.model", so);
