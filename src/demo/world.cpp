@@ -415,29 +415,25 @@ class Generator {
     w.test_questions.assign(heldout.begin() + n_dev, heldout.begin() + n_dev + n_test);
   }
 
-  // lm.txt: lm documents, question/answer pairs about lm entities closed-book and with their
-  // document as context, and about reading entities with their document as context only (each
-  // context sometimes behind a distracting document of the same split), shuffled.
+  // lm.txt: lm documents; question/answer pairs about lm entities closed-book and with their
+  // document as context (sometimes behind a distracting one); pairs about reading entities
+  // with a short part of their document as context only; shuffled.
   void make_lm_examples(World& w) {
-    std::vector<size_t> lm_docs, reading_docs;
+    std::vector<size_t> lm_docs;
     for (size_t i = 0; i < entities_.size(); ++i) {
       if (entities_[i].split == WorldSplit::kLm) lm_docs.push_back(i);
-      if (entities_[i].split == WorldSplit::kReading) reading_docs.push_back(i);
     }
     std::vector<std::string> ex;
     for (size_t i : lm_docs) ex.push_back(w.documents[i].text);
-    auto in_context = [&](const WorldQuestion& q, const std::vector<size_t>& distractors) {
+    for (const auto& q : w.lm_questions) {
       const size_t gold = doc_index(q.gold_passage_id);
+      ex.push_back(question_prompt(q.question) + answer_target(q.answer));
       std::vector<PromptPassage> passages{{w.documents[gold].title, w.documents[gold].text}};
       if (rng_.chance(0.3)) {
-        const size_t other = rng_.pick(distractors);
+        const size_t other = rng_.pick(lm_docs);
         if (other != gold) passages.insert(passages.begin(), {w.documents[other].title, w.documents[other].text});
       }
       ex.push_back(context_prompt(passages, q.question) + answer_target(q.answer));
-    };
-    for (const auto& q : w.lm_questions) {
-      ex.push_back(question_prompt(q.question) + answer_target(q.answer));
-      in_context(q, lm_docs);
     }
     // Reading practice keeps a context short — the sentence with the answer and up to two
     // others of the document, in order — so that a fixed budget of tokens holds many pairs.

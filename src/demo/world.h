@@ -15,9 +15,9 @@
 //   train    documents only in the retrieval corpus; questions in questions-train.jsonl (for
 //            fine-tuning the retriever and training the knowledge encoder);
 //   heldout  documents only in the retrieval corpus; questions in questions-dev/test.jsonl.
-//   reading  throwaway entities for reading practice: their documents appear only as the
-//            context of in-context question/answer pairs in lm.txt (never as plain text, never
-//            closed-book, not in the retrieval corpus). A name seen once cannot be memorised,
+//   reading  throwaway entities for reading practice: short parts of their documents serve
+//            only as contexts of in-context question/answer pairs in lm.txt (never plain text,
+//            never closed-book, not in the retrieval corpus). A name seen once cannot be memorised,
 //            so these pairs teach the LLM to copy the answer out of its context — the skill
 //            that in-context RAG and the knowledge encoder's prefix rely on.
 // Cities and countries belong to `lm`. An `lm` (`reading`) entity only ever points at cities
