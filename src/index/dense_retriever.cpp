@@ -20,7 +20,15 @@ std::unique_ptr<DenseRetriever> DenseRetriever::open(const std::string& index_di
   }
   r->embedder_ = Embedder::load(encoder, options);
   r->index_ = DenseIndex::load(index_dir, r->vectors_.get());
-  KVRAG_CHECK(r->embedder_->fingerprint() == r->index_->fingerprint(),
+  bool paired = false;  // a query encoder trained together with the index's passage encoder
+  if (r->embedder_->fingerprint() != r->index_->fingerprint() && !r->embedder_->passage_encoder().empty()) {
+    // The passage encoder's fingerprint as the index computed it (same max_length).
+    EmbedderOptions passage_options = options;
+    passage_options.max_length = r->vectors_->encoder().value("max_length", 0);
+    const auto passage = Embedder::load(r->embedder_->passage_encoder(), passage_options);
+    paired = passage->fingerprint() == r->index_->fingerprint();
+  }
+  KVRAG_CHECK(paired || r->embedder_->fingerprint() == r->index_->fingerprint(),
               "index {} was built with encoder fingerprint {}, but encoder {} has fingerprint {}: re-embed and "
               "rebuild the index, or use the encoder it was built with",
               index_dir, r->index_->fingerprint(), encoder, r->embedder_->fingerprint());

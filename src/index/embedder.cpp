@@ -77,6 +77,8 @@ std::unique_ptr<Embedder> Embedder::load(const std::string& dir, const EmbedderO
   try {
     const auto config = nlohmann::json::parse(config_text);
     impl.pooling = config.value("kvrag_pooling", std::string("mean"));
+    const std::string pair = config.value("kvrag_passage_encoder", std::string());
+    if (!pair.empty()) e->passage_encoder_ = (fs::path(dir) / pair).lexically_normal().string();
   } catch (const nlohmann::json::exception& ex) {
     fail("{}: invalid JSON: {}", config_path, ex.what());
   }

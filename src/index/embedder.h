@@ -36,6 +36,11 @@ class Embedder {
   // Identifies the weights, tokenizer and pooling: vectors from encoders with different
   // fingerprints must not share an index. 16 hex digits.
   const std::string& fingerprint() const { return fingerprint_; }
+  // The passage encoder this one was trained with, as a separate query encoder (config.json's
+  // "kvrag_passage_encoder", a folder relative to this one; train-retriever --separate-encoders
+  // writes it): an index embedded with that passage encoder accepts this one for its
+  // questions. Empty when the encoder is not such a query encoder.
+  const std::string& passage_encoder() const { return passage_encoder_; }
   // {"path", "fingerprint", "dim", "pooling", "max_length"} as stored in embeddings/encoder.json.
   nlohmann::json info() const;
 
@@ -50,7 +55,7 @@ class Embedder {
   Embedder() = default;
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  std::string dir_, fingerprint_;
+  std::string dir_, fingerprint_, passage_encoder_;
 };
 
 }  // namespace kvrag

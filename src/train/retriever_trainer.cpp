@@ -218,10 +218,14 @@ StartPoint resolve_start(const RetrieverTrainOptions& o) {
   return s;
 }
 
-void export_encoder(BertModel& model, const StartPoint& start, const std::string& dir) {
+// `passage_encoder`: for a separate query encoder, the folder of its passage encoder relative
+// to `dir` (see Embedder::passage_encoder).
+void export_encoder(BertModel& model, const StartPoint& start, const std::string& dir,
+                    const std::string& passage_encoder = "") {
   fs::create_directories(dir);
   auto config = model->config().to_json();
   config["kvrag_pooling"] = start.pooling;
+  if (!passage_encoder.empty()) config["kvrag_passage_encoder"] = passage_encoder;
   save_parameters(*model, dir + "/model.safetensors");
   write_file_atomic(dir + "/" + start.tokenizer_file, read_file(start.dir + "/" + start.tokenizer_file));
   write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
@@ -532,7 +536,7 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
     if (improved) {
       result.best_epoch = static_cast<int>(epoch);
       export_encoder(model->passage, start, o.out);
-      if (o.separate_encoders) export_encoder(model->query, start, o.out + "/query");
+      if (o.separate_encoders) export_encoder(model->query, start, o.out + "/query", "..");
     }
     history.push_back(entry);
     progress.break_line();

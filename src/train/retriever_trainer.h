@@ -17,7 +17,9 @@
 //   OUT/config.json        BertConfig + "kvrag_pooling" (the starting encoder's pooling)
 //   OUT/model.safetensors  the passage encoder of the best epoch (dev top-5), fp32
 //   OUT/vocab.txt          (or tokenizer.json) copied from the starting encoder
-//   OUT/query/             with separate_encoders: the query encoder of the same epoch, same layout
+//   OUT/query/             with separate_encoders: the query encoder of the same epoch, same layout;
+//                          its config.json names OUT as its passage encoder, so an index
+//                          embedded with OUT searches with `--encoder OUT/query`
 //   OUT/train_report.json  per-epoch loss and dev top-5, best epoch, examples/s
 //   OUT/resume/            the resume point (train/train_state.h), every save_every optimizer
 //                          steps and at each epoch's end

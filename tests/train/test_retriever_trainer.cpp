@@ -178,6 +178,24 @@ TEST(RetrieverTrainer, PretrainingByCroppingResumes) {
   expect_resume_equivalence(o, dir, 4);  // in the second epoch
   EXPECT_TRUE(std::filesystem::exists(dir / "straight/query/model.safetensors"));
   EXPECT_NO_THROW(Embedder::load(dir / "straight/query", {"fp32"}));
+
+  // An index embedded with the passage encoder searches with the query encoder trained with it
+  // (a different fingerprint, paired through its config), but not with an unrelated encoder.
+  const std::string index = dir / "index";
+  auto r = test::run_kvrag("segment --corpus " + (dir / "passages.jsonl") + " --tokenizer " + (dir / "straight") +
+                           "/vocab.txt --index " + index + " --window 64 --stride 32");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_kvrag("embed --index " + index + " --encoder " + (dir / "straight") + " --dtype fp32");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_kvrag("index build --index " + index + " --factory Flat");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(Embedder::load(dir / "straight/query", {"fp32"})->fingerprint(),
+            Embedder::load(dir / "straight", {"fp32"})->fingerprint());
+  r = test::run_kvrag("search --index " + index + " --encoder " + (dir / "straight/query") + " -k 3 \"a question\"");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_kvrag("search --index " + index + " --encoder " + (dir / "straight/init") + " -k 3 \"a question\"");
+  EXPECT_EQ(r.exit_code, 1);  // the fresh start encoder: neither the index's nor paired with it
+  EXPECT_TRUE(test::contains(r.err, "fingerprint")) << r.err;
 }
 
 TEST(RetrieverTrainer, VicRegTrainsWithoutErrors) {
