@@ -31,7 +31,7 @@ import torch.nn.functional as F
 # parameter names), so the three benchmarks measure one Python implementation.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from reference_bert import BertModel  # noqa: E402
-from reference_llama import read_safetensors  # noqa: E402
+from reference_llama import MLP, RMSNorm, read_safetensors, rotate_half  # noqa: E402
 
 
 # --- knowledge encoder ---------------------------------------------------------------------
@@ -81,22 +81,6 @@ class KnowledgeEncoder(nn.Module):
 
 # --- LLaMA (HF modeling_llama style) with past_key_values as the prefix -------------------
 
-class RMSNorm(nn.Module):
-    def __init__(self, dim, eps):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.eps = eps
-
-    def forward(self, x):
-        v = x.float().pow(2).mean(-1, keepdim=True)
-        return self.weight * (x.float() * torch.rsqrt(v + self.eps)).to(x.dtype)
-
-
-def rotate_half(x):
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((-x2, x1), dim=-1)
-
-
 class Attention(nn.Module):
     def __init__(self, c):
         super().__init__()
@@ -122,18 +106,6 @@ class Attention(nn.Module):
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(self.hd) + mask
         probs = scores.float().softmax(-1).to(q.dtype)
         return self.o_proj((probs @ v).transpose(1, 2).reshape(B, T, -1))
-
-
-class MLP(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        h, i = c["hidden_size"], c["intermediate_size"]
-        self.gate_proj = nn.Linear(h, i, bias=False)
-        self.up_proj = nn.Linear(h, i, bias=False)
-        self.down_proj = nn.Linear(i, h, bias=False)
-
-    def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
