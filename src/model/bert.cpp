@@ -143,7 +143,7 @@ BertOutputs BertModelImpl::forward(const torch::Tensor& input_ids, const torch::
                .view({B, 1, 1, T});
   }
   // Inference whose matrix products run on BLAS threads keeps libtorch's own team idle (see
-  // SerialIntraOpGuard). Training keeps it: its backward runs on autograd's threads anyway.
+  // SerialIntraOpGuard). Training loops hold their own guard (train/*_trainer.cpp).
   bool record = false;
   if (torch::GradMode::is_enabled()) {
     for (const auto& p : parameters()) record = record || p.requires_grad();

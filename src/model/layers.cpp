@@ -292,6 +292,9 @@ void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t,
 }
 
 SerialIntraOpGuard::SerialIntraOpGuard(bool active) {
+  // libtorch sets a thread's team size on the thread's first parallel loop; done later, that
+  // would undo this guard (as it did for a training loop that starts with no tensor work).
+  at::internal::lazy_init_num_threads();
   if (active && omp_get_max_threads() > 1) {
     saved_ = omp_get_max_threads();
     omp_set_num_threads(1);

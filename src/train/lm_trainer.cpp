@@ -137,6 +137,9 @@ LmTrainResult train_lm(const LmTrainOptions& o) {
   KVRAG_CHECK(o.context >= 8, "train-lm: context must be at least 8 tokens (got {})", o.context);
   KVRAG_CHECK(o.resume_every > 0, "train-lm: resume_every must be positive");
   KVRAG_CHECK(o.answer_weight > 0, "train-lm: answer weight must be positive (got {})", o.answer_weight);
+  // fp32 training: the products run on BLAS's own threads (layers.h, SerialIntraOpGuard); an
+  // OpenMP team beside them made a step 2.4x slower on 2 cores.
+  SerialIntraOpGuard serial;
   SentencePieceTokenizer tokenizer(o.tokenizer_path);
   // Answering reads longer inputs (a passage, the question, the answer) than a training row
   // may hold: the preset allows at least 512 positions.

@@ -327,6 +327,8 @@ void create_encoder(const std::string& dir, const BertConfig& config, const std:
 
 RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
   validate_options(o);
+  // fp32 training: the products run on BLAS's own threads (layers.h, SerialIntraOpGuard).
+  SerialIntraOpGuard serial;
   fs::create_directories(o.out);
   const StartPoint start = resolve_start(o);
   const auto tok = start.tokenizer_file == "vocab.txt" ? WordPieceTokenizer::from_vocab_file(start.dir + "/vocab.txt")
