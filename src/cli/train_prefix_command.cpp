@@ -53,7 +53,15 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--retriever-encoder", args->retriever.encoder,
                   "question encoder folder (default: the one that embedded the segments)");
   cmd->add_option("--top-k", o.top_k, "segments per question; their prefixes are concatenated")->capture_default_str();
-  cmd->add_option("--prefix-length", o.prefix_length, "P: prefix entries per segment")->capture_default_str();
+  cmd->add_option("--prefix-length", o.prefix_length, "P: prefix entries per segment (readout queries)")->capture_default_str();
+  cmd->add_option("--readout", o.readout,
+                  "queries: P learned queries read the segment; tokens: one prefix entry per segment token "
+                  "(P = --max-segment-tokens), learns much faster")
+      ->check(CLI::IsMember({"queries", "tokens"}))
+      ->capture_default_str();
+  cmd->add_flag("--llm-embeddings", o.llm_embeddings,
+                "readout tokens: add the LLM's own embedding of each segment token to its entry (the LLM's and "
+                "the encoder's hidden sizes must be equal)");
   cmd->add_option("--max-segment-tokens", o.max_segment_tokens, "encoder tokens per segment incl. [CLS]/[SEP]")
       ->capture_default_str();
   cmd->add_option("--head-std", o.head_std, "initial std of the key/value heads (small: a gentle start)")

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <unordered_map>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
+#include "model/safetensors.h"
 #include "model/weights.h"
 
 namespace kvrag {
@@ -47,9 +49,13 @@ struct Fnv {
 // --- config ------------------------------------------------------------------------------------
 
 KnowledgeEncoderConfig KnowledgeEncoderConfig::for_llm(const BertConfig& encoder, const LlamaConfig& llm,
-                                                       const std::string& fingerprint, int64_t prefix_length) {
+                                                       const std::string& fingerprint, int64_t prefix_length,
+                                                       const std::string& readout) {
   KVRAG_CHECK(prefix_length > 0, "prefix length must be positive, got {}", prefix_length);
+  KVRAG_CHECK(readout == "queries" || readout == "tokens", "knowledge encoder readout must be queries or tokens, not '{}'",
+              readout);
   KnowledgeEncoderConfig c;
+  c.readout = readout;
   c.encoder = encoder;
   c.prefix_length = prefix_length;
   c.llm_layers = llm.num_hidden_layers;
@@ -63,6 +69,8 @@ nlohmann::json KnowledgeEncoderConfig::to_json() const {
   return {{"model_type", kModelType},
           {"encoder", encoder.to_json()},
           {"prefix_length", prefix_length},
+          {"readout", readout},
+          {"llm_embeddings", llm_embeddings},
           {"llm",
            {{"layers", llm_layers}, {"kv_heads", llm_kv_heads}, {"head_dim", llm_head_dim},
             {"fingerprint", llm_fingerprint}}}};
@@ -81,6 +89,17 @@ KnowledgeEncoderConfig KnowledgeEncoderConfig::from_json(const nlohmann::json& j
   KnowledgeEncoderConfig c;
   c.encoder = BertConfig::from_json(j.at("encoder"), source + " (encoder)");
   c.prefix_length = positive_int(j, "prefix_length", source, "");
+  if (j.contains("readout")) {
+    const auto& r = j.at("readout");
+    KVRAG_CHECK(r.is_string() && (r == "queries" || r == "tokens"),
+                "config {}: readout: must be \"queries\" or \"tokens\", got {}", source, r.dump());
+    c.readout = r.get<std::string>();
+  }
+  if (j.contains("llm_embeddings")) {
+    KVRAG_CHECK(j.at("llm_embeddings").is_boolean(), "config {}: llm_embeddings: must be true or false", source);
+    c.llm_embeddings = j.at("llm_embeddings").get<bool>();
+  }
+  KVRAG_CHECK(!c.llm_embeddings || c.token_readout(), "config {}: llm_embeddings needs readout \"tokens\"", source);
   const auto& llm = j.at("llm");
   c.llm_layers = positive_int(llm, "layers", source, "llm");
   c.llm_kv_heads = positive_int(llm, "kv_heads", source, "llm");
@@ -106,13 +125,20 @@ KnowledgeEncoderImpl::KnowledgeEncoderImpl(const KnowledgeEncoderConfig& config,
   const auto options = torch::TensorOptions().dtype(dtype);
   const int64_t H = config.encoder.hidden_size;
   encoder = register_module("encoder", BertModel(config.encoder, dtype, /*with_pooler=*/false));
-  queries = register_parameter("queries", torch::empty({config.prefix_length, H}, options));
-  auto cross = register_module("cross_attention", std::make_shared<torch::nn::Module>());
-  cross_query = cross->register_module("query", Linear(H, H, true, options));
-  cross_key = cross->register_module("key", Linear(H, H, true, options));
-  cross_value = cross->register_module("value", Linear(H, H, true, options));
-  cross_output = cross->register_module("output", Linear(H, H, true, options));
+  if (!config.token_readout()) {
+    queries = register_parameter("queries", torch::empty({config.prefix_length, H}, options));
+    auto cross = register_module("cross_attention", std::make_shared<torch::nn::Module>());
+    cross_query = cross->register_module("query", Linear(H, H, true, options));
+    cross_key = cross->register_module("key", Linear(H, H, true, options));
+    cross_value = cross->register_module("value", Linear(H, H, true, options));
+    cross_output = cross->register_module("output", Linear(H, H, true, options));
+  }
   norm = register_module("norm", kvrag::LayerNorm(H, config.encoder.layer_norm_eps, options));
+  KVRAG_CHECK(!config.llm_embeddings || config.token_readout(), "knowledge encoder: llm_embeddings needs readout tokens");
+  if (config.llm_embeddings) {
+    llm_embeddings = register_parameter("llm_embeddings", torch::zeros({config.encoder.vocab_size, H}, options),
+                                        /*requires_grad=*/false);
+  }
   prefix_heads = register_module("prefix_heads", torch::nn::ModuleList());
   for (int64_t l = 0; l < config.llm_layers; ++l) {
     prefix_heads->push_back(PrefixHead(H, config.llm_kv_heads * config.llm_head_dim, options));
@@ -122,7 +148,17 @@ KnowledgeEncoderImpl::KnowledgeEncoderImpl(const KnowledgeEncoderConfig& config,
 KVPrefix KnowledgeEncoderImpl::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask) {
   const int64_t B = ids.size(0), T = ids.size(1), P = config_.prefix_length;
   const int64_t H = config_.encoder.hidden_size, nH = config_.encoder.num_attention_heads, hd = H / nH;
+  KVRAG_CHECK(!config_.token_readout() || T <= P,
+              "knowledge encoder: a segment of {} tokens is longer than its {} prefix entries (readout tokens)", T, P);
   const auto h = encoder->forward(ids, attention_mask).last_hidden_state;  // [B, T, H]
+  if (config_.token_readout()) {
+    const auto keep = torch::constant_pad_nd(attention_mask.to(h.scalar_type()), {0, P - T}).unsqueeze(-1);  // [B, P, 1]
+    auto x = norm(torch::constant_pad_nd(h, {0, 0, 0, P - T}));  // [B, P, H]
+    if (config_.llm_embeddings) {  // + the LLM's own embedding of each token
+      x = x + llm_embeddings.index_select(0, torch::constant_pad_nd(ids, {0, P - T}).reshape(-1)).view({B, P, H});
+    }
+    return heads(x, keep);
+  }
 
   // Cross-attention: the P learned queries read the segment.
   const auto q = cross_query(queries).view({1, P, nH, hd}).transpose(1, 2);  // [1, nH, P, hd]
@@ -136,13 +172,22 @@ KVPrefix KnowledgeEncoderImpl::forward(const torch::Tensor& ids, const torch::Te
   const auto probs = torch::softmax(scores, -1).to(v.scalar_type());        // [B, nH, P, T]
   const auto context = kvrag::matmul(probs, v).transpose(1, 2).reshape({B, P, H});  // [B, P, H]
   const auto x = norm(queries.unsqueeze(0) + cross_output(context));        // [B, P, H]
+  return heads(x, torch::Tensor());
+}
 
+KVPrefix KnowledgeEncoderImpl::heads(const torch::Tensor& x, const torch::Tensor& keep) {
+  const int64_t B = x.size(0), P = x.size(1);
   KVPrefix prefix;
   const int64_t kvH = config_.llm_kv_heads, lhd = config_.llm_head_dim;
   for (int64_t l = 0; l < config_.llm_layers; ++l) {
     auto& head = prefix_heads->at<PrefixHeadImpl>(l);
-    prefix.keys.push_back(head.key(x).view({B, P, kvH, lhd}).transpose(1, 2));    // [B, kvH, P, hd]
-    prefix.values.push_back(head.value(x).view({B, P, kvH, lhd}).transpose(1, 2));  // [B, kvH, P, hd]
+    auto k = head.key(x), v = head.value(x);  // [B, P, kvH·hd]
+    if (keep.defined()) {  // padding entries: zero keys and values (the heads have biases)
+      k = k * keep;
+      v = v * keep;
+    }
+    prefix.keys.push_back(k.view({B, P, kvH, lhd}).transpose(1, 2));    // [B, kvH, P, hd]
+    prefix.values.push_back(v.view({B, P, kvH, lhd}).transpose(1, 2));  // [B, kvH, P, hd]
   }
   return prefix;
 }
@@ -155,7 +200,8 @@ void KnowledgeEncoderImpl::init_fresh(uint64_t seed, double head_std) {
   // would drown what the segment contributes and slowed training several-fold in a test), so
   // that every prefix entry starts out depending on the segment.
   auto gen = at::detail::createCPUGenerator(seed ^ 0x5DEECE66DULL);
-  queries.copy_(torch::randn(queries.sizes(), gen, torch::kFloat32) * 0.02);
+  if (queries.defined()) queries.copy_(torch::randn(queries.sizes(), gen, torch::kFloat32) * 0.02);
+  if (llm_embeddings.defined()) llm_embeddings.zero_();  // set by init_knowledge_encoder
   for (size_t l = 0; l < prefix_heads->size(); ++l) {
     auto& head = prefix_heads->at<PrefixHeadImpl>(l);
     for (auto* lin : {&head.key, &head.value}) {
@@ -169,7 +215,8 @@ void KnowledgeEncoderImpl::init_fresh(uint64_t seed, double head_std) {
 
 KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::string& llm_dir,
                                         int64_t prefix_length, uint64_t seed, double head_std,
-                                        torch::Dtype dtype) {
+                                        torch::Dtype dtype, const std::string& readout,
+                                        const torch::Tensor& llm_embeddings) {
   const auto llm = LlamaConfig::load(llm_dir + "/config.json");
   BertConfig bert;
   try {
@@ -177,14 +224,53 @@ KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::
   } catch (Error& e) {
     throw e.with_context("encoder init folder " + init_dir);
   }
-  auto config = KnowledgeEncoderConfig::for_llm(bert, llm, llm_fingerprint(llm_dir), prefix_length);
+  auto config = KnowledgeEncoderConfig::for_llm(bert, llm, llm_fingerprint(llm_dir), prefix_length, readout);
+  config.llm_embeddings = llm_embeddings.defined();
+  if (config.llm_embeddings) {
+    KVRAG_CHECK(llm_embeddings.dim() == 2 && llm_embeddings.size(0) <= bert.vocab_size &&
+                    llm_embeddings.size(1) == bert.hidden_size,
+                "knowledge encoder: LLM embeddings of shape {} do not fit the encoder's [{}, {}] (the LLM's hidden size "
+                "must equal the encoder's)",
+                shape_string(llm_embeddings.sizes().vec()), bert.vocab_size, bert.hidden_size);
+  }
   KnowledgeEncoder model(config, dtype);
   model->init_fresh(seed, head_std);
+  if (config.llm_embeddings) {
+    torch::NoGradGuard no_grad;
+    model->llm_embeddings.narrow(0, 0, llm_embeddings.size(0)).copy_(llm_embeddings);
+  }
   const auto checkpoint = Checkpoint::open(init_dir);
   const std::string prefix = checkpoint.has("bert.embeddings.word_embeddings.weight") ? "bert." : "";
   torch::NoGradGuard no_grad;
   load_parameters(*model->encoder, checkpoint, prefix);
   return model;
+}
+
+torch::Tensor llm_embeddings_for_vocab(const std::vector<std::string>& encoder_vocab,
+                                       const std::vector<std::string>& llm_pieces, const torch::Tensor& llm_rows) {
+  const auto lower = [](std::string s) {
+    for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return s;
+  };
+  static const std::string kWordStart = "\xe2\x96\x81";  // U+2581 "▁"
+  std::unordered_map<std::string, std::vector<int64_t>> spelled;  // WordPiece spelling → LLM ids
+  for (size_t id = 0; id < llm_pieces.size() && static_cast<int64_t>(id) < llm_rows.size(0); ++id) {
+    const std::string& p = llm_pieces[id];
+    if (p.empty() || (p.front() == '<' && p.back() == '>')) continue;  // <s>, <0x0A>, …
+    const bool start = p.rfind(kWordStart, 0) == 0;
+    const std::string body = lower(start ? p.substr(kWordStart.size()) : p);
+    if (!body.empty()) spelled[start ? body : "##" + body].push_back(static_cast<int64_t>(id));
+  }
+  torch::NoGradGuard no_grad;
+  const auto rows = llm_rows.to(torch::kFloat32);
+  const double scale = 1.0 / rows.std().item<double>();
+  auto table = torch::zeros({static_cast<int64_t>(encoder_vocab.size()), rows.size(1)});  // [V, H]
+  for (size_t id = 0; id < encoder_vocab.size(); ++id) {
+    const auto it = spelled.find(encoder_vocab[id]);
+    if (it == spelled.end()) continue;
+    table[static_cast<int64_t>(id)].copy_(rows.index_select(0, torch::tensor(it->second, torch::kInt64)).mean(0) * scale);
+  }
+  return table;
 }
 
 KnowledgeEncoder load_knowledge_encoder(const std::string& dir, torch::Dtype dtype) {

@@ -2,9 +2,24 @@
 // (the "dynamic prefix").
 //
 //   segment ids [B, T] → BertModel → last hidden states [B, T, H]
-//   P learned queries [P, H] → multi-head cross-attention over those states (padding masked)
-//   → LayerNorm → for every LLM layer l: key head and value head (Linear H → kvH·hd)
+//   readout "queries": P learned queries [P, H] → multi-head cross-attention over those states
+//                      (padding masked) → LayerNorm → [B, P, H]
+//   readout "tokens":  every token's state → LayerNorm, padded to P entries → [B, P, H] (P is the
+//                      longest segment: one entry per segment token; padding entries are zero
+//                      keys and values, which take a little attention and add nothing, and every
+//                      segment pads to the same P, so an answer does not depend on its batch)
+//   → for every LLM layer l: key head and value head (Linear H → kvH·hd)
 //   → KVPrefix keys[l], values[l] [B, kvH, P, hd]
+//
+// llm_embeddings (readout "tokens"): each token's entry also gets the LLM's own (frozen) input
+// embedding of that token, so that handing the LLM a token the segment holds is one map shared
+// by every token, not one learned per token from the tokens seen in training answers (demo
+// world, 6 epochs: dev exact match 0.18 → 0.23, and 0.09 instead of 0.03 after the first).
+//
+// Which readout: "queries" compresses a segment into a few entries; "tokens" keeps one per token
+// and learns far faster through a frozen LLM (demo world, same data: dev exact match stayed at
+// 0.01 after 4 epochs with 16 queries; with tokens 0.08 after 2 and 0.19 after 6), because no
+// pooling has to learn first where in the segment the answer is: the LLM's attention picks.
 //
 // Only the LLM's cross-entropy on the answer trains it; the LLM stays frozen. The output heads
 // start with a small std so that the initial prefix perturbs the LLM only slightly.
@@ -12,13 +27,13 @@
 // Parameter names: the BERT part is named exactly like HF BertModel under "encoder."
 // ("encoder.embeddings.word_embeddings.weight", "encoder.encoder.layer.0.…"), so a retriever or
 // any BERT checkpoint initialises it by name; then "queries" [P, H], "cross_attention.{query,
-// key,value,output}.{weight,bias}", "norm.{weight,bias}", "prefix_heads.{l}.{key,value}.
-// {weight,bias}".
+// key,value,output}.{weight,bias}" (readout "queries" only), "norm.{weight,bias}",
+// "prefix_heads.{l}.{key,value}.{weight,bias}".
 //
 // Folder layout (save_knowledge_encoder / load_knowledge_encoder):
 //   DIR/config.json  {"model_type": "kvrag_knowledge_encoder", "encoder": {…BERT config…},
-//                     "prefix_length": P, "llm": {"layers", "kv_heads", "head_dim",
-//                     "fingerprint"}}
+//                     "prefix_length": P, "readout": "queries" | "tokens" (absent: queries),
+//                     "llm": {"layers", "kv_heads", "head_dim", "fingerprint"}}
 //   DIR/model.safetensors
 //   DIR/vocab.txt    the encoder's WordPiece vocabulary
 #pragma once
@@ -39,13 +54,17 @@ namespace kvrag {
 
 struct KnowledgeEncoderConfig {
   BertConfig encoder;            // the BERT-family encoder over a segment
-  int64_t prefix_length = 10;    // P learned query vectors
+  int64_t prefix_length = 10;    // P: learned queries, or (readout "tokens") the longest segment
+  std::string readout = "queries";  // "queries" | "tokens" (see above)
+  bool llm_embeddings = false;      // readout "tokens": add the LLM's token embeddings (see above)
   int64_t llm_layers = 0, llm_kv_heads = 0, llm_head_dim = 0;  // the LLM the prefix is made for
   std::string llm_fingerprint;   // llm_fingerprint(llm_dir) of that LLM
 
   // The config for `llm` (layers, kv heads, head dim taken from it) over `encoder`.
   static KnowledgeEncoderConfig for_llm(const BertConfig& encoder, const LlamaConfig& llm,
-                                        const std::string& fingerprint, int64_t prefix_length);
+                                        const std::string& fingerprint, int64_t prefix_length,
+                                        const std::string& readout = "queries");
+  bool token_readout() const { return readout == "tokens"; }
 
   nlohmann::json to_json() const;
   // Validates (positive sizes, model_type); errors name `source` and the field.
@@ -67,7 +86,7 @@ class KnowledgeEncoderImpl : public torch::nn::Module {
   KnowledgeEncoderImpl(const KnowledgeEncoderConfig& config, torch::Dtype dtype);
 
   // ids, attention_mask [B, T] int64 → KVPrefix with keys/values [B, kvH, P, hd] for every LLM
-  // layer.
+  // layer. Readout "tokens": Error if T > P.
   KVPrefix forward(const torch::Tensor& ids, const torch::Tensor& attention_mask);
 
   // Random initialisation of everything (encoder std 0.02, output heads `head_std`, small so
@@ -75,10 +94,15 @@ class KnowledgeEncoderImpl : public torch::nn::Module {
   void init_fresh(uint64_t seed, double head_std = 0.002);
 
   const KnowledgeEncoderConfig& config() const { return config_; }
+  // Per-layer key/value heads over x [B, P, H]; entries where keep [B, P, 1] is 0 become zero.
+  KVPrefix heads(const torch::Tensor& x, const torch::Tensor& keep);
   torch::Dtype dtype() const { return dtype_; }
 
   BertModel encoder{nullptr};  // parameters named like HF BertModel under "encoder."
-  torch::Tensor queries;       // [P, H]
+  torch::Tensor queries;       // [P, H] (readout "queries" only, like the cross-attention)
+  // "llm_embeddings" [V, H] (config llm_embeddings only; frozen): the LLM's input embedding of
+  // each encoder token (the LLM pieces that spell it), added to that token's entry.
+  torch::Tensor llm_embeddings;
   // "cross_attention.{query,key,value,output}": the queries attend over the encoder's states,
   // with the encoder's number of heads.
   Linear cross_query{nullptr}, cross_key{nullptr}, cross_value{nullptr}, cross_output{nullptr};
@@ -94,9 +118,20 @@ TORCH_MODULE(KnowledgeEncoder);
 // A fresh knowledge encoder for `llm` (config.json of LLM_DIR, fingerprint) whose BERT part is
 // loaded from INIT_DIR (a BERT or retriever checkpoint folder: config.json + safetensors; a
 // "bert." name prefix and a pooler are allowed) and the rest initialised by init_fresh(seed).
+// `llm_embeddings` [V, H] (readout "tokens" only), if given, turns on the LLM embeddings of the
+// encoder's tokens (see llm_embeddings_for_vocab).
 KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::string& llm_dir,
                                         int64_t prefix_length, uint64_t seed, double head_std = 0.002,
-                                        torch::Dtype dtype = torch::kFloat32);
+                                        torch::Dtype dtype = torch::kFloat32,
+                                        const std::string& readout = "queries",
+                                        const torch::Tensor& llm_embeddings = {});
+
+// The LLM's input embedding of every token of an encoder vocabulary: a WordPiece token takes the
+// mean of the LLM pieces that spell it in any letter case ("x" ↔ "▁x", "##x" ↔ "x"), scaled so
+// that the table's std is 1 (the scale of the LayerNorm output it is added to); tokens no piece
+// spells get zeros. `llm_rows` [V_llm, H] is the LLM's embed_tokens weight.
+torch::Tensor llm_embeddings_for_vocab(const std::vector<std::string>& encoder_vocab,
+                                       const std::vector<std::string>& llm_pieces, const torch::Tensor& llm_rows);
 
 // Loads DIR (config.json + model.safetensors); every parameter must be present with its shape.
 KnowledgeEncoder load_knowledge_encoder(const std::string& dir, torch::Dtype dtype = torch::kFloat32);

@@ -455,6 +455,9 @@ std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options) {
     im.knowledge_tokenizer = WordPieceTokenizer::from_vocab_file(vocab);
     im.segment_tokens = im.knowledge->config().encoder.max_position_embeddings;
     if (options.max_segment_tokens > 0) im.segment_tokens = std::min<int64_t>(im.segment_tokens, options.max_segment_tokens);
+    if (im.knowledge->config().token_readout()) {  // one prefix entry per token: at most P tokens
+      im.segment_tokens = std::min<int64_t>(im.segment_tokens, im.knowledge->config().prefix_length);
+    }
     KVRAG_CHECK(im.segment_tokens >= 2, "knowledge encoder {}: segment length {} is too small", dir, im.segment_tokens);
   }
   return self;

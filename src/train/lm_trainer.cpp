@@ -113,6 +113,11 @@ LlamaConfig lm_preset(const std::string& name, int64_t vocab_size, int64_t max_p
     c.num_hidden_layers = 2;
     c.num_attention_heads = 2;
     c.intermediate_size = 128;
+  } else if (name == "mini") {  // tiny's width, half its depth: 2 layers still learn to copy
+    c.hidden_size = 128;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.intermediate_size = 384;
   } else if (name == "tiny") {
     c.hidden_size = 128;
     c.num_hidden_layers = 4;
@@ -124,7 +129,7 @@ LlamaConfig lm_preset(const std::string& name, int64_t vocab_size, int64_t max_p
     c.num_attention_heads = 8;
     c.intermediate_size = 704;
   } else {
-    fail("train-lm: unknown preset '{}' (micro | tiny | small)", name);
+    fail("train-lm: unknown preset '{}' (micro | mini | tiny | small)", name);
   }
   c.num_key_value_heads = c.num_attention_heads;
   c.head_dim = c.hidden_size / c.num_attention_heads;

@@ -25,7 +25,7 @@ struct LmTrainOptions {
   std::string text_path;       // examples separated by blank lines
   std::string tokenizer_path;  // SentencePiece tokenizer.model
   std::string config_path;     // a LlamaConfig config.json; empty: `preset`
-  std::string preset = "tiny";  // micro | tiny | small (see lm_preset)
+  std::string preset = "tiny";  // micro | mini | tiny | small (see lm_preset)
   std::string out_dir;
   int context = 256;         // tokens per packed row
   int64_t max_steps = 0;     // > 0: stop after this many optimizer steps (before the epochs end)
@@ -52,6 +52,7 @@ struct LmTrainResult {
 
 // A LLaMA configuration by name for a tokenizer of `vocab_size` pieces:
 //   micro  hidden 64, 2 layers, 2 heads, MLP 128 (smoke tests)
+//   mini   hidden 128, 2 layers, 4 heads, MLP 384, tied embeddings (the demo's LLM)
 //   tiny   hidden 128, 4 layers, 4 heads, MLP 384, tied embeddings (~1M parameters + vocab)
 //   small  hidden 256, 6 layers, 8 heads, MLP 704
 // Throws Error for an unknown name.

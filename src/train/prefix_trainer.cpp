@@ -136,6 +136,9 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   KVRAG_CHECK(o.top_k >= 1, "train-prefix: --top-k must be at least 1, got {}", o.top_k);
   KVRAG_CHECK(!o.oracle || o.top_k == 1, "train-prefix: --oracle gives one segment per question; --top-k must be 1");
   KVRAG_CHECK(o.prefix_length >= 1, "train-prefix: --prefix-length must be positive, got {}", o.prefix_length);
+  KVRAG_CHECK(o.readout == "queries" || o.readout == "tokens", "train-prefix: --readout must be queries or tokens, not '{}'",
+              o.readout);
+  KVRAG_CHECK(!o.llm_embeddings || o.readout == "tokens", "train-prefix: --llm-embeddings needs --readout tokens");
   KVRAG_CHECK(o.max_new_tokens >= 1, "train-prefix: max new tokens must be positive");
   KVRAG_CHECK(o.llm_dtype == "fp32" || o.llm_dtype == "bf16", "train-prefix: --llm-dtype must be fp32 or bf16, not {}",
               o.llm_dtype);
@@ -159,7 +162,21 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     encoder = load_knowledge_encoder(o.init);
     check_compatible(encoder->config(), llm->config(), fingerprint, o.init);
   } else {
-    encoder = init_knowledge_encoder(o.init, o.llm, o.prefix_length, o.optim.seed, o.head_std);
+    // Readout "tokens": one entry per segment token, as many as the longest segment.
+    int64_t entries = o.prefix_length;
+    if (o.readout == "tokens") {
+      entries = std::min<int64_t>(o.max_segment_tokens, BertConfig::load(o.init + "/config.json").max_position_embeddings);
+    }
+    torch::Tensor llm_embeddings;
+    if (o.llm_embeddings) {
+      const auto tok = WordPieceTokenizer::from_vocab_file(o.init + "/vocab.txt");
+      std::vector<std::string> vocab, pieces;
+      for (int32_t id = 0; id < tok->vocab_size(); ++id) vocab.push_back(tok->id_to_piece(id));
+      for (int32_t id = 0; id < llm_tokenizer->vocab_size(); ++id) pieces.push_back(llm_tokenizer->id_to_piece(id));
+      llm_embeddings = llm_embeddings_for_vocab(vocab, pieces, llm->model->embed_tokens->weight);
+    }
+    encoder = init_knowledge_encoder(o.init, o.llm, entries, o.optim.seed, o.head_std, torch::kFloat32, o.readout,
+                                     llm_embeddings);
   }
   const std::string vocab = o.init + "/vocab.txt";
   KVRAG_CHECK(fs::exists(vocab), "encoder folder {}: no vocab.txt (the encoder's WordPiece vocabulary)", o.init);
@@ -167,8 +184,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   KVRAG_CHECK(encoder_tokenizer->vocab_size() <= encoder->config().encoder.vocab_size,
               "encoder folder {}: vocab.txt has {} tokens, the encoder's vocab_size is {}", o.init,
               encoder_tokenizer->vocab_size(), encoder->config().encoder.vocab_size);
-  const int64_t max_segment_tokens =
-      std::min<int64_t>(o.max_segment_tokens, encoder->config().encoder.max_position_embeddings);
+  int64_t max_segment_tokens = std::min<int64_t>(o.max_segment_tokens, encoder->config().encoder.max_position_embeddings);
+  if (encoder->config().token_readout()) max_segment_tokens = std::min(max_segment_tokens, encoder->config().prefix_length);
   const int64_t P = encoder->config().prefix_length;
 
   // Data: questions, their segments (fetched once), tokenized examples.
@@ -274,6 +291,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
                              {"segments", o.oracle ? "oracle" : "index"},
                              {"top_k", o.top_k},
                              {"prefix_length", P},
+                             {"readout", encoder->config().readout},
+                             {"llm_embeddings", encoder->config().llm_embeddings},
                              {"train", o.train},
                              {"train_questions", n},
                              {"dev", o.dev},

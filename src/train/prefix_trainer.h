@@ -47,7 +47,9 @@ struct PrefixTrainOptions {
   const SegmentStore* store = nullptr;  // not owned; index mode
   int top_k = 1;
 
-  int64_t prefix_length = 10;
+  int64_t prefix_length = 10;        // readout "queries"; "tokens" uses max_segment_tokens
+  std::string readout = "queries";    // "queries" | "tokens" (model/knowledge_encoder.h)
+  bool llm_embeddings = false;        // readout tokens: add the LLM's token embeddings
   int64_t max_segment_tokens = 256;  // encoder input per segment, [CLS]/[SEP] included
   double head_std = 0.002;           // initial std of the key/value heads
   int max_new_tokens = 24;           // validation generation

@@ -165,6 +165,127 @@ TEST(KnowledgeEncoder, CheckCompatibleNamesWhatDiffers) {
   EXPECT_NE(e.find("bbbbbbbbbbbbbbbb"), std::string::npos) << e;
 }
 
+TEST(KnowledgeEncoder, TokenReadoutGivesOneEntryPerTokenAndZeroPadding) {
+  auto config = KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), test::tiny_llama_config(), "", 9, "tokens");
+  KnowledgeEncoder enc(config, torch::kFloat32);
+  enc->init_fresh(5, 0.05);
+  const auto params = enc->named_parameters();
+  EXPECT_FALSE(params.contains("queries"));
+  EXPECT_FALSE(params.contains("cross_attention.query.weight"));
+  EXPECT_TRUE(params.contains("prefix_heads.1.value.weight"));
+
+  torch::NoGradGuard no_grad;
+  torch::Tensor ids, mask;  // T = 7; row 1 has 5 tokens
+  make_inputs(&ids, &mask);
+  const auto prefix = enc->forward(ids, mask);
+  const auto llm = test::tiny_llama_config();
+  check_prefix(prefix, llm, 2);
+  for (size_t l = 0; l < prefix.keys.size(); ++l) {
+    EXPECT_EQ(prefix.keys[l].sizes().vec(), (std::vector<int64_t>{2, llm.num_key_value_heads, 9, llm.head_dim}));
+    // Entries past a row's tokens are zero keys and values; its tokens' entries are not.
+    for (const auto& t : {prefix.keys[l], prefix.values[l]}) {
+      EXPECT_EQ(t[0].narrow(1, 7, 2).abs().max().item<float>(), 0.0f) << "layer " << l;
+      EXPECT_EQ(t[1].narrow(1, 5, 4).abs().max().item<float>(), 0.0f) << "layer " << l;
+      EXPECT_GT(t[1].narrow(1, 0, 5).abs().amax({0, 2}).min().item<float>(), 0.0f) << "layer " << l;
+    }
+  }
+  // Row 1 alone, unpadded, gives exactly its entries in the padded batch: every segment pads to P.
+  const auto alone = enc->forward(ids[1].narrow(0, 0, 5).unsqueeze(0), mask[1].narrow(0, 0, 5).unsqueeze(0));
+  for (size_t l = 0; l < prefix.keys.size(); ++l) {
+    EXPECT_TRUE(torch::allclose(alone.keys[l][0], prefix.keys[l][1], 1e-5, 1e-6)) << "layer " << l;
+    EXPECT_TRUE(torch::allclose(alone.values[l][0], prefix.values[l][1], 1e-5, 1e-6)) << "layer " << l;
+  }
+
+  // A segment longer than P entries is an error, not a silent cut.
+  auto too_long = torch::full({1, 10}, int64_t(20));
+  const auto e = test::error_of([&] { enc->forward(too_long, torch::ones({1, 10}, torch::kInt64)); });
+  EXPECT_NE(e.find("10 tokens is longer than its 9 prefix entries"), std::string::npos) << e;
+}
+
+TEST(KnowledgeEncoder, ReadoutSurvivesSaveLoadAndIsValidated) {
+  TempDir dir;
+  test::write_tiny_bert(dir / "bert");
+  test::write_tiny_llama(dir / "llm");
+  auto enc = init_knowledge_encoder(dir / "bert", dir / "llm", 12, 3, 0.05, torch::kFloat32, "tokens");
+  save_knowledge_encoder(*enc, dir / "ke", dir / "bert/vocab.txt");
+  auto loaded = load_knowledge_encoder(dir / "ke");
+  EXPECT_EQ(loaded->config().readout, "tokens");
+  EXPECT_EQ(loaded->config().prefix_length, 12);
+  torch::NoGradGuard no_grad;
+  torch::Tensor ids, mask;
+  make_inputs(&ids, &mask);
+  const auto p1 = enc->forward(ids, mask), p2 = loaded->forward(ids, mask);
+  for (size_t l = 0; l < p1.keys.size(); ++l) EXPECT_TRUE(torch::equal(p1.values[l], p2.values[l]));
+
+  // Folders written before readouts existed read as "queries"; an unknown readout is refused.
+  auto j = nlohmann::json::parse(read_file(dir / "ke/config.json"));
+  j.erase("readout");
+  EXPECT_EQ(KnowledgeEncoderConfig::from_json(j, "old").readout, "queries");
+  j["readout"] = "mean";
+  const auto e = test::error_of([&] { KnowledgeEncoderConfig::from_json(j, "cfg.json"); });
+  EXPECT_NE(e.find("cfg.json: readout"), std::string::npos) << e;
+  const auto bad = test::error_of(
+      [&] { KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), test::tiny_llama_config(), "", 4, "x"); });
+  EXPECT_NE(bad.find("queries or tokens"), std::string::npos) << bad;
+}
+
+TEST(KnowledgeEncoder, LlmEmbeddingsForVocabFollowTheSpelling) {
+  const std::vector<std::string> vocab = {"[PAD]", "br", "##amby", "zz"};
+  const std::vector<std::string> pieces = {"<s>", "\xe2\x96\x81" "Br", "amby", "\xe2\x96\x81" "br"};
+  const auto rows = torch::arange(12, torch::kFloat32).view({4, 3});  // [V_llm, H]
+  const auto table = llm_embeddings_for_vocab(vocab, pieces, rows);
+  ASSERT_EQ(table.sizes().vec(), (std::vector<int64_t>{4, 3}));
+  const double scale = 1.0 / rows.std().item<double>();
+  EXPECT_TRUE(torch::allclose(table[1], (rows[1] + rows[3]) / 2 * scale));  // "br": "▁Br" and "▁br"
+  EXPECT_TRUE(torch::allclose(table[2], rows[2] * scale));                 // "##amby": "amby"
+  EXPECT_EQ(table[0].abs().max().item<float>(), 0.0f);                     // no piece spells [PAD] or zz
+  EXPECT_EQ(table[3].abs().max().item<float>(), 0.0f);
+}
+
+TEST(KnowledgeEncoder, LlmEmbeddingsJoinEachTokensEntry) {
+  TempDir dir;
+  test::write_tiny_bert(dir / "bert");
+  auto llm = test::tiny_llama_config();
+  llm.hidden_size = test::tiny_bert_config().hidden_size;  // 32: the table adds to the encoder's states
+  std::filesystem::create_directories(dir / "llm");
+  write_file_atomic(dir / "llm/config.json", llm.to_json().dump());
+  {
+    LlamaForCausalLM model(llm, torch::kFloat32);
+    init_parameters(*model, 0.1, 2);
+    save_parameters(*model, dir / "llm/model.safetensors");
+  }
+  const int64_t V = test::tiny_bert_config().vocab_size, H = test::tiny_bert_config().hidden_size;
+  const auto table = torch::randn({V - 3, H});  // a vocabulary may be shorter than vocab_size
+  auto with = init_knowledge_encoder(dir / "bert", dir / "llm", 8, 4, 0.05, torch::kFloat32, "tokens", table);
+  auto without = init_knowledge_encoder(dir / "bert", dir / "llm", 8, 4, 0.05, torch::kFloat32, "tokens");
+  EXPECT_TRUE(with->config().llm_embeddings);
+  EXPECT_FALSE(without->config().llm_embeddings);
+  EXPECT_FALSE(with->llm_embeddings.requires_grad());  // frozen: not trained, not in the optimizer
+  EXPECT_TRUE(torch::equal(with->llm_embeddings.narrow(0, 0, V - 3), table));
+
+  torch::NoGradGuard no_grad;
+  torch::Tensor ids, mask;
+  make_inputs(&ids, &mask);
+  const auto a = with->forward(ids, mask), b = without->forward(ids, mask);
+  EXPECT_FALSE(torch::allclose(a.values[0].narrow(2, 0, 5), b.values[0].narrow(2, 0, 5)));  // the tokens' entries
+  EXPECT_EQ(a.values[0][1].narrow(1, 5, 3).abs().max().item<float>(), 0.0f);                // padding stays zero
+
+  save_knowledge_encoder(*with, dir / "ke", dir / "bert/vocab.txt");
+  auto loaded = load_knowledge_encoder(dir / "ke");
+  EXPECT_TRUE(loaded->config().llm_embeddings);
+  EXPECT_TRUE(torch::equal(loaded->llm_embeddings, with->llm_embeddings));
+  EXPECT_TRUE(torch::equal(loaded->forward(ids, mask).values[1], a.values[1]));
+
+  // A table of another width, or the embeddings with the queries readout, are refused.
+  auto e = test::error_of(
+      [&] { init_knowledge_encoder(dir / "bert", dir / "llm", 8, 4, 0.05, torch::kFloat32, "tokens", torch::zeros({V, 7})); });
+  EXPECT_NE(e.find("hidden size"), std::string::npos) << e;
+  auto j = nlohmann::json::parse(read_file(dir / "ke/config.json"));
+  j["readout"] = "queries";
+  e = test::error_of([&] { KnowledgeEncoderConfig::from_json(j, "cfg.json"); });
+  EXPECT_NE(e.find("llm_embeddings needs readout"), std::string::npos) << e;
+}
+
 TEST(KnowledgeEncoder, ConcatPrefixesInRankOrder) {
   KVPrefix a, b;
   for (int l = 0; l < 2; ++l) {

@@ -202,6 +202,30 @@ TEST(TrainPrefix, TrainsExportsAndResumesExactly) {
   }
 }
 
+TEST(TrainPrefix, TokenReadoutTrainsAndResumesExactly) {
+  KVRAG_SHARED_PATH_OR_SKIP(llm, "models/stories260K");
+  PrefixRun straight, stopped;
+  for (auto* run : {&straight, &stopped}) {
+    setup(*run, llm);
+    run->options.readout = "tokens";
+    run->options.max_segment_tokens = 40;  // P: one entry per segment token
+  }
+  const auto full = train_prefix(straight.options);
+  EXPECT_EQ(full.steps, 4);
+  EXPECT_LT(full.epoch_loss.back(), full.epoch_loss.front());
+  auto exported = load_knowledge_encoder(straight.options.out);
+  EXPECT_EQ(exported->config().readout, "tokens");
+  EXPECT_EQ(exported->config().prefix_length, 40);
+  const auto report = nlohmann::json::parse(read_file(straight.options.out + "/train_report.json"));
+  EXPECT_EQ(report["readout"], "tokens");
+  EXPECT_EQ(report["prefix_length"], 40);
+
+  stopped.options.stop_after_steps = 3;
+  EXPECT_TRUE(train_prefix(stopped.options).stopped);
+  stopped.options.stop_after_steps = 0;
+  EXPECT_EQ(train_prefix(stopped.options).epoch_loss, full.epoch_loss);
+}
+
 TEST(TrainPrefix, ClearErrors) {
   KVRAG_SHARED_PATH_OR_SKIP(llm, "models/stories260K");
   PrefixRun run;
@@ -236,6 +260,15 @@ TEST(TrainPrefix, ClearErrors) {
   o.init = run.dir / "other-ke";
   e = test::error_of([&] { train_prefix(o); });
   EXPECT_NE(e.find("was made for an LLM with layers 2"), std::string::npos) << e;
+
+  // The LLM's token embeddings need the tokens readout and the LLM's hidden size (stories260K:
+  // 64, the tiny encoder: 32).
+  o = run.options;
+  o.llm_embeddings = true;
+  EXPECT_NE(test::error_of([&] { train_prefix(o); }).find("--llm-embeddings needs --readout tokens"), std::string::npos);
+  o.readout = "tokens";
+  e = test::error_of([&] { train_prefix(o); });
+  EXPECT_NE(e.find("hidden size"), std::string::npos) << e;
 
   // No segment source.
   o = run.options;
