@@ -20,7 +20,7 @@ void add_train_lm_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--text", o->text_path, "training text: examples separated by blank lines")->required();
   cmd->add_option("--tokenizer", o->tokenizer_path, "SentencePiece tokenizer.model")->required();
   auto* config = cmd->add_option("--config", o->config_path, "LLaMA config.json (instead of --preset)");
-  cmd->add_option("--preset", o->preset, "model size: micro | tiny | small")->capture_default_str()->excludes(config);
+  cmd->add_option("--preset", o->preset, "model size: micro | mini | tiny | small")->capture_default_str()->excludes(config);
   cmd->add_option("--out", o->out_dir, "run folder: config.json, model.safetensors, tokenizer.model, resume/")
       ->required();
   cmd->add_option("--context", o->context, "tokens per packed training row")->capture_default_str();

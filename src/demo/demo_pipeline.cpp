@@ -33,9 +33,9 @@ namespace {
 struct DemoSizes {
   WorldOptions world;
   int spm_vocab = 1024;
-  std::string lm_preset = "tiny";
+  std::string lm_preset = "mini";
   int lm_context = 128;
-  int lm_epochs = 1;
+  int lm_epochs = 4;
   double lm_answer_weight = 5;
   int lm_batch = 16;
   double lm_lr = 3e-3;
@@ -44,11 +44,12 @@ struct DemoSizes {
   int retriever_epochs = 1;
   int segment_window = 128;
   std::string retriever_mode = "hybrid";  // answering's retriever (dense | bm25 | hybrid)
-  int prefix_epochs = 3;
+  int prefix_epochs = 6;
   double prefix_lr = 3e-3;
   double prefix_head_std = 0.05;
   int prefix_batch = 16;
-  int64_t prefix_length = 16;
+  std::string prefix_readout = "tokens";  // one prefix entry per segment token (knowledge_encoder.h)
+  bool prefix_llm_embeddings = true;      // … carrying the LLM's embedding of that token
   int64_t prefix_max_dev = 100;
   int64_t eval_limit = 0;
 };
@@ -88,15 +89,14 @@ DemoSizes sizes(bool tiny, uint64_t seed) {
     s.lm_context = 64;
     s.lm_epochs = 1;
     s.lm_max_steps = 8;
-    s.bert.hidden_size = 32;
+    s.bert.hidden_size = 64;  // the micro LLM's: the knowledge encoder adds its token embeddings
     s.bert.num_attention_heads = 2;
     s.bert.num_hidden_layers = 1;
-    s.bert.intermediate_size = 64;
+    s.bert.intermediate_size = 128;
     s.bert.max_position_embeddings = 128;
     s.retriever_epochs = 1;
     s.prefix_epochs = 1;
     s.prefix_batch = 8;
-    s.prefix_length = 2;
     s.prefix_max_dev = 4;
     s.eval_limit = 6;
   }
@@ -285,7 +285,8 @@ DemoResult run_demo(const DemoOptions& o) {
                                                  : &hybrid;
     po.store = store.get();
     po.top_k = 1;
-    po.prefix_length = z.prefix_length;
+    po.readout = z.prefix_readout;
+    po.llm_embeddings = z.prefix_llm_embeddings;
     po.max_segment_tokens = z.segment_window + 2;  // [CLS] segment [SEP]
     po.head_std = z.prefix_head_std;
     po.optim.lr = z.prefix_lr;
