@@ -110,6 +110,8 @@ int main(int argc, char** argv) try {
     std::ofstream(dir / "inputs.json") << j.dump();
   }
 
+  // As train_prefix does: libtorch's OpenMP team idle while BLAS's threads multiply.
+  SerialIntraOpGuard serial(matmul_uses_blas_threads(torch::kFloat32));
   std::vector<double> losses;
   const auto step = [&] {
     auto loss = prefix_loss(*llm, *encoder, batch);
