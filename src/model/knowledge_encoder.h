@@ -11,15 +11,15 @@
 //   → for every LLM layer l: key head and value head (Linear H → kvH·hd)
 //   → KVPrefix keys[l], values[l] [B, kvH, P, hd]
 //
-// llm_embeddings (readout "tokens"): each token's entry also gets the LLM's own (frozen) input
-// embedding of that token, so that handing the LLM a token the segment holds is one map shared
-// by every token, not one learned per token from the tokens seen in training answers (demo
-// world, 6 epochs: dev exact match 0.18 → 0.23, and 0.09 instead of 0.03 after the first).
-//
 // Which readout: "queries" compresses a segment into a few entries; "tokens" keeps one per token
 // and learns far faster through a frozen LLM (demo world, same data: dev exact match stayed at
 // 0.01 after 4 epochs with 16 queries; with tokens 0.08 after 2 and 0.19 after 6), because no
 // pooling has to learn first where in the segment the answer is: the LLM's attention picks.
+//
+// llm_embeddings (readout "tokens"): each token's entry also gets the LLM's own (frozen) input
+// embedding of that token, so that handing the LLM a token the segment holds is one map shared
+// by every token, not one learned per token from the tokens seen in training answers (demo
+// world, 6 epochs: dev exact match 0.18 → 0.23, and 0.09 instead of 0.03 after the first).
 //
 // Only the LLM's cross-entropy on the answer trains it; the LLM stays frozen. The output heads
 // start with a small std so that the initial prefix perturbs the LLM only slightly.
@@ -28,11 +28,12 @@
 // ("encoder.embeddings.word_embeddings.weight", "encoder.encoder.layer.0.…"), so a retriever or
 // any BERT checkpoint initialises it by name; then "queries" [P, H], "cross_attention.{query,
 // key,value,output}.{weight,bias}" (readout "queries" only), "norm.{weight,bias}",
-// "prefix_heads.{l}.{key,value}.{weight,bias}".
+// "llm_embeddings" [V, H] (llm_embeddings only), "prefix_heads.{l}.{key,value}.{weight,bias}".
 //
 // Folder layout (save_knowledge_encoder / load_knowledge_encoder):
 //   DIR/config.json  {"model_type": "kvrag_knowledge_encoder", "encoder": {…BERT config…},
 //                     "prefix_length": P, "readout": "queries" | "tokens" (absent: queries),
+//                     "llm_embeddings": bool (absent: false),
 //                     "llm": {"layers", "kv_heads", "head_dim", "fingerprint"}}
 //   DIR/model.safetensors
 //   DIR/vocab.txt    the encoder's WordPiece vocabulary
