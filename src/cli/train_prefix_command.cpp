@@ -60,8 +60,8 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
       ->check(CLI::IsMember({"queries", "tokens"}))
       ->capture_default_str();
   cmd->add_flag("--llm-embeddings", o.llm_embeddings,
-                "readout tokens: add the LLM's own embedding of each segment token to its entry (the LLM's and "
-                "the encoder's hidden sizes must be equal)");
+                "readout tokens: add the LLM's own embedding of each segment token to its entry, and of the "
+                "token before it to its key (the LLM's and the encoder's hidden sizes must be equal)");
   cmd->add_option("--max-segment-tokens", o.max_segment_tokens, "encoder tokens per segment incl. [CLS]/[SEP]")
       ->capture_default_str();
   cmd->add_option("--head-std", o.head_std, "initial std of the key/value heads (small: a gentle start)")

@@ -49,7 +49,7 @@ struct DemoSizes {
   double prefix_head_std = 0.05;
   int prefix_batch = 16;
   std::string prefix_readout = "tokens";  // one prefix entry per segment token (knowledge_encoder.h)
-  bool prefix_llm_embeddings = true;      // … carrying the LLM's embedding of that token
+  bool prefix_llm_embeddings = true;      // … carrying the LLM's embeddings of it and (keys) its predecessor
   int64_t prefix_max_dev = 100;
   int64_t eval_limit = 0;
 };

@@ -113,9 +113,10 @@ KnowledgeEncoderConfig KnowledgeEncoderConfig::from_json(const nlohmann::json& j
 
 // --- module --------------------------------------------------------------------------------------
 
-PrefixHeadImpl::PrefixHeadImpl(int64_t hidden, int64_t kv_dim, torch::TensorOptions options) {
+PrefixHeadImpl::PrefixHeadImpl(int64_t hidden, int64_t kv_dim, bool with_previous_key, torch::TensorOptions options) {
   key = register_module("key", Linear(hidden, kv_dim, true, options));
   value = register_module("value", Linear(hidden, kv_dim, true, options));
+  if (with_previous_key) previous_key = register_module("previous_key", Linear(hidden, kv_dim, false, options));
 }
 
 KnowledgeEncoderImpl::KnowledgeEncoderImpl(const KnowledgeEncoderConfig& config, torch::Dtype dtype)
@@ -141,7 +142,7 @@ KnowledgeEncoderImpl::KnowledgeEncoderImpl(const KnowledgeEncoderConfig& config,
   }
   prefix_heads = register_module("prefix_heads", torch::nn::ModuleList());
   for (int64_t l = 0; l < config.llm_layers; ++l) {
-    prefix_heads->push_back(PrefixHead(H, config.llm_kv_heads * config.llm_head_dim, options));
+    prefix_heads->push_back(PrefixHead(H, config.llm_kv_heads * config.llm_head_dim, config.llm_embeddings, options));
   }
 }
 
@@ -154,10 +155,11 @@ KVPrefix KnowledgeEncoderImpl::forward(const torch::Tensor& ids, const torch::Te
   if (config_.token_readout()) {
     const auto keep = torch::constant_pad_nd(attention_mask.to(h.scalar_type()), {0, P - T}).unsqueeze(-1);  // [B, P, 1]
     auto x = norm(torch::constant_pad_nd(h, {0, 0, 0, P - T}));  // [B, P, H]
-    if (config_.llm_embeddings) {  // + the LLM's own embedding of each token
-      x = x + llm_embeddings.index_select(0, torch::constant_pad_nd(ids, {0, P - T}).reshape(-1)).view({B, P, H});
-    }
-    return heads(x, keep);
+    if (!config_.llm_embeddings) return heads(x, keep);
+    // The LLM's own embedding of each token, and (for the keys) of the token before it.
+    const auto e = llm_embeddings.index_select(0, torch::constant_pad_nd(ids, {0, P - T}).reshape(-1)).view({B, P, H});
+    const auto previous = torch::constant_pad_nd(e, {0, 0, 1, 0}).narrow(1, 0, P);  // [B, P, H]: entry t, token t-1
+    return heads(x + e, keep, previous);
   }
 
   // Cross-attention: the P learned queries read the segment.
@@ -175,13 +177,14 @@ KVPrefix KnowledgeEncoderImpl::forward(const torch::Tensor& ids, const torch::Te
   return heads(x, torch::Tensor());
 }
 
-KVPrefix KnowledgeEncoderImpl::heads(const torch::Tensor& x, const torch::Tensor& keep) {
+KVPrefix KnowledgeEncoderImpl::heads(const torch::Tensor& x, const torch::Tensor& keep, const torch::Tensor& previous) {
   const int64_t B = x.size(0), P = x.size(1);
   KVPrefix prefix;
   const int64_t kvH = config_.llm_kv_heads, lhd = config_.llm_head_dim;
   for (int64_t l = 0; l < config_.llm_layers; ++l) {
     auto& head = prefix_heads->at<PrefixHeadImpl>(l);
     auto k = head.key(x), v = head.value(x);  // [B, P, kvH·hd]
+    if (previous.defined()) k = k + head.previous_key(previous);
     if (keep.defined()) {  // padding entries: zero keys and values (the heads have biases)
       k = k * keep;
       v = v * keep;

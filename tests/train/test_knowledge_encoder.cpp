@@ -261,6 +261,9 @@ TEST(KnowledgeEncoder, LlmEmbeddingsJoinEachTokensEntry) {
   EXPECT_TRUE(with->config().llm_embeddings);
   EXPECT_FALSE(without->config().llm_embeddings);
   EXPECT_FALSE(with->llm_embeddings.requires_grad());  // frozen: not trained, not in the optimizer
+  EXPECT_TRUE(with->named_parameters().contains("prefix_heads.1.previous_key.weight"));
+  EXPECT_FALSE(with->named_parameters().contains("prefix_heads.1.previous_key.bias"));
+  EXPECT_FALSE(without->named_parameters().contains("prefix_heads.1.previous_key.weight"));
   EXPECT_TRUE(torch::equal(with->llm_embeddings.narrow(0, 0, V - 3), table));
 
   torch::NoGradGuard no_grad;
@@ -269,6 +272,16 @@ TEST(KnowledgeEncoder, LlmEmbeddingsJoinEachTokensEntry) {
   const auto a = with->forward(ids, mask), b = without->forward(ids, mask);
   EXPECT_FALSE(torch::allclose(a.values[0].narrow(2, 0, 5), b.values[0].narrow(2, 0, 5)));  // the tokens' entries
   EXPECT_EQ(a.values[0][1].narrow(1, 5, 3).abs().max().item<float>(), 0.0f);                // padding stays zero
+  EXPECT_EQ(a.keys[0][1].narrow(1, 5, 3).abs().max().item<float>(), 0.0f);
+
+  // A key sees the previous token's LLM embedding: without previous_key, the keys are those of
+  // the token's own state alone.
+  for (auto& p : with->named_parameters()) {
+    if (p.key().find("previous_key") != std::string::npos) p.value().zero_();
+  }
+  const auto c = with->forward(ids, mask);
+  EXPECT_FALSE(torch::allclose(a.keys[0], c.keys[0]));
+  EXPECT_TRUE(torch::equal(a.values[0], c.values[0]));  // values do not see it
 
   save_knowledge_encoder(*with, dir / "ke", dir / "bert/vocab.txt");
   auto loaded = load_knowledge_encoder(dir / "ke");
