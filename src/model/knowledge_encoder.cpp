@@ -250,19 +250,10 @@ KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::
 }
 
 torch::Tensor llm_embeddings_for_vocab(const std::vector<std::string>& encoder_vocab,
-                                       const std::vector<std::string>& llm_pieces, const torch::Tensor& llm_rows) {
-  const auto lower = [](std::string s) {
-    for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    return s;
-  };
-  static const std::string kWordStart = "\xe2\x96\x81";  // U+2581 "▁"
+                                       const std::vector<std::string>& llm_spellings, const torch::Tensor& llm_rows) {
   std::unordered_map<std::string, std::vector<int64_t>> spelled;  // WordPiece spelling → LLM ids
-  for (size_t id = 0; id < llm_pieces.size() && static_cast<int64_t>(id) < llm_rows.size(0); ++id) {
-    const std::string& p = llm_pieces[id];
-    if (p.empty() || (p.front() == '<' && p.back() == '>')) continue;  // <s>, <0x0A>, …
-    const bool start = p.rfind(kWordStart, 0) == 0;
-    const std::string body = lower(start ? p.substr(kWordStart.size()) : p);
-    if (!body.empty()) spelled[start ? body : "##" + body].push_back(static_cast<int64_t>(id));
+  for (size_t id = 0; id < llm_spellings.size() && static_cast<int64_t>(id) < llm_rows.size(0); ++id) {
+    if (!llm_spellings[id].empty()) spelled[llm_spellings[id]].push_back(static_cast<int64_t>(id));
   }
   torch::NoGradGuard no_grad;
   const auto rows = llm_rows.to(torch::kFloat32);

@@ -135,11 +135,12 @@ KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::
                                         const torch::Tensor& llm_embeddings = {});
 
 // The LLM's input embedding of every token of an encoder vocabulary: a WordPiece token takes the
-// mean of the LLM pieces that spell it in any letter case ("x" ↔ "▁x", "##x" ↔ "x"), scaled so
-// that the table's std is 1 (the scale of the LayerNorm output it is added to); tokens no piece
-// spells get zeros. `llm_rows` [V_llm, H] is the LLM's embed_tokens weight.
+// mean of the LLM pieces that spell it, scaled so that the table's std is 1 (the scale of the
+// LayerNorm output it is added to); tokens no piece spells get zeros. `llm_spellings[id]` is LLM
+// piece id in WordPiece notation (wordpiece_spelling in text/sentencepiece_trainer.h; empty:
+// none), `llm_rows` [V_llm, H] the LLM's embed_tokens weight.
 torch::Tensor llm_embeddings_for_vocab(const std::vector<std::string>& encoder_vocab,
-                                       const std::vector<std::string>& llm_pieces, const torch::Tensor& llm_rows);
+                                       const std::vector<std::string>& llm_spellings, const torch::Tensor& llm_rows);
 
 // Loads DIR (config.json + model.safetensors); every parameter must be present with its shape.
 KnowledgeEncoder load_knowledge_encoder(const std::string& dir, torch::Dtype dtype = torch::kFloat32);

@@ -199,6 +199,18 @@ void build_wordpiece_vocab(const std::vector<std::string>& texts, const std::str
   write_file_atomic(vocab_path, out);
 }
 
+std::string wordpiece_spelling(const std::string& piece, bool lowercase) {
+  static const std::string kWordStart = "\xe2\x96\x81";  // U+2581 "▁"
+  if (piece.size() >= 2 && piece.front() == '<' && piece.back() == '>') return "";  // <s>, <0x0A>, …
+  const bool start = piece.rfind(kWordStart, 0) == 0;
+  std::string body = start ? piece.substr(kWordStart.size()) : piece;
+  if (body.empty()) return "";
+  if (lowercase) {
+    for (auto& c : body) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  }
+  return start ? body : "##" + body;
+}
+
 void build_wordpiece_vocab_from_pieces(const std::vector<std::string>& texts, const std::vector<std::string>& pieces,
                                        const std::string& vocab_path, bool lowercase) {
   std::unordered_map<std::string, int64_t> counts;
@@ -217,9 +229,8 @@ void build_wordpiece_vocab_from_pieces(const std::vector<std::string>& texts, co
   for (const auto& c : chars) add("##" + c);
   static const std::string kWordStart = "\xe2\x96\x81";  // U+2581 "▁"
   for (const auto& piece : pieces) {
-    if (piece.size() >= 2 && piece.front() == '<' && piece.back() == '>') continue;  // <s>, <0x0A>, …
-    const bool start = piece.rfind(kWordStart, 0) == 0;
-    std::string body = start ? piece.substr(kWordStart.size()) : piece;
+    const std::string spelling = wordpiece_spelling(piece, lowercase);
+    const std::string body = spelling.rfind("##", 0) == 0 ? spelling.substr(2) : spelling;
     bool plain = !body.empty();
     for (unsigned char c : body) {
       if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || is_ascii_punct(c) || (c < 0x80 && !std::isalnum(c))) {
@@ -227,10 +238,7 @@ void build_wordpiece_vocab_from_pieces(const std::vector<std::string>& texts, co
       }
     }
     if (!plain || body.find(kWordStart) != std::string::npos) continue;
-    if (lowercase) {
-      for (auto& c : body) c = static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-    }
-    add(start ? body : "##" + body);
+    add(spelling);
   }
   std::string out;
   for (const auto& p : vocab) out += p + "\n";

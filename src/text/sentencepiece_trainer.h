@@ -47,6 +47,11 @@ struct WordPieceVocabOptions {
 void build_wordpiece_vocab(const std::vector<std::string>& texts, const std::string& vocab_path,
                            const WordPieceVocabOptions& options = {});
 
+// A SentencePiece piece in WordPiece notation: the word-start mark "▁" dropped ("▁ab" → "ab"),
+// a piece inside a word marked ("ab" → "##ab"); lowercased when `lowercase`. Empty for byte and
+// control pieces ("<s>", "<0x0A>", …) and for a bare "▁".
+std::string wordpiece_spelling(const std::string& piece, bool lowercase = true);
+
 // A WordPiece vocab.txt that cuts words as a SentencePiece model does: [PAD] [UNK] [CLS] [SEP]
 // [MASK], every character of the texts (and its "##" form), then `pieces` in their order with
 // SentencePiece's word-start mark "▁" turned into WordPiece's notation ("▁ab" → "ab", "ab" →

@@ -23,6 +23,7 @@
 #include "model/knowledge_encoder.h"
 #include "model/layers.h"
 #include "model/llama.h"
+#include "text/sentencepiece_trainer.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece_tokenizer.h"
 #include "train/prefix_step.h"
@@ -170,10 +171,12 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     torch::Tensor llm_embeddings;
     if (o.llm_embeddings) {
       const auto tok = WordPieceTokenizer::from_vocab_file(o.init + "/vocab.txt");
-      std::vector<std::string> vocab, pieces;
+      std::vector<std::string> vocab, spellings;
       for (int32_t id = 0; id < tok->vocab_size(); ++id) vocab.push_back(tok->id_to_piece(id));
-      for (int32_t id = 0; id < llm_tokenizer->vocab_size(); ++id) pieces.push_back(llm_tokenizer->id_to_piece(id));
-      llm_embeddings = llm_embeddings_for_vocab(vocab, pieces, llm->model->embed_tokens->weight);
+      for (int32_t id = 0; id < llm_tokenizer->vocab_size(); ++id) {
+        spellings.push_back(wordpiece_spelling(llm_tokenizer->id_to_piece(id)));
+      }
+      llm_embeddings = llm_embeddings_for_vocab(vocab, spellings, llm->model->embed_tokens->weight);
     }
     encoder = init_knowledge_encoder(o.init, o.llm, entries, o.optim.seed, o.head_std, torch::kFloat32, o.readout,
                                      llm_embeddings);

@@ -6,6 +6,7 @@
 #include "model/checkpoint.h"
 #include "model/knowledge_encoder.h"
 #include "prefix_test_util.h"
+#include "text/sentencepiece_trainer.h"
 #include "test_support.h"
 
 namespace kvrag {
@@ -233,7 +234,10 @@ TEST(KnowledgeEncoder, LlmEmbeddingsForVocabFollowTheSpelling) {
   const std::vector<std::string> vocab = {"[PAD]", "br", "##amby", "zz"};
   const std::vector<std::string> pieces = {"<s>", "\xe2\x96\x81" "Br", "amby", "\xe2\x96\x81" "br"};
   const auto rows = torch::arange(12, torch::kFloat32).view({4, 3});  // [V_llm, H]
-  const auto table = llm_embeddings_for_vocab(vocab, pieces, rows);
+  std::vector<std::string> spellings;
+  for (const auto& piece : pieces) spellings.push_back(wordpiece_spelling(piece));
+  EXPECT_EQ(spellings, (std::vector<std::string>{"", "br", "##amby", "br"}));
+  const auto table = llm_embeddings_for_vocab(vocab, spellings, rows);
   ASSERT_EQ(table.sizes().vec(), (std::vector<int64_t>{4, 3}));
   const double scale = 1.0 / rows.std().item<double>();
   EXPECT_TRUE(torch::allclose(table[1], (rows[1] + rows[3]) / 2 * scale));  // "br": "▁Br" and "▁br"
