@@ -62,6 +62,18 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--llm-embeddings", o.llm_embeddings,
                 "readout tokens: add the LLM's own embedding of each segment token to its entry, and of the "
                 "token before it to its key (the LLM's and the encoder's hidden sizes must be equal)");
+  cmd->add_option("--segment-tokenizer", o.segment_tokenizer,
+                  "who cuts a segment into prefix entries: encoder (its WordPiece vocabulary) or llm (the LLM's "
+                  "tokenizer: one entry per LLM piece, spelled into the encoder's vocabulary)")
+      ->check(CLI::IsMember({"encoder", "llm"}))
+      ->capture_default_str();
+  cmd->add_option("--key-position", o.key_position,
+                  "none: keys go to the LLM as made; answer: keys placed at the rotary position of the query that "
+                  "writes the answer's first token (scores independent of the question's length)")
+      ->check(CLI::IsMember({"none", "answer"}))
+      ->capture_default_str();
+  cmd->add_flag("--group-by-length", o.group_by_length,
+                "batches of similar segment lengths (less padding: faster when segment lengths vary)");
   cmd->add_option("--max-segment-tokens", o.max_segment_tokens, "encoder tokens per segment incl. [CLS]/[SEP]")
       ->capture_default_str();
   cmd->add_option("--head-std", o.head_std, "initial std of the key/value heads (small: a gentle start)")

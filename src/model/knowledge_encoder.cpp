@@ -61,6 +61,7 @@ KnowledgeEncoderConfig KnowledgeEncoderConfig::for_llm(const BertConfig& encoder
   c.llm_layers = llm.num_hidden_layers;
   c.llm_kv_heads = llm.num_key_value_heads;
   c.llm_head_dim = llm.head_dim;
+  c.llm_vocab_size = llm.vocab_size;
   c.llm_fingerprint = fingerprint;
   return c;
 }
@@ -71,9 +72,11 @@ nlohmann::json KnowledgeEncoderConfig::to_json() const {
           {"prefix_length", prefix_length},
           {"readout", readout},
           {"llm_embeddings", llm_embeddings},
+          {"segment_tokenizer", segment_tokenizer},
+          {"key_position", key_position},
           {"llm",
            {{"layers", llm_layers}, {"kv_heads", llm_kv_heads}, {"head_dim", llm_head_dim},
-            {"fingerprint", llm_fingerprint}}}};
+            {"vocab_size", llm_vocab_size}, {"fingerprint", llm_fingerprint}}}};
 }
 
 KnowledgeEncoderConfig KnowledgeEncoderConfig::from_json(const nlohmann::json& j, const std::string& source) {
@@ -100,10 +103,26 @@ KnowledgeEncoderConfig KnowledgeEncoderConfig::from_json(const nlohmann::json& j
     c.llm_embeddings = j.at("llm_embeddings").get<bool>();
   }
   KVRAG_CHECK(!c.llm_embeddings || c.token_readout(), "config {}: llm_embeddings needs readout \"tokens\"", source);
+  if (j.contains("segment_tokenizer")) {
+    const auto& t = j.at("segment_tokenizer");
+    KVRAG_CHECK(t.is_string() && (t == "encoder" || t == "llm"),
+                "config {}: segment_tokenizer: must be \"encoder\" or \"llm\", got {}", source, t.dump());
+    c.segment_tokenizer = t.get<std::string>();
+  }
+  if (j.contains("key_position")) {
+    const auto& t = j.at("key_position");
+    KVRAG_CHECK(t.is_string() && (t == "none" || t == "answer"),
+                "config {}: key_position: must be \"none\" or \"answer\", got {}", source, t.dump());
+    c.key_position = t.get<std::string>();
+  }
   const auto& llm = j.at("llm");
   c.llm_layers = positive_int(llm, "layers", source, "llm");
   c.llm_kv_heads = positive_int(llm, "kv_heads", source, "llm");
   c.llm_head_dim = positive_int(llm, "head_dim", source, "llm");
+  // Needed for the LLM-piece embedding table; older folders (never "llm") lack it.
+  if (llm.contains("vocab_size") || (c.reads_llm_pieces() && c.llm_embeddings)) {
+    c.llm_vocab_size = positive_int(llm, "vocab_size", source, "llm");
+  }
   if (llm.contains("fingerprint") && !llm.at("fingerprint").is_null()) {
     KVRAG_CHECK(llm.at("fingerprint").is_string(), "config {}: llm.fingerprint: must be a string", source);
     c.llm_fingerprint = llm.at("fingerprint").get<std::string>();
@@ -136,8 +155,15 @@ KnowledgeEncoderImpl::KnowledgeEncoderImpl(const KnowledgeEncoderConfig& config,
   }
   norm = register_module("norm", kvrag::LayerNorm(H, config.encoder.layer_norm_eps, options));
   KVRAG_CHECK(!config.llm_embeddings || config.token_readout(), "knowledge encoder: llm_embeddings needs readout tokens");
+  KVRAG_CHECK(config.segment_tokenizer == "encoder" || config.segment_tokenizer == "llm",
+              "knowledge encoder: segment_tokenizer must be encoder or llm, not '{}'", config.segment_tokenizer);
+  KVRAG_CHECK(config.key_position == "none" || config.key_position == "answer",
+              "knowledge encoder: key_position must be none or answer, not '{}'", config.key_position);
+  KVRAG_CHECK(!(config.llm_embeddings && config.reads_llm_pieces()) || config.llm_vocab_size > 0,
+              "knowledge encoder: LLM-piece embeddings need the LLM's vocabulary size");
   if (config.llm_embeddings) {
-    llm_embeddings = register_parameter("llm_embeddings", torch::zeros({config.encoder.vocab_size, H}, options),
+    const int64_t rows = config.reads_llm_pieces() ? config.llm_vocab_size + 1 : config.encoder.vocab_size;
+    llm_embeddings = register_parameter("llm_embeddings", torch::zeros({rows, H}, options),
                                         /*requires_grad=*/false);
   }
   prefix_heads = register_module("prefix_heads", torch::nn::ModuleList());
@@ -146,7 +172,8 @@ KnowledgeEncoderImpl::KnowledgeEncoderImpl(const KnowledgeEncoderConfig& config,
   }
 }
 
-KVPrefix KnowledgeEncoderImpl::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask) {
+KVPrefix KnowledgeEncoderImpl::forward(const torch::Tensor& ids, const torch::Tensor& attention_mask,
+                                       const torch::Tensor& llm_ids) {
   const int64_t B = ids.size(0), T = ids.size(1), P = config_.prefix_length;
   const int64_t H = config_.encoder.hidden_size, nH = config_.encoder.num_attention_heads, hd = H / nH;
   KVRAG_CHECK(!config_.token_readout() || T <= P,
@@ -157,7 +184,18 @@ KVPrefix KnowledgeEncoderImpl::forward(const torch::Tensor& ids, const torch::Te
     auto x = norm(torch::constant_pad_nd(h, {0, 0, 0, P - T}));  // [B, P, H]
     if (!config_.llm_embeddings) return heads(x, keep);
     // The LLM's own embedding of each token, and (for the keys) of the token before it.
-    const auto e = llm_embeddings.index_select(0, torch::constant_pad_nd(ids, {0, P - T}).reshape(-1)).view({B, P, H});
+    torch::Tensor rows;  // [B, T]: llm_embeddings row of each entry
+    if (config_.reads_llm_pieces()) {
+      KVRAG_CHECK(llm_ids.defined() && llm_ids.sizes() == ids.sizes(),
+                  "knowledge encoder: segment_tokenizer llm needs the LLM piece of every entry (llm_ids {})",
+                  llm_ids.defined() ? shape_string(llm_ids.sizes().vec()) : std::string("missing"));
+      const int64_t none = config_.llm_vocab_size;  // the zero row
+      rows = torch::where(llm_ids.ge(0).logical_and(llm_ids.lt(none)), llm_ids, torch::full_like(llm_ids, none));
+      rows = torch::constant_pad_nd(rows, {0, P - T}, static_cast<double>(none));
+    } else {
+      rows = torch::constant_pad_nd(ids, {0, P - T});
+    }
+    const auto e = llm_embeddings.index_select(0, rows.reshape(-1)).view({B, P, H});
     const auto previous = torch::constant_pad_nd(e, {0, 0, 1, 0}).narrow(1, 0, P);  // [B, P, H]: entry t, token t-1
     return heads(x + e, keep, previous);
   }
@@ -219,7 +257,8 @@ void KnowledgeEncoderImpl::init_fresh(uint64_t seed, double head_std) {
 KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::string& llm_dir,
                                         int64_t prefix_length, uint64_t seed, double head_std,
                                         torch::Dtype dtype, const std::string& readout,
-                                        const torch::Tensor& llm_embeddings) {
+                                        const torch::Tensor& llm_embeddings, const std::string& segment_tokenizer,
+                                        const std::string& key_position) {
   const auto llm = LlamaConfig::load(llm_dir + "/config.json");
   BertConfig bert;
   try {
@@ -228,13 +267,20 @@ KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::
     throw e.with_context("encoder init folder " + init_dir);
   }
   auto config = KnowledgeEncoderConfig::for_llm(bert, llm, llm_fingerprint(llm_dir), prefix_length, readout);
+  KVRAG_CHECK(segment_tokenizer == "encoder" || segment_tokenizer == "llm",
+              "knowledge encoder: segment tokenizer must be encoder or llm, not '{}'", segment_tokenizer);
+  config.segment_tokenizer = segment_tokenizer;
+  KVRAG_CHECK(key_position == "none" || key_position == "answer",
+              "knowledge encoder: key position must be none or answer, not '{}'", key_position);
+  config.key_position = key_position;
   config.llm_embeddings = llm_embeddings.defined();
   if (config.llm_embeddings) {
-    KVRAG_CHECK(llm_embeddings.dim() == 2 && llm_embeddings.size(0) <= bert.vocab_size &&
+    const int64_t rows = config.reads_llm_pieces() ? llm.vocab_size : bert.vocab_size;
+    KVRAG_CHECK(llm_embeddings.dim() == 2 && llm_embeddings.size(0) <= rows &&
                     llm_embeddings.size(1) == bert.hidden_size,
-                "knowledge encoder: LLM embeddings of shape {} do not fit the encoder's [{}, {}] (the LLM's hidden size "
+                "knowledge encoder: LLM embeddings of shape {} do not fit [{}, {}] (the LLM's hidden size "
                 "must equal the encoder's)",
-                shape_string(llm_embeddings.sizes().vec()), bert.vocab_size, bert.hidden_size);
+                shape_string(llm_embeddings.sizes().vec()), rows, bert.hidden_size);
   }
   KnowledgeEncoder model(config, dtype);
   model->init_fresh(seed, head_std);
@@ -249,6 +295,41 @@ KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::
   return model;
 }
 
+void init_induction_keys(KnowledgeEncoderImpl& encoder, const LlamaForCausalLMImpl& llm) {
+  const auto& c = llm.config();
+  KVRAG_CHECK(encoder.config().llm_embeddings, "induction init: the knowledge encoder has no LLM embeddings");
+  KVRAG_CHECK(encoder.config().llm_layers == c.num_hidden_layers && encoder.config().llm_kv_heads == c.num_key_value_heads &&
+                  encoder.config().llm_head_dim == c.head_dim && encoder.config().encoder.hidden_size == c.hidden_size,
+              "induction init: the knowledge encoder was made for another LLM");
+  torch::NoGradGuard no_grad;
+  const int64_t H = c.hidden_size, kvH = c.num_key_value_heads, group = c.num_attention_heads / kvH, hd = c.head_dim;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const auto& layer = llm.model->layers->at<LlamaDecoderLayerImpl>(l);
+    auto wq = layer.self_attn->q_proj->weight.to(torch::kFloat32);                  // [nH·hd, H]
+    wq = wq.view({kvH, group, hd, H}).mean(1).reshape({kvH * hd, H});                // [kvH·hd, H]
+    wq = wq * layer.input_layernorm->weight.to(torch::kFloat32).unsqueeze(0);        // · RMSNorm weight
+    auto& w = encoder.prefix_heads->at<PrefixHeadImpl>(l).previous_key->weight;      // [kvH·hd, H]
+    w.copy_(wq.to(w.scalar_type()));
+  }
+}
+
+KVPrefix place_for_answer(const KnowledgeEncoderConfig& config, const LlamaForCausalLMImpl& llm, const KVPrefix& prefix,
+                          const std::vector<int64_t>& prompt_lengths) {
+  if (config.key_position != "answer" || prefix.empty()) return prefix;
+  std::vector<int64_t> positions;
+  for (const auto n : prompt_lengths) {
+    KVRAG_CHECK(n >= 1, "knowledge encoder: an empty prompt has no position to place the prefix at");
+    positions.push_back(prefix.length() + n - 1);
+  }
+  return llm.place_prefix(prefix, positions);
+}
+
+torch::Tensor llm_embedding_table(const torch::Tensor& llm_rows) {
+  torch::NoGradGuard no_grad;
+  const auto rows = llm_rows.to(torch::kFloat32);
+  return rows * (1.0 / rows.std().item<double>());
+}
+
 torch::Tensor llm_embeddings_for_vocab(const std::vector<std::string>& encoder_vocab,
                                        const std::vector<std::string>& llm_spellings, const torch::Tensor& llm_rows) {
   std::unordered_map<std::string, std::vector<int64_t>> spelled;  // WordPiece spelling → LLM ids
@@ -256,13 +337,12 @@ torch::Tensor llm_embeddings_for_vocab(const std::vector<std::string>& encoder_v
     if (!llm_spellings[id].empty()) spelled[llm_spellings[id]].push_back(static_cast<int64_t>(id));
   }
   torch::NoGradGuard no_grad;
-  const auto rows = llm_rows.to(torch::kFloat32);
-  const double scale = 1.0 / rows.std().item<double>();
+  const auto rows = llm_embedding_table(llm_rows);  // [V_llm, H], std 1
   auto table = torch::zeros({static_cast<int64_t>(encoder_vocab.size()), rows.size(1)});  // [V, H]
   for (size_t id = 0; id < encoder_vocab.size(); ++id) {
     const auto it = spelled.find(encoder_vocab[id]);
     if (it == spelled.end()) continue;
-    table[static_cast<int64_t>(id)].copy_(rows.index_select(0, torch::tensor(it->second, torch::kInt64)).mean(0) * scale);
+    table[static_cast<int64_t>(id)].copy_(rows.index_select(0, torch::tensor(it->second, torch::kInt64)).mean(0));
   }
   return table;
 }

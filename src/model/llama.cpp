@@ -301,6 +301,32 @@ void LlamaForCausalLMImpl::rope_tables(int64_t n, torch::Tensor* cos, torch::Ten
   *sin = emb.sin().contiguous();
 }
 
+KVPrefix LlamaForCausalLMImpl::place_prefix(const KVPrefix& prefix, const std::vector<int64_t>& positions) const {
+  const int64_t B = static_cast<int64_t>(positions.size()), hd = config_.head_dim;
+  KVRAG_CHECK(B > 0, "place_prefix: no positions");
+  int64_t max_position = 0;
+  for (const auto p : positions) {
+    KVRAG_CHECK(p >= 0, "place_prefix: negative position {}", p);
+    max_position = std::max(max_position, p);
+  }
+  torch::Tensor cos, sin;
+  rope_tables(max_position + 1, &cos, &sin);
+  const auto index = torch::tensor(positions, torch::kInt64);
+  cos = cos.index_select(0, index).view({B, 1, 1, hd});  // [B, 1, 1, hd]
+  sin = sin.index_select(0, index).view({B, 1, 1, hd});
+  KVPrefix out;
+  out.values = prefix.values;
+  for (const auto& k : prefix.keys) {
+    KVRAG_CHECK(k.dim() == 4 && (k.size(0) == B || k.size(0) == 1) && k.size(3) == hd,
+                "place_prefix: keys of shape {} do not fit {} rows of head dim {}", shape_string(k.sizes().vec()), B, hd);
+    out.keys.push_back(apply_rotary(k, cos.to(k.scalar_type()), sin.to(k.scalar_type())));  // [B, kvH, P, hd]
+  }
+  if (!out.keys.empty() && out.keys[0].size(0) != prefix.values[0].size(0)) {
+    for (auto& v : out.values) v = v.expand({B, -1, -1, -1});
+  }
+  return out;
+}
+
 void LlamaForCausalLMImpl::freeze() {
   for (auto& p : parameters()) p.set_requires_grad(false);
 }

@@ -115,6 +115,13 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // hidden [.., H] → logits [.., V] fp32.
   torch::Tensor logits(const torch::Tensor& hidden);
 
+  // `prefix` with row b's keys rotated as keys at rotary position positions[b] (every entry of a
+  // row at the same position; values unchanged) → keys [B, kvH, P, hd]. A cache holds keys
+  // already rotated; a knowledge encoder makes position-free keys, and placing them at the
+  // position of the query that writes the answer's first token makes their scores independent of
+  // how long the question is (knowledge_encoder.h). Differentiable.
+  KVPrefix place_prefix(const KVPrefix& prefix, const std::vector<int64_t>& positions) const;
+
   // An empty cache for `batch` rows with room for `capacity` entries (prefix included).
   KVCache new_cache(int64_t batch, int64_t capacity) const;
 

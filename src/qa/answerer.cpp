@@ -20,6 +20,7 @@
 #include "model/knowledge_encoder.h"
 #include "model/llama.h"
 #include "qa/prompt.h"
+#include "text/knowledge_tokenizer.h"
 #include "text/segmenter.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece_tokenizer.h"
@@ -100,7 +101,8 @@ struct Answerer::Impl {
   std::mutex retrieve_mutex;  // retrievers keep per-call state (query encoder, statements)
 
   KnowledgeEncoder knowledge{nullptr};
-  std::unique_ptr<WordPieceTokenizer> knowledge_tokenizer;
+  std::unique_ptr<WordPieceTokenizer> knowledge_vocab;
+  std::unique_ptr<KnowledgeTokenizer> knowledge_tokenizer;  // cuts segments for the knowledge encoder
   int64_t segment_tokens = 0;
 
   // One question on its way through a call.
@@ -164,29 +166,24 @@ struct Answerer::Impl {
     const int64_t B = static_cast<int64_t>(group.size());
     std::vector<KVPrefix> per_rank;
     for (int64_t r = 0; r < n; ++r) {
-      std::vector<std::vector<TokenId>> ids;
+      std::vector<KnowledgeTokens> tokens;
       int64_t T = 1;
       for (const Item* item : group) {
         const auto& e = item->evidence[r];
-        Segment s;
-        s.title = e.title;
-        s.text = e.text;
-        auto t = knowledge_tokenizer->encode(encoder_input(s, true), true);
-        if (static_cast<int64_t>(t.size()) > segment_tokens) {  // keep [CLS] …, end with [SEP]
-          t.resize(segment_tokens);
-          t.back() = knowledge_tokenizer->sep_id();
-        }
-        T = std::max<int64_t>(T, static_cast<int64_t>(t.size()));
-        ids.push_back(std::move(t));
+        tokens.push_back(knowledge_tokenizer->encode(e.title, e.text, segment_tokens));
+        T = std::max<int64_t>(T, static_cast<int64_t>(tokens.back().ids.size()));
       }
-      auto id_tensor = torch::full({B, T}, static_cast<int64_t>(std::max(0, knowledge_tokenizer->pad_id())), torch::kInt64);
-      auto mask = torch::zeros({B, T}, torch::kInt64);
+      const bool llm_pieces = knowledge_tokenizer->reads_llm_pieces();
+      auto id_tensor = torch::full({B, T}, static_cast<int64_t>(std::max(0, knowledge_vocab->pad_id())), torch::kInt64);  // [B, T]
+      auto mask = torch::zeros({B, T}, torch::kInt64);                                                                    // [B, T]
+      auto llm_ids = llm_pieces ? torch::full({B, T}, int64_t(-1), torch::kInt64) : torch::Tensor();                      // [B, T]
       for (int64_t b = 0; b < B; ++b) {
-        const int64_t len = static_cast<int64_t>(ids[b].size());
-        id_tensor[b].narrow(0, 0, len).copy_(torch::tensor(std::vector<int64_t>(ids[b].begin(), ids[b].end())));
+        const int64_t len = static_cast<int64_t>(tokens[b].ids.size());
+        id_tensor[b].narrow(0, 0, len).copy_(torch::tensor(tokens[b].ids));
         mask[b].narrow(0, 0, len).fill_(1);
+        if (llm_pieces) llm_ids[b].narrow(0, 0, len).copy_(torch::tensor(tokens[b].llm_ids));
       }
-      per_rank.push_back(knowledge->forward(id_tensor, mask));
+      per_rank.push_back(knowledge->forward(id_tensor, mask, llm_ids));
     }
     KVPrefix prefix = n == 1 ? per_rank[0] : concat_prefixes(per_rank);
     for (auto* v : {&prefix.keys, &prefix.values}) {
@@ -347,6 +344,11 @@ struct Answerer::Impl {
         item->prompt = fit_prompt(item->question, mode, item->evidence, max_pos - P - room, index, nullptr);
         prompts.push_back(item->prompt);
       }
+      if (!prefix.empty()) {  // the prefix's keys where the knowledge encoder wants them (key_position)
+        std::vector<int64_t> prompt_lengths;
+        for (const Item* item : group) prompt_lengths.push_back(static_cast<int64_t>(item->prompt.size()));
+        prefix = place_for_answer(knowledge->config(), *llm, prefix, prompt_lengths);
+      }
 
       if (references != nullptr) {
         std::vector<std::vector<int64_t>> targets;
@@ -452,7 +454,9 @@ std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options) {
     for (auto& p : im.knowledge->parameters()) p.set_requires_grad(false);
     const std::string vocab = dir + "/vocab.txt";
     KVRAG_CHECK(fs::exists(vocab), "knowledge encoder {}: missing vocab.txt (its WordPiece vocabulary)", dir);
-    im.knowledge_tokenizer = WordPieceTokenizer::from_vocab_file(vocab);
+    im.knowledge_vocab = WordPieceTokenizer::from_vocab_file(vocab);
+    im.knowledge_tokenizer = std::make_unique<KnowledgeTokenizer>(
+        *im.knowledge_vocab, im.knowledge->config().reads_llm_pieces() ? im.tokenizer.get() : nullptr);
     im.segment_tokens = im.knowledge->config().encoder.max_position_embeddings;
     if (options.max_segment_tokens > 0) im.segment_tokens = std::min<int64_t>(im.segment_tokens, options.max_segment_tokens);
     if (im.knowledge->config().token_readout()) {  // one prefix entry per token: at most P tokens

@@ -4,13 +4,12 @@
 
 #include "core/error.h"
 #include "qa/prompt.h"
-#include "text/segmenter.h"
+#include "text/knowledge_tokenizer.h"
 #include "text/tokenizer.h"
-#include "text/wordpiece_tokenizer.h"
 
 namespace kvrag {
 
-PrefixExample make_prefix_example(const Tokenizer& llm_tokenizer, const WordPieceTokenizer& encoder_tokenizer,
+PrefixExample make_prefix_example(const Tokenizer& llm_tokenizer, const KnowledgeTokenizer& segment_tokenizer,
                                   const std::string& question, const std::string& answer,
                                   const std::vector<std::pair<std::string, std::string>>& segments,
                                   int64_t max_segment_tokens, int64_t prefix_entries, int64_t max_positions,
@@ -32,16 +31,10 @@ PrefixExample make_prefix_example(const Tokenizer& llm_tokenizer, const WordPiec
               "positions (shorten the question/answer or the prefix)",
               where, ex.prompt.size() + ex.target.size() - 1, prefix_entries, length, max_positions);
   for (const auto& [title, text] : segments) {
-    Segment s;
-    s.title = title;
-    s.text = text;
-    auto ids = encoder_tokenizer.encode(encoder_input(s, true), true);
-    if (static_cast<int64_t>(ids.size()) > max_segment_tokens) {  // keep [CLS] …, end with [SEP]
-      ids.resize(max_segment_tokens);
-      ids.back() = encoder_tokenizer.sep_id();
-      ++ex.truncated;
-    }
-    ex.segments.emplace_back(ids.begin(), ids.end());
+    auto t = segment_tokenizer.encode(title, text, max_segment_tokens);
+    ex.truncated += t.truncated;
+    ex.segments.push_back(std::move(t.ids));
+    if (segment_tokenizer.reads_llm_pieces()) ex.segment_llm_ids.push_back(std::move(t.llm_ids));
   }
   return ex;
 }
@@ -58,17 +51,26 @@ PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples, const 
       KVRAG_CHECK(examples[i].segments.size() == k, "batch rows have different numbers of segments");
       T = std::max<int64_t>(T, static_cast<int64_t>(examples[i].segments[r].size()));
     }
+    const bool with_llm_ids = !examples[rows[0]].segment_llm_ids.empty();
     auto ids = torch::full({B, T}, encoder_pad, torch::kInt64);  // [B, T]
     auto mask = torch::zeros({B, T}, torch::kInt64);             // [B, T]
+    auto llm_ids = with_llm_ids ? torch::full({B, T}, int64_t(-1), torch::kInt64) : torch::Tensor();  // [B, T]
     auto* pi = ids.data_ptr<int64_t>();
     auto* pm = mask.data_ptr<int64_t>();
     for (int64_t b = 0; b < B; ++b) {
-      const auto& s = examples[rows[b]].segments[r];
+      const auto& ex = examples[rows[b]];
+      const auto& s = ex.segments[r];
       std::copy(s.begin(), s.end(), pi + b * T);
       std::fill(pm + b * T, pm + b * T + static_cast<int64_t>(s.size()), 1);
+      if (with_llm_ids) {
+        KVRAG_CHECK(ex.segment_llm_ids.size() == k && ex.segment_llm_ids[r].size() == s.size(),
+                    "batch rows have segments cut by different tokenizers");
+        std::copy(ex.segment_llm_ids[r].begin(), ex.segment_llm_ids[r].end(), llm_ids.data_ptr<int64_t>() + b * T);
+      }
     }
     batch.segment_ids.push_back(ids);
     batch.segment_mask.push_back(mask);
+    batch.segment_llm_ids.push_back(llm_ids);
   }
   int64_t S = 1;
   for (const auto i : rows) {
@@ -86,6 +88,7 @@ PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples, const 
     seq.insert(seq.end(), ex.target.begin(), ex.target.end());
     const int64_t n = static_cast<int64_t>(seq.size()) - 1;  // inputs: all but the last token
     const int64_t first_answer = static_cast<int64_t>(ex.prompt.size()) - 1;  // predicts target[0]
+    batch.answer_start.push_back(first_answer);
     for (int64_t t = 0; t < n; ++t) {
       pi[b * S + t] = seq[t];
       pm[b * S + t] = 1;
@@ -98,20 +101,24 @@ PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples, const 
   return batch;
 }
 
-KVPrefix batch_prefix(KnowledgeEncoderImpl& encoder, const PrefixBatch& batch, torch::Dtype llm_dtype) {
+KVPrefix batch_prefix(KnowledgeEncoderImpl& encoder, const PrefixBatch& batch, const LlamaForCausalLMImpl& llm) {
+  const auto llm_dtype = llm.dtype();
   std::vector<KVPrefix> per_rank;
   for (size_t r = 0; r < batch.segment_ids.size(); ++r) {
-    per_rank.push_back(encoder.forward(batch.segment_ids[r], batch.segment_mask[r]));
+    const auto llm_ids = r < batch.segment_llm_ids.size() ? batch.segment_llm_ids[r] : torch::Tensor();
+    per_rank.push_back(encoder.forward(batch.segment_ids[r], batch.segment_mask[r], llm_ids));
   }
   KVPrefix prefix = concat_prefixes(per_rank);
   for (auto* v : {&prefix.keys, &prefix.values}) {
     for (auto& t : *v) t = t.to(llm_dtype);
   }
-  return prefix;
+  std::vector<int64_t> prompt_lengths;
+  for (const auto a : batch.answer_start) prompt_lengths.push_back(a + 1);
+  return place_for_answer(encoder.config(), llm, prefix, prompt_lengths);
 }
 
 torch::Tensor prefix_loss(LlamaForCausalLMImpl& llm, KnowledgeEncoderImpl& encoder, const PrefixBatch& batch) {
-  const KVPrefix prefix = batch_prefix(encoder, batch, llm.dtype());
+  const KVPrefix prefix = batch_prefix(encoder, batch, llm);
   LlamaForwardArgs args;
   args.prefix = &prefix;
   args.attention_mask = batch.mask;

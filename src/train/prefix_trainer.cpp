@@ -24,6 +24,7 @@
 #include "model/layers.h"
 #include "model/llama.h"
 #include "text/sentencepiece_trainer.h"
+#include "text/knowledge_tokenizer.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece_tokenizer.h"
 #include "train/prefix_step.h"
@@ -140,6 +141,10 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   KVRAG_CHECK(o.readout == "queries" || o.readout == "tokens", "train-prefix: --readout must be queries or tokens, not '{}'",
               o.readout);
   KVRAG_CHECK(!o.llm_embeddings || o.readout == "tokens", "train-prefix: --llm-embeddings needs --readout tokens");
+  KVRAG_CHECK(o.segment_tokenizer == "encoder" || o.segment_tokenizer == "llm",
+              "train-prefix: --segment-tokenizer must be encoder or llm, not '{}'", o.segment_tokenizer);
+  KVRAG_CHECK(o.key_position == "none" || o.key_position == "answer",
+              "train-prefix: --key-position must be none or answer, not '{}'", o.key_position);
   KVRAG_CHECK(o.max_new_tokens >= 1, "train-prefix: max new tokens must be positive");
   KVRAG_CHECK(o.llm_dtype == "fp32" || o.llm_dtype == "bf16", "train-prefix: --llm-dtype must be fp32 or bf16, not {}",
               o.llm_dtype);
@@ -169,7 +174,9 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       entries = std::min<int64_t>(o.max_segment_tokens, BertConfig::load(o.init + "/config.json").max_position_embeddings);
     }
     torch::Tensor llm_embeddings;
-    if (o.llm_embeddings) {
+    if (o.llm_embeddings && o.segment_tokenizer == "llm") {
+      llm_embeddings = llm_embedding_table(llm->model->embed_tokens->weight);
+    } else if (o.llm_embeddings) {
       const auto tok = WordPieceTokenizer::from_vocab_file(o.init + "/vocab.txt");
       std::vector<std::string> vocab, spellings;
       for (int32_t id = 0; id < tok->vocab_size(); ++id) vocab.push_back(tok->id_to_piece(id));
@@ -179,7 +186,9 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       llm_embeddings = llm_embeddings_for_vocab(vocab, spellings, llm->model->embed_tokens->weight);
     }
     encoder = init_knowledge_encoder(o.init, o.llm, entries, o.optim.seed, o.head_std, torch::kFloat32, o.readout,
-                                     llm_embeddings);
+                                     llm_embeddings, o.segment_tokenizer, o.key_position);
+    // previous_key starts as the LLM's own query map (knowledge_encoder.h: induction init).
+    if (o.llm_embeddings) init_induction_keys(*encoder, *llm);
   }
   const std::string vocab = o.init + "/vocab.txt";
   KVRAG_CHECK(fs::exists(vocab), "encoder folder {}: no vocab.txt (the encoder's WordPiece vocabulary)", o.init);
@@ -187,6 +196,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   KVRAG_CHECK(encoder_tokenizer->vocab_size() <= encoder->config().encoder.vocab_size,
               "encoder folder {}: vocab.txt has {} tokens, the encoder's vocab_size is {}", o.init,
               encoder_tokenizer->vocab_size(), encoder->config().encoder.vocab_size);
+  const KnowledgeTokenizer segment_tokenizer(*encoder_tokenizer,
+                                             encoder->config().reads_llm_pieces() ? llm_tokenizer.get() : nullptr);
   int64_t max_segment_tokens = std::min<int64_t>(o.max_segment_tokens, encoder->config().encoder.max_position_embeddings);
   if (encoder->config().token_readout()) max_segment_tokens = std::min(max_segment_tokens, encoder->config().prefix_length);
   const int64_t P = encoder->config().prefix_length;
@@ -216,7 +227,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     for (size_t i = 0; i < qs.size(); ++i) {
       const std::string where = fmt::format("{}: question {}", file, i + 1);
       KVRAG_CHECK(!qs[i].answers.empty(), "{}: no answers (\"{}\")", where, qs[i].question);
-      auto ex = make_prefix_example(*llm_tokenizer, *encoder_tokenizer, qs[i].question, target_answer(qs[i]), segs[i],
+      auto ex = make_prefix_example(*llm_tokenizer, segment_tokenizer, qs[i].question, target_answer(qs[i]), segs[i],
                                     max_segment_tokens, P * o.top_k, max_positions, where);
       result.truncated_segments += ex.truncated;
       out.push_back(std::move(ex));
@@ -226,6 +237,13 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   const auto train_examples = tokenize(train_questions, train_segments, o.train);
   const auto dev_examples = tokenize(dev_questions, dev_segments, o.dev);
   const int64_t encoder_pad = std::max<int64_t>(0, encoder_tokenizer->pad_id());
+  std::vector<int64_t> lengths;  // encoder tokens of each training example (--group-by-length)
+  for (const auto& ex : train_examples) {
+    int64_t t = 0;
+    for (const auto& s : ex.segments) t += static_cast<int64_t>(s.size());
+    lengths.push_back(t);
+  }
+  constexpr int64_t kLengthGroupBatches = 32;
 
   // Optimisation.
   encoder->train();
@@ -257,7 +275,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       const auto loss = prefix_loss(*llm, *encoder, batch);
       loss_sum += loss.item<double>() * static_cast<double>(batch.answer_tokens);
       loss_tokens += batch.answer_tokens;
-      const auto prefix = batch_prefix(*encoder, batch, llm->dtype());
+      const auto prefix = batch_prefix(*encoder, batch, *llm);
       const auto generations = generate(*llm, prompts, gen, &prefix);
       for (int64_t i = begin; i < end; ++i) {
         const auto& tokens = generations[i - begin].tokens;
@@ -296,6 +314,9 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
                              {"prefix_length", P},
                              {"readout", encoder->config().readout},
                              {"llm_embeddings", encoder->config().llm_embeddings},
+                             {"segment_tokenizer", encoder->config().segment_tokenizer},
+                             {"key_position", encoder->config().key_position},
+                             {"group_by_length", o.group_by_length},
                              {"train", o.train},
                              {"train_questions", n},
                              {"dev", o.dev},
@@ -325,7 +346,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   int64_t steps_this_run = 0;
   double train_seconds = 0;
   for (int64_t epoch = state["epoch"].get<int64_t>(); epoch < o.optim.epochs; ++epoch) {
-    const auto order = epoch_order(n, o.optim.seed, epoch);
+    auto order = epoch_order(n, o.optim.seed, epoch);
+    if (o.group_by_length) order = length_grouped_order(order, lengths, B, kLengthGroupBatches, o.optim.seed, epoch);
     int64_t micro = state["batch"].get<int64_t>();
     double loss_sum = state["loss_sum"].get<double>();
     int64_t loss_count = state["loss_count"].get<int64_t>();

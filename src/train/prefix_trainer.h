@@ -50,6 +50,9 @@ struct PrefixTrainOptions {
   int64_t prefix_length = 10;        // readout "queries"; "tokens" uses max_segment_tokens
   std::string readout = "queries";    // "queries" | "tokens" (model/knowledge_encoder.h)
   bool llm_embeddings = false;        // readout tokens: add the LLM's token embeddings
+  bool group_by_length = false;       // batches of similar segment lengths (train_state.h: length_grouped_order)
+  std::string key_position = "none";  // "none" | "answer": where the LLM finds the keys (model/knowledge_encoder.h)
+  std::string segment_tokenizer = "encoder";  // "encoder" | "llm": who cuts segments (text/knowledge_tokenizer.h)
   int64_t max_segment_tokens = 256;  // encoder input per segment, [CLS]/[SEP] included
   double head_std = 0.002;           // initial std of the key/value heads
   int max_new_tokens = 24;           // validation generation

@@ -147,4 +147,29 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
   return order;
 }
 
+std::vector<int64_t> length_grouped_order(const std::vector<int64_t>& order, const std::vector<int64_t>& lengths,
+                                          int64_t batch_size, int64_t group_batches, uint64_t seed, int64_t epoch) {
+  KVRAG_CHECK(batch_size > 0 && group_batches > 0, "length grouping: batch size and group size must be positive");
+  const int64_t n = static_cast<int64_t>(order.size());
+  for (const auto i : order) {
+    KVRAG_CHECK(i >= 0 && i < static_cast<int64_t>(lengths.size()), "length grouping: index {} has no length", i);
+  }
+  std::vector<int64_t> grouped = order;
+  const int64_t group = batch_size * group_batches;
+  for (int64_t begin = 0; begin < n; begin += group) {
+    const auto first = grouped.begin() + begin, last = grouped.begin() + std::min(n, begin + group);
+    std::stable_sort(first, last, [&](int64_t a, int64_t b) { return lengths[a] > lengths[b]; });
+  }
+  const int64_t full = n / batch_size;
+  std::vector<int64_t> batches(full);
+  for (int64_t b = 0; b < full; ++b) batches[b] = b;
+  std::mt19937_64 rng(seed * 0xD1B54A32D192ED03ULL + static_cast<uint64_t>(epoch) + 7);
+  std::shuffle(batches.begin(), batches.end(), rng);
+  std::vector<int64_t> out;
+  out.reserve(order.size());
+  for (const auto b : batches) out.insert(out.end(), grouped.begin() + b * batch_size, grouped.begin() + (b + 1) * batch_size);
+  out.insert(out.end(), grouped.begin() + full * batch_size, grouped.end());
+  return out;
+}
+
 }  // namespace kvrag

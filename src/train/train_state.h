@@ -45,4 +45,13 @@ bool load_resume_point(const std::string& run_dir, torch::nn::Module& module, to
 // A permutation of [0, n) for (seed, epoch): the data order of one epoch.
 std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch);
 
+// `order` regrouped so that each batch holds examples of similar length (Hugging Face's
+// group_by_length): every run of `group_batches` batches of `order` is sorted by lengths[i]
+// (longest first) and cut into batches of `batch_size`, then the full batches are shuffled
+// (seeded by seed and epoch) and a short last batch stays last. Padding to a batch's longest
+// example then costs little, and examples still meet in a random order. lengths.size() must
+// cover every index of `order`.
+std::vector<int64_t> length_grouped_order(const std::vector<int64_t>& order, const std::vector<int64_t>& lengths,
+                                          int64_t batch_size, int64_t group_batches, uint64_t seed, int64_t epoch);
+
 }  // namespace kvrag

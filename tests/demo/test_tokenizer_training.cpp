@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <fstream>
@@ -13,6 +14,8 @@
 #include "demo/world.h"
 #include "qa/prompt.h"
 #include "test_support.h"
+#include "text/knowledge_tokenizer.h"
+#include "text/segmenter.h"
 #include "text/sentencepiece_trainer.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece_tokenizer.h"
@@ -151,6 +154,80 @@ TEST(WordPieceVocab, FromSentencePiecePiecesCutsWordsLikeTheModel) {
   ASSERT_GT(words, 100);
   std::printf("words cut as SentencePiece does: %d of %d\n", same, words);
   EXPECT_GT(same, words * 8 / 10);
+}
+
+// The knowledge encoder's "llm" cut: one entry per SentencePiece piece, each the WordPiece
+// token spelled like it; "encoder": exactly the retriever's WordPiece ids of the segment.
+TEST(KnowledgeTokenizer, CutsASegmentIntoTheLlmsPieces) {
+  test::TempDir dir;
+  const auto texts = sample_texts();
+  write_input(dir, texts);
+  SentencePieceTrainOptions so;
+  so.vocab_size = 600;
+  train_sentencepiece(dir / "input.txt", dir / "sp.model", so);
+  auto sp = load_tokenizer(dir / "sp.model");
+  std::vector<std::string> pieces;
+  for (int32_t id = 0; id < sp->vocab_size(); ++id) pieces.push_back(sp->id_to_piece(id));
+  build_wordpiece_vocab_from_pieces(texts, pieces, dir / "vocab.txt");
+  auto wp = WordPieceTokenizer::from_vocab_file(dir / "vocab.txt");
+  const KnowledgeTokenizer by_llm(*wp, sp.get()), by_encoder(*wp);
+  EXPECT_TRUE(by_llm.reads_llm_pieces());
+  EXPECT_FALSE(by_encoder.reads_llm_pieces());
+
+  const std::string title = "Kola Dren", text = texts[3] + " In 1873, (Kola) left.";
+  const auto t = by_llm.encode(title, text, 1000);
+  EXPECT_FALSE(t.truncated);
+  std::vector<int64_t> want = {-1};  // [CLS] title [SEP] text [SEP]
+  for (auto id : sp->encode(title, false)) want.push_back(id);
+  want.push_back(-1);
+  for (auto id : sp->encode(text, false)) want.push_back(id);
+  want.push_back(-1);
+  ASSERT_EQ(t.llm_ids, want);
+  ASSERT_EQ(t.ids.size(), want.size());
+  EXPECT_EQ(t.ids.front(), wp->cls_id());
+  EXPECT_EQ(t.ids.back(), wp->sep_id());
+  EXPECT_EQ(t.ids[sp->encode(title, false).size() + 1], wp->sep_id());
+  int unknown = 0;
+  bool after_break = true;  // first piece, or after a bare "▁" / punctuation: a word start
+  for (size_t j = 1; j + 1 < want.size(); ++j) {
+    if (want[j] < 0) {
+      after_break = true;
+      continue;
+    }
+    const std::string piece = sp->id_to_piece(static_cast<TokenId>(want[j]));
+    const bool start = piece.rfind("\xe2\x96\x81", 0) == 0;
+    std::string body = start ? piece.substr(3) : piece;
+    for (auto& c : body) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const bool punct = !body.empty() && std::all_of(body.begin(), body.end(), [](char c) { return std::ispunct(static_cast<unsigned char>(c)); });
+    if (t.ids[j] == wp->unk_id()) {
+      ++unknown;
+      EXPECT_TRUE(body.empty() || piece.front() == '<') << piece;  // a bare "▁" or a byte piece
+    } else {
+      EXPECT_EQ(wp->id_to_piece(static_cast<TokenId>(t.ids[j])), (start || after_break || punct ? "" : "##") + body)
+          << "entry " << j << ": " << piece;
+    }
+    after_break = body.empty() || punct;
+  }
+  EXPECT_LT(unknown * 10, static_cast<int>(want.size()));  // only bare "▁"s (before numbers, brackets)
+
+  // Truncated: [CLS] kept, [SEP] last, no piece on it.
+  const auto cut = by_llm.encode(title, text, 6);
+  EXPECT_TRUE(cut.truncated);
+  ASSERT_EQ(cut.ids.size(), 6u);
+  EXPECT_EQ(cut.ids.back(), wp->sep_id());
+  EXPECT_EQ(cut.llm_ids.back(), -1);
+  EXPECT_EQ(std::vector<int64_t>(cut.llm_ids.begin(), cut.llm_ids.begin() + 5),
+            std::vector<int64_t>(want.begin(), want.begin() + 5));
+
+  // The encoder's own cut: the retriever's ids of "title [SEP] text", no pieces.
+  const auto e = by_encoder.encode(title, text, 1000);
+  Segment s;
+  s.title = title;
+  s.text = text;
+  const auto ids = wp->encode(encoder_input(s, true), true);
+  EXPECT_EQ(e.ids, std::vector<int64_t>(ids.begin(), ids.end()));
+  EXPECT_TRUE(e.llm_ids.empty());
+  EXPECT_NE(test::error_of([&] { by_llm.encode(title, text, 1); }).find("at least 2"), std::string::npos);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "qa/qa_eval.h"
 #include "retrieval/retrieval_fixture.h"
 #include "test_support.h"
+#include "text/knowledge_tokenizer.h"
 #include "text/segmenter.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece_tokenizer.h"
@@ -76,6 +77,24 @@ class AnswererTest : public ::testing::Test {
                         torch::kFloat32);
     ke->init_fresh(7, 0.3);
     save_knowledge_encoder(*ke, *root_ / "ke", *root_ / "encoder/vocab.txt");
+
+    // One that reads the segment in the LLM's pieces with their LLM embeddings (the encoder's
+    // hidden size is then the LLM's: a random BERT of 64) and places its keys at the answer.
+    BertConfig wide = bert_config;
+    wide.hidden_size = llm_config.hidden_size;
+    auto config = KnowledgeEncoderConfig::for_llm(wide, llm_config, llm_fingerprint(*llm_), 40, "tokens");
+    config.llm_embeddings = true;
+    config.segment_tokenizer = "llm";
+    config.key_position = "answer";
+    KnowledgeEncoder pieces(config, torch::kFloat32);
+    pieces->init_fresh(8, 0.3);
+    {
+      torch::NoGradGuard no_grad;
+      const auto llm = load_llama(*llm_);
+      pieces->llm_embeddings.narrow(0, 0, llm_config.vocab_size).copy_(llm_embedding_table(llm->model->embed_tokens->weight));
+      init_induction_keys(*pieces, *llm);
+    }
+    save_knowledge_encoder(*pieces, *root_ / "ke-pieces", *root_ / "encoder/vocab.txt");
   }
   static void TearDownTestSuite() {
     delete root_;
@@ -214,6 +233,35 @@ TEST_F(AnswererTest, PrefixModeFeedsTheKnowledgeEncodersPrefix) {
   for (const auto& e : evidence) passages.push_back({e.title, e.text});
   const auto both = answerer->score_answers({q.question}, {q.answer}, AnswerMode::kContextPrefix, 2).at(0);
   EXPECT_NEAR(both.logprob, manual_logprob(context_prompt(passages, q.question), q.answer, &prefix), 1e-4);
+}
+
+// segment_tokenizer "llm" and key_position "answer": the answerer cuts the segment into the LLM's
+// pieces and places the keys at the last prompt token's position, as computed here by hand.
+TEST_F(AnswererTest, PiecePrefixIsCutByTheLlmAndPlacedAtTheAnswer) {
+  auto o = options();
+  o.knowledge_encoder_dir = *root_ / "ke-pieces";
+  const auto answerer = Answerer::open(o);
+  const auto& q = (*questions_)[2];
+  const auto evidence = answerer->retrieve({q.question}, 1).at(0);
+  ASSERT_EQ(evidence.size(), 1u);
+  auto ke = load_knowledge_encoder(*root_ / "ke-pieces");
+  const auto wp = WordPieceTokenizer::from_vocab_file(*root_ / "ke-pieces/vocab.txt");
+  const auto sp = load_tokenizer(*llm_);
+  const KnowledgeTokenizer cut(*wp, sp.get());
+  const auto t = cut.encode(evidence[0].title, evidence[0].text, 40);
+  ASSERT_EQ(t.llm_ids.size(), t.ids.size());
+  torch::NoGradGuard no_grad;
+  const auto ids = torch::tensor(t.ids).unsqueeze(0);
+  const KVPrefix made = ke->forward(ids, torch::ones_like(ids), torch::tensor(t.llm_ids).unsqueeze(0));
+  ASSERT_EQ(made.length(), 40);
+  static LlamaForCausalLM llm = load_llama(*llm_);
+  const std::string prompt = question_prompt(q.question);
+  const int64_t prompt_tokens = static_cast<int64_t>(sp->encode(prompt, true).size());
+  const KVPrefix placed = llm->place_prefix(made, {40 + prompt_tokens - 1});
+  const auto s = answerer->score_answers({q.question}, {q.answer}, AnswerMode::kPrefix, 1).at(0);
+  const double want = manual_logprob(prompt, q.answer, &placed);
+  EXPECT_NEAR(s.logprob, want, 1e-4);
+  EXPECT_GT(std::abs(want - manual_logprob(prompt, q.answer, &made)), 1e-4);  // the placement matters
 }
 
 TEST_F(AnswererTest, LongContextIsTruncatedToFitTheLlm) {

@@ -303,6 +303,124 @@ TEST(KnowledgeEncoder, LlmEmbeddingsJoinEachTokensEntry) {
   EXPECT_NE(e.find("llm_embeddings needs readout"), std::string::npos) << e;
 }
 
+// segment_tokenizer "llm": the table is the LLM's own embeddings (one row per LLM piece, a zero
+// row for none), indexed by each entry's LLM piece rather than by its encoder token.
+TEST(KnowledgeEncoder, LlmPieceEmbeddingsFollowEachEntrysPiece) {
+  TempDir dir;
+  test::write_tiny_bert(dir / "bert");
+  auto llm_config = test::tiny_llama_config();
+  llm_config.hidden_size = test::tiny_bert_config().hidden_size;  // 32, the encoder's
+  std::filesystem::create_directories(dir / "llm");
+  write_file_atomic(dir / "llm/config.json", llm_config.to_json().dump());
+  LlamaForCausalLM llm(llm_config, torch::kFloat32);
+  init_parameters(*llm, 0.1, 2);
+  save_parameters(*llm, dir / "llm/model.safetensors");
+  const int64_t V = llm_config.vocab_size;
+  const auto table = llm_embedding_table(llm->model->embed_tokens->weight);  // [V, H]
+  EXPECT_NEAR(table.std().item<double>(), 1.0, 1e-4);
+  auto ke = init_knowledge_encoder(dir / "bert", dir / "llm", 8, 4, 0.05, torch::kFloat32, "tokens", table, "llm", "answer");
+  EXPECT_EQ(ke->config().segment_tokenizer, "llm");
+  EXPECT_EQ(ke->config().key_position, "answer");
+  EXPECT_EQ(ke->config().llm_vocab_size, V);
+  ASSERT_EQ(ke->llm_embeddings.sizes().vec(), (std::vector<int64_t>{V + 1, 32}));
+  EXPECT_TRUE(torch::equal(ke->llm_embeddings.narrow(0, 0, V), table));
+  EXPECT_EQ(ke->llm_embeddings[V].abs().max().item<float>(), 0.0f);
+
+  // The induction init: previous_key = the LLM's query map of the layer (q_proj, RMSNorm weight).
+  init_induction_keys(*ke, *llm);
+  for (int64_t l = 0; l < 2; ++l) {
+    const auto& layer = llm->model->layers->at<LlamaDecoderLayerImpl>(l);
+    const auto wq = layer.self_attn->q_proj->weight.view({2, 2, 8, 32}).mean(1).reshape({16, 32}) *
+                    layer.input_layernorm->weight.unsqueeze(0);  // 4 query heads over 2 kv heads
+    EXPECT_TRUE(torch::allclose(ke->prefix_heads->at<PrefixHeadImpl>(l).previous_key->weight, wq));
+  }
+
+  torch::NoGradGuard no_grad;
+  torch::Tensor ids, mask;
+  make_inputs(&ids, &mask);
+  auto llm_ids = torch::tensor(std::vector<int64_t>{-1, 5, 6, 7, 8, 9, -1, -1, 5, 6, 7, -1, -1, -1}).view({2, 7});
+  const auto a = ke->forward(ids, mask, llm_ids);
+  // Another piece at entry 2 changes that entry's key and value and the key of entry 3 (its
+  // previous piece), nothing else: the encoder's tokens are the same.
+  auto other = llm_ids.clone();
+  other[0][2] = 40;
+  const auto b = ke->forward(ids, mask, other);
+  for (int64_t l = 0; l < 2; ++l) {
+    const auto dv = (a.values[l][0] - b.values[l][0]).abs().amax({0, 2});  // [P]
+    const auto dk = (a.keys[l][0] - b.keys[l][0]).abs().amax({0, 2});
+    for (int64_t j = 0; j < 8; ++j) {
+      EXPECT_EQ(dv[j].item<float>() > 0, j == 2) << "layer " << l << " entry " << j;
+      EXPECT_EQ(dk[j].item<float>() > 0, j == 2 || j == 3) << "layer " << l << " entry " << j;
+    }
+    EXPECT_TRUE(torch::equal(a.values[l][1], b.values[l][1]));
+  }
+  // Without the entries' pieces the encoder refuses, naming what is missing.
+  const auto e = test::error_of([&] { ke->forward(ids, mask); });
+  EXPECT_NE(e.find("llm_ids missing"), std::string::npos) << e;
+
+  // The fields survive save/load; bad values and a missing vocabulary size are refused.
+  save_knowledge_encoder(*ke, dir / "ke", dir / "bert/vocab.txt");
+  auto loaded = load_knowledge_encoder(dir / "ke");
+  EXPECT_EQ(loaded->config().segment_tokenizer, "llm");
+  EXPECT_EQ(loaded->config().key_position, "answer");
+  EXPECT_TRUE(torch::equal(loaded->forward(ids, mask, llm_ids).keys[1], a.keys[1]));
+  auto j = nlohmann::json::parse(read_file(dir / "ke/config.json"));
+  auto bad = j;
+  bad["segment_tokenizer"] = "bytes";
+  EXPECT_NE(test::error_of([&] { KnowledgeEncoderConfig::from_json(bad, "cfg.json"); }).find("segment_tokenizer"),
+            std::string::npos);
+  bad = j;
+  bad["key_position"] = 3;
+  EXPECT_NE(test::error_of([&] { KnowledgeEncoderConfig::from_json(bad, "cfg.json"); }).find("key_position"),
+            std::string::npos);
+  bad = j;
+  bad["llm"].erase("vocab_size");
+  EXPECT_NE(test::error_of([&] { KnowledgeEncoderConfig::from_json(bad, "cfg.json"); }).find("llm.vocab_size: missing"),
+            std::string::npos);
+  // Folders written before these fields read as the encoder's tokenizer, keys unplaced.
+  auto old = j;
+  old.erase("segment_tokenizer");
+  old.erase("key_position");
+  old["llm"].erase("vocab_size");
+  old["llm_embeddings"] = false;
+  const auto c = KnowledgeEncoderConfig::from_json(old, "old.json");
+  EXPECT_EQ(c.segment_tokenizer, "encoder");
+  EXPECT_EQ(c.key_position, "none");
+}
+
+// Placed keys are RoPE keys: a query at position q against keys placed at k scores as at q + d
+// against k + d, and position 0 leaves them as made.
+TEST(KnowledgeEncoder, PlacedKeysScoreByRelativePosition) {
+  auto llm = test::tiny_llama();
+  const auto keys = torch::randn({1, 2, 5, 8});   // [B, kvH, P, hd]
+  const auto query = torch::randn({1, 2, 1, 8});  // one query per kv head, position-free
+  KVPrefix prefix;
+  prefix.keys = {keys, keys};
+  prefix.values = {keys * 2, keys * 3};
+  const auto at = [&](const torch::Tensor& t, int64_t p) {
+    KVPrefix x;
+    x.keys = {t};
+    x.values = {t};
+    return llm->place_prefix(x, {p}).keys[0];
+  };
+  EXPECT_TRUE(torch::allclose(at(keys, 0), keys));
+  const auto score = [&](int64_t q, int64_t k) { return (at(query, q) * at(keys, k)).sum(-1); };  // [1, 2, 5]
+  EXPECT_TRUE(torch::allclose(score(30, 20), score(47, 37), 1e-4, 1e-5));
+  EXPECT_FALSE(torch::allclose(score(30, 20), score(31, 20), 1e-4, 1e-5));
+  // Per row, values unchanged, and through place_for_answer: at P + prompt length − 1.
+  KVPrefix two;
+  two.keys = {torch::cat({keys, keys}), torch::cat({keys, keys})};
+  two.values = {torch::cat({keys, keys}), torch::cat({keys, keys})};
+  auto config = test::tiny_encoder_config(5);
+  config.key_position = "answer";
+  const auto placed = place_for_answer(config, *llm, two, {3, 9});
+  EXPECT_TRUE(torch::allclose(placed.keys[1][0], at(keys, 5 + 3 - 1)[0]));
+  EXPECT_TRUE(torch::allclose(placed.keys[1][1], at(keys, 5 + 9 - 1)[0]));
+  EXPECT_TRUE(torch::equal(placed.values[0], two.values[0]));
+  config.key_position = "none";
+  EXPECT_TRUE(torch::equal(place_for_answer(config, *llm, two, {3, 9}).keys[0], two.keys[0]));
+}
+
 TEST(KnowledgeEncoder, ConcatPrefixesInRankOrder) {
   KVPrefix a, b;
   for (int l = 0; l < 2; ++l) {

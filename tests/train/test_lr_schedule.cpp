@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <set>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -146,6 +147,32 @@ TEST(TrainState, EpochOrderIsAPermutationFixedBySeedAndEpoch) {
   auto sorted = a;
   std::sort(sorted.begin(), sorted.end());
   for (int64_t i = 0; i < 100; ++i) EXPECT_EQ(sorted[i], i);
+}
+
+TEST(TrainState, LengthGroupedOrderKeepsEveryExampleAndGroupsSimilarLengths) {
+  std::vector<int64_t> lengths(103);
+  for (int64_t i = 0; i < 103; ++i) lengths[i] = (i * 37) % 101;  // scattered
+  const auto order = epoch_order(103, 5, 2);
+  const auto grouped = length_grouped_order(order, lengths, 4, 5, 5, 2);
+  EXPECT_EQ(grouped, length_grouped_order(order, lengths, 4, 5, 5, 2));
+  auto sorted = grouped;
+  std::sort(sorted.begin(), sorted.end());
+  for (int64_t i = 0; i < 103; ++i) ASSERT_EQ(sorted[i], i);
+  // Batches of 4 are cut from runs of 20 sorted by length: within a batch the lengths are close.
+  const auto spread = [&](const std::vector<int64_t>& o) {
+    int64_t total = 0;
+    for (size_t b = 0; b + 4 <= o.size(); b += 4) {
+      int64_t lo = 1 << 30, hi = 0;
+      for (size_t k = b; k < b + 4; ++k) lo = std::min(lo, lengths[o[k]]), hi = std::max(hi, lengths[o[k]]);
+      total += hi - lo;
+    }
+    return total;
+  };
+  EXPECT_LT(spread(grouped) * 3, spread(order));
+  // The short last batch (103 = 25·4 + 3) stays last: the same 3 examples as the sorted tail.
+  EXPECT_EQ(std::set<int64_t>(grouped.end() - 3, grouped.end()), std::set<int64_t>(order.end() - 3, order.end()));
+  EXPECT_NE(grouped, length_grouped_order(order, lengths, 4, 5, 5, 3));  // batches reshuffled per epoch
+  EXPECT_NE(test::error_of([&] { length_grouped_order({200}, lengths, 4, 5, 5, 2); }).find("no length"), std::string::npos);
 }
 
 }  // namespace

@@ -226,6 +226,36 @@ TEST(TrainPrefix, TokenReadoutTrainsAndResumesExactly) {
   EXPECT_EQ(train_prefix(stopped.options).epoch_loss, full.epoch_loss);
 }
 
+// Segments cut into the LLM's pieces, keys placed at the answer, batches grouped by length:
+// trains, records all three, and resumes exactly.
+TEST(TrainPrefix, LlmPiecesPlacedKeysAndLengthGroupsTrainAndResumeExactly) {
+  KVRAG_SHARED_PATH_OR_SKIP(llm, "models/stories260K");
+  PrefixRun straight, stopped;
+  for (auto* run : {&straight, &stopped}) {
+    setup(*run, llm);
+    run->options.readout = "tokens";
+    run->options.max_segment_tokens = 40;
+    run->options.segment_tokenizer = "llm";
+    run->options.key_position = "answer";
+    run->options.group_by_length = true;
+  }
+  const auto full = train_prefix(straight.options);
+  EXPECT_EQ(full.steps, 4);
+  EXPECT_LT(full.epoch_loss.back(), full.epoch_loss.front());
+  auto exported = load_knowledge_encoder(straight.options.out);
+  EXPECT_EQ(exported->config().segment_tokenizer, "llm");
+  EXPECT_EQ(exported->config().key_position, "answer");
+  const auto report = nlohmann::json::parse(read_file(straight.options.out + "/train_report.json"));
+  EXPECT_EQ(report["segment_tokenizer"], "llm");
+  EXPECT_EQ(report["key_position"], "answer");
+  EXPECT_EQ(report["group_by_length"], true);
+
+  stopped.options.stop_after_steps = 3;
+  EXPECT_TRUE(train_prefix(stopped.options).stopped);
+  stopped.options.stop_after_steps = 0;
+  EXPECT_EQ(train_prefix(stopped.options).epoch_loss, full.epoch_loss);
+}
+
 TEST(TrainPrefix, ClearErrors) {
   KVRAG_SHARED_PATH_OR_SKIP(llm, "models/stories260K");
   PrefixRun run;
@@ -269,6 +299,13 @@ TEST(TrainPrefix, ClearErrors) {
   o.readout = "tokens";
   e = test::error_of([&] { train_prefix(o); });
   EXPECT_NE(e.find("hidden size"), std::string::npos) << e;
+
+  o = run.options;
+  o.segment_tokenizer = "bytes";
+  EXPECT_NE(test::error_of([&] { train_prefix(o); }).find("--segment-tokenizer"), std::string::npos);
+  o = run.options;
+  o.key_position = "end";
+  EXPECT_NE(test::error_of([&] { train_prefix(o); }).find("--key-position"), std::string::npos);
 
   // No segment source.
   o = run.options;
