@@ -11,9 +11,6 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "demo/world.h"
-#include "index/dense_retriever.h"
-#include "index/retriever.h"
-#include "index/segment_store.h"
 #include "model/model_config.h"
 #include "qa/answerer.h"
 #include "qa/qa_eval.h"
@@ -44,12 +41,14 @@ struct DemoSizes {
   int retriever_epochs = 1;
   int segment_window = 128;
   std::string retriever_mode = "hybrid";  // answering's retriever (dense | bm25 | hybrid)
-  int prefix_epochs = 6;
+  int prefix_epochs = 2;
   double prefix_lr = 3e-3;
   double prefix_head_std = 0.05;
   int prefix_batch = 16;
   std::string prefix_readout = "tokens";  // one prefix entry per segment token (knowledge_encoder.h)
   bool prefix_llm_embeddings = true;      // … carrying the LLM's embeddings of it and (keys) its predecessor
+  std::string prefix_segment_tokenizer = "llm";  // … one entry per LLM piece
+  std::string prefix_key_position = "answer";    // keys placed at the answer's first query
   int64_t prefix_max_dev = 100;
   int64_t eval_limit = 0;
 };
@@ -268,25 +267,24 @@ DemoResult run_demo(const DemoOptions& o) {
     o.run_command({"index", "build", "--index", p("index"), "--factory", "Flat"});
   });
 
-  st.stage("knowledge", "training the knowledge encoder (dynamic prefix) on retrieved segments", [&] {
-    const auto store = SegmentStore::open(p("index/segments.sqlite"));
-    auto dense = DenseRetriever::open(p("index"));
-    Bm25Retriever bm25(*store);
-    HybridRetriever hybrid(*dense, bm25);
+  st.stage("knowledge", "training the knowledge encoder (dynamic prefix) on the knowledge set's passages", [&] {
+    // The knowledge set (demo/world.h): the train questions, reading practice and counterfactual
+    // documents, each over its gold passage; dev questions over theirs.
     PrefixTrainOptions po;
     po.out = p("knowledge_encoder");
     po.llm = p("llm");
     po.init = p("retriever");
-    po.train = p("questions-train.jsonl");
+    po.train = p("questions-knowledge.jsonl");
     po.dev = p("questions-dev.jsonl");
     po.max_dev = z.prefix_max_dev;
-    po.retriever = z.retriever_mode == "dense" ? static_cast<Retriever*>(dense.get())
-                   : z.retriever_mode == "bm25"  ? static_cast<Retriever*>(&bm25)
-                                                 : &hybrid;
-    po.store = store.get();
+    po.oracle = true;
+    po.passages = p("knowledge-passages.jsonl");
     po.top_k = 1;
     po.readout = z.prefix_readout;
     po.llm_embeddings = z.prefix_llm_embeddings;
+    po.segment_tokenizer = z.prefix_segment_tokenizer;
+    po.key_position = z.prefix_key_position;
+    po.group_by_length = true;
     po.max_segment_tokens = z.segment_window + 2;  // [CLS] segment [SEP]
     po.head_std = z.prefix_head_std;
     po.optim.lr = z.prefix_lr;

@@ -1,6 +1,7 @@
 #include "demo/world.h"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -190,6 +191,7 @@ void check_options(const WorldOptions& o) {
               "world: train_fraction, heldout_fraction and reading_fraction must be in [0, 1] with sum ≤ 1");
   KVRAG_CHECK(o.dev_questions >= 0 && o.max_test_questions >= 0 && o.phrasings_per_fact > 0,
               "world: question counts must be non-negative, phrasings_per_fact positive");
+  KVRAG_CHECK(o.counterfactuals >= 0, "world: counterfactuals must be non-negative (got {})", o.counterfactuals);
 }
 
 class Generator {
@@ -204,6 +206,7 @@ class Generator {
     make_questions(w);
     w.entities = entities_;
     make_lm_examples(w);
+    make_knowledge_set(w);  // last: the draws above (and so lm.txt) do not depend on it
     return w;
   }
 
@@ -267,8 +270,10 @@ class Generator {
 
     // People share first names and surnames (pools smaller than the population), never full
     // names: distractors in documents mention namesakes.
-    const auto firsts = word_pool(rng_, std::max(8, o_.people / 8), 2, 2, used);
-    const auto lasts = word_pool(rng_, std::max(8, o_.people / 4), 2, 3, used);
+    firsts_ = word_pool(rng_, std::max(8, o_.people / 8), 2, 2, used);
+    lasts_ = word_pool(rng_, std::max(8, o_.people / 4), 2, 3, used);
+    const auto& firsts = firsts_;
+    const auto& lasts = lasts_;
     const auto person_split = splits(o_.people);
     for (int i = 0; i < o_.people; ++i) {
       std::string name;
@@ -464,9 +469,64 @@ class Generator {
         if (k < sentences.size()) text += (text.empty() ? "" : " ") + sentences[k];
       }
       ex.push_back(context_prompt({{doc.title, text}}, q.question) + answer_target(q.answer));
+      reading_contexts_.push_back({doc.title, text});
     }
     for (size_t k = ex.size(); k > 1; --k) std::swap(ex[k - 1], ex[rng_.below(static_cast<int>(k))]);
     w.lm_examples = std::move(ex);
+  }
+
+  // The knowledge set (see World::knowledge_questions).
+  void make_knowledge_set(World& w) {
+    w.knowledge_questions = w.train_questions;
+    for (size_t i = 0; i < w.reading_questions.size(); ++i) {
+      const std::string id = "ctx-" + std::to_string(i);
+      w.knowledge_passages.push_back({id, reading_contexts_[i].first, reading_contexts_[i].second});
+      WorldQuestion q = w.reading_questions[i];
+      q.gold_passage_id = id;
+      w.knowledge_questions.push_back(std::move(q));
+    }
+    for (const auto& q : w.train_questions) {
+      const auto& doc = w.documents[doc_index(q.gold_passage_id)];
+      for (int k = 0; k < o_.counterfactuals; ++k) {
+        const std::string value = counterfactual_value(q.attribute, q.answer);
+        const std::string id = "cf-" + std::to_string(w.knowledge_passages.size());
+        w.knowledge_passages.push_back({id, doc.title, replace_words(doc.text, q.answer, value)});
+        w.knowledge_questions.push_back({q.question, value, id, q.attribute});
+      }
+    }
+  }
+
+  // A value for `attribute` other than `old`: a year, another city, a person's name from the
+  // name pools, or a new organisation name.
+  std::string counterfactual_value(const std::string& attribute, const std::string& old) {
+    for (;;) {
+      std::string v;
+      if (attribute.size() > 5 && attribute.compare(attribute.size() - 5, 5, "_year") == 0) {
+        v = year_text(rng_.between(1750, 1990));
+      } else if (attribute == "born_city" || attribute == "headquarters") {
+        v = entities_[rng_.pick(cities_)].name;
+      } else if (attribute == "employer") {
+        v = make_word(rng_, rng_.between(2, 3)) + " " + rng_.pick(kOrgSuffixes);
+      } else if (attribute == "founder" || attribute == "inventor") {
+        v = rng_.pick(firsts_) + " " + rng_.pick(lasts_);
+      } else {
+        fail("world: no counterfactual values for attribute {}", attribute);
+      }
+      if (v != old) return v;
+    }
+  }
+
+  // `text` with every whole-word occurrence of `from` replaced by `to`.
+  static std::string replace_words(const std::string& text, const std::string& from, const std::string& to) {
+    const auto word_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
+    std::string out;
+    size_t pos = 0;
+    for (size_t hit; (hit = text.find(from, pos)) != std::string::npos; pos = hit + from.size()) {
+      const bool whole = (hit == 0 || !word_char(text[hit - 1])) &&
+                         (hit + from.size() == text.size() || !word_char(text[hit + from.size()]));
+      out += text.substr(pos, hit - pos) + (whole ? to : from);
+    }
+    return out + text.substr(pos);
   }
 
   size_t doc_index(const std::string& id) const {
@@ -481,6 +541,8 @@ class Generator {
   std::vector<WorldEntity> entities_;
   std::vector<size_t> countries_, cities_, people_, orgs_, inventions_;
   std::map<std::string, size_t> by_name_;
+  std::vector<std::string> firsts_, lasts_;  // people's name pools
+  std::vector<std::pair<std::string, std::string>> reading_contexts_;  // (title, text) per reading question
 };
 
 std::string questions_jsonl(const std::vector<WorldQuestion>& questions) {
@@ -529,13 +591,19 @@ void write_world(const World& world, const std::string& dir) {
                           {{"seed", o.seed}, {"people", o.people}, {"organisations", o.organisations},
                            {"inventions", o.inventions}, {"cities", o.cities}, {"countries", o.countries},
                            {"train_fraction", o.train_fraction}, {"heldout_fraction", o.heldout_fraction},
-                           {"reading_fraction", o.reading_fraction}}},
+                           {"reading_fraction", o.reading_fraction}, {"counterfactuals", o.counterfactuals}}},
                          {"entities", entities}};
   write_file_atomic(dir + "/corpus.jsonl", corpus);
   write_file_atomic(dir + "/lm.txt", lm);
   write_file_atomic(dir + "/questions-train.jsonl", questions_jsonl(world.train_questions));
   write_file_atomic(dir + "/questions-dev.jsonl", questions_jsonl(world.dev_questions));
   write_file_atomic(dir + "/questions-test.jsonl", questions_jsonl(world.test_questions));
+  write_file_atomic(dir + "/questions-knowledge.jsonl", questions_jsonl(world.knowledge_questions));
+  std::string knowledge = corpus;
+  for (const auto& d : world.knowledge_passages) {
+    knowledge += nlohmann::json({{"id", d.id}, {"title", d.title}, {"text", d.text}}).dump() + "\n";
+  }
+  write_file_atomic(dir + "/knowledge-passages.jsonl", knowledge);
   write_file_atomic(dir + "/world.json", meta.dump(1) + "\n");
 }
 

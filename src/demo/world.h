@@ -48,6 +48,7 @@ struct WorldOptions {
   int dev_questions = 200;         // taken from the held-out questions; the rest is test
   int max_test_questions = 600;    // 0 = all remaining
   int phrasings_per_fact = 2;      // questions per (entity, attribute) in lm.txt and train
+  int counterfactuals = 1;         // counterfactual documents per train question (knowledge set)
 };
 
 enum class WorldSplit { kLm, kTrain, kHeldout, kReading };
@@ -79,6 +80,13 @@ struct World {
   std::vector<WorldEntity> entities;
   std::vector<WorldDocument> documents;  // one per entity, same order (all but `reading`: the retrieval corpus)
   std::vector<WorldQuestion> lm_questions, reading_questions, train_questions, dev_questions, test_questions;
+  // The knowledge encoder's training set: the train questions, the reading questions over their
+  // short contexts ("ctx-N"), and counterfactual questions over train documents whose answer was
+  // replaced by a fresh value everywhere in the text ("cf-N": another city, year, person or a new
+  // organisation name). The reading and counterfactual passages are in no corpus and no lm.txt
+  // text; they teach the encoder to hand over what a segment says, not what it has seen before.
+  std::vector<WorldQuestion> knowledge_questions;
+  std::vector<WorldDocument> knowledge_passages;  // ctx-N and cf-N only
   // Pre-training examples of lm.txt, each one text (documents, question prompts with answers,
   // context prompts with answers; see qa/prompt.h). None contains a blank line.
   std::vector<std::string> lm_examples;
@@ -88,8 +96,10 @@ struct World {
 World generate_world(const WorldOptions& options);
 
 // Writes DIR/corpus.jsonl {"id","title","text"} (every document but those of `reading` entities), DIR/lm.txt (examples separated by a blank
-// line), DIR/questions-{train,dev,test}.jsonl {"question","answers":[..],"gold_passage_id"} and
-// DIR/world.json (options and entities), each atomically. Creates DIR.
+// line), DIR/questions-{train,dev,test,knowledge}.jsonl {"question","answers":[..],"gold_passage_id"},
+// DIR/knowledge-passages.jsonl (the corpus and the knowledge set's own passages: every gold
+// passage of the knowledge, dev and test questions) and DIR/world.json (options and entities),
+// each atomically. Creates DIR.
 void write_world(const World& world, const std::string& dir);
 
 // lm.txt's examples (split at blank lines, empty ones dropped). Throws Error naming the file.

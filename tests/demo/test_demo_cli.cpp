@@ -26,6 +26,14 @@ TEST(DemoCli, TinyPipelineRunsEveryStageAndCachesThem) {
   // The folders `kvrag serve --workspace` opens.
   EXPECT_TRUE(std::filesystem::exists(ws + "/llm/config.json"));
   EXPECT_TRUE(std::filesystem::exists(ws + "/knowledge_encoder/config.json"));
+  // The encoder trains on the knowledge set, reads the LLM's pieces and places its keys.
+  EXPECT_TRUE(std::filesystem::exists(ws + "/knowledge-passages.jsonl"));
+  const auto report = nlohmann::json::parse(read_file(ws + "/knowledge_encoder/train_report.json"));
+  EXPECT_TRUE(test::contains(report.at("train").get<std::string>(), "questions-knowledge.jsonl"));
+  EXPECT_EQ(report.at("segments"), "oracle");
+  const auto ke = nlohmann::json::parse(read_file(ws + "/knowledge_encoder/config.json"));
+  EXPECT_EQ(ke.at("segment_tokenizer"), "llm");
+  EXPECT_EQ(ke.at("key_position"), "answer");
   EXPECT_TRUE(std::filesystem::exists(ws + "/index/segments.sqlite"));
   const auto results = nlohmann::json::parse(read_file(ws + "/results.json"));
   for (const char* mode : {"none", "context", "prefix"}) {

@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -138,6 +139,77 @@ TEST(World, FilesRoundTrip) {
   EXPECT_NE(test::error_of([&] { read_lm_examples(dir / "missing.txt"); }).find("missing.txt"), std::string::npos);
 }
 
+// The knowledge encoder's training set: train questions, reading practice over its short
+// contexts, and counterfactual documents that state a fresh answer wherever the old one stood.
+TEST(World, KnowledgeSetHoldsReadingAndCounterfactualQuestions) {
+  WorldOptions o = small_world();
+  o.counterfactuals = 2;
+  const World w = generate_world(o);
+  ASSERT_FALSE(w.reading_questions.empty());
+  ASSERT_EQ(w.knowledge_questions.size(),
+            w.train_questions.size() + w.reading_questions.size() + 2 * w.train_questions.size());
+  ASSERT_EQ(w.knowledge_passages.size(), w.reading_questions.size() + 2 * w.train_questions.size());
+  std::map<std::string, const WorldDocument*> passages;
+  for (const auto& d : w.knowledge_passages) passages[d.id] = &d;
+  std::map<std::string, const WorldDocument*> documents;
+  for (const auto& d : w.documents) documents[d.id] = &d;
+  size_t reading = 0, counterfactual = 0;
+  for (size_t i = 0; i < w.knowledge_questions.size(); ++i) {
+    const auto& q = w.knowledge_questions[i];
+    if (i < w.train_questions.size()) {  // the train questions first, over their own documents
+      EXPECT_EQ(q.question, w.train_questions[i].question);
+      EXPECT_EQ(q.gold_passage_id, w.train_questions[i].gold_passage_id);
+      continue;
+    }
+    ASSERT_TRUE(passages.count(q.gold_passage_id)) << q.gold_passage_id;
+    const auto& text = passages.at(q.gold_passage_id)->text;
+    EXPECT_NE(text.find(q.answer), std::string::npos) << q.question << " / " << text;
+    if (q.gold_passage_id.rfind("ctx-", 0) == 0) {
+      ++reading;
+      continue;
+    }
+    ASSERT_EQ(q.gold_passage_id.rfind("cf-", 0), 0u) << q.gold_passage_id;
+    ++counterfactual;
+    // The document of the train question it varies, with its answer replaced throughout.
+    const size_t t = (i - w.train_questions.size() - w.reading_questions.size()) / 2;
+    const auto& original = w.train_questions[t];
+    EXPECT_EQ(q.question, original.question);
+    EXPECT_EQ(q.attribute, original.attribute);
+    EXPECT_NE(q.answer, original.answer);
+    const auto& doc = *documents.at(original.gold_passage_id);
+    EXPECT_EQ(passages.at(q.gold_passage_id)->title, doc.title);
+    EXPECT_NE(doc.text.find(original.answer), std::string::npos);
+    // Every whole-word occurrence replaced (a city "Bram" is not part of "Bramby"; answers are
+    // letters, digits and spaces, nothing a regex would read as syntax).
+    EXPECT_EQ(text, std::regex_replace(doc.text, std::regex("\\b" + original.answer + "\\b"), q.answer));
+  }
+  EXPECT_EQ(reading, w.reading_questions.size());
+  EXPECT_EQ(counterfactual, 2 * w.train_questions.size());
+
+  // Drawn last: the rest of the world, lm.txt included, does not depend on it.
+  o.counterfactuals = 0;
+  const World none = generate_world(o);
+  EXPECT_EQ(none.lm_examples, w.lm_examples);
+  EXPECT_EQ(none.test_questions.size(), w.test_questions.size());
+  EXPECT_EQ(none.knowledge_questions.size(), w.train_questions.size() + w.reading_questions.size());
+
+  // On disk: knowledge-passages.jsonl holds the corpus and the knowledge set's passages, so
+  // every gold passage of the knowledge, dev and test questions.
+  test::TempDir dir;
+  write_world(w, dir.path());
+  std::set<std::string> ids;
+  std::ifstream in(dir / "knowledge-passages.jsonl");
+  for (std::string line; std::getline(in, line);) ids.insert(nlohmann::json::parse(line).at("id").get<std::string>());
+  for (const auto* file : {"questions-knowledge.jsonl", "questions-dev.jsonl", "questions-test.jsonl"}) {
+    std::ifstream qs(dir / file);
+    size_t n = 0;
+    for (std::string line; std::getline(qs, line); ++n) {
+      EXPECT_TRUE(ids.count(nlohmann::json::parse(line).at("gold_passage_id").get<std::string>())) << file << ": " << line;
+    }
+    EXPECT_GT(n, 0u) << file;
+  }
+}
+
 TEST(World, RejectsBadOptions) {
   WorldOptions o = small_world();
   o.people = 0;
@@ -145,6 +217,9 @@ TEST(World, RejectsBadOptions) {
   o = small_world();
   o.heldout_fraction = 0.9;
   EXPECT_NE(test::error_of([&] { generate_world(o); }).find("fraction"), std::string::npos);
+  o = small_world();
+  o.counterfactuals = -1;
+  EXPECT_NE(test::error_of([&] { generate_world(o); }).find("counterfactuals"), std::string::npos);
 }
 
 }  // namespace
