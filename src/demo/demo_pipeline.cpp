@@ -41,7 +41,7 @@ struct DemoSizes {
   int retriever_epochs = 1;
   int segment_window = 128;
   std::string retriever_mode = "hybrid";  // answering's retriever (dense | bm25 | hybrid)
-  int prefix_epochs = 2;
+  int prefix_epochs = 3;
   double prefix_lr = 3e-3;
   double prefix_head_std = 0.05;
   int prefix_batch = 16;
