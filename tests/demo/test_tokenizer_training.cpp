@@ -113,11 +113,10 @@ TEST(WordPieceVocab, EncodesTheCorpusWithoutUnknownsInFewPieces) {
   EXPECT_EQ(tok->decode(ids), "the engine was invented");
 }
 
-// The vocabulary made from a SentencePiece model's pieces cuts words (lowercased) into the same
-// pieces as that model in most cases: what lets the demo's knowledge encoder spell out names.
-TEST(WordPieceVocab, FromSentencePiecePiecesCutsWordsLikeTheModel) {
-  test::TempDir dir;
-  const auto texts = sample_texts();
+// A SentencePiece model (600 pieces) trained on `texts` in DIR and the WordPiece vocabulary made
+// from its pieces.
+std::pair<std::unique_ptr<Tokenizer>, std::unique_ptr<WordPieceTokenizer>> piece_tokenizers(
+    const test::TempDir& dir, const std::vector<std::string>& texts) {
   write_input(dir, texts);
   SentencePieceTrainOptions so;
   so.vocab_size = 600;
@@ -126,7 +125,15 @@ TEST(WordPieceVocab, FromSentencePiecePiecesCutsWordsLikeTheModel) {
   std::vector<std::string> pieces;
   for (int32_t id = 0; id < sp->vocab_size(); ++id) pieces.push_back(sp->id_to_piece(id));
   build_wordpiece_vocab_from_pieces(texts, pieces, dir / "vocab.txt");
-  auto wp = WordPieceTokenizer::from_vocab_file(dir / "vocab.txt");
+  return {std::move(sp), WordPieceTokenizer::from_vocab_file(dir / "vocab.txt")};
+}
+
+// The vocabulary made from a SentencePiece model's pieces cuts words (lowercased) into the same
+// pieces as that model in most cases: what lets the demo's knowledge encoder spell out names.
+TEST(WordPieceVocab, FromSentencePiecePiecesCutsWordsLikeTheModel) {
+  test::TempDir dir;
+  const auto texts = sample_texts();
+  const auto [sp, wp] = piece_tokenizers(dir, texts);
   EXPECT_EQ(wp->id_to_piece(0), "[PAD]");
   EXPECT_FALSE(wp->piece_to_id("<0x0A>").has_value());
   EXPECT_FALSE(wp->piece_to_id("<s>").has_value());
@@ -161,15 +168,7 @@ TEST(WordPieceVocab, FromSentencePiecePiecesCutsWordsLikeTheModel) {
 TEST(KnowledgeTokenizer, CutsASegmentIntoTheLlmsPieces) {
   test::TempDir dir;
   const auto texts = sample_texts();
-  write_input(dir, texts);
-  SentencePieceTrainOptions so;
-  so.vocab_size = 600;
-  train_sentencepiece(dir / "input.txt", dir / "sp.model", so);
-  auto sp = load_tokenizer(dir / "sp.model");
-  std::vector<std::string> pieces;
-  for (int32_t id = 0; id < sp->vocab_size(); ++id) pieces.push_back(sp->id_to_piece(id));
-  build_wordpiece_vocab_from_pieces(texts, pieces, dir / "vocab.txt");
-  auto wp = WordPieceTokenizer::from_vocab_file(dir / "vocab.txt");
+  const auto [sp, wp] = piece_tokenizers(dir, texts);
   const KnowledgeTokenizer by_llm(*wp, sp.get()), by_encoder(*wp);
   EXPECT_TRUE(by_llm.reads_llm_pieces());
   EXPECT_FALSE(by_encoder.reads_llm_pieces());
