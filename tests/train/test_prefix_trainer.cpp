@@ -154,6 +154,14 @@ std::map<std::string, torch::Tensor> resume_params(const std::string& out) {
   return params;
 }
 
+// `stopped`, killed after 3 steps and run again, ends with the epoch losses of `full`.
+void expect_stopped_run_resumes_to(PrefixRun& stopped, const PrefixTrainResult& full) {
+  stopped.options.stop_after_steps = 3;
+  EXPECT_TRUE(train_prefix(stopped.options).stopped);
+  stopped.options.stop_after_steps = 0;
+  EXPECT_EQ(train_prefix(stopped.options).epoch_loss, full.epoch_loss);
+}
+
 TEST(TrainPrefix, TrainsExportsAndResumesExactly) {
   KVRAG_SHARED_PATH_OR_SKIP(llm, "models/stories260K");
   PrefixRun straight, split, stopped;
@@ -220,10 +228,7 @@ TEST(TrainPrefix, TokenReadoutTrainsAndResumesExactly) {
   EXPECT_EQ(report["readout"], "tokens");
   EXPECT_EQ(report["prefix_length"], 40);
 
-  stopped.options.stop_after_steps = 3;
-  EXPECT_TRUE(train_prefix(stopped.options).stopped);
-  stopped.options.stop_after_steps = 0;
-  EXPECT_EQ(train_prefix(stopped.options).epoch_loss, full.epoch_loss);
+  expect_stopped_run_resumes_to(stopped, full);
 }
 
 // Segments cut into the LLM's pieces, keys placed at the answer, batches grouped by length:
@@ -250,10 +255,7 @@ TEST(TrainPrefix, LlmPiecesPlacedKeysAndLengthGroupsTrainAndResumeExactly) {
   EXPECT_EQ(report["key_position"], "answer");
   EXPECT_EQ(report["group_by_length"], true);
 
-  stopped.options.stop_after_steps = 3;
-  EXPECT_TRUE(train_prefix(stopped.options).stopped);
-  stopped.options.stop_after_steps = 0;
-  EXPECT_EQ(train_prefix(stopped.options).epoch_loss, full.epoch_loss);
+  expect_stopped_run_resumes_to(stopped, full);
 }
 
 TEST(TrainPrefix, ClearErrors) {
