@@ -31,6 +31,17 @@ int64_t positive_int(const nlohmann::json& j, const char* key, const std::string
   return n;
 }
 
+// j[key], which must be the string `a` or `b`, or `fallback` where j has no such field (folders
+// written before it). Errors name the source and the field.
+std::string one_of(const nlohmann::json& j, const char* key, std::pair<const char*, const char*> choices,
+                   const std::string& fallback, const std::string& source) {
+  if (!j.contains(key)) return fallback;
+  const auto& v = j.at(key);
+  KVRAG_CHECK(v.is_string() && (v == choices.first || v == choices.second), "config {}: {}: must be \"{}\" or \"{}\", got {}",
+              source, key, choices.first, choices.second, v.dump());
+  return v.get<std::string>();
+}
+
 // FNV-1a, 64 bits.
 struct Fnv {
   uint64_t h = 0xcbf29ce484222325ULL;
@@ -92,29 +103,14 @@ KnowledgeEncoderConfig KnowledgeEncoderConfig::from_json(const nlohmann::json& j
   KnowledgeEncoderConfig c;
   c.encoder = BertConfig::from_json(j.at("encoder"), source + " (encoder)");
   c.prefix_length = positive_int(j, "prefix_length", source, "");
-  if (j.contains("readout")) {
-    const auto& r = j.at("readout");
-    KVRAG_CHECK(r.is_string() && (r == "queries" || r == "tokens"),
-                "config {}: readout: must be \"queries\" or \"tokens\", got {}", source, r.dump());
-    c.readout = r.get<std::string>();
-  }
+  c.readout = one_of(j, "readout", {"queries", "tokens"}, c.readout, source);
   if (j.contains("llm_embeddings")) {
     KVRAG_CHECK(j.at("llm_embeddings").is_boolean(), "config {}: llm_embeddings: must be true or false", source);
     c.llm_embeddings = j.at("llm_embeddings").get<bool>();
   }
   KVRAG_CHECK(!c.llm_embeddings || c.token_readout(), "config {}: llm_embeddings needs readout \"tokens\"", source);
-  if (j.contains("segment_tokenizer")) {
-    const auto& t = j.at("segment_tokenizer");
-    KVRAG_CHECK(t.is_string() && (t == "encoder" || t == "llm"),
-                "config {}: segment_tokenizer: must be \"encoder\" or \"llm\", got {}", source, t.dump());
-    c.segment_tokenizer = t.get<std::string>();
-  }
-  if (j.contains("key_position")) {
-    const auto& t = j.at("key_position");
-    KVRAG_CHECK(t.is_string() && (t == "none" || t == "answer"),
-                "config {}: key_position: must be \"none\" or \"answer\", got {}", source, t.dump());
-    c.key_position = t.get<std::string>();
-  }
+  c.segment_tokenizer = one_of(j, "segment_tokenizer", {"encoder", "llm"}, c.segment_tokenizer, source);
+  c.key_position = one_of(j, "key_position", {"none", "answer"}, c.key_position, source);
   const auto& llm = j.at("llm");
   c.llm_layers = positive_int(llm, "layers", source, "llm");
   c.llm_kv_heads = positive_int(llm, "kv_heads", source, "llm");
