@@ -44,7 +44,6 @@ class KnowledgeTokenizer {
   KnowledgeTokens encode(const std::string& title, const std::string& text, int64_t max_tokens) const;
 
   bool reads_llm_pieces() const { return llm_ != nullptr; }
-  const WordPieceTokenizer& encoder() const { return encoder_; }
 
  private:
   void append_pieces(const std::string& text, KnowledgeTokens& out) const;

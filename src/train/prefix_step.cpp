@@ -88,7 +88,7 @@ PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples, const 
     seq.insert(seq.end(), ex.target.begin(), ex.target.end());
     const int64_t n = static_cast<int64_t>(seq.size()) - 1;  // inputs: all but the last token
     const int64_t first_answer = static_cast<int64_t>(ex.prompt.size()) - 1;  // predicts target[0]
-    batch.answer_start.push_back(first_answer);
+    batch.prompt_lengths.push_back(static_cast<int64_t>(ex.prompt.size()));
     for (int64_t t = 0; t < n; ++t) {
       pi[b * S + t] = seq[t];
       pm[b * S + t] = 1;
@@ -112,9 +112,7 @@ KVPrefix batch_prefix(KnowledgeEncoderImpl& encoder, const PrefixBatch& batch, c
   for (auto* v : {&prefix.keys, &prefix.values}) {
     for (auto& t : *v) t = t.to(llm_dtype);
   }
-  std::vector<int64_t> prompt_lengths;
-  for (const auto a : batch.answer_start) prompt_lengths.push_back(a + 1);
-  return place_for_answer(encoder.config(), llm, prefix, prompt_lengths);
+  return place_for_answer(encoder.config(), llm, prefix, batch.prompt_lengths);
 }
 
 torch::Tensor prefix_loss(LlamaForCausalLMImpl& llm, KnowledgeEncoderImpl& encoder, const PrefixBatch& batch) {

@@ -44,7 +44,7 @@ struct PrefixBatch {
   torch::Tensor ids, mask;                              // [B, S] int64: prompt + target[:-1], right-padded
   torch::Tensor labels;                                 // [B, S] int64: next token on answer positions, else -100
   int64_t answer_tokens = 0;                            // positions the loss covers
-  std::vector<int64_t> answer_start;                    // [B]: index in ids of the position that predicts the first answer token
+  std::vector<int64_t> prompt_lengths;                  // [B]: prompt tokens (BOS included); the last predicts the answer's first
 };
 
 // Pads examples[i] for i in `rows` into one batch (pad id `encoder_pad` for the segments, 0 for
