@@ -17,7 +17,7 @@
 #include "bench_common.h"
 #include "core/error.h"
 #include "model/bert.h"
-#include "model/threads.h"
+#include "ops/threads.h"
 #include "model/weights.h"
 
 namespace {

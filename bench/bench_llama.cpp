@@ -17,7 +17,7 @@
 #include "core/error.h"
 #include "model/generation.h"
 #include "model/llama.h"
-#include "model/threads.h"
+#include "ops/threads.h"
 #include "model/weights.h"
 
 namespace {

@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
-#include "eval/fixture_check.h"
+#include "model/fixture_check.h"
 
 namespace kvrag::cli {
 

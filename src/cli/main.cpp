@@ -7,7 +7,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "model/threads.h"
+#include "ops/threads.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"kvrag: retrieval-augmented QA with dynamic key/value prefixes for a frozen LLM"};

@@ -11,7 +11,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "demo/world.h"
-#include "model/model_config.h"
+#include "checkpoint/model_config.h"
 #include "qa/answerer.h"
 #include "qa/qa_eval.h"
 #include "text/sentencepiece_tokenizer.h"

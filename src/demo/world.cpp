@@ -12,7 +12,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "qa/prompt.h"
+#include "prefix/prompt.h"
 
 namespace kvrag {
 namespace {
@@ -605,27 +605,6 @@ void write_world(const World& world, const std::string& dir) {
   }
   write_file_atomic(dir + "/knowledge-passages.jsonl", knowledge);
   write_file_atomic(dir + "/world.json", meta.dump(1) + "\n");
-}
-
-std::vector<std::string> read_lm_examples(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  KVRAG_CHECK(in.good(), "{}: cannot open", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t end = text.find("\n\n", pos);
-    if (end == std::string::npos) end = text.size();
-    std::string ex = text.substr(pos, end - pos);
-    while (!ex.empty() && (ex.back() == '\n' || ex.back() == '\r')) ex.pop_back();
-    while (!ex.empty() && ex.front() == '\n') ex.erase(ex.begin());
-    if (!ex.empty()) out.push_back(std::move(ex));
-    pos = end + 2;
-  }
-  KVRAG_CHECK(!out.empty(), "{}: no examples (expected texts separated by blank lines)", path);
-  return out;
 }
 
 }  // namespace kvrag

@@ -102,7 +102,4 @@ World generate_world(const WorldOptions& options);
 // each atomically. Creates DIR.
 void write_world(const World& world, const std::string& dir);
 
-// lm.txt's examples (split at blank lines, empty ones dropped). Throws Error naming the file.
-std::vector<std::string> read_lm_examples(const std::string& path);
-
 }  // namespace kvrag

@@ -32,7 +32,7 @@
 #include <utility>
 #include <vector>
 
-#include "index/corpus_reader.h"
+#include "text/corpus_reader.h"
 #include "text/segmenter.h"
 
 struct sqlite3;

@@ -10,8 +10,8 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "model/checkpoint.h"
-#include "model/safetensors.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/safetensors.h"
 #include "model/weights.h"
 
 namespace kvrag {

@@ -74,7 +74,7 @@
 #include "model/bert.h"
 #include "model/layers.h"
 #include "model/llama.h"
-#include "model/model_config.h"
+#include "checkpoint/model_config.h"
 
 namespace kvrag {
 

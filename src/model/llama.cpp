@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "core/error.h"
-#include "model/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 #include "model/weights.h"
 
 namespace kvrag {

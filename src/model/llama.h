@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "model/layers.h"
-#include "model/model_config.h"
+#include "checkpoint/model_config.h"
 
 namespace kvrag {
 

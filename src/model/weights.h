@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "model/checkpoint.h"
-#include "model/safetensors.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/safetensors.h"
 
 namespace kvrag {
 

@@ -19,7 +19,7 @@
 #include "model/generation.h"
 #include "model/knowledge_encoder.h"
 #include "model/llama.h"
-#include "qa/prompt.h"
+#include "prefix/prompt.h"
 #include "text/knowledge_tokenizer.h"
 #include "text/segmenter.h"
 #include "text/tokenizer.h"

@@ -11,7 +11,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
-#include "eval/bertscore.h"
+#include "model/bertscore.h"
 #include "eval/qa_metrics.h"
 #include "model/bert.h"
 #include "text/tokenizer.h"

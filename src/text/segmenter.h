@@ -32,7 +32,7 @@
 #include <string>
 #include <vector>
 
-#include "index/corpus_reader.h"
+#include "text/corpus_reader.h"
 #include "text/wordpiece_tokenizer.h"
 
 namespace kvrag {

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <numeric>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -13,7 +15,6 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
-#include "demo/world.h"
 #include "model/layers.h"
 #include "model/llama.h"
 #include "model/weights.h"
@@ -134,6 +135,27 @@ LlamaConfig lm_preset(const std::string& name, int64_t vocab_size, int64_t max_p
   c.num_key_value_heads = c.num_attention_heads;
   c.head_dim = c.hidden_size / c.num_attention_heads;
   return c;
+}
+
+std::vector<std::string> read_lm_examples(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  KVRAG_CHECK(in.good(), "{}: cannot open", path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find("\n\n", pos);
+    if (end == std::string::npos) end = text.size();
+    std::string ex = text.substr(pos, end - pos);
+    while (!ex.empty() && (ex.back() == '\n' || ex.back() == '\r')) ex.pop_back();
+    while (!ex.empty() && ex.front() == '\n') ex.erase(ex.begin());
+    if (!ex.empty()) out.push_back(std::move(ex));
+    pos = end + 2;
+  }
+  KVRAG_CHECK(!out.empty(), "{}: no examples (expected texts separated by blank lines)", path);
+  return out;
 }
 
 LmTrainResult train_lm(const LmTrainOptions& o) {

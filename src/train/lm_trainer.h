@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <string>
 
-#include "model/model_config.h"
+#include "checkpoint/model_config.h"
 #include "train/lr_schedule.h"
 
 namespace kvrag {
@@ -61,5 +61,9 @@ LlamaConfig lm_preset(const std::string& name, int64_t vocab_size, int64_t max_p
 // Trains (or resumes, or — when OUT already holds the finished run — only re-exports) and
 // exports OUT. Errors name the file or option at fault.
 LmTrainResult train_lm(const LmTrainOptions& options);
+
+// The examples of a train-lm text file (split at blank lines, empty ones dropped). Throws Error
+// naming the file.
+std::vector<std::string> read_lm_examples(const std::string& path);
 
 }  // namespace kvrag

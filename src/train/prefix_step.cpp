@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "core/error.h"
-#include "qa/prompt.h"
+#include "prefix/prompt.h"
 #include "text/knowledge_tokenizer.h"
 #include "text/tokenizer.h"
 

@@ -15,7 +15,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "eval/answer_match.h"
-#include "index/corpus_reader.h"
+#include "text/corpus_reader.h"
 #include "index/retrieval_eval.h"
 #include "index/retriever.h"
 #include "index/segment_store.h"

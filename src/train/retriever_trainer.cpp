@@ -17,7 +17,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
-#include "index/corpus_reader.h"
+#include "text/corpus_reader.h"
 #include "index/segment_store.h"
 #include "model/bert.h"
 #include "model/layers.h"

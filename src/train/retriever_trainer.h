@@ -37,7 +37,7 @@
 #include <string>
 #include <vector>
 
-#include "model/model_config.h"
+#include "checkpoint/model_config.h"
 #include "train/lr_schedule.h"
 
 namespace kvrag {

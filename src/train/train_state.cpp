@@ -9,7 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "model/safetensors.h"
+#include "checkpoint/safetensors.h"
 #include "model/weights.h"
 
 namespace kvrag {

@@ -1,5 +1,5 @@
 // Checkpoint folders: single file, sharded index, every error, and the shared fixtures.
-#include "model/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 
 #include <gtest/gtest.h>
 
@@ -8,10 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "checkpoint/checkpoint_test_util.h"
+#include "support/checkpoint_test_util.h"
 #include "core/atomic_file.h"
-#include "model/model_config.h"
-#include "test_support.h"
+#include "checkpoint/model_config.h"
+#include "support/test_support.h"
 
 using kvrag::Checkpoint;
 using kvrag::DType;

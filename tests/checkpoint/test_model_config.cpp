@@ -1,5 +1,5 @@
 // config.json parsing: defaults, variants HF configs use, every rejected field, round trips.
-#include "model/model_config.h"
+#include "checkpoint/model_config.h"
 
 #include <gtest/gtest.h>
 
@@ -7,9 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "checkpoint/checkpoint_test_util.h"
+#include "support/checkpoint_test_util.h"
 #include "core/atomic_file.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 using kvrag::BertConfig;
 using kvrag::LlamaConfig;

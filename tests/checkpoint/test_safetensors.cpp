@@ -1,5 +1,5 @@
 // Safetensors reader and writer: round trips, every validation error, real HF files.
-#include "model/safetensors.h"
+#include "checkpoint/safetensors.h"
 
 #include <gtest/gtest.h>
 
@@ -10,9 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "checkpoint/checkpoint_test_util.h"
+#include "support/checkpoint_test_util.h"
 #include "core/atomic_file.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 using kvrag::DType;
 using kvrag::SafetensorsFile;

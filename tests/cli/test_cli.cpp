@@ -6,8 +6,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "cli_runner.h"
-#include "test_support.h"
+#include "support/cli_runner.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

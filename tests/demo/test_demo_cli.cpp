@@ -8,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli_runner.h"
+#include "support/cli_runner.h"
 #include "core/atomic_file.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

@@ -12,8 +12,8 @@
 
 #include "core/atomic_file.h"
 #include "demo/world.h"
-#include "qa/prompt.h"
-#include "test_support.h"
+#include "prefix/prompt.h"
+#include "support/test_support.h"
 #include "text/knowledge_tokenizer.h"
 #include "text/segmenter.h"
 #include "text/sentencepiece_trainer.h"

@@ -11,7 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "demo/world.h"
-#include "test_support.h"
+#include "train/lm_trainer.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

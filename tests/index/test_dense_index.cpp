@@ -19,7 +19,7 @@
 #include "index/dense_index.h"
 #include "index/embedding_set.h"
 #include "index/npy_file.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

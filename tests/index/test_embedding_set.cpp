@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "index/embedding_set.h"
 #include "index/npy_file.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

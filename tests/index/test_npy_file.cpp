@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 #include "index/npy_file.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

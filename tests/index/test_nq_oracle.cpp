@@ -10,7 +10,7 @@
 #include "index/retrieval_eval.h"
 #include "index/retriever.h"
 #include "index/segment_store.h"
-#include "index_test_util.h"
+#include "support/index_test_util.h"
 
 namespace kvrag {
 namespace {

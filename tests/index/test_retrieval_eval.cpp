@@ -6,7 +6,7 @@
 
 #include "index/retrieval_eval.h"
 #include "index/retriever.h"
-#include "index_test_util.h"
+#include "support/index_test_util.h"
 
 namespace kvrag {
 namespace {

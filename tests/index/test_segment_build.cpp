@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "index/segment_store.h"
-#include "index_test_util.h"
+#include "support/index_test_util.h"
 
 namespace kvrag {
 namespace {

@@ -9,7 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "index/segment_store.h"
-#include "index_test_util.h"
+#include "support/index_test_util.h"
 
 namespace kvrag {
 namespace {

@@ -3,10 +3,10 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
-#include "eval/fixture_check.h"
+#include "model/fixture_check.h"
 #include "model/bert.h"
-#include "model/threads.h"
-#include "test_support.h"
+#include "ops/threads.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

@@ -8,11 +8,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "eval/fixture_check.h"
+#include "model/fixture_check.h"
 #include "model/bert.h"
 #include "model/llama.h"
 #include "model/weights.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

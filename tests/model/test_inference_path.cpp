@@ -11,8 +11,8 @@
 #include "model/generation.h"
 #include "model/layers.h"
 #include "model/llama.h"
-#include "model/threads.h"
-#include "test_support.h"
+#include "ops/threads.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

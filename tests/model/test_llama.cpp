@@ -7,11 +7,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "eval/fixture_check.h"
+#include "model/fixture_check.h"
 #include "model/generation.h"
 #include "model/llama.h"
-#include "model/threads.h"
-#include "test_support.h"
+#include "ops/threads.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

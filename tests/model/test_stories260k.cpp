@@ -9,9 +9,9 @@
 
 #include "model/generation.h"
 #include "model/llama.h"
-#include "model/threads.h"
+#include "ops/threads.h"
 #include "text/sentencepiece_tokenizer.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

@@ -9,15 +9,15 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "cli_runner.h"
+#include "support/cli_runner.h"
 #include "core/error.h"
 #include "model/knowledge_encoder.h"
 #include "model/llama.h"
 #include "qa/answerer.h"
-#include "qa/prompt.h"
+#include "prefix/prompt.h"
 #include "qa/qa_eval.h"
-#include "retrieval/retrieval_fixture.h"
-#include "test_support.h"
+#include "support/retrieval_fixture.h"
+#include "support/test_support.h"
 #include "text/knowledge_tokenizer.h"
 #include "text/segmenter.h"
 #include "text/tokenizer.h"

@@ -9,7 +9,7 @@
 
 #include <unistd.h>
 
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace kvrag::test {
 

@@ -5,7 +5,7 @@
 #include "browser.h"
 #include "fake_service.h"
 #include "serve/server.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace kvrag::test {
 namespace {

@@ -15,8 +15,8 @@
 #include <thread>
 
 #include "browser.h"
-#include "cli_runner.h"
-#include "test_support.h"
+#include "support/cli_runner.h"
+#include "support/test_support.h"
 
 namespace kvrag::test {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "fake_service.h"
 #include "serve/server.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace kvrag::test {
 namespace {

@@ -7,7 +7,7 @@
 #include "core/error.h"
 #include "text/sentencepiece_tokenizer.h"
 #include "text/tokenizer.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "core/error.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "text/utf8.h"
 
 namespace kvrag {

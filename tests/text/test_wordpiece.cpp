@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "text/utf8.h"
 #include "text/wordpiece_tokenizer.h"
 

@@ -13,7 +13,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "test_support.h"
+#include "support/test_support.h"
 #include "train/contrastive_loss.h"
 
 namespace kvrag {

@@ -11,7 +11,7 @@
 #include "core/atomic_file.h"
 #include "model/llama.h"
 #include "model/weights.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "text/sentencepiece_tokenizer.h"
 #include "text/sentencepiece_trainer.h"
 #include "train/lm_trainer.h"

@@ -11,7 +11,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "train/lr_schedule.h"
 #include "train/train_state.h"
 

@@ -7,9 +7,9 @@
 
 #include "core/atomic_file.h"
 #include "model/knowledge_encoder.h"
-#include "model/safetensors.h"
-#include "prefix_test_util.h"
-#include "test_support.h"
+#include "checkpoint/safetensors.h"
+#include "support/tiny_models.h"
+#include "support/test_support.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece_tokenizer.h"
 #include "train/prefix_step.h"

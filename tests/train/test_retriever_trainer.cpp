@@ -10,11 +10,11 @@
 #include <random>
 #include <sstream>
 
-#include "cli_runner.h"
+#include "support/cli_runner.h"
 #include "core/atomic_file.h"
 #include "index/embedder.h"
-#include "model/model_config.h"
-#include "test_support.h"
+#include "checkpoint/model_config.h"
+#include "support/test_support.h"
 #include "train/retriever_trainer.h"
 
 namespace kvrag {

@@ -1,4 +1,4 @@
-#include "qa/prompt.h"
+#include "prefix/prompt.h"
 
 #include <algorithm>
 #include <cstddef>

@@ -8,7 +8,7 @@
 #include <sstream>
 #include <string>
 
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace kvrag::test {
 

@@ -1,4 +1,4 @@
-#include "model/threads.h"
+#include "ops/threads.h"
 
 #include <sched.h>
 

@@ -1,4 +1,4 @@
-#include "retrieval_fixture.h"
+#include "support/retrieval_fixture.h"
 
 #include <filesystem>
 #include <fstream>

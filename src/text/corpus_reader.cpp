@@ -1,5 +1,5 @@
 // Streaming JSONL / DPR-TSV corpus reader (see corpus_reader.h).
-#include "index/corpus_reader.h"
+#include "text/corpus_reader.h"
 
 #include <algorithm>
 #include <cerrno>

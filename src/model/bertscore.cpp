@@ -1,4 +1,4 @@
-#include "eval/bertscore.h"
+#include "model/bertscore.h"
 
 #include <torch/torch.h>
 

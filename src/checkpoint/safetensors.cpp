@@ -1,6 +1,6 @@
 // Safetensors: a memory-mapped reader that validates the whole header before handing out a
 // tensor, and a writer producing the same layout as Hugging Face's `safetensors` package.
-#include "model/safetensors.h"
+#include "checkpoint/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

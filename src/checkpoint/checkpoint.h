@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "model/safetensors.h"
+#include "checkpoint/safetensors.h"
 
 namespace kvrag {
 

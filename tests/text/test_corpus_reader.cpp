@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "index/corpus_reader.h"
-#include "index_test_util.h"
+#include "text/corpus_reader.h"
+#include "support/index_test_util.h"
 
 namespace kvrag {
 namespace {

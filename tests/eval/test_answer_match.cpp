@@ -2,7 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "eval/answer_match.h"
-#include "index_test_util.h"
+#include "support/index_test_util.h"
 
 namespace kvrag {
 namespace {

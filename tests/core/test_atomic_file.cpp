@@ -6,9 +6,9 @@
 #include <csignal>
 #include <filesystem>
 
-#include "checkpoint/checkpoint_test_util.h"
+#include "support/checkpoint_test_util.h"
 #include "core/atomic_file.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace fs = std::filesystem;
 using kvrag::AtomicFile;

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "index_test_util.h"
+#include "support/index_test_util.h"
 #include "text/segmenter.h"
 #include "text/utf8.h"
 

@@ -3,11 +3,11 @@
 #include <filesystem>
 
 #include "core/atomic_file.h"
-#include "model/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 #include "model/knowledge_encoder.h"
-#include "prefix_test_util.h"
+#include "support/tiny_models.h"
 #include "text/sentencepiece_trainer.h"
-#include "test_support.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {

@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include "qa/prompt.h"
-#include "test_support.h"
+#include "prefix/prompt.h"
+#include "support/test_support.h"
 #include "text/tokenizer.h"
 
 namespace kvrag {

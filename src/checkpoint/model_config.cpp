@@ -1,5 +1,5 @@
 // Parsing and validating config.json for LLaMA and BERT checkpoints.
-#include "model/model_config.h"
+#include "checkpoint/model_config.h"
 
 #include <limits>
 #include <optional>

@@ -1,4 +1,4 @@
-#include "eval/fixture_check.h"
+#include "model/fixture_check.h"
 
 #include <torch/torch.h>
 
@@ -6,11 +6,11 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "eval/bertscore.h"
+#include "model/bertscore.h"
 #include "model/bert.h"
 #include "model/generation.h"
 #include "model/llama.h"
-#include "model/model_config.h"
+#include "checkpoint/model_config.h"
 
 namespace kvrag {
 namespace {

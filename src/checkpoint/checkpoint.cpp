@@ -1,5 +1,5 @@
 // Opening a Hugging Face checkpoint folder: one safetensors file or an index plus shards.
-#include "model/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 
 #include <sys/stat.h>
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "test_support.h"
+#include "support/test_support.h"
 #include "text/wordpiece_tokenizer.h"
 
 namespace kvrag::test {

@@ -8,13 +8,13 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "cli_runner.h"
+#include "support/cli_runner.h"
 #include "core/error.h"
 #include "index/embedder.h"
 #include "index/embedding_set.h"
 #include "index/segment_store.h"
-#include "retrieval_fixture.h"
-#include "test_support.h"
+#include "support/retrieval_fixture.h"
+#include "support/test_support.h"
 
 namespace kvrag {
 namespace {
