@@ -116,7 +116,7 @@ int run(int argc, char** argv) {
       o.llm_dir = ws + "/llm";
       if (std::filesystem::is_directory(ws + "/index")) o.index_dir = ws + "/index";
       if (std::filesystem::is_directory(ws + "/knowledge_encoder")) o.knowledge_encoder_dir = ws + "/knowledge_encoder";
-      if (!o.index_dir.empty() && !std::filesystem::is_directory(o.index_dir + "/embeddings")) o.retriever_mode = "bm25";
+      if (!o.index_dir.empty() && !std::filesystem::is_directory(o.index_dir + "/embeddings")) o.retriever.mode = RetrieverMode::kBm25;
       service = AnswererService::open(o);
       if (questions.empty() && std::filesystem::exists(ws + "/questions-test.jsonl")) {
         questions = read_questions(ws + "/questions-test.jsonl");

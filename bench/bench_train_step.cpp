@@ -29,7 +29,7 @@
 #include "model/knowledge_encoder.h"
 #include "model/llama.h"
 #include "model/weights.h"
-#include "train/prefix_step.h"
+#include "prefix/prefix_batch.h"
 #include "train/train_state.h"
 
 using namespace kvrag;
@@ -66,7 +66,9 @@ int main(int argc, char** argv) try {
   LlamaForCausalLM llm(lc, torch::kFloat32);
   init_parameters(*llm, 0.02, 1);
   llm->freeze();
-  KnowledgeEncoder encoder(KnowledgeEncoderConfig::for_llm(bc, lc, "", P), torch::kFloat32);
+  KnowledgeEncoderOptions encoder_options;
+  encoder_options.prefix_length = P;
+  KnowledgeEncoder encoder(KnowledgeEncoderConfig::for_llm(bc, lc, "", encoder_options), torch::kFloat32);
   encoder->init_fresh(2, 0.02);
   encoder->train();
 
@@ -77,7 +79,7 @@ int main(int argc, char** argv) try {
     PrefixExample ex;
     ex.prompt = bench::bench_ids(args.integer("prompt-len"), lc.vocab_size, 1, b);
     ex.target = bench::bench_ids(args.integer("answer-len"), lc.vocab_size, -1, b + 100);
-    ex.segments = {bench::bench_ids(args.integer("segment-len"), bc.vocab_size, 2, b + 200)};
+    ex.segments = {KnowledgeTokens{bench::bench_ids(args.integer("segment-len"), bc.vocab_size, 2, b + 200), {}, false}};
     examples.push_back(ex);
     rows.push_back(b);
   }
@@ -114,7 +116,9 @@ int main(int argc, char** argv) try {
   SerialIntraOpGuard serial(matmul_uses_blas_threads(torch::kFloat32));
   std::vector<double> losses;
   const auto step = [&] {
-    auto loss = prefix_loss(*llm, *encoder, batch);
+    // The step of train-prefix (prefix/prefix_batch.h): prefix, then the answer loss.
+    const auto prefix = batch_prefix(*encoder, *llm, batch);
+    auto loss = answer_loss(*llm, batch, &prefix);
     loss.backward();
     optimizer_step(*optimizer, optim.lr, optim.clip_norm);
     losses.push_back(loss.item<double>());

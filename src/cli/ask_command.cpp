@@ -12,6 +12,7 @@
 
 #include "cli/answerer_options.h"
 #include "cli/commands.h"
+#include "cli/enum_option.h"
 #include "core/error.h"
 #include "qa/answerer.h"
 
@@ -20,25 +21,27 @@ namespace kvrag::cli {
 void add_ask_command(CLI::App& app, int& exit_code) {
   struct Args {
     AnswererOptions answerer;
-    std::string mode = "context", question;
+    AnswerMode mode = AnswerMode::kContext;
+    std::string question;
     int top_k = 1;
     bool json = false, no_groundedness = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("ask", "Answer a question: closed-book, in-context RAG, dynamic prefix, or both");
   add_answerer_options(cmd, args->answerer);
-  cmd->add_option("--mode", args->mode, "none (closed-book), context (segments in the prompt), prefix (dynamic prefix), context+prefix")
-      ->check(CLI::IsMember({"none", "context", "prefix", "context+prefix"}));
-  cmd->add_option("--top-k", args->top_k, "segments used (ignored for --mode none)")->check(CLI::Range(1, 100));
+  add_enum_option(cmd, "--mode", args->mode,
+                  "none (closed-book), context (segments in the prompt), prefix (dynamic prefix), context+prefix");
+  cmd->add_option("--top-k", args->top_k, "segments used (ignored for --mode none)")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   cmd->add_flag("--json", args->json,
                 "print {\"answer\", \"evidence\": [{segment_id, doc_id, title, text, score}], \"groundedness\", "
                 "\"timings_ms\"}");
   cmd->add_flag("--no-groundedness", args->no_groundedness, "skip the two teacher-forced likelihood passes");
   cmd->add_option("question", args->question, "the question")->required();
   cmd->callback([args, &exit_code] {
-    const AnswerMode mode = parse_answer_mode(args->mode);
     const auto answerer = Answerer::open(args->answerer);
-    const Answer a = answerer->answer({args->question}, mode, args->top_k, !args->no_groundedness).at(0);
+    const Answer a = answerer->answer({args->question}, args->mode, args->top_k, !args->no_groundedness).at(0);
     if (args->json) {
       fmt::print("{}\n", a.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       exit_code = 0;
@@ -46,7 +49,7 @@ void add_ask_command(CLI::App& app, int& exit_code) {
     }
     fmt::print("answer: {}\n", a.text.empty() ? "(empty)" : a.text);
     if (!a.evidence.empty()) {
-      fmt::print("\nevidence ({}):\n", args->mode);
+      fmt::print("\nevidence ({}):\n", to_string(args->mode));
       for (size_t i = 0; i < a.evidence.size(); ++i) {
         const auto& e = a.evidence[i];
         std::string text = e.text;
@@ -59,7 +62,7 @@ void add_ask_command(CLI::App& app, int& exit_code) {
     fmt::print("\ngroundedness: answer {} the evidence", g.answer_in_evidence ? "occurs in" : "does not occur in");
     if (!args->no_groundedness) {
       fmt::print("; mean log-probability per answer token {:.3f} with the {} input, {:.3f} closed-book", g.logprob_with,
-                 args->mode, g.logprob_without);
+                 to_string(args->mode), g.logprob_without);
     }
     fmt::print("\ntime: {:.0f} ms (retrieve {:.0f}, encode {:.0f}, generate {:.0f})\n", a.total_ms, a.retrieve_ms,
                a.encode_ms, a.generate_ms);

@@ -23,13 +23,13 @@ void add_eval_retrieval_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", args->json,
                 "print {\"n\", \"answer_in_top\": {\"1\",\"5\",\"20\",\"100\"}, \"gold_in_top\": {…}} instead of a table");
   cmd->callback([args, &exit_code] {
-    auto opened = open_retriever(args->retriever);
+    const auto retriever = open_retriever(args->retriever.index, args->retriever.spec);
     const auto questions = read_questions(args->questions);
-    const auto report = evaluate_retrieval(*opened.retriever, *opened.store, questions);
+    const auto report = evaluate_retrieval(retriever->retriever(), retriever->store(), questions);
     if (args->json) {
       fmt::print("{}\n", report.to_json().dump());
     } else {
-      fmt::print("retrieval on {} ({} mode, {} questions)\n\n{}", args->questions, args->retriever.mode, report.n,
+      fmt::print("retrieval on {} ({} mode, {} questions)\n\n{}", args->questions, enum_name(args->retriever.spec.mode), report.n,
                  report.to_markdown());
     }
     exit_code = 0;

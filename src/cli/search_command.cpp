@@ -16,17 +16,11 @@ namespace {
 constexpr int kMaxK = 10000;
 constexpr size_t kMaxQuestionBytes = 8192;
 
-nlohmann::json results_json(const SegmentStore& store, const std::vector<ScoredSegment>& hits) {
-  std::vector<int64_t> ids;
-  for (const auto& h : hits) ids.push_back(h.id);
-  const auto segments = store.get_many(ids);
+nlohmann::json results_json(const std::vector<Evidence>& evidence) {
   auto out = nlohmann::json::array();
-  for (size_t i = 0; i < hits.size(); ++i) {
-    out.push_back({{"segment_id", hits[i].id},
-                   {"doc_id", segments[i].doc_id},
-                   {"title", segments[i].title},
-                   {"score", hits[i].score},
-                   {"text", segments[i].text}});
+  for (const auto& e : evidence) {
+    out.push_back({{"segment_id", e.segment_id}, {"doc_id", e.doc_id}, {"title", e.title}, {"score", e.score},
+                   {"text", e.text}});
   }
   return out;
 }
@@ -57,11 +51,10 @@ void add_search_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--batch", args->batch, "questions encoded together in --jsonl mode")->check(CLI::PositiveNumber);
   cmd->callback([args, &exit_code] {
     KVRAG_CHECK(args->jsonl != !args->question.empty(), "give either a question or --jsonl");
-    auto opened = open_retriever(args->retriever);
+    const auto retriever = open_retriever(args->retriever.index, args->retriever.spec);
     if (!args->jsonl) {
       check_question(args->question, "question");
-      const auto hits = opened.retriever->search({args->question}, args->k).at(0);
-      const auto results = results_json(*opened.store, hits);
+      const auto results = results_json(retriever->search({args->question}, args->k).at(0));
       for (size_t i = 0; i < results.size(); ++i) {
         const auto& r = results[i];
         std::string text = r["text"].get<std::string>();
@@ -77,9 +70,9 @@ void add_search_command(CLI::App& app, int& exit_code) {
     std::vector<std::string> batch;
     auto flush = [&] {
       if (batch.empty()) return;
-      const auto hits = opened.retriever->search(batch, args->k);
+      const auto evidence = retriever->search(batch, args->k);
       for (size_t i = 0; i < batch.size(); ++i) {
-        nlohmann::json line{{"question", batch[i]}, {"results", results_json(*opened.store, hits[i])}};
+        nlohmann::json line{{"question", batch[i]}, {"results", results_json(evidence[i])}};
         std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       }
       batch.clear();

@@ -38,7 +38,7 @@ bool is_loopback(const std::string& host) {
 
 void add_serve_command(CLI::App& app, int& exit_code) {
   struct Args {
-    std::string workspace, llm, index, knowledge_encoder;
+    std::string workspace, llm, index, knowledge_encoder, retriever;
     AnswererOptions answerer;
     ServerOptions server;
     bool access_log = false;
@@ -51,11 +51,11 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--llm", args->llm, "LLaMA checkpoint folder with its tokenizer.model");
   cmd->add_option("--index", args->index, "index folder (segments.sqlite, embeddings/, dense index)");
   cmd->add_option("--knowledge-encoder", args->knowledge_encoder, "knowledge encoder folder (the prefix modes)");
-  cmd->add_option("--retriever", args->answerer.retriever_mode,
+  cmd->add_option("--retriever", args->retriever,
                   "retriever for answering: dense, bm25 or hybrid (default: dense where the index has embeddings, "
                   "else bm25)")
       ->check(CLI::IsMember({"dense", "bm25", "hybrid"}));
-  cmd->add_option("--encoder", args->answerer.encoder_dir, "question encoder (default: the index's)");
+  cmd->add_option("--encoder", args->answerer.retriever.encoder, "question encoder (default: the index's)");
   cmd->add_option("--dtype", args->answerer.dtype, "LLM compute dtype")->capture_default_str()->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--max-new-tokens", args->answerer.max_new_tokens, "answer length limit in tokens")->capture_default_str()
       ->check(CLI::Range(1, 1024));
@@ -71,7 +71,6 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-top-k", args->server.max_top_k, "largest top_k a request may ask for")->capture_default_str()
       ->check(CLI::Range(1, 1000));
   cmd->add_flag("--access-log", args->access_log, "print one line per request on stderr");
-  args->answerer.retriever_mode.clear();  // "": chosen from the index below
 
   cmd->callback([args, &exit_code] {
     AnswererOptions o = args->answerer;
@@ -89,9 +88,9 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     if (!args->index.empty()) o.index_dir = args->index;
     if (!args->knowledge_encoder.empty()) o.knowledge_encoder_dir = args->knowledge_encoder;
     KVRAG_CHECK(!o.llm_dir.empty(), "give --workspace DIR or --llm DIR");
-    if (o.retriever_mode.empty()) {
-      o.retriever_mode = !o.index_dir.empty() && !fs::is_directory(o.index_dir + "/embeddings") ? "bm25" : "dense";
-    }
+    std::string mode = args->retriever;  // "": chosen from the index
+    if (mode.empty()) mode = !o.index_dir.empty() && !fs::is_directory(o.index_dir + "/embeddings") ? "bm25" : "dense";
+    o.retriever.mode = parse_enum<RetrieverMode>(mode);
     KVRAG_CHECK(o.knowledge_encoder_dir.empty() || !o.index_dir.empty(),
                 "the knowledge encoder needs an index to retrieve from (--index)");
 

@@ -13,10 +13,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/retriever_options.h"
+#include "cli/enum_option.h"
 #include "cli/train_options.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "index/index_retriever.h"
 #include "train/prefix_trainer.h"
 
 namespace kvrag::cli {
@@ -24,7 +25,8 @@ namespace kvrag::cli {
 void add_train_prefix_command(CLI::App& app, int& exit_code) {
   struct Args {
     PrefixTrainOptions options;
-    RetrieverOptions retriever;
+    std::string index;
+    RetrieverSpec retriever;
     bool json = false;
   };
   auto args = std::make_shared<Args>();
@@ -46,37 +48,30 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-dev", o.max_dev, "validate on the first N dev questions (0 = all)")->capture_default_str();
   cmd->add_flag("--oracle", o.oracle, "segment = the question's gold passage (needs --passages)");
   cmd->add_option("--passages", o.passages, "passages {\"id\", \"title\", \"text\"} the gold ids refer to");
-  cmd->add_option("--index", args->retriever.index, "segment = top-k of this index (instead of --oracle)");
-  cmd->add_option("--retriever", args->retriever.mode, "dense, bm25 or hybrid")
-      ->check(CLI::IsMember({"dense", "bm25", "hybrid"}))
-      ->capture_default_str();
+  cmd->add_option("--index", args->index, "segment = top-k of this index (instead of --oracle)");
+  add_enum_option(cmd, "--retriever", args->retriever.mode, "dense, bm25 or hybrid");
   cmd->add_option("--retriever-encoder", args->retriever.encoder,
                   "question encoder folder (default: the one that embedded the segments)");
   cmd->add_option("--top-k", o.top_k, "segments per question; their prefixes are concatenated")->capture_default_str();
-  cmd->add_option("--prefix-length", o.prefix_length, "P: prefix entries per segment (readout queries)")->capture_default_str();
-  cmd->add_option("--readout", o.readout,
+  auto& e = o.encoder;
+  cmd->add_option("--prefix-length", e.prefix_length, "P: prefix entries per segment (readout queries)")->capture_default_str();
+  add_enum_option(cmd, "--readout", e.readout,
                   "queries: P learned queries read the segment; tokens: one prefix entry per segment token "
-                  "(P = --max-segment-tokens), learns much faster")
-      ->check(CLI::IsMember({"queries", "tokens"}))
-      ->capture_default_str();
-  cmd->add_flag("--llm-embeddings", o.llm_embeddings,
+                  "(P = --max-segment-tokens), learns much faster");
+  cmd->add_flag("--llm-embeddings", e.llm_embeddings,
                 "readout tokens: add the LLM's own embedding of each segment token to its entry, and of the "
                 "token before it to its key (the LLM's and the encoder's hidden sizes must be equal)");
-  cmd->add_option("--segment-tokenizer", o.segment_tokenizer,
+  add_enum_option(cmd, "--segment-tokenizer", e.segment_tokenizer,
                   "who cuts a segment into prefix entries: encoder (its WordPiece vocabulary) or llm (the LLM's "
-                  "tokenizer: one entry per LLM piece, spelled into the encoder's vocabulary)")
-      ->check(CLI::IsMember({"encoder", "llm"}))
-      ->capture_default_str();
-  cmd->add_option("--key-position", o.key_position,
+                  "tokenizer: one entry per LLM piece, spelled into the encoder's vocabulary)");
+  add_enum_option(cmd, "--key-position", e.key_position,
                   "none: keys go to the LLM as made; answer: keys placed at the rotary position of the query that "
-                  "writes the answer's first token (scores independent of the question's length)")
-      ->check(CLI::IsMember({"none", "answer"}))
-      ->capture_default_str();
+                  "writes the answer's first token (scores independent of the question's length)");
   cmd->add_flag("--group-by-length", o.group_by_length,
                 "batches of similar segment lengths (less padding: faster when segment lengths vary)");
-  cmd->add_option("--max-segment-tokens", o.max_segment_tokens, "encoder tokens per segment incl. [CLS]/[SEP]")
+  cmd->add_option("--max-segment-tokens", e.max_segment_tokens, "encoder tokens per segment incl. [CLS]/[SEP]")
       ->capture_default_str();
-  cmd->add_option("--head-std", o.head_std, "initial std of the key/value heads (small: a gentle start)")
+  cmd->add_option("--head-std", e.head_std, "initial std of the key/value heads (small: a gentle start)")
       ->capture_default_str();
   cmd->add_option("--max-new-tokens", o.max_new_tokens, "validation answers: tokens generated at most")
       ->capture_default_str();
@@ -88,12 +83,11 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
   add_optim_options(cmd, o.optim);
   cmd->callback([args, &exit_code] {
     auto& o = args->options;
-    KVRAG_CHECK(!(o.oracle && !args->retriever.index.empty()), "train-prefix: --oracle and --index exclude each other");
-    OpenedRetriever opened;
-    if (!args->retriever.index.empty()) {
-      opened = open_retriever(args->retriever);
-      o.retriever = opened.retriever;
-      o.store = opened.store.get();
+    KVRAG_CHECK(!(o.oracle && !args->index.empty()), "train-prefix: --oracle and --index exclude each other");
+    std::unique_ptr<IndexRetriever> retriever;
+    if (!args->index.empty()) {
+      retriever = open_retriever(args->index, args->retriever);
+      o.retriever = retriever.get();
     }
     const auto r = train_prefix(o);
     nlohmann::json j = {{"out", o.out},

@@ -40,16 +40,17 @@ struct DemoSizes {
   BertConfig bert;
   int retriever_epochs = 1;
   int segment_window = 128;
-  std::string retriever_mode = "hybrid";  // answering's retriever (dense | bm25 | hybrid)
+  RetrieverMode retriever_mode = RetrieverMode::kHybrid;  // answering's retriever
   int prefix_epochs = 3;
   double prefix_lr = 3e-3;
   double prefix_head_std = 0.05;
   int prefix_batch = 16;
-  std::string prefix_readout = "tokens";  // one prefix entry per segment token (knowledge_encoder.h)
-  bool prefix_llm_embeddings = true;      // … carrying the LLM's embeddings of it and (keys) its predecessor
-  std::string prefix_segment_tokenizer = "llm";  // … one entry per LLM piece
-  std::string prefix_key_position = "answer";    // keys placed at the answer's first query
+  Readout prefix_readout = Readout::kTokens;  // one prefix entry per segment token (knowledge_encoder.h)
+  bool prefix_llm_embeddings = true;         // … carrying the LLM's embeddings of it and (keys) its predecessor
+  SegmentTokenizer prefix_segment_tokenizer = SegmentTokenizer::kLlm;  // … one entry per LLM piece
+  KeyPosition prefix_key_position = KeyPosition::kAnswer;              // keys placed at the answer's first query
   int64_t prefix_max_dev = 100;
+  int max_new_tokens = 16;  // answers of the evaluation and of the encoder's validation alike
   int64_t eval_limit = 0;
 };
 
@@ -280,13 +281,14 @@ DemoResult run_demo(const DemoOptions& o) {
     po.oracle = true;
     po.passages = p("knowledge-passages.jsonl");
     po.top_k = 1;
-    po.readout = z.prefix_readout;
-    po.llm_embeddings = z.prefix_llm_embeddings;
-    po.segment_tokenizer = z.prefix_segment_tokenizer;
-    po.key_position = z.prefix_key_position;
+    po.encoder.readout = z.prefix_readout;
+    po.encoder.llm_embeddings = z.prefix_llm_embeddings;
+    po.encoder.segment_tokenizer = z.prefix_segment_tokenizer;
+    po.encoder.key_position = z.prefix_key_position;
+    po.encoder.max_segment_tokens = z.segment_window + 2;  // [CLS] segment [SEP]
+    po.encoder.head_std = z.prefix_head_std;
     po.group_by_length = true;
-    po.max_segment_tokens = z.segment_window + 2;  // [CLS] segment [SEP]
-    po.head_std = z.prefix_head_std;
+    po.max_new_tokens = z.max_new_tokens;
     po.optim.lr = z.prefix_lr;
     po.optim.warmup_steps = o.tiny ? 1 : 20;
     po.optim.epochs = z.prefix_epochs;
@@ -302,8 +304,8 @@ DemoResult run_demo(const DemoOptions& o) {
     ao.llm_dir = p("llm");
     ao.knowledge_encoder_dir = p("knowledge_encoder");
     ao.index_dir = p("index");
-    ao.retriever_mode = z.retriever_mode;
-    ao.max_new_tokens = 16;
+    ao.retriever.mode = z.retriever_mode;
+    ao.max_new_tokens = z.max_new_tokens;
     const auto answerer = Answerer::open(ao);
     QaEvalOptions eo;
     eo.modes = {AnswerMode::kNone, AnswerMode::kContext, AnswerMode::kPrefix};

@@ -1,5 +1,6 @@
 #include "index/dense_retriever.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -46,6 +47,10 @@ std::vector<std::vector<ScoredSegment>> DenseRetriever::search(const std::vector
   const int64_t n = static_cast<int64_t>(questions.size());
   std::vector<float> queries(n * embedder_->dim());
   embedder_->encode(questions, queries.data());
+  // Asked for more than the index holds (a hybrid's candidate depth over a small corpus): all of
+  // them, as BM25 does.
+  k = static_cast<int>(std::min<int64_t>(k, index_->size()));
+  if (k < 1) return std::vector<std::vector<ScoredSegment>>(n);
   const auto result = index_->search(n, queries.data(), k, params_);
   std::vector<std::vector<ScoredSegment>> out(n);
   for (int64_t q = 0; q < n; ++q) {

@@ -19,7 +19,8 @@ class DenseRetriever final : public Retriever {
   static std::unique_ptr<DenseRetriever> open(const std::string& index_dir, const std::string& encoder_dir = "",
                                               const EmbedderOptions& options = {}, const SearchParams& params = {});
 
-  // Error for a question longer than the encoder's max_length tokens.
+  // Top-k of every question (all the index holds where that is fewer). Error for a question
+  // longer than the encoder's max_length tokens.
   std::vector<std::vector<ScoredSegment>> search(const std::vector<std::string>& questions, int k) override;
 
   const Embedder& embedder() const { return *embedder_; }

@@ -13,6 +13,9 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
 #include "model/weights.h"
+#include "text/sentencepiece_trainer.h"
+#include "text/tokenizer.h"
+#include "text/wordpiece_tokenizer.h"
 
 namespace kvrag {
 
@@ -31,15 +34,18 @@ int64_t positive_int(const nlohmann::json& j, const char* key, const std::string
   return n;
 }
 
-// j[key], which must be the string `a` or `b`, or `fallback` where j has no such field (folders
-// written before it). Errors name the source and the field.
-std::string one_of(const nlohmann::json& j, const char* key, std::pair<const char*, const char*> choices,
-                   const std::string& fallback, const std::string& source) {
+// j[key] parsed as enum E, or `fallback` where j has no such field (folders written before
+// it). Errors name the source and the field.
+template <typename E>
+E enum_field(const nlohmann::json& j, const char* key, E fallback, const std::string& source) {
   if (!j.contains(key)) return fallback;
   const auto& v = j.at(key);
-  KVRAG_CHECK(v.is_string() && (v == choices.first || v == choices.second), "config {}: {}: must be \"{}\" or \"{}\", got {}",
-              source, key, choices.first, choices.second, v.dump());
-  return v.get<std::string>();
+  KVRAG_CHECK(v.is_string(), "config {}: {}: must be a string, got {}", source, key, v.dump());
+  try {
+    return parse_enum<E>(v.get<std::string>());
+  } catch (Error& e) {
+    throw e.with_context(fmt::format("config {}: {}", source, key));
+  }
 }
 
 // FNV-1a, 64 bits.
@@ -59,16 +65,27 @@ struct Fnv {
 
 // --- config ------------------------------------------------------------------------------------
 
+void KnowledgeEncoderOptions::validate() const {
+  KVRAG_CHECK(prefix_length > 0, "knowledge encoder: prefix length must be positive, got {}", prefix_length);
+  KVRAG_CHECK(max_segment_tokens >= 2, "knowledge encoder: max segment tokens must be at least 2 ([CLS] and [SEP]), got {}",
+              max_segment_tokens);
+  KVRAG_CHECK(!llm_embeddings || readout == Readout::kTokens, "knowledge encoder: llm_embeddings needs readout tokens");
+  KVRAG_CHECK(head_std >= 0, "knowledge encoder: head std must not be negative, got {}", head_std);
+}
+
 KnowledgeEncoderConfig KnowledgeEncoderConfig::for_llm(const BertConfig& encoder, const LlamaConfig& llm,
-                                                       const std::string& fingerprint, int64_t prefix_length,
-                                                       const std::string& readout) {
-  KVRAG_CHECK(prefix_length > 0, "prefix length must be positive, got {}", prefix_length);
-  KVRAG_CHECK(readout == "queries" || readout == "tokens", "knowledge encoder readout must be queries or tokens, not '{}'",
-              readout);
+                                                       const std::string& fingerprint,
+                                                       const KnowledgeEncoderOptions& options) {
+  options.validate();
   KnowledgeEncoderConfig c;
-  c.readout = readout;
   c.encoder = encoder;
-  c.prefix_length = prefix_length;
+  c.readout = options.readout;
+  c.llm_embeddings = options.llm_embeddings;
+  c.segment_tokenizer = options.segment_tokenizer;
+  c.key_position = options.key_position;
+  c.max_segment_tokens = std::min<int64_t>(options.max_segment_tokens, encoder.max_position_embeddings);
+  // Readout "tokens": one entry per segment token, as many as the longest segment.
+  c.prefix_length = c.token_readout() ? c.max_segment_tokens : options.prefix_length;
   c.llm_layers = llm.num_hidden_layers;
   c.llm_kv_heads = llm.num_key_value_heads;
   c.llm_head_dim = llm.head_dim;
@@ -77,14 +94,22 @@ KnowledgeEncoderConfig KnowledgeEncoderConfig::for_llm(const BertConfig& encoder
   return c;
 }
 
+int64_t KnowledgeEncoderConfig::segment_limit() const {
+  int64_t n = encoder.max_position_embeddings;
+  if (max_segment_tokens > 0) n = std::min(n, max_segment_tokens);
+  if (token_readout()) n = std::min(n, prefix_length);  // one prefix entry per token: at most P
+  return n;
+}
+
 nlohmann::json KnowledgeEncoderConfig::to_json() const {
   return {{"model_type", kModelType},
           {"encoder", encoder.to_json()},
           {"prefix_length", prefix_length},
-          {"readout", readout},
+          {"readout", enum_name(readout)},
           {"llm_embeddings", llm_embeddings},
-          {"segment_tokenizer", segment_tokenizer},
-          {"key_position", key_position},
+          {"segment_tokenizer", enum_name(segment_tokenizer)},
+          {"key_position", enum_name(key_position)},
+          {"max_segment_tokens", max_segment_tokens},
           {"llm",
            {{"layers", llm_layers}, {"kv_heads", llm_kv_heads}, {"head_dim", llm_head_dim},
             {"vocab_size", llm_vocab_size}, {"fingerprint", llm_fingerprint}}}};
@@ -103,14 +128,17 @@ KnowledgeEncoderConfig KnowledgeEncoderConfig::from_json(const nlohmann::json& j
   KnowledgeEncoderConfig c;
   c.encoder = BertConfig::from_json(j.at("encoder"), source + " (encoder)");
   c.prefix_length = positive_int(j, "prefix_length", source, "");
-  c.readout = one_of(j, "readout", {"queries", "tokens"}, c.readout, source);
+  c.readout = enum_field(j, "readout", c.readout, source);
   if (j.contains("llm_embeddings")) {
     KVRAG_CHECK(j.at("llm_embeddings").is_boolean(), "config {}: llm_embeddings: must be true or false", source);
     c.llm_embeddings = j.at("llm_embeddings").get<bool>();
   }
   KVRAG_CHECK(!c.llm_embeddings || c.token_readout(), "config {}: llm_embeddings needs readout \"tokens\"", source);
-  c.segment_tokenizer = one_of(j, "segment_tokenizer", {"encoder", "llm"}, c.segment_tokenizer, source);
-  c.key_position = one_of(j, "key_position", {"none", "answer"}, c.key_position, source);
+  c.segment_tokenizer = enum_field(j, "segment_tokenizer", c.segment_tokenizer, source);
+  c.key_position = enum_field(j, "key_position", c.key_position, source);
+  if (j.contains("max_segment_tokens") && !j.at("max_segment_tokens").is_null() && j.at("max_segment_tokens") != 0) {
+    c.max_segment_tokens = positive_int(j, "max_segment_tokens", source, "");
+  }
   const auto& llm = j.at("llm");
   c.llm_layers = positive_int(llm, "layers", source, "llm");
   c.llm_kv_heads = positive_int(llm, "kv_heads", source, "llm");
@@ -151,10 +179,6 @@ KnowledgeEncoderImpl::KnowledgeEncoderImpl(const KnowledgeEncoderConfig& config,
   }
   norm = register_module("norm", kvrag::LayerNorm(H, config.encoder.layer_norm_eps, options));
   KVRAG_CHECK(!config.llm_embeddings || config.token_readout(), "knowledge encoder: llm_embeddings needs readout tokens");
-  KVRAG_CHECK(config.segment_tokenizer == "encoder" || config.segment_tokenizer == "llm",
-              "knowledge encoder: segment_tokenizer must be encoder or llm, not '{}'", config.segment_tokenizer);
-  KVRAG_CHECK(config.key_position == "none" || config.key_position == "answer",
-              "knowledge encoder: key_position must be none or answer, not '{}'", config.key_position);
   KVRAG_CHECK(!(config.llm_embeddings && config.reads_llm_pieces()) || config.llm_vocab_size > 0,
               "knowledge encoder: LLM-piece embeddings need the LLM's vocabulary size");
   if (config.llm_embeddings) {
@@ -250,44 +274,59 @@ void KnowledgeEncoderImpl::init_fresh(uint64_t seed, double head_std) {
 
 // --- folders ------------------------------------------------------------------------------------
 
-KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::string& llm_dir,
-                                        int64_t prefix_length, uint64_t seed, double head_std,
-                                        torch::Dtype dtype, const std::string& readout,
-                                        const torch::Tensor& llm_embeddings, const std::string& segment_tokenizer,
-                                        const std::string& key_position) {
-  const auto llm = LlamaConfig::load(llm_dir + "/config.json");
+KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const KnowledgeEncoderConfig& config,
+                                        uint64_t seed, double head_std, const torch::Tensor& llm_embeddings,
+                                        torch::Dtype dtype) {
+  KVRAG_CHECK(config.llm_embeddings == llm_embeddings.defined(),
+              "knowledge encoder: llm_embeddings is {} but {} table was given", config.llm_embeddings ? "on" : "off",
+              llm_embeddings.defined() ? "a" : "no");
+  if (llm_embeddings.defined()) {
+    const int64_t rows = config.reads_llm_pieces() ? config.llm_vocab_size : config.encoder.vocab_size;
+    KVRAG_CHECK(llm_embeddings.dim() == 2 && llm_embeddings.size(0) <= rows &&
+                    llm_embeddings.size(1) == config.encoder.hidden_size,
+                "knowledge encoder: LLM embeddings of shape {} do not fit [{}, {}] (the LLM's hidden size "
+                "must equal the encoder's)",
+                shape_string(llm_embeddings.sizes().vec()), rows, config.encoder.hidden_size);
+  }
+  KnowledgeEncoder model(config, dtype);
+  model->init_fresh(seed, head_std);
+  torch::NoGradGuard no_grad;
+  if (llm_embeddings.defined()) model->llm_embeddings.narrow(0, 0, llm_embeddings.size(0)).copy_(llm_embeddings);
+  const auto checkpoint = Checkpoint::open(init_dir);
+  const std::string prefix = checkpoint.has("bert.embeddings.word_embeddings.weight") ? "bert." : "";
+  load_parameters(*model->encoder, checkpoint, prefix);
+  return model;
+}
+
+KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const LlamaForCausalLMImpl& llm,
+                                        const Tokenizer* llm_tokenizer, const std::string& llm_fingerprint,
+                                        const KnowledgeEncoderOptions& options, uint64_t seed, torch::Dtype dtype) {
   BertConfig bert;
   try {
     bert = BertConfig::load(init_dir + "/config.json");
   } catch (Error& e) {
     throw e.with_context("encoder init folder " + init_dir);
   }
-  auto config = KnowledgeEncoderConfig::for_llm(bert, llm, llm_fingerprint(llm_dir), prefix_length, readout);
-  KVRAG_CHECK(segment_tokenizer == "encoder" || segment_tokenizer == "llm",
-              "knowledge encoder: segment tokenizer must be encoder or llm, not '{}'", segment_tokenizer);
-  config.segment_tokenizer = segment_tokenizer;
-  KVRAG_CHECK(key_position == "none" || key_position == "answer",
-              "knowledge encoder: key position must be none or answer, not '{}'", key_position);
-  config.key_position = key_position;
-  config.llm_embeddings = llm_embeddings.defined();
+  const auto config = KnowledgeEncoderConfig::for_llm(bert, llm.config(), llm_fingerprint, options);
+  torch::Tensor table;  // the LLM's embeddings: of its pieces, or of the encoder's tokens
   if (config.llm_embeddings) {
-    const int64_t rows = config.reads_llm_pieces() ? llm.vocab_size : bert.vocab_size;
-    KVRAG_CHECK(llm_embeddings.dim() == 2 && llm_embeddings.size(0) <= rows &&
-                    llm_embeddings.size(1) == bert.hidden_size,
-                "knowledge encoder: LLM embeddings of shape {} do not fit [{}, {}] (the LLM's hidden size "
-                "must equal the encoder's)",
-                shape_string(llm_embeddings.sizes().vec()), rows, bert.hidden_size);
+    const auto& rows = llm.model->embed_tokens->weight;
+    if (config.reads_llm_pieces()) {
+      table = llm_embedding_table(rows);
+    } else {
+      KVRAG_CHECK(llm_tokenizer != nullptr, "knowledge encoder: LLM embeddings of encoder tokens need the LLM's tokenizer");
+      const auto vocab = WordPieceTokenizer::from_vocab_file(init_dir + "/vocab.txt");
+      std::vector<std::string> pieces, spellings;
+      for (int32_t id = 0; id < vocab->vocab_size(); ++id) pieces.push_back(vocab->id_to_piece(id));
+      for (int32_t id = 0; id < llm_tokenizer->vocab_size(); ++id) {
+        spellings.push_back(wordpiece_spelling(llm_tokenizer->id_to_piece(id)));
+      }
+      table = llm_embeddings_for_vocab(pieces, spellings, rows);
+    }
   }
-  KnowledgeEncoder model(config, dtype);
-  model->init_fresh(seed, head_std);
-  if (config.llm_embeddings) {
-    torch::NoGradGuard no_grad;
-    model->llm_embeddings.narrow(0, 0, llm_embeddings.size(0)).copy_(llm_embeddings);
-  }
-  const auto checkpoint = Checkpoint::open(init_dir);
-  const std::string prefix = checkpoint.has("bert.embeddings.word_embeddings.weight") ? "bert." : "";
-  torch::NoGradGuard no_grad;
-  load_parameters(*model->encoder, checkpoint, prefix);
+  auto model = init_knowledge_encoder(init_dir, config, seed, options.head_std, table, dtype);
+  // previous_key starts as the LLM's own query map (the induction init above).
+  if (config.llm_embeddings) init_induction_keys(*model, llm);
   return model;
 }
 
@@ -311,7 +350,7 @@ void init_induction_keys(KnowledgeEncoderImpl& encoder, const LlamaForCausalLMIm
 
 KVPrefix place_for_answer(const KnowledgeEncoderConfig& config, const LlamaForCausalLMImpl& llm, const KVPrefix& prefix,
                           const std::vector<int64_t>& prompt_lengths) {
-  if (config.key_position != "answer" || prefix.empty()) return prefix;
+  if (config.key_position != KeyPosition::kAnswer || prefix.empty()) return prefix;
   std::vector<int64_t> positions;
   for (const auto n : prompt_lengths) {
     KVRAG_CHECK(n >= 1, "knowledge encoder: an empty prompt has no position to place the prefix at");

@@ -56,6 +56,7 @@
 // Folder layout (save_knowledge_encoder / load_knowledge_encoder):
 //   DIR/config.json  {"model_type": "kvrag_knowledge_encoder", "encoder": {…BERT config…},
 //                     "prefix_length": P, "readout": "queries" | "tokens" (absent: queries),
+//                     "max_segment_tokens": N (absent: the encoder's positions),
 //                     "llm_embeddings": bool (absent: false),
 //                     "segment_tokenizer": "encoder" | "llm" (absent: encoder),
 //                     "key_position": "none" | "answer" (absent: none),
@@ -73,33 +74,12 @@
 
 #include "model/bert.h"
 #include "model/layers.h"
+#include "model/knowledge_encoder_config.h"
 #include "model/llama.h"
-#include "checkpoint/model_config.h"
 
 namespace kvrag {
 
-struct KnowledgeEncoderConfig {
-  BertConfig encoder;            // the BERT-family encoder over a segment
-  int64_t prefix_length = 10;    // P: learned queries, or (readout "tokens") the longest segment
-  std::string readout = "queries";  // "queries" | "tokens" (see above)
-  bool llm_embeddings = false;      // readout "tokens": add the LLM's token embeddings (see above)
-  std::string segment_tokenizer = "encoder";  // "encoder" | "llm" (see above)
-  std::string key_position = "none";          // "none" | "answer" (see above)
-  int64_t llm_layers = 0, llm_kv_heads = 0, llm_head_dim = 0;  // the LLM the prefix is made for
-  int64_t llm_vocab_size = 0;     // (0: unknown, in folders written before it)
-  std::string llm_fingerprint;   // llm_fingerprint(llm_dir) of that LLM
-
-  // The config for `llm` (layers, kv heads, head dim taken from it) over `encoder`.
-  static KnowledgeEncoderConfig for_llm(const BertConfig& encoder, const LlamaConfig& llm,
-                                        const std::string& fingerprint, int64_t prefix_length,
-                                        const std::string& readout = "queries");
-  bool token_readout() const { return readout == "tokens"; }
-  bool reads_llm_pieces() const { return segment_tokenizer == "llm"; }
-
-  nlohmann::json to_json() const;
-  // Validates (positive sizes, model_type); errors name `source` and the field.
-  static KnowledgeEncoderConfig from_json(const nlohmann::json& j, const std::string& source);
-};
+class Tokenizer;
 
 // One LLM layer's output heads: "key" and "value", Linear H → kvH·hd; with llm_embeddings also
 // "previous_key" (Linear H → kvH·hd, no bias), which adds the previous token's LLM embedding to
@@ -151,19 +131,22 @@ class KnowledgeEncoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(KnowledgeEncoder);
 
-// A fresh knowledge encoder for `llm` (config.json of LLM_DIR, fingerprint) whose BERT part is
-// loaded from INIT_DIR (a BERT or retriever checkpoint folder: config.json + safetensors; a
-// "bert." name prefix and a pooler are allowed) and the rest initialised by init_fresh(seed).
-// `llm_embeddings` (readout "tokens" only), if given, turns on the LLM embeddings: [V_enc, H] of
-// the encoder's tokens (llm_embeddings_for_vocab), or with segment_tokenizer "llm" [V_llm, H] of
-// the LLM's pieces (llm_embedding_table).
-KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const std::string& llm_dir,
-                                        int64_t prefix_length, uint64_t seed, double head_std = 0.002,
-                                        torch::Dtype dtype = torch::kFloat32,
-                                        const std::string& readout = "queries",
-                                        const torch::Tensor& llm_embeddings = {},
-                                        const std::string& segment_tokenizer = "encoder",
-                                        const std::string& key_position = "none");
+// A fresh knowledge encoder for `llm` (its fingerprint) made as `options` say: its BERT part
+// loaded from INIT_DIR (a BERT or retriever checkpoint folder: config.json + safetensors +
+// vocab.txt; a "bert." name prefix and a pooler are allowed), the rest initialised by
+// init_fresh(seed, options.head_std); with llm_embeddings the LLM's embeddings of its pieces
+// (segment_tokenizer "llm": llm_embedding_table) or of the encoder's tokens
+// (llm_embeddings_for_vocab, which needs `llm_tokenizer`), and the induction init.
+KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const LlamaForCausalLMImpl& llm,
+                                        const Tokenizer* llm_tokenizer, const std::string& llm_fingerprint,
+                                        const KnowledgeEncoderOptions& options, uint64_t seed,
+                                        torch::Dtype dtype = torch::kFloat32);
+// The same from a made `config` and an LLM embedding table (defined iff config.llm_embeddings;
+// [V_enc, H] of the encoder's tokens, or [V_llm, H] of the LLM's pieces), without the induction
+// init.
+KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const KnowledgeEncoderConfig& config,
+                                        uint64_t seed, double head_std, const torch::Tensor& llm_embeddings = {},
+                                        torch::Dtype dtype = torch::kFloat32);
 
 // The induction init (see above) of every layer's previous_key from `llm`'s q_proj and input
 // RMSNorm weight (query heads averaged over each kv head's group). Needs llm_embeddings.

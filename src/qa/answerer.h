@@ -17,30 +17,33 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "core/enum_names.h"
+#include "index/index_retriever.h"
 #include "index/retrieval_eval.h"
+#include "prefix/forced_score.h"
 
 namespace kvrag {
 
 enum class AnswerMode { kNone, kContext, kPrefix, kContextPrefix };
-AnswerMode parse_answer_mode(const std::string& name);  // Error listing the modes otherwise
-std::string to_string(AnswerMode mode);
+template <>
+struct EnumNames<AnswerMode> {
+  static constexpr const char* what = "answer mode";
+  static constexpr EnumName<AnswerMode> values[] = {{AnswerMode::kNone, "none"},
+                                                    {AnswerMode::kContext, "context"},
+                                                    {AnswerMode::kPrefix, "prefix"},
+                                                    {AnswerMode::kContextPrefix, "context+prefix"}};
+};
+inline AnswerMode parse_answer_mode(const std::string& name) { return parse_enum<AnswerMode>(name); }
+inline std::string to_string(AnswerMode mode) { return enum_name(mode); }
 
 struct AnswererOptions {
   std::string llm_dir;                // LLaMA checkpoint folder with its tokenizer (tokenizer.model)
   std::string knowledge_encoder_dir;  // needed for the prefix modes
   std::string index_dir;              // needed for every mode but none
-  std::string retriever_mode = "dense";  // dense | bm25 | hybrid
-  std::string encoder_dir;            // question encoder (default: the index's)
+  RetrieverSpec retriever;            // mode, question encoder, dtype (index/index_retriever.h)
   std::string dtype = "fp32";         // LLM compute dtype: fp32 | bf16
   int max_new_tokens = 32;
   int max_question_tokens = 256;      // longer questions are an Error
-  int max_segment_tokens = 0;         // knowledge-encoder input per segment; 0 = its max positions
-};
-
-struct Evidence {
-  int64_t segment_id = 0;
-  std::string doc_id, title, text;
-  double score = 0;
 };
 
 struct Groundedness {
@@ -64,7 +67,11 @@ struct Answer {
 
 class Answerer {
  public:
-  static std::unique_ptr<Answerer> open(const AnswererOptions& options);
+  // Loads the LLM, the knowledge encoder (if given) and the index's retriever: `retriever`
+  // where the caller shares one (serve: its /v1/search uses the same), else opened from
+  // options.index_dir (if given) with options.retriever.
+  static std::unique_ptr<Answerer> open(const AnswererOptions& options,
+                                        std::shared_ptr<IndexRetriever> retriever = nullptr);
   ~Answerer();
 
   // Answers a batch of questions in `mode` with the top_k segments (ignored for none).
@@ -74,10 +81,7 @@ class Answerer {
 
   // Teacher-forced answer-token accuracy and mean log-probability of `answers` given the
   // questions in `mode` (evaluation); evidence as answer() would retrieve it.
-  struct ForcedScore {
-    double token_accuracy = 0;  // fraction of answer tokens (EOS included) that are the argmax
-    double logprob = 0;         // mean log-probability per answer token
-  };
+  using ForcedScore = kvrag::ForcedScore;  // token accuracy and mean log-probability
   std::vector<ForcedScore> score_answers(const std::vector<std::string>& questions, const std::vector<std::string>& answers,
                                          AnswerMode mode, int top_k) const;
 
@@ -98,6 +102,7 @@ class Answerer {
 
   const AnswererOptions& options() const;
   bool has_index() const;
+  IndexRetriever* retriever() const;  // nullptr without an index
   bool has_knowledge_encoder() const;
 
  private:

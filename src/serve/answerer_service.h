@@ -13,10 +13,10 @@ namespace kvrag {
 
 class AnswererService final : public AnswerService {
  public:
-  // Opens the Answerer with `options` and, when there is an index, its segment store with BM25
-  // and (if the index has dense vectors) the dense and hybrid retrievers for search. The
-  // answer modes offered follow what was loaded: none always, context with an index, the prefix
-  // modes with a knowledge encoder as well; the first offered is the richest.
+  // Opens the index (if any) with every retriever mode it supports (open_retriever: BM25, and
+  // dense and hybrid where it has dense vectors), the Answerer with `options` over that same
+  // retriever. The answer modes offered follow what was loaded: none always, context with an
+  // index, the prefix modes with a knowledge encoder as well; the first offered is the richest.
   static std::unique_ptr<AnswererService> open(const AnswererOptions& options);
   ~AnswererService() override;
 

@@ -14,20 +14,13 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
-#include "eval/answer_match.h"
-#include "text/corpus_reader.h"
+#include "eval/qa_metrics.h"
+#include "index/index_retriever.h"
 #include "index/retrieval_eval.h"
-#include "index/retriever.h"
-#include "index/segment_store.h"
-#include "model/generation.h"
 #include "model/knowledge_encoder.h"
-#include "model/layers.h"
-#include "model/llama.h"
-#include "text/sentencepiece_trainer.h"
-#include "text/knowledge_tokenizer.h"
-#include "text/tokenizer.h"
-#include "text/wordpiece_tokenizer.h"
-#include "train/prefix_step.h"
+#include "ops/threads.h"
+#include "prefix/prefix_pipeline.h"
+#include "text/corpus_reader.h"
 #include "train/train_state.h"
 
 namespace kvrag {
@@ -45,7 +38,7 @@ int64_t peak_rss_bytes() {
 
 namespace {
 
-using SegmentTexts = std::vector<std::pair<std::string, std::string>>;  // (title, text) by rank
+using SegmentTexts = std::vector<PromptPassage>;  // (title, text) by rank
 
 bool is_knowledge_encoder_dir(const std::string& dir) {
   const std::string path = dir + "/config.json";
@@ -70,7 +63,7 @@ std::vector<SegmentTexts> oracle_segments(const std::vector<std::vector<Question
       wanted.insert(q.gold_passage_id);
     }
   }
-  std::map<std::string, std::pair<std::string, std::string>> found;
+  std::map<std::string, PromptPassage> found;
   CorpusReader reader(passages);
   Document doc;
   while (found.size() < wanted.size() && reader.next(doc)) {
@@ -90,23 +83,21 @@ std::vector<SegmentTexts> oracle_segments(const std::vector<std::vector<Question
 
 // The top-k segments of every question from the index, best first.
 std::vector<SegmentTexts> retrieved_segments(const std::vector<Question>& questions, const std::string& file,
-                                             Retriever& retriever, const SegmentStore& store, int k) {
+                                             IndexRetriever& retriever, int k) {
   std::vector<SegmentTexts> out;
   constexpr size_t kChunk = 256;
   for (size_t begin = 0; begin < questions.size(); begin += kChunk) {
     const size_t end = std::min(questions.size(), begin + kChunk);
     std::vector<std::string> texts;
     for (size_t i = begin; i < end; ++i) texts.push_back(questions[i].question);
-    const auto hits = retriever.search(texts, k);
+    const auto evidence = retriever.search(texts, k);
     for (size_t i = begin; i < end; ++i) {
-      const auto& h = hits[i - begin];
-      KVRAG_CHECK(static_cast<int>(h.size()) == k, "{}: question {}: the index returned {} segments, --top-k is {}",
-                  file, i + 1, h.size(), k);
-      std::vector<int64_t> ids;
-      for (const auto& s : h) ids.push_back(s.id);
-      SegmentTexts texts_of;
-      for (const auto& seg : store.get_many(ids)) texts_of.emplace_back(seg.title, seg.text);
-      out.push_back(std::move(texts_of));
+      const auto& e = evidence[i - begin];
+      KVRAG_CHECK(static_cast<int>(e.size()) == k, "{}: question {}: the index returned {} segments, --top-k is {}",
+                  file, i + 1, e.size(), k);
+      SegmentTexts segments;
+      for (const auto& seg : e) segments.push_back({seg.title, seg.text});
+      out.push_back(std::move(segments));
     }
   }
   return out;
@@ -134,73 +125,40 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   KVRAG_CHECK(o.oracle != (o.retriever != nullptr),
               "train-prefix: choose one segment source: --oracle --passages FILE, or --index DIR");
   KVRAG_CHECK(!o.oracle || !o.passages.empty(), "train-prefix: --oracle needs --passages");
-  KVRAG_CHECK(o.oracle || o.store != nullptr, "train-prefix: index mode needs the segment store");
   KVRAG_CHECK(o.top_k >= 1, "train-prefix: --top-k must be at least 1, got {}", o.top_k);
   KVRAG_CHECK(!o.oracle || o.top_k == 1, "train-prefix: --oracle gives one segment per question; --top-k must be 1");
-  KVRAG_CHECK(o.prefix_length >= 1, "train-prefix: --prefix-length must be positive, got {}", o.prefix_length);
-  KVRAG_CHECK(o.readout == "queries" || o.readout == "tokens", "train-prefix: --readout must be queries or tokens, not '{}'",
-              o.readout);
-  KVRAG_CHECK(!o.llm_embeddings || o.readout == "tokens", "train-prefix: --llm-embeddings needs --readout tokens");
-  KVRAG_CHECK(o.segment_tokenizer == "encoder" || o.segment_tokenizer == "llm",
-              "train-prefix: --segment-tokenizer must be encoder or llm, not '{}'", o.segment_tokenizer);
-  KVRAG_CHECK(o.key_position == "none" || o.key_position == "answer",
-              "train-prefix: --key-position must be none or answer, not '{}'", o.key_position);
+  o.encoder.validate();
   KVRAG_CHECK(o.max_new_tokens >= 1, "train-prefix: max new tokens must be positive");
   KVRAG_CHECK(o.llm_dtype == "fp32" || o.llm_dtype == "bf16", "train-prefix: --llm-dtype must be fp32 or bf16, not {}",
               o.llm_dtype);
   o.optim.validate();
   const auto llm_dtype = o.llm_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
-  // The products run on BLAS's own threads (layers.h, SerialIntraOpGuard): with an OpenMP team
-  // beside them, 38 examples/s on 2 cores instead of 99.
+  // The products run on BLAS's own threads (ops/threads.h, SerialIntraOpGuard): with an OpenMP
+  // team beside them, 38 examples/s on 2 cores instead of 99.
   SerialIntraOpGuard serial(matmul_uses_blas_threads(llm_dtype));
 
-  // The frozen LLM: no gradients, and (make_adamw takes the encoder only) no optimizer state.
-  auto llm = load_llama(o.llm, llm_dtype);
-  llm->freeze();
-  llm->eval();
-  const auto llm_tokenizer = load_tokenizer(o.llm);
-  const std::string fingerprint = llm_fingerprint(o.llm);
+  // The frozen LLM (no gradients, and make_adamw takes the encoder only: no optimizer state)
+  // with its tokenizer, in the pipeline that answering uses too.
+  PrefixPipeline pipeline(o.llm, llm_dtype);
 
   // The encoder: fresh heads over a BERT/retriever checkpoint, or a knowledge encoder to go on
   // training (which must have been made for this LLM).
   KnowledgeEncoder encoder{nullptr};
   if (is_knowledge_encoder_dir(o.init)) {
     encoder = load_knowledge_encoder(o.init);
-    check_compatible(encoder->config(), llm->config(), fingerprint, o.init);
+    check_compatible(encoder->config(), pipeline.llm_config(), pipeline.llm_fingerprint(), o.init);
   } else {
-    // Readout "tokens": one entry per segment token, as many as the longest segment.
-    int64_t entries = o.prefix_length;
-    if (o.readout == "tokens") {
-      entries = std::min<int64_t>(o.max_segment_tokens, BertConfig::load(o.init + "/config.json").max_position_embeddings);
-    }
-    torch::Tensor llm_embeddings;
-    if (o.llm_embeddings && o.segment_tokenizer == "llm") {
-      llm_embeddings = llm_embedding_table(llm->model->embed_tokens->weight);
-    } else if (o.llm_embeddings) {
-      const auto tok = WordPieceTokenizer::from_vocab_file(o.init + "/vocab.txt");
-      std::vector<std::string> vocab, spellings;
-      for (int32_t id = 0; id < tok->vocab_size(); ++id) vocab.push_back(tok->id_to_piece(id));
-      for (int32_t id = 0; id < llm_tokenizer->vocab_size(); ++id) {
-        spellings.push_back(wordpiece_spelling(llm_tokenizer->id_to_piece(id)));
-      }
-      llm_embeddings = llm_embeddings_for_vocab(vocab, spellings, llm->model->embed_tokens->weight);
-    }
-    encoder = init_knowledge_encoder(o.init, o.llm, entries, o.optim.seed, o.head_std, torch::kFloat32, o.readout,
-                                     llm_embeddings, o.segment_tokenizer, o.key_position);
-    // previous_key starts as the LLM's own query map (knowledge_encoder.h: induction init).
-    if (o.llm_embeddings) init_induction_keys(*encoder, *llm);
+    encoder = init_knowledge_encoder(o.init, pipeline.llm(), &pipeline.tokenizer(), pipeline.llm_fingerprint(),
+                                     o.encoder, o.optim.seed);
   }
   const std::string vocab = o.init + "/vocab.txt";
   KVRAG_CHECK(fs::exists(vocab), "encoder folder {}: no vocab.txt (the encoder's WordPiece vocabulary)", o.init);
-  const auto encoder_tokenizer = WordPieceTokenizer::from_vocab_file(vocab);
-  KVRAG_CHECK(encoder_tokenizer->vocab_size() <= encoder->config().encoder.vocab_size,
-              "encoder folder {}: vocab.txt has {} tokens, the encoder's vocab_size is {}", o.init,
-              encoder_tokenizer->vocab_size(), encoder->config().encoder.vocab_size);
-  const KnowledgeTokenizer segment_tokenizer(*encoder_tokenizer,
-                                             encoder->config().reads_llm_pieces() ? llm_tokenizer.get() : nullptr);
-  int64_t max_segment_tokens = std::min<int64_t>(o.max_segment_tokens, encoder->config().encoder.max_position_embeddings);
-  if (encoder->config().token_readout()) max_segment_tokens = std::min(max_segment_tokens, encoder->config().prefix_length);
-  const int64_t P = encoder->config().prefix_length;
+  try {
+    pipeline.set_encoder(encoder, vocab);
+  } catch (Error& e) {
+    throw e.with_context("encoder folder " + o.init);
+  }
+  const auto& config = encoder->config();
 
   // Data: questions, their segments (fetched once), tokenized examples.
   auto train_questions = read_questions(o.train);
@@ -216,31 +174,28 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     train_segments.assign(all.begin(), all.begin() + static_cast<int64_t>(train_questions.size()));
     dev_segments.assign(all.begin() + static_cast<int64_t>(train_questions.size()), all.end());
   } else {
-    train_segments = retrieved_segments(train_questions, o.train, *o.retriever, *o.store, o.top_k);
-    dev_segments = retrieved_segments(dev_questions, o.dev, *o.retriever, *o.store, o.top_k);
+    train_segments = retrieved_segments(train_questions, o.train, *o.retriever, o.top_k);
+    dev_segments = retrieved_segments(dev_questions, o.dev, *o.retriever, o.top_k);
   }
   PrefixTrainResult result;
-  const int64_t max_positions = llm->config().max_position_embeddings;
   const auto tokenize = [&](const std::vector<Question>& qs, const std::vector<SegmentTexts>& segs,
                             const std::string& file) {
     std::vector<PrefixExample> out;
     for (size_t i = 0; i < qs.size(); ++i) {
       const std::string where = fmt::format("{}: question {}", file, i + 1);
       KVRAG_CHECK(!qs[i].answers.empty(), "{}: no answers (\"{}\")", where, qs[i].question);
-      auto ex = make_prefix_example(*llm_tokenizer, segment_tokenizer, qs[i].question, target_answer(qs[i]), segs[i],
-                                    max_segment_tokens, P * o.top_k, max_positions, where);
-      result.truncated_segments += ex.truncated;
+      auto ex = pipeline.example(qs[i].question, target_answer(qs[i]), segs[i], where);
+      for (const auto& s : ex.segments) result.truncated_segments += s.truncated ? 1 : 0;
       out.push_back(std::move(ex));
     }
     return out;
   };
   const auto train_examples = tokenize(train_questions, train_segments, o.train);
   const auto dev_examples = tokenize(dev_questions, dev_segments, o.dev);
-  const int64_t encoder_pad = std::max<int64_t>(0, encoder_tokenizer->pad_id());
   std::vector<int64_t> lengths;  // encoder tokens of each training example (--group-by-length)
   for (const auto& ex : train_examples) {
     int64_t t = 0;
-    for (const auto& s : ex.segments) t += static_cast<int64_t>(s.size());
+    for (const auto& s : ex.segments) t += static_cast<int64_t>(s.ids.size());
     lengths.push_back(t);
   }
   constexpr int64_t kLengthGroupBatches = 32;
@@ -254,40 +209,28 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   const int64_t steps_per_epoch = (micro_per_epoch + accumulation - 1) / accumulation;
   LrSchedule schedule(o.optim, steps_per_epoch * o.optim.epochs);
 
+  // Validation answers the dev questions as `kvrag eval` does: the same pipeline calls, in
+  // batches of its default size (QaEvalOptions::batch).
+  constexpr int64_t kValidationBatch = 16;
   const auto validate = [&]() {
     torch::NoGradGuard no_grad;
     encoder->eval();
     Validation v;
-    constexpr int64_t kBatch = 16;
-    double loss_sum = 0;
-    int64_t loss_tokens = 0, exact = 0;
-    GenerationOptions gen;
-    gen.max_new_tokens = o.max_new_tokens;
-    for (int64_t begin = 0; begin < static_cast<int64_t>(dev_examples.size()); begin += kBatch) {
-      const int64_t end = std::min<int64_t>(dev_examples.size(), begin + kBatch);
+    double loss_sum = 0, exact = 0;
+    int64_t loss_tokens = 0;
+    for (int64_t begin = 0; begin < static_cast<int64_t>(dev_examples.size()); begin += kValidationBatch) {
+      const int64_t end = std::min<int64_t>(dev_examples.size(), begin + kValidationBatch);
       std::vector<int64_t> rows;
-      std::vector<std::vector<int64_t>> prompts;
-      for (int64_t i = begin; i < end; ++i) {
-        rows.push_back(i);
-        prompts.push_back(dev_examples[i].prompt);
-      }
-      const auto batch = make_prefix_batch(dev_examples, rows, encoder_pad);
-      const auto loss = prefix_loss(*llm, *encoder, batch);
-      loss_sum += loss.item<double>() * static_cast<double>(batch.answer_tokens);
+      for (int64_t i = begin; i < end; ++i) rows.push_back(i);
+      const auto batch = pipeline.batch(dev_examples, rows);
+      const auto prefix = pipeline.prefix(batch);
+      loss_sum += pipeline.loss(batch, prefix).item<double>() * static_cast<double>(batch.answer_tokens);
       loss_tokens += batch.answer_tokens;
-      const auto prefix = batch_prefix(*encoder, batch, *llm);
-      const auto generations = generate(*llm, prompts, gen, &prefix);
-      for (int64_t i = begin; i < end; ++i) {
-        const auto& tokens = generations[i - begin].tokens;
-        const std::string answer = llm_tokenizer->decode(std::vector<TokenId>(tokens.begin(), tokens.end()));
-        const std::string predicted = normalize_answer(answer);
-        bool match = false;
-        for (const auto& gold : dev_questions[i].answers) match = match || predicted == normalize_answer(gold);
-        exact += match ? 1 : 0;
-      }
+      const auto answers = pipeline.generate(batch, prefix, o.max_new_tokens);
+      for (int64_t i = begin; i < end; ++i) exact += exact_match(answers[i - begin], dev_questions[i].answers);
     }
     encoder->train();
-    v.em = dev_examples.empty() ? 0.0 : static_cast<double>(exact) / static_cast<double>(dev_examples.size());
+    v.em = dev_examples.empty() ? 0.0 : exact / static_cast<double>(dev_examples.size());
     v.loss = loss_tokens > 0 ? loss_sum / static_cast<double>(loss_tokens) : 0.0;
     return v;
   };
@@ -307,15 +250,16 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   const auto write_report = [&] {
     nlohmann::json report = {{"llm", o.llm},
                              {"llm_dtype", o.llm_dtype},
-                             {"llm_fingerprint", fingerprint},
+                             {"llm_fingerprint", pipeline.llm_fingerprint()},
                              {"init", o.init},
                              {"segments", o.oracle ? "oracle" : "index"},
                              {"top_k", o.top_k},
-                             {"prefix_length", P},
-                             {"readout", encoder->config().readout},
-                             {"llm_embeddings", encoder->config().llm_embeddings},
-                             {"segment_tokenizer", encoder->config().segment_tokenizer},
-                             {"key_position", encoder->config().key_position},
+                             {"prefix_length", config.prefix_length},
+                             {"max_segment_tokens", config.segment_limit()},
+                             {"readout", enum_name(config.readout)},
+                             {"llm_embeddings", config.llm_embeddings},
+                             {"segment_tokenizer", enum_name(config.segment_tokenizer)},
+                             {"key_position", enum_name(config.key_position)},
                              {"group_by_length", o.group_by_length},
                              {"train", o.train},
                              {"train_questions", n},
@@ -359,8 +303,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       for (int64_t a = 0; a < micros; ++a, ++micro) {
         const int64_t begin = micro * B, end = std::min(n, begin + B);
         const std::vector<int64_t> rows(order.begin() + begin, order.begin() + end);
-        const auto batch = make_prefix_batch(train_examples, rows, encoder_pad);
-        const auto loss = prefix_loss(*llm, *encoder, batch);
+        const auto batch = pipeline.batch(train_examples, rows);
+        const auto loss = pipeline.loss(batch, pipeline.prefix(batch));
         (loss / static_cast<double>(micros)).backward();
         const double value = loss.item<double>();
         KVRAG_CHECK(std::isfinite(value), "train-prefix: the loss is {} at step {} (lower --lr?)", value, step);

@@ -1,6 +1,8 @@
 // Knowledge-encoder training (`kvrag train-prefix`): the encoder turns a question's segment into
 // a key/value prefix of a frozen LLaMA and learns from the LLM's cross-entropy on the answer
-// alone (train/prefix_step.h). The LLM gets no gradients and no optimizer state.
+// alone. Examples, batches, prefixes, the loss and validation's answers all come from the
+// prefix pipeline (prefix/prefix_pipeline.h), as answering's do. The LLM gets no gradients and
+// no optimizer state.
 //
 // Segments come from the gold passage (`oracle`: the question's gold_passage_id looked up in a
 // passages JSONL) or from an index (the top-k of `retriever`, in rank order); they are fetched
@@ -15,21 +17,24 @@
 // Every file is written atomically; rerunning an interrupted run (kill -9 included) continues
 // from the resume point and ends with the same parameters as an uninterrupted run.
 //
-// Validation (if `dev` is set): greedy generation with the prefix, exact match after the
-// standard open-domain normalisation (eval/answer_match.h), max over the gold answers; measured
-// before training and after each epoch. The plateau schedule follows it.
+// Validation (if `dev` is set): the dev questions answered exactly as `kvrag eval` answers them
+// (PrefixPipeline::generate, batches of 16 as QaEvalOptions::batch) and scored with its exact
+// match (eval/qa_metrics.h); measured before training and after each epoch. With the same
+// segments (an index and top-k as eval's, or gold passages) and the same max_new_tokens, dev EM
+// is the EM `kvrag eval --mode prefix` reports on those questions. The plateau schedule
+// follows it.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "model/knowledge_encoder_config.h"
 #include "train/lr_schedule.h"
 
 namespace kvrag {
 
-class Retriever;
-class SegmentStore;
+class IndexRetriever;
 
 struct PrefixTrainOptions {
   std::string out;                 // run folder and exported encoder (required)
@@ -43,19 +48,12 @@ struct PrefixTrainOptions {
   // Segment source: oracle (gold passage from `passages`) or an opened index.
   bool oracle = false;
   std::string passages;
-  Retriever* retriever = nullptr;      // not owned; index mode
-  const SegmentStore* store = nullptr;  // not owned; index mode
+  IndexRetriever* retriever = nullptr;  // not owned; index mode (its default mode)
   int top_k = 1;
 
-  int64_t prefix_length = 10;        // readout "queries"; "tokens" uses max_segment_tokens
-  std::string readout = "queries";    // "queries" | "tokens" (model/knowledge_encoder.h)
-  bool llm_embeddings = false;        // readout tokens: add the LLM's token embeddings
-  bool group_by_length = false;       // batches of similar segment lengths (train_state.h: length_grouped_order)
-  std::string key_position = "none";  // "none" | "answer": where the LLM finds the keys (model/knowledge_encoder.h)
-  std::string segment_tokenizer = "encoder";  // "encoder" | "llm": who cuts segments (text/knowledge_tokenizer.h)
-  int64_t max_segment_tokens = 256;  // encoder input per segment, [CLS]/[SEP] included
-  double head_std = 0.002;           // initial std of the key/value heads
-  int max_new_tokens = 24;           // validation generation
+  KnowledgeEncoderOptions encoder;  // how a fresh encoder is made (not used when init is one)
+  bool group_by_length = false;     // batches of similar segment lengths (train_state.h: length_grouped_order)
+  int max_new_tokens = 24;          // validation generation (as eval's --max-new-tokens)
 
   OptimOptions optim;
   int64_t save_every = 200;  // optimizer steps between resume points (0: epoch ends only)

@@ -80,8 +80,11 @@ TEST_F(EmbedSearch, DenseFlatSearchEqualsExactInnerProducts) {
   const auto results = json::parse(r.out)["results"];
   ASSERT_EQ(results.size(), 5u);
 
-  // The same question through the library, scored against every stored vector.
-  const auto embedder = Embedder::load(*root_ / "encoder");
+  // The same question through the library (in fp32, as search encodes questions), scored
+  // against every stored vector.
+  EmbedderOptions fp32;
+  fp32.dtype = "fp32";
+  const auto embedder = Embedder::load(*root_ / "encoder", fp32);
   std::vector<float> q(embedder->dim());
   embedder->encode({question}, q.data());
   std::vector<float> all(store->size() * vectors->dim());

@@ -14,6 +14,12 @@ namespace {
 
 using test::TempDir;
 
+// A fresh encoder over DIR/bert for the LLaMA of DIR/llm, made as `options` say.
+KnowledgeEncoder init_for(const TempDir& dir, const KnowledgeEncoderOptions& options, uint64_t seed) {
+  const auto llm = load_llama(dir / "llm");
+  return init_knowledge_encoder(dir / "bert", *llm, nullptr, llm_fingerprint(dir / "llm"), options, seed);
+}
+
 // Two rows: the second is the first with its last two tokens as padding.
 void make_inputs(torch::Tensor* ids, torch::Tensor* mask) {
   *ids = torch::tensor(std::vector<int64_t>{2, 20, 21, 22, 23, 24, 3, 2, 20, 21, 22, 3, 0, 0}).view({2, 7});
@@ -116,7 +122,9 @@ TEST(KnowledgeEncoder, InitFromBertCheckpointCopiesTheEncoder) {
   TempDir dir;
   test::write_tiny_bert(dir / "bert", 5);
   test::write_tiny_llama(dir / "llm");
-  auto enc = init_knowledge_encoder(dir / "bert", dir / "llm", 6, 1);
+  KnowledgeEncoderOptions options;
+  options.prefix_length = 6;
+  auto enc = init_for(dir, options, 1);
   EXPECT_EQ(enc->config().prefix_length, 6);
   EXPECT_EQ(enc->config().llm_layers, 2);
   EXPECT_EQ(enc->config().llm_kv_heads, 2);
@@ -167,7 +175,10 @@ TEST(KnowledgeEncoder, CheckCompatibleNamesWhatDiffers) {
 }
 
 TEST(KnowledgeEncoder, TokenReadoutGivesOneEntryPerTokenAndZeroPadding) {
-  auto config = KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), test::tiny_llama_config(), "", 9, "tokens");
+  KnowledgeEncoderOptions options;
+  options.readout = Readout::kTokens;
+  options.max_segment_tokens = 9;  // P: one entry per token
+  auto config = KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), test::tiny_llama_config(), "", options);
   KnowledgeEncoder enc(config, torch::kFloat32);
   enc->init_fresh(5, 0.05);
   const auto params = enc->named_parameters();
@@ -207,10 +218,14 @@ TEST(KnowledgeEncoder, ReadoutSurvivesSaveLoadAndIsValidated) {
   TempDir dir;
   test::write_tiny_bert(dir / "bert");
   test::write_tiny_llama(dir / "llm");
-  auto enc = init_knowledge_encoder(dir / "bert", dir / "llm", 12, 3, 0.05, torch::kFloat32, "tokens");
+  KnowledgeEncoderOptions options;
+  options.readout = Readout::kTokens;
+  options.max_segment_tokens = 12;
+  options.head_std = 0.05;
+  auto enc = init_for(dir, options, 3);
   save_knowledge_encoder(*enc, dir / "ke", dir / "bert/vocab.txt");
   auto loaded = load_knowledge_encoder(dir / "ke");
-  EXPECT_EQ(loaded->config().readout, "tokens");
+  EXPECT_EQ(loaded->config().readout, Readout::kTokens);
   EXPECT_EQ(loaded->config().prefix_length, 12);
   torch::NoGradGuard no_grad;
   torch::Tensor ids, mask;
@@ -221,13 +236,13 @@ TEST(KnowledgeEncoder, ReadoutSurvivesSaveLoadAndIsValidated) {
   // Folders written before readouts existed read as "queries"; an unknown readout is refused.
   auto j = nlohmann::json::parse(read_file(dir / "ke/config.json"));
   j.erase("readout");
-  EXPECT_EQ(KnowledgeEncoderConfig::from_json(j, "old").readout, "queries");
+  EXPECT_EQ(KnowledgeEncoderConfig::from_json(j, "old").readout, Readout::kQueries);
   j["readout"] = "mean";
   const auto e = test::error_of([&] { KnowledgeEncoderConfig::from_json(j, "cfg.json"); });
   EXPECT_NE(e.find("cfg.json: readout"), std::string::npos) << e;
-  const auto bad = test::error_of(
-      [&] { KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), test::tiny_llama_config(), "", 4, "x"); });
-  EXPECT_NE(bad.find("queries or tokens"), std::string::npos) << bad;
+  EXPECT_NE(e.find("readout must be one of queries, tokens, not 'mean'"), std::string::npos) << e;
+  const auto bad = test::error_of([&] { parse_enum<Readout>("x"); });
+  EXPECT_NE(bad.find("queries, tokens"), std::string::npos) << bad;
 }
 
 TEST(KnowledgeEncoder, LlmEmbeddingsForVocabFollowTheSpelling) {
@@ -260,8 +275,14 @@ TEST(KnowledgeEncoder, LlmEmbeddingsJoinEachTokensEntry) {
   }
   const int64_t V = test::tiny_bert_config().vocab_size, H = test::tiny_bert_config().hidden_size;
   const auto table = torch::randn({V - 3, H});  // a vocabulary may be shorter than vocab_size
-  auto with = init_knowledge_encoder(dir / "bert", dir / "llm", 8, 4, 0.05, torch::kFloat32, "tokens", table);
-  auto without = init_knowledge_encoder(dir / "bert", dir / "llm", 8, 4, 0.05, torch::kFloat32, "tokens");
+  KnowledgeEncoderOptions options;
+  options.readout = Readout::kTokens;
+  options.max_segment_tokens = 8;
+  const auto config_without = KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), llm, "", options);
+  options.llm_embeddings = true;
+  const auto config_with = KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), llm, "", options);
+  auto with = init_knowledge_encoder(dir / "bert", config_with, 4, 0.05, table);
+  auto without = init_knowledge_encoder(dir / "bert", config_without, 4, 0.05);
   EXPECT_TRUE(with->config().llm_embeddings);
   EXPECT_FALSE(without->config().llm_embeddings);
   EXPECT_FALSE(with->llm_embeddings.requires_grad());  // frozen: not trained, not in the optimizer
@@ -295,7 +316,7 @@ TEST(KnowledgeEncoder, LlmEmbeddingsJoinEachTokensEntry) {
 
   // A table of another width, or the embeddings with the queries readout, are refused.
   auto e = test::error_of(
-      [&] { init_knowledge_encoder(dir / "bert", dir / "llm", 8, 4, 0.05, torch::kFloat32, "tokens", torch::zeros({V, 7})); });
+      [&] { init_knowledge_encoder(dir / "bert", config_with, 4, 0.05, torch::zeros({V, 7})); });
   EXPECT_NE(e.find("hidden size"), std::string::npos) << e;
   auto j = nlohmann::json::parse(read_file(dir / "ke/config.json"));
   j["readout"] = "queries";
@@ -318,9 +339,16 @@ TEST(KnowledgeEncoder, LlmPieceEmbeddingsFollowEachEntrysPiece) {
   const int64_t V = llm_config.vocab_size;
   const auto table = llm_embedding_table(llm->model->embed_tokens->weight);  // [V, H]
   EXPECT_NEAR(table.std().item<double>(), 1.0, 1e-4);
-  auto ke = init_knowledge_encoder(dir / "bert", dir / "llm", 8, 4, 0.05, torch::kFloat32, "tokens", table, "llm", "answer");
-  EXPECT_EQ(ke->config().segment_tokenizer, "llm");
-  EXPECT_EQ(ke->config().key_position, "answer");
+  KnowledgeEncoderOptions options;
+  options.readout = Readout::kTokens;
+  options.max_segment_tokens = 8;
+  options.llm_embeddings = true;
+  options.segment_tokenizer = SegmentTokenizer::kLlm;
+  options.key_position = KeyPosition::kAnswer;
+  const auto config = KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), llm_config, "", options);
+  auto ke = init_knowledge_encoder(dir / "bert", config, 4, 0.05, table);
+  EXPECT_EQ(ke->config().segment_tokenizer, SegmentTokenizer::kLlm);
+  EXPECT_EQ(ke->config().key_position, KeyPosition::kAnswer);
   EXPECT_EQ(ke->config().llm_vocab_size, V);
   ASSERT_EQ(ke->llm_embeddings.sizes().vec(), (std::vector<int64_t>{V + 1, 32}));
   EXPECT_TRUE(torch::equal(ke->llm_embeddings.narrow(0, 0, V), table));
@@ -361,8 +389,8 @@ TEST(KnowledgeEncoder, LlmPieceEmbeddingsFollowEachEntrysPiece) {
   // The fields survive save/load; bad values and a missing vocabulary size are refused.
   save_knowledge_encoder(*ke, dir / "ke", dir / "bert/vocab.txt");
   auto loaded = load_knowledge_encoder(dir / "ke");
-  EXPECT_EQ(loaded->config().segment_tokenizer, "llm");
-  EXPECT_EQ(loaded->config().key_position, "answer");
+  EXPECT_EQ(loaded->config().segment_tokenizer, SegmentTokenizer::kLlm);
+  EXPECT_EQ(loaded->config().key_position, KeyPosition::kAnswer);
   EXPECT_TRUE(torch::equal(loaded->forward(ids, mask, llm_ids).keys[1], a.keys[1]));
   auto j = nlohmann::json::parse(read_file(dir / "ke/config.json"));
   auto bad = j;
@@ -384,8 +412,8 @@ TEST(KnowledgeEncoder, LlmPieceEmbeddingsFollowEachEntrysPiece) {
   old["llm"].erase("vocab_size");
   old["llm_embeddings"] = false;
   const auto c = KnowledgeEncoderConfig::from_json(old, "old.json");
-  EXPECT_EQ(c.segment_tokenizer, "encoder");
-  EXPECT_EQ(c.key_position, "none");
+  EXPECT_EQ(c.segment_tokenizer, SegmentTokenizer::kEncoder);
+  EXPECT_EQ(c.key_position, KeyPosition::kNone);
 }
 
 // Placed keys are RoPE keys: a query at position q against keys placed at k scores as at q + d
@@ -412,12 +440,12 @@ TEST(KnowledgeEncoder, PlacedKeysScoreByRelativePosition) {
   two.keys = {torch::cat({keys, keys}), torch::cat({keys, keys})};
   two.values = {torch::cat({keys, keys}), torch::cat({keys, keys})};
   auto config = test::tiny_encoder_config(5);
-  config.key_position = "answer";
+  config.key_position = KeyPosition::kAnswer;
   const auto placed = place_for_answer(config, *llm, two, {3, 9});
   EXPECT_TRUE(torch::allclose(placed.keys[1][0], at(keys, 5 + 3 - 1)[0]));
   EXPECT_TRUE(torch::allclose(placed.keys[1][1], at(keys, 5 + 9 - 1)[0]));
   EXPECT_TRUE(torch::equal(placed.values[0], two.values[0]));
-  config.key_position = "none";
+  config.key_position = KeyPosition::kNone;
   EXPECT_TRUE(torch::equal(place_for_answer(config, *llm, two, {3, 9}).keys[0], two.keys[0]));
 }
 

@@ -1,4 +1,4 @@
-// The prompt format and the answer's token ids (qa/prompt.h).
+// The prompt format and the answer's token ids (prefix/prompt.h).
 
 #include <gtest/gtest.h>
 

@@ -31,6 +31,13 @@ using json = nlohmann::json;
 using test::contains;
 using test::run_kvrag;
 
+// Options of a knowledge encoder with P learned queries.
+KnowledgeEncoderOptions queries(int64_t P) {
+  KnowledgeEncoderOptions o;
+  o.prefix_length = P;
+  return o;
+}
+
 // Questions made of words of document d, answered by another word of it.
 struct TinyQuestion {
   std::string question, answer;
@@ -73,7 +80,7 @@ class AnswererTest : public ::testing::Test {
     // that the prefix visibly changes the LLM's predictions.
     const auto llm_config = LlamaConfig::load(*llm_ + "/config.json");
     const auto bert_config = BertConfig::load(*root_ / "encoder/config.json");
-    KnowledgeEncoder ke(KnowledgeEncoderConfig::for_llm(bert_config, llm_config, llm_fingerprint(*llm_), 4),
+    KnowledgeEncoder ke(KnowledgeEncoderConfig::for_llm(bert_config, llm_config, llm_fingerprint(*llm_), queries(4)),
                         torch::kFloat32);
     ke->init_fresh(7, 0.3);
     save_knowledge_encoder(*ke, *root_ / "ke", *root_ / "encoder/vocab.txt");
@@ -82,10 +89,13 @@ class AnswererTest : public ::testing::Test {
     // hidden size is then the LLM's: a random BERT of 64) and places its keys at the answer.
     BertConfig wide = bert_config;
     wide.hidden_size = llm_config.hidden_size;
-    auto config = KnowledgeEncoderConfig::for_llm(wide, llm_config, llm_fingerprint(*llm_), 40, "tokens");
-    config.llm_embeddings = true;
-    config.segment_tokenizer = "llm";
-    config.key_position = "answer";
+    KnowledgeEncoderOptions options;
+    options.readout = Readout::kTokens;
+    options.max_segment_tokens = 40;
+    options.llm_embeddings = true;
+    options.segment_tokenizer = SegmentTokenizer::kLlm;
+    options.key_position = KeyPosition::kAnswer;
+    const auto config = KnowledgeEncoderConfig::for_llm(wide, llm_config, llm_fingerprint(*llm_), options);
     KnowledgeEncoder pieces(config, torch::kFloat32);
     pieces->init_fresh(8, 0.3);
     {
@@ -110,7 +120,7 @@ class AnswererTest : public ::testing::Test {
     AnswererOptions o;
     o.llm_dir = *llm_;
     o.index_dir = *root_ / "index";
-    o.retriever_mode = retriever;
+    o.retriever.mode = parse_enum<RetrieverMode>(retriever);
     o.knowledge_encoder_dir = *root_ / "ke";
     o.max_new_tokens = 12;
     return o;
@@ -311,7 +321,7 @@ TEST_F(AnswererTest, ClearErrors) {
     auto llm_config = LlamaConfig::load(*llm_ + "/config.json");
     llm_config.num_hidden_layers = 3;
     KnowledgeEncoder ke(KnowledgeEncoderConfig::for_llm(BertConfig::load(*root_ / "encoder/config.json"), llm_config,
-                                                        "0123456789abcdef", 4),
+                                                        "0123456789abcdef", queries(4)),
                         torch::kFloat32);
     ke->init_fresh(1);
     const std::string dir = *root_ / "ke-other";
@@ -325,7 +335,7 @@ TEST_F(AnswererTest, ClearErrors) {
     // Same shapes, trained for another LLM (fingerprint).
     KnowledgeEncoder same_shape(KnowledgeEncoderConfig::for_llm(BertConfig::load(*root_ / "encoder/config.json"),
                                                                 LlamaConfig::load(*llm_ + "/config.json"),
-                                                                "0123456789abcdef", 4),
+                                                                "0123456789abcdef", queries(4)),
                                 torch::kFloat32);
     same_shape->init_fresh(1);
     save_knowledge_encoder(*same_shape, dir, *root_ / "encoder/vocab.txt");

@@ -78,7 +78,9 @@ inline void write_tiny_llama(const std::string& dir, uint64_t seed = 3) {
 }
 
 inline KnowledgeEncoderConfig tiny_encoder_config(int64_t prefix_length = 4) {
-  return KnowledgeEncoderConfig::for_llm(tiny_bert_config(), tiny_llama_config(), "", prefix_length);
+  KnowledgeEncoderOptions options;
+  options.prefix_length = prefix_length;
+  return KnowledgeEncoderConfig::for_llm(tiny_bert_config(), tiny_llama_config(), "", options);
 }
 
 }  // namespace kvrag::test

@@ -7,12 +7,13 @@
 
 #include "core/atomic_file.h"
 #include "model/knowledge_encoder.h"
+#include "model/llama.h"
+#include "prefix/prefix_batch.h"
 #include "checkpoint/safetensors.h"
 #include "support/tiny_models.h"
 #include "support/test_support.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece_tokenizer.h"
-#include "train/prefix_step.h"
 #include "train/prefix_trainer.h"
 #include "train/train_state.h"
 
@@ -29,32 +30,13 @@ std::vector<PrefixExample> memorisable_examples() {
     PrefixExample ex;
     ex.prompt = {1, 10, 11, 12, 13};
     ex.target = {20 + 3 * i, 21 + 3 * i, 2};
-    ex.segments = {{2, 40 + i, 41 + i, 30 + 2 * i, 3}};
+    ex.segments = {KnowledgeTokens{{2, 40 + i, 41 + i, 30 + 2 * i, 3}, {}, false}};
     out.push_back(ex);
   }
   return out;
 }
 
-std::vector<int64_t> values(const torch::Tensor& t) {
-  const auto c = t.contiguous();
-  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
-}
-
-TEST(PrefixStep, BatchLabelsCoverTheAnswerOnly) {
-  auto examples = memorisable_examples();
-  examples[1].prompt = {1, 10};  // shorter: padded
-  const auto batch = make_prefix_batch(examples, {0, 1}, 0);
-  // Row 0: inputs 1 10 11 12 13 20 21, labels on positions 4.. = 20 21 2.
-  EXPECT_EQ(batch.ids.sizes().vec(), (std::vector<int64_t>{2, 7}));
-  EXPECT_EQ(values(batch.labels[0]), (std::vector<int64_t>{-100, -100, -100, -100, 20, 21, 2}));
-  // Row 1: inputs 1 10 23 24 (+3 padding), labels 23 24 2 from position 1.
-  EXPECT_EQ(values(batch.labels[1]), (std::vector<int64_t>{-100, 23, 24, 2, -100, -100, -100}));
-  EXPECT_EQ(values(batch.mask[1]), (std::vector<int64_t>{1, 1, 1, 1, 0, 0, 0}));
-  EXPECT_EQ(batch.answer_tokens, 6);
-  ASSERT_EQ(batch.segment_ids.size(), 1u);
-  EXPECT_EQ(batch.segment_ids[0].sizes().vec(), (std::vector<int64_t>{2, 5}));
-}
-
+// One train-prefix step (prefix/prefix_batch.h's loss, train_state.h's AdamW) on tiny models.
 TEST(PrefixStep, LossDropsAndOnlyTheEncoderLearns) {
   torch::manual_seed(0);
   // Weights of std 0.3: a random LLM sharp enough for a prefix to steer it within 30 steps
@@ -78,7 +60,8 @@ TEST(PrefixStep, LossDropsAndOnlyTheEncoderLearns) {
   const auto batch = make_prefix_batch(examples, {0, 1, 2, 3}, 0);
   double first = 0, last = 0;
   for (int step = 0; step < 30; ++step) {
-    auto loss = prefix_loss(*llm, *enc, batch);
+    const auto prefix = batch_prefix(*enc, *llm, batch);
+    auto loss = answer_loss(*llm, batch, &prefix);
     loss.backward();
     for (const auto& p : llm->parameters()) ASSERT_FALSE(p.grad().defined()) << "the LLM got a gradient";
     if (step == 0) {
@@ -132,7 +115,7 @@ void setup(PrefixRun& run, const std::string& llm) {
   o.dev = run.dir / "dev.jsonl";
   o.oracle = true;
   o.passages = run.dir / "passages.jsonl";
-  o.prefix_length = 4;
+  o.encoder.prefix_length = 4;
   o.max_new_tokens = 4;
   o.progress = false;
   o.optim.lr = 2e-3;
@@ -215,14 +198,14 @@ TEST(TrainPrefix, TokenReadoutTrainsAndResumesExactly) {
   PrefixRun straight, stopped;
   for (auto* run : {&straight, &stopped}) {
     setup(*run, llm);
-    run->options.readout = "tokens";
-    run->options.max_segment_tokens = 40;  // P: one entry per segment token
+    run->options.encoder.readout = Readout::kTokens;
+    run->options.encoder.max_segment_tokens = 40;  // P: one entry per segment token
   }
   const auto full = train_prefix(straight.options);
   EXPECT_EQ(full.steps, 4);
   EXPECT_LT(full.epoch_loss.back(), full.epoch_loss.front());
   auto exported = load_knowledge_encoder(straight.options.out);
-  EXPECT_EQ(exported->config().readout, "tokens");
+  EXPECT_EQ(exported->config().readout, Readout::kTokens);
   EXPECT_EQ(exported->config().prefix_length, 40);
   const auto report = nlohmann::json::parse(read_file(straight.options.out + "/train_report.json"));
   EXPECT_EQ(report["readout"], "tokens");
@@ -238,18 +221,18 @@ TEST(TrainPrefix, LlmPiecesPlacedKeysAndLengthGroupsTrainAndResumeExactly) {
   PrefixRun straight, stopped;
   for (auto* run : {&straight, &stopped}) {
     setup(*run, llm);
-    run->options.readout = "tokens";
-    run->options.max_segment_tokens = 40;
-    run->options.segment_tokenizer = "llm";
-    run->options.key_position = "answer";
+    run->options.encoder.readout = Readout::kTokens;
+    run->options.encoder.max_segment_tokens = 40;
+    run->options.encoder.segment_tokenizer = SegmentTokenizer::kLlm;
+    run->options.encoder.key_position = KeyPosition::kAnswer;
     run->options.group_by_length = true;
   }
   const auto full = train_prefix(straight.options);
   EXPECT_EQ(full.steps, 4);
   EXPECT_LT(full.epoch_loss.back(), full.epoch_loss.front());
   auto exported = load_knowledge_encoder(straight.options.out);
-  EXPECT_EQ(exported->config().segment_tokenizer, "llm");
-  EXPECT_EQ(exported->config().key_position, "answer");
+  EXPECT_EQ(exported->config().segment_tokenizer, SegmentTokenizer::kLlm);
+  EXPECT_EQ(exported->config().key_position, KeyPosition::kAnswer);
   const auto report = nlohmann::json::parse(read_file(straight.options.out + "/train_report.json"));
   EXPECT_EQ(report["segment_tokenizer"], "llm");
   EXPECT_EQ(report["key_position"], "answer");
@@ -286,7 +269,10 @@ TEST(TrainPrefix, ClearErrors) {
 
   // A knowledge encoder made for another LLM (the tiny one) cannot continue on stories260K.
   test::write_tiny_llama(run.dir / "other-llm");
-  auto other = init_knowledge_encoder(run.dir / "bert", run.dir / "other-llm", 4, 1);
+  KnowledgeEncoderOptions options;
+  options.prefix_length = 4;
+  auto other = init_knowledge_encoder(run.dir / "bert", *load_llama(run.dir / "other-llm"), nullptr,
+                                      llm_fingerprint(run.dir / "other-llm"), options, 1);
   save_knowledge_encoder(*other, run.dir / "other-ke", run.dir / "bert/vocab.txt");
   o = run.options;
   o.init = run.dir / "other-ke";
@@ -296,18 +282,12 @@ TEST(TrainPrefix, ClearErrors) {
   // The LLM's token embeddings need the tokens readout and the LLM's hidden size (stories260K:
   // 64, the tiny encoder: 32).
   o = run.options;
-  o.llm_embeddings = true;
-  EXPECT_NE(test::error_of([&] { train_prefix(o); }).find("--llm-embeddings needs --readout tokens"), std::string::npos);
-  o.readout = "tokens";
+  o.encoder.llm_embeddings = true;
+  EXPECT_NE(test::error_of([&] { train_prefix(o); }).find("llm_embeddings needs readout tokens"), std::string::npos);
+  o.encoder.readout = Readout::kTokens;
   e = test::error_of([&] { train_prefix(o); });
   EXPECT_NE(e.find("hidden size"), std::string::npos) << e;
 
-  o = run.options;
-  o.segment_tokenizer = "bytes";
-  EXPECT_NE(test::error_of([&] { train_prefix(o); }).find("--segment-tokenizer"), std::string::npos);
-  o = run.options;
-  o.key_position = "end";
-  EXPECT_NE(test::error_of([&] { train_prefix(o); }).find("--key-position"), std::string::npos);
 
   // No segment source.
   o = run.options;

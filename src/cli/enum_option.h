@@ -1,0 +1,20 @@
+// A command-line option whose value is one of an enum's names (core/enum_names.h): the names
+// are the choices, the help shows the default by name, and the value arrives parsed.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "core/enum_names.h"
+
+namespace kvrag::cli {
+
+template <typename E>
+CLI::Option* add_enum_option(CLI::App* cmd, const std::string& name, E& value, const std::string& help) {
+  return cmd->add_option(name, value, help)
+      ->transform(CLI::CheckedTransformer(enum_map<E>()))
+      ->default_str(enum_name(value));
+}
+
+}  // namespace kvrag::cli

@@ -1,0 +1,183 @@
+#include "prefix/prefix_pipeline.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/error.h"
+#include "model/generation.h"
+#include "text/knowledge_tokenizer.h"
+#include "text/tokenizer.h"
+#include "text/wordpiece_tokenizer.h"
+
+namespace kvrag {
+
+namespace {
+
+std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+}  // namespace
+
+PrefixPipeline::PrefixPipeline(const std::string& llm_dir, torch::Dtype dtype) : llm_dir_(llm_dir) {
+  KVRAG_CHECK(!llm_dir.empty(), "no LLM folder given (--llm)");
+  KVRAG_CHECK(std::filesystem::is_directory(llm_dir), "LLM folder {} does not exist", llm_dir);
+  llm_ = load_llama(llm_dir, dtype);
+  llm_->freeze();
+  llm_->eval();
+  try {
+    tokenizer_ = load_tokenizer(llm_dir);
+  } catch (Error& e) {
+    throw e.with_context("LLM " + llm_dir);
+  }
+  KVRAG_CHECK(!llm_->config().eos_token_ids.empty() || tokenizer_->eos_id() >= 0,
+              "{}: the LLM has no EOS token (needed to end answers)", llm_dir);
+  fingerprint_ = kvrag::llm_fingerprint(llm_dir);
+  for (int32_t id = 0; id < tokenizer_->vocab_size(); ++id) {
+    const std::string piece = tokenizer_->id_to_piece(id);
+    if (piece == "<0x0A>" || piece.find('\n') != std::string::npos) newline_ids_.push_back(id);
+  }
+}
+
+PrefixPipeline::~PrefixPipeline() = default;
+
+void PrefixPipeline::load_encoder(const std::string& dir) {
+  KVRAG_CHECK(std::filesystem::is_directory(dir), "knowledge encoder folder {} does not exist", dir);
+  auto encoder = load_knowledge_encoder(dir, torch::kFloat32);
+  check_compatible(encoder->config(), llm_->config(), fingerprint_, dir);
+  encoder->eval();
+  for (auto& p : encoder->parameters()) p.set_requires_grad(false);
+  const std::string vocab = dir + "/vocab.txt";
+  KVRAG_CHECK(std::filesystem::exists(vocab), "knowledge encoder {}: missing vocab.txt (its WordPiece vocabulary)",
+              dir);
+  set_encoder(encoder, vocab);
+}
+
+void PrefixPipeline::set_encoder(KnowledgeEncoder encoder, const std::string& vocab_path) {
+  auto vocab = WordPieceTokenizer::from_vocab_file(vocab_path);
+  const auto& config = encoder->config();
+  KVRAG_CHECK(vocab->vocab_size() <= config.encoder.vocab_size,
+              "{} has {} tokens, the knowledge encoder's vocab_size is {}", vocab_path, vocab->vocab_size(),
+              config.encoder.vocab_size);
+  KVRAG_CHECK(config.segment_limit() >= 2, "knowledge encoder: a segment limit of {} tokens is too small",
+              config.segment_limit());
+  segment_cutter_ = std::make_unique<KnowledgeTokenizer>(*vocab, config.reads_llm_pieces() ? tokenizer_.get() : nullptr);
+  encoder_pad_ = std::max(0, vocab->pad_id());
+  encoder_vocab_ = std::move(vocab);
+  encoder_ = std::move(encoder);
+}
+
+KnowledgeEncoderImpl& PrefixPipeline::encoder() {
+  KVRAG_CHECK(has_encoder(), "no knowledge encoder loaded (--knowledge-encoder)");
+  return *encoder_;
+}
+
+int64_t PrefixPipeline::prefix_entries(int64_t k) const {
+  return has_encoder() ? k * encoder_->config().prefix_length : 0;
+}
+
+// --- text → ids --------------------------------------------------------------------------------
+
+std::vector<int64_t> PrefixPipeline::prompt_ids(const std::string& question) const {
+  const auto ids = tokenizer_->encode(question_prompt(question), true);
+  return std::vector<int64_t>(ids.begin(), ids.end());
+}
+
+std::vector<int64_t> PrefixPipeline::fit_prompt(const std::string& question, std::vector<PromptPassage> passages,
+                                                int64_t budget, size_t index, std::string* text_out) const {
+  const std::string bare = question_prompt(question);
+  const auto bare_ids = prompt_ids(question);
+  KVRAG_CHECK(static_cast<int64_t>(bare_ids.size()) <= budget,
+              "question {}: the prompt of {} tokens leaves no room within the LLM's {} positions (prefix and "
+              "answer need the rest; budget {})",
+              index, bare_ids.size(), max_positions(), budget);
+  for (int round = 0; round < 64 && !passages.empty(); ++round) {
+    const std::string text = context_prompt(passages, question);
+    const auto ids = tokenizer_->encode(text, true);
+    const int64_t excess = static_cast<int64_t>(ids.size()) - budget;
+    if (excess <= 0) {
+      if (text_out) *text_out = text;
+      return std::vector<int64_t>(ids.begin(), ids.end());
+    }
+    // Shorten the last passage by the excess (plus slack: re-encoding cut text may differ).
+    auto& last = passages.back();
+    const auto t = tokenizer_->encode(last.text, false);
+    const int64_t keep = static_cast<int64_t>(t.size()) - excess - 2 - round;
+    if (keep < 8) {
+      passages.pop_back();
+      continue;
+    }
+    last.text = tokenizer_->decode(std::vector<TokenId>(t.begin(), t.begin() + keep));
+  }
+  if (text_out) *text_out = bare;
+  return bare_ids;
+}
+
+std::vector<int64_t> PrefixPipeline::target_ids(const std::string& answer) const {
+  const auto ids = answer_token_ids(*tokenizer_, answer);
+  std::vector<int64_t> out(ids.begin(), ids.end());
+  const auto& eos = llm_->config().eos_token_ids;
+  out.push_back(eos.empty() ? tokenizer_->eos_id() : eos.front());
+  return out;
+}
+
+KnowledgeTokens PrefixPipeline::segment_tokens(const PromptPassage& segment) const {
+  KVRAG_CHECK(has_encoder(), "cutting a segment needs a knowledge encoder (--knowledge-encoder)");
+  return segment_cutter_->encode(segment.title, segment.text, encoder_->config().segment_limit());
+}
+
+PrefixExample PrefixPipeline::example(const std::string& question, const std::string& answer,
+                                      const std::vector<PromptPassage>& segments, const std::string& where) const {
+  KVRAG_CHECK(!trim(answer_target(answer)).empty(), "{}: empty answer (question \"{}\")", where, question);
+  PrefixExample ex;
+  ex.prompt = prompt_ids(question);
+  ex.target = target_ids(answer);
+  KVRAG_CHECK(ex.target.size() > 1, "{}: the answer \"{}\" has no tokens", where, answer);
+  const int64_t entries = prefix_entries(static_cast<int64_t>(segments.size()));
+  // The LLM sees prompt + target[:-1] after the prefix entries.
+  const int64_t length = entries + static_cast<int64_t>(ex.prompt.size() + ex.target.size()) - 1;
+  KVRAG_CHECK(length <= max_positions(),
+              "{}: question and answer take {} tokens after a prefix of {}: {} in all, beyond the LLM's {} "
+              "positions (shorten the question/answer or the prefix)",
+              where, ex.prompt.size() + ex.target.size() - 1, entries, length, max_positions());
+  for (const auto& s : segments) ex.segments.push_back(segment_tokens(s));
+  return ex;
+}
+
+// --- batches -----------------------------------------------------------------------------------
+
+PrefixBatch PrefixPipeline::batch(const std::vector<PrefixExample>& examples, const std::vector<int64_t>& rows) const {
+  return make_prefix_batch(examples, rows, encoder_pad_);
+}
+
+KVPrefix PrefixPipeline::prefix(const PrefixBatch& batch) {
+  if (batch.segments() == 0) return {};
+  return batch_prefix(encoder(), *llm_, batch);
+}
+
+torch::Tensor PrefixPipeline::loss(const PrefixBatch& batch, const KVPrefix& prefix) {
+  return answer_loss(*llm_, batch, &prefix);
+}
+
+std::vector<ForcedScore> PrefixPipeline::scores(const PrefixBatch& batch, const KVPrefix& prefix) {
+  return answer_scores(*llm_, batch, &prefix);
+}
+
+std::vector<std::string> PrefixPipeline::generate(const PrefixBatch& batch, const KVPrefix& prefix,
+                                                  int max_new_tokens) {
+  GenerationOptions options;
+  options.max_new_tokens = max_new_tokens;
+  options.stop_ids = newline_ids_;
+  const auto generations = kvrag::generate(*llm_, batch.prompts, options, prefix.empty() ? nullptr : &prefix);
+  std::vector<std::string> out;
+  for (const auto& g : generations) {
+    std::string text = tokenizer_->decode(std::vector<TokenId>(g.tokens.begin(), g.tokens.end()));
+    if (const auto nl = text.find('\n'); nl != std::string::npos) text.resize(nl);
+    out.push_back(trim(text));
+  }
+  return out;
+}
+
+}  // namespace kvrag

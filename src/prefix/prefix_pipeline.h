@@ -1,0 +1,100 @@
+// The one pipeline from text to what the frozen LLM is given and back: prompt and target ids,
+// segments cut for the knowledge encoder, the batch, the dynamic prefix, the teacher-forced
+// scores and the generated answers. Training (train/prefix_trainer.h: its steps and its
+// validation), answering (qa/answerer.h) and the tests all go through it, so that a knowledge
+// encoder is trained, validated and used on exactly the same inputs.
+//
+// It owns the LLM (frozen) and its tokenizer, and, for the prefix modes, the knowledge encoder
+// with its vocabulary and segment cutter (text/knowledge_tokenizer.h); the encoder's options
+// (readout, segment tokenizer, key position, segment length: model/knowledge_encoder.h) are
+// applied here and nowhere else. Closed-book and in-context answering need no encoder.
+//
+// Answers are generated as `kvrag eval` scores them and training validates them: greedy, a row
+// stopped by EOS or by any token whose text holds a newline, the text cut at its first newline
+// and trimmed. Torch is in this header through prefix_batch.h: include it from .cpp files.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/knowledge_encoder.h"
+#include "model/llama.h"
+#include "prefix/prefix_batch.h"
+#include "prefix/prompt.h"
+
+namespace kvrag {
+
+class KnowledgeTokenizer;
+class Tokenizer;
+class WordPieceTokenizer;
+
+class PrefixPipeline {
+ public:
+  // The LLaMA of LLM_DIR (config.json + safetensors) in `dtype`, frozen and in eval mode, and
+  // its tokenizer (LLM_DIR/tokenizer.model). Errors name the folder.
+  PrefixPipeline(const std::string& llm_dir, torch::Dtype dtype);
+  ~PrefixPipeline();
+  PrefixPipeline(const PrefixPipeline&) = delete;
+  PrefixPipeline& operator=(const PrefixPipeline&) = delete;
+
+  // The knowledge encoder of folder DIR (config.json, model.safetensors, vocab.txt), made for
+  // this LLM (check_compatible), frozen and in eval mode.
+  void load_encoder(const std::string& dir);
+  // `encoder` (e.g. one being trained: left as it is) with its WordPiece vocabulary.
+  void set_encoder(KnowledgeEncoder encoder, const std::string& vocab_path);
+
+  LlamaForCausalLMImpl& llm() { return *llm_; }
+  const LlamaConfig& llm_config() const { return llm_->config(); }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const std::string& llm_dir() const { return llm_dir_; }
+  const std::string& llm_fingerprint() const { return fingerprint_; }
+  bool has_encoder() const { return !encoder_.is_empty(); }
+  KnowledgeEncoderImpl& encoder();  // Error without one
+  int64_t max_positions() const { return llm_->config().max_position_embeddings; }
+  // Prefix entries the LLM attends to for `k` segments per question: k·P (0 without encoder).
+  int64_t prefix_entries(int64_t k) const;
+
+  // --- text → ids ------------------------------------------------------------------------------
+  // BOS + question_prompt(question).
+  std::vector<int64_t> prompt_ids(const std::string& question) const;
+  // BOS + context_prompt(passages, question) within `budget` tokens: the lowest-ranked passages
+  // are shortened, then dropped, until it fits; without passages the bare question prompt. An
+  // Error names question `index` when not even the bare prompt fits. *text gets the prompt's text.
+  std::vector<int64_t> fit_prompt(const std::string& question, std::vector<PromptPassage> passages, int64_t budget,
+                                  size_t index, std::string* text = nullptr) const;
+  // answer_token_ids(answer) + EOS: what the LLM is trained to write after a prompt.
+  std::vector<int64_t> target_ids(const std::string& answer) const;
+  // A segment as the encoder reads it, at most its segment length (model/knowledge_encoder.h).
+  KnowledgeTokens segment_tokens(const PromptPassage& segment) const;
+
+  // A training example: the question's prompt, the answer's target and the segments. Errors
+  // (prefixed by `where`, e.g. "FILE: question 3"): an empty answer, or prompt + answer + the
+  // segments' prefix beyond the LLM's positions.
+  PrefixExample example(const std::string& question, const std::string& answer,
+                        const std::vector<PromptPassage>& segments, const std::string& where) const;
+
+  // --- batches (prefix_batch.h) ------------------------------------------------------------------
+  PrefixBatch batch(const std::vector<PrefixExample>& examples, const std::vector<int64_t>& rows) const;
+  // The batch's prefix from this pipeline's encoder; empty for a batch without segments.
+  KVPrefix prefix(const PrefixBatch& batch);
+  torch::Tensor loss(const PrefixBatch& batch, const KVPrefix& prefix);
+  std::vector<ForcedScore> scores(const PrefixBatch& batch, const KVPrefix& prefix);
+  // The answer to each row's prompt (greedy, at most max_new_tokens; see above).
+  std::vector<std::string> generate(const PrefixBatch& batch, const KVPrefix& prefix, int max_new_tokens);
+
+ private:
+  std::string llm_dir_, fingerprint_;
+  LlamaForCausalLM llm_{nullptr};
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::vector<int64_t> newline_ids_;  // tokens whose text holds a newline: an answer is one line
+  KnowledgeEncoder encoder_{nullptr};
+  std::unique_ptr<WordPieceTokenizer> encoder_vocab_;
+  std::unique_ptr<KnowledgeTokenizer> segment_cutter_;
+  int64_t encoder_pad_ = 0;
+};
+
+}  // namespace kvrag
