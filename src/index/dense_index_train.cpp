@@ -151,7 +151,7 @@ int64_t default_train_size(faiss::Index* index) {
 // scalar loops (one 768-d inner product takes about 1 µs), which makes Faiss's own PQ encoding,
 // PQ training and HNSW assignment of millions of vectors take hours. Building therefore goes
 // through the kernels below (AVX + FMA when the CPU has them, portable loops otherwise) and
-// through Faiss's BLAS paths (knn_inner_product), which are fast; searching stays in Faiss.
+// through Faiss's BLAS paths (knn_inner_product), which are fast. Searching has kernels of its own (dense_index_search.cpp).
 
 // The nearest of k centroids (k a multiple of 8, at most kMaxK) to x[dsub] in squared L2, from
 // the centroids transposed (ct[j·k + c]) and their squared norms: argmin_c ‖c‖² − 2⟨x, c⟩, ties
