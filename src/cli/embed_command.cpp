@@ -40,10 +40,6 @@ void add_embed_command(CLI::App& app, int& exit_code) {
     o.shard = args->shard;
     o.overwrite = args->overwrite;
     const EmbedJobResult r = embed_segments(args->index, args->encoder, o);
-    if (r.skipped > 0) fmt::print(stderr, "embed: {} segments were already embedded (resumed)\n", r.skipped);
-    if (r.truncated > 0) {
-      fmt::print(stderr, "embed: {} segments were longer than {} tokens and truncated\n", r.truncated, r.max_length);
-    }
     if (r.shard.count == 1) fmt::print(stderr, "embed: {} vectors of dim {} in {}\n", r.vectors, r.dim, r.dir);
     exit_code = 0;
   });

@@ -73,7 +73,8 @@ EmbedJobResult embed_segments(const std::string& index_dir, const std::string& e
   r.dim = embedder->dim();
   r.max_length = embedder->max_length();
   KVRAG_CHECK(store->meta("complete").value_or("") == "1",
-              "{}: segmenting did not finish; rerun kvrag segment with the same arguments to complete it", store->path());
+              "{}: segmenting did not finish; rerun kvrag segment with the same arguments to complete it",
+              store->path());
   bool prepend_title = true;
   if (const auto segmenter = store->meta("segmenter")) {
     prepend_title = nlohmann::json::parse(*segmenter).value("prepend_title", true);
@@ -124,6 +125,12 @@ EmbedJobResult embed_segments(const std::string& index_dir, const std::string& e
     lo = hi;
   }
   progress.finish(0, done_rows);
+  if (options.progress && r.skipped > 0) {
+    fmt::print(stderr, "embed: {} segments were already embedded (resumed)\n", r.skipped);
+  }
+  if (options.progress && r.truncated > 0) {
+    fmt::print(stderr, "embed: {} segments were longer than {} tokens and truncated\n", r.truncated, r.max_length);
+  }
   if (r.shard.count == 1) r.vectors = EmbeddingSet::open(r.dir, r.total)->size();  // checks the files tile [0, total)
   return r;
 }

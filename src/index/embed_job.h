@@ -23,7 +23,7 @@ struct EmbedJobOptions {
   int64_t chunk = 16384;    // segments per output file (the unit of resumption)
   std::string shard;        // "i/n"; empty: from the MPI environment, else all (resolve_shard)
   bool overwrite = false;   // discard embeddings of another encoder (or chunk size) instead of failing
-  bool progress = true;     // the job's plan and a progress line on stderr
+  bool progress = true;     // the job's plan, a progress line and notes (resumed, truncated) on stderr
 };
 
 struct EmbedJobResult {
