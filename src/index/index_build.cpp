@@ -64,10 +64,12 @@ DenseIndexBuildResult build_dense_index(const std::string& index_dir, IndexBuild
         !options.train_from.empty() ? "from " + options.train_from
         : options.factory == "auto" ? choose_factory(vectors->size(), vectors->dim(), options.max_ram_bytes) + " (auto)"
                                     : options.factory;
-    fmt::print(stderr, "index: {} vectors of dim {} from {}; factory {}\n", format_count(vectors->size()), vectors->dim(),
-               vectors->dir(), factory);
+    fmt::print(stderr, "index: {} vectors of dim {} from {}; factory {}\n", format_count(vectors->size()),
+               vectors->dim(), vectors->dir(), factory);
     stages = std::make_unique<StageProgress>(vectors->dim());
-    options.progress = [&stages](const std::string& stage, int64_t done, int64_t total) { (*stages)(stage, done, total); };
+    options.progress = [&stages](const std::string& stage, int64_t done, int64_t total) {
+      (*stages)(stage, done, total);
+    };
   }
   const auto index = DenseIndex::build(*vectors, options);
   if (stages) stages->finish();
