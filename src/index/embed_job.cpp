@@ -60,6 +60,7 @@ bool chunk_done(const std::string& path, int64_t rows, int dim) {
 
 EmbedJobResult embed_segments(const std::string& index_dir, const std::string& encoder_dir,
                               const EmbedJobOptions& options) {
+  KVRAG_CHECK(options.chunk > 0, "embed: the chunk size must be positive, got {}", options.chunk);
   EmbedJobResult r;
   const auto store = SegmentStore::open(index_dir + "/segments.sqlite");
   r.total = store->size();
