@@ -6,31 +6,9 @@
 #include <iostream>
 
 #include "cli/commands.h"
-#include "core/error.h"
 #include "demo/demo_pipeline.h"
 
 namespace kvrag::cli {
-
-namespace {
-
-// Runs one kvrag subcommand (segment, embed, index) in this process, through its own code.
-void run_subcommand(const std::vector<std::string>& args) {
-  CLI::App app{"kvrag"};
-  app.require_subcommand(1);
-  int code = 0;
-  add_segment_command(app, code);
-  add_embed_command(app, code);
-  add_index_command(app, code);
-  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 consumes from the back
-  try {
-    app.parse(reversed);
-  } catch (const CLI::ParseError& e) {
-    fail("kvrag {}: {}", args.empty() ? "" : args[0], e.what());
-  }
-  KVRAG_CHECK(code == 0, "kvrag {} failed (exit code {})", args.empty() ? "" : args[0], code);
-}
-
-}  // namespace
 
 void add_demo_command(CLI::App& app, int& exit_code) {
   auto o = std::make_shared<DemoOptions>();
@@ -42,7 +20,6 @@ void add_demo_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--seed", o->seed, "seed of the world and of every training run")->capture_default_str();
   cmd->add_flag("--tiny", o->tiny, "a much smaller world and models: a smoke test of every stage")->group("");
   cmd->callback([o, &exit_code] {
-    o->run_command = run_subcommand;
     o->print = [](const std::string& line) {
       std::cout << line << std::endl;
     };

@@ -4,13 +4,12 @@
 // kvrag index info --index DIR
 //
 // build reads DIR/embeddings (from kvrag embed) and writes DIR/dense.faiss + DIR/dense.json,
-// with progress on stderr. Shards of a large corpus can be built separately from one trained
-// folder (--train-only once, then --train-from it) and merged.
+// with progress on stderr (index/index_build.h). Shards of a large corpus can be built
+// separately from one trained folder (--train-only once, then --train-from it) and merged.
 
 #include <fmt/format.h>
 
 #include <chrono>
-#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -18,86 +17,15 @@
 
 #include "cli/commands.h"
 #include "core/atomic_file.h"
-#include "core/error.h"
-#include "core/progress.h"
+#include "core/units.h"
 #include "index/dense_index.h"
 #include "index/embedding_set.h"
+#include "index/index_build.h"
 
 namespace kvrag::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// "2G", "1.5GiB", "512M", "64k", "1000000" → bytes (binary units).
-int64_t parse_bytes(const std::string& text) {
-  size_t pos = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &pos);
-  } catch (const std::exception&) {
-    fail("--max-ram: '{}' is not a size (e.g. 2G, 512M)", text);
-  }
-  std::string unit = text.substr(pos);
-  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (unit.size() == 3 && unit.substr(1) == "IB") unit = unit.substr(0, 1);
-  if (unit.size() == 2 && unit[1] == 'B') unit = unit.substr(0, 1);
-  double scale = 1;
-  if (unit == "" || unit == "B") {
-    scale = 1;
-  } else if (unit == "K") {
-    scale = 1024.0;
-  } else if (unit == "M") {
-    scale = 1024.0 * 1024;
-  } else if (unit == "G") {
-    scale = 1024.0 * 1024 * 1024;
-  } else if (unit == "T") {
-    scale = 1024.0 * 1024 * 1024 * 1024;
-  } else {
-    fail("--max-ram: unknown unit in '{}' (use K, M, G or T)", text);
-  }
-  KVRAG_CHECK(value > 0 && std::isfinite(value * scale) && value * scale < 9e18, "--max-ram: '{}' is out of range", text);
-  return static_cast<int64_t>(value * scale);
-}
-
-// Progress of one build stage on stderr; a new stage finishes the previous line.
-class StageProgress {
- public:
-  explicit StageProgress(int dim) : dim_(dim) {}
-  ~StageProgress() { finish(); }
-
-  void operator()(const std::string& stage, int64_t done, int64_t total) {
-    if (stage != stage_ || !reporter_) {  // a new stage, or another pass of one (PQ after IVF training)
-      finish();
-      stage_ = stage;
-      ProgressOptions o;
-      o.label = "index: " + stage;
-      // Sampling and adding read vectors (float16 bytes give the percentage and ETA);
-      // training counts k-means steps (no byte total).
-      o.unit = stage == "train" ? "steps" : "vectors";
-      o.total_bytes = stage == "train" ? 0 : bytes(stage, total);
-      reporter_ = std::make_unique<ProgressReporter>(o);
-    }
-    done_ = done;
-    if (done >= total) {
-      finish();
-    } else {
-      reporter_->update(bytes(stage, done), done);
-    }
-  }
-
-  void finish() {
-    if (reporter_) reporter_->finish(bytes(stage_, done_), done_);
-    reporter_.reset();
-  }
-
- private:
-  int64_t bytes(const std::string& stage, int64_t n) const { return stage == "train" ? 0 : n * dim_ * 2; }
-
-  int dim_;
-  std::string stage_;
-  int64_t done_ = 0;
-  std::unique_ptr<ProgressReporter> reporter_;
-};
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -136,11 +64,9 @@ void add_build(CLI::App* parent, int& exit_code) {
                   "default candidates re-ranked with the float16 vectors (stored in dense.json; 0 = off)")
       ->check(CLI::Range(-1, 1 << 20));
   cmd->callback([args, &exit_code] {
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto vectors = EmbeddingSet::open(args->index + "/embeddings");
     IndexBuildOptions o;
     o.factory = args->factory;
-    o.max_ram_bytes = parse_bytes(args->max_ram);
+    o.max_ram_bytes = parse_bytes(args->max_ram, "--max-ram");
     o.train_size = args->train_size;
     o.train_from = args->train_from;
     o.train_only = args->train_only;
@@ -149,20 +75,10 @@ void add_build(CLI::App* parent, int& exit_code) {
     o.defaults.nprobe = args->nprobe;
     o.defaults.ef_search = args->ef_search;
     o.defaults.rerank = args->rerank;
-    const std::string factory = !o.train_from.empty() ? "from " + o.train_from
-                                : o.factory == "auto" ? choose_factory(vectors->size(), vectors->dim(), o.max_ram_bytes) + " (auto)"
-                                                      : o.factory;
-    fmt::print(stderr, "index: {} vectors of dim {} from {}; factory {}\n", format_count(vectors->size()),
-               vectors->dim(), vectors->dir(), factory);
-    StageProgress progress(vectors->dim());
-    o.progress = [&progress](const std::string& stage, int64_t done, int64_t total) { progress(stage, done, total); };
-    const auto index = DenseIndex::build(*vectors, o);
-    progress.finish();
-    index->save(args->index);
-    const auto& d = index->defaults();
+    const DenseIndexBuildResult r = build_dense_index(args->index, o);
     fmt::print(stderr, "index: wrote {}/dense.faiss ({}, {} vectors, nprobe {}, ef_search {}, rerank {}) in {}\n",
-               args->index, format_bytes(static_cast<int64_t>(fs::file_size(args->index + "/dense.faiss"))),
-               format_count(index->size()), d.nprobe, d.ef_search, d.rerank, format_duration(seconds_since(t0)));
+               args->index, format_bytes(r.faiss_bytes), format_count(r.size), r.defaults.nprobe, r.defaults.ef_search,
+               r.defaults.rerank, format_duration(r.seconds));
     exit_code = 0;
   });
 }

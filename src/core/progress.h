@@ -18,6 +18,8 @@
 #include <string>
 #include <utility>
 
+#include "core/units.h"  // format_bytes, format_count, format_duration: the numbers of a progress line
+
 namespace kvrag {
 
 struct ProgressOptions {
@@ -62,12 +64,5 @@ class ProgressReporter {
   bool line_open_ = false;  // a '\r' line is on the terminal without its newline
   Clock::time_point start_, last_draw_;
 };
-
-// "1.5 GiB", "312 KiB", "17 B".
-std::string format_bytes(int64_t bytes);
-// "1h02m", "17m03s", "42s".
-std::string format_duration(double seconds);
-// 1234567 → "1,234,567".
-std::string format_count(int64_t n);
 
 }  // namespace kvrag

@@ -10,8 +10,12 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/units.h"
 #include "demo/world.h"
 #include "checkpoint/model_config.h"
+#include "index/embed_job.h"
+#include "index/index_build.h"
+#include "index/segment_corpus.h"
 #include "qa/answerer.h"
 #include "qa/qa_eval.h"
 #include "text/sentencepiece_tokenizer.h"
@@ -145,7 +149,6 @@ class Stages {
 
 DemoResult run_demo(const DemoOptions& o) {
   KVRAG_CHECK(!o.workspace.empty(), "demo: the workspace folder must not be empty");
-  KVRAG_CHECK(static_cast<bool>(o.run_command), "demo: no command runner given");
   const auto start = std::chrono::steady_clock::now();
   DemoResult result;
   std::error_code ec;
@@ -262,10 +265,20 @@ DemoResult run_demo(const DemoOptions& o) {
   });
 
   st.stage("index", "segmenting, embedding and indexing the corpus", [&] {
-    o.run_command({"segment", "--corpus", p("corpus.jsonl"), "--tokenizer", p("retriever/vocab.txt"), "--index",
-                   p("index"), "--window", std::to_string(z.segment_window), "--stride", "16"});
-    o.run_command({"embed", "--index", p("index"), "--encoder", p("retriever"), "--overwrite"});
-    o.run_command({"index", "build", "--index", p("index"), "--factory", "Flat"});
+    SegmentBuildOptions so;
+    so.segmenter.window = z.segment_window;
+    so.segmenter.stride = 16;
+    const auto segments = segment_corpus(p("corpus.jsonl"), p("retriever/vocab.txt"), p("index"), so, o.progress);
+    EmbedJobOptions eo;
+    eo.overwrite = true;  // a retrained retriever replaces the vectors of the one before
+    eo.progress = o.progress;
+    const auto embedded = embed_segments(p("index"), p("retriever"), eo);
+    IndexBuildOptions io;
+    io.factory = "Flat";
+    const auto index = build_dense_index(p("index"), io, o.progress);
+    st.say(fmt::format("  {} segments from {} documents, {} vectors of dim {}, Flat index of {}",
+                       segments.build.segments, segments.build.stats.documents, embedded.vectors, embedded.dim,
+                       format_bytes(index.faiss_bytes)));
   });
 
   st.stage("knowledge", "training the knowledge encoder (dynamic prefix) on the knowledge set's passages", [&] {

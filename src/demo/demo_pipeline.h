@@ -15,9 +15,9 @@
 //                the held-out test questions
 // The folder names llm/, index/, knowledge_encoder/ are what `kvrag serve --workspace` opens.
 //
-// Stages that are kvrag commands of their own (segment, embed, index build) run through those
-// commands' code in this process: the caller passes `run_command`, which runs one subcommand
-// from its argument list (src/cli/demo_command.cpp does it with CLI11).
+// The index stage calls the library functions behind `kvrag segment`, `kvrag embed` and
+// `kvrag index build` (index/segment_corpus.h, index/embed_job.h, index/index_build.h) with
+// those commands' defaults.
 #pragma once
 
 #include <cstdint>
@@ -34,8 +34,6 @@ struct DemoOptions {
   // under a minute; its numbers mean little).
   bool tiny = false;
   bool progress = true;
-  // Runs one kvrag subcommand in-process, e.g. {"segment", "--corpus", …}; throws Error.
-  std::function<void(const std::vector<std::string>& args)> run_command;
   // Where stage banners and the final table go (stdout in the CLI).
   std::function<void(const std::string& line)> print;
 };

@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/fingerprint.h"
 #include "model/bert.h"
 #include "text/wordpiece_tokenizer.h"
 
@@ -27,38 +27,12 @@ struct Embedder::Impl {
 
 namespace {
 
-// FNV-1a over 64-bit words (and the tail bytes): fast enough to hash a 440 MB BERT in well
-// under a second, which is all a fingerprint needs (it detects mix-ups, not attacks).
-class Fingerprint {
- public:
-  void add(const void* data, size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      uint64_t w;
-      std::memcpy(&w, p + i, 8);
-      h_ = (h_ ^ w) * 0x100000001b3ULL;
-    }
-    for (; i < n; ++i) h_ = (h_ ^ p[i]) * 0x100000001b3ULL;
-  }
-  void add(const std::string& s) {
-    add(s.data(), s.size());
-    add("\0", 1);
-  }
-  void add_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    KVRAG_CHECK(in.good(), "cannot read {}", path);
-    std::vector<char> buf(1 << 20);
-    while (in) {
-      in.read(buf.data(), buf.size());
-      add(buf.data(), static_cast<size_t>(in.gcount()));
-    }
-  }
-  std::string hex() const { return fmt::format("{:016x}", h_); }
-
- private:
-  uint64_t h_ = 0xcbf29ce484222325ULL;
-};
+// The encoder fingerprint's strings: word-wise FNV-1a (core/fingerprint.h), each ended by a
+// '\0' byte. (Word-wise because the same hash runs over the weight files.)
+void add_field(Fnv1a64& fp, const std::string& s) {
+  fp.add_words(s.data(), s.size());
+  fp.add("", 1);
+}
 
 }  // namespace
 
@@ -104,17 +78,17 @@ std::unique_ptr<Embedder> Embedder::load(const std::string& dir, const EmbedderO
   impl.max_length = static_cast<int>(config.max_position_embeddings);
   if (options.max_length > 0) impl.max_length = std::min(impl.max_length, options.max_length);
 
-  Fingerprint fp;
-  fp.add(config_text);
-  fp.add_file(tokenizer_path);
+  Fnv1a64 fp;
+  add_field(fp, config_text);
+  fp.add_file_words(tokenizer_path);
   std::vector<std::string> weights;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (entry.path().extension() == ".safetensors") weights.push_back(entry.path().string());
   }
   std::sort(weights.begin(), weights.end());
-  for (const auto& w : weights) fp.add_file(w);
-  fp.add(impl.pooling);
-  fp.add(std::to_string(impl.max_length));
+  for (const auto& w : weights) fp.add_file_words(w);
+  add_field(fp, impl.pooling);
+  add_field(fp, std::to_string(impl.max_length));
   e->fingerprint_ = fp.hex();
   return e;
 }

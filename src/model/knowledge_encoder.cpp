@@ -10,6 +10,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/fingerprint.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
 #include "model/weights.h"
@@ -47,19 +48,6 @@ E enum_field(const nlohmann::json& j, const char* key, E fallback, const std::st
     throw e.with_context(fmt::format("config {}: {}", source, key));
   }
 }
-
-// FNV-1a, 64 bits.
-struct Fnv {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  void add(const void* data, size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
-  }
-  void add(const std::string& s) {
-    add(s.data(), s.size());
-    add("\0", 1);  // separator: ("ab","c") and ("a","bc") differ
-  }
-};
 
 }  // namespace
 
@@ -416,17 +404,17 @@ std::string llm_fingerprint(const std::string& llm_dir) {
   // name, dtype, shape and its first bytes: different architectures, dtypes or trainings
   // differ without reading gigabytes.
   const auto config = LlamaConfig::load(llm_dir + "/config.json");
-  Fnv fnv;
-  fnv.add(config.to_json().dump());
+  Fnv1a64 fnv;
+  fnv.add_field(config.to_json().dump());
   const auto checkpoint = Checkpoint::open(llm_dir);
   for (const auto& name : checkpoint.names()) {
     const auto& t = checkpoint.tensor(name);
-    fnv.add(name);
-    fnv.add(dtype_name(t.dtype));
-    fnv.add(shape_string(t.shape));
+    fnv.add_field(name);
+    fnv.add_field(dtype_name(t.dtype));
+    fnv.add_field(shape_string(t.shape));
     fnv.add(t.data, std::min<size_t>(t.nbytes, 256));
   }
-  return fmt::format("{:016x}", fnv.h);
+  return fnv.hex();
 }
 
 void check_compatible(const KnowledgeEncoderConfig& config, const LlamaConfig& llm, const std::string& fingerprint,

@@ -1,8 +1,12 @@
 #include "text/tokenizer.h"
 
+#include <fmt/format.h>
+
 #include <filesystem>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/fingerprint.h"
 #include "text/sentencepiece_tokenizer.h"
 #include "text/wordpiece_tokenizer.h"
 
@@ -26,6 +30,23 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   fail("tokenizer {}: unknown kind (expected a SentencePiece .model, a WordPiece vocab.txt or an "
        "HF tokenizer.json)",
        path);
+}
+
+std::string wordpiece_tokenizer_file(const std::string& path) {
+  if (!fs::is_directory(path)) return path;
+  for (const char* name : {"tokenizer.json", "vocab.txt"}) {
+    if (fs::exists(fs::path(path) / name)) return (fs::path(path) / name).string();
+  }
+  fail("tokenizer: no tokenizer.json or vocab.txt in {}", path);
+}
+
+std::string tokenizer_id(const std::string& file) {
+  const std::string bytes = read_file(file);
+  // Not FNV's offset basis but its first 19 digits (14695981039346656037 → 1469598103934665603):
+  // an old slip, kept because segment stores record these ids and compare them on resume.
+  Fnv1a64 fnv(1469598103934665603ULL);
+  fnv.add(bytes.data(), bytes.size());
+  return fmt::format("{}#fnv1a64:{}", fs::path(file).filename().string(), fnv.hex());
 }
 
 }  // namespace kvrag

@@ -38,4 +38,14 @@ class Tokenizer {
 // tokenizer.model, tokenizer.json, vocab.txt in that order. Throws Error naming the path.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
 
+// The file of a WordPiece tokenizer (a retriever's) that `path` names: `path` itself, or
+// tokenizer.json, else vocab.txt, in a folder. Error naming the folder if it holds neither.
+std::string wordpiece_tokenizer_file(const std::string& path);
+
+// Identifies a tokenizer file by its name and content, "vocab.txt#fnv1a64:<16 hex digits>"
+// (FNV-1a of the bytes, core/fingerprint.h): the id survives a moved file but not a changed
+// vocabulary. Segment stores record it, so its value must not change. Error naming the file if
+// it cannot be read.
+std::string tokenizer_id(const std::string& file);
+
 }  // namespace kvrag
