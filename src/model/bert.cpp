@@ -44,7 +44,7 @@ torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, const torch
   auto out = torch::empty({B, T, H}, x.options());  // [B, T, H]
   for (int64_t b = 0; b < B; ++b) {
     const auto row = [b](const torch::Tensor& t) { return t.defined() ? t.narrow(0, b, 1) : t; };
-    out.narrow(0, b, 1).copy_(attention(row(q), row(k), row(v), row(mask)));  // [1, T, H]
+    attention(row(q), row(k), row(v), row(mask), out.narrow(0, b, 1));  // writes out[b] [T, H]
   }
   return out;
 }

@@ -37,9 +37,6 @@ struct ForwardLayout {
   torch::Tensor positions_tensor() const {  // [B, T] int64
     return torch::from_blob(const_cast<int64_t*>(positions.data()), {B, T}, torch::kInt64).clone();
   }
-  torch::Tensor key_valid_view() const {  // [B, S] uint8 over key_valid (no copy), for decode_attention()
-    return torch::from_blob(const_cast<uint8_t*>(key_valid.data()), {B, S}, torch::kUInt8);
-  }
 };
 
 namespace {
@@ -47,18 +44,19 @@ namespace {
 // The layer's attention on the inference path. x [B, T, H]; keys/values of this call go into
 // cache layer `l` at entries [past, past+T), and the T queries attend over entries [0, S).
 torch::Tensor cached_attention(LlamaAttentionImpl& a, const torch::Tensor& x, const ForwardLayout& lay,
-                               const torch::Tensor& key_valid, KVCache& cache, int64_t l) {
-  const int64_t B = lay.B, T = lay.T, H = a.num_heads, kvH = a.num_kv_heads, hd = a.head_dim;
+                               KVCache& cache, int64_t l) {
+  const int64_t B = lay.B, T = lay.T, H = a.num_heads, hd = a.head_dim;
   const auto q = a.q_proj(x).contiguous();  // [B, T, H*hd]
   const auto k = a.k_proj(x).contiguous();  // [B, T, kvH*hd]
   const auto v = a.v_proj(x).contiguous();  // [B, T, kvH*hd]
   const auto& kc = cache.keys[l];           // [B, kvH, capacity, hd]
   const auto& vc = cache.values[l];
-  rotary_inplace(q.view({B * T, H, hd}), lay.positions, lay.cos, lay.sin);
-  rotary_inplace(k.view({B * T, kvH, hd}), lay.positions, lay.cos, lay.sin);
-  write_cache(k.view({B, T, kvH, hd}), kc, lay.past);
-  write_cache(v.view({B, T, kvH, hd}), vc, lay.past);
-  if (T == 1) return a.o_proj(decode_attention(q.view({B, H, hd}), kc, vc, key_valid).view({B, 1, H * hd}));
+  // The fused ops read the projections' [B, T, heads*hd] layout as is: no views on the decode path.
+  rotary_inplace(q, lay.positions, lay.cos, lay.sin);
+  rotary_inplace(k, lay.positions, lay.cos, lay.sin);
+  write_cache(k, kc, lay.past);
+  write_cache(v, vc, lay.past);
+  if (T == 1) return a.o_proj(decode_attention(q, kc, vc, lay.key_valid));  // [B, 1, H*hd]
   const auto q4 = q.view({B, T, H, hd}).transpose(1, 2);  // [B, H, T, hd]
   return a.o_proj(attention(q4, kc.narrow(2, 0, lay.S), vc.narrow(2, 0, lay.S), lay.mask()));  // [B, T, H]
 }
@@ -344,11 +342,10 @@ torch::Tensor LlamaForCausalLMImpl::inference_hidden_states(const torch::Tensor&
   // Several tokens: matrix products, on BLAS threads where they run there (see
   // SerialIntraOpGuard). A decode step's products use kvrag's helper threads (linear()).
   SerialIntraOpGuard serial(lay.B * lay.T > kGemvMaxRows && matmul_uses_blas_threads(dtype_));
-  const auto key_valid = lay.key_valid_view();  // [B, S]
-  auto x = model->embed_tokens(ids);            // [B, T, H]
+  auto x = model->embed_tokens(ids);  // [B, T, H]
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     auto& layer = model->layers->at<LlamaDecoderLayerImpl>(l);
-    x = x + cached_attention(*layer.self_attn, layer.input_layernorm(x), lay, key_valid, cache, l);
+    x = x + cached_attention(*layer.self_attn, layer.input_layernorm(x), lay, cache, l);
     x = x + layer.mlp(layer.post_attention_layernorm(x));
   }
   return model->norm(x);

@@ -76,7 +76,7 @@ void decode_rows(const T* q, const T* kc, const T* vc, T* out, const uint8_t* ke
 }  // namespace
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
-                        const torch::Tensor& mask) {
+                        const torch::Tensor& mask, const torch::Tensor& out) {
   KVRAG_CHECK(q.dim() == 4 && keys.dim() == 4 && values.sizes() == keys.sizes() && keys.size(1) > 0 &&
                   q.size(1) % keys.size(1) == 0 && q.size(3) == keys.size(3) &&
                   (q.size(0) == keys.size(0) || q.size(0) == 1),
@@ -106,30 +106,35 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& keys, const
     }
   }
   const auto probs = torch::softmax(scores, -1).to(values.scalar_type()).view({B, kvH, G * T, S});
-  const auto out = kvrag::matmul(probs, values);                            // [B, kvH, G*T, hd]
-  return out.view({B, H, T, hd}).transpose(1, 2).reshape({B, T, H * hd});  // [B, T, H*hd]
+  const auto heads = kvrag::matmul(probs, values).view({B, H, T, hd}).transpose(1, 2);  // [B, T, H, hd]
+  if (!out.defined()) return heads.reshape({B, T, H * hd});                           // [B, T, H*hd]
+  KVRAG_CHECK(out.dim() == 3 && out.size(0) == B && out.size(1) == T && out.size(2) == H * hd &&
+                  out.scalar_type() == values.scalar_type(),
+              "attention: out {} {} is not [B={}, T={}, H*hd={}] {}", c10::toString(out.scalar_type()),
+              c10::str(out.sizes()), B, T, H * hd, c10::toString(values.scalar_type()));
+  out.view({B, T, H, hd}).copy_(heads);  // one copy, no temporary
+  return out;
 }
 
 torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
-                               const torch::Tensor& key_valid) {
-  KVRAG_CHECK(q.dim() == 3 && k_cache.dim() == 4 && v_cache.sizes() == k_cache.sizes() &&
-                  k_cache.size(0) == q.size(0) && k_cache.size(1) > 0 && q.size(1) % k_cache.size(1) == 0 &&
-                  k_cache.size(3) == q.size(2),
-              "decode_attention: q {} does not fit the cache {} / {} (q [B, H, hd], cache [B, kvH, capacity, hd])",
+                               c10::ArrayRef<uint8_t> key_valid) {
+  KVRAG_CHECK(k_cache.dim() == 4 && v_cache.sizes() == k_cache.sizes() && k_cache.size(1) > 0 &&
+                  q.dim() >= 2 && q.size(0) == k_cache.size(0) &&
+                  q.numel() % (k_cache.size(0) * k_cache.size(1) * k_cache.size(3)) == 0,
+              "decode_attention: q {} does not fit the cache {} / {} (q [B, 1, H*hd], cache [B, kvH, capacity, hd], H "
+              "a multiple of kvH)",
               c10::str(q.sizes()), c10::str(k_cache.sizes()), c10::str(v_cache.sizes()));
   KVRAG_CHECK(fp32_or_bf16(q) && k_cache.scalar_type() == q.scalar_type() && v_cache.scalar_type() == q.scalar_type() &&
                   q.is_cpu() && k_cache.is_cpu() && v_cache.is_cpu() && q.is_contiguous() &&
                   k_cache.is_contiguous() && v_cache.is_contiguous(),
               "decode_attention: q and the cache must be contiguous CPU tensors of one dtype, fp32 or bf16");
-  const int64_t B = q.size(0), H = q.size(1), hd = q.size(2), kvH = k_cache.size(1), capacity = k_cache.size(2);
-  KVRAG_CHECK(key_valid.dim() == 2 && key_valid.size(0) == B && key_valid.size(1) <= capacity &&
-                  (key_valid.scalar_type() == torch::kBool || key_valid.scalar_type() == torch::kUInt8) &&
-                  key_valid.is_cpu() && key_valid.is_contiguous(),
-              "decode_attention: key_valid must be a contiguous CPU [B={}, S ≤ {}] bool or uint8 tensor, got {} {}",
-              B, capacity, c10::toString(key_valid.scalar_type()), c10::str(key_valid.sizes()));
-  const int64_t S = key_valid.size(1);
-  auto out = torch::empty({B, H, hd}, q.options());  // [B, H, hd]
-  const auto* valid = static_cast<const uint8_t*>(key_valid.data_ptr());
+  const int64_t B = k_cache.size(0), kvH = k_cache.size(1), capacity = k_cache.size(2), hd = k_cache.size(3);
+  const int64_t H = q.numel() / (B * hd);
+  const int64_t S = static_cast<int64_t>(key_valid.size()) / B;
+  KVRAG_CHECK(S * B == static_cast<int64_t>(key_valid.size()) && S <= capacity,
+              "decode_attention: {} key_valid bytes are not [B={}, S ≤ {}]", key_valid.size(), B, capacity);
+  auto out = torch::empty(q.sizes(), q.options());  // q's shape: B rows of H*hd
+  const uint8_t* valid = key_valid.data();
   op_support::dispatch_fp32_bf16(q.scalar_type(), [&](auto zero) {
     using T = decltype(zero);
     decode_rows(q.data_ptr<T>(), k_cache.data_ptr<T>(), v_cache.data_ptr<T>(), out.data_ptr<T>(), valid, B, H, kvH,
@@ -139,15 +144,16 @@ torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k_ca
 }
 
 void write_cache(const torch::Tensor& src, const torch::Tensor& cache, int64_t start) {
-  KVRAG_CHECK(src.dim() == 4 && cache.dim() == 4 && src.size(0) == cache.size(0) && src.size(2) == cache.size(1) &&
-                  src.size(3) == cache.size(3) && start >= 0 && start + src.size(1) <= cache.size(2),
-              "write_cache: {} entries [B, T, kvH, hd] = {} at {} do not fit the cache {}", src.size(1),
+  KVRAG_CHECK(src.dim() >= 3 && cache.dim() == 4 && src.size(0) == cache.size(0) &&
+                  src.numel() == src.size(0) * src.size(1) * cache.size(1) * cache.size(3) && start >= 0 &&
+                  start + src.size(1) <= cache.size(2),
+              "write_cache: {} entries [B, T, kvH*hd] = {} at {} do not fit the cache {}", src.size(1),
               c10::str(src.sizes()), start, c10::str(cache.sizes()));
   KVRAG_CHECK(src.scalar_type() == cache.scalar_type() && src.is_cpu() && cache.is_cpu() && src.is_contiguous() &&
                   cache.is_contiguous(),
               "write_cache: src and cache must be contiguous CPU tensors of one dtype");
-  const int64_t B = src.size(0), T = src.size(1), kvH = src.size(2), capacity = cache.size(2);
-  const int64_t row = src.size(3) * static_cast<int64_t>(src.element_size());  // bytes of one head's entry
+  const int64_t B = src.size(0), T = src.size(1), kvH = cache.size(1), capacity = cache.size(2);
+  const int64_t row = cache.size(3) * static_cast<int64_t>(cache.element_size());  // bytes of one head's entry
   const auto* from = static_cast<const char*>(src.data_ptr());
   auto* to = static_cast<char*>(cache.data_ptr());
   for (int64_t b = 0; b < B; ++b) {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
 
 #include <cstdint>
 
@@ -32,30 +33,33 @@ constexpr float kHiddenScore = -1e30f;
 //              undefined  every entry visible;
 //              bool       true = visible, false = hidden (scored kHiddenScore);
 //              fp32       added to the scaled scores (0 visible, a very negative value hidden).
-//   returns  [B, T, H·hd]
+//   out      undefined, or (inference) a [B, T, H·hd] tensor of the output dtype that viewing as
+//            [B, T, H, hd] does not copy (a row range of a larger one), written instead of a new one
+//   returns  [B, T, H·hd] (out where given)
 //
 // The G query heads of one kv head are stacked along the rows of one product, so keys and
 // values are never repeated.
 at::Tensor attention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
-                     const at::Tensor& mask = {});
+                     const at::Tensor& mask = {}, const at::Tensor& out = {});
 
 // One decode step (one query per row) over a KV cache, for inference (not differentiable): the
 // same function as attention() with T = 1 and keys/values the first S cache entries, as one
 // direct loop (no score tensor) parallelised over (row, head) pairs with parallel_chunks.
 //
-//   q          [B, H, hd] contiguous
+//   q          [B, 1, H·hd] contiguous (one token's query projection; any shape holding B rows of
+//              H·hd values, e.g. [B, H, hd], does alike — no view needed on the decode path)
 //   k_cache    [B, kvH, capacity, hd] contiguous, q's dtype
 //   v_cache    [B, kvH, capacity, hd] contiguous, q's dtype
-//   key_valid  [B, S] bool or uint8, contiguous CPU: nonzero = entry may be attended (S ≤ capacity)
-//   returns    [B, H, hd] in q's dtype
+//   key_valid  [B, S] host bytes (B·S of them, row-major): nonzero = entry may be attended (S ≤ capacity)
+//   returns    q's shape and dtype: each row's H heads of hd values
 //
 // A row with no valid entry (a padding query, whose output is unused) attends to all S entries
 // with their scores. Roundings as attention(): scores and probabilities pass through the dtype.
 at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
-                            const at::Tensor& key_valid);
+                            c10::ArrayRef<uint8_t> key_valid);
 
-// cache [B, kvH, capacity, hd] entries [start, start + T) ← src [B, T, kvH, hd] (the layout of a
-// projection's output), both contiguous CPU tensors of one dtype. For inference.
+// cache [B, kvH, capacity, hd] entries [start, start + T) ← src [B, T, kvH·hd] (a projection's
+// output; [B, T, kvH, hd] alike), both contiguous CPU tensors of one dtype. For inference.
 void write_cache(const at::Tensor& src, const at::Tensor& cache, int64_t start);
 
 }  // namespace kvrag

@@ -62,19 +62,19 @@ torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, con
 void rotary_inplace(const torch::Tensor& x, c10::ArrayRef<int64_t> positions, const torch::Tensor& cos,
                     const torch::Tensor& sin) {
   const auto dtype = x.scalar_type();
-  KVRAG_CHECK(x.dim() == 3 && x.is_contiguous() && x.is_cpu() &&
+  const int64_t N = static_cast<int64_t>(positions.size()), hd = cos.dim() == 2 ? cos.size(1) : 0;
+  KVRAG_CHECK(x.dim() >= 2 && x.is_contiguous() && x.is_cpu() &&
                   (dtype == torch::kFloat32 || dtype == torch::kBFloat16),
-              "rotary_inplace: x must be a contiguous CPU [N, nH, hd] fp32 or bf16 tensor, got {} {}",
-              c10::toString(dtype), c10::str(x.sizes()));
-  const int64_t N = x.size(0), nH = x.size(1), hd = x.size(2);
-  KVRAG_CHECK(static_cast<int64_t>(positions.size()) == N, "rotary_inplace: {} positions for {} tokens",
-              positions.size(), N);
+              "rotary_inplace: x must be a contiguous CPU fp32 or bf16 tensor, got {} {}", c10::toString(dtype),
+              c10::str(x.sizes()));
+  KVRAG_CHECK(hd > 0 && x.size(-1) % hd == 0 && N > 0 && x.numel() / x.size(-1) == N,
+              "rotary_inplace: x {} is not [..., heads*{}] over {} tokens", c10::str(x.sizes()), hd, N);
+  const int64_t nH = x.size(-1) / hd;
   for (const auto* t : {&cos, &sin}) {
     KVRAG_CHECK(t->dim() == 2 && t->size(1) == hd && t->scalar_type() == torch::kFloat32 && t->is_contiguous(),
                 "rotary_inplace: tables must be contiguous [n, {}] fp32, got {} {}", hd,
                 c10::toString(t->scalar_type()), c10::str(t->sizes()));
   }
-  if (N == 0) return;
   const auto [lo, hi] = std::minmax_element(positions.begin(), positions.end());
   KVRAG_CHECK(*lo >= 0 && *hi < cos.size(0) && *hi < sin.size(0),
               "rotary_inplace: position {} outside the tables' {} rows", *lo < 0 ? *lo : *hi,

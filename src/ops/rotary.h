@@ -26,9 +26,10 @@ void rope_tables(const at::Tensor& inv_freq, int64_t n, at::Tensor* cos, at::Ten
 // and broadcastable to x, e.g. [B, 1, T, hd] rows of the tables for x [B, nH, T, hd].
 at::Tensor apply_rotary(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 
-// The same in place, for inference: x [N, nH, hd] contiguous fp32 or bf16 (N = B·T tokens), token
-// n's heads rotated at position positions[n] (N entries) with cos/sin the fp32 tables of
-// rope_tables() (rows covering every position). Not differentiable.
+// The same in place, for inference: x [..., nH·hd] contiguous fp32 or bf16 whose leading
+// dimensions hold N tokens (a projection's output [B, T, nH·hd], N = B·T), token n's heads rotated
+// at position positions[n] (N entries) with cos/sin the fp32 tables of rope_tables() (rows
+// covering every position). Not differentiable.
 void rotary_inplace(const at::Tensor& x, c10::ArrayRef<int64_t> positions, const at::Tensor& cos,
                     const at::Tensor& sin);
 

@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <algorithm>
 #include <limits>
 #include <string>
 #include <vector>
@@ -162,6 +163,9 @@ TEST(Attention, RejectsShapesThatDoNotFit) {
 struct Cache {
   int64_t B = 3, kvH = 2, capacity = 10, S = 7, hd = 12;
   torch::Tensor keys, values, key_valid;  // [B, kvH, capacity, hd] x2, [B, S] uint8
+  std::vector<uint8_t> valid_bytes() const {  // decode_attention's form of key_valid
+    return {key_valid.data_ptr<uint8_t>(), key_valid.data_ptr<uint8_t>() + B * S};
+  }
   explicit Cache(torch::Dtype dtype) {
     keys = test::randn({B, kvH, capacity, hd}, dtype);
     values = test::randn({B, kvH, capacity, hd}, dtype);
@@ -180,8 +184,12 @@ TEST(DecodeAttention, MatchesPrefillFormAndFp64Reference) {
       for (const int64_t H : {2, 6}) {
         const Cache c(dtype);
         const auto q = test::randn({c.B, H, c.hd}, dtype);
-        const auto got = decode_attention(q, c.keys, c.values, c.key_valid);  // [B, H, hd]
+        const auto got = decode_attention(q, c.keys, c.values, c.valid_bytes());  // [B, H, hd]
         ASSERT_EQ(got.sizes(), q.sizes());
+        // The projection's layout [B, 1, H*hd] alike.
+        EXPECT_TRUE(decode_attention(q.view({c.B, 1, H * c.hd}), c.keys, c.values, c.valid_bytes())
+                        .view({c.B, H, c.hd})
+                        .equal(got));
         ASSERT_EQ(got.scalar_type(), dtype);
         const auto keys = c.keys.narrow(2, 0, c.S), values = c.values.narrow(2, 0, c.S);
         const auto visible = c.key_valid.to(torch::kBool).view({c.B, 1, 1, c.S});
@@ -203,8 +211,8 @@ TEST(DecodeAttention, MatchesPrefillFormAndFp64Reference) {
 TEST(DecodeAttention, RowWithoutValidEntryAttendsToAll) {
   const Cache c(torch::kFloat32);
   const auto q = test::randn({c.B, 2, c.hd}, torch::kFloat32);
-  auto none = c.key_valid.clone();
-  none[0].zero_();
+  auto none = c.valid_bytes();
+  std::fill(none.begin(), none.begin() + c.S, 0);  // row 0
   const auto got = decode_attention(q, c.keys, c.values, none);
   const auto want = reference_attention(q.unsqueeze(2), c.keys.narrow(2, 0, c.S), c.values.narrow(2, 0, c.S), {});
   EXPECT_LE(max_abs_diff(got[0], want[0].view({2, c.hd})), 1e-5);
@@ -216,6 +224,9 @@ TEST(WriteCache, WritesEntriesAtTheirPlace) {
     const auto src = test::randn({2, 5, 3, 4}, dtype);      // [B, T, kvH, hd]
     write_cache(src, cache, 2);
     EXPECT_TRUE(cache.narrow(2, 2, 5).equal(src.transpose(1, 2))) << dtype_name(dtype);
+    auto again = torch::zeros_like(cache);
+    write_cache(src.view({2, 5, 3 * 4}), again, 2);  // the projection's layout [B, T, kvH*hd]
+    EXPECT_TRUE(again.equal(cache)) << dtype_name(dtype);
     EXPECT_EQ(cache.narrow(2, 0, 2).abs().sum().item<double>(), 0.0);
     EXPECT_EQ(cache.narrow(2, 7, 1).abs().sum().item<double>(), 0.0);
     EXPECT_NE(test::error_of([&] { write_cache(src, cache, 4); }), "");  // 4 + 5 > 8 entries

@@ -55,7 +55,7 @@ TEST(Rotary, FusedEqualsTorchFormAndFp64) {
     const auto s = sin.index_select(0, index).view({B, 1, T, hd});
     const auto torch_form = apply_rotary(x, c.to(dtype), s.to(dtype));
     auto fused = x.transpose(1, 2).contiguous();  // [B, T, nH, hd]
-    rotary_inplace(fused.view({B * T, nH, hd}), positions, cos, sin);
+    rotary_inplace(fused.view({B, T, nH * hd}), positions, cos, sin);
     // The same roundings in the same order: the same values.
     EXPECT_TRUE(fused.transpose(1, 2).equal(torch_form)) << dtype_name(dtype) << " max diff "
                                                          << max_abs_diff(fused.transpose(1, 2), torch_form);
@@ -82,9 +82,11 @@ TEST(Rotary, IsDifferentiable) {
 TEST(Rotary, FusedRejectsPositionsOutsideTables) {
   torch::Tensor cos, sin;
   rope_tables(rope_inv_freq(10000.0, 8), 4, &cos, &sin);
-  const auto x = torch::zeros({2, 1, 8});
-  EXPECT_NE(test::error_of([&] { rotary_inplace(x, std::vector<int64_t>{0, 4}, cos, sin); }), "");
-  EXPECT_NE(test::error_of([&] { rotary_inplace(x, std::vector<int64_t>{0}, cos, sin); }), "");
+  const auto x = torch::zeros({2, 8});  // [N = 2 tokens, one head of 8]
+  EXPECT_NE(test::error_of([&] { rotary_inplace(x, std::vector<int64_t>{0, 4}, cos, sin); }), "");  // row 4 of 4
+  EXPECT_NE(test::error_of([&] { rotary_inplace(x, std::vector<int64_t>{0}, cos, sin); }), "");     // 1 position
+  EXPECT_NE(test::error_of([&] { rotary_inplace(torch::zeros({2, 6}), std::vector<int64_t>{0, 1}, cos, sin); }),
+            "");  // 6 values: not whole heads of 8
 }
 
 }  // namespace
