@@ -1,11 +1,11 @@
 #include "model/bert.h"
 
-#include <cmath>
 #include <limits>
 
 #include "core/error.h"
 #include "checkpoint/checkpoint.h"
 #include "model/weights.h"
+#include "ops/attention.h"
 
 namespace kvrag {
 
@@ -34,27 +34,17 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertConfig& c, torch::TensorO
 
 torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
   const int64_t B = x.size(0), T = x.size(1), H = x.size(2), nH = num_heads, hd = H / nH;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   const auto q = query(x).view({B, T, nH, hd}).transpose(1, 2);  // [B, nH, T, hd]
   const auto k = key(x).view({B, T, nH, hd}).transpose(1, 2);    // [B, nH, T, hd]
   const auto v = value(x).view({B, T, nH, hd}).transpose(1, 2);  // [B, nH, T, hd]
-  if (q.requires_grad() || k.requires_grad() || v.requires_grad()) {
-    auto scores = kvrag::matmul(q, k.transpose(-1, -2)).to(torch::kFloat32);  // [B, nH, T, T]
-    scores = scores * scale;
-    if (mask.defined()) scores = scores + mask;
-    const auto probs = torch::softmax(scores, -1).to(v.scalar_type());
-    return kvrag::matmul(probs, v).transpose(1, 2).reshape({B, T, H});  // [B, T, H]
-  }
+  if (q.requires_grad() || k.requires_grad() || v.requires_grad()) return attention(q, k, v, mask);  // [B, T, H]
   // Inference: one sequence at a time, so that its scores ([nH, T, T]: 4 MB for bert-base at
   // T = 288) stay in cache and are updated in place, where the whole batch's would be a fresh
   // [B, nH, T, T] allocation (page faults included) for each of four passes. Same values.
   auto out = torch::empty({B, T, H}, x.options());  // [B, T, H]
   for (int64_t b = 0; b < B; ++b) {
-    auto scores = kvrag::matmul(q[b], k[b].transpose(-1, -2)).to(torch::kFloat32);  // [nH, T, T]
-    scores.mul_(scale);
-    if (mask.defined()) scores.add_(mask[b]);  // mask[b] [1, 1, T]
-    const auto probs = torch::softmax(scores, -1).to(v.scalar_type());
-    out[b].view({T, nH, hd}).copy_(kvrag::matmul(probs, v[b]).transpose(0, 1));  // [T, nH, hd]
+    const auto row = [b](const torch::Tensor& t) { return t.defined() ? t.narrow(0, b, 1) : t; };
+    attention(row(q), row(k), row(v), row(mask), out.narrow(0, b, 1));  // writes out[b] [T, H]
   }
   return out;
 }

@@ -14,6 +14,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
 #include "model/weights.h"
+#include "ops/attention.h"
 #include "text/sentencepiece_trainer.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece_tokenizer.h"
@@ -212,13 +213,9 @@ KVPrefix KnowledgeEncoderImpl::forward(const torch::Tensor& ids, const torch::Te
   const auto q = cross_query(queries).view({1, P, nH, hd}).transpose(1, 2);  // [1, nH, P, hd]
   const auto k = cross_key(h).view({B, T, nH, hd}).transpose(1, 2);         // [B, nH, T, hd]
   const auto v = cross_value(h).view({B, T, nH, hd}).transpose(1, 2);       // [B, nH, T, hd]
-  auto scores = kvrag::matmul(q, k.transpose(-1, -2)).to(torch::kFloat32);   // [B, nH, P, T]
-  scores = scores * (1.0 / std::sqrt(static_cast<double>(hd)));
-  // Padding gets a large finite negative score (not -inf: an all-padding row stays finite).
-  const auto padding = attention_mask.to(torch::kBool).logical_not().view({B, 1, 1, T});
-  scores = scores.masked_fill(padding, -1e30);
-  const auto probs = torch::softmax(scores, -1).to(v.scalar_type());        // [B, nH, P, T]
-  const auto context = kvrag::matmul(probs, v).transpose(1, 2).reshape({B, P, H});  // [B, P, H]
+  // A boolean mask: padding gets a large finite negative score (an all-padding row stays finite).
+  const auto visible = attention_mask.to(torch::kBool).view({B, 1, 1, T});
+  const auto context = attention(q, k, v, visible);                         // [B, P, H]
   const auto x = norm(queries.unsqueeze(0) + cross_output(context));        // [B, P, H]
   return heads(x, torch::Tensor());
 }

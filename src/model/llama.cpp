@@ -1,13 +1,13 @@
 #include "model/llama.h"
 
 #include <algorithm>
-#include <cmath>
-#include <cstring>
 #include <limits>
 
 #include "core/error.h"
 #include "checkpoint/checkpoint.h"
 #include "model/weights.h"
+#include "ops/attention.h"
+#include "ops/rotary.h"
 
 namespace kvrag {
 
@@ -21,10 +21,10 @@ struct ForwardLayout {
   std::vector<int64_t> positions;   // [B, T]: rotary position (padding takes none)
   torch::Tensor cos, sin;           // [n, hd] fp32 rotary tables covering every position here
 
-  // Additive mask [B, 1, 1, T, S] fp32: causal over entry indices (query t sits at entry
-  // past + t; every past entry precedes it), padding keys hidden.
+  // Additive mask [B, 1, T, S] fp32 (for attention()): causal over entry indices (query t sits
+  // at entry past + t; every past entry precedes it), padding keys hidden.
   torch::Tensor mask() const {
-    auto m = torch::empty({B, 1, 1, T, S}, torch::kFloat32);
+    auto m = torch::empty({B, 1, T, S}, torch::kFloat32);
     float* p = m.data_ptr<float>();
     const float hidden = std::numeric_limits<float>::lowest();
     for (int64_t b = 0; b < B; ++b) {
@@ -41,168 +41,24 @@ struct ForwardLayout {
 
 namespace {
 
-// --- helpers shared by both paths ----------------------------------------------------------------
-
-inline float round_to(float v, float) { return v; }
-inline float round_to(float v, c10::BFloat16) { return static_cast<float>(c10::BFloat16(v)); }
-
-// Grouped-query attention with torch ops (differentiable). q [B, H, T, hd]; keys/values
-// [B, kvH, S, hd]; mask [B, 1, 1, T, S] additive fp32 or undefined. Returns [B, T, H*hd].
-// The G query heads that share kv head j (heads j*G … j*G+G-1, as HF repeat_kv) are stacked
-// along the row axis, so keys are never repeated.
-torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
-                        const torch::Tensor& mask) {
-  const int64_t B = q.size(0), H = q.size(1), T = q.size(2), hd = q.size(3);
-  const int64_t kvH = keys.size(1), G = H / kvH, S = keys.size(2);
-  const auto qg = q.reshape({B, kvH, G * T, hd});                              // [B, kvH, G*T, hd]
-  auto scores = kvrag::matmul(qg, keys.transpose(-1, -2)).to(torch::kFloat32);  // [B, kvH, G*T, S]
-  scores = scores.mul_(1.0 / std::sqrt(static_cast<double>(hd))).view({B, kvH, G, T, S});
-  if (mask.defined()) scores = scores + mask;                                  // mask [B,1,1,T,S]
-  const auto probs = torch::softmax(scores, -1).to(values.scalar_type()).view({B, kvH, G * T, S});
-  auto out = kvrag::matmul(probs, values);                                     // [B, kvH, G*T, hd]
-  return out.view({B, H, T, hd}).transpose(1, 2).reshape({B, T, H * hd});       // [B, T, H*hd]
-}
-
-// HF rotate_half: [x1, x2] -> [-x2, x1] over the last dimension.
-torch::Tensor rotate_half(const torch::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return torch::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
-
-// x [B, nH, T, hd]; cos/sin [B, 1, T, hd].
-torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
-                           const torch::Tensor& sin) {
-  return x * cos + rotate_half(x) * sin;
-}
-
-// --- inference kernels (CPU, contiguous, no autograd) ---------------------------------------------
-
-// In place on x [B*T, nH, hd]: x·cos + rotate_half(x)·sin at each token's position, with the
-// roundings of the torch ops above (cos/sin cast to T, each product and the sum rounded to T).
-template <typename T>
-void rotary_inplace(T* x, const int64_t* positions, const float* cos, const float* sin, int64_t BT,
-                    int64_t nH, int64_t hd) {
-  const int64_t half = hd / 2;
-  const auto r = [](float v) { return round_to(v, T()); };
-  for (int64_t bt = 0; bt < BT; ++bt) {
-    const float* c = cos + positions[bt] * hd;  // [hd]
-    const float* s = sin + positions[bt] * hd;  // [hd]
-    for (int64_t h = 0; h < nH; ++h) {
-      T* v = x + (bt * nH + h) * hd;
-      for (int64_t i = 0; i < half; ++i) {
-        const float x1 = static_cast<float>(v[i]), x2 = static_cast<float>(v[i + half]);
-        v[i] = static_cast<T>(r(x1 * r(c[i])) + r(-x2 * r(s[i])));
-        v[i + half] = static_cast<T>(r(x2 * r(c[i + half])) + r(x1 * r(s[i + half])));
-      }
-    }
-  }
-}
-
-// cache [B, kvH, capacity, hd] entries [past, past+T) ← src [B, T, kvH, hd].
-template <typename T>
-void write_cache(const T* src, T* cache, int64_t B, int64_t T_, int64_t kvH, int64_t hd,
-                 int64_t capacity, int64_t past) {
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t t = 0; t < T_; ++t) {
-      for (int64_t h = 0; h < kvH; ++h) {
-        std::memcpy(cache + ((b * kvH + h) * capacity + past + t) * hd,
-                    src + ((b * T_ + t) * kvH + h) * hd, hd * sizeof(T));
-      }
-    }
-  }
-}
-
-// One decode step (T = 1): out [B, H*hd] ← softmax(q·Kᵀ/√hd) V over the first S cache entries
-// that are valid. q [B, H*hd]; k/v cache [B, kvH, capacity, hd]. Roundings as attention() above:
-// scores and probabilities pass through T, accumulation is fp32.
-template <typename T>
-void decode_attention(const T* q, const T* kc, const T* vc, T* out, const uint8_t* key_valid,
-                      int64_t B, int64_t H, int64_t kvH, int64_t hd, int64_t capacity, int64_t S) {
-  const int64_t G = H / kvH;
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(S * hd, 1));
-  parallel_chunks(B * H, grain, [&](int64_t begin, int64_t end) {
-    std::vector<float> p(S), acc(hd), qf(hd);
-    for (int64_t bh = begin; bh < end; ++bh) {
-      const int64_t b = bh / H, h = bh % H;
-      const T* K = kc + (b * kvH + h / G) * capacity * hd;  // [S, hd]
-      const T* V = vc + (b * kvH + h / G) * capacity * hd;  // [S, hd]
-      const uint8_t* valid = key_valid + b * S;
-      // A padding query may see nothing; it then attends to everything (its output is unused).
-      const bool any = std::any_of(valid, valid + S, [](uint8_t v) { return v != 0; });
-      for (int64_t i = 0; i < hd; ++i) qf[i] = static_cast<float>(q[bh * hd + i]);
-      float max_score = -std::numeric_limits<float>::infinity();
-      for (int64_t s = 0; s < S; ++s) {
-        if (any && !valid[s]) continue;
-        const T* k = K + s * hd;
-        float dot[4] = {0, 0, 0, 0};
-        int64_t i = 0;
-        for (; i + 4 <= hd; i += 4) {
-          for (int j = 0; j < 4; ++j) dot[j] += qf[i + j] * static_cast<float>(k[i + j]);
-        }
-        float d = (dot[0] + dot[1]) + (dot[2] + dot[3]);
-        for (; i < hd; ++i) d += qf[i] * static_cast<float>(k[i]);
-        p[s] = round_to(d, T()) * scale;
-        max_score = std::max(max_score, p[s]);
-      }
-      float total = 0.0f;
-      for (int64_t s = 0; s < S; ++s) {
-        if (any && !valid[s]) continue;
-        p[s] = std::exp(p[s] - max_score);
-        total += p[s];
-      }
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t s = 0; s < S; ++s) {
-        if (any && !valid[s]) continue;
-        const float w = round_to(p[s] / total, T());
-        const T* v = V + s * hd;
-        for (int64_t i = 0; i < hd; ++i) acc[i] += w * static_cast<float>(v[i]);
-      }
-      for (int64_t i = 0; i < hd; ++i) out[bh * hd + i] = static_cast<T>(acc[i]);
-    }
-  });
-}
-
-template <typename F>
-void dispatch_dtype(torch::Dtype dtype, F&& f) {
-  if (dtype == torch::kBFloat16) {
-    f(c10::BFloat16());
-  } else {
-    f(float());
-  }
-}
-
 // The layer's attention on the inference path. x [B, T, H]; keys/values of this call go into
 // cache layer `l` at entries [past, past+T), and the T queries attend over entries [0, S).
 torch::Tensor cached_attention(LlamaAttentionImpl& a, const torch::Tensor& x, const ForwardLayout& lay,
                                KVCache& cache, int64_t l) {
-  const int64_t B = lay.B, T = lay.T, H = a.num_heads, kvH = a.num_kv_heads, hd = a.head_dim;
-  auto q = a.q_proj(x).contiguous();  // [B, T, H*hd]
-  auto k = a.k_proj(x).contiguous();  // [B, T, kvH*hd]
-  auto v = a.v_proj(x).contiguous();  // [B, T, kvH*hd]
-  auto& kc = cache.keys[l];           // [B, kvH, capacity, hd]
-  auto& vc = cache.values[l];
-  const int64_t capacity = cache.capacity();
-  torch::Tensor out;
-  dispatch_dtype(q.scalar_type(), [&](auto zero) {
-    using T_ = decltype(zero);
-    const float* cos = lay.cos.data_ptr<float>();
-    const float* sin = lay.sin.data_ptr<float>();
-    rotary_inplace(q.data_ptr<T_>(), lay.positions.data(), cos, sin, B * T, H, hd);
-    rotary_inplace(k.data_ptr<T_>(), lay.positions.data(), cos, sin, B * T, kvH, hd);
-    write_cache(k.data_ptr<T_>(), kc.data_ptr<T_>(), B, T, kvH, hd, capacity, lay.past);
-    write_cache(v.data_ptr<T_>(), vc.data_ptr<T_>(), B, T, kvH, hd, capacity, lay.past);
-    if (T == 1) {
-      out = torch::empty({B, 1, H * hd}, q.options());  // [B, 1, H*hd]
-      decode_attention(q.data_ptr<T_>(), kc.data_ptr<T_>(), vc.data_ptr<T_>(), out.data_ptr<T_>(),
-                       lay.key_valid.data(), B, H, kvH, hd, capacity, lay.S);
-    }
-  });
-  if (T > 1) {
-    const auto q4 = q.view({B, T, H, hd}).transpose(1, 2);  // [B, H, T, hd]
-    out = attention(q4, kc.narrow(2, 0, lay.S), vc.narrow(2, 0, lay.S), lay.mask());
-  }
-  return a.o_proj(out);
+  const int64_t B = lay.B, T = lay.T, H = a.num_heads, hd = a.head_dim;
+  const auto q = a.q_proj(x).contiguous();  // [B, T, H*hd]
+  const auto k = a.k_proj(x).contiguous();  // [B, T, kvH*hd]
+  const auto v = a.v_proj(x).contiguous();  // [B, T, kvH*hd]
+  const auto& kc = cache.keys[l];           // [B, kvH, capacity, hd]
+  const auto& vc = cache.values[l];
+  // The fused ops read the projections' [B, T, heads*hd] layout as is: no views on the decode path.
+  rotary_inplace(q, lay.positions, lay.cos, lay.sin);
+  rotary_inplace(k, lay.positions, lay.cos, lay.sin);
+  write_cache(k, kc, lay.past);
+  write_cache(v, vc, lay.past);
+  if (T == 1) return a.o_proj(decode_attention(q, kc, vc, lay.key_valid));  // [B, 1, H*hd]
+  const auto q4 = q.view({B, T, H, hd}).transpose(1, 2);  // [B, H, T, hd]
+  return a.o_proj(attention(q4, kc.narrow(2, 0, lay.S), vc.narrow(2, 0, lay.S), lay.mask()));  // [B, T, H]
 }
 
 }  // namespace
@@ -235,7 +91,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::T
   // Everything attended to: past entries (prefix and/or cache) followed by the new ones.
   const auto keys = past_k.defined() ? torch::cat({past_k, k}, 2) : k;    // [B, kvH, S, hd]
   const auto values = past_v.defined() ? torch::cat({past_v, v}, 2) : v;  // [B, kvH, S, hd]
-  return o_proj(attention(q, keys, values, mask));
+  return o_proj(attention(q, keys, values, mask));  // [B, T, H]
 }
 
 // --- MLP / layer / model -----------------------------------------------------------------------
@@ -278,10 +134,7 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& config, torch::Dty
   if (!config.tie_word_embeddings) {
     lm_head = register_module("lm_head", Linear(config.hidden_size, config.vocab_size, false, options));
   }
-  // inv_freq[i] = 1 / theta^(2i / hd), in fp32 as HF computes it.
-  const int64_t hd = config.head_dim;
-  inv_freq_ = 1.0 / torch::pow(config.rope_theta,
-                               torch::arange(0, hd, 2, torch::kInt64).to(torch::kFloat32) / hd);
+  inv_freq_ = rope_inv_freq(config.rope_theta, config.head_dim);
   rope_tables(config.max_position_embeddings, &rope_cos_, &rope_sin_);
 }
 
@@ -291,14 +144,7 @@ void LlamaForCausalLMImpl::rope_tables(int64_t n, torch::Tensor* cos, torch::Ten
     *sin = rope_sin_;
     return;
   }
-  // HF: freqs = position · inv_freq in fp32, emb = cat(freqs, freqs); cos/sin of emb. Normal
-  // tensors even under InferenceMode, so that the autograd path may read them.
-  c10::InferenceMode normal(false);
-  torch::NoGradGuard no_grad;
-  const auto freqs = torch::arange(n, torch::kInt64).to(torch::kFloat32).unsqueeze(1) * inv_freq_;
-  const auto emb = torch::cat({freqs, freqs}, -1);  // [n, hd]
-  *cos = emb.cos().contiguous();
-  *sin = emb.sin().contiguous();
+  kvrag::rope_tables(inv_freq_, n, cos, sin);
 }
 
 KVPrefix LlamaForCausalLMImpl::place_prefix(const KVPrefix& prefix, const std::vector<int64_t>& positions) const {
@@ -494,7 +340,7 @@ torch::Tensor LlamaForCausalLMImpl::inference_hidden_states(const torch::Tensor&
                 "LLaMA forward: cache tensors must be contiguous and of the model's dtype");
   }
   // Several tokens: matrix products, on BLAS threads where they run there (see
-  // SerialIntraOpGuard). A decode step's products use libtorch's threads (kvrag::linear).
+  // SerialIntraOpGuard). A decode step's products use kvrag's helper threads (linear()).
   SerialIntraOpGuard serial(lay.B * lay.T > kGemvMaxRows && matmul_uses_blas_threads(dtype_));
   auto x = model->embed_tokens(ids);  // [B, T, H]
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
@@ -512,7 +358,7 @@ torch::Tensor LlamaForCausalLMImpl::autograd_hidden_states(const torch::Tensor& 
   const auto positions = lay.positions_tensor().view({-1});
   const auto cos = lay.cos.index_select(0, positions).view({B, 1, T, hd}).to(dtype_);  // [B,1,T,hd]
   const auto sin = lay.sin.index_select(0, positions).view({B, 1, T, hd}).to(dtype_);
-  const auto mask = lay.mask();  // [B, 1, 1, T, S]
+  const auto mask = lay.mask();  // [B, 1, T, S]
 
   auto x = model->embed_tokens(ids);  // [B, T, H]
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {

@@ -45,8 +45,9 @@ class LlamaAttentionImpl : public torch::nn::Module {
  public:
   LlamaAttentionImpl(const LlamaConfig& config, torch::TensorOptions options);
 
-  // x [B, T, H]; cos/sin [B, T, hd]; past_k/past_v [B, kvH, S0, hd] or undefined (entries
-  // before x: prefix and/or cache); mask [B, 1, 1, T, S0 + T] additive fp32.
+  // x [B, T, H]; cos/sin [B, 1, T, hd] in x's dtype; past_k/past_v [B, kvH, S0, hd] or undefined
+  // (entries before x: prefix and/or cache); mask [B, 1, T, S0 + T] additive fp32 (attention(),
+  // ops/attention.h).
   // Returns [B, T, H]; the new keys/values [B, kvH, T, hd] in new_k/new_v.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
                         const torch::Tensor& past_k, const torch::Tensor& past_v,

@@ -1,16 +1,139 @@
 #include "ops/threads.h"
 
+#include <omp.h>
 #include <sched.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "ops/matmul.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace kvrag {
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+
+// --- kvrag's helper threads (see parallel_chunks) ------------------------------------------------
+
+class HelperTeam {
+ public:
+  static HelperTeam& instance() {
+    static HelperTeam team;
+    return team;
+  }
+
+  // Calls fn(c) for every c in [0, chunks), on the caller and up to `helpers` helper threads.
+  void run(int64_t chunks, int helpers, const std::function<void(int64_t)>& fn) {
+    if (helpers <= 0 || chunks <= 1) {
+      for (int64_t c = 0; c < chunks; ++c) fn(c);
+      return;
+    }
+    grow(helpers);
+    auto job = std::make_shared<Job>();
+    job->fn = &fn;
+    job->chunks = chunks;
+    job->max_helpers = helpers;
+    std::atomic_store(&job_, job);
+    generation_.fetch_add(1);  // seq_cst, paired with the sleepers_ check below
+    if (sleepers_.load() > 0) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      wake_.notify_all();
+    }
+    work(*job);
+    // Every chunk is claimed; wait for those a helper is still running (usually none or one).
+    for (int spins = 1; job->done.load(std::memory_order_acquire) < chunks; ++spins) {
+      if (spins % 64 == 0) {
+        std::this_thread::yield();  // the helper may be waiting for this very core
+      } else {
+        cpu_relax();
+      }
+    }
+  }
+
+  ~HelperTeam() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+      wake_.notify_all();
+    }
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  struct Job {
+    const std::function<void(int64_t)>* fn = nullptr;  // valid until done == chunks
+    int64_t chunks = 0;
+    int max_helpers = 0;
+    std::atomic<int64_t> next{0}, done{0};
+    std::atomic<int> helpers{0};
+  };
+
+  static void work(Job& job) {
+    for (int64_t c; (c = job.next.fetch_add(1, std::memory_order_relaxed)) < job.chunks;) {
+      (*job.fn)(c);
+      job.done.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  void grow(int helpers) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    while (static_cast<int>(threads_.size()) < helpers) threads_.emplace_back([this] { loop(); });
+  }
+
+  void loop() {
+    // Spin briefly between jobs (decoding posts one every few microseconds), then sleep.
+    constexpr auto kSpin = std::chrono::microseconds(200);
+    uint64_t seen = generation_.load();
+    std::shared_ptr<Job> job;  // held, so a new job never reuses its address while we look
+    while (true) {
+      auto spin_start = std::chrono::steady_clock::now();
+      for (int spins = 1; generation_.load(std::memory_order_acquire) == seen; ++spins) {
+        if (spins % 256 != 0) {
+          cpu_relax();
+        } else if (std::chrono::steady_clock::now() - spin_start > kSpin) {
+          std::unique_lock<std::mutex> lock(mutex_);
+          sleepers_.fetch_add(1);
+          wake_.wait(lock, [&] { return stop_ || generation_.load() != seen; });
+          sleepers_.fetch_sub(1);
+          if (stop_) return;
+          spin_start = std::chrono::steady_clock::now();
+        }
+      }
+      seen = generation_.load();
+      job = std::atomic_load(&job_);
+      if (job && job->helpers.fetch_add(1) < job->max_helpers) work(*job);
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;  // guarded by mutex_
+  std::vector<std::thread> threads_;
+  std::shared_ptr<Job> job_;  // the latest job; std::atomic_load / atomic_store only
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> sleepers_{0};
+};
+
+}  // namespace
 
 int resolve_threads(int requested) {
   if (requested > 0) return requested;
@@ -30,6 +153,35 @@ int configure_threads(int requested) {
   const int n = resolve_threads(requested);
   at::set_num_threads(n);
   return n;
+}
+
+void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  const int threads = std::max(1, at::get_num_threads());
+  // A few chunks per thread, so that whoever is running takes the next one.
+  const int64_t size = std::max<int64_t>({grain, 1, (n + 4 * threads - 1) / (4 * threads)});
+  const int64_t chunks = (n + size - 1) / size;
+  HelperTeam::instance().run(chunks, std::min<int64_t>(threads - 1, chunks - 1), [&](int64_t c) {
+    fn(c * size, std::min(n, (c + 1) * size));
+  });
+}
+
+SerialIntraOpGuard::SerialIntraOpGuard(bool active) {
+  // libtorch sets a thread's team size on the thread's first parallel loop; done later, that
+  // would undo this guard (as it did for a training loop that starts with no tensor work).
+  at::internal::lazy_init_num_threads();
+  if (active && omp_get_max_threads() > 1) {
+    saved_ = omp_get_max_threads();
+    omp_set_num_threads(1);
+  }
+}
+
+SerialIntraOpGuard::~SerialIntraOpGuard() {
+  if (saved_ > 0) omp_set_num_threads(saved_);
+}
+
+bool matmul_uses_blas_threads(c10::ScalarType dtype) {
+  return dtype == torch::kFloat32 || (dtype == torch::kBFloat16 && !native_bf16_matmul());
 }
 
 }  // namespace kvrag

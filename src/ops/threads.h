@@ -1,5 +1,11 @@
-// Compute threads for libtorch (and OpenMP inside it).
+// Compute threads: libtorch's (and OpenMP's inside it), BLAS's, and kvrag's own helpers for
+// decoding's short loops.
 #pragma once
+
+#include <c10/core/ScalarType.h>
+
+#include <cstdint>
+#include <functional>
 
 namespace kvrag {
 
@@ -10,5 +16,35 @@ int resolve_threads(int requested = 0);
 // Sets libtorch's intra-op threads (libtorch 1.13 starts with 1 here). Returns the count set.
 // Call once at start-up, before any tensor work.
 int configure_threads(int requested = 0);
+
+// While alive, libtorch ops called from this thread run their intra-op loops inline instead
+// of on libtorch's OpenMP team. For inference whose matrix products run on BLAS's own threads
+// (OpenBLAS keeps a pthread pool, separate from libtorch's OpenMP one): with both pools active
+// on as many cores as threads, OpenMP workers spin-waiting between elementwise ops take the
+// cores the BLAS threads need, and each matmul waits for a descheduled thread. Only the calling
+// thread's OpenMP setting changes (it is a per-thread ICV), so other threads are unaffected.
+class SerialIntraOpGuard {
+ public:
+  explicit SerialIntraOpGuard(bool active = true);
+  ~SerialIntraOpGuard();
+  SerialIntraOpGuard(const SerialIntraOpGuard&) = delete;
+  SerialIntraOpGuard& operator=(const SerialIntraOpGuard&) = delete;
+
+ private:
+  int saved_ = 0;  // the thread's OpenMP team size before; 0 when inactive
+};
+
+// Calls fn(begin, end) on chunks (at least `grain` long) covering [0, n), on the calling thread
+// and up to at::get_num_threads() - 1 helper threads of kvrag's own. Chunks are claimed as
+// threads come free, and the caller waits only for a chunk a helper has already started: a
+// helper the OS has not scheduled (a busy machine) costs nothing, where an OpenMP team's barrier
+// waits for every member. Meant for decoding's short, frequent, memory-bound loops (matrix-vector
+// products, attention over the cache). fn must not throw; chunks run concurrently.
+void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+// Whether matrix products of `dtype` run on BLAS's own thread pool here (fp32 always; bf16
+// when computed in fp32, see native_bf16_matmul() in ops/matmul.h) rather than on libtorch's
+// OpenMP threads.
+bool matmul_uses_blas_threads(c10::ScalarType dtype);
 
 }  // namespace kvrag

@@ -1,0 +1,33 @@
+// Which instruction sets the ops' CPU kernels may use, detected once via cpuid (CTranslate2's
+// cpu_isa). Each op picks its kernel from cpu_isa(); tests (and benchmarks) lower it to run the
+// paths a less capable CPU would take, on this one.
+#pragma once
+
+#include <vector>
+
+namespace kvrag {
+
+// Ordered: each level includes the ones before it.
+enum class CpuIsa {
+  kGeneric,  // portable C++ only
+  kAvx2,     // AVX2 + FMA: linear()'s matrix-vector kernel
+  kAvx512,   // AVX-512 BW/VL/DQ: libtorch's oneDNN multiplies bf16 natively (native_bf16_matmul)
+};
+
+// "generic", "avx2", "avx512".
+const char* cpu_isa_name(CpuIsa isa);
+
+// The best level this CPU supports.
+CpuIsa best_cpu_isa();
+
+// The level the kernels use: best_cpu_isa() unless lowered by set_cpu_isa().
+CpuIsa cpu_isa();
+
+// Makes the kernels use `isa` (at most best_cpu_isa(), else Error) from now on, in every thread;
+// returns the previous level. Not meant to change while ops run on other threads.
+CpuIsa set_cpu_isa(CpuIsa isa);
+
+// Every level this CPU supports, kGeneric first.
+std::vector<CpuIsa> supported_cpu_isas();
+
+}  // namespace kvrag

@@ -1,0 +1,44 @@
+// Matrix products: y = x Wᵀ (+ b) for a layer's weight, and a @ b between activations.
+//
+// dtype rules. Operands are fp32 or bf16, both of one dtype, and the result has that dtype. bf16
+// products accumulate in fp32 and are rounded to bf16 once: in the matrix-vector kernel below,
+// through fp32 copies of the operands (exact conversions) where libtorch has no fast bf16 matmul,
+// and natively through oneDNN. One exception, libtorch's own: with native_bf16_matmul(), a
+// product of at most 16³ multiply-adds (batch included) goes to libtorch 1.13's fallback kernel,
+// which accumulates in bf16 (error up to ~k·2⁻⁹ of the terms' magnitudes over k terms; the ops
+// tests bound it).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace kvrag {
+
+// True when libtorch multiplies bf16 matrices natively on this CPU (through oneDNN, which
+// libtorch 1.13 uses when the CPU has AVX-512 BW/VL/DQ: cpu_isa() ≥ CpuIsa::kAvx512, see
+// ops/cpu_isa.h). Elsewhere its bf16 matmul is a scalar fallback (1-5 GFLOP/s), so linear() and
+// matmul() compute bf16 products in fp32 instead: the inputs convert exactly, both accumulate in
+// fp32 and the result is rounded to bf16 once, as natively.
+bool native_bf16_matmul();
+
+// Maximum rows of x that linear() multiplies with its matrix-vector kernel.
+constexpr int64_t kGemvMaxRows = 8;
+
+// y = x Wᵀ (+ b): x [..., in], weight [out, in], bias [out] or undefined → [..., out].
+//
+// Inference (no autograd history needed) with at most kGemvMaxRows rows of x — the decode step
+// of generation — runs a matrix-vector kernel that streams W once for all rows, reading bf16
+// weights as bf16 (half the memory traffic of fp32) and accumulating in fp32 (the bias is added
+// in fp32 before the one rounding, as addmm does); it parallelises over output features on
+// kvrag's helper threads (parallel_chunks), with AVX2/FMA where cpu_isa() allows. Everything
+// else goes to torch::nn::functional::linear (BLAS / oneDNN), in fp32 for bf16 without
+// native_bf16_matmul(). The weight is taken as a tensor, so a kernel for another weight format
+// can be chosen here from its dtype.
+at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {});
+
+// a @ b (torch::matmul, broadcasting batch dimensions), in fp32 for bf16 operands without
+// native_bf16_matmul(); the result has the operands' dtype either way. Differentiable.
+at::Tensor matmul(const at::Tensor& a, const at::Tensor& b);
+
+}  // namespace kvrag

@@ -1,0 +1,128 @@
+// linear() (its matrix-vector kernel and the BLAS path) and matmul() against fp64 references, on
+// every CPU path this machine runs (ops/cpu_isa.h), in fp32 and bf16.
+
+#include <torch/torch.h>
+
+#include <iostream>
+#include <string>
+
+#include "core/error.h"
+#include "ops/cpu_isa.h"
+#include "ops/matmul.h"
+#include "ops/op_test_util.h"
+#include "ops/threads.h"
+
+namespace kvrag {
+namespace {
+
+using test::dtype_name;
+using test::for_each_cpu_isa;
+using test::max_abs_diff;
+
+// The paths this CPU runs, in the test output (llama.cpp's test-backend-ops prints its backends).
+TEST(CpuPaths, Report) {
+  std::string levels;
+  for (const auto isa : supported_cpu_isas()) levels += std::string(levels.empty() ? "" : ", ") + cpu_isa_name(isa);
+  std::cout << "[ cpu      ] best cpu isa: " << cpu_isa_name(best_cpu_isa()) << "; paths tested: " << levels
+            << "; native_bf16_matmul(): " << (native_bf16_matmul() ? "yes" : "no") << "\n";
+  RecordProperty("best_cpu_isa", cpu_isa_name(best_cpu_isa()));
+  RecordProperty("native_bf16_matmul", native_bf16_matmul() ? "yes" : "no");
+  EXPECT_EQ(cpu_isa(), best_cpu_isa());
+  EXPECT_EQ(supported_cpu_isas().front(), CpuIsa::kGeneric);
+}
+
+TEST(CpuPaths, LoweredLevelChangesPaths) {
+  for_each_cpu_isa([] {
+    EXPECT_EQ(native_bf16_matmul(), cpu_isa() >= CpuIsa::kAvx512);
+    EXPECT_EQ(matmul_uses_blas_threads(torch::kBFloat16), !native_bf16_matmul());
+    EXPECT_TRUE(matmul_uses_blas_threads(torch::kFloat32));
+  });
+  EXPECT_EQ(cpu_isa(), best_cpu_isa());
+  if (best_cpu_isa() != CpuIsa::kAvx512) EXPECT_THROW(set_cpu_isa(CpuIsa::kAvx512), Error);
+}
+
+// y = x Wᵀ + b in fp64 from the same inputs. x [..., in], w [out, in].
+torch::Tensor reference_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  auto y = torch::matmul(x.to(torch::kFloat64), w.to(torch::kFloat64).t());
+  return b.defined() ? y + b.to(torch::kFloat64) : y;
+}
+
+// Each element within its error bound: fp32 summation order (|in| terms of size ~1), bf16 one
+// rounding of the fp32 result (2^-8 relative, plus the fp32 part).
+void expect_close(const torch::Tensor& got, const torch::Tensor& want, torch::Dtype dtype, const std::string& what) {
+  ASSERT_EQ(got.scalar_type(), dtype) << what;
+  ASSERT_EQ(got.sizes(), want.sizes()) << what;
+  const auto err = (got.to(torch::kFloat64) - want).abs();
+  const auto bound = dtype == torch::kFloat32 ? want.abs() * 1e-6 + 1e-5 : want.abs() * (1.0 / 256) + 1e-5;
+  const auto over = (err > bound);
+  EXPECT_FALSE(over.any().item<bool>()) << what << ": max error " << err.max().item<double>();
+}
+
+// Every row count up to the BLAS path (kGemvMaxRows + 1), odd sizes (SIMD tails, the 4-row
+// blocks of one row), with and without bias; under NoGradGuard (the matrix-vector kernel) and
+// with autograd recording (always BLAS).
+TEST(Linear, MatchesFp64ReferenceOnEveryPath) {
+  configure_threads(2);
+  torch::manual_seed(1);
+  for_each_cpu_isa([] {
+    for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+      for (const int64_t in : {64, 67}) {
+        const auto w = test::randn({37, in}, dtype);
+        const auto bias = test::randn({37}, dtype);
+        for (int64_t rows = 1; rows <= kGemvMaxRows + 1; ++rows) {
+          const auto x = test::randn({rows, in}, dtype);
+          for (const auto& b : {torch::Tensor(), bias}) {
+            const auto want = reference_linear(x, w, b);
+            const std::string what = dtype_name(dtype) + " rows=" + std::to_string(rows) + " in=" +
+                                     std::to_string(in) + (b.defined() ? " bias" : "");
+            {
+              torch::NoGradGuard no_grad;
+              expect_close(kvrag::linear(x, w, b), want, dtype, what + " inference");
+            }
+            const auto xg = x.clone().requires_grad_(true);
+            expect_close(kvrag::linear(xg, w, b).detach(), want, dtype, what + " autograd");
+          }
+        }
+      }
+    }
+  });
+}
+
+// Batch dimensions of x ([2, 1, in]: two rows through the matrix-vector kernel, shaped back).
+TEST(Linear, KeepsLeadingDimensions) {
+  torch::NoGradGuard no_grad;
+  const auto w = test::randn({5, 16}, torch::kFloat32);
+  const auto x = test::randn({2, 1, 16}, torch::kFloat32);
+  const auto y = kvrag::linear(x, w);
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{2, 1, 5}));
+  EXPECT_LE(max_abs_diff(y, reference_linear(x, w, {})), 1e-5);
+}
+
+// a @ b with broadcast batch dimensions, as attention() uses it: a small product (libtorch's
+// fallback kernel when it multiplies bf16 natively, ops/matmul.h) and one above 16³ multiply-adds.
+TEST(Matmul, MatchesFp64ReferenceOnEveryPath) {
+  torch::manual_seed(2);
+  for_each_cpu_isa([] {
+    for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+      for (const int64_t n : {4, 17}) {
+        const auto a = test::randn({1, 3, n, 16}, dtype);
+        const auto b = test::randn({2, 3, 16, n}, dtype);
+        const auto want = torch::matmul(a.to(torch::kFloat64), b.to(torch::kFloat64));  // [2, 3, n, n]
+        const auto got = kvrag::matmul(a, b);
+        const std::string what = dtype_name(dtype) + " n=" + std::to_string(n);
+        if (dtype == torch::kBFloat16 && native_bf16_matmul() && 6 * n * 16 * n <= 16 * 16 * 16) {
+          // libtorch's fallback accumulates in bf16: each of the 16 partial sums rounded (2^-9
+          // relative of at most Σ|a·b|), then nothing else.
+          const auto terms = torch::matmul(a.to(torch::kFloat64).abs(), b.to(torch::kFloat64).abs());
+          const auto over = (got.to(torch::kFloat64) - want).abs() > terms * (16.0 / 512) + 1e-5;
+          EXPECT_FALSE(over.any().item<bool>()) << what << " (native, small)";
+        } else {
+          expect_close(got, want, dtype, what);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace kvrag
