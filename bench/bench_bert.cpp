@@ -17,8 +17,8 @@
 #include "bench_common.h"
 #include "core/error.h"
 #include "model/bert.h"
-#include "ops/threads.h"
 #include "model/weights.h"
+#include "ops/threads.h"
 
 namespace {
 
@@ -63,8 +63,14 @@ double matmul_gflops(torch::Dtype dtype, int64_t n, int repeats) {
 
 int run(int argc, char** argv) {
   const bench::Args args(argc, argv,
-                         {{"model", ""}, {"config", ""}, {"save", ""}, {"dtype", "fp32"},
-                          {"batch", "16"}, {"seq-len", "288"}, {"repeats", "2"}, {"threads", "2"},
+                         {{"model", ""},
+                          {"config", ""},
+                          {"save", ""},
+                          {"dtype", "fp32"},
+                          {"batch", "16"},
+                          {"seq-len", "288"},
+                          {"repeats", "2"},
+                          {"threads", "2"},
                           {"peak-n", "2048"}},
                          {"json", "save-only", "peak"});
   const int threads = configure_threads(static_cast<int>(args.integer("threads")));
@@ -74,14 +80,19 @@ int run(int argc, char** argv) {
     const double fp32 = matmul_gflops(torch::kFloat32, n, 5);
     const double bf16_small = matmul_gflops(torch::kBFloat16, 512, 1);
     const double bf16 = bf16_small > 20.0 ? matmul_gflops(torch::kBFloat16, n, 5) : bf16_small;
-    const json out = {{"impl", "cpp"}, {"kind", "peak"}, {"threads", threads},
-                      {"fp32_gflops", fp32}, {"bf16_gflops", bf16}, {"n", n},
+    const json out = {{"impl", "cpp"},
+                      {"kind", "peak"},
+                      {"threads", threads},
+                      {"fp32_gflops", fp32},
+                      {"bf16_gflops", bf16},
+                      {"n", n},
                       {"bf16_n", bf16_small > 20.0 ? n : 512},
                       {"native_bf16_matmul", native_bf16_matmul()}};
     if (args.flag("json")) {
       std::cout << out.dump() << std::endl;
     } else {
-      std::cout << fmt::format("matmul peak: fp32 {:.1f} GFLOP/s, bf16 {:.1f} GFLOP/s\n", fp32, bf16);
+      std::cout << fmt::format("matmul peak: fp32 {:.1f} GFLOP/s, bf16 {:.1f} GFLOP/s\n", fp32,
+                               bf16);
     }
     return 0;
   }
@@ -114,7 +125,7 @@ int run(int argc, char** argv) {
   torch::Tensor pooled;  // mean-pooled embedding of sequence 0, for the cross-check
   auto encode = [&] {
     const auto h = model->forward(ids, mask).last_hidden_state;  // [B, T, H]
-    pooled = h.select(0, 0).to(torch::kFloat32).mean(0);          // [H]
+    pooled = h.select(0, 0).to(torch::kFloat32).mean(0);         // [H]
   };
   encode();  // warm-up
   const double t = bench::best_time(repeats, encode);

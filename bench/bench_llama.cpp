@@ -17,8 +17,8 @@
 #include "core/error.h"
 #include "model/generation.h"
 #include "model/llama.h"
-#include "ops/threads.h"
 #include "model/weights.h"
+#include "ops/threads.h"
 
 namespace {
 
@@ -62,9 +62,15 @@ void write_random_checkpoint(const LlamaConfig& config, const std::string& dir) 
 
 int run(int argc, char** argv) {
   const bench::Args args(argc, argv,
-                         {{"model", ""}, {"config", ""}, {"save", ""}, {"dtype", "fp32"},
-                          {"prompt-len", "128"}, {"new-tokens", "64"}, {"batch", "1"},
-                          {"repeats", "3"}, {"threads", "2"}},
+                         {{"model", ""},
+                          {"config", ""},
+                          {"save", ""},
+                          {"dtype", "fp32"},
+                          {"prompt-len", "128"},
+                          {"new-tokens", "64"},
+                          {"batch", "1"},
+                          {"repeats", "3"},
+                          {"threads", "2"}},
                          {"json", "save-only"});
   const int threads = configure_threads(static_cast<int>(args.integer("threads")));
   std::string dir = args.str("model");
@@ -87,7 +93,8 @@ int run(int argc, char** argv) {
   const int64_t T = args.integer("prompt-len"), N = args.integer("new-tokens");
   const int64_t B = args.integer("batch");
   const int repeats = static_cast<int>(args.integer("repeats"));
-  KVRAG_CHECK(T > 0 && N > 1 && B > 0 && repeats > 0, "bad --prompt-len/--new-tokens/--batch/--repeats");
+  KVRAG_CHECK(T > 0 && N > 1 && B > 0 && repeats > 0,
+              "bad --prompt-len/--new-tokens/--batch/--repeats");
   const std::vector<std::vector<int64_t>> prompts(
       B, bench::bench_ids(T, config.vocab_size, config.bos_token_id));
 
@@ -105,7 +112,8 @@ int run(int argc, char** argv) {
       bench::best_time(repeats, [&] { tokens = generate(*model, prompts, options)[0].tokens; });
   // Can come out <= 0 only when the machine is too noisy for N; reported as null then.
   const double t_decode = t_total - t_prefill;
-  const json decode_tok_s = t_decode > 0 ? json(static_cast<double>(B * (N - 1)) / t_decode) : json();
+  const json decode_tok_s =
+      t_decode > 0 ? json(static_cast<double>(B * (N - 1)) / t_decode) : json();
 
   const json out = {
       {"impl", "cpp"},
@@ -126,9 +134,10 @@ int run(int argc, char** argv) {
   if (args.flag("json")) {
     std::cout << out.dump() << std::endl;
   } else {
-    std::cout << fmt::format("{} {} ({} params, {} threads): prefill {:.1f} tok/s, decode {} tok/s\n",
-                             out["model"].get<std::string>(), dtype_name, params, threads,
-                             out["prefill_tok_s"].get<double>(), decode_tok_s.dump());
+    std::cout << fmt::format(
+        "{} {} ({} params, {} threads): prefill {:.1f} tok/s, decode {} tok/s\n",
+        out["model"].get<std::string>(), dtype_name, params, threads,
+        out["prefill_tok_s"].get<double>(), decode_tok_s.dump());
   }
   return 0;
 }

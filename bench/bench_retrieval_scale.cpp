@@ -63,7 +63,8 @@ constexpr int kClusters = 1000;
 constexpr int64_t kChunk = 65536;  // rows per generated shard (and per seed)
 constexpr int kK = 10;             // recall@10
 
-// ---- memory ----------------------------------------------------------------------------------------
+// ---- memory
+// ----------------------------------------------------------------------------------------
 
 // A field of /proc/self/status in bytes ("VmHWM", "VmRSS", "RssAnon", "RssFile").
 int64_t proc_status_bytes(const std::string& field) {
@@ -93,7 +94,8 @@ double load_average() {
   return l;
 }
 
-// ---- synthetic data ------------------------------------------------------------------------------
+// ---- synthetic data
+// ------------------------------------------------------------------------------
 
 // xoshiro256+ : fast, good enough for noise; one stream per chunk.
 struct Rng {
@@ -120,7 +122,8 @@ struct Rng {
   // Approximately standard normal: a sum of four 16-bit uniforms (Irwin–Hall), rescaled.
   float normal() {
     const uint64_t r = next();
-    const float sum = float(r & 0xffff) + float((r >> 16) & 0xffff) + float((r >> 32) & 0xffff) + float(r >> 48);
+    const float sum =
+        float(r & 0xffff) + float((r >> 16) & 0xffff) + float((r >> 32) & 0xffff) + float(r >> 48);
     return (sum / 65536.0f - 2.0f) * 1.7320508f;  // var(U) = 1/12 → 4/12 → × √3
   }
 };
@@ -171,8 +174,10 @@ struct Model {
 void generate(const std::string& work, int64_t n, int dim, int64_t nq) {
   const std::string dir = work + "/embeddings";
   fs::create_directories(dir);
-  write_file_atomic(dir + "/encoder.json",
-                    json{{"path", "synthetic"}, {"fingerprint", fmt::format("synthetic-{}d", dim)}, {"dim", dim}}.dump(2));
+  write_file_atomic(
+      dir + "/encoder.json",
+      json{{"path", "synthetic"}, {"fingerprint", fmt::format("synthetic-{}d", dim)}, {"dim", dim}}
+          .dump(2));
   const Model model(dim);
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   std::atomic<int64_t> next{0}, done{0};
@@ -212,11 +217,12 @@ std::vector<float> load_queries(const std::string& work, int64_t* nq) {
   return q;
 }
 
-// ---- exact ground truth ----------------------------------------------------------------------------
+// ---- exact ground truth
+// ----------------------------------------------------------------------------
 
 // Top-k of queries × rows [begin, begin + m) merged into (val, ids) [nq × k] min-heaps.
-void scan_chunk(const float* q, int64_t nq, const float* x, int64_t m, int64_t begin, int dim, int k,
-                std::vector<float>& val, std::vector<int64_t>& ids) {
+void scan_chunk(const float* q, int64_t nq, const float* x, int64_t m, int64_t begin, int dim,
+                int k, std::vector<float>& val, std::vector<int64_t>& ids) {
   std::vector<float> cv(size_t(nq) * k);
   std::vector<int64_t> ci(size_t(nq) * k);
   faiss::knn_inner_product(q, x, dim, nq, m, k, cv.data(), ci.data());  // BLAS; sorted descending
@@ -236,8 +242,8 @@ void scan_chunk(const float* q, int64_t nq, const float* x, int64_t m, int64_t b
 
 // Exact top-k of `nq` queries by a blocked scan of the float16 shards; returns ids [nq × k],
 // best first, and the scan's wall time.
-std::vector<int64_t> exact_scan(const EmbeddingSet& set, const float* q, int64_t nq, int k, double* seconds,
-                                bool verbose) {
+std::vector<int64_t> exact_scan(const EmbeddingSet& set, const float* q, int64_t nq, int k,
+                                double* seconds, bool verbose) {
   const int dim = set.dim();
   std::vector<float> val(size_t(nq) * k);
   std::vector<int64_t> ids(size_t(nq) * k);
@@ -250,7 +256,8 @@ std::vector<int64_t> exact_scan(const EmbeddingSet& set, const float* q, int64_t
     set.prefetch(b + m, kChunk);
     scan_chunk(q, nq, x.data(), m, b, dim, k, val, ids);
     if (verbose && (b / kChunk) % 16 == 15) {
-      fmt::print(stderr, "exact scan: {} / {} rows ({:.0f} s)\n", b + m, set.size(), bench::now_seconds() - t0);
+      fmt::print(stderr, "exact scan: {} / {} rows ({:.0f} s)\n", b + m, set.size(),
+                 bench::now_seconds() - t0);
     }
   }
   for (int64_t i = 0; i < nq; ++i) faiss::minheap_reorder(k, &val[i * k], &ids[i * k]);
@@ -258,18 +265,21 @@ std::vector<int64_t> exact_scan(const EmbeddingSet& set, const float* q, int64_t
   return ids;
 }
 
-double recall_at_k(const std::vector<int64_t>& got, const std::vector<int64_t>& truth, int64_t nq, int k) {
+double recall_at_k(const std::vector<int64_t>& got, const std::vector<int64_t>& truth, int64_t nq,
+                   int k) {
   double hits = 0;
   for (int64_t i = 0; i < nq; ++i) {
     for (int j = 0; j < k; ++j) {
       const int64_t id = got[i * k + j];
-      hits += std::find(truth.begin() + i * k, truth.begin() + (i + 1) * k, id) != truth.begin() + (i + 1) * k;
+      hits += std::find(truth.begin() + i * k, truth.begin() + (i + 1) * k, id) !=
+              truth.begin() + (i + 1) * k;
     }
   }
   return hits / double(nq * k);
 }
 
-// ---- configurations --------------------------------------------------------------------------------
+// ---- configurations
+// --------------------------------------------------------------------------------
 
 struct Config {
   std::string name, factory;
@@ -312,7 +322,8 @@ std::vector<SearchParams> parse_sweep(const std::string& s) {
   return out;
 }
 
-// ---- child modes ---------------------------------------------------------------------------------------
+// ---- child modes
+// ---------------------------------------------------------------------------------------
 
 // --mode build: builds and saves WORK/idx-NAME; writes its timings to WORK/build-NAME.json.
 void run_build(const bench::Args& args) {
@@ -357,8 +368,8 @@ Latency percentiles(std::vector<double> t) {
 }
 
 // Recall and latencies of `index` with `p` over the queries.
-json measure(const DenseIndex& index, const float* q, int64_t nq, int dim, const std::vector<int64_t>& truth,
-             const SearchParams& p, int64_t single_limit) {
+json measure(const DenseIndex& index, const float* q, int64_t nq, int dim,
+             const std::vector<int64_t>& truth, const SearchParams& p, int64_t single_limit) {
   // One warm-up batch, then all queries in batches of 64 (timed; they give the recall).
   std::vector<int64_t> got(size_t(nq) * kK);
   std::vector<double> batch_t;
@@ -378,9 +389,14 @@ json measure(const DenseIndex& index, const float* q, int64_t nq, int dim, const
     single_t.push_back(bench::now_seconds() - t0);
   }
   const auto s = percentiles(single_t), b = percentiles(batch_t);
-  return {{"nprobe", p.nprobe},     {"rerank", p.rerank},         {"recall", recall_at_k(got, truth, nq, kK)},
-          {"single_p50_ms", s.p50_ms}, {"single_p99_ms", s.p99_ms}, {"batch64_p50_ms", b.p50_ms},
-          {"batch64_p99_ms", b.p99_ms}, {"single_queries", ns}};
+  return {{"nprobe", p.nprobe},
+          {"rerank", p.rerank},
+          {"recall", recall_at_k(got, truth, nq, kK)},
+          {"single_p50_ms", s.p50_ms},
+          {"single_p99_ms", s.p99_ms},
+          {"batch64_p50_ms", b.p50_ms},
+          {"batch64_p99_ms", b.p99_ms},
+          {"single_queries", ns}};
 }
 
 // --mode search: loads WORK/idx-NAME with the embeddings, measures the defaults and the sweep;
@@ -406,22 +422,29 @@ void run_search(const bench::Args& args) {
   json rows = json::array();
   for (const auto& p : runs) {
     // Exact and the reference scan everything per query: fewer single queries keep them short.
-    const int64_t singles = args.integer(c.name == "auto" ? "single-queries" : "single-queries-ref");
+    const int64_t singles =
+        args.integer(c.name == "auto" ? "single-queries" : "single-queries-ref");
     auto r = measure(*index, q.data(), nq, set->dim(), truth, p, singles);
     if (p.nprobe == 0) r["nprobe"] = index->defaults().nprobe;
     if (p.rerank < 0) r["rerank"] = index->exact_scores() ? 0 : index->defaults().rerank;
     fmt::print(stderr, "search {}: {}\n", c.name, r.dump());
     rows.push_back(r);
   }
-  const json out = {{"config", c.name},           {"load_s", load_s}, {"loadavg", load_average()},
-                    {"rss_start", rss_start},      {"rss_loaded", rss_loaded},
-                    {"search_hwm", proc_status_bytes("VmHWM")}, {"rss_end", proc_status_bytes("VmRSS")},
-                    {"rss_anon_end", proc_status_bytes("RssAnon")}, {"rss_file_end", proc_status_bytes("RssFile")},
+  const json out = {{"config", c.name},
+                    {"load_s", load_s},
+                    {"loadavg", load_average()},
+                    {"rss_start", rss_start},
+                    {"rss_loaded", rss_loaded},
+                    {"search_hwm", proc_status_bytes("VmHWM")},
+                    {"rss_end", proc_status_bytes("VmRSS")},
+                    {"rss_anon_end", proc_status_bytes("RssAnon")},
+                    {"rss_file_end", proc_status_bytes("RssFile")},
                     {"runs", rows}};
   write_file_atomic(work + "/search-" + c.name + ".json", out.dump(2));
 }
 
-// ---- driver ------------------------------------------------------------------------------------------------
+// ---- driver
+// ------------------------------------------------------------------------------------------------
 
 // Runs this program again with `mode` and `config`; false if it failed.
 bool run_child(const bench::Args& args, const std::string& mode, const std::string& config) {
@@ -429,9 +452,11 @@ bool run_child(const bench::Args& args, const std::string& mode, const std::stri
   const ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
   KVRAG_CHECK(len > 0, "cannot find /proc/self/exe");
   self[len] = '\0';
-  const std::string cmd = fmt::format("'{}' --mode {} --config {} --work '{}' --max-ram-gib {} --sweep '{}' --single-queries {} --single-queries-ref {}",
-                                      self, mode, config, args.str("work"), args.str("max-ram-gib"), args.str("sweep"),
-                                      args.str("single-queries"), args.str("single-queries-ref"));
+  const std::string cmd = fmt::format(
+      "'{}' --mode {} --config {} --work '{}' --max-ram-gib {} --sweep '{}' --single-queries {} "
+      "--single-queries-ref {}",
+      self, mode, config, args.str("work"), args.str("max-ram-gib"), args.str("sweep"),
+      args.str("single-queries"), args.str("single-queries-ref"));
   const int status = std::system(cmd.c_str());
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
@@ -444,8 +469,9 @@ int drive(const bench::Args& args) {
   const int dim = static_cast<int>(args.integer("dim"));
   fs::create_directories(work);
   const double max_ram_gib = std::stod(args.str("max-ram-gib"));
-  fmt::print(stderr, "bench_retrieval_scale: n={} dim={} queries={} work={} cores={} RAM={:.1f} GiB\n", n, dim, nq_want,
-             work, std::thread::hardware_concurrency(), gib(double(mem_total_bytes())));
+  fmt::print(
+      stderr, "bench_retrieval_scale: n={} dim={} queries={} work={} cores={} RAM={:.1f} GiB\n", n,
+      dim, nq_want, work, std::thread::hardware_concurrency(), gib(double(mem_total_bytes())));
 
   double t = bench::now_seconds();
   generate(work, n, dim, nq_want);
@@ -464,11 +490,12 @@ int drive(const bench::Args& args) {
     // One query alone: the latency of exact search without a RAM-resident index.
     double single_s = 0;
     exact_scan(*set, q.data(), 1, kK, &single_s, false);
-    gt = {{"k", kK}, {"ids", ids}, {"scan_s", scan_s}, {"single_scan_s", single_s}, {"queries", nq}};
+    gt = {
+        {"k", kK}, {"ids", ids}, {"scan_s", scan_s}, {"single_scan_s", single_s}, {"queries", nq}};
     write_file_atomic(work + "/gt.json", gt.dump());
   }
-  fmt::print(stderr, "exact chunked scan: {:.1f} s for {} queries, {:.1f} s for one\n", gt["scan_s"].get<double>(), nq,
-             gt["single_scan_s"].get<double>());
+  fmt::print(stderr, "exact chunked scan: {:.1f} s for {} queries, {:.1f} s for one\n",
+             gt["scan_s"].get<double>(), nq, gt["single_scan_s"].get<double>());
 
   // Build and search each configuration in its own processes.
   std::vector<std::string> names;
@@ -483,8 +510,9 @@ int drive(const bench::Args& args) {
     json r = {{"config", name}};
     const double float_bytes = double(n) * dim * 4;
     if (c.in_ram_floats && float_bytes > 0.7 * double(mem_total_bytes())) {
-      r["infeasible"] = fmt::format("needs {:.1f} GiB of float32 vectors in RAM (machine: {:.1f} GiB)", gib(float_bytes),
-                                    gib(double(mem_total_bytes())));
+      r["infeasible"] =
+          fmt::format("needs {:.1f} GiB of float32 vectors in RAM (machine: {:.1f} GiB)",
+                      gib(float_bytes), gib(double(mem_total_bytes())));
       results[name] = r;
       fmt::print(stderr, "{}: {}\n", name, r["infeasible"].get<std::string>());
       continue;
@@ -517,51 +545,64 @@ int drive(const bench::Args& args) {
   write_file_atomic(work + "/results.json", all.dump(2));
 
   // The table.
-  fmt::print("\n### Dense retrieval, n = {}, dim = {}, {} queries, recall@10 vs exact, {} threads\n\n", n, dim, nq,
-             std::thread::hardware_concurrency());
-  fmt::print("| config | factory | nprobe | rerank | build | build peak RSS | index on disk | search RSS (HWM) | "
-             "recall@10 | 1-query p50 / p99 ms | 64-batch p50 / p99 ms |\n");
+  fmt::print(
+      "\n### Dense retrieval, n = {}, dim = {}, {} queries, recall@10 vs exact, {} threads\n\n", n,
+      dim, nq, std::thread::hardware_concurrency());
+  fmt::print(
+      "| config | factory | nprobe | rerank | build | build peak RSS | index on disk | search RSS "
+      "(HWM) | recall@10 | 1-query p50 / p99 ms | 64-batch p50 / p99 ms |\n");
   fmt::print("|---|---|---|---|---|---|---|---|---|---|---|\n");
   const double chunked_batch_ms = 1e3 * gt["scan_s"].get<double>();
   for (const auto& name : names) {
     const json& r = results[name];
     if (r.contains("infeasible") || r.contains("failed")) {
-      const std::string why = r.contains("infeasible") ? "infeasible: " + r["infeasible"].get<std::string>()
-                                                       : "failed in " + r["failed"].get<std::string>();
+      const std::string why = r.contains("infeasible")
+                                  ? "infeasible: " + r["infeasible"].get<std::string>()
+                                  : "failed in " + r["failed"].get<std::string>();
       fmt::print("| {} | {} | | | | | | | | | |\n", name, why);
       if (name == "exact") {
-        fmt::print("| exact (chunked scan from disk) | float16 shards, BLAS per {}-row chunk | | | | | {:.1f} GiB (the embeddings) | "
-                   "| 1.000 | {} / – | {} for all {} queries ({} per query) |\n",
-                   kChunk, gib(double(n) * dim * 2), ms(1e3 * gt["single_scan_s"].get<double>()), ms(chunked_batch_ms),
-                   nq, ms(chunked_batch_ms / double(nq)));
+        fmt::print(
+            "| exact (chunked scan from disk) | float16 shards, BLAS per {}-row chunk | | | | | "
+            "{:.1f} GiB (the embeddings) | | 1.000 | {} / – | {} for all {} queries ({} per query) "
+            "|\n",
+            kChunk, gib(double(n) * dim * 2), ms(1e3 * gt["single_scan_s"].get<double>()),
+            ms(chunked_batch_ms), nq, ms(chunked_batch_ms / double(nq)));
       }
       continue;
     }
     const json& b = r["build"];
     const json& s = r["search"];
     for (const json& run : s["runs"]) {
-      fmt::print("| {} | {} | {} | {} | {:.0f} s | {:.2f} GiB | {:.2f} GiB | {:.2f} GiB | {:.3f} | {} / {} | {} / {} |\n",
-                 name, b["factory"].get<std::string>(), run["nprobe"].get<int>(), run["rerank"].get<int>(),
-                 b["build_s"].get<double>(), gib(b["build_hwm"].get<double>()), gib(b["index_bytes"].get<double>()),
-                 gib(s["search_hwm"].get<double>()), run["recall"].get<double>(), ms(run["single_p50_ms"].get<double>()),
-                 ms(run["single_p99_ms"].get<double>()), ms(run["batch64_p50_ms"].get<double>()),
-                 ms(run["batch64_p99_ms"].get<double>()));
+      fmt::print(
+          "| {} | {} | {} | {} | {:.0f} s | {:.2f} GiB | {:.2f} GiB | {:.2f} GiB | {:.3f} | {} / "
+          "{} | {} / {} |\n",
+          name, b["factory"].get<std::string>(), run["nprobe"].get<int>(), run["rerank"].get<int>(),
+          b["build_s"].get<double>(), gib(b["build_hwm"].get<double>()),
+          gib(b["index_bytes"].get<double>()), gib(s["search_hwm"].get<double>()),
+          run["recall"].get<double>(), ms(run["single_p50_ms"].get<double>()),
+          ms(run["single_p99_ms"].get<double>()), ms(run["batch64_p50_ms"].get<double>()),
+          ms(run["batch64_p99_ms"].get<double>()));
     }
   }
   std::string loads;
   for (const auto& name : names) {
-    if (results[name].contains("search")) loads += fmt::format(" {} {:.1f};", name, results[name]["search"]["loadavg"].get<double>());
+    if (results[name].contains("search"))
+      loads += fmt::format(" {} {:.1f};", name, results[name]["search"]["loadavg"].get<double>());
   }
-  fmt::print("\nLoad average (1 min) after each search:{} the machine is shared, so latencies include waiting for "
-             "CPU.\n", loads);
-  fmt::print("\nData generation {:.0f} s; exact chunked scan of the {} queries {:.1f} s (one query alone: {:.1f} s). "
-             "Search RSS is the search process's peak (VmHWM) including the program itself ({:.2f} GiB before loading) "
-             "(the float16 rows read for re-ranking go through the page cache, not the process); results in {}/results.json.\n",
-             gen_s, nq, gt["scan_s"].get<double>(), gt["single_scan_s"].get<double>(),
-             results.contains("auto") && results["auto"].contains("search")
-                 ? gib(results["auto"]["search"]["rss_start"].get<double>())
-                 : 0.0,
-             work);
+  fmt::print(
+      "\nLoad average (1 min) after each search:{} the machine is shared, so latencies include "
+      "waiting for CPU.\n",
+      loads);
+  fmt::print(
+      "\nData generation {:.0f} s; exact chunked scan of the {} queries {:.1f} s (one query alone: "
+      "{:.1f} s). Search RSS is the search process's peak (VmHWM) including the program itself "
+      "({:.2f} GiB before loading) (the float16 rows read for re-ranking go through the page "
+      "cache, not the process); results in {}/results.json.\n",
+      gen_s, nq, gt["scan_s"].get<double>(), gt["single_scan_s"].get<double>(),
+      results.contains("auto") && results["auto"].contains("search")
+          ? gib(results["auto"]["search"]["rss_start"].get<double>())
+          : 0.0,
+      work);
   return 0;
 }
 

@@ -41,19 +41,21 @@ class StandInService final : public AnswerService {
     if (mode != AnswerMode::kNone) a.evidence = search(question, top_k, "bm25");
     return a;
   }
-  std::vector<Evidence> search(const std::string& question, int top_k, const std::string&) override {
+  std::vector<Evidence> search(const std::string& question, int top_k,
+                               const std::string&) override {
     std::vector<Evidence> out;
     for (int i = 0; i < top_k; ++i) {
       out.push_back({i, "doc" + std::to_string(i), "Title " + std::to_string(i),
                      "A segment of about two hundred characters that mentions " + question +
-                         " and goes on for a while, like the passages of a real corpus do, so that the "
-                         "response has a realistic size.",
+                         " and goes on for a while, like the passages of a real corpus do, so that "
+                         "the response has a realistic size.",
                      1.0 / (i + 1)});
     }
     return out;
   }
   std::vector<AnswerMode> modes() const override {
-    return {AnswerMode::kPrefix, AnswerMode::kContextPrefix, AnswerMode::kContext, AnswerMode::kNone};
+    return {AnswerMode::kPrefix, AnswerMode::kContextPrefix, AnswerMode::kContext,
+            AnswerMode::kNone};
   }
   std::vector<std::string> retriever_modes() const override { return {"bm25"}; }
   json models() const override { return {{"llm", "stand-in"}}; }
@@ -84,8 +86,15 @@ double percentile(std::vector<double> v, double p) {
 
 int run(int argc, char** argv) {
   bench::Args args(argc, argv,
-                   {{"requests", "200"}, {"clients", "8"}, {"endpoint", "ask"}, {"mode", ""}, {"top-k", "3"},
-                    {"url", ""}, {"workspace", ""}, {"workers", "8"}, {"questions", ""}},
+                   {{"requests", "200"},
+                    {"clients", "8"},
+                    {"endpoint", "ask"},
+                    {"mode", ""},
+                    {"top-k", "3"},
+                    {"url", ""},
+                    {"workspace", ""},
+                    {"workers", "8"},
+                    {"questions", ""}},
                    {});
   const int requests = static_cast<int>(args.integer("requests"));
   const int clients = static_cast<int>(args.integer("clients"));
@@ -105,7 +114,8 @@ int run(int argc, char** argv) {
   if (!args.str("url").empty()) {
     std::smatch m;
     const std::string url = args.str("url");
-    KVRAG_CHECK(std::regex_match(url, m, std::regex(R"(http://([^:/]+):(\d+)/?)")), "--url must be http://HOST:PORT");
+    KVRAG_CHECK(std::regex_match(url, m, std::regex(R"(http://([^:/]+):(\d+)/?)")),
+                "--url must be http://HOST:PORT");
     host = m[1];
     port = std::stoi(m[2]);
     what = url;
@@ -115,8 +125,10 @@ int run(int argc, char** argv) {
       AnswererOptions o;
       o.llm_dir = ws + "/llm";
       if (std::filesystem::is_directory(ws + "/index")) o.index_dir = ws + "/index";
-      if (std::filesystem::is_directory(ws + "/knowledge_encoder")) o.knowledge_encoder_dir = ws + "/knowledge_encoder";
-      if (!o.index_dir.empty() && !std::filesystem::is_directory(o.index_dir + "/embeddings")) o.retriever.mode = RetrieverMode::kBm25;
+      if (std::filesystem::is_directory(ws + "/knowledge_encoder"))
+        o.knowledge_encoder_dir = ws + "/knowledge_encoder";
+      if (!o.index_dir.empty() && !std::filesystem::is_directory(o.index_dir + "/embeddings"))
+        o.retriever.mode = RetrieverMode::kBm25;
       service = AnswererService::open(o);
       if (questions.empty() && std::filesystem::exists(ws + "/questions-test.jsonl")) {
         questions = read_questions(ws + "/questions-test.jsonl");
@@ -133,7 +145,8 @@ int run(int argc, char** argv) {
     port = server->start();
   }
   if (questions.empty()) {
-    for (int i = 0; i < 50; ++i) questions.push_back(fmt::format("what is the capital of country number {}?", i));
+    for (int i = 0; i < 50; ++i)
+      questions.push_back(fmt::format("what is the capital of country number {}?", i));
   }
 
   json body_template{{"top_k", args.integer("top-k")}};
@@ -176,7 +189,9 @@ int run(int argc, char** argv) {
         if (!ok) {
           ++errors;
           std::lock_guard<std::mutex> lock(error_mutex);
-          if (first_error.empty()) first_error = r ? fmt::format("{} {}", r->status, r->body) : httplib::to_string(r.error());
+          if (first_error.empty())
+            first_error =
+                r ? fmt::format("{} {}", r->status, r->body) : httplib::to_string(r.error());
         }
         latencies[t].push_back(ms);
       }
@@ -187,11 +202,13 @@ int run(int argc, char** argv) {
   std::vector<double> all;
   for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
 
-  fmt::print("bench_serve: {} POST /v1/{} from {} clients against {}\n", requests, endpoint, clients, what);
-  fmt::print("  latency ms: p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  max {:.1f}\n", percentile(all, 50), percentile(all, 90),
-             percentile(all, 99), percentile(all, 100));
+  fmt::print("bench_serve: {} POST /v1/{} from {} clients against {}\n", requests, endpoint,
+             clients, what);
+  fmt::print("  latency ms: p50 {:.1f}  p90 {:.1f}  p99 {:.1f}  max {:.1f}\n", percentile(all, 50),
+             percentile(all, 90), percentile(all, 99), percentile(all, 100));
   fmt::print("  throughput: {:.1f} requests/s ({:.2f} s)\n", requests / seconds, seconds);
-  fmt::print("  errors: {}{}\n", errors.load(), first_error.empty() ? "" : " (first: " + first_error + ")");
+  fmt::print("  errors: {}{}\n", errors.load(),
+             first_error.empty() ? "" : " (first: " + first_error + ")");
   if (server) server->stop();
   return errors == 0 ? 0 : 1;
 }

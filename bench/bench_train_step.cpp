@@ -36,12 +36,24 @@ using namespace kvrag;
 
 int main(int argc, char** argv) try {
   bench::Args args(argc, argv,
-                   {{"llm-hidden", "256"},    {"llm-layers", "4"},        {"llm-heads", "8"},
-                    {"llm-kv-heads", "4"},    {"llm-intermediate", "688"}, {"llm-vocab", "512"},
-                    {"enc-hidden", "128"},    {"enc-layers", "2"},        {"enc-heads", "4"},
-                    {"enc-intermediate", "512"}, {"enc-vocab", "1000"},   {"prefix", "10"},
-                    {"batch", "8"},           {"segment-len", "128"},     {"prompt-len", "32"},
-                    {"answer-len", "8"},      {"threads", "2"},           {"repeats", "5"},
+                   {{"llm-hidden", "256"},
+                    {"llm-layers", "4"},
+                    {"llm-heads", "8"},
+                    {"llm-kv-heads", "4"},
+                    {"llm-intermediate", "688"},
+                    {"llm-vocab", "512"},
+                    {"enc-hidden", "128"},
+                    {"enc-layers", "2"},
+                    {"enc-heads", "4"},
+                    {"enc-intermediate", "512"},
+                    {"enc-vocab", "1000"},
+                    {"prefix", "10"},
+                    {"batch", "8"},
+                    {"segment-len", "128"},
+                    {"prompt-len", "32"},
+                    {"answer-len", "8"},
+                    {"threads", "2"},
+                    {"repeats", "5"},
                     {"reference", ""}},
                    {});
   at::set_num_threads(static_cast<int>(args.integer("threads")));
@@ -68,7 +80,8 @@ int main(int argc, char** argv) try {
   llm->freeze();
   KnowledgeEncoderOptions encoder_options;
   encoder_options.prefix_length = P;
-  KnowledgeEncoder encoder(KnowledgeEncoderConfig::for_llm(bc, lc, "", encoder_options), torch::kFloat32);
+  KnowledgeEncoder encoder(KnowledgeEncoderConfig::for_llm(bc, lc, "", encoder_options),
+                           torch::kFloat32);
   encoder->init_fresh(2, 0.02);
   encoder->train();
 
@@ -79,7 +92,8 @@ int main(int argc, char** argv) try {
     PrefixExample ex;
     ex.prompt = bench::bench_ids(args.integer("prompt-len"), lc.vocab_size, 1, b);
     ex.target = bench::bench_ids(args.integer("answer-len"), lc.vocab_size, -1, b + 100);
-    ex.segments = {KnowledgeTokens{bench::bench_ids(args.integer("segment-len"), bc.vocab_size, 2, b + 200), {}, false}};
+    ex.segments = {KnowledgeTokens{
+        bench::bench_ids(args.integer("segment-len"), bc.vocab_size, 2, b + 200), {}, false}};
     examples.push_back(ex);
     rows.push_back(b);
   }
@@ -95,7 +109,8 @@ int main(int argc, char** argv) try {
   auto optimizer = make_adamw(*encoder, optim);
 
   // The same weights and inputs for the Python side.
-  const auto dir = std::filesystem::temp_directory_path() / fmt::format("kvrag-bench-step-{}", getpid());
+  const auto dir =
+      std::filesystem::temp_directory_path() / fmt::format("kvrag-bench-step-{}", getpid());
   std::filesystem::create_directories(dir);
   save_parameters(*llm, (dir / "llm.safetensors").string());
   save_parameters(*encoder, (dir / "encoder.safetensors").string());
@@ -131,19 +146,21 @@ int main(int argc, char** argv) try {
     for (const auto& p : encoder->parameters()) n += p.numel();
     return n;
   }();
-  fmt::print("kvrag train-prefix step: LLM {}×{} ({} kv heads, vocab {}), encoder {}×{} ({:.2f}M trainable), "
-             "P={}, batch {}, segment {} + prompt {} + answer {} tokens, {} threads\n",
-             lc.num_hidden_layers, lc.hidden_size, lc.num_key_value_heads, lc.vocab_size, bc.num_hidden_layers,
-             bc.hidden_size, static_cast<double>(params) / 1e6, P, B, args.integer("segment-len"),
-             args.integer("prompt-len"), args.integer("answer-len"), args.integer("threads"));
-  fmt::print("kvrag:   {:.1f} ms/step ({:.1f} examples/s); losses of steps 1, 2: {:.6f} {:.6f}\n", t * 1e3,
-             static_cast<double>(B) / t, losses[0], losses[1]);
+  fmt::print(
+      "kvrag train-prefix step: LLM {}×{} ({} kv heads, vocab {}), encoder {}×{} ({:.2f}M "
+      "trainable), P={}, batch {}, segment {} + prompt {} + answer {} tokens, {} threads\n",
+      lc.num_hidden_layers, lc.hidden_size, lc.num_key_value_heads, lc.vocab_size,
+      bc.num_hidden_layers, bc.hidden_size, static_cast<double>(params) / 1e6, P, B,
+      args.integer("segment-len"), args.integer("prompt-len"), args.integer("answer-len"),
+      args.integer("threads"));
+  fmt::print("kvrag:   {:.1f} ms/step ({:.1f} examples/s); losses of steps 1, 2: {:.6f} {:.6f}\n",
+             t * 1e3, static_cast<double>(B) / t, losses[0], losses[1]);
 
   int rc = 0;
   if (!args.str("reference").empty()) {
-    const std::string cmd = fmt::format("/usr/bin/python3 {} --inputs {} --threads {} --repeats {} --json",
-                                        args.str("reference"), dir.string(), args.integer("threads"),
-                                        args.integer("repeats"));
+    const std::string cmd = fmt::format(
+        "/usr/bin/python3 {} --inputs {} --threads {} --repeats {} --json", args.str("reference"),
+        dir.string(), args.integer("threads"), args.integer("repeats"));
     std::string out;
     if (FILE* p = popen(cmd.c_str(), "r")) {
       char buf[4096];
@@ -154,8 +171,10 @@ int main(int argc, char** argv) try {
     try {
       const auto j = nlohmann::json::parse(out.substr(out.rfind('{')));
       const double pt = j["step_s"].get<double>();
-      fmt::print("pytorch: {:.1f} ms/step ({:.1f} examples/s); losses of steps 1, 2: {:.6f} {:.6f}\n", pt * 1e3,
-                 static_cast<double>(B) / pt, j["losses"][0].get<double>(), j["losses"][1].get<double>());
+      fmt::print(
+          "pytorch: {:.1f} ms/step ({:.1f} examples/s); losses of steps 1, 2: {:.6f} {:.6f}\n",
+          pt * 1e3, static_cast<double>(B) / pt, j["losses"][0].get<double>(),
+          j["losses"][1].get<double>());
       fmt::print("ratio pytorch/kvrag: {:.2f}x  (first-step loss difference {:.2e})\n", pt / t,
                  std::abs(j["losses"][0].get<double>() - losses[0]));
     } catch (const std::exception& e) {

@@ -53,8 +53,7 @@ Checkpoint Checkpoint::open(const std::string& dir_arg) {
 
   // Sharded.
   const std::string index_path = dir + "/" + kIndexFile;
-  if (!is_regular_file(index_path))
-    fail("no {} or {} in {}", kSingleFile, kIndexFile, dir);
+  if (!is_regular_file(index_path)) fail("no {} or {} in {}", kSingleFile, kIndexFile, dir);
   ckpt.listing_ = index_path;
 
   nlohmann::json index;
@@ -78,8 +77,8 @@ Checkpoint Checkpoint::open(const std::string& dir_arg) {
            shard.dump());
     const std::string name = shard.get<std::string>();
     if (!is_plain_file_name(name))
-      fail("{}: {}: shard name \"{}\" of tensor {} is not a plain file name in the folder",
-           context, index_path, name, tensor);
+      fail("{}: {}: shard name \"{}\" of tensor {} is not a plain file name in the folder", context,
+           index_path, name, tensor);
     if (shards.count(name)) continue;
     const std::string shard_path = dir + "/" + name;
     if (!is_regular_file(shard_path))
@@ -104,8 +103,8 @@ Checkpoint Checkpoint::open(const std::string& dir_arg) {
     for (const TensorInfo& t : file->tensors()) {
       auto it = ckpt.tensors_.find(t.name);
       if (it == ckpt.tensors_.end() || it->second.first != file.get())
-        fail("{}: shard {} holds tensor {}, which {} does not assign to it", context,
-             file->path(), t.name, kIndexFile);
+        fail("{}: shard {} holds tensor {}, which {} does not assign to it", context, file->path(),
+             t.name, kIndexFile);
     }
     ckpt.files_.push_back(file);
   }

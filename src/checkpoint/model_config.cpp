@@ -165,7 +165,8 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& source) {
     c.eos_token_ids.clear();
     if (const json* v = f.find("eos_token_id")) {
       if (v->is_array()) {
-        for (const json& id : *v) c.eos_token_ids.push_back(f.token_id("eos_token_id", id, c.vocab_size));
+        for (const json& id : *v)
+          c.eos_token_ids.push_back(f.token_id("eos_token_id", id, c.vocab_size));
       } else {
         c.eos_token_ids.push_back(f.token_id("eos_token_id", *v, c.vocab_size));
       }
@@ -177,8 +178,8 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& source) {
                                       c.bos_token_id, c.vocab_size));
   for (int64_t id : c.eos_token_ids)
     if (id >= c.vocab_size)
-      f.bad("eos_token_id", fmt::format("default token id {} is outside the vocabulary [0, {})",
-                                        id, c.vocab_size));
+      f.bad("eos_token_id",
+            fmt::format("default token id {} is outside the vocabulary [0, {})", id, c.vocab_size));
   return c;
 }
 

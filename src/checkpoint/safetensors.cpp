@@ -35,9 +35,9 @@ struct DTypeEntry {
 
 // The names are those of the safetensors spec.
 constexpr DTypeEntry kDTypes[] = {
-    {DType::F64, "F64", 8}, {DType::F32, "F32", 4}, {DType::F16, "F16", 2},
+    {DType::F64, "F64", 8},   {DType::F32, "F32", 4}, {DType::F16, "F16", 2},
     {DType::BF16, "BF16", 2}, {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
-    {DType::I16, "I16", 2}, {DType::I8, "I8", 1},   {DType::U8, "U8", 1},
+    {DType::I16, "I16", 2},   {DType::I8, "I8", 1},   {DType::U8, "U8", 1},
     {DType::BOOL, "BOOL", 1},
 };
 
@@ -106,7 +106,9 @@ json parse_header(const char* begin, const char* end, const std::string& path) {
   bool duplicate_top_level = false;
   auto callback = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
     switch (event) {
-      case json::parse_event_t::object_start: open_objects.emplace_back(); break;
+      case json::parse_event_t::object_start:
+        open_objects.emplace_back();
+        break;
       case json::parse_event_t::object_end:
         if (!open_objects.empty()) open_objects.pop_back();
         break;
@@ -117,7 +119,8 @@ json parse_header(const char* begin, const char* end, const std::string& path) {
           duplicate_top_level = open_objects.size() == 1;
         }
         break;
-      default: break;
+      default:
+        break;
     }
     return true;
   };
@@ -129,7 +132,8 @@ json parse_header(const char* begin, const char* end, const std::string& path) {
     fail("safetensors file {}: header is not valid JSON: {}", path, e.what());
   }
   if (!duplicate.empty()) {
-    if (duplicate_top_level) fail("safetensors file {}: duplicate tensor name \"{}\"", path, duplicate);
+    if (duplicate_top_level)
+      fail("safetensors file {}: duplicate tensor name \"{}\"", path, duplicate);
     fail("safetensors file {}: duplicate key \"{}\" in header", path, duplicate);
   }
   if (!header.is_object()) fail("safetensors file {}: header is not a JSON object", path);

@@ -35,7 +35,7 @@ namespace kvrag {
 enum class DType : uint8_t { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
 
 size_t dtype_size(DType dtype);
-const char* dtype_name(DType dtype);                   // "F32", "BF16", …
+const char* dtype_name(DType dtype);                      // "F32", "BF16", …
 std::optional<DType> parse_dtype(std::string_view name);  // nullopt for unknown names
 
 // One tensor inside a mapped file. `data` points into the mapping (read-only, possibly

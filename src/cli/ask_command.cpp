@@ -1,4 +1,5 @@
-// kvrag ask --llm DIR [--index DIR] [--knowledge-encoder DIR] [--mode none|context|prefix|context+prefix]
+// kvrag ask --llm DIR [--index DIR] [--knowledge-encoder DIR] [--mode
+// none|context|prefix|context+prefix]
 //           [--top-k K] [--json] "question"
 //
 // Answers one question and shows what the answer rests on: the evidence segments (id, title,
@@ -27,23 +28,28 @@ void add_ask_command(CLI::App& app, int& exit_code) {
     bool json = false, no_groundedness = false;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("ask", "Answer a question: closed-book, in-context RAG, dynamic prefix, or both");
+  auto* cmd = app.add_subcommand(
+      "ask", "Answer a question: closed-book, in-context RAG, dynamic prefix, or both");
   add_answerer_options(cmd, args->answerer);
   add_enum_option(cmd, "--mode", args->mode,
-                  "none (closed-book), context (segments in the prompt), prefix (dynamic prefix), context+prefix");
+                  "none (closed-book), context (segments in the prompt), prefix (dynamic prefix), "
+                  "context+prefix");
   cmd->add_option("--top-k", args->top_k, "segments used (ignored for --mode none)")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   cmd->add_flag("--json", args->json,
-                "print {\"answer\", \"evidence\": [{segment_id, doc_id, title, text, score}], \"groundedness\", "
-                "\"timings_ms\"}");
-  cmd->add_flag("--no-groundedness", args->no_groundedness, "skip the two teacher-forced likelihood passes");
+                "print {\"answer\", \"evidence\": [{segment_id, doc_id, title, text, score}], "
+                "\"groundedness\", \"timings_ms\"}");
+  cmd->add_flag("--no-groundedness", args->no_groundedness,
+                "skip the two teacher-forced likelihood passes");
   cmd->add_option("question", args->question, "the question")->required();
   cmd->callback([args, &exit_code] {
     const auto answerer = Answerer::open(args->answerer);
-    const Answer a = answerer->answer({args->question}, args->mode, args->top_k, !args->no_groundedness).at(0);
+    const Answer a =
+        answerer->answer({args->question}, args->mode, args->top_k, !args->no_groundedness).at(0);
     if (args->json) {
-      fmt::print("{}\n", a.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+      fmt::print("{}\n",
+                 a.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       exit_code = 0;
       return;
     }
@@ -54,18 +60,20 @@ void add_ask_command(CLI::App& app, int& exit_code) {
         const auto& e = a.evidence[i];
         std::string text = e.text;
         if (text.size() > 200) text = text.substr(0, 200) + "…";
-        fmt::print("{:>3}. [{}] {} (doc {}, score {:.4f})\n     {}\n", i + 1, e.segment_id, e.title, e.doc_id, e.score,
-                   text);
+        fmt::print("{:>3}. [{}] {} (doc {}, score {:.4f})\n     {}\n", i + 1, e.segment_id, e.title,
+                   e.doc_id, e.score, text);
       }
     }
     const auto& g = a.groundedness;
-    fmt::print("\ngroundedness: answer {} the evidence", g.answer_in_evidence ? "occurs in" : "does not occur in");
+    fmt::print("\ngroundedness: answer {} the evidence",
+               g.answer_in_evidence ? "occurs in" : "does not occur in");
     if (!args->no_groundedness) {
-      fmt::print("; mean log-probability per answer token {:.3f} with the {} input, {:.3f} closed-book", g.logprob_with,
-                 to_string(args->mode), g.logprob_without);
+      fmt::print(
+          "; mean log-probability per answer token {:.3f} with the {} input, {:.3f} closed-book",
+          g.logprob_with, to_string(args->mode), g.logprob_without);
     }
-    fmt::print("\ntime: {:.0f} ms (retrieve {:.0f}, encode {:.0f}, generate {:.0f})\n", a.total_ms, a.retrieve_ms,
-               a.encode_ms, a.generate_ms);
+    fmt::print("\ntime: {:.0f} ms (retrieve {:.0f}, encode {:.0f}, generate {:.0f})\n", a.total_ms,
+               a.retrieve_ms, a.encode_ms, a.generate_ms);
     exit_code = 0;
   });
 }

@@ -12,11 +12,10 @@ void add_check_model_command(CLI::App& app, int& exit_code) {
     std::string dir, expected, dtype = "fp32";
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand(
-      "check-model",
-      "Load a Hugging Face checkpoint and compare its outputs with reference outputs "
-      "(expected.json): one line per output with its max absolute error; exit 0 only if all "
-      "are within tolerance");
+  auto* cmd = app.add_subcommand("check-model",
+                                 "Load a Hugging Face checkpoint and compare its outputs with "
+                                 "reference outputs (expected.json): one line per output with its "
+                                 "max absolute error; exit 0 only if all are within tolerance");
   cmd->add_option("dir", args->dir, "checkpoint folder (config.json + safetensors)")->required();
   cmd->add_option("--expected", args->expected, "reference outputs (default: DIR/expected.json)");
   cmd->add_option("--dtype", args->dtype,
@@ -27,8 +26,9 @@ void add_check_model_command(CLI::App& app, int& exit_code) {
     const auto report = check_fixture(args->dir, args->expected, args->dtype);
     fmt::print("{} ({}, {})\n", args->dir, report.model_type, report.dtype);
     for (const auto& line : report.lines) {
-      fmt::print("  {:<44} max_abs_err={:<11.4g} tol={:<9.3g} {}{}\n", line.name, line.max_abs_error,
-                 line.tolerance, line.ok ? "OK" : "FAIL", line.note.empty() ? "" : "  (" + line.note + ")");
+      fmt::print("  {:<44} max_abs_err={:<11.4g} tol={:<9.3g} {}{}\n", line.name,
+                 line.max_abs_error, line.tolerance, line.ok ? "OK" : "FAIL",
+                 line.note.empty() ? "" : "  (" + line.note + ")");
     }
     if (report.lines.empty()) fmt::print("  no outputs to check\n");
     fmt::print("{}\n", report.ok() ? "all outputs within tolerance" : "FAILED");

@@ -22,14 +22,23 @@ void add_embed_command(CLI::App& app, int& exit_code) {
     bool overwrite = false;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("embed", "Encode every segment of an index folder into float16 vectors (resumable, shardable)");
-  cmd->add_option("--index", args->index, "index folder with segments.sqlite (from kvrag segment)")->required();
-  cmd->add_option("--encoder", args->encoder, "retriever encoder folder (BERT checkpoint + vocab.txt)")->required();
+  auto* cmd = app.add_subcommand(
+      "embed",
+      "Encode every segment of an index folder into float16 vectors (resumable, shardable)");
+  cmd->add_option("--index", args->index, "index folder with segments.sqlite (from kvrag segment)")
+      ->required();
+  cmd->add_option("--encoder", args->encoder,
+                  "retriever encoder folder (BERT checkpoint + vocab.txt)")
+      ->required();
   cmd->add_option("--dtype", args->dtype, "compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
-  cmd->add_option("--batch-tokens", args->batch_tokens, "padded tokens per forward batch")->check(CLI::PositiveNumber);
-  cmd->add_option("--chunk", args->chunk, "segments per output file (the unit of resumption)")->check(CLI::PositiveNumber);
-  cmd->add_option("--max-length", args->max_length, "truncate segments to this many tokens (default: the model's limit)");
-  cmd->add_option("--shard", args->shard, "i/n: embed the i-th of n parts (default: from MPI, else all)");
+  cmd->add_option("--batch-tokens", args->batch_tokens, "padded tokens per forward batch")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--chunk", args->chunk, "segments per output file (the unit of resumption)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--max-length", args->max_length,
+                  "truncate segments to this many tokens (default: the model's limit)");
+  cmd->add_option("--shard", args->shard,
+                  "i/n: embed the i-th of n parts (default: from MPI, else all)");
   cmd->add_flag("--overwrite", args->overwrite, "discard embeddings made by another encoder");
   cmd->callback([args, &exit_code] {
     EmbedJobOptions o;
@@ -40,7 +49,8 @@ void add_embed_command(CLI::App& app, int& exit_code) {
     o.shard = args->shard;
     o.overwrite = args->overwrite;
     const EmbedJobResult r = embed_segments(args->index, args->encoder, o);
-    if (r.shard.count == 1) fmt::print(stderr, "embed: {} vectors of dim {} in {}\n", r.vectors, r.dim, r.dir);
+    if (r.shard.count == 1)
+      fmt::print(stderr, "embed: {} vectors of dim {} in {}\n", r.vectors, r.dim, r.dir);
     exit_code = 0;
   });
 }

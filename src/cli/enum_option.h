@@ -11,7 +11,8 @@
 namespace kvrag::cli {
 
 template <typename E>
-CLI::Option* add_enum_option(CLI::App* cmd, const std::string& name, E& value, const std::string& help) {
+CLI::Option* add_enum_option(CLI::App* cmd, const std::string& name, E& value,
+                             const std::string& help) {
   return cmd->add_option(name, value, help)
       ->transform(CLI::CheckedTransformer(enum_map<E>()))
       ->default_str(enum_name(value));

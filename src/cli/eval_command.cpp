@@ -26,16 +26,25 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     bool json = false, quiet = false;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("eval", "QA accuracy of the answering modes on a questions file (EM, F1, BERTScore, …)");
+  auto* cmd = app.add_subcommand(
+      "eval", "QA accuracy of the answering modes on a questions file (EM, F1, BERTScore, …)");
   add_answerer_options(cmd, args->answerer);
-  cmd->add_option("--questions", args->questions, "{\"question\", \"answers\", \"gold_passage_id\"?} lines")->required();
+  cmd->add_option("--questions", args->questions,
+                  "{\"question\", \"answers\", \"gold_passage_id\"?} lines")
+      ->required();
   cmd->add_option("--modes", args->modes, "comma-separated: none, context, prefix, context+prefix");
-  cmd->add_option("--top-k", args->eval.top_k, "segments per question in the retrieval modes")->check(CLI::Range(1, 100));
-  cmd->add_option("--predictions", args->eval.predictions_path, "write per-question predictions (JSONL) here");
-  cmd->add_option("--bertscore-model", args->eval.bertscore_model, "BERT folder for BERTScore (config.json, safetensors, vocab.txt)");
-  cmd->add_option("--bertscore-layer", args->eval.bertscore_layer, "hidden-state layer for BERTScore (0 = embeddings; default: last)");
-  cmd->add_option("--limit", args->eval.limit, "evaluate the first N questions only")->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", args->eval.batch, "questions answered together")->check(CLI::PositiveNumber);
+  cmd->add_option("--top-k", args->eval.top_k, "segments per question in the retrieval modes")
+      ->check(CLI::Range(1, 100));
+  cmd->add_option("--predictions", args->eval.predictions_path,
+                  "write per-question predictions (JSONL) here");
+  cmd->add_option("--bertscore-model", args->eval.bertscore_model,
+                  "BERT folder for BERTScore (config.json, safetensors, vocab.txt)");
+  cmd->add_option("--bertscore-layer", args->eval.bertscore_layer,
+                  "hidden-state layer for BERTScore (0 = embeddings; default: last)");
+  cmd->add_option("--limit", args->eval.limit, "evaluate the first N questions only")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", args->eval.batch, "questions answered together")
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", args->json, "print the summary as JSON instead of a table");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress line");
   cmd->callback([args, &exit_code] {
@@ -53,8 +62,8 @@ void add_eval_command(CLI::App& app, int& exit_code) {
       fmt::print("{}\n", report.summary.dump());
     } else {
       fmt::print("QA on {} ({} questions, top-{})\n\n{}", args->questions,
-                 report.summary[to_string(args->eval.modes.front())]["n"].get<int64_t>(), args->eval.top_k,
-                 report.markdown);
+                 report.summary[to_string(args->eval.modes.front())]["n"].get<int64_t>(),
+                 args->eval.top_k, report.markdown);
     }
     exit_code = 0;
   });

@@ -19,9 +19,12 @@ void add_eval_retrieval_command(CLI::App& app, int& exit_code) {
       "eval-retrieval",
       "Top-1/5/20/100 accuracy (an answer occurs in a retrieved segment) and gold-passage recall");
   args->retriever.add_to(cmd);
-  cmd->add_option("--questions", args->questions, "{\"question\", \"answers\", \"gold_passage_id\"?} lines")->required();
+  cmd->add_option("--questions", args->questions,
+                  "{\"question\", \"answers\", \"gold_passage_id\"?} lines")
+      ->required();
   cmd->add_flag("--json", args->json,
-                "print {\"n\", \"answer_in_top\": {\"1\",\"5\",\"20\",\"100\"}, \"gold_in_top\": {…}} instead of a table");
+                "print {\"n\", \"answer_in_top\": {\"1\",\"5\",\"20\",\"100\"}, \"gold_in_top\": "
+                "{…}} instead of a table");
   cmd->callback([args, &exit_code] {
     const auto retriever = open_retriever(args->retriever.index, args->retriever.spec);
     const auto questions = read_questions(args->questions);
@@ -29,8 +32,8 @@ void add_eval_retrieval_command(CLI::App& app, int& exit_code) {
     if (args->json) {
       fmt::print("{}\n", report.to_json().dump());
     } else {
-      fmt::print("retrieval on {} ({} mode, {} questions)\n\n{}", args->questions, enum_name(args->retriever.spec.mode), report.n,
-                 report.to_markdown());
+      fmt::print("retrieval on {} ({} mode, {} questions)\n\n{}", args->questions,
+                 enum_name(args->retriever.spec.mode), report.n, report.to_markdown());
     }
     exit_code = 0;
   });

@@ -24,19 +24,23 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("generate", "Continue a prompt with a LLaMA checkpoint");
-  cmd->add_option("--model", args->model, "checkpoint folder with config.json, safetensors and tokenizer.model")
+  cmd->add_option("--model", args->model,
+                  "checkpoint folder with config.json, safetensors and tokenizer.model")
       ->required();
   cmd->add_option("--prompt", args->prompt, "text to continue (BOS is added)");
-  cmd->add_option("--max-new-tokens", args->max_new_tokens, "tokens to generate")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-new-tokens", args->max_new_tokens, "tokens to generate")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--temperature", args->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
   cmd->add_option("--top-p", args->top_p, "nucleus sampling mass")->check(CLI::Range(0.0f, 1.0f));
   cmd->add_option("--seed", args->seed, "sampling seed");
   cmd->add_option("--dtype", args->dtype, "compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_flag("--no-stop", args->no_stop, "do not stop at EOS");
-  cmd->add_flag("--json", args->json, "print {\"ids\": [whole sequence from BOS], \"text\": continuation}");
+  cmd->add_flag("--json", args->json,
+                "print {\"ids\": [whole sequence from BOS], \"text\": continuation}");
   cmd->callback([args, &exit_code] {
     SentencePieceTokenizer tokenizer(args->model + "/tokenizer.model");
-    auto model = load_llama(args->model, args->dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+    auto model =
+        load_llama(args->model, args->dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32);
     KVRAG_CHECK(tokenizer.vocab_size() <= model->config().vocab_size,
                 "{}: tokenizer.model has {} pieces but the model's vocabulary is {}", args->model,
                 tokenizer.vocab_size(), model->config().vocab_size);
@@ -58,7 +62,9 @@ void add_generate_command(CLI::App& app, int& exit_code) {
     const std::string whole = tokenizer.decode(all);
     const std::string head = tokenizer.decode(prompt32);
     const std::string continuation =
-        whole.compare(0, head.size(), head) == 0 ? whole.substr(head.size()) : tokenizer.decode(std::vector<TokenId>(result.tokens.begin(), result.tokens.end()));
+        whole.compare(0, head.size(), head) == 0
+            ? whole.substr(head.size())
+            : tokenizer.decode(std::vector<TokenId>(result.tokens.begin(), result.tokens.end()));
     if (args->json) {
       nlohmann::json j{{"ids", all}, {"text", continuation}};
       fmt::print("{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));

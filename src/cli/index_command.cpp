@@ -41,27 +41,36 @@ void add_build(CLI::App* parent, int& exit_code) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = parent->add_subcommand("build", "Build DIR/dense.faiss from DIR/embeddings");
-  cmd->add_option("--index", args->index, "index folder with embeddings/ (from kvrag embed)")->required();
+  cmd->add_option("--index", args->index, "index folder with embeddings/ (from kvrag embed)")
+      ->required();
   cmd->add_option("--factory", args->factory,
-                  "Faiss factory string (inner product), e.g. Flat, IVF4096,Flat, IVF16384_HNSW32,PQ64np; "
-                  "'auto' chooses from the corpus size and --max-ram")
+                  "Faiss factory string (inner product), e.g. Flat, IVF4096,Flat, "
+                  "IVF16384_HNSW32,PQ64np; 'auto' chooses from the corpus size and --max-ram")
       ->capture_default_str();
-  cmd->add_option("--max-ram", args->max_ram, "resident-memory budget for --factory auto (e.g. 2G, 512M)")
+  cmd->add_option("--max-ram", args->max_ram,
+                  "resident-memory budget for --factory auto (e.g. 2G, 512M)")
       ->capture_default_str();
-  cmd->add_option("--train-size", args->train_size, "vectors sampled for training (default: by index type)")
+  cmd->add_option("--train-size", args->train_size,
+                  "vectors sampled for training (default: by index type)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--train-from", args->train_from,
-                  "reuse the trained index of this folder (built with --train-only) instead of training, so that "
-                  "shard indexes can be merged");
-  cmd->add_flag("--train-only", args->train_only, "train and save an empty index (a folder for --train-from)");
-  cmd->add_option("--batch", args->batch, "vectors added per batch")->check(CLI::PositiveNumber)->capture_default_str();
+                  "reuse the trained index of this folder (built with --train-only) instead of "
+                  "training, so that shard indexes can be merged");
+  cmd->add_flag("--train-only", args->train_only,
+                "train and save an empty index (a folder for --train-from)");
+  cmd->add_option("--batch", args->batch, "vectors added per batch")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--seed", args->seed, "seed of the training sample")->capture_default_str();
-  cmd->add_option("--nprobe", args->nprobe, "default IVF lists visited per query (stored in dense.json)")
+  cmd->add_option("--nprobe", args->nprobe,
+                  "default IVF lists visited per query (stored in dense.json)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--ef-search", args->ef_search, "default HNSW search depth (stored in dense.json)")
+  cmd->add_option("--ef-search", args->ef_search,
+                  "default HNSW search depth (stored in dense.json)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--rerank", args->rerank,
-                  "default candidates re-ranked with the float16 vectors (stored in dense.json; 0 = off)")
+  cmd->add_option(
+         "--rerank", args->rerank,
+         "default candidates re-ranked with the float16 vectors (stored in dense.json; 0 = off)")
       ->check(CLI::Range(-1, 1 << 20));
   cmd->callback([args, &exit_code] {
     IndexBuildOptions o;
@@ -76,9 +85,11 @@ void add_build(CLI::App* parent, int& exit_code) {
     o.defaults.ef_search = args->ef_search;
     o.defaults.rerank = args->rerank;
     const DenseIndexBuildResult r = build_dense_index(args->index, o);
-    fmt::print(stderr, "index: wrote {}/dense.faiss ({}, {} vectors, nprobe {}, ef_search {}, rerank {}) in {}\n",
-               args->index, format_bytes(r.faiss_bytes), format_count(r.size), r.defaults.nprobe, r.defaults.ef_search,
-               r.defaults.rerank, format_duration(r.seconds));
+    fmt::print(
+        stderr,
+        "index: wrote {}/dense.faiss ({}, {} vectors, nprobe {}, ef_search {}, rerank {}) in {}\n",
+        args->index, format_bytes(r.faiss_bytes), format_count(r.size), r.defaults.nprobe,
+        r.defaults.ef_search, r.defaults.rerank, format_duration(r.seconds));
     exit_code = 0;
   });
 }
@@ -89,24 +100,27 @@ void add_merge(CLI::App* parent, int& exit_code) {
     std::vector<std::string> shards;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = parent->add_subcommand(
-      "merge", "Merge shard index folders (built with --train-from one trained folder) into one; ids are offset "
-               "by the shards' order");
+  auto* cmd =
+      parent->add_subcommand("merge",
+                             "Merge shard index folders (built with --train-from one trained "
+                             "folder) into one; ids are offset by the shards' order");
   cmd->add_option("--out", args->out, "output index folder")->required();
   cmd->add_option("shards", args->shards, "shard index folders, in row order")->required();
   cmd->callback([args, &exit_code] {
     const auto t0 = std::chrono::steady_clock::now();
     merge_indexes(args->shards, args->out);
     const auto meta = nlohmann::json::parse(read_file(args->out + "/dense.json"));
-    fmt::print(stderr, "index: merged {} shards into {} ({} vectors) in {}\n", args->shards.size(), args->out,
-               format_count(meta.value("size", int64_t(0))), format_duration(seconds_since(t0)));
+    fmt::print(stderr, "index: merged {} shards into {} ({} vectors) in {}\n", args->shards.size(),
+               args->out, format_count(meta.value("size", int64_t(0))),
+               format_duration(seconds_since(t0)));
     exit_code = 0;
   });
 }
 
 void add_info(CLI::App* parent, int& exit_code) {
   auto index_dir = std::make_shared<std::string>();
-  auto* cmd = parent->add_subcommand("info", "Print the dense index's parameters and statistics as JSON");
+  auto* cmd =
+      parent->add_subcommand("info", "Print the dense index's parameters and statistics as JSON");
   cmd->add_option("--index", *index_dir, "index folder")->required();
   cmd->callback([index_dir, &exit_code] {
     const std::string& dir = *index_dir;
@@ -116,7 +130,9 @@ void add_info(CLI::App* parent, int& exit_code) {
     auto info = index->info();
     info["faiss_file_bytes"] = static_cast<int64_t>(fs::file_size(dir + "/dense.faiss"));
     if (vectors) {
-      info["embeddings"] = {{"dir", vectors->dir()}, {"size", vectors->size()}, {"dim", vectors->dim()},
+      info["embeddings"] = {{"dir", vectors->dir()},
+                            {"size", vectors->size()},
+                            {"dim", vectors->dim()},
                             {"fingerprint", vectors->fingerprint()}};
     }
     std::cout << info.dump(2) << "\n";
@@ -127,7 +143,8 @@ void add_info(CLI::App* parent, int& exit_code) {
 }  // namespace
 
 void add_index_command(CLI::App& app, int& exit_code) {
-  auto* cmd = app.add_subcommand("index", "Build, merge and inspect the dense (Faiss) index of an index folder");
+  auto* cmd = app.add_subcommand(
+      "index", "Build, merge and inspect the dense (Faiss) index of an index folder");
   cmd->require_subcommand(1);
   add_build(cmd, exit_code);
   add_merge(cmd, exit_code);

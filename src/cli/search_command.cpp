@@ -19,7 +19,10 @@ constexpr size_t kMaxQuestionBytes = 8192;
 nlohmann::json results_json(const std::vector<Evidence>& evidence) {
   auto out = nlohmann::json::array();
   for (const auto& e : evidence) {
-    out.push_back({{"segment_id", e.segment_id}, {"doc_id", e.doc_id}, {"title", e.title}, {"score", e.score},
+    out.push_back({{"segment_id", e.segment_id},
+                   {"doc_id", e.doc_id},
+                   {"title", e.title},
+                   {"score", e.score},
                    {"text", e.text}});
   }
   return out;
@@ -27,8 +30,8 @@ nlohmann::json results_json(const std::vector<Evidence>& evidence) {
 
 void check_question(const std::string& q, const std::string& where) {
   KVRAG_CHECK(!q.empty(), "{}: empty question", where);
-  KVRAG_CHECK(q.size() <= kMaxQuestionBytes, "{}: question of {} bytes exceeds the limit of {}", where, q.size(),
-              kMaxQuestionBytes);
+  KVRAG_CHECK(q.size() <= kMaxQuestionBytes, "{}: question of {} bytes exceeds the limit of {}",
+              where, q.size(), kMaxQuestionBytes);
 }
 
 }  // namespace
@@ -46,9 +49,10 @@ void add_search_command(CLI::App& app, int& exit_code) {
   cmd->add_option("question", args->question, "the question (omit with --jsonl)");
   cmd->add_option("-k", args->k, "segments to return")->check(CLI::Range(1, kMaxK));
   cmd->add_flag("--jsonl", args->jsonl,
-                "read {\"question\"} lines on stdin, write {\"question\", \"results\": [{segment_id, doc_id, title, "
-                "score, text}]} lines");
-  cmd->add_option("--batch", args->batch, "questions encoded together in --jsonl mode")->check(CLI::PositiveNumber);
+                "read {\"question\"} lines on stdin, write {\"question\", \"results\": "
+                "[{segment_id, doc_id, title, score, text}]} lines");
+  cmd->add_option("--batch", args->batch, "questions encoded together in --jsonl mode")
+      ->check(CLI::PositiveNumber);
   cmd->callback([args, &exit_code] {
     KVRAG_CHECK(args->jsonl != !args->question.empty(), "give either a question or --jsonl");
     const auto retriever = open_retriever(args->retriever.index, args->retriever.spec);
@@ -59,8 +63,9 @@ void add_search_command(CLI::App& app, int& exit_code) {
         const auto& r = results[i];
         std::string text = r["text"].get<std::string>();
         if (text.size() > 300) text = text.substr(0, 300) + "…";
-        fmt::print("{:>3}. [{}] {} (doc {}, score {:.4f})\n     {}\n", i + 1, r["segment_id"].get<int64_t>(),
-                   r["title"].get<std::string>(), r["doc_id"].get<std::string>(), r["score"].get<double>(), text);
+        fmt::print("{:>3}. [{}] {} (doc {}, score {:.4f})\n     {}\n", i + 1,
+                   r["segment_id"].get<int64_t>(), r["title"].get<std::string>(),
+                   r["doc_id"].get<std::string>(), r["score"].get<double>(), text);
       }
       if (results.empty()) fmt::print("no results\n");
       exit_code = 0;

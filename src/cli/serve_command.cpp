@@ -46,29 +46,46 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("serve", "Answer questions over HTTP: JSON API and a web page");
   cmd->add_option("--workspace", args->workspace,
-                  "a `kvrag demo` workspace: its llm/, index/ and knowledge_encoder/ (the explicit options below "
-                  "override each)");
+                  "a `kvrag demo` workspace: its llm/, index/ and knowledge_encoder/ (the explicit "
+                  "options below override each)");
   cmd->add_option("--llm", args->llm, "LLaMA checkpoint folder with its tokenizer.model");
-  cmd->add_option("--index", args->index, "index folder (segments.sqlite, embeddings/, dense index)");
-  cmd->add_option("--knowledge-encoder", args->knowledge_encoder, "knowledge encoder folder (the prefix modes)");
+  cmd->add_option("--index", args->index,
+                  "index folder (segments.sqlite, embeddings/, dense index)");
+  cmd->add_option("--knowledge-encoder", args->knowledge_encoder,
+                  "knowledge encoder folder (the prefix modes)");
   cmd->add_option("--retriever", args->retriever,
-                  "retriever for answering: dense, bm25 or hybrid (default: dense where the index has embeddings, "
-                  "else bm25)")
+                  "retriever for answering: dense, bm25 or hybrid (default: dense where the index "
+                  "has embeddings, else bm25)")
       ->check(CLI::IsMember({"dense", "bm25", "hybrid"}));
-  cmd->add_option("--encoder", args->answerer.retriever.encoder, "question encoder (default: the index's)");
-  cmd->add_option("--dtype", args->answerer.dtype, "LLM compute dtype")->capture_default_str()->check(CLI::IsMember({"fp32", "bf16"}));
-  cmd->add_option("--max-new-tokens", args->answerer.max_new_tokens, "answer length limit in tokens")->capture_default_str()
+  cmd->add_option("--encoder", args->answerer.retriever.encoder,
+                  "question encoder (default: the index's)");
+  cmd->add_option("--dtype", args->answerer.dtype, "LLM compute dtype")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--max-new-tokens", args->answerer.max_new_tokens,
+                  "answer length limit in tokens")
+      ->capture_default_str()
       ->check(CLI::Range(1, 1024));
-  cmd->add_option("--host", args->server.host,
-                  "address to listen on (127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
+  cmd->add_option(
+         "--host", args->server.host,
+         "address to listen on (127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
       ->capture_default_str();
-  cmd->add_option("--port", args->server.port, "port (0: any free one)")->capture_default_str()->check(CLI::Range(0, 65535));
-  cmd->add_option("--workers", args->server.workers, "request threads sharing the models")->capture_default_str()->check(CLI::Range(1, 256));
-  cmd->add_option("--max-body-bytes", args->server.max_body_bytes, "larger request bodies are refused (413)")->capture_default_str()
+  cmd->add_option("--port", args->server.port, "port (0: any free one)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--workers", args->server.workers, "request threads sharing the models")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--max-body-bytes", args->server.max_body_bytes,
+                  "larger request bodies are refused (413)")
+      ->capture_default_str()
       ->check(CLI::Range(size_t{64}, size_t{64} << 20));
-  cmd->add_option("--max-question-bytes", args->server.max_question_bytes, "longer questions are refused (400)")->capture_default_str()
+  cmd->add_option("--max-question-bytes", args->server.max_question_bytes,
+                  "longer questions are refused (400)")
+      ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1} << 20));
-  cmd->add_option("--max-top-k", args->server.max_top_k, "largest top_k a request may ask for")->capture_default_str()
+  cmd->add_option("--max-top-k", args->server.max_top_k, "largest top_k a request may ask for")
+      ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   cmd->add_flag("--access-log", args->access_log, "print one line per request on stderr");
 
@@ -76,25 +93,30 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     AnswererOptions o = args->answerer;
     const std::string& ws = args->workspace;
     if (!ws.empty()) {
-      KVRAG_CHECK(fs::is_directory(ws), "workspace {} does not exist (create it with: kvrag demo --workspace {})", ws,
+      KVRAG_CHECK(fs::is_directory(ws),
+                  "workspace {} does not exist (create it with: kvrag demo --workspace {})", ws,
                   ws);
-      KVRAG_CHECK(fs::is_directory(ws + "/llm"), "workspace {} has no llm/ yet: run kvrag demo --workspace {} first",
-                  ws, ws);
+      KVRAG_CHECK(fs::is_directory(ws + "/llm"),
+                  "workspace {} has no llm/ yet: run kvrag demo --workspace {} first", ws, ws);
       o.llm_dir = ws + "/llm";
       if (fs::is_directory(ws + "/index")) o.index_dir = ws + "/index";
-      if (fs::is_directory(ws + "/knowledge_encoder")) o.knowledge_encoder_dir = ws + "/knowledge_encoder";
+      if (fs::is_directory(ws + "/knowledge_encoder"))
+        o.knowledge_encoder_dir = ws + "/knowledge_encoder";
     }
     if (!args->llm.empty()) o.llm_dir = args->llm;
     if (!args->index.empty()) o.index_dir = args->index;
     if (!args->knowledge_encoder.empty()) o.knowledge_encoder_dir = args->knowledge_encoder;
     KVRAG_CHECK(!o.llm_dir.empty(), "give --workspace DIR or --llm DIR");
     std::string mode = args->retriever;  // "": chosen from the index
-    if (mode.empty()) mode = !o.index_dir.empty() && !fs::is_directory(o.index_dir + "/embeddings") ? "bm25" : "dense";
+    if (mode.empty())
+      mode =
+          !o.index_dir.empty() && !fs::is_directory(o.index_dir + "/embeddings") ? "bm25" : "dense";
     o.retriever.mode = parse_enum<RetrieverMode>(mode);
     KVRAG_CHECK(o.knowledge_encoder_dir.empty() || !o.index_dir.empty(),
                 "the knowledge encoder needs an index to retrieve from (--index)");
 
-    fmt::print(stderr, "kvrag serve: loading {}{}{}\n", o.llm_dir, o.index_dir.empty() ? "" : ", " + o.index_dir,
+    fmt::print(stderr, "kvrag serve: loading {}{}{}\n", o.llm_dir,
+               o.index_dir.empty() ? "" : ", " + o.index_dir,
                o.knowledge_encoder_dir.empty() ? "" : ", " + o.knowledge_encoder_dir);
     auto service = AnswererService::open(o);
 
@@ -105,7 +127,9 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     std::string modes;
     for (auto m : service->modes()) modes += (modes.empty() ? "" : ", ") + to_string(m);
     if (!is_loopback(so.host)) {
-      fmt::print(stderr, "kvrag serve: warning: listening on {}, reachable from other machines (no authentication)\n",
+      fmt::print(stderr,
+                 "kvrag serve: warning: listening on {}, reachable from other machines (no "
+                 "authentication)\n",
                  so.host);
     }
     fmt::print("kvrag serve: modes {}; open {} (Ctrl-C stops)\n", modes, server.url());
@@ -118,7 +142,8 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     struct sigaction action {};
     action.sa_handler = on_stop_signal;
     sigemptyset(&action.sa_mask);
-    struct sigaction old_int {}, old_term {};
+    struct sigaction old_int {
+    }, old_term{};
     sigaction(SIGINT, &action, &old_int);
     sigaction(SIGTERM, &action, &old_term);
     std::thread watcher([&server] {
@@ -126,7 +151,8 @@ void add_serve_command(CLI::App& app, int& exit_code) {
       while (read(g_stop_pipe[0], &sig, 1) < 0 && errno == EINTR) {
       }
       if (sig == 0) return;
-      fmt::print(stderr, "kvrag serve: {}, finishing requests in flight\n", sig == SIGINT ? "interrupted" : "terminated");
+      fmt::print(stderr, "kvrag serve: {}, finishing requests in flight\n",
+                 sig == SIGINT ? "interrupted" : "terminated");
       server.stop();
     });
     server.run();

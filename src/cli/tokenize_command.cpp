@@ -19,10 +19,10 @@ void add_tokenize_command(CLI::App& app, int& exit_code) {
     bool jsonl = false, no_special = false;
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand(
-      "tokenize",
-      "Tokenize {\"text\": …} JSON lines from stdin into {\"ids\": […]} lines: with BOS for a "
-      "SentencePiece model, with [CLS] … [SEP] for WordPiece");
+  auto* cmd =
+      app.add_subcommand("tokenize",
+                         "Tokenize {\"text\": …} JSON lines from stdin into {\"ids\": […]} lines: "
+                         "with BOS for a SentencePiece model, with [CLS] … [SEP] for WordPiece");
   cmd->add_option("--tokenizer", args->tokenizer,
                   "tokenizer.model (SentencePiece), vocab.txt or tokenizer.json (WordPiece), or a "
                   "folder holding one")

@@ -34,56 +34,78 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
   o.optim.lr = 1e-4;
   o.optim.batch_size = 8;
   auto* cmd = app.add_subcommand(
-      "train-prefix", "Train a knowledge encoder: retrieved segment → key/value prefix of a frozen LLaMA");
-  cmd->add_option("--llm", o.llm, "LLaMA folder (config.json, safetensors, tokenizer.model); stays frozen")->required();
-  cmd->add_option("--llm-dtype", o.llm_dtype, "the frozen LLM's dtype (bf16 matmuls are slow without AMX)")
+      "train-prefix",
+      "Train a knowledge encoder: retrieved segment → key/value prefix of a frozen LLaMA");
+  cmd->add_option("--llm", o.llm,
+                  "LLaMA folder (config.json, safetensors, tokenizer.model); stays frozen")
+      ->required();
+  cmd->add_option("--llm-dtype", o.llm_dtype,
+                  "the frozen LLM's dtype (bf16 matmuls are slow without AMX)")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
   cmd->add_option("--init", o.init,
-                  "encoder folder to start from: BERT/retriever checkpoint + vocab.txt, or a knowledge encoder "
-                  "made for this LLM")
+                  "encoder folder to start from: BERT/retriever checkpoint + vocab.txt, or a "
+                  "knowledge encoder made for this LLM")
       ->required();
-  cmd->add_option("--train", o.train, "training questions {\"question\", \"answers\", \"gold_passage_id\"?}")->required();
-  cmd->add_option("--dev", o.dev, "validation questions: exact match after each epoch picks the best encoder");
-  cmd->add_option("--max-dev", o.max_dev, "validate on the first N dev questions (0 = all)")->capture_default_str();
+  cmd->add_option("--train", o.train,
+                  "training questions {\"question\", \"answers\", \"gold_passage_id\"?}")
+      ->required();
+  cmd->add_option("--dev", o.dev,
+                  "validation questions: exact match after each epoch picks the best encoder");
+  cmd->add_option("--max-dev", o.max_dev, "validate on the first N dev questions (0 = all)")
+      ->capture_default_str();
   cmd->add_flag("--oracle", o.oracle, "segment = the question's gold passage (needs --passages)");
-  cmd->add_option("--passages", o.passages, "passages {\"id\", \"title\", \"text\"} the gold ids refer to");
+  cmd->add_option("--passages", o.passages,
+                  "passages {\"id\", \"title\", \"text\"} the gold ids refer to");
   cmd->add_option("--index", args->index, "segment = top-k of this index (instead of --oracle)");
   add_enum_option(cmd, "--retriever", args->retriever.mode, "dense, bm25 or hybrid");
   cmd->add_option("--retriever-encoder", args->retriever.encoder,
                   "question encoder folder (default: the one that embedded the segments)");
-  cmd->add_option("--top-k", o.top_k, "segments per question; their prefixes are concatenated")->capture_default_str();
+  cmd->add_option("--top-k", o.top_k, "segments per question; their prefixes are concatenated")
+      ->capture_default_str();
   auto& e = o.encoder;
-  cmd->add_option("--prefix-length", e.prefix_length, "P: prefix entries per segment (readout queries)")->capture_default_str();
+  cmd->add_option("--prefix-length", e.prefix_length,
+                  "P: prefix entries per segment (readout queries)")
+      ->capture_default_str();
   add_enum_option(cmd, "--readout", e.readout,
-                  "queries: P learned queries read the segment; tokens: one prefix entry per segment token "
-                  "(P = --max-segment-tokens), learns much faster");
-  cmd->add_flag("--llm-embeddings", e.llm_embeddings,
-                "readout tokens: add the LLM's own embedding of each segment token to its entry, and of the "
-                "token before it to its key (the LLM's and the encoder's hidden sizes must be equal)");
-  add_enum_option(cmd, "--segment-tokenizer", e.segment_tokenizer,
-                  "who cuts a segment into prefix entries: encoder (its WordPiece vocabulary) or llm (the LLM's "
-                  "tokenizer: one entry per LLM piece, spelled into the encoder's vocabulary)");
-  add_enum_option(cmd, "--key-position", e.key_position,
-                  "none: keys go to the LLM as made; answer: keys placed at the rotary position of the query that "
-                  "writes the answer's first token (scores independent of the question's length)");
-  cmd->add_flag("--group-by-length", o.group_by_length,
-                "batches of similar segment lengths (less padding: faster when segment lengths vary)");
-  cmd->add_option("--max-segment-tokens", e.max_segment_tokens, "encoder tokens per segment incl. [CLS]/[SEP]")
+                  "queries: P learned queries read the segment; tokens: one prefix entry per "
+                  "segment token (P = --max-segment-tokens), learns much faster");
+  cmd->add_flag(
+      "--llm-embeddings", e.llm_embeddings,
+      "readout tokens: add the LLM's own embedding of each segment token to its entry, and of the "
+      "token before it to its key (the LLM's and the encoder's hidden sizes must be equal)");
+  add_enum_option(
+      cmd, "--segment-tokenizer", e.segment_tokenizer,
+      "who cuts a segment into prefix entries: encoder (its WordPiece vocabulary) or llm (the "
+      "LLM's tokenizer: one entry per LLM piece, spelled into the encoder's vocabulary)");
+  add_enum_option(
+      cmd, "--key-position", e.key_position,
+      "none: keys go to the LLM as made; answer: keys placed at the rotary position of the query "
+      "that writes the answer's first token (scores independent of the question's length)");
+  cmd->add_flag(
+      "--group-by-length", o.group_by_length,
+      "batches of similar segment lengths (less padding: faster when segment lengths vary)");
+  cmd->add_option("--max-segment-tokens", e.max_segment_tokens,
+                  "encoder tokens per segment incl. [CLS]/[SEP]")
       ->capture_default_str();
-  cmd->add_option("--head-std", e.head_std, "initial std of the key/value heads (small: a gentle start)")
+  cmd->add_option("--head-std", e.head_std,
+                  "initial std of the key/value heads (small: a gentle start)")
       ->capture_default_str();
-  cmd->add_option("--max-new-tokens", o.max_new_tokens, "validation answers: tokens generated at most")
+  cmd->add_option("--max-new-tokens", o.max_new_tokens,
+                  "validation answers: tokens generated at most")
       ->capture_default_str();
-  cmd->add_option("--save-every", o.save_every, "optimizer steps between resume points (0: epoch ends only)")
+  cmd->add_option("--save-every", o.save_every,
+                  "optimizer steps between resume points (0: epoch ends only)")
       ->capture_default_str();
-  cmd->add_option("--out", o.out, "run folder; becomes the knowledge-encoder folder (resumes if it holds a run)")
+  cmd->add_option("--out", o.out,
+                  "run folder; becomes the knowledge-encoder folder (resumes if it holds a run)")
       ->required();
   cmd->add_flag("--json", args->json, "print the result as JSON");
   add_optim_options(cmd, o.optim);
   cmd->callback([args, &exit_code] {
     auto& o = args->options;
-    KVRAG_CHECK(!(o.oracle && !args->index.empty()), "train-prefix: --oracle and --index exclude each other");
+    KVRAG_CHECK(!(o.oracle && !args->index.empty()),
+                "train-prefix: --oracle and --index exclude each other");
     std::unique_ptr<IndexRetriever> retriever;
     if (!args->index.empty()) {
       retriever = open_retriever(args->index, args->retriever);
@@ -104,11 +126,11 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
     if (args->json) {
       fmt::print("{}\n", j.dump());
     } else {
-      fmt::print("trained knowledge encoder in {}: {} steps, {:.1f} examples/s, peak RSS {}", o.out, r.steps,
-                 r.examples_per_s, format_bytes(r.peak_rss_bytes));
+      fmt::print("trained knowledge encoder in {}: {} steps, {:.1f} examples/s, peak RSS {}", o.out,
+                 r.steps, r.examples_per_s, format_bytes(r.peak_rss_bytes));
       if (r.best_dev_em >= 0) {
-        fmt::print(", dev EM {:.4f} before training, best {:.4f} (epoch {})", r.initial_dev_em, r.best_dev_em,
-                   r.best_epoch + 1);
+        fmt::print(", dev EM {:.4f} before training, best {:.4f} (epoch {})", r.initial_dev_em,
+                   r.best_dev_em, r.best_epoch + 1);
       }
       if (r.truncated_segments > 0) fmt::print(", {} segments truncated", r.truncated_segments);
       fmt::print("\n");

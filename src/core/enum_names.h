@@ -6,7 +6,8 @@
 //   enum class Readout { kQueries, kTokens };
 //   template <> struct EnumNames<Readout> {
 //     static constexpr const char* what = "readout";
-//     static constexpr EnumName<Readout> values[] = {{Readout::kQueries, "queries"}, {Readout::kTokens, "tokens"}};
+//     static constexpr EnumName<Readout> values[] = {{Readout::kQueries, "queries"},
+//     {Readout::kTokens, "tokens"}};
 //   };
 //
 // and then parse_enum<Readout>("tokens"), enum_name(Readout::kTokens) and enum_choices<Readout>()

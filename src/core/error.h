@@ -42,7 +42,7 @@ template <typename... Args>
 }  // namespace kvrag
 
 // Throws kvrag::Error with a formatted message unless `cond` holds.
-#define KVRAG_CHECK(cond, ...)            \
-  do {                                    \
+#define KVRAG_CHECK(cond, ...)               \
+  do {                                       \
     if (!(cond)) ::kvrag::fail(__VA_ARGS__); \
   } while (0)

@@ -27,7 +27,8 @@ std::string ProgressReporter::format(int64_t bytes_done, int64_t items_done,
   if (elapsed_s > 0) {
     // Slow items (training steps) get a decimal rate: "(0/s)" would say nothing.
     const double rate = items / elapsed_s;
-    s += rate < 10 ? fmt::format(" ({:.2g}/s)", rate) : fmt::format(" ({}/s)", format_count(static_cast<int64_t>(rate)));
+    s += rate < 10 ? fmt::format(" ({:.2g}/s)", rate)
+                   : fmt::format(" ({}/s)", format_count(static_cast<int64_t>(rate)));
   }
   if (options_.total_bytes > 0) {
     const double pct = 100.0 * static_cast<double>(bytes_done) / options_.total_bytes;

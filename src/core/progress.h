@@ -18,7 +18,8 @@
 #include <string>
 #include <utility>
 
-#include "core/units.h"  // format_bytes, format_count, format_duration: the numbers of a progress line
+// format_bytes, format_count, format_duration: the numbers of a progress line
+#include "core/units.h"
 
 namespace kvrag {
 

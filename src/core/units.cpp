@@ -65,7 +65,8 @@ int64_t parse_bytes(const std::string& text, const std::string& what) {
   } else {
     fail("{}: unknown unit in '{}' (use K, M, G or T)", what, text);
   }
-  KVRAG_CHECK(value > 0 && std::isfinite(value * scale) && value * scale < 9e18, "{}: '{}' is out of range", what, text);
+  KVRAG_CHECK(value > 0 && std::isfinite(value * scale) && value * scale < 9e18,
+              "{}: '{}' is out of range", what, text);
   return static_cast<int64_t>(value * scale);
 }
 

@@ -8,11 +8,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/model_config.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/units.h"
 #include "demo/world.h"
-#include "checkpoint/model_config.h"
 #include "index/embed_job.h"
 #include "index/index_build.h"
 #include "index/segment_corpus.h"
@@ -49,10 +49,13 @@ struct DemoSizes {
   double prefix_lr = 3e-3;
   double prefix_head_std = 0.05;
   int prefix_batch = 16;
-  Readout prefix_readout = Readout::kTokens;  // one prefix entry per segment token (knowledge_encoder.h)
-  bool prefix_llm_embeddings = true;         // … carrying the LLM's embeddings of it and (keys) its predecessor
+  // one prefix entry per segment token (knowledge_encoder.h)
+  Readout prefix_readout = Readout::kTokens;
+  // … carrying the LLM's embeddings of it and (keys) its predecessor
+  bool prefix_llm_embeddings = true;
   SegmentTokenizer prefix_segment_tokenizer = SegmentTokenizer::kLlm;  // … one entry per LLM piece
-  KeyPosition prefix_key_position = KeyPosition::kAnswer;              // keys placed at the answer's first query
+  // keys placed at the answer's first query
+  KeyPosition prefix_key_position = KeyPosition::kAnswer;
   int64_t prefix_max_dev = 100;
   int max_new_tokens = 16;  // answers of the evaluation and of the encoder's validation alike
   int64_t eval_limit = 0;
@@ -113,7 +116,9 @@ class Stages {
     fs::create_directories(path("stages"));
   }
 
-  std::string path(const std::string& name) const { return (fs::path(o_.workspace) / name).string(); }
+  std::string path(const std::string& name) const {
+    return (fs::path(o_.workspace) / name).string();
+  }
 
   // Runs `fn` unless the stage's done-marker exists; the marker is written after it returns.
   void stage(const std::string& name, const std::string& what, const std::function<void()>& fn) {
@@ -130,7 +135,8 @@ class Stages {
     } catch (Error& e) {
       throw e.with_context("demo stage " + name);
     }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     write_file_atomic(marker, fmt::format("{{\"seconds\": {:.1f}}}\n", s));
     say(fmt::format("[{}] done in {:.0f} s", name, s));
     result_.stages_run.push_back(name);
@@ -153,8 +159,8 @@ DemoResult run_demo(const DemoOptions& o) {
   DemoResult result;
   std::error_code ec;
   fs::create_directories(o.workspace, ec);
-  KVRAG_CHECK(!ec && fs::is_directory(o.workspace), "demo: cannot use {} as the workspace folder{}", o.workspace,
-              ec ? ": " + ec.message() : std::string(": not a folder"));
+  KVRAG_CHECK(!ec && fs::is_directory(o.workspace), "demo: cannot use {} as the workspace folder{}",
+              o.workspace, ec ? ": " + ec.message() : std::string(": not a folder"));
   Stages st(o, result);
   const DemoSizes z = sizes(o.tiny, o.seed);
   auto p = [&](const std::string& name) { return st.path(name); };
@@ -167,10 +173,11 @@ DemoResult run_demo(const DemoOptions& o) {
       held += e.split == WorldSplit::kHeldout;
       reading += e.split == WorldSplit::kReading;
     }
-    st.say(fmt::format("  {} entities ({} held out, {} for reading practice only), {} corpus documents, {} pre-training "
-                       "examples, {} train / {} dev / {} test questions",
-                       w.entities.size(), held, reading, w.documents.size() - reading, w.lm_examples.size(),
-                       w.train_questions.size(), w.dev_questions.size(), w.test_questions.size()));
+    st.say(fmt::format(
+        "  {} entities ({} held out, {} for reading practice only), {} corpus documents, {} "
+        "pre-training examples, {} train / {} dev / {} test questions",
+        w.entities.size(), held, reading, w.documents.size() - reading, w.lm_examples.size(),
+        w.train_questions.size(), w.dev_questions.size(), w.test_questions.size()));
   });
 
   st.stage("tokenizer", "training the LLM's SentencePiece tokenizer", [&] {
@@ -180,7 +187,8 @@ DemoResult run_demo(const DemoOptions& o) {
     for (const auto& ex : read_lm_examples(p("lm.txt"))) input += ex + "\n";
     std::ifstream corpus(p("corpus.jsonl"));
     std::string line;
-    while (std::getline(corpus, line)) input += nlohmann::json::parse(line).at("text").get<std::string>() + "\n";
+    while (std::getline(corpus, line))
+      input += nlohmann::json::parse(line).at("text").get<std::string>() + "\n";
     write_file_atomic(p("tokenizer-input.txt"), input);
     SentencePieceTrainOptions so;
     so.vocab_size = z.spm_vocab;
@@ -222,7 +230,8 @@ DemoResult run_demo(const DemoOptions& o) {
     std::vector<std::string> pieces;
     {
       const SentencePieceTokenizer llm_tokenizer(p("tokenizer.model"));
-      for (int32_t id = 0; id < llm_tokenizer.vocab_size(); ++id) pieces.push_back(llm_tokenizer.id_to_piece(id));
+      for (int32_t id = 0; id < llm_tokenizer.vocab_size(); ++id)
+        pieces.push_back(llm_tokenizer.id_to_piece(id));
     }
     build_wordpiece_vocab_from_pieces(texts, pieces, p("retriever-vocab.txt"));
     int64_t vocab = 0;
@@ -232,7 +241,8 @@ DemoResult run_demo(const DemoOptions& o) {
     }
     BertConfig bert = z.bert;
     bert.vocab_size = vocab;
-    if (!fs::exists(p("retriever-init/config.json"))) create_encoder(p("retriever-init"), bert, p("retriever-vocab.txt"), o.seed);
+    if (!fs::exists(p("retriever-init/config.json")))
+      create_encoder(p("retriever-init"), bert, p("retriever-vocab.txt"), o.seed);
 
     RetrieverTrainOptions pre;
     pre.out = p("retriever-pretrain");
@@ -268,7 +278,8 @@ DemoResult run_demo(const DemoOptions& o) {
     SegmentBuildOptions so;
     so.segmenter.window = z.segment_window;
     so.segmenter.stride = 16;
-    const auto segments = segment_corpus(p("corpus.jsonl"), p("retriever/vocab.txt"), p("index"), so, o.progress);
+    const auto segments =
+        segment_corpus(p("corpus.jsonl"), p("retriever/vocab.txt"), p("index"), so, o.progress);
     EmbedJobOptions eo;
     eo.overwrite = true;  // a retrained retriever replaces the vectors of the one before
     eo.progress = o.progress;
@@ -277,40 +288,42 @@ DemoResult run_demo(const DemoOptions& o) {
     io.factory = "Flat";
     const auto index = build_dense_index(p("index"), io, o.progress);
     st.say(fmt::format("  {} segments from {} documents, {} vectors of dim {}, Flat index of {}",
-                       segments.build.segments, segments.build.stats.documents, embedded.vectors, embedded.dim,
-                       format_bytes(index.faiss_bytes)));
+                       segments.build.segments, segments.build.stats.documents, embedded.vectors,
+                       embedded.dim, format_bytes(index.faiss_bytes)));
   });
 
-  st.stage("knowledge", "training the knowledge encoder (dynamic prefix) on the knowledge set's passages", [&] {
-    // The knowledge set (demo/world.h): the train questions, reading practice and counterfactual
-    // documents, each over its gold passage; dev questions over theirs.
-    PrefixTrainOptions po;
-    po.out = p("knowledge_encoder");
-    po.llm = p("llm");
-    po.init = p("retriever");
-    po.train = p("questions-knowledge.jsonl");
-    po.dev = p("questions-dev.jsonl");
-    po.max_dev = z.prefix_max_dev;
-    po.oracle = true;
-    po.passages = p("knowledge-passages.jsonl");
-    po.top_k = 1;
-    po.encoder.readout = z.prefix_readout;
-    po.encoder.llm_embeddings = z.prefix_llm_embeddings;
-    po.encoder.segment_tokenizer = z.prefix_segment_tokenizer;
-    po.encoder.key_position = z.prefix_key_position;
-    po.encoder.max_segment_tokens = z.segment_window + 2;  // [CLS] segment [SEP]
-    po.encoder.head_std = z.prefix_head_std;
-    po.group_by_length = true;
-    po.max_new_tokens = z.max_new_tokens;
-    po.optim.lr = z.prefix_lr;
-    po.optim.warmup_steps = o.tiny ? 1 : 20;
-    po.optim.epochs = z.prefix_epochs;
-    po.optim.batch_size = z.prefix_batch;
-    po.optim.seed = o.seed;
-    po.progress = o.progress;
-    const auto r = train_prefix(po);
-    st.say(fmt::format("  dev EM {:.3f} -> {:.3f} (best epoch {})", r.initial_dev_em, r.best_dev_em, r.best_epoch + 1));
-  });
+  st.stage("knowledge",
+           "training the knowledge encoder (dynamic prefix) on the knowledge set's passages", [&] {
+             // The knowledge set (demo/world.h): the train questions, reading practice and
+             // counterfactual documents, each over its gold passage; dev questions over theirs.
+             PrefixTrainOptions po;
+             po.out = p("knowledge_encoder");
+             po.llm = p("llm");
+             po.init = p("retriever");
+             po.train = p("questions-knowledge.jsonl");
+             po.dev = p("questions-dev.jsonl");
+             po.max_dev = z.prefix_max_dev;
+             po.oracle = true;
+             po.passages = p("knowledge-passages.jsonl");
+             po.top_k = 1;
+             po.encoder.readout = z.prefix_readout;
+             po.encoder.llm_embeddings = z.prefix_llm_embeddings;
+             po.encoder.segment_tokenizer = z.prefix_segment_tokenizer;
+             po.encoder.key_position = z.prefix_key_position;
+             po.encoder.max_segment_tokens = z.segment_window + 2;  // [CLS] segment [SEP]
+             po.encoder.head_std = z.prefix_head_std;
+             po.group_by_length = true;
+             po.max_new_tokens = z.max_new_tokens;
+             po.optim.lr = z.prefix_lr;
+             po.optim.warmup_steps = o.tiny ? 1 : 20;
+             po.optim.epochs = z.prefix_epochs;
+             po.optim.batch_size = z.prefix_batch;
+             po.optim.seed = o.seed;
+             po.progress = o.progress;
+             const auto r = train_prefix(po);
+             st.say(fmt::format("  dev EM {:.3f} -> {:.3f} (best epoch {})", r.initial_dev_em,
+                                r.best_dev_em, r.best_epoch + 1));
+           });
 
   st.stage("eval", "answering the held-out test questions: closed-book, in-context, prefix", [&] {
     AnswererOptions ao;
@@ -337,11 +350,13 @@ DemoResult run_demo(const DemoOptions& o) {
   nlohmann::json summary = nlohmann::json::parse(read_file(p("eval-summary.json")));
   double total = 0;
   for (const auto& entry : fs::directory_iterator(p("stages"))) {
-    if (entry.path().extension() == ".done") total += nlohmann::json::parse(read_file(entry.path().string())).value("seconds", 0.0);
+    if (entry.path().extension() == ".done")
+      total += nlohmann::json::parse(read_file(entry.path().string())).value("seconds", 0.0);
   }
   summary["seconds"] = std::round(total * 10) / 10;
   summary["seconds_this_run"] = std::round(result.seconds * 10) / 10;
-  summary["questions"] = "questions-test.jsonl (held-out entities: facts only in the retrieval corpus)";
+  summary["questions"] =
+      "questions-test.jsonl (held-out entities: facts only in the retrieval corpus)";
   result.results_path = p("results.json");
   write_file_atomic(result.results_path, summary.dump(2) + "\n");
   result.markdown = qa_markdown(summary, {"none", "context", "prefix"});

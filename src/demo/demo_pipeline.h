@@ -3,11 +3,13 @@
 //
 // Stages, each cached (WORKSPACE/stages/NAME.done, written last; a rerun skips finished stages,
 // and an interrupted stage resumes where its own code can):
-//   world        corpus.jsonl, lm.txt, questions-{train,dev,test,knowledge}.jsonl, knowledge-passages.jsonl
-//   tokenizer    tokenizer.model (SentencePiece BPE on lm.txt and the corpus)
-//   llm          llm/ — a tiny LLaMA pre-trained on lm.txt (train/lm_trainer.h), frozen from here on
-//   retriever    retriever-vocab.txt, retriever-init/ (a fresh small BERT), retriever-pretrain/
-//                (Contriever cropping on the corpus), retriever/ (fine-tuned on the train questions)
+//   world        corpus.jsonl, lm.txt, questions-{train,dev,test,knowledge}.jsonl,
+//   knowledge-passages.jsonl tokenizer    tokenizer.model (SentencePiece BPE on lm.txt and the
+//   corpus) llm          llm/ — a tiny LLaMA pre-trained on lm.txt (train/lm_trainer.h), frozen
+//   from here on retriever    retriever-vocab.txt, retriever-init/ (a fresh small BERT),
+//   retriever-pretrain/
+//                (Contriever cropping on the corpus), retriever/ (fine-tuned on the train
+//                questions)
 //   index        index/ — segments (SQLite + FTS5), embeddings, Faiss index
 //   knowledge    knowledge_encoder/ — trained with train-prefix on the world's knowledge set
 //                (questions-knowledge.jsonl over the gold passages of knowledge-passages.jsonl)

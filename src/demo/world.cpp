@@ -33,15 +33,18 @@ class Rng {
   int between(int lo, int hi) { return lo + below(hi - lo + 1); }  // inclusive
   bool chance(double p) { return (next() >> 11) * (1.0 / 9007199254740992.0) < p; }
   template <typename T>
-  const T& pick(const std::vector<T>& v) { return v[below(static_cast<int>(v.size()))]; }
+  const T& pick(const std::vector<T>& v) {
+    return v[below(static_cast<int>(v.size()))];
+  }
 
  private:
   uint64_t state_;
 };
 
 // Syllables that SentencePiece and WordPiece cut into a few pieces and that read as names.
-const std::vector<std::string> kOnsets = {"b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s",
-                                          "t", "v", "z", "br", "dr", "kr", "tr", "st", "th", "sh", "gr"};
+const std::vector<std::string> kOnsets = {"b",  "d",  "f",  "g",  "k",  "l", "m",  "n",
+                                          "p",  "r",  "s",  "t",  "v",  "z", "br", "dr",
+                                          "kr", "tr", "st", "th", "sh", "gr"};
 const std::vector<std::string> kVowels = {"a", "e", "i", "o", "u", "a", "o", "ai", "ei", "ou"};
 const std::vector<std::string> kCodas = {"", "", "", "n", "r", "l", "s", "m", "k", "th", "nd"};
 
@@ -60,7 +63,8 @@ std::string make_word(Rng& rng, int syllables) {
 }
 
 // Words from a pool, all distinct.
-std::vector<std::string> word_pool(Rng& rng, size_t n, int min_syl, int max_syl, std::set<std::string>& used) {
+std::vector<std::string> word_pool(Rng& rng, size_t n, int min_syl, int max_syl,
+                                   std::set<std::string>& used) {
   std::vector<std::string> out;
   while (out.size() < n) {
     std::string w = make_word(rng, rng.between(min_syl, max_syl));
@@ -71,20 +75,26 @@ std::vector<std::string> word_pool(Rng& rng, size_t n, int min_syl, int max_syl,
 }
 
 const std::vector<std::string> kOccupations = {
-    "chemist",   "painter",  "engineer", "poet",     "physician", "architect", "composer",
-    "sculptor",  "botanist", "merchant", "judge",    "astronomer", "weaver",   "historian",
-    "navigator", "printer",  "potter",   "surveyor", "teacher",   "banker"};
-const std::vector<std::string> kOrgSuffixes = {"Works", "Institute", "Company", "Foundry", "Guild",
-                                               "Society", "Trading House", "Laboratories", "Press",
-                                               "Shipyards"};
-const std::vector<std::string> kDevices = {"engine", "lamp", "loom", "compass", "press", "clock",
-                                           "telescope", "pump", "valve", "furnace", "lens", "crane"};
-const std::vector<std::string> kCitySuffixes = {"", "", "", "ford", "mar", "holm", "port", "vale", "by"};
-const std::vector<std::string> kTraits = {"a quiet manner", "long walks by the river",
-                                          "a large collection of maps", "careful handwriting",
-                                          "a love of old songs", "a famous temper",
-                                          "generous gifts to schools", "a small garden"};
-const std::vector<std::string> kRiverWords = {"a wide river", "low hills", "an old harbour",
+    "chemist",   "painter",  "engineer", "poet",     "physician",  "architect", "composer",
+    "sculptor",  "botanist", "merchant", "judge",    "astronomer", "weaver",    "historian",
+    "navigator", "printer",  "potter",   "surveyor", "teacher",    "banker"};
+const std::vector<std::string> kOrgSuffixes = {
+    "Works",   "Institute",     "Company",      "Foundry", "Guild",
+    "Society", "Trading House", "Laboratories", "Press",   "Shipyards"};
+const std::vector<std::string> kDevices = {"engine", "lamp",    "loom",      "compass",
+                                           "press",  "clock",   "telescope", "pump",
+                                           "valve",  "furnace", "lens",      "crane"};
+const std::vector<std::string> kCitySuffixes = {"",     "",     "",     "ford", "mar",
+                                                "holm", "port", "vale", "by"};
+const std::vector<std::string> kTraits = {"a quiet manner",
+                                          "long walks by the river",
+                                          "a large collection of maps",
+                                          "careful handwriting",
+                                          "a love of old songs",
+                                          "a famous temper",
+                                          "generous gifts to schools",
+                                          "a small garden"};
+const std::vector<std::string> kRiverWords = {"a wide river", "low hills",     "an old harbour",
                                               "a salt marsh", "a long bridge", "a busy market"};
 
 std::string year_text(int y) { return std::to_string(y); }
@@ -126,8 +136,8 @@ const std::map<std::string, Attribute>& attribute_templates() {
         {"Where was {s} born?", "In which city was {s} born?", "What is the birthplace of {s}?",
          "{s} was born in what city?"}}},
       {"employer",
-       {{"{s} works for the {o}.", "{s} is employed by the {o}.", "{s} spent many years at the {o}.",
-         "At the {o}, {s} found steady work."},
+       {{"{s} works for the {o}.", "{s} is employed by the {o}.",
+         "{s} spent many years at the {o}.", "At the {o}, {s} found steady work."},
         {"Which organisation does {s} work for?", "Who employs {s}?", "Where does {s} work?",
          "{s} works for which organisation?"}}},
       {"founded_year",
@@ -146,8 +156,8 @@ const std::map<std::string, Attribute>& attribute_templates() {
         {"Who founded the {s}?", "Who was the founder of the {s}?", "Who started the {s}?",
          "The {s} was founded by whom?"}}},
       {"inventor",
-       {{"The {s} was invented by {o}.", "{o} invented the {s}.", "The inventor of the {s} was {o}.",
-         "The {s} is the work of the inventor {o}."},
+       {{"The {s} was invented by {o}.", "{o} invented the {s}.",
+         "The inventor of the {s} was {o}.", "The {s} is the work of the inventor {o}."},
         {"Who invented the {s}?", "Who was the inventor of the {s}?", "Who created the {s}?",
          "The {s} was invented by whom?"}}},
       {"invented_year",
@@ -182,16 +192,19 @@ std::string statement(Rng& rng, const std::string& attribute, const std::string&
 
 void check_options(const WorldOptions& o) {
   KVRAG_CHECK(o.people > 0, "world: people must be positive (got {})", o.people);
-  KVRAG_CHECK(o.organisations > 0, "world: organisations must be positive (got {})", o.organisations);
+  KVRAG_CHECK(o.organisations > 0, "world: organisations must be positive (got {})",
+              o.organisations);
   KVRAG_CHECK(o.inventions > 0, "world: inventions must be positive (got {})", o.inventions);
   KVRAG_CHECK(o.cities > 0, "world: cities must be positive (got {})", o.cities);
   KVRAG_CHECK(o.countries > 0, "world: countries must be positive (got {})", o.countries);
   KVRAG_CHECK(o.train_fraction >= 0 && o.heldout_fraction >= 0 && o.reading_fraction >= 0 &&
                   o.train_fraction + o.heldout_fraction + o.reading_fraction <= 1,
-              "world: train_fraction, heldout_fraction and reading_fraction must be in [0, 1] with sum ≤ 1");
+              "world: train_fraction, heldout_fraction and reading_fraction must be in [0, 1] with "
+              "sum ≤ 1");
   KVRAG_CHECK(o.dev_questions >= 0 && o.max_test_questions >= 0 && o.phrasings_per_fact > 0,
               "world: question counts must be non-negative, phrasings_per_fact positive");
-  KVRAG_CHECK(o.counterfactuals >= 0, "world: counterfactuals must be non-negative (got {})", o.counterfactuals);
+  KVRAG_CHECK(o.counterfactuals >= 0, "world: counterfactuals must be non-negative (got {})",
+              o.counterfactuals);
 }
 
 class Generator {
@@ -231,9 +244,12 @@ class Generator {
     const int n_read = static_cast<int>(n * o_.reading_fraction + 0.5);
     std::vector<WorldSplit> out(n, WorldSplit::kLm);
     for (int k = 0; k < n; ++k) {
-      if (k < n_train) out[order[k]] = WorldSplit::kTrain;
-      else if (k < n_train + n_held) out[order[k]] = WorldSplit::kHeldout;
-      else if (k < n_train + n_held + n_read) out[order[k]] = WorldSplit::kReading;
+      if (k < n_train)
+        out[order[k]] = WorldSplit::kTrain;
+      else if (k < n_train + n_held)
+        out[order[k]] = WorldSplit::kHeldout;
+      else if (k < n_train + n_held + n_read)
+        out[order[k]] = WorldSplit::kReading;
     }
     return out;
   }
@@ -255,7 +271,8 @@ class Generator {
   void make_entities() {
     std::set<std::string> used;
     const auto country_words = word_pool(rng_, o_.countries, 2, 3, used);
-    for (int i = 0; i < o_.countries; ++i) countries_.push_back(add("country", country_words[i], WorldSplit::kLm, i));
+    for (int i = 0; i < o_.countries; ++i)
+      countries_.push_back(add("country", country_words[i], WorldSplit::kLm, i));
 
     for (int i = 0; i < o_.cities; ++i) {
       std::string name;
@@ -285,12 +302,14 @@ class Generator {
     const auto org_words = word_pool(rng_, o_.organisations, 2, 3, used);
     const auto org_split = splits(o_.organisations);
     for (int i = 0; i < o_.organisations; ++i) {
-      orgs_.push_back(add("organisation", org_words[i] + " " + rng_.pick(kOrgSuffixes), org_split[i], i));
+      orgs_.push_back(
+          add("organisation", org_words[i] + " " + rng_.pick(kOrgSuffixes), org_split[i], i));
     }
     const auto inv_words = word_pool(rng_, o_.inventions, 2, 3, used);
     const auto inv_split = splits(o_.inventions);
     for (int i = 0; i < o_.inventions; ++i) {
-      inventions_.push_back(add("invention", inv_words[i] + " " + rng_.pick(kDevices), inv_split[i], i));
+      inventions_.push_back(
+          add("invention", inv_words[i] + " " + rng_.pick(kDevices), inv_split[i], i));
     }
 
     for (size_t p : people_) {
@@ -343,7 +362,8 @@ class Generator {
       fact("born_year");
       fact("born_city");
       fact("employer");
-      if (rng_.chance(0.6)) sentences.push_back(e.name + " is known for " + rng_.pick(kTraits) + ".");
+      if (rng_.chance(0.6))
+        sentences.push_back(e.name + " is known for " + rng_.pick(kTraits) + ".");
       if (auto q = namesake(i)) {
         const auto& other = entities_[*q];
         sentences.push_back(e.name + " is not to be confused with " + other.name + ", a " +
@@ -351,7 +371,8 @@ class Generator {
                             other.attributes.at("born_city") + ".");
       }
       // A second phrasing of one fact: the same knowledge, said differently.
-      const std::string again = rng_.pick(std::vector<std::string>{"born_year", "born_city", "employer"});
+      const std::string again =
+          rng_.pick(std::vector<std::string>{"born_year", "born_city", "employer"});
       sentences.push_back(statement(rng_, again, e.name, a.at(again)));
     } else if (e.kind == "organisation") {
       std::vector<std::string> facts = {"founded_year", "headquarters", "founder"};
@@ -365,10 +386,11 @@ class Generator {
       }
     } else if (e.kind == "invention") {
       fact(rng_.chance(0.5) ? "inventor" : "invented_year");
-      fact(sentences.back().find(a.at("inventor")) != std::string::npos ? "invented_year" : "inventor");
+      fact(sentences.back().find(a.at("inventor")) != std::string::npos ? "invented_year"
+                                                                        : "inventor");
       const auto& inventor = entities_[by_name_.at(a.at("inventor"))];
-      sentences.push_back(inventor.name + " was a " + inventor.attributes.at("occupation") + " from " +
-                          inventor.attributes.at("born_city") + ".");
+      sentences.push_back(inventor.name + " was a " + inventor.attributes.at("occupation") +
+                          " from " + inventor.attributes.at("born_city") + ".");
       if (rng_.chance(0.5)) sentences.push_back("Many copies of the " + e.name + " were sold.");
     } else if (e.kind == "city") {
       fact("country");
@@ -381,7 +403,8 @@ class Generator {
         if (entities_[c].attributes.at("country") != e.name || n == 4) continue;
         list += (n++ ? ", " : "") + entities_[c].name;
       }
-      sentences.push_back(e.name + " is a country" + (n ? " whose cities include " + list : "") + ".");
+      sentences.push_back(e.name + " is a country" + (n ? " whose cities include " + list : "") +
+                          ".");
     }
     std::string text;
     for (const auto& s : sentences) text += (text.empty() ? "" : " ") + capitalise(s);
@@ -396,15 +419,18 @@ class Generator {
         const auto& phrasings = attribute_templates().at(attribute).questions;
         const std::string& answer = e.attributes.at(attribute);
         if (e.split == WorldSplit::kHeldout) {
-          heldout.push_back({capitalise(fill(rng_.pick(phrasings), e.name, answer)), answer, e.id, attribute});
+          heldout.push_back(
+              {capitalise(fill(rng_.pick(phrasings), e.name, answer)), answer, e.id, attribute});
           continue;
         }
         std::vector<size_t> order(phrasings.size());
         for (size_t k = 0; k < order.size(); ++k) order[k] = k;
-        for (size_t k = order.size() - 1; k > 0; --k) std::swap(order[k], order[rng_.below(static_cast<int>(k) + 1)]);
+        for (size_t k = order.size() - 1; k > 0; --k)
+          std::swap(order[k], order[rng_.below(static_cast<int>(k) + 1)]);
         const size_t n = std::min<size_t>(order.size(), o_.phrasings_per_fact);
         for (size_t k = 0; k < n; ++k) {
-          WorldQuestion q{capitalise(fill(phrasings[order[k]], e.name, answer)), answer, e.id, attribute};
+          WorldQuestion q{capitalise(fill(phrasings[order[k]], e.name, answer)), answer, e.id,
+                          attribute};
           auto& out = e.split == WorldSplit::kLm        ? w.lm_questions
                       : e.split == WorldSplit::kReading ? w.reading_questions
                                                         : w.train_questions;
@@ -412,7 +438,8 @@ class Generator {
         }
       }
     }
-    for (size_t k = heldout.size(); k > 1; --k) std::swap(heldout[k - 1], heldout[rng_.below(static_cast<int>(k))]);
+    for (size_t k = heldout.size(); k > 1; --k)
+      std::swap(heldout[k - 1], heldout[rng_.below(static_cast<int>(k))]);
     const size_t n_dev = std::min<size_t>(heldout.size(), o_.dev_questions);
     w.dev_questions.assign(heldout.begin(), heldout.begin() + n_dev);
     size_t n_test = heldout.size() - n_dev;
@@ -436,7 +463,8 @@ class Generator {
       std::vector<PromptPassage> passages{{w.documents[gold].title, w.documents[gold].text}};
       if (rng_.chance(0.3)) {
         const size_t other = rng_.pick(lm_docs);
-        if (other != gold) passages.insert(passages.begin(), {w.documents[other].title, w.documents[other].text});
+        if (other != gold)
+          passages.insert(passages.begin(), {w.documents[other].title, w.documents[other].text});
       }
       ex.push_back(context_prompt(passages, q.question) + answer_target(q.answer));
     }
@@ -454,8 +482,10 @@ class Generator {
       std::vector<size_t> others;
       size_t answer = sentences.size();
       for (size_t k = 0; k < sentences.size(); ++k) {
-        if (answer == sentences.size() && sentences[k].find(q.answer) != std::string::npos) answer = k;
-        else others.push_back(k);
+        if (answer == sentences.size() && sentences[k].find(q.answer) != std::string::npos)
+          answer = k;
+        else
+          others.push_back(k);
       }
       std::set<size_t> keep{answer};
       const int extra = rng_.between(0, 2);
@@ -471,7 +501,8 @@ class Generator {
       ex.push_back(context_prompt({{doc.title, text}}, q.question) + answer_target(q.answer));
       reading_contexts_.push_back({doc.title, text});
     }
-    for (size_t k = ex.size(); k > 1; --k) std::swap(ex[k - 1], ex[rng_.below(static_cast<int>(k))]);
+    for (size_t k = ex.size(); k > 1; --k)
+      std::swap(ex[k - 1], ex[rng_.below(static_cast<int>(k))]);
     w.lm_examples = std::move(ex);
   }
 
@@ -517,7 +548,8 @@ class Generator {
   }
 
   // `text` with every whole-word occurrence of `from` replaced by `to`.
-  static std::string replace_words(const std::string& text, const std::string& from, const std::string& to) {
+  static std::string replace_words(const std::string& text, const std::string& from,
+                                   const std::string& to) {
     const auto word_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; };
     std::string out;
     size_t pos = 0;
@@ -542,13 +574,16 @@ class Generator {
   std::vector<size_t> countries_, cities_, people_, orgs_, inventions_;
   std::map<std::string, size_t> by_name_;
   std::vector<std::string> firsts_, lasts_;  // people's name pools
-  std::vector<std::pair<std::string, std::string>> reading_contexts_;  // (title, text) per reading question
+  // (title, text) per reading question
+  std::vector<std::pair<std::string, std::string>> reading_contexts_;
 };
 
 std::string questions_jsonl(const std::vector<WorldQuestion>& questions) {
   std::string out;
   for (const auto& q : questions) {
-    nlohmann::json j = {{"question", q.question}, {"answers", {q.answer}}, {"gold_passage_id", q.gold_passage_id},
+    nlohmann::json j = {{"question", q.question},
+                        {"answers", {q.answer}},
+                        {"gold_passage_id", q.gold_passage_id},
                         {"attribute", q.attribute}};
     out += j.dump() + "\n";
   }
@@ -559,10 +594,14 @@ std::string questions_jsonl(const std::vector<WorldQuestion>& questions) {
 
 const char* split_name(WorldSplit split) {
   switch (split) {
-    case WorldSplit::kLm: return "lm";
-    case WorldSplit::kTrain: return "train";
-    case WorldSplit::kReading: return "reading";
-    default: return "heldout";
+    case WorldSplit::kLm:
+      return "lm";
+    case WorldSplit::kTrain:
+      return "train";
+    case WorldSplit::kReading:
+      return "reading";
+    default:
+      return "heldout";
   }
 }
 
@@ -583,15 +622,24 @@ void write_world(const World& world, const std::string& dir) {
   for (const auto& e : world.lm_examples) lm += e + "\n\n";
   nlohmann::json entities = nlohmann::json::array();
   for (const auto& e : world.entities) {
-    entities.push_back({{"id", e.id}, {"kind", e.kind}, {"name", e.name}, {"split", split_name(e.split)},
+    entities.push_back({{"id", e.id},
+                        {"kind", e.kind},
+                        {"name", e.name},
+                        {"split", split_name(e.split)},
                         {"attributes", e.attributes}});
   }
   const auto& o = world.options;
   nlohmann::json meta = {{"options",
-                          {{"seed", o.seed}, {"people", o.people}, {"organisations", o.organisations},
-                           {"inventions", o.inventions}, {"cities", o.cities}, {"countries", o.countries},
-                           {"train_fraction", o.train_fraction}, {"heldout_fraction", o.heldout_fraction},
-                           {"reading_fraction", o.reading_fraction}, {"counterfactuals", o.counterfactuals}}},
+                          {{"seed", o.seed},
+                           {"people", o.people},
+                           {"organisations", o.organisations},
+                           {"inventions", o.inventions},
+                           {"cities", o.cities},
+                           {"countries", o.countries},
+                           {"train_fraction", o.train_fraction},
+                           {"heldout_fraction", o.heldout_fraction},
+                           {"reading_fraction", o.reading_fraction},
+                           {"counterfactuals", o.counterfactuals}}},
                          {"entities", entities}};
   write_file_atomic(dir + "/corpus.jsonl", corpus);
   write_file_atomic(dir + "/lm.txt", lm);

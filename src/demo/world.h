@@ -42,13 +42,13 @@ struct WorldOptions {
   int inventions = 300;
   int cities = 120;
   int countries = 16;
-  double train_fraction = 0.25;    // of people, organisations and inventions
+  double train_fraction = 0.25;  // of people, organisations and inventions
   double heldout_fraction = 0.25;
-  double reading_fraction = 0.0;   // the rest is `lm`
-  int dev_questions = 200;         // taken from the held-out questions; the rest is test
-  int max_test_questions = 600;    // 0 = all remaining
-  int phrasings_per_fact = 2;      // questions per (entity, attribute) in lm.txt and train
-  int counterfactuals = 1;         // counterfactual documents per train question (knowledge set)
+  double reading_fraction = 0.0;  // the rest is `lm`
+  int dev_questions = 200;        // taken from the held-out questions; the rest is test
+  int max_test_questions = 600;   // 0 = all remaining
+  int phrasings_per_fact = 2;     // questions per (entity, attribute) in lm.txt and train
+  int counterfactuals = 1;        // counterfactual documents per train question (knowledge set)
 };
 
 enum class WorldSplit { kLm, kTrain, kHeldout, kReading };
@@ -78,8 +78,10 @@ struct WorldQuestion {
 struct World {
   WorldOptions options;
   std::vector<WorldEntity> entities;
-  std::vector<WorldDocument> documents;  // one per entity, same order (all but `reading`: the retrieval corpus)
-  std::vector<WorldQuestion> lm_questions, reading_questions, train_questions, dev_questions, test_questions;
+  // one per entity, same order (all but `reading`: the retrieval corpus)
+  std::vector<WorldDocument> documents;
+  std::vector<WorldQuestion> lm_questions, reading_questions, train_questions, dev_questions,
+      test_questions;
   // The knowledge encoder's training set: the train questions, the reading questions over their
   // short contexts ("ctx-N"), and counterfactual questions over train documents whose answer was
   // replaced by a fresh value everywhere in the text ("cf-N": another city, year, person or a new
@@ -95,11 +97,11 @@ struct World {
 // Throws Error for non-positive sizes or fractions outside [0, 1].
 World generate_world(const WorldOptions& options);
 
-// Writes DIR/corpus.jsonl {"id","title","text"} (every document but those of `reading` entities), DIR/lm.txt (examples separated by a blank
-// line), DIR/questions-{train,dev,test,knowledge}.jsonl {"question","answers":[..],"gold_passage_id"},
-// DIR/knowledge-passages.jsonl (the corpus and the knowledge set's own passages: every gold
-// passage of the knowledge, dev and test questions) and DIR/world.json (options and entities),
-// each atomically. Creates DIR.
+// Writes DIR/corpus.jsonl {"id","title","text"} (every document but those of `reading` entities),
+// DIR/lm.txt (examples separated by a blank line), DIR/questions-{train,dev,test,knowledge}.jsonl
+// {"question","answers":[..],"gold_passage_id"}, DIR/knowledge-passages.jsonl (the corpus and the
+// knowledge set's own passages: every gold passage of the knowledge, dev and test questions) and
+// DIR/world.json (options and entities), each atomically. Creates DIR.
 void write_world(const World& world, const std::string& dir);
 
 }  // namespace kvrag

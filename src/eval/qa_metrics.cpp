@@ -36,7 +36,8 @@ double f1_of(const std::vector<std::string_view>& pred, const std::vector<std::s
     }
   }
   if (same == 0) return 0.0;
-  const double p = static_cast<double>(same) / pred.size(), r = static_cast<double>(same) / gold.size();
+  const double p = static_cast<double>(same) / pred.size(),
+               r = static_cast<double>(same) / gold.size();
   return 2 * p * r / (p + r);
 }
 

@@ -66,7 +66,8 @@ faiss::IndexIVF* find_ivf(faiss::Index* index) {
 faiss::IndexHNSW* find_hnsw(faiss::Index* index) {
   if (auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index)) index = pt->index;
   if (auto* h = dynamic_cast<faiss::IndexHNSW*>(index)) return h;
-  if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index)) return dynamic_cast<faiss::IndexHNSW*>(ivf->quantizer);
+  if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index))
+    return dynamic_cast<faiss::IndexHNSW*>(ivf->quantizer);
   return nullptr;
 }
 
@@ -96,8 +97,10 @@ SearchParams overlay(SearchParams base, const SearchParams& over) {
 
 void check_params(const SearchParams& p, const char* what) {
   KVRAG_CHECK(p.nprobe >= 0, "{}: nprobe must be ≥ 0 (0 = default), got {}", what, p.nprobe);
-  KVRAG_CHECK(p.ef_search >= 0, "{}: ef_search must be ≥ 0 (0 = default), got {}", what, p.ef_search);
-  KVRAG_CHECK(p.rerank >= -1, "{}: rerank must be ≥ 0, or -1 for the default, got {}", what, p.rerank);
+  KVRAG_CHECK(p.ef_search >= 0, "{}: ef_search must be ≥ 0 (0 = default), got {}", what,
+              p.ef_search);
+  KVRAG_CHECK(p.rerank >= -1, "{}: rerank must be ≥ 0, or -1 for the default, got {}", what,
+              p.rerank);
 }
 
 }  // namespace dense_index_internal
@@ -141,7 +144,8 @@ std::vector<uint8_t> trained_state(faiss::Index* index) {
     }
     restore();
   } else {
-    const std::string s = fmt::format("{} d={} metric={}", type_name(*index), index->d, int(index->metric_type));
+    const std::string s =
+        fmt::format("{} d={} metric={}", type_name(*index), index->d, int(index->metric_type));
     w.data.assign(s.begin(), s.end());
   }
   return w.data;
@@ -149,7 +153,8 @@ std::vector<uint8_t> trained_state(faiss::Index* index) {
 
 }  // namespace
 
-// ---- choose_factory ---------------------------------------------------------------------------------
+// ---- choose_factory
+// ---------------------------------------------------------------------------------
 
 std::string choose_factory(int64_t n, int dim, int64_t max_ram_bytes) {
   KVRAG_CHECK(n >= 1 && dim >= 1, "choose_factory: need n ≥ 1 and dim ≥ 1 (got {}, {})", n, dim);
@@ -164,7 +169,8 @@ std::string choose_factory(int64_t n, int dim, int64_t max_ram_bytes) {
   const double centroid_bytes = double(nlist) * dim * 4 * 1.1;  // + HNSW links
 
   if (flat_bytes + 8.0 * n + centroid_bytes <= budget) {
-    return nlist >= 8192 ? fmt::format("IVF{}_HNSW32,Flat", nlist) : fmt::format("IVF{},Flat", nlist);
+    return nlist >= 8192 ? fmt::format("IVF{}_HNSW32,Flat", nlist)
+                         : fmt::format("IVF{},Flat", nlist);
   }
   // PQ: the largest code (dim/8, dim/12, dim/16, …, one byte per sub-vector) that fits 75% of
   // the budget with the ids and centroids. Longer codes (dim/4) cost scan time and buy little
@@ -183,7 +189,8 @@ std::string choose_factory(int64_t n, int dim, int64_t max_ram_bytes) {
   return fmt::format("IVF{}_HNSW32,PQ{}np", nlist, m);
 }
 
-// ---- DenseIndex --------------------------------------------------------------------------------------
+// ---- DenseIndex
+// --------------------------------------------------------------------------------------
 
 DenseIndex::DenseIndex() = default;
 DenseIndex::~DenseIndex() = default;
@@ -192,7 +199,8 @@ int DenseIndex::dim() const { return index_->d; }
 int64_t DenseIndex::size() const { return index_->ntotal; }
 bool DenseIndex::exact_scores() const { return index_is_exact(index_.get()); }
 
-std::unique_ptr<DenseIndex> DenseIndex::build(const EmbeddingSet& vectors, const IndexBuildOptions& o) {
+std::unique_ptr<DenseIndex> DenseIndex::build(const EmbeddingSet& vectors,
+                                              const IndexBuildOptions& o) {
   KVRAG_CHECK(o.add_batch >= 1, "index build: add_batch must be ≥ 1, got {}", o.add_batch);
   KVRAG_CHECK(o.train_size >= 0, "index build: train_size must be ≥ 0, got {}", o.train_size);
   check_params(o.defaults, "index build");
@@ -208,11 +216,12 @@ std::unique_ptr<DenseIndex> DenseIndex::build(const EmbeddingSet& vectors, const
   if (!o.train_from.empty()) {
     const json meta = read_meta(o.train_from);
     out->index_ = read_index_file(o.train_from, meta);
-    KVRAG_CHECK(out->index_->d == d, "--train-from {}: dimension {} differs from the vectors' {}", o.train_from,
-                out->index_->d, d);
+    KVRAG_CHECK(out->index_->d == d, "--train-from {}: dimension {} differs from the vectors' {}",
+                o.train_from, out->index_->d, d);
     KVRAG_CHECK(meta["fingerprint"] == out->fingerprint_,
-                "--train-from {}: built from encoder fingerprint {}, but {} holds vectors of {}", o.train_from,
-                meta["fingerprint"].get<std::string>(), vectors.dir(), out->fingerprint_);
+                "--train-from {}: built from encoder fingerprint {}, but {} holds vectors of {}",
+                o.train_from, meta["fingerprint"].get<std::string>(), vectors.dir(),
+                out->fingerprint_);
     KVRAG_CHECK(out->index_->is_trained, "--train-from {}: the index is not trained", o.train_from);
     faiss_call("emptying the --train-from index", [&] { out->index_->reset(); });
     out->factory_ = meta["factory"].get<std::string>();
@@ -220,12 +229,14 @@ std::unique_ptr<DenseIndex> DenseIndex::build(const EmbeddingSet& vectors, const
   } else {
     out->factory_ = o.factory == "auto" ? choose_factory(n, d, o.max_ram_bytes) : o.factory;
     KVRAG_CHECK(!out->factory_.empty(), "index build: empty factory string");
-    out->index_.reset(faiss_call(fmt::format("invalid Faiss factory string '{}'", out->factory_), [&] {
-      return faiss::index_factory(d, out->factory_.c_str(), faiss::METRIC_INNER_PRODUCT);
-    }));
+    out->index_.reset(
+        faiss_call(fmt::format("invalid Faiss factory string '{}'", out->factory_), [&] {
+          return faiss::index_factory(d, out->factory_.c_str(), faiss::METRIC_INNER_PRODUCT);
+        }));
     if (!out->index_->is_trained) train_index(out->index_.get(), vectors, o, progress);
   }
-  out->defaults_ = overlay(overlay(type_defaults(out->index_.get(), out->exact_scores()), stored), o.defaults);
+  out->defaults_ =
+      overlay(overlay(type_defaults(out->index_.get(), out->exact_scores()), stored), o.defaults);
 
   if (!o.train_only) {
     Adder adder(out->index_.get(), o.seed);
@@ -235,7 +246,8 @@ std::unique_ptr<DenseIndex> DenseIndex::build(const EmbeddingSet& vectors, const
       const int64_t m = std::min(o.add_batch, n - begin);
       vectors.get_range(begin, m, batch.data());
       vectors.prefetch(begin + m, o.add_batch);  // read the next batch while this one is added
-      faiss_call(fmt::format("adding vectors [{}, {})", begin, begin + m), [&] { adder.add(m, batch.data()); });
+      faiss_call(fmt::format("adding vectors [{}, {})", begin, begin + m),
+                 [&] { adder.add(m, batch.data()); });
       progress("add", begin + m, n);
     }
   }
@@ -250,12 +262,15 @@ SearchParams DenseIndex::resolve(const SearchParams& params) const {
   return p;
 }
 
-SearchResult DenseIndex::search(int64_t n, int query_dim, const float* queries, int k, const SearchParams& params) const {
-  KVRAG_CHECK(query_dim == dim(), "query dimension {} does not match the index dimension {}", query_dim, dim());
+SearchResult DenseIndex::search(int64_t n, int query_dim, const float* queries, int k,
+                                const SearchParams& params) const {
+  KVRAG_CHECK(query_dim == dim(), "query dimension {} does not match the index dimension {}",
+              query_dim, dim());
   return search(n, queries, k, params);
 }
 
-SearchResult DenseIndex::search(int64_t n, const float* queries, int k, const SearchParams& params) const {
+SearchResult DenseIndex::search(int64_t n, const float* queries, int k,
+                                const SearchParams& params) const {
   KVRAG_CHECK(k >= 1, "k must be at least 1, got {}", k);
   KVRAG_CHECK(k <= size(), "k = {} exceeds the {} vectors in the index", k, size());
   KVRAG_CHECK(n >= 0, "negative number of queries ({})", n);
@@ -266,14 +281,16 @@ SearchResult DenseIndex::search(int64_t n, const float* queries, int k, const Se
   if (n == 0) return result;
   KVRAG_CHECK(queries != nullptr, "search: no query vectors");
   for (int64_t i = 0; i < n * d; ++i) {
-    KVRAG_CHECK(std::isfinite(queries[i]), "query {} has a non-finite component ({})", i / d, queries[i]);
+    KVRAG_CHECK(std::isfinite(queries[i]), "query {} has a non-finite component ({})", i / d,
+                queries[i]);
   }
 
   const SearchParams p = resolve(params);
   bool rerank = p.rerank > 0 && !exact_scores();
   if (rerank && vectors_ == nullptr) {
     // An explicit request cannot be honoured; the index's default silently degrades.
-    KVRAG_CHECK(params.rerank <= 0, "re-ranking needs the embeddings: load the index with its EmbeddingSet");
+    KVRAG_CHECK(params.rerank <= 0,
+                "re-ranking needs the embeddings: load the index with its EmbeddingSet");
     rerank = false;
   }
   const int64_t depth = rerank ? std::min<int64_t>(size(), std::max<int64_t>(k, p.rerank)) : k;
@@ -285,7 +302,9 @@ SearchResult DenseIndex::search(int64_t n, const float* queries, int k, const Se
   if (!search_direct(index, n, queries, depth, p, dis.data(), ids.data())) {
     // Other types: Faiss's search. Faiss 1.7.3's IndexHNSW ignores SearchParametersHNSW, so a
     // graph whose storage is not flat gets efSearch set on the index, under the lock.
-    auto run = [&] { faiss_call("search", [&] { index->search(n, queries, depth, dis.data(), ids.data()); }); };
+    auto run = [&] {
+      faiss_call("search", [&] { index->search(n, queries, depth, dis.data(), ids.data()); });
+    };
     faiss::IndexHNSW* hnsw = find_hnsw(index);
     if (hnsw != nullptr && p.ef_search > 0 && hnsw->hnsw.efSearch != p.ef_search) {
       std::unique_lock lock(hnsw_mutex_);
@@ -332,9 +351,10 @@ SearchResult DenseIndex::search(int64_t n, const float* queries, int k, const Se
           scored.push_back({dot(queries + q * d, rows.data() + j * d, d), cand[j]});
         }
         const size_t top = std::min<size_t>(k, scored.size());
-        std::partial_sort(scored.begin(), scored.begin() + top, scored.end(), [](const auto& a, const auto& b) {
-          return a.first != b.first ? a.first > b.first : a.second < b.second;
-        });
+        std::partial_sort(scored.begin(), scored.begin() + top, scored.end(),
+                          [](const auto& a, const auto& b) {
+                            return a.first != b.first ? a.first > b.first : a.second < b.second;
+                          });
         for (size_t j = 0; j < top; ++j) {
           result.scores[q * k + j] = scored[j].first;
           result.ids[q * k + j] = scored[j].second;
@@ -376,7 +396,8 @@ json DenseIndex::info() const {
   return j;
 }
 
-// ---- merging -------------------------------------------------------------------------------------------
+// ---- merging
+// -------------------------------------------------------------------------------------------
 
 namespace {
 
@@ -439,24 +460,27 @@ void merge_indexes(const std::vector<std::string>& shard_dirs, const std::string
     const bool ivf = find_ivf(index) != nullptr;
     const bool flat = dynamic_cast<faiss::IndexFlatCodes*>(index) != nullptr;
     KVRAG_CHECK(ivf || flat,
-                "{}: a {} index cannot be merged (only IVF and Flat indexes can): build one index from all the "
-                "embeddings instead",
+                "{}: a {} index cannot be merged (only IVF and Flat indexes can): build one index "
+                "from all the embeddings instead",
                 dir, type_name(*index));
-    std::vector<uint8_t> state = faiss_call(dir + ": serialising", [&] { return trained_state(index); });
+    std::vector<uint8_t> state =
+        faiss_call(dir + ": serialising", [&] { return trained_state(index); });
     if (i == 0) {
       base = std::move(shard);
       base_state = std::move(state);
       continue;
     }
     const std::string& first = shard_dirs[0];
-    KVRAG_CHECK(shard->factory_ == base->factory_, "{}: factory '{}' differs from '{}' in {}", dir, shard->factory_,
-                base->factory_, first);
-    KVRAG_CHECK(shard->fingerprint_ == base->fingerprint_,
-                "{}: built from encoder fingerprint {}, but {} from {}: shards must share one encoder", dir,
-                shard->fingerprint_, first, base->fingerprint_);
+    KVRAG_CHECK(shard->factory_ == base->factory_, "{}: factory '{}' differs from '{}' in {}", dir,
+                shard->factory_, base->factory_, first);
+    KVRAG_CHECK(
+        shard->fingerprint_ == base->fingerprint_,
+        "{}: built from encoder fingerprint {}, but {} from {}: shards must share one encoder", dir,
+        shard->fingerprint_, first, base->fingerprint_);
     KVRAG_CHECK(state == base_state,
-                "{}: not trained identically to {}: build every shard with --train-from the same trained folder", dir,
-                first);
+                "{}: not trained identically to {}: build every shard with --train-from the same "
+                "trained folder",
+                dir, first);
     faiss_call(dir + ": merging", [&] {
       faiss::Index* into = base->index_.get();
       if (faiss::IndexIVF* a = find_ivf(into)) {

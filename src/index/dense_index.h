@@ -89,7 +89,8 @@ class DenseIndex {
  public:
   // Trains (or takes options.train_from's trained index) and adds all of `vectors`, which must
   // outlive the index if it re-ranks.
-  static std::unique_ptr<DenseIndex> build(const EmbeddingSet& vectors, const IndexBuildOptions& options);
+  static std::unique_ptr<DenseIndex> build(const EmbeddingSet& vectors,
+                                           const IndexBuildOptions& options);
   // Loads DIR/dense.faiss + dense.json; `vectors` (may be null) enables re-ranking and must
   // carry the same fingerprint, dimension and size. Errors name the file.
   static std::unique_ptr<DenseIndex> load(const std::string& dir, const EmbeddingSet* vectors);
@@ -102,9 +103,11 @@ class DenseIndex {
   // sorted by descending inner product; with re-ranking the scores are exact products with the
   // float16 vectors. Thread-safe (only a Faiss HNSW index with non-flat storage, whose efSearch
   // lives in the index, makes searches with different ef_search values take turns).
-  SearchResult search(int64_t n, const float* queries, int k, const SearchParams& params = {}) const;
+  SearchResult search(int64_t n, const float* queries, int k,
+                      const SearchParams& params = {}) const;
   // The same, checking that the queries have the index's dimension.
-  SearchResult search(int64_t n, int query_dim, const float* queries, int k, const SearchParams& params = {}) const;
+  SearchResult search(int64_t n, int query_dim, const float* queries, int k,
+                      const SearchParams& params = {}) const;
 
   int dim() const;
   int64_t size() const;

@@ -142,7 +142,8 @@ Checksum checksum_file(const std::string& path) {
 json read_meta(const std::string& dir) {
   const std::string path = dir + "/dense.json";
   std::error_code ec;
-  KVRAG_CHECK(fs::exists(path, ec), "{}: missing (build the index with `kvrag index build --index {}`)", path, dir);
+  KVRAG_CHECK(fs::exists(path, ec),
+              "{}: missing (build the index with `kvrag index build --index {}`)", path, dir);
   json j;
   try {
     j = json::parse(read_file(path));
@@ -154,9 +155,11 @@ json read_meta(const std::string& dir) {
   };
   check("factory", j.is_object() && j.contains("factory") && j["factory"].is_string());
   check("dim", j.contains("dim") && j["dim"].is_number_integer() && j["dim"].get<int64_t>() > 0);
-  check("size", j.contains("size") && j["size"].is_number_integer() && j["size"].get<int64_t>() >= 0);
+  check("size",
+        j.contains("size") && j["size"].is_number_integer() && j["size"].get<int64_t>() >= 0);
   check("metric", j.contains("metric") && j["metric"].is_string());
-  KVRAG_CHECK(j["metric"] == "ip", "{}: metric {} is not supported (only \"ip\")", path, j["metric"].dump());
+  KVRAG_CHECK(j["metric"] == "ip", "{}: metric {} is not supported (only \"ip\")", path,
+              j["metric"].dump());
   check("fingerprint", j.contains("fingerprint") && j["fingerprint"].is_string());
   for (const char* key : {"nprobe", "ef_search", "rerank"}) {
     check(key, !j.contains(key) || j[key].is_number_integer());
@@ -177,24 +180,29 @@ SearchParams meta_defaults(const json& j) {
 std::unique_ptr<faiss::Index> read_index_file(const std::string& dir, const json& meta) {
   const std::string path = dir + "/dense.faiss";
   std::error_code ec;
-  KVRAG_CHECK(fs::exists(path, ec), "{}: missing (build the index with `kvrag index build --index {}`)", path, dir);
+  KVRAG_CHECK(fs::exists(path, ec),
+              "{}: missing (build the index with `kvrag index build --index {}`)", path, dir);
   if (meta.contains("faiss_checksum")) {
     const Checksum sum = checksum_file(path);
     const int64_t want = meta.value("faiss_bytes", int64_t(-1));
-    KVRAG_CHECK(want < 0 || int64_t(sum.bytes()) == want,
-                "{}: {} bytes, but dense.json records {}: the file is damaged or belongs to another build", path,
-                sum.bytes(), want);
+    KVRAG_CHECK(
+        want < 0 || int64_t(sum.bytes()) == want,
+        "{}: {} bytes, but dense.json records {}: the file is damaged or belongs to another build",
+        path, sum.bytes(), want);
     KVRAG_CHECK(sum.hex() == meta["faiss_checksum"].get<std::string>(),
-                "{}: checksum {} does not match {} recorded in dense.json: the file is damaged or belongs to another "
-                "build",
+                "{}: checksum {} does not match {} recorded in dense.json: the file is damaged or "
+                "belongs to another build",
                 path, sum.hex(), meta["faiss_checksum"].get<std::string>());
   }
-  std::unique_ptr<faiss::Index> index(
-      faiss_call(path + ": cannot read the Faiss index", [&] { return faiss::read_index(path.c_str(), 0); }));
+  std::unique_ptr<faiss::Index> index(faiss_call(
+      path + ": cannot read the Faiss index", [&] { return faiss::read_index(path.c_str(), 0); }));
   const int64_t dim = meta["dim"], size = meta["size"];
-  KVRAG_CHECK(index->d == dim, "{}: dimension {} differs from {} in dense.json", path, index->d, dim);
-  KVRAG_CHECK(index->ntotal == size, "{}: holds {} vectors, dense.json says {}", path, index->ntotal, size);
-  KVRAG_CHECK(index->metric_type == faiss::METRIC_INNER_PRODUCT, "{}: not an inner-product index", path);
+  KVRAG_CHECK(index->d == dim, "{}: dimension {} differs from {} in dense.json", path, index->d,
+              dim);
+  KVRAG_CHECK(index->ntotal == size, "{}: holds {} vectors, dense.json says {}", path,
+              index->ntotal, size);
+  KVRAG_CHECK(index->metric_type == faiss::METRIC_INNER_PRODUCT, "{}: not an inner-product index",
+              path);
   return index;
 }
 
@@ -210,16 +218,20 @@ std::unique_ptr<DenseIndex> DenseIndex::load(const std::string& dir, const Embed
   out->index_ = read_index_file(dir, meta);
   out->factory_ = meta["factory"].get<std::string>();
   out->fingerprint_ = meta["fingerprint"].get<std::string>();
-  out->defaults_ = overlay(type_defaults(out->index_.get(), out->exact_scores()), meta_defaults(meta));
+  out->defaults_ =
+      overlay(type_defaults(out->index_.get(), out->exact_scores()), meta_defaults(meta));
   check_params(out->defaults_, (dir + "/dense.json").c_str());
   if (vectors != nullptr) {
     KVRAG_CHECK(vectors->fingerprint() == out->fingerprint_,
-                "{}: index built from encoder fingerprint {}, but {} holds vectors of fingerprint {}: rebuild the index",
+                "{}: index built from encoder fingerprint {}, but {} holds vectors of fingerprint "
+                "{}: rebuild the index",
                 dir, out->fingerprint_, vectors->dir(), vectors->fingerprint());
-    KVRAG_CHECK(vectors->dim() == out->dim(), "{}: index dimension {} differs from the embeddings' {} in {}", dir,
-                out->dim(), vectors->dim(), vectors->dir());
-    KVRAG_CHECK(vectors->size() == out->size(), "{}: index holds {} vectors, but {} holds {}: rebuild the index",
-                dir, out->size(), vectors->dir(), vectors->size());
+    KVRAG_CHECK(vectors->dim() == out->dim(),
+                "{}: index dimension {} differs from the embeddings' {} in {}", dir, out->dim(),
+                vectors->dim(), vectors->dir());
+    KVRAG_CHECK(vectors->size() == out->size(),
+                "{}: index holds {} vectors, but {} holds {}: rebuild the index", dir, out->size(),
+                vectors->dir(), vectors->size());
   }
   out->vectors_ = vectors;
   return out;
@@ -233,7 +245,8 @@ void DenseIndex::save(const std::string& dir) const {
   const std::string path = dir + "/dense.faiss";
   AtomicFile file(path);
   AtomicIOWriter writer(file);
-  faiss_call(path + ": cannot write the Faiss index", [&] { faiss::write_index(index_.get(), &writer); });
+  faiss_call(path + ": cannot write the Faiss index",
+             [&] { faiss::write_index(index_.get(), &writer); });
   writer.flush();
   file.commit();
 
@@ -247,7 +260,8 @@ void DenseIndex::save(const std::string& dir) const {
                {"ef_search", defaults_.ef_search},
                {"rerank", defaults_.rerank},
                {"faiss_type", type_name(*index_)},
-               {"faiss_version", fmt::format("{}.{}.{}", FAISS_VERSION_MAJOR, FAISS_VERSION_MINOR, FAISS_VERSION_PATCH)},
+               {"faiss_version", fmt::format("{}.{}.{}", FAISS_VERSION_MAJOR, FAISS_VERSION_MINOR,
+                                             FAISS_VERSION_PATCH)},
                {"faiss_bytes", writer.checksum().bytes()},
                {"faiss_checksum", writer.checksum().hex()}};
   write_file_atomic(dir + "/dense.json", meta.dump(2) + "\n");

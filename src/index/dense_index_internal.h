@@ -116,8 +116,8 @@ float dot(const float* a, const float* b, size_t d);
 // Top-k of n queries in an inner-product IVF, Flat or HNSW (flat storage) index, under an
 // IndexPreTransform or not, without Faiss's scalar loops: D [n × k] descending, I [n × k] (-1
 // where fewer than k exist). False, with nothing written, for other types (Faiss searches those).
-bool search_direct(faiss::Index* index, int64_t n, const float* queries, int64_t k, const SearchParams& p, float* D,
-                   idx_t* I);
+bool search_direct(faiss::Index* index, int64_t n, const float* queries, int64_t k,
+                   const SearchParams& p, float* D, idx_t* I);
 
 }  // namespace dense_index_internal
 }  // namespace kvrag

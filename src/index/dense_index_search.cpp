@@ -62,7 +62,8 @@ __attribute__((target("avx,fma"))) float dot_avx(const float* a, const float* b,
     s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
     s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
   }
-  for (; i + 8 <= d; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  for (; i + 8 <= d; i += 8)
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
   const __m256 s = _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3));
   __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
   h = _mm_add_ps(h, _mm_movehl_ps(h, h));
@@ -103,8 +104,8 @@ const float* hnsw_flat_ip_base(const faiss::IndexHNSW* h) {
 
 // Top-k of each query in an inner-product HNSW graph with flat storage: D descending, I (-1
 // where fewer than k were found).
-void hnsw_search(const faiss::IndexHNSW* h, const float* base, int64_t n, const float* x, int64_t k, int ef, float* D,
-                 idx_t* I) {
+void hnsw_search(const faiss::IndexHNSW* h, const float* base, int64_t n, const float* x, int64_t k,
+                 int ef, float* D, idx_t* I) {
   faiss::SearchParametersHNSW params;
   params.efSearch = std::max<int>(ef, static_cast<int>(k));
   const int d = h->d;
@@ -127,8 +128,8 @@ void hnsw_search(const faiss::IndexHNSW* h, const float* base, int64_t n, const 
 
 // Merges count vectors base[count × d] (ids: ids[j], or first_id + j) into the top-k min-heap
 // (hv, hi) of query q.
-void scan_vectors(const float* q, const float* base, const idx_t* ids, idx_t first_id, int64_t count, int d, int64_t k,
-                  float* hv, idx_t* hi) {
+void scan_vectors(const float* q, const float* base, const idx_t* ids, idx_t first_id,
+                  int64_t count, int d, int64_t k, float* hv, idx_t* hi) {
   for (int64_t j = 0; j < count; ++j) {
     const float s = dot(q, base + j * d, d);
     if (s > hv[0]) faiss::minheap_replace_top(k, hv, hi, s, ids != nullptr ? ids[j] : first_id + j);
@@ -137,8 +138,9 @@ void scan_vectors(const float* q, const float* base, const idx_t* ids, idx_t fir
 
 // Merges per-thread top-k lists of one query (vals[t][0..k), ids[t][0..k), any order, id -1 for
 // none) into D, I (descending).
-void merge_topk(const std::vector<std::vector<float>>& vals, const std::vector<std::vector<idx_t>>& ids, size_t offset,
-                int64_t k, float* D, idx_t* I) {
+void merge_topk(const std::vector<std::vector<float>>& vals,
+                const std::vector<std::vector<idx_t>>& ids, size_t offset, int64_t k, float* D,
+                idx_t* I) {
   faiss::minheap_heapify(k, D, I);
   for (size_t t = 0; t < vals.size(); ++t) {
     for (int64_t j = 0; j < k; ++j) {
@@ -154,7 +156,8 @@ void merge_topk(const std::vector<std::vector<float>>& vals, const std::vector<s
 // Blocks of base vectors stay in cache while every query scans them; the threads split the
 // blocks, each with its own heaps, merged at the end — one pass over memory for a whole batch
 // (Faiss's BLAS path is several times slower with this machine's OpenBLAS).
-void flat_search(const float* base, int64_t nb, int d, int64_t n, const float* x, int64_t k, float* D, idx_t* I) {
+void flat_search(const float* base, int64_t nb, int d, int64_t n, const float* x, int64_t k,
+                 float* D, idx_t* I) {
   constexpr int64_t kBlock = 512;
   const int nt = std::max(1, omp_get_max_threads());
   std::vector<std::vector<float>> tv(nt);
@@ -170,14 +173,16 @@ void flat_search(const float* base, int64_t nb, int d, int64_t n, const float* x
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < nb; b += kBlock) {
       const int64_t m = std::min(kBlock, nb - b);
-      for (int64_t i = 0; i < n; ++i) scan_vectors(x + i * d, base + b * d, nullptr, b, m, d, k, &hv[i * k], &hi[i * k]);
+      for (int64_t i = 0; i < n; ++i)
+        scan_vectors(x + i * d, base + b * d, nullptr, b, m, d, k, &hv[i * k], &hi[i * k]);
     }
   }
   for (int64_t i = 0; i < n; ++i) merge_topk(tv, ti, size_t(i) * k, k, D + i * k, I + i * k);
 }
 
 // The nprobe nearest coarse centroids of each query (keys -1 where fewer exist).
-void coarse_search(const faiss::IndexIVF* ivf, int64_t n, const float* x, int nprobe, int ef, float* D, idx_t* I) {
+void coarse_search(const faiss::IndexIVF* ivf, int64_t n, const float* x, int nprobe, int ef,
+                   float* D, idx_t* I) {
   const faiss::Index* q = ivf->quantizer;
   const auto* h = dynamic_cast<const faiss::IndexHNSW*>(q);
   if (const float* base = hnsw_flat_ip_base(h)) {
@@ -185,10 +190,12 @@ void coarse_search(const faiss::IndexIVF* ivf, int64_t n, const float* x, int np
     return;
   }
   const auto* flat = dynamic_cast<const faiss::IndexFlat*>(q);
-  if (flat != nullptr && flat->metric_type == faiss::METRIC_INNER_PRODUCT && n < 20) {  // Faiss uses BLAS from 20
+  // Faiss uses BLAS from 20
+  if (flat != nullptr && flat->metric_type == faiss::METRIC_INNER_PRODUCT && n < 20) {
     for (int64_t i = 0; i < n; ++i) {
       faiss::minheap_heapify(nprobe, D + i * nprobe, I + i * nprobe);
-      scan_vectors(x + i * q->d, flat->get_xb(), nullptr, 0, q->ntotal, q->d, nprobe, D + i * nprobe, I + i * nprobe);
+      scan_vectors(x + i * q->d, flat->get_xb(), nullptr, 0, q->ntotal, q->d, nprobe,
+                   D + i * nprobe, I + i * nprobe);
       faiss::minheap_reorder(nprobe, D + i * nprobe, I + i * nprobe);
     }
     return;
@@ -199,8 +206,8 @@ void coarse_search(const faiss::IndexIVF* ivf, int64_t n, const float* x, int np
 }  // namespace
 
 // Search without Faiss's scalar loops, for the index types above; false for other types.
-bool search_direct(faiss::Index* index, int64_t n, const float* queries, int64_t k, const SearchParams& p, float* D,
-                   idx_t* I) {
+bool search_direct(faiss::Index* index, int64_t n, const float* queries, int64_t k,
+                   const SearchParams& p, float* D, idx_t* I) {
   auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index);
   faiss::Index* inner = pt != nullptr ? pt->index : index;
   if (inner->metric_type != faiss::METRIC_INNER_PRODUCT) return false;
@@ -226,7 +233,8 @@ bool search_direct(faiss::Index* index, int64_t n, const float* queries, int64_t
     return true;
   }
 
-  const int nprobe = static_cast<int>(std::clamp<size_t>(size_t(p.nprobe > 0 ? p.nprobe : ivf->nprobe), 1, ivf->nlist));
+  const int nprobe = static_cast<int>(
+      std::clamp<size_t>(size_t(p.nprobe > 0 ? p.nprobe : ivf->nprobe), 1, ivf->nlist));
   const auto* qh = dynamic_cast<const faiss::IndexHNSW*>(ivf->quantizer);
   const int ef = p.ef_search > 0 ? p.ef_search : (qh != nullptr ? qh->hnsw.efSearch : 0);
   std::vector<float> cdis(size_t(n) * nprobe);
@@ -237,7 +245,8 @@ bool search_direct(faiss::Index* index, int64_t n, const float* queries, int64_t
   // threads (every nt-th, which balances near and far lists), and their top-k lists merged.
   const int max_threads = std::max(1, omp_get_max_threads());
   const bool split_lists = n < max_threads && nprobe > 1;
-  const int nt = split_lists ? std::min(max_threads, nprobe) : static_cast<int>(std::min<int64_t>(max_threads, n));
+  const int nt = split_lists ? std::min(max_threads, nprobe)
+                             : static_cast<int>(std::min<int64_t>(max_threads, n));
 
   if (dynamic_cast<faiss::IndexIVFFlat*>(ivf) != nullptr) {
     // IVF-Flat: the lists hold the float vectors. One task = (query, every nt-th list from t).
@@ -250,7 +259,8 @@ bool search_direct(faiss::Index* index, int64_t n, const float* queries, int64_t
         if (size == 0) continue;
         faiss::InvertedLists::ScopedCodes codes(ivf->invlists, list);
         faiss::InvertedLists::ScopedIds ids(ivf->invlists, list);
-        scan_vectors(x + i * d, reinterpret_cast<const float*>(codes.get()), ids.get(), 0, int64_t(size), d, k, hv, hi);
+        scan_vectors(x + i * d, reinterpret_cast<const float*>(codes.get()), ids.get(), 0,
+                     int64_t(size), d, k, hv, hi);
       }
     };
     if (!split_lists) {
@@ -275,11 +285,14 @@ bool search_direct(faiss::Index* index, int64_t n, const float* queries, int64_t
   // its queries one after the other (Faiss's search() splits them across threads first), so
   // they are split here the same way — or, for a single query, its lists.
   std::exception_ptr error;
-  auto run = [&](int64_t i0, int64_t i1, const idx_t* kk, const float* cd, int np, float* Dt, idx_t* It) {
+  auto run = [&](int64_t i0, int64_t i1, const idx_t* kk, const float* cd, int np, float* Dt,
+                 idx_t* It) {
     faiss::SearchParametersIVF params;
     params.nprobe = np;
     try {
-      faiss_call("search", [&] { ivf->search_preassigned(i1 - i0, x + i0 * d, k, kk, cd, Dt, It, false, &params); });
+      faiss_call("search", [&] {
+        ivf->search_preassigned(i1 - i0, x + i0 * d, k, kk, cd, Dt, It, false, &params);
+      });
     } catch (...) {
 #pragma omp critical(kvrag_search_error)
       if (!error) error = std::current_exception();
@@ -289,7 +302,8 @@ bool search_direct(faiss::Index* index, int64_t n, const float* queries, int64_t
 #pragma omp parallel for num_threads(nt) if (nt > 1)
     for (int t = 0; t < nt; ++t) {
       const int64_t i0 = n * t / nt, i1 = n * (t + 1) / nt;
-      run(i0, i1, keys.data() + i0 * nprobe, cdis.data() + i0 * nprobe, nprobe, D + i0 * k, I + i0 * k);
+      run(i0, i1, keys.data() + i0 * nprobe, cdis.data() + i0 * nprobe, nprobe, D + i0 * k,
+          I + i0 * k);
     }
   } else {
     const int per = (nprobe + nt - 1) / nt;

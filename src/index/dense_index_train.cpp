@@ -52,7 +52,8 @@ std::vector<int64_t> sample_ids(int64_t n, int64_t m, uint64_t seed) {
   std::unordered_set<int64_t> chosen;
   chosen.reserve(static_cast<size_t>(m) * 2);
   for (int64_t j = n - m; j < n; ++j) {
-    const auto t = static_cast<int64_t>((static_cast<unsigned __int128>(rng()) * uint64_t(j + 1)) >> 64);
+    const auto t =
+        static_cast<int64_t>((static_cast<unsigned __int128>(rng()) * uint64_t(j + 1)) >> 64);
     if (!chosen.insert(t).second) chosen.insert(j);
   }
   out.assign(chosen.begin(), chosen.end());
@@ -61,7 +62,8 @@ std::vector<int64_t> sample_ids(int64_t n, int64_t m, uint64_t seed) {
 }
 
 // Spherical k-means (unit-norm centroids, inner-product assignment) of x[n × d] into k.
-std::vector<float> spherical_kmeans(int d, int64_t n, const float* x, int64_t k, uint64_t seed, int niter) {
+std::vector<float> spherical_kmeans(int d, int64_t n, const float* x, int64_t k, uint64_t seed,
+                                    int niter) {
   faiss::ClusteringParameters cp;
   cp.niter = niter;
   cp.spherical = true;
@@ -78,7 +80,8 @@ std::vector<float> spherical_kmeans(int d, int64_t n, const float* x, int64_t k,
 // Above: k1 = √nlist top-level clusters, each split into a number of centroids proportional to
 // its size (largest remainder, at most one per point) — the cost drops from n·nlist to about
 // n·2√nlist distance computations per iteration.
-std::vector<float> train_coarse(int d, int64_t n, const float* x, int64_t nlist, uint64_t seed, const Progress& progress) {
+std::vector<float> train_coarse(int d, int64_t n, const float* x, int64_t nlist, uint64_t seed,
+                                const Progress& progress) {
   if (nlist <= kTwoLevelAbove) {
     progress("train", 0, 1);
     auto c = spherical_kmeans(d, n, x, nlist, seed, 20);
@@ -108,7 +111,8 @@ std::vector<float> train_coarse(int d, int64_t n, const float* x, int64_t nlist,
     given += alloc[c];
     rest.push_back({exact - std::floor(exact), c});
   }
-  std::stable_sort(rest.begin(), rest.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::stable_sort(rest.begin(), rest.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
   while (given < nlist) {  // n ≥ nlist, so there is room somewhere
     for (const auto& [frac, c] : rest) {
       if (given < nlist && alloc[c] < count[c]) {
@@ -129,7 +133,8 @@ std::vector<float> train_coarse(int d, int64_t n, const float* x, int64_t nlist,
       for (int64_t i = 0; i < n; ++i) {
         if (assign[i] == c) members.insert(members.end(), x + i * d, x + (i + 1) * d);
       }
-      const auto sub = spherical_kmeans(d, count[c], members.data(), alloc[c], seed + 1 + uint64_t(c), 10);
+      const auto sub =
+          spherical_kmeans(d, count[c], members.data(), alloc[c], seed + 1 + uint64_t(c), 10);
       centroids.insert(centroids.end(), sub.begin(), sub.end());
     }
     progress("train", c + 2, k1 + 1);
@@ -145,13 +150,15 @@ int64_t default_train_size(faiss::Index* index) {
   return int64_t(1) << 17;  // PQ / SQ / OPQ codebooks (PQ uses 256 points per centroid)
 }
 
-// ---- kernels ---------------------------------------------------------------------------------------
+// ---- kernels
+// ---------------------------------------------------------------------------------------
 //
 // Debian's libfaiss is a generic x86-64 (SSE2) build: its per-vector distance functions are
 // scalar loops (one 768-d inner product takes about 1 µs), which makes Faiss's own PQ encoding,
 // PQ training and HNSW assignment of millions of vectors take hours. Building therefore goes
 // through the kernels below (AVX + FMA when the CPU has them, portable loops otherwise) and
-// through Faiss's BLAS paths (knn_inner_product), which are fast. Searching has kernels of its own (dense_index_search.cpp).
+// through Faiss's BLAS paths (knn_inner_product), which are fast. Searching has kernels of its own
+// (dense_index_search.cpp).
 
 // The nearest of k centroids (k a multiple of 8, at most kMaxK) to x[dsub] in squared L2, from
 // the centroids transposed (ct[j·k + c]) and their squared norms: argmin_c ‖c‖² − 2⟨x, c⟩, ties
@@ -159,7 +166,8 @@ int64_t default_train_size(faiss::Index* index) {
 // then the first position of their minimum — keep the loop free of a serial argmin chain.
 constexpr int kMaxK = 1024;
 
-int nearest_portable(const float* x, const float* ct, const float* norms, int dsub, int k, float* score) {
+int nearest_portable(const float* x, const float* ct, const float* norms, int dsub, int k,
+                     float* score) {
   float dist[kMaxK] = {};
   for (int c = 0; c < k; ++c) dist[c] = norms[c];
   for (int j = 0; j < dsub; ++j) {
@@ -175,7 +183,8 @@ int nearest_portable(const float* x, const float* ct, const float* norms, int ds
   return best;
 }
 
-__attribute__((target("avx,fma"))) int nearest_avx(const float* x, const float* ct, const float* norms, int dsub, int k,
+__attribute__((target("avx,fma"))) int nearest_avx(const float* x, const float* ct,
+                                                   const float* norms, int dsub, int k,
                                                    float* score) {
   alignas(32) float dist[kMaxK];
   float xs[16];
@@ -207,12 +216,14 @@ __attribute__((target("avx,fma"))) int nearest_avx(const float* x, const float* 
 }
 
 int nearest(const float* x, const float* ct, const float* norms, int dsub, int k, float* score) {
-  return cpu_has_avx_fma() ? nearest_avx(x, ct, norms, dsub, k, score) : nearest_portable(x, ct, norms, dsub, k, score);
+  return cpu_has_avx_fma() ? nearest_avx(x, ct, norms, dsub, k, score)
+                           : nearest_portable(x, ct, norms, dsub, k, score);
 }
 
 // Centroids [k × d] → transposed [d × kpad] and squared norms [kpad], k padded to a multiple of
 // 8 with centroids that never win (norm +inf).
-void transpose_centroids(const float* c, int64_t k, int d, std::vector<float>& ct, std::vector<float>& norms) {
+void transpose_centroids(const float* c, int64_t k, int d, std::vector<float>& ct,
+                         std::vector<float>& norms) {
   const int64_t kpad = (k + 7) / 8 * 8;
   ct.assign(size_t(d) * kpad, 0.0f);
   norms.assign(kpad, std::numeric_limits<float>::infinity());
@@ -242,7 +253,8 @@ struct KernelL2Assigner : faiss::Index {
   }
   void search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
               const faiss::SearchParameters* params = nullptr) const override {
-    FAISS_THROW_IF_NOT_MSG(k == 1 && ntotal > 0 && ntotal <= kMaxK, "KernelL2Assigner: k must be 1, ntotal ≤ 1024");
+    FAISS_THROW_IF_NOT_MSG(k == 1 && ntotal > 0 && ntotal <= kMaxK,
+                           "KernelL2Assigner: k must be 1, ntotal ≤ 1024");
     const int kpad = static_cast<int>(norms.size());
 #pragma omp parallel for if (n > 256)
     for (idx_t i = 0; i < n; ++i) {
@@ -260,9 +272,12 @@ struct KernelL2Assigner : faiss::Index {
 // no direct map. Null for anything else (Faiss adds those).
 faiss::IndexIVF* fast_add_ivf(faiss::Index* index) {
   faiss::IndexIVF* ivf = find_ivf(index);
-  if (ivf == nullptr || !ivf->is_trained || ivf->metric_type != faiss::METRIC_INNER_PRODUCT) return nullptr;
+  if (ivf == nullptr || !ivf->is_trained || ivf->metric_type != faiss::METRIC_INNER_PRODUCT)
+    return nullptr;
   if (ivf->quantizer->metric_type != faiss::METRIC_INNER_PRODUCT) return nullptr;
-  if (!dynamic_cast<faiss::IndexFlat*>(ivf->quantizer) && !dynamic_cast<faiss::IndexHNSWFlat*>(ivf->quantizer)) return nullptr;
+  if (!dynamic_cast<faiss::IndexFlat*>(ivf->quantizer) &&
+      !dynamic_cast<faiss::IndexHNSWFlat*>(ivf->quantizer))
+    return nullptr;
   if (ivf->direct_map.type != faiss::DirectMap::NoMap) return nullptr;
   return ivf;
 }
@@ -279,7 +294,9 @@ class PqEncoder {
   }
 
   explicit PqEncoder(const faiss::ProductQuantizer& pq)
-      : m_(static_cast<int>(pq.M)), dsub_(static_cast<int>(pq.dsub)), ksub_(static_cast<int>(pq.ksub)) {
+      : m_(static_cast<int>(pq.M)),
+        dsub_(static_cast<int>(pq.dsub)),
+        ksub_(static_cast<int>(pq.ksub)) {
     ct_.resize(size_t(m_) * dsub_ * ksub_);
     norms_.resize(size_t(m_) * ksub_);
     std::vector<float> ct, norms;
@@ -292,8 +309,8 @@ class PqEncoder {
   void encode(const float* x, uint8_t* code) const {
     float score;
     for (int m = 0; m < m_; ++m) {
-      code[m] = static_cast<uint8_t>(nearest(x + m * dsub_, &ct_[size_t(m) * dsub_ * ksub_], &norms_[size_t(m) * ksub_],
-                                             dsub_, ksub_, &score));
+      code[m] = static_cast<uint8_t>(nearest(x + m * dsub_, &ct_[size_t(m) * dsub_ * ksub_],
+                                             &norms_[size_t(m) * ksub_], dsub_, ksub_, &score));
     }
   }
 
@@ -319,14 +336,17 @@ class CoarseAssigner {
     top_ = spherical_kmeans(d_, nlist_, centroids_.data(), k1, seed, 20);
     std::vector<float> dis(nlist_);
     std::vector<idx_t> g(nlist_);
-    faiss_call("grouping the coarse centroids",
-               [&] { faiss::knn_inner_product(centroids_.data(), top_.data(), d_, nlist_, k1, 1, dis.data(), g.data()); });
+    faiss_call("grouping the coarse centroids", [&] {
+      faiss::knn_inner_product(centroids_.data(), top_.data(), d_, nlist_, k1, 1, dis.data(),
+                               g.data());
+    });
     members_.resize(k1);
     for (int64_t c = 0; c < nlist_; ++c) members_[g[c]].push_back(c);
     group_centroids_.resize(k1);
     for (int64_t t = 0; t < k1; ++t) {
       for (int64_t c : members_[t]) {
-        group_centroids_[t].insert(group_centroids_[t].end(), &centroids_[c * d_], &centroids_[(c + 1) * d_]);
+        group_centroids_[t].insert(group_centroids_[t].end(), &centroids_[c * d_],
+                                   &centroids_[(c + 1) * d_]);
       }
     }
   }
@@ -336,16 +356,18 @@ class CoarseAssigner {
   void assign(int64_t n, const float* x, idx_t* out) const {
     std::vector<float> best(n);
     if (top_.empty()) {
-      faiss_call("coarse assignment",
-                 [&] { faiss::knn_inner_product(x, centroids_.data(), d_, n, nlist_, 1, best.data(), out); });
+      faiss_call("coarse assignment", [&] {
+        faiss::knn_inner_product(x, centroids_.data(), d_, n, nlist_, 1, best.data(), out);
+      });
       return;
     }
     const int64_t k1 = static_cast<int64_t>(members_.size());
     const int probe = static_cast<int>(std::min<int64_t>(kProbe, k1));
     std::vector<float> tdis(size_t(n) * probe);
     std::vector<idx_t> tid(size_t(n) * probe);
-    faiss_call("coarse assignment",
-               [&] { faiss::knn_inner_product(x, top_.data(), d_, n, k1, probe, tdis.data(), tid.data()); });
+    faiss_call("coarse assignment", [&] {
+      faiss::knn_inner_product(x, top_.data(), d_, n, k1, probe, tdis.data(), tid.data());
+    });
     // Rows probing each group, then one BLAS product per group.
     std::vector<std::vector<int64_t>> rows(k1);
     for (int64_t i = 0; i < n; ++i) {
@@ -361,12 +383,13 @@ class CoarseAssigner {
       const auto& r = rows[t];
       if (r.empty() || members_[t].empty()) continue;
       buf.resize(r.size() * d_);
-      for (size_t j = 0; j < r.size(); ++j) std::memcpy(&buf[j * d_], x + r[j] * d_, sizeof(float) * d_);
+      for (size_t j = 0; j < r.size(); ++j)
+        std::memcpy(&buf[j * d_], x + r[j] * d_, sizeof(float) * d_);
       gdis.resize(r.size());
       gid.resize(r.size());
       faiss_call("coarse assignment", [&] {
-        faiss::knn_inner_product(buf.data(), group_centroids_[t].data(), d_, r.size(), members_[t].size(), 1, gdis.data(),
-                                 gid.data());
+        faiss::knn_inner_product(buf.data(), group_centroids_[t].data(), d_, r.size(),
+                                 members_[t].size(), 1, gdis.data(), gid.data());
       });
       for (size_t j = 0; j < r.size(); ++j) {
         const int64_t i = r[j];
@@ -382,18 +405,20 @@ class CoarseAssigner {
  private:
   int d_;
   int64_t nlist_;
-  std::vector<float> centroids_;                    // [nlist × d]
-  std::vector<float> top_;                          // [k1 × d]; empty: exact assignment
-  std::vector<std::vector<int64_t>> members_;       // centroid ids of each group
+  std::vector<float> centroids_;                     // [nlist × d]
+  std::vector<float> top_;                           // [k1 × d]; empty: exact assignment
+  std::vector<std::vector<int64_t>> members_;        // centroid ids of each group
   std::vector<std::vector<float>> group_centroids_;  // their vectors, contiguous
 };
 
 Adder::Adder(faiss::Index* index, uint64_t seed) : index_(index), ivf_(fast_add_ivf(index)) {
   if (ivf_ == nullptr) return;
   std::vector<float> c(ivf_->nlist * size_t(ivf_->d));
-  faiss_call("reading the coarse centroids", [&] { ivf_->quantizer->reconstruct_n(0, ivf_->nlist, c.data()); });
+  faiss_call("reading the coarse centroids",
+             [&] { ivf_->quantizer->reconstruct_n(0, ivf_->nlist, c.data()); });
   assigner_ = std::make_unique<CoarseAssigner>(std::move(c), ivf_->nlist, ivf_->d, seed);
-  if (auto* pq = dynamic_cast<faiss::IndexIVFPQ*>(ivf_); pq != nullptr && PqEncoder::supports(pq->pq)) {
+  if (auto* pq = dynamic_cast<faiss::IndexIVFPQ*>(ivf_);
+      pq != nullptr && PqEncoder::supports(pq->pq)) {
     pq_ = pq;
     encoder_ = std::make_unique<PqEncoder>(pq->pq);
   }
@@ -433,7 +458,8 @@ void Adder::add(int64_t n, const float* x) {
         encoder_->encode(xi, &codes[i * cs]);
       }
     }
-    for (int64_t i = 0; i < n; ++i) ivf_->invlists->add_entry(lists[i], ivf_->ntotal + i, &codes[i * cs]);
+    for (int64_t i = 0; i < n; ++i)
+      ivf_->invlists->add_entry(lists[i], ivf_->ntotal + i, &codes[i * cs]);
     ivf_->ntotal += n;
   } else {
     ivf_->add_core(n, xt, nullptr, lists.data());
@@ -444,14 +470,15 @@ void Adder::add(int64_t n, const float* x) {
 // ---- training ----------------------------------------------------------------------------------
 
 // Trains `index` on a seeded sample of `vectors`.
-void train_index(faiss::Index* index, const EmbeddingSet& vectors, const IndexBuildOptions& o, const Progress& progress) {
+void train_index(faiss::Index* index, const EmbeddingSet& vectors, const IndexBuildOptions& o,
+                 const Progress& progress) {
   const int64_t n = vectors.size();
   const int d = vectors.dim();
   const int64_t want = std::min(n, o.train_size > 0 ? o.train_size : default_train_size(index));
   if (auto* ivf = find_ivf(index)) {
     KVRAG_CHECK(want >= int64_t(ivf->nlist),
-                "{} training vectors for {} IVF lists: use fewer lists (a smaller IVF in --factory) or more "
-                "vectors (--train-size)",
+                "{} training vectors for {} IVF lists: use fewer lists (a smaller IVF in "
+                "--factory) or more vectors (--train-size)",
                 want, ivf->nlist);
   }
   const auto ids = sample_ids(n, want, o.seed);
@@ -470,8 +497,10 @@ void train_index(faiss::Index* index, const EmbeddingSet& vectors, const IndexBu
   auto* pt = dynamic_cast<faiss::IndexPreTransform*>(index);
   if (pt != nullptr) {
     for (faiss::VectorTransform* vt : pt->chain) {
-      if (!vt->is_trained) faiss_call("training the vector transform", [&] { vt->train(want, xt); });
-      std::unique_ptr<float[]> y(faiss_call("applying the vector transform", [&] { return vt->apply(want, xt); }));
+      if (!vt->is_trained)
+        faiss_call("training the vector transform", [&] { vt->train(want, xt); });
+      std::unique_ptr<float[]> y(
+          faiss_call("applying the vector transform", [&] { return vt->apply(want, xt); }));
       transformed.assign(y.get(), y.get() + static_cast<size_t>(want) * vt->d_out);
       xt = transformed.data();
     }
@@ -481,8 +510,10 @@ void train_index(faiss::Index* index, const EmbeddingSet& vectors, const IndexBu
   // IVF with a flat or HNSW coarse quantizer: our (two-level) spherical k-means, then the
   // quantizer gets the centroids once (for HNSW, one graph build instead of one per iteration).
   auto* ivf = dynamic_cast<faiss::IndexIVF*>(inner);
-  if (ivf != nullptr && !(ivf->quantizer->is_trained && size_t(ivf->quantizer->ntotal) == ivf->nlist) &&
-      (dynamic_cast<faiss::IndexFlat*>(ivf->quantizer) || dynamic_cast<faiss::IndexHNSWFlat*>(ivf->quantizer))) {
+  if (ivf != nullptr &&
+      !(ivf->quantizer->is_trained && size_t(ivf->quantizer->ntotal) == ivf->nlist) &&
+      (dynamic_cast<faiss::IndexFlat*>(ivf->quantizer) ||
+       dynamic_cast<faiss::IndexHNSWFlat*>(ivf->quantizer))) {
     const auto centroids = train_coarse(inner->d, want, xt, int64_t(ivf->nlist), o.seed, progress);
     faiss_call("adding centroids to the coarse quantizer", [&] {
       ivf->quantizer->reset();
@@ -492,7 +523,8 @@ void train_index(faiss::Index* index, const EmbeddingSet& vectors, const IndexBu
   }
   // An explicit sample size is the caller's choice: no Faiss warnings about it on stderr.
   if (o.train_size > 0) {
-    if (auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(inner)) ivfpq->pq.cp.min_points_per_centroid = 1;
+    if (auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(inner))
+      ivfpq->pq.cp.min_points_per_centroid = 1;
     if (auto* pq = dynamic_cast<faiss::IndexPQ*>(inner)) pq->pq.cp.min_points_per_centroid = 1;
   }
 
@@ -500,13 +532,16 @@ void train_index(faiss::Index* index, const EmbeddingSet& vectors, const IndexBu
   // residuals of a random part of the sample, with the kernel assigner in Faiss's k-means.
   auto* ivfpq = dynamic_cast<faiss::IndexIVFPQ*>(inner);
   if (ivfpq != nullptr && !ivfpq->is_trained && ivfpq->quantizer->is_trained &&
-      size_t(ivfpq->quantizer->ntotal) == ivfpq->nlist && ivfpq->quantizer->metric_type == faiss::METRIC_INNER_PRODUCT &&
-      ivfpq->by_residual && !ivfpq->do_polysemous_training && PqEncoder::supports(ivfpq->pq)) {
+      size_t(ivfpq->quantizer->ntotal) == ivfpq->nlist &&
+      ivfpq->quantizer->metric_type == faiss::METRIC_INNER_PRODUCT && ivfpq->by_residual &&
+      !ivfpq->do_polysemous_training && PqEncoder::supports(ivfpq->pq)) {
     faiss::ProductQuantizer& pq = ivfpq->pq;
-    const int64_t n_pq = std::min<int64_t>(want, int64_t(pq.cp.max_points_per_centroid) * int64_t(pq.ksub));
+    const int64_t n_pq =
+        std::min<int64_t>(want, int64_t(pq.cp.max_points_per_centroid) * int64_t(pq.ksub));
     const auto rows = sample_ids(want, n_pq, o.seed + 1);  // spread over the (id-sorted) sample
     std::vector<float> c(ivfpq->nlist * size_t(inner->d));
-    faiss_call("reading the coarse centroids", [&] { ivfpq->quantizer->reconstruct_n(0, ivfpq->nlist, c.data()); });
+    faiss_call("reading the coarse centroids",
+               [&] { ivfpq->quantizer->reconstruct_n(0, ivfpq->nlist, c.data()); });
     const CoarseAssigner assigner(std::move(c), ivfpq->nlist, inner->d, o.seed);
     std::vector<float> res(size_t(n_pq) * inner->d);
     for (int64_t i = 0; i < n_pq; ++i) {

@@ -9,20 +9,24 @@
 
 namespace kvrag {
 
-std::unique_ptr<DenseRetriever> DenseRetriever::open(const std::string& index_dir, const std::string& encoder_dir,
-                                                     const EmbedderOptions& options, const SearchParams& params) {
+std::unique_ptr<DenseRetriever> DenseRetriever::open(const std::string& index_dir,
+                                                     const std::string& encoder_dir,
+                                                     const EmbedderOptions& options,
+                                                     const SearchParams& params) {
   std::unique_ptr<DenseRetriever> r(new DenseRetriever());
   r->params_ = params;
   r->vectors_ = EmbeddingSet::open(index_dir + "/embeddings");
   std::string encoder = encoder_dir;
   if (encoder.empty()) {
     encoder = r->vectors_->encoder().value("path", "");
-    KVRAG_CHECK(!encoder.empty(), "{}/embeddings/encoder.json names no encoder: pass --encoder", index_dir);
+    KVRAG_CHECK(!encoder.empty(), "{}/embeddings/encoder.json names no encoder: pass --encoder",
+                index_dir);
   }
   r->embedder_ = Embedder::load(encoder, options);
   r->index_ = DenseIndex::load(index_dir, r->vectors_.get());
   bool paired = false;  // a query encoder trained together with the index's passage encoder
-  if (r->embedder_->fingerprint() != r->index_->fingerprint() && !r->embedder_->passage_encoder().empty()) {
+  if (r->embedder_->fingerprint() != r->index_->fingerprint() &&
+      !r->embedder_->passage_encoder().empty()) {
     // The passage encoder's fingerprint as the index computed it (same max_length).
     EmbedderOptions passage_options = options;
     passage_options.max_length = r->vectors_->encoder().value("max_length", 0);
@@ -30,18 +34,21 @@ std::unique_ptr<DenseRetriever> DenseRetriever::open(const std::string& index_di
     paired = passage->fingerprint() == r->index_->fingerprint();
   }
   KVRAG_CHECK(paired || r->embedder_->fingerprint() == r->index_->fingerprint(),
-              "index {} was built with encoder fingerprint {}, but encoder {} has fingerprint {}: re-embed and "
-              "rebuild the index, or use the encoder it was built with",
+              "index {} was built with encoder fingerprint {}, but encoder {} has fingerprint {}: "
+              "re-embed and rebuild the index, or use the encoder it was built with",
               index_dir, r->index_->fingerprint(), encoder, r->embedder_->fingerprint());
-  KVRAG_CHECK(r->embedder_->dim() == r->index_->dim(), "index {} has dimension {}, encoder {} produces {}", index_dir,
-              r->index_->dim(), encoder, r->embedder_->dim());
+  KVRAG_CHECK(r->embedder_->dim() == r->index_->dim(),
+              "index {} has dimension {}, encoder {} produces {}", index_dir, r->index_->dim(),
+              encoder, r->embedder_->dim());
   return r;
 }
 
-std::vector<std::vector<ScoredSegment>> DenseRetriever::search(const std::vector<std::string>& questions, int k) {
+std::vector<std::vector<ScoredSegment>> DenseRetriever::search(
+    const std::vector<std::string>& questions, int k) {
   for (size_t i = 0; i < questions.size(); ++i) {
     const int64_t n = embedder_->count_tokens(questions[i]);
-    KVRAG_CHECK(n <= embedder_->max_length(), "question {} has {} tokens; the encoder takes at most {}", i + 1, n,
+    KVRAG_CHECK(n <= embedder_->max_length(),
+                "question {} has {} tokens; the encoder takes at most {}", i + 1, n,
                 embedder_->max_length());
   }
   const int64_t n = static_cast<int64_t>(questions.size());

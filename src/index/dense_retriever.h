@@ -16,12 +16,15 @@ class DenseRetriever final : public Retriever {
   // The index folder's dense index (and its embeddings for re-ranking), with questions encoded
   // by `encoder_dir` (default: the encoder recorded in DIR/embeddings/encoder.json). Throws Error
   // if that encoder's fingerprint differs from the one the index was built with.
-  static std::unique_ptr<DenseRetriever> open(const std::string& index_dir, const std::string& encoder_dir = "",
-                                              const EmbedderOptions& options = {}, const SearchParams& params = {});
+  static std::unique_ptr<DenseRetriever> open(const std::string& index_dir,
+                                              const std::string& encoder_dir = "",
+                                              const EmbedderOptions& options = {},
+                                              const SearchParams& params = {});
 
   // Top-k of every question (all the index holds where that is fewer). Error for a question
   // longer than the encoder's max_length tokens.
-  std::vector<std::vector<ScoredSegment>> search(const std::vector<std::string>& questions, int k) override;
+  std::vector<std::vector<ScoredSegment>> search(const std::vector<std::string>& questions,
+                                                 int k) override;
 
   const Embedder& embedder() const { return *embedder_; }
   const DenseIndex& index() const { return *index_; }

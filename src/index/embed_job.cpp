@@ -22,8 +22,8 @@ namespace fs = std::filesystem;
 
 // encoder.json identifies the encoder; a folder holds vectors of one encoder only. Vectors of
 // another encoder (or chunk grid) are an Error, or removed with `overwrite`.
-void claim_folder(const std::string& dir, const nlohmann::json& info, const std::string& encoder_dir, int64_t chunk,
-                  bool overwrite) {
+void claim_folder(const std::string& dir, const nlohmann::json& info,
+                  const std::string& encoder_dir, int64_t chunk, bool overwrite) {
   const std::string info_path = dir + "/encoder.json";
   if (fs::exists(info_path)) {
     nlohmann::json old;
@@ -32,12 +32,15 @@ void claim_folder(const std::string& dir, const nlohmann::json& info, const std:
     } catch (const nlohmann::json::exception& e) {
       fail("{}: invalid JSON: {}", info_path, e.what());
     }
-    const bool same = old.value("fingerprint", "") == info["fingerprint"] && old.value("chunk", int64_t{0}) == chunk;
+    const bool same = old.value("fingerprint", "") == info["fingerprint"] &&
+                      old.value("chunk", int64_t{0}) == chunk;
     if (!same && !overwrite) {
-      fail("{} holds vectors of encoder {} (fingerprint {}, chunk {}); this run uses {} (fingerprint {}, chunk {}). "
-           "Use another --index folder or --overwrite",
-           dir, old.value("path", "?"), old.value("fingerprint", "?"), old.value("chunk", int64_t{0}), encoder_dir,
-           info["fingerprint"].get<std::string>(), chunk);
+      fail(
+          "{} holds vectors of encoder {} (fingerprint {}, chunk {}); this run uses {} "
+          "(fingerprint {}, chunk {}). Use another --index folder or --overwrite",
+          dir, old.value("path", "?"), old.value("fingerprint", "?"),
+          old.value("chunk", int64_t{0}), encoder_dir, info["fingerprint"].get<std::string>(),
+          chunk);
     }
     if (!same) fs::remove_all(dir);
   }
@@ -73,9 +76,10 @@ EmbedJobResult embed_segments(const std::string& index_dir, const std::string& e
   r.fingerprint = embedder->fingerprint();
   r.dim = embedder->dim();
   r.max_length = embedder->max_length();
-  KVRAG_CHECK(store->meta("complete").value_or("") == "1",
-              "{}: segmenting did not finish; rerun kvrag segment with the same arguments to complete it",
-              store->path());
+  KVRAG_CHECK(
+      store->meta("complete").value_or("") == "1",
+      "{}: segmenting did not finish; rerun kvrag segment with the same arguments to complete it",
+      store->path());
   bool prepend_title = true;
   if (const auto segmenter = store->meta("segmenter")) {
     prepend_title = nlohmann::json::parse(*segmenter).value("prepend_title", true);
@@ -88,8 +92,9 @@ EmbedJobResult embed_segments(const std::string& index_dir, const std::string& e
   claim_folder(r.dir, info, encoder_dir, options.chunk, options.overwrite);
 
   if (options.progress) {
-    fmt::print(stderr, "embed: segments [{}, {}) of {} ({}), encoder {} ({}, dim {}, {})\n", r.begin, r.end, r.total,
-               r.shard.source, encoder_dir, r.fingerprint, r.dim, options.encoder.dtype);
+    fmt::print(stderr, "embed: segments [{}, {}) of {} ({}), encoder {} ({}, dim {}, {})\n",
+               r.begin, r.end, r.total, r.shard.source, encoder_dir, r.fingerprint, r.dim,
+               options.encoder.dtype);
   }
   ProgressOptions progress_options;
   progress_options.label = "embed";
@@ -130,9 +135,11 @@ EmbedJobResult embed_segments(const std::string& index_dir, const std::string& e
     fmt::print(stderr, "embed: {} segments were already embedded (resumed)\n", r.skipped);
   }
   if (options.progress && r.truncated > 0) {
-    fmt::print(stderr, "embed: {} segments were longer than {} tokens and truncated\n", r.truncated, r.max_length);
+    fmt::print(stderr, "embed: {} segments were longer than {} tokens and truncated\n", r.truncated,
+               r.max_length);
   }
-  if (r.shard.count == 1) r.vectors = EmbeddingSet::open(r.dir, r.total)->size();  // checks the files tile [0, total)
+  // checks the files tile [0, total)
+  if (r.shard.count == 1) r.vectors = EmbeddingSet::open(r.dir, r.total)->size();
   return r;
 }
 

@@ -22,8 +22,10 @@ struct EmbedJobOptions {
   EmbedderOptions encoder;  // dtype, max_length, batch_tokens
   int64_t chunk = 16384;    // segments per output file (the unit of resumption)
   std::string shard;        // "i/n"; empty: from the MPI environment, else all (resolve_shard)
-  bool overwrite = false;   // discard embeddings of another encoder (or chunk size) instead of failing
-  bool progress = true;     // the job's plan, a progress line and notes (resumed, truncated) on stderr
+  // discard embeddings of another encoder (or chunk size) instead of failing
+  bool overwrite = false;
+  // the job's plan, a progress line and notes (resumed, truncated) on stderr
+  bool progress = true;
 };
 
 struct EmbedJobResult {
@@ -33,9 +35,9 @@ struct EmbedJobResult {
   std::string dir;             // INDEX/embeddings
   std::string fingerprint;     // the encoder's
   int dim = 0;
-  int max_length = 0;          // tokens per segment the encoder reads; longer ones are truncated
-  int64_t skipped = 0;         // rows an earlier run had embedded (resumed)
-  int64_t truncated = 0;       // segments longer than max_length
+  int max_length = 0;     // tokens per segment the encoder reads; longer ones are truncated
+  int64_t skipped = 0;    // rows an earlier run had embedded (resumed)
+  int64_t truncated = 0;  // segments longer than max_length
   // A single shard: the vectors in `dir`, checked to tile [0, total). Otherwise 0 (the folder is
   // complete only when every shard is done).
   int64_t vectors = 0;

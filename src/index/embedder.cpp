@@ -38,8 +38,8 @@ void add_field(Fnv1a64& fp, const std::string& s) {
 
 std::unique_ptr<Embedder> Embedder::load(const std::string& dir, const EmbedderOptions& options) {
   KVRAG_CHECK(fs::is_directory(dir), "encoder {}: no such folder", dir);
-  KVRAG_CHECK(options.dtype == "fp32" || options.dtype == "bf16", "encoder dtype must be fp32 or bf16, not '{}'",
-              options.dtype);
+  KVRAG_CHECK(options.dtype == "fp32" || options.dtype == "bf16",
+              "encoder dtype must be fp32 or bf16, not '{}'", options.dtype);
   std::unique_ptr<Embedder> e(new Embedder());
   e->impl_ = std::make_unique<Impl>();
   auto& impl = *e->impl_;
@@ -56,8 +56,9 @@ std::unique_ptr<Embedder> Embedder::load(const std::string& dir, const EmbedderO
   } catch (const nlohmann::json::exception& ex) {
     fail("{}: invalid JSON: {}", config_path, ex.what());
   }
-  KVRAG_CHECK(impl.pooling == "mean" || impl.pooling == "cls", "{}: kvrag_pooling must be \"mean\" or \"cls\", not \"{}\"",
-              config_path, impl.pooling);
+  KVRAG_CHECK(impl.pooling == "mean" || impl.pooling == "cls",
+              "{}: kvrag_pooling must be \"mean\" or \"cls\", not \"{}\"", config_path,
+              impl.pooling);
 
   std::string tokenizer_path;
   if (fs::exists(dir + "/tokenizer.json")) {
@@ -132,14 +133,19 @@ void Embedder::encode(const std::vector<std::string>& texts, float* out, int64_t
   // Length bucketing: longest first, each batch up to batch_tokens padded tokens.
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return ids[a].size() > ids[b].size(); });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return ids[a].size() > ids[b].size(); });
 
   torch::InferenceMode inference;
   for (int64_t start = 0; start < n;) {
     const int64_t T = static_cast<int64_t>(ids[order[start]].size());
-    const int64_t rows = std::clamp<int64_t>(impl.options.batch_tokens / std::max<int64_t>(T, 1), 1, n - start);
-    auto input = torch::full({rows, T}, static_cast<int64_t>(impl.tokenizer->pad_id()), torch::kInt64);  // [B, T]
-    auto mask = torch::zeros({rows, T}, torch::kInt64);                                                  // [B, T]
+    const int64_t rows =
+        std::clamp<int64_t>(impl.options.batch_tokens / std::max<int64_t>(T, 1), 1, n - start);
+    // [B, T]
+    auto input =
+        torch::full({rows, T}, static_cast<int64_t>(impl.tokenizer->pad_id()), torch::kInt64);
+    // [B, T]
+    auto mask = torch::zeros({rows, T}, torch::kInt64);
     auto* in_p = input.data_ptr<int64_t>();
     auto* mask_p = mask.data_ptr<int64_t>();
     for (int64_t r = 0; r < rows; ++r) {
@@ -149,10 +155,14 @@ void Embedder::encode(const std::vector<std::string>& texts, float* out, int64_t
         mask_p[r * T + t] = 1;
       }
     }
-    const auto hidden = impl.model->forward(input, mask).last_hidden_state.to(torch::kFloat32);  // [B, T, H]
-    const auto pooled = (impl.pooling == "cls" ? cls_pool(hidden) : mean_pool(hidden, mask)).contiguous();  // [B, H]
+    // [B, T, H]
+    const auto hidden = impl.model->forward(input, mask).last_hidden_state.to(torch::kFloat32);
+    // [B, H]
+    const auto pooled =
+        (impl.pooling == "cls" ? cls_pool(hidden) : mean_pool(hidden, mask)).contiguous();
     const float* src = pooled.data_ptr<float>();
-    for (int64_t r = 0; r < rows; ++r) std::memcpy(out + order[start + r] * H, src + r * H, H * sizeof(float));
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(out + order[start + r] * H, src + r * H, H * sizeof(float));
     start += rows;
   }
 }

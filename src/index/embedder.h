@@ -18,15 +18,16 @@ namespace kvrag {
 class WordPieceTokenizer;
 
 struct EmbedderOptions {
-  std::string dtype = "bf16";  // "fp32" or "bf16" (weights and matmuls; pooling in fp32)
-  int max_length = 0;          // tokens per text incl. [CLS]/[SEP]; 0 = the model's max positions
-  int64_t batch_tokens = 8192; // padded tokens per forward batch (length bucketing fills it)
+  std::string dtype = "bf16";   // "fp32" or "bf16" (weights and matmuls; pooling in fp32)
+  int max_length = 0;           // tokens per text incl. [CLS]/[SEP]; 0 = the model's max positions
+  int64_t batch_tokens = 8192;  // padded tokens per forward batch (length bucketing fills it)
 };
 
 class Embedder {
  public:
   // Loads ENCODER_DIR; Error naming the folder if the checkpoint or tokenizer is missing.
-  static std::unique_ptr<Embedder> load(const std::string& encoder_dir, const EmbedderOptions& options = {});
+  static std::unique_ptr<Embedder> load(const std::string& encoder_dir,
+                                        const EmbedderOptions& options = {});
   ~Embedder();
 
   int dim() const;
@@ -47,7 +48,8 @@ class Embedder {
   // Vectors of `texts` into out[texts.size() × dim] (float32). Texts are sorted by length and
   // batched up to batch_tokens padded tokens; longer texts are truncated to max_length
   // (`truncated`, if given, receives how many were). Deterministic for the same list.
-  void encode(const std::vector<std::string>& texts, float* out, int64_t* truncated = nullptr) const;
+  void encode(const std::vector<std::string>& texts, float* out,
+              int64_t* truncated = nullptr) const;
   // Token count of `text` with specials (for length checks on queries).
   int64_t count_tokens(const std::string& text) const;
 

@@ -34,15 +34,17 @@ bool EmbeddingSet::parse_shard_name(const std::string& name, int64_t* begin, int
   return digits(4, begin) && digits(17, end);
 }
 
-std::unique_ptr<EmbeddingSet> EmbeddingSet::open(const std::string& embeddings_dir, int64_t expected_rows) {
+std::unique_ptr<EmbeddingSet> EmbeddingSet::open(const std::string& embeddings_dir,
+                                                 int64_t expected_rows) {
   std::unique_ptr<EmbeddingSet> set(new EmbeddingSet());
   set->dir_ = embeddings_dir;
   std::error_code ec;
-  KVRAG_CHECK(fs::is_directory(embeddings_dir, ec), "embeddings folder {} does not exist (run kvrag embed first)",
-              embeddings_dir);
+  KVRAG_CHECK(fs::is_directory(embeddings_dir, ec),
+              "embeddings folder {} does not exist (run kvrag embed first)", embeddings_dir);
 
   const std::string encoder_path = embeddings_dir + "/encoder.json";
-  KVRAG_CHECK(fs::exists(encoder_path, ec), "{}: missing (the embeddings' encoder is unknown)", encoder_path);
+  KVRAG_CHECK(fs::exists(encoder_path, ec), "{}: missing (the embeddings' encoder is unknown)",
+              encoder_path);
   try {
     set->encoder_ = nlohmann::json::parse(read_file(encoder_path));
   } catch (const nlohmann::json::exception& e) {
@@ -70,19 +72,22 @@ std::unique_ptr<EmbeddingSet> EmbeddingSet::open(const std::string& embeddings_d
   int64_t next = 0;
   for (const auto& e : entries) {
     KVRAG_CHECK(e.end > e.begin, "{}/{}: empty or reversed row range", embeddings_dir, e.name);
-    KVRAG_CHECK(e.begin >= next, "{}: shards overlap: {} starts at row {}, but rows up to {} are already covered",
+    KVRAG_CHECK(e.begin >= next,
+                "{}: shards overlap: {} starts at row {}, but rows up to {} are already covered",
                 embeddings_dir, e.name, e.begin, next);
-    KVRAG_CHECK(e.begin == next, "{}: rows [{}, {}) are missing (gap before {}); is a shard still being embedded?",
+    KVRAG_CHECK(e.begin == next,
+                "{}: rows [{}, {}) are missing (gap before {}); is a shard still being embedded?",
                 embeddings_dir, next, e.begin, e.name);
     auto m = NpyMatrix::open(embeddings_dir + "/" + e.name);
-    KVRAG_CHECK(m->rows() == e.end - e.begin, "{}: holds {} rows, but its name says {}", m->path(), m->rows(),
-                e.end - e.begin);
+    KVRAG_CHECK(m->rows() == e.end - e.begin, "{}: holds {} rows, but its name says {}", m->path(),
+                m->rows(), e.end - e.begin);
     if (set->shards_.empty()) {
-      KVRAG_CHECK(m->cols() <= (int64_t(1) << 20), "{}: dimension {} is implausible", m->path(), m->cols());
+      KVRAG_CHECK(m->cols() <= (int64_t(1) << 20), "{}: dimension {} is implausible", m->path(),
+                  m->cols());
       set->dim_ = static_cast<int>(m->cols());
     } else {
-      KVRAG_CHECK(m->cols() == set->dim_, "{}: dimension {} differs from {} in {}", m->path(), m->cols(), set->dim_,
-                  set->shards_.front()->path());
+      KVRAG_CHECK(m->cols() == set->dim_, "{}: dimension {} differs from {} in {}", m->path(),
+                  m->cols(), set->dim_, set->shards_.front()->path());
     }
     set->begins_.push_back(e.begin);
     set->shards_.push_back(std::move(m));
@@ -93,20 +98,24 @@ std::unique_ptr<EmbeddingSet> EmbeddingSet::open(const std::string& embeddings_d
   if (set->encoder_.contains("dim")) {
     const auto& d = set->encoder_["dim"];
     KVRAG_CHECK(d.is_number_integer() && d.get<int64_t>() == set->dim_,
-                "{}: dim {} does not match the shards' dimension {}", encoder_path, d.dump(), set->dim_);
+                "{}: dim {} does not match the shards' dimension {}", encoder_path, d.dump(),
+                set->dim_);
   }
   KVRAG_CHECK(expected_rows < 0 || expected_rows == set->size_,
-              "{}: shards hold {} rows, expected {} (one per segment)", embeddings_dir, set->size_, expected_rows);
+              "{}: shards hold {} rows, expected {} (one per segment)", embeddings_dir, set->size_,
+              expected_rows);
   return set;
 }
 
 size_t EmbeddingSet::shard_of(int64_t id) const {
-  return static_cast<size_t>(std::upper_bound(begins_.begin(), begins_.end(), id) - begins_.begin()) - 1;
+  return static_cast<size_t>(std::upper_bound(begins_.begin(), begins_.end(), id) -
+                             begins_.begin()) -
+         1;
 }
 
 void EmbeddingSet::get_range(int64_t begin, int64_t n, float* out) const {
-  KVRAG_CHECK(begin >= 0 && n >= 0 && begin + n <= size_, "{}: rows [{}, {}) out of range (0, {})", dir_, begin,
-              begin + n, size_);
+  KVRAG_CHECK(begin >= 0 && n >= 0 && begin + n <= size_, "{}: rows [{}, {}) out of range (0, {})",
+              dir_, begin, begin + n, size_);
   while (n > 0) {
     const size_t s = shard_of(begin);
     const int64_t local = begin - begins_[s];
@@ -120,7 +129,8 @@ void EmbeddingSet::get_range(int64_t begin, int64_t n, float* out) const {
 
 void EmbeddingSet::get(const int64_t* ids, int64_t n, float* out) const {
   for (int64_t i = 0; i < n; ++i) {
-    KVRAG_CHECK(ids[i] >= 0 && ids[i] < size_, "{}: row {} out of range (0, {})", dir_, ids[i], size_);
+    KVRAG_CHECK(ids[i] >= 0 && ids[i] < size_, "{}: row {} out of range (0, {})", dir_, ids[i],
+                size_);
   }
   for (int64_t i = 0; i < n; ++i) {
     const size_t s = shard_of(ids[i]);

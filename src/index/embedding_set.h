@@ -26,12 +26,13 @@ class EmbeddingSet {
   // overlaps, a shard whose rows differ from its name, a dimension that differs between shards
   // or from encoder.json, or N != expected_rows (if ≥ 0). Files not named like shards
   // (temporary files of an interrupted writer, notes) are ignored.
-  static std::unique_ptr<EmbeddingSet> open(const std::string& embeddings_dir, int64_t expected_rows = -1);
+  static std::unique_ptr<EmbeddingSet> open(const std::string& embeddings_dir,
+                                            int64_t expected_rows = -1);
 
   const std::string& dir() const { return dir_; }
   int64_t size() const { return size_; }
   int dim() const { return dim_; }
-  const nlohmann::json& encoder() const { return encoder_; }   // contents of encoder.json
+  const nlohmann::json& encoder() const { return encoder_; }  // contents of encoder.json
   std::string fingerprint() const { return encoder_.value("fingerprint", ""); }
 
   // Rows [begin, begin + n) as float32 into out[n × dim]; Error if out of range.

@@ -20,7 +20,8 @@ class StageProgress {
   ~StageProgress() { finish(); }
 
   void operator()(const std::string& stage, int64_t done, int64_t total) {
-    if (stage != stage_ || !reporter_) {  // a new stage, or another pass of one (PQ after IVF training)
+    // a new stage, or another pass of one (PQ after IVF training)
+    if (stage != stage_ || !reporter_) {
       finish();
       stage_ = stage;
       ProgressOptions o;
@@ -45,7 +46,9 @@ class StageProgress {
   }
 
  private:
-  int64_t bytes(const std::string& stage, int64_t n) const { return stage == "train" ? 0 : n * dim_ * 2; }
+  int64_t bytes(const std::string& stage, int64_t n) const {
+    return stage == "train" ? 0 : n * dim_ * 2;
+  }
 
   int dim_;
   std::string stage_;
@@ -55,17 +58,19 @@ class StageProgress {
 
 }  // namespace
 
-DenseIndexBuildResult build_dense_index(const std::string& index_dir, IndexBuildOptions options, bool progress) {
+DenseIndexBuildResult build_dense_index(const std::string& index_dir, IndexBuildOptions options,
+                                        bool progress) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto vectors = EmbeddingSet::open(index_dir + "/embeddings");
   std::unique_ptr<StageProgress> stages;
   if (progress) {
     const std::string factory =
         !options.train_from.empty() ? "from " + options.train_from
-        : options.factory == "auto" ? choose_factory(vectors->size(), vectors->dim(), options.max_ram_bytes) + " (auto)"
-                                    : options.factory;
-    fmt::print(stderr, "index: {} vectors of dim {} from {}; factory {}\n", format_count(vectors->size()),
-               vectors->dim(), vectors->dir(), factory);
+        : options.factory == "auto"
+            ? choose_factory(vectors->size(), vectors->dim(), options.max_ram_bytes) + " (auto)"
+            : options.factory;
+    fmt::print(stderr, "index: {} vectors of dim {} from {}; factory {}\n",
+               format_count(vectors->size()), vectors->dim(), vectors->dir(), factory);
     stages = std::make_unique<StageProgress>(vectors->dim());
     options.progress = [&stages](const std::string& stage, int64_t done, int64_t total) {
       (*stages)(stage, done, total);

@@ -20,6 +20,7 @@ struct DenseIndexBuildResult {
 
 // `progress`: the plan ("index: N vectors of dim D from DIR; factory F") and the stage progress
 // lines, which replace options.progress. Errors name the folder or file at fault.
-DenseIndexBuildResult build_dense_index(const std::string& index_dir, IndexBuildOptions options, bool progress = true);
+DenseIndexBuildResult build_dense_index(const std::string& index_dir, IndexBuildOptions options,
+                                        bool progress = true);
 
 }  // namespace kvrag

@@ -30,9 +30,12 @@ IndexRetriever::~IndexRetriever() = default;
 
 Retriever* IndexRetriever::retriever_for(RetrieverMode mode) const {
   switch (mode) {
-    case RetrieverMode::kDense: return dense_.get();
-    case RetrieverMode::kBm25: return bm25_.get();
-    case RetrieverMode::kHybrid: return hybrid_.get();
+    case RetrieverMode::kDense:
+      return dense_.get();
+    case RetrieverMode::kBm25:
+      return bm25_.get();
+    case RetrieverMode::kHybrid:
+      return hybrid_.get();
   }
   return nullptr;
 }
@@ -45,14 +48,16 @@ std::vector<RetrieverMode> IndexRetriever::modes() const {
   return out;
 }
 
-std::vector<std::vector<Evidence>> IndexRetriever::search(const std::vector<std::string>& questions, int k) {
+std::vector<std::vector<Evidence>> IndexRetriever::search(const std::vector<std::string>& questions,
+                                                          int k) {
   return search(questions, k, mode_);
 }
 
-std::vector<std::vector<Evidence>> IndexRetriever::search(const std::vector<std::string>& questions, int k,
-                                                          RetrieverMode mode) {
+std::vector<std::vector<Evidence>> IndexRetriever::search(const std::vector<std::string>& questions,
+                                                          int k, RetrieverMode mode) {
   Retriever* retriever = retriever_for(mode);
-  KVRAG_CHECK(retriever != nullptr, "index {}: retriever mode {} is not available (it needs embeddings/ and dense.faiss)",
+  KVRAG_CHECK(retriever != nullptr,
+              "index {}: retriever mode {} is not available (it needs embeddings/ and dense.faiss)",
               dir_, enum_name(mode));
   KVRAG_CHECK(k >= 1, "top-k must be at least 1, not {}", k);
   std::vector<std::vector<ScoredSegment>> hits;
@@ -61,22 +66,26 @@ std::vector<std::vector<Evidence>> IndexRetriever::search(const std::vector<std:
     hits = retriever->search(questions, k);
   }
   std::vector<std::vector<Evidence>> out;
-  for (const auto& h : hits) out.push_back(to_evidence(*store_, h));  // the store serialises its own calls
+  // the store serialises its own calls
+  for (const auto& h : hits) out.push_back(to_evidence(*store_, h));
   return out;
 }
 
-RetrievalReport IndexRetriever::evaluate(const std::vector<Question>& questions, const std::vector<int>& ks) {
+RetrievalReport IndexRetriever::evaluate(const std::vector<Question>& questions,
+                                         const std::vector<int>& ks) {
   std::lock_guard<std::mutex> lock(mutex_);
   return evaluate_retrieval(*retriever_for(mode_), *store_, questions, ks);
 }
 
-std::vector<Evidence> to_evidence(const SegmentStore& store, const std::vector<ScoredSegment>& hits) {
+std::vector<Evidence> to_evidence(const SegmentStore& store,
+                                  const std::vector<ScoredSegment>& hits) {
   std::vector<int64_t> ids;
   for (const auto& h : hits) ids.push_back(h.id);
   const auto segments = store.get_many(ids);
   std::vector<Evidence> out;
   for (size_t i = 0; i < hits.size(); ++i) {
-    out.push_back({hits[i].id, segments[i].doc_id, segments[i].title, segments[i].text, hits[i].score});
+    out.push_back(
+        {hits[i].id, segments[i].doc_id, segments[i].title, segments[i].text, hits[i].score});
   }
   return out;
 }

@@ -32,13 +32,15 @@ enum class RetrieverMode { kDense, kBm25, kHybrid };
 template <>
 struct EnumNames<RetrieverMode> {
   static constexpr const char* what = "retriever mode";
-  static constexpr EnumName<RetrieverMode> values[] = {
-      {RetrieverMode::kDense, "dense"}, {RetrieverMode::kBm25, "bm25"}, {RetrieverMode::kHybrid, "hybrid"}};
+  static constexpr EnumName<RetrieverMode> values[] = {{RetrieverMode::kDense, "dense"},
+                                                       {RetrieverMode::kBm25, "bm25"},
+                                                       {RetrieverMode::kHybrid, "hybrid"}};
 };
 
 struct RetrieverSpec {
   RetrieverMode mode = RetrieverMode::kDense;  // search()'s default mode
-  bool all_modes = false;      // also open every other mode the folder supports (dense where it has embeddings)
+  // also open every other mode the folder supports (dense where it has embeddings)
+  bool all_modes = false;
   std::string encoder;         // question encoder folder; "": the one recorded with the embeddings
   std::string dtype = "fp32";  // question encoder compute dtype: fp32 | bf16
   SearchParams params;         // Faiss search parameters; defaults: the index's
@@ -58,7 +60,8 @@ class IndexRetriever {
   // Top-k evidence of every question, best first, with `mode` (default: the spec's). Error for
   // a mode this folder was not opened with.
   std::vector<std::vector<Evidence>> search(const std::vector<std::string>& questions, int k);
-  std::vector<std::vector<Evidence>> search(const std::vector<std::string>& questions, int k, RetrieverMode mode);
+  std::vector<std::vector<Evidence>> search(const std::vector<std::string>& questions, int k,
+                                            RetrieverMode mode);
   // Retrieval top-k accuracy (index/retrieval_eval.h) with the default mode.
   RetrievalReport evaluate(const std::vector<Question>& questions, const std::vector<int>& ks);
 
@@ -86,9 +89,11 @@ class IndexRetriever {
 };
 
 // Opens index folder DIR for `spec` (Error naming the folder when it lacks what the mode needs).
-std::unique_ptr<IndexRetriever> open_retriever(const std::string& dir, const RetrieverSpec& spec = {});
+std::unique_ptr<IndexRetriever> open_retriever(const std::string& dir,
+                                               const RetrieverSpec& spec = {});
 
 // The segments of `hits` from `store`, as evidence (scores kept).
-std::vector<Evidence> to_evidence(const SegmentStore& store, const std::vector<ScoredSegment>& hits);
+std::vector<Evidence> to_evidence(const SegmentStore& store,
+                                  const std::vector<ScoredSegment>& hits);
 
 }  // namespace kvrag

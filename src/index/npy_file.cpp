@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <string_view>
 #include <vector>
@@ -26,7 +26,8 @@
 #define KVRAG_HAVE_F16C_PATH 1
 #endif
 
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the .npy code assumes a little-endian host");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "the .npy code assumes a little-endian host");
 
 namespace kvrag {
 
@@ -74,15 +75,16 @@ uint16_t float_to_half(float f) {
   const uint32_t sign = (x >> 16) & 0x8000;
   const uint32_t a = x & 0x7fffffff;
   if (a >= 0x7f800000) {  // inf, NaN (payload truncated, quiet bit set — as F16C does)
-    return static_cast<uint16_t>(a == 0x7f800000 ? sign | 0x7c00 : sign | 0x7e00 | ((a >> 13) & 0x3ff));
+    return static_cast<uint16_t>(a == 0x7f800000 ? sign | 0x7c00
+                                                 : sign | 0x7e00 | ((a >> 13) & 0x3ff));
   }
   // 65520 is halfway between the largest half (65504) and 65536; ties-to-even goes up to inf.
   if (a >= 0x477ff000) return static_cast<uint16_t>(sign | 0x7c00);
-  if (a < 0x38800000) {                             // below 2^-14: a half subnormal (or zero)
+  if (a < 0x38800000) {  // below 2^-14: a half subnormal (or zero)
     if (a <= 0x33000000) return static_cast<uint16_t>(sign);  // ≤ 2^-25 rounds (to even) to 0
-    const uint32_t exp = a >> 23;                   // 102 … 112
+    const uint32_t exp = a >> 23;                             // 102 … 112
     const uint32_t mant = (a & 0x7fffff) | 0x800000;
-    const uint32_t shift = 126 - exp;               // value / 2^-24 = mant >> shift
+    const uint32_t shift = 126 - exp;  // value / 2^-24 = mant >> shift
     uint32_t r = mant >> shift;
     const uint32_t rem = mant & ((1u << shift) - 1), halfway = 1u << (shift - 1);
     if (rem > halfway || (rem == halfway && (r & 1))) ++r;  // may become 0x400: smallest normal
@@ -107,7 +109,8 @@ bool cpu_has_f16c() {
   return has;
 }
 
-__attribute__((target("avx,f16c"))) void half_to_float_f16c(const uint16_t* in, float* out, size_t n) {
+__attribute__((target("avx,f16c"))) void half_to_float_f16c(const uint16_t* in, float* out,
+                                                            size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
@@ -116,10 +119,12 @@ __attribute__((target("avx,f16c"))) void half_to_float_f16c(const uint16_t* in, 
   for (; i < n; ++i) out[i] = half_to_float(in[i]);
 }
 
-__attribute__((target("avx,f16c"))) void float_to_half_f16c(const float* in, uint16_t* out, size_t n) {
+__attribute__((target("avx,f16c"))) void float_to_half_f16c(const float* in, uint16_t* out,
+                                                            size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m128i h =
+        _mm256_cvtps_ph(_mm256_loadu_ps(in + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
   }
   for (; i < n; ++i) out[i] = float_to_half(in[i]);
@@ -154,15 +159,16 @@ const char* descr_of(NpyDtype dtype) { return dtype == NpyDtype::kF16 ? "<f2" : 
 
 }  // namespace
 
-void write_npy(const std::string& path, NpyDtype dtype, const void* data, int64_t rows, int64_t cols) {
+void write_npy(const std::string& path, NpyDtype dtype, const void* data, int64_t rows,
+               int64_t cols) {
   KVRAG_CHECK(rows >= 0 && cols >= 1, "cannot write {}: invalid shape ({}, {})", path, rows, cols);
   KVRAG_CHECK(rows == 0 || data != nullptr, "cannot write {}: no data", path);
   uint64_t bytes = 0;
   KVRAG_CHECK(!__builtin_mul_overflow(uint64_t(rows), uint64_t(cols) * npy_itemsize(dtype), &bytes),
               "cannot write {}: shape ({}, {}) is too large", path, rows, cols);
 
-  std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}, {}), }}", descr_of(dtype),
-                                 rows, cols);
+  std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}, {}), }}",
+                                 descr_of(dtype), rows, cols);
   // Pad with spaces so that magic + version + length + header (ending in '\n') fills whole
   // 64-byte blocks.
   const size_t prefix = kMagicLen + 2 + 2;
@@ -242,7 +248,9 @@ class HeaderParser {
  private:
   char peek() const { return pos_ < s_.size() ? s_[pos_] : '\0'; }
   void skip_ws() {
-    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\t' || s_[pos_] == '\r')) ++pos_;
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\t' || s_[pos_] == '\r'))
+      ++pos_;
   }
   void expect(char c) {
     skip_ws();
@@ -325,8 +333,8 @@ std::unique_ptr<NpyMatrix> NpyMatrix::open(const std::string& path) {
     const auto* p = static_cast<const unsigned char*>(map);
     KVRAG_CHECK(std::memcmp(p, kMagic, kMagicLen) == 0, "not a .npy file (bad magic)");
     const int major = p[6], minor = p[7];
-    KVRAG_CHECK((major == 1 || major == 2 || major == 3) && minor == 0, "unsupported .npy format version {}.{}",
-                major, minor);
+    KVRAG_CHECK((major == 1 || major == 2 || major == 3) && minor == 0,
+                "unsupported .npy format version {}.{}", major, minor);
     size_t header_start, header_len;
     if (major == 1) {
       header_start = 10;
@@ -336,9 +344,11 @@ std::unique_ptr<NpyMatrix> NpyMatrix::open(const std::string& path) {
       header_start = 12;
       header_len = size_t(p[8]) | size_t(p[9]) << 8 | size_t(p[10]) << 16 | size_t(p[11]) << 24;
     }
-    KVRAG_CHECK(header_len <= size - header_start, "truncated header ({} bytes announced, file has {})",
-                header_len, size);
-    const auto header = HeaderParser(std::string_view(reinterpret_cast<const char*>(p) + header_start, header_len)).parse();
+    KVRAG_CHECK(header_len <= size - header_start,
+                "truncated header ({} bytes announced, file has {})", header_len, size);
+    const auto header =
+        HeaderParser(std::string_view(reinterpret_cast<const char*>(p) + header_start, header_len))
+            .parse();
 
     if (header.descr == "<f2" || header.descr == "=f2") {
       m->dtype_ = NpyDtype::kF16;
@@ -348,7 +358,8 @@ std::unique_ptr<NpyMatrix> NpyMatrix::open(const std::string& path) {
       fail("dtype '{}' is not supported (expected '<f2' float16 or '<f4' float32)", header.descr);
     }
     KVRAG_CHECK(!header.fortran_order, "Fortran-order arrays are not supported (expected C order)");
-    KVRAG_CHECK(header.shape.size() == 2, "expected a 2-D matrix, found {} dimensions", header.shape.size());
+    KVRAG_CHECK(header.shape.size() == 2, "expected a 2-D matrix, found {} dimensions",
+                header.shape.size());
     m->rows_ = header.shape[0];
     m->cols_ = header.shape[1];
     KVRAG_CHECK(m->cols_ >= 1, "matrix has no columns");
@@ -357,13 +368,14 @@ std::unique_ptr<NpyMatrix> NpyMatrix::open(const std::string& path) {
     const size_t itemsize = npy_itemsize(m->dtype_);
     KVRAG_CHECK(offset % itemsize == 0, "data offset {} is not aligned", offset);
     uint64_t data_bytes = 0;
-    KVRAG_CHECK(!__builtin_mul_overflow(uint64_t(m->rows_), uint64_t(m->cols_) * itemsize, &data_bytes),
-                "shape ({}, {}) is too large", m->rows_, m->cols_);
+    KVRAG_CHECK(
+        !__builtin_mul_overflow(uint64_t(m->rows_), uint64_t(m->cols_) * itemsize, &data_bytes),
+        "shape ({}, {}) is too large", m->rows_, m->cols_);
     const uint64_t expected = offset + data_bytes;
-    KVRAG_CHECK(size >= expected, "truncated: {} bytes, but shape ({}, {}) needs {}", size, m->rows_, m->cols_,
-                expected);
-    KVRAG_CHECK(size == expected, "{} unexpected bytes after the data of shape ({}, {})", size - expected,
-                m->rows_, m->cols_);
+    KVRAG_CHECK(size >= expected, "truncated: {} bytes, but shape ({}, {}) needs {}", size,
+                m->rows_, m->cols_, expected);
+    KVRAG_CHECK(size == expected, "{} unexpected bytes after the data of shape ({}, {})",
+                size - expected, m->rows_, m->cols_);
     m->data_ = p + offset;
     m->data_offset_ = offset;
   } catch (Error& e) {
@@ -407,13 +419,13 @@ void NpyMatrix::prefetch(int64_t begin, int64_t n) const {
   if (begin < 0 || n <= 0 || begin + n > rows_) return;
   const size_t rb = static_cast<size_t>(cols_) * npy_itemsize(dtype_);
   // Advisory: an error changes nothing.
-  ::posix_fadvise(fd_, static_cast<off_t>(data_offset_ + size_t(begin) * rb), static_cast<off_t>(size_t(n) * rb),
-                  POSIX_FADV_WILLNEED);
+  ::posix_fadvise(fd_, static_cast<off_t>(data_offset_ + size_t(begin) * rb),
+                  static_cast<off_t>(size_t(n) * rb), POSIX_FADV_WILLNEED);
 }
 
 void NpyMatrix::read_rows(int64_t begin, int64_t n, float* out) const {
-  KVRAG_CHECK(begin >= 0 && n >= 0 && begin + n <= rows_, "{}: rows [{}, {}) out of range (0, {})", path_, begin,
-              begin + n, rows_);
+  KVRAG_CHECK(begin >= 0 && n >= 0 && begin + n <= rows_, "{}: rows [{}, {}) out of range (0, {})",
+              path_, begin, begin + n, rows_);
   const size_t rb = static_cast<size_t>(cols_) * npy_itemsize(dtype_);
   if (dtype_ == NpyDtype::kF32) {
     pread_data(size_t(begin) * rb, size_t(n) * rb, out);

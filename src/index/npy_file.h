@@ -24,7 +24,8 @@ inline size_t npy_itemsize(NpyDtype dtype) { return dtype == NpyDtype::kF16 ? 2 
 
 // Writes rows × cols values of `dtype` (float16 as raw IEEE half bits) to `path` atomically
 // (AtomicFile: a crash leaves the old file or the new one). rows may be 0; cols must be ≥ 1.
-void write_npy(const std::string& path, NpyDtype dtype, const void* data, int64_t rows, int64_t cols);
+void write_npy(const std::string& path, NpyDtype dtype, const void* data, int64_t rows,
+               int64_t cols);
 
 class NpyMatrix {
  public:

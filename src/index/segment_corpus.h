@@ -19,6 +19,7 @@ struct SegmentCorpusResult {
 // (wordpiece_tokenizer_file); it sets options.tokenizer_id. Errors name the tokenizer, the
 // corpus or the store at fault.
 SegmentCorpusResult segment_corpus(const std::string& corpus_path, const std::string& tokenizer,
-                                   const std::string& index_dir, SegmentBuildOptions options, bool progress = true);
+                                   const std::string& index_dir, SegmentBuildOptions options,
+                                   bool progress = true);
 
 }  // namespace kvrag

@@ -152,12 +152,12 @@ std::unique_ptr<SegmentStore> SegmentStore::open(const std::string& path, bool c
           "char_end) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
   prepare(st->insert_fts, "INSERT INTO segments_fts(rowid, body) VALUES (?1, ?2)");
   prepare(st->get,
-          "SELECT doc_id, title, text, token_begin, token_end, char_begin, char_end "
-          "FROM segments WHERE id = ?1");
+          "SELECT doc_id, title, text, token_begin, token_end, char_begin, char_end FROM segments "
+          "WHERE id = ?1");
   prepare(st->size, "SELECT COALESCE(MAX(id) + 1, 0) FROM segments");
-  prepare(st->search,
-          "SELECT rowid, rank FROM segments_fts WHERE segments_fts MATCH ?1 ORDER BY rank "
-          "LIMIT ?2");
+  prepare(
+      st->search,
+      "SELECT rowid, rank FROM segments_fts WHERE segments_fts MATCH ?1 ORDER BY rank LIMIT ?2");
   prepare(st->meta_get, "SELECT value FROM meta WHERE key = ?1");
   prepare(st->meta_set, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
   return store;
@@ -192,12 +192,12 @@ void SegmentStore::check_schema(bool create) {
     exec("BEGIN");
     exec(
         "CREATE TABLE segments(id INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, title TEXT NOT NULL, "
-        "text TEXT NOT NULL, token_begin INTEGER NOT NULL, token_end INTEGER NOT NULL, "
-        "char_begin INTEGER NOT NULL, char_end INTEGER NOT NULL)");
-    exec(fmt::format("CREATE VIRTUAL TABLE segments_fts USING fts5(body, content='', "
-                     "tokenize='{}')",
-                     kFtsTokenizer)
-             .c_str());
+        "text TEXT NOT NULL, token_begin INTEGER NOT NULL, token_end INTEGER NOT NULL, char_begin "
+        "INTEGER NOT NULL, char_end INTEGER NOT NULL)");
+    exec(
+        fmt::format("CREATE VIRTUAL TABLE segments_fts USING fts5(body, content='', tokenize='{}')",
+                    kFtsTokenizer)
+            .c_str());
     exec("CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)");
     exec(
         fmt::format("INSERT INTO meta(key, value) VALUES ('format', '{}'), ('fts_tokenizer', '{}')",
@@ -503,8 +503,8 @@ SegmentBuildResult build_segment_store(
     }
     if (was != fingerprint) {
       fail(
-          "segment store {} was built from a different corpus or with different options ({}); "
-          "use a new --index directory, or --overwrite to rebuild it",
+          "segment store {} was built from a different corpus or with different options ({}); use "
+          "a new --index directory, or --overwrite to rebuild it",
           store_path, describe_difference(was, fingerprint));
     }
   } else {

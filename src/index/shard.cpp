@@ -24,7 +24,9 @@ ShardSpec resolve_shard(const std::string& flag) {
     s.source = "--shard";
   } else {
     const std::pair<const char*, const char*> launchers[] = {
-        {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"}, {"PMIX_RANK", "PMIX_SIZE"}, {"PMI_RANK", "PMI_SIZE"}};
+        {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+        {"PMIX_RANK", "PMIX_SIZE"},
+        {"PMI_RANK", "PMI_SIZE"}};
     for (const auto& [rank, size] : launchers) {
       const char* r = std::getenv(rank);
       const char* n = std::getenv(size);
@@ -36,8 +38,8 @@ ShardSpec resolve_shard(const std::string& flag) {
       }
     }
   }
-  KVRAG_CHECK(s.count >= 1 && s.index >= 0 && s.index < s.count, "shard {}/{} from {}: need 0 <= i < n", s.index,
-              s.count, s.source);
+  KVRAG_CHECK(s.count >= 1 && s.index >= 0 && s.index < s.count,
+              "shard {}/{} from {}: need 0 <= i < n", s.index, s.count, s.source);
   return s;
 }
 

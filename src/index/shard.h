@@ -10,7 +10,8 @@ namespace kvrag {
 
 struct ShardSpec {
   int index = 0, count = 1;
-  std::string source = "single process";  // "--shard", "MPI (OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE)", …
+  // "--shard", "MPI (OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE)", …
+  std::string source = "single process";
 
   int64_t begin(int64_t total) const { return total * index / count; }
   int64_t end(int64_t total) const { return total * (index + 1) / count; }

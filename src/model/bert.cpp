@@ -2,26 +2,30 @@
 
 #include <limits>
 
-#include "core/error.h"
 #include "checkpoint/checkpoint.h"
+#include "core/error.h"
 #include "model/weights.h"
 #include "ops/attention.h"
 
 namespace kvrag {
 
 BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c, torch::TensorOptions options) {
-  word_embeddings = register_module("word_embeddings", Embedding(c.vocab_size, c.hidden_size, options));
-  position_embeddings =
-      register_module("position_embeddings", Embedding(c.max_position_embeddings, c.hidden_size, options));
-  token_type_embeddings =
-      register_module("token_type_embeddings", Embedding(c.type_vocab_size, c.hidden_size, options));
-  LayerNorm = register_module("LayerNorm", kvrag::LayerNorm(c.hidden_size, c.layer_norm_eps, options));
+  word_embeddings =
+      register_module("word_embeddings", Embedding(c.vocab_size, c.hidden_size, options));
+  position_embeddings = register_module(
+      "position_embeddings", Embedding(c.max_position_embeddings, c.hidden_size, options));
+  token_type_embeddings = register_module("token_type_embeddings",
+                                          Embedding(c.type_vocab_size, c.hidden_size, options));
+  LayerNorm =
+      register_module("LayerNorm", kvrag::LayerNorm(c.hidden_size, c.layer_norm_eps, options));
 }
 
-torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& ids, const torch::Tensor& token_type_ids) {
+torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& ids,
+                                          const torch::Tensor& token_type_ids) {
   const int64_t T = ids.size(1);
   const auto positions = torch::arange(T, torch::kInt64).unsqueeze(0);  // [1, T]
-  auto x = word_embeddings(ids) + token_type_embeddings(token_type_ids) + position_embeddings(positions);
+  auto x =
+      word_embeddings(ids) + token_type_embeddings(token_type_ids) + position_embeddings(positions);
   return LayerNorm(x);  // dropout: none at inference, and kvrag trains without it
 }
 
@@ -37,7 +41,8 @@ torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, const torch
   const auto q = query(x).view({B, T, nH, hd}).transpose(1, 2);  // [B, nH, T, hd]
   const auto k = key(x).view({B, T, nH, hd}).transpose(1, 2);    // [B, nH, T, hd]
   const auto v = value(x).view({B, T, nH, hd}).transpose(1, 2);  // [B, nH, T, hd]
-  if (q.requires_grad() || k.requires_grad() || v.requires_grad()) return attention(q, k, v, mask);  // [B, T, H]
+  // [B, T, H]
+  if (q.requires_grad() || k.requires_grad() || v.requires_grad()) return attention(q, k, v, mask);
   // Inference: one sequence at a time, so that its scores ([nH, T, T]: 4 MB for bert-base at
   // T = 288) stay in cache and are updated in place, where the whole batch's would be a fresh
   // [B, nH, T, T] allocation (page faults included) for each of four passes. Same values.
@@ -55,14 +60,16 @@ BertResidualOutputImpl::BertResidualOutputImpl(int64_t in, int64_t hidden, doubl
   LayerNorm = register_module("LayerNorm", kvrag::LayerNorm(hidden, eps, options));
 }
 
-torch::Tensor BertResidualOutputImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
+torch::Tensor BertResidualOutputImpl::forward(const torch::Tensor& x,
+                                              const torch::Tensor& residual) {
   auto h = dense(x);
   return LayerNorm(h.requires_grad() || residual.requires_grad() ? h + residual : h.add_(residual));
 }
 
 BertAttentionImpl::BertAttentionImpl(const BertConfig& c, torch::TensorOptions options) {
   self = register_module("self", BertSelfAttention(c, options));
-  output = register_module("output", BertResidualOutput(c.hidden_size, c.hidden_size, c.layer_norm_eps, options));
+  output = register_module(
+      "output", BertResidualOutput(c.hidden_size, c.hidden_size, c.layer_norm_eps, options));
 }
 
 torch::Tensor BertAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
@@ -80,8 +87,8 @@ torch::Tensor BertIntermediateImpl::forward(const torch::Tensor& x) {
 BertLayerImpl::BertLayerImpl(const BertConfig& c, torch::TensorOptions options) {
   attention = register_module("attention", BertAttention(c, options));
   intermediate = register_module("intermediate", BertIntermediate(c, options));
-  output = register_module("output",
-                           BertResidualOutput(c.intermediate_size, c.hidden_size, c.layer_norm_eps, options));
+  output = register_module(
+      "output", BertResidualOutput(c.intermediate_size, c.hidden_size, c.layer_norm_eps, options));
 }
 
 torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
@@ -98,21 +105,26 @@ BertModelImpl::BertModelImpl(const BertConfig& config, torch::Dtype dtype, bool 
   // HF nests the layers as encoder.layer.N; an anonymous container keeps those names.
   auto encoder = register_module("encoder", std::make_shared<torch::nn::Module>());
   encoder_layers = encoder->register_module("layer", torch::nn::ModuleList());
-  for (int64_t i = 0; i < config.num_hidden_layers; ++i) encoder_layers->push_back(BertLayer(config, options));
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i)
+    encoder_layers->push_back(BertLayer(config, options));
   if (with_pooler) {
     auto pooler = register_module("pooler", std::make_shared<torch::nn::Module>());
-    pooler_dense_ = pooler->register_module("dense", Linear(config.hidden_size, config.hidden_size, true, options));
+    pooler_dense_ = pooler->register_module(
+        "dense", Linear(config.hidden_size, config.hidden_size, true, options));
   }
 }
 
-BertOutputs BertModelImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask,
+BertOutputs BertModelImpl::forward(const torch::Tensor& input_ids,
+                                   const torch::Tensor& attention_mask,
                                    const torch::Tensor& token_type_ids, bool output_hidden_states) {
-  KVRAG_CHECK(input_ids.dim() == 2 && input_ids.size(1) > 0, "BERT forward: input_ids must be [B, T], got {}",
-              c10::str(input_ids.sizes()));
+  KVRAG_CHECK(input_ids.dim() == 2 && input_ids.size(1) > 0,
+              "BERT forward: input_ids must be [B, T], got {}", c10::str(input_ids.sizes()));
   const int64_t B = input_ids.size(0), T = input_ids.size(1);
   KVRAG_CHECK(T <= config_.max_position_embeddings,
-              "BERT forward: {} tokens exceed max_position_embeddings {}", T, config_.max_position_embeddings);
-  KVRAG_CHECK(attention_mask.sizes() == input_ids.sizes(), "BERT forward: attention_mask {} does not match ids {}",
+              "BERT forward: {} tokens exceed max_position_embeddings {}", T,
+              config_.max_position_embeddings);
+  KVRAG_CHECK(attention_mask.sizes() == input_ids.sizes(),
+              "BERT forward: attention_mask {} does not match ids {}",
               c10::str(attention_mask.sizes()), c10::str(input_ids.sizes()));
   {
     const auto [lo, hi] = torch::aminmax(input_ids);
@@ -120,8 +132,9 @@ BertOutputs BertModelImpl::forward(const torch::Tensor& input_ids, const torch::
                 "BERT forward: token id outside [0, {})", config_.vocab_size);
   }
   auto types = token_type_ids.defined() ? token_type_ids : torch::zeros({B, T}, torch::kInt64);
-  KVRAG_CHECK(types.sizes() == input_ids.sizes(), "BERT forward: token_type_ids {} does not match ids {}",
-              c10::str(types.sizes()), c10::str(input_ids.sizes()));
+  KVRAG_CHECK(types.sizes() == input_ids.sizes(),
+              "BERT forward: token_type_ids {} does not match ids {}", c10::str(types.sizes()),
+              c10::str(input_ids.sizes()));
 
   // Additive mask over keys [B, 1, 1, T]: 0 for tokens, the lowest float for padding; none
   // without padding (adding zeros changes nothing).
@@ -157,7 +170,7 @@ torch::Tensor BertModelImpl::pool(const torch::Tensor& last_hidden_state) {
 
 torch::Tensor mean_pool(const torch::Tensor& hidden, const torch::Tensor& attention_mask) {
   const auto m = attention_mask.to(hidden.scalar_type()).unsqueeze(-1);  // [B, T, 1]
-  return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0);                 // [B, H]
+  return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0);                  // [B, H]
 }
 
 torch::Tensor cls_pool(const torch::Tensor& hidden) { return hidden.select(1, 0); }
@@ -165,7 +178,8 @@ torch::Tensor cls_pool(const torch::Tensor& hidden) { return hidden.select(1, 0)
 BertModel load_bert(const std::string& dir, torch::Dtype dtype) {
   const auto config = BertConfig::load(dir + "/config.json");
   const auto checkpoint = Checkpoint::open(dir);
-  const std::string prefix = checkpoint.has("bert.embeddings.word_embeddings.weight") ? "bert." : "";
+  const std::string prefix =
+      checkpoint.has("bert.embeddings.word_embeddings.weight") ? "bert." : "";
   const bool with_pooler = checkpoint.has(prefix + "pooler.dense.weight");
   BertModel model(config, dtype, with_pooler);
   load_parameters(*model, checkpoint, prefix);

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "model/layers.h"
 #include "checkpoint/model_config.h"
+#include "model/layers.h"
 
 namespace kvrag {
 
@@ -79,8 +79,8 @@ class BertLayerImpl : public torch::nn::Module {
 TORCH_MODULE(BertLayer);
 
 struct BertOutputs {
-  torch::Tensor last_hidden_state;            // [B, T, H]
-  std::vector<torch::Tensor> hidden_states;   // if requested: L + 1 entries, [0] = embeddings
+  torch::Tensor last_hidden_state;           // [B, T, H]
+  std::vector<torch::Tensor> hidden_states;  // if requested: L + 1 entries, [0] = embeddings
 };
 
 class BertModelImpl : public torch::nn::Module {

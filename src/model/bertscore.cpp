@@ -7,9 +7,10 @@
 namespace kvrag {
 
 BertScore bertscore(const at::Tensor& candidate, const at::Tensor& reference) {
-  KVRAG_CHECK(candidate.dim() == 2 && reference.dim() == 2 && candidate.size(1) == reference.size(1),
-              "bertscore: expected [n_c, H] and [n_r, H], got {} and {}", c10::str(candidate.sizes()),
-              c10::str(reference.sizes()));
+  KVRAG_CHECK(
+      candidate.dim() == 2 && reference.dim() == 2 && candidate.size(1) == reference.size(1),
+      "bertscore: expected [n_c, H] and [n_r, H], got {} and {}", c10::str(candidate.sizes()),
+      c10::str(reference.sizes()));
   BertScore s;
   if (candidate.size(0) == 0 || reference.size(0) == 0) return s;
   namespace F = torch::nn::functional;

@@ -4,13 +4,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/model_config.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "model/bertscore.h"
 #include "model/bert.h"
+#include "model/bertscore.h"
 #include "model/generation.h"
 #include "model/llama.h"
-#include "checkpoint/model_config.h"
 
 namespace kvrag {
 namespace {
@@ -18,7 +18,8 @@ namespace {
 using json = nlohmann::json;
 
 // A nested JSON array of numbers → tensor (shape from the nesting; must be rectangular).
-torch::Tensor json_tensor(const json& j, const std::string& what, torch::Dtype dtype = torch::kFloat64) {
+torch::Tensor json_tensor(const json& j, const std::string& what,
+                          torch::Dtype dtype = torch::kFloat64) {
   std::vector<int64_t> shape;
   const json* cur = &j;
   while (cur->is_array()) {
@@ -56,10 +57,10 @@ struct Tolerance {
   }
 };
 
-CheckLine value_line(const std::string& name, const torch::Tensor& got, const torch::Tensor& expected,
-                     const Tolerance& tol) {
-  KVRAG_CHECK(got.sizes() == expected.sizes(), "{}: computed shape {} but expected.json has {}", name,
-              c10::str(got.sizes()), c10::str(expected.sizes()));
+CheckLine value_line(const std::string& name, const torch::Tensor& got,
+                     const torch::Tensor& expected, const Tolerance& tol) {
+  KVRAG_CHECK(got.sizes() == expected.sizes(), "{}: computed shape {} but expected.json has {}",
+              name, c10::str(got.sizes()), c10::str(expected.sizes()));
   CheckLine line;
   line.name = name;
   line.max_abs_error = max_abs(got, expected);
@@ -101,8 +102,8 @@ void check_llama(const std::string& dir, const json& e, torch::Dtype dtype, cons
   if (e.contains("prefix")) {
     const auto p = json_tensor(e["prefix"], "prefix", torch::kFloat32);  // [L, 2, B, kvH, P, hd]
     KVRAG_CHECK(p.dim() == 6 && p.size(0) == c.num_hidden_layers && p.size(1) == 2,
-                "expected.json: prefix has shape {}, expected [L={}, 2, B, kvH, P, hd]", c10::str(p.sizes()),
-                c.num_hidden_layers);
+                "expected.json: prefix has shape {}, expected [L={}, 2, B, kvH, P, hd]",
+                c10::str(p.sizes()), c.num_hidden_layers);
     for (int64_t l = 0; l < p.size(0); ++l) {
       prefix.keys.push_back(p[l][0].contiguous());
       prefix.values.push_back(p[l][1].contiguous());
@@ -111,13 +112,15 @@ void check_llama(const std::string& dir, const json& e, torch::Dtype dtype, cons
   if (e.contains("input_ids")) {
     const auto ids = json_tensor(e["input_ids"], "input_ids", torch::kInt64);
     if (e.contains("logits")) {
-      report.lines.push_back(value_line("logits", model->forward(ids), json_tensor(e["logits"], "logits"), tol));
+      report.lines.push_back(
+          value_line("logits", model->forward(ids), json_tensor(e["logits"], "logits"), tol));
     }
     if (e.contains("logits_with_prefix") && !prefix.empty()) {
       LlamaForwardArgs args;
       args.prefix = &prefix;
       report.lines.push_back(value_line("logits_with_prefix", model->forward(ids, args),
-                                        json_tensor(e["logits_with_prefix"], "logits_with_prefix"), tol));
+                                        json_tensor(e["logits_with_prefix"], "logits_with_prefix"),
+                                        tol));
     }
   }
   if (e.contains("greedy")) {
@@ -125,21 +128,23 @@ void check_llama(const std::string& dir, const json& e, torch::Dtype dtype, cons
     const auto prompt = json_tensor(g.at("prompt_ids"), "greedy.prompt_ids", torch::kInt64);
     std::vector<std::vector<int64_t>> prompts;
     for (int64_t b = 0; b < prompt.size(0); ++b) {
-      prompts.emplace_back(prompt[b].data_ptr<int64_t>(), prompt[b].data_ptr<int64_t>() + prompt.size(1));
+      prompts.emplace_back(prompt[b].data_ptr<int64_t>(),
+                           prompt[b].data_ptr<int64_t>() + prompt.size(1));
     }
     GenerationOptions options;
     options.max_new_tokens = g.at("new_tokens").get<int>();
     options.stop_at_eos = false;  // the fixture decodes a fixed number of tokens
     const bool required = !tol.bf16;
     if (g.contains("output_ids")) {
-      report.lines.push_back(token_line("greedy.output_ids", generate(*model, prompts, options),
-                                        json_tensor(g["output_ids"], "greedy.output_ids", torch::kInt64), required));
+      report.lines.push_back(
+          token_line("greedy.output_ids", generate(*model, prompts, options),
+                     json_tensor(g["output_ids"], "greedy.output_ids", torch::kInt64), required));
     }
     if (g.contains("output_ids_with_prefix") && !prefix.empty()) {
-      report.lines.push_back(token_line("greedy.output_ids_with_prefix", generate(*model, prompts, options, &prefix),
-                                        json_tensor(g["output_ids_with_prefix"], "greedy.output_ids_with_prefix",
-                                                    torch::kInt64),
-                                        required));
+      report.lines.push_back(token_line(
+          "greedy.output_ids_with_prefix", generate(*model, prompts, options, &prefix),
+          json_tensor(g["output_ids_with_prefix"], "greedy.output_ids_with_prefix", torch::kInt64),
+          required));
     }
   }
 }
@@ -149,10 +154,12 @@ void check_bert(const std::string& dir, const json& e, torch::Dtype dtype, const
   auto model = load_bert(dir, dtype);
   torch::NoGradGuard no_grad;
   const auto ids = json_tensor(e.at("input_ids"), "input_ids", torch::kInt64);
-  const auto mask = e.contains("attention_mask") ? json_tensor(e["attention_mask"], "attention_mask", torch::kInt64)
-                                                 : torch::ones_like(ids);
-  const auto types = e.contains("token_type_ids") ? json_tensor(e["token_type_ids"], "token_type_ids", torch::kInt64)
-                                                  : torch::zeros_like(ids);
+  const auto mask = e.contains("attention_mask")
+                        ? json_tensor(e["attention_mask"], "attention_mask", torch::kInt64)
+                        : torch::ones_like(ids);
+  const auto types = e.contains("token_type_ids")
+                         ? json_tensor(e["token_type_ids"], "token_type_ids", torch::kInt64)
+                         : torch::zeros_like(ids);
   const auto out = model->forward(ids, mask, types, /*output_hidden_states=*/true);
   const auto last = out.last_hidden_state.to(torch::kFloat32);  // [B, T, H]
   const auto lengths = mask.sum(1);
@@ -171,16 +178,19 @@ void check_bert(const std::string& dir, const json& e, torch::Dtype dtype, const
     report.lines.push_back(value_line("last_hidden_state", torch::cat(got), torch::cat(want), tol));
   }
   if (e.contains("mean_pooled")) {
-    report.lines.push_back(value_line("mean_pooled", mean_pool(last, mask), json_tensor(e["mean_pooled"], "mean_pooled"), tol));
+    report.lines.push_back(value_line("mean_pooled", mean_pool(last, mask),
+                                      json_tensor(e["mean_pooled"], "mean_pooled"), tol));
   }
   if (e.contains("pooler_output") && model->has_pooler()) {
-    report.lines.push_back(value_line("pooler_output", model->pool(out.last_hidden_state).to(torch::kFloat32),
+    report.lines.push_back(value_line("pooler_output",
+                                      model->pool(out.last_hidden_state).to(torch::kFloat32),
                                       json_tensor(e["pooler_output"], "pooler_output"), tol));
   }
   if (e.contains("bertscore")) {
     int i = 0;
     for (const auto& cs : e["bertscore"].at("cases")) {
-      const int64_t cand = cs.at("candidate_row").get<int64_t>(), ref = cs.at("reference_row").get<int64_t>();
+      const int64_t cand = cs.at("candidate_row").get<int64_t>(),
+                    ref = cs.at("reference_row").get<int64_t>();
       const int64_t layer = cs.at("layer").get<int64_t>();
       KVRAG_CHECK(layer >= 0 && layer < static_cast<int64_t>(out.hidden_states.size()),
                   "expected.json: bertscore layer {} out of range", layer);
@@ -191,9 +201,12 @@ void check_bert(const std::string& dir, const json& e, torch::Dtype dtype, const
       };
       const auto s = bertscore(tokens(cand), tokens(ref));
       const auto got = torch::tensor({s.precision, s.recall, s.f1}, torch::kFloat64);
-      const auto want = torch::tensor({cs.at("precision").get<double>(), cs.at("recall").get<double>(),
-                                       cs.at("f1").get<double>()}, torch::kFloat64);
-      auto line = value_line(fmt::format("bertscore[{}] (rows {}→{}, layer {})", i++, cand, ref, layer), got, want, tol);
+      const auto want = torch::tensor({cs.at("precision").get<double>(),
+                                       cs.at("recall").get<double>(), cs.at("f1").get<double>()},
+                                      torch::kFloat64);
+      auto line =
+          value_line(fmt::format("bertscore[{}] (rows {}→{}, layer {})", i++, cand, ref, layer),
+                     got, want, tol);
       report.lines.push_back(line);
     }
   }
@@ -209,8 +222,10 @@ bool FixtureReport::ok() const {
   return true;
 }
 
-FixtureReport check_fixture(const std::string& dir, const std::string& expected_path, const std::string& dtype_name) {
-  KVRAG_CHECK(dtype_name == "fp32" || dtype_name == "bf16", "--dtype must be fp32 or bf16, not '{}'", dtype_name);
+FixtureReport check_fixture(const std::string& dir, const std::string& expected_path,
+                            const std::string& dtype_name) {
+  KVRAG_CHECK(dtype_name == "fp32" || dtype_name == "bf16",
+              "--dtype must be fp32 or bf16, not '{}'", dtype_name);
   const std::string path = expected_path.empty() ? dir + "/expected.json" : expected_path;
   json e;
   try {
@@ -224,14 +239,16 @@ FixtureReport check_fixture(const std::string& dir, const std::string& expected_
   report.dtype = dtype_name;
   const torch::Dtype dtype = dtype_name == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   Tolerance tol{1e-4, dtype_name == "bf16"};
-  if (e.contains("tolerance") && e["tolerance"].contains("abs")) tol.abs = e["tolerance"]["abs"].get<double>();
+  if (e.contains("tolerance") && e["tolerance"].contains("abs"))
+    tol.abs = e["tolerance"]["abs"].get<double>();
   try {
     if (report.model_type == "llama") {
       check_llama(dir, e, dtype, tol, report);
     } else if (report.model_type == "bert") {
       check_bert(dir, e, dtype, tol, report);
     } else {
-      fail("{}/config.json: model_type '{}' is not supported (llama, bert)", dir, report.model_type);
+      fail("{}/config.json: model_type '{}' is not supported (llama, bert)", dir,
+           report.model_type);
     }
   } catch (const json::exception& ex) {
     fail("{}: {}", path, ex.what());

@@ -8,11 +8,11 @@
 namespace kvrag {
 
 struct CheckLine {
-  std::string name;        // "logits", "logits_with_prefix", "greedy.output_ids", …
+  std::string name;            // "logits", "logits_with_prefix", "greedy.output_ids", …
   double max_abs_error = 0.0;  // for token outputs: the number of differing tokens
   double tolerance = 0.0;
   bool ok = false;
-  std::string note;        // e.g. "12 tokens, first difference at row 0 step 7"
+  std::string note;  // e.g. "12 tokens, first difference at row 0 step 7"
 };
 
 struct FixtureReport {

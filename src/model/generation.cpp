@@ -35,8 +35,9 @@ int64_t TokenSampler::sample(const float* logits, int64_t n) {
     scratch_[i] = {p, i};
     total += p;
   }
-  std::sort(scratch_.begin(), scratch_.end(),
-            [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  std::sort(scratch_.begin(), scratch_.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  });
   // Nucleus: the smallest head of the distribution whose mass reaches top_p.
   int64_t keep = n;
   double mass = 0.0;
@@ -78,11 +79,12 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
   const int64_t P = prefix != nullptr ? prefix->length() : 0;
   const int64_t longest = P + T0 + options.max_new_tokens;
   KVRAG_CHECK(longest <= config.max_position_embeddings,
-              "generate: prefix {} + prompt {} + {} new tokens exceeds the model's context of {}", P,
-              T0, options.max_new_tokens, config.max_position_embeddings);
+              "generate: prefix {} + prompt {} + {} new tokens exceeds the model's context of {}",
+              P, T0, options.max_new_tokens, config.max_position_embeddings);
 
   std::vector<int64_t> stop_ids = options.stop_ids;
-  if (options.stop_at_eos) stop_ids.insert(stop_ids.end(), config.eos_token_ids.begin(), config.eos_token_ids.end());
+  if (options.stop_at_eos)
+    stop_ids.insert(stop_ids.end(), config.eos_token_ids.begin(), config.eos_token_ids.end());
 
   // Left-pad the prompts so every row's next token lands in the same column.
   auto ids = torch::zeros({B, T0}, torch::kInt64);
@@ -100,13 +102,15 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
   LlamaForwardArgs args{prefix, &cache, mask};
   std::vector<TokenSampler> samplers;
   for (int64_t b = 0; b < B; ++b) {
-    samplers.emplace_back(options.temperature, options.top_p, options.seed + static_cast<uint64_t>(b));
+    samplers.emplace_back(options.temperature, options.top_p,
+                          options.seed + static_cast<uint64_t>(b));
   }
   std::vector<bool> done(B, false);
   int64_t remaining = B;
 
   // Only the last column's logits are needed: the LM head runs on one position, not T0.
-  auto logits = model.logits(model.hidden_states(ids, args).select(1, T0 - 1)).contiguous();  // [B, V]
+  // [B, V]
+  auto logits = model.logits(model.hidden_states(ids, args).select(1, T0 - 1)).contiguous();
   std::vector<int64_t> next(B, 0);  // this step's token per row (0 for finished rows)
   for (int step = 0; step < options.max_new_tokens && remaining > 0; ++step) {
     for (int64_t b = 0; b < B; ++b) {
@@ -128,7 +132,7 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
     args.prefix = nullptr;
     args.attention_mask = torch::Tensor();
     const auto next_ids = torch::from_blob(next.data(), {B, 1}, torch::kInt64);  // [B, 1], no copy
-    logits = model.forward(next_ids, args).select(1, 0).contiguous();          // [B, V]
+    logits = model.forward(next_ids, args).select(1, 0).contiguous();            // [B, V]
     std::fill(next.begin(), next.end(), 0);
   }
   return out;

@@ -12,10 +12,10 @@ namespace kvrag {
 
 struct GenerationOptions {
   int max_new_tokens = 64;
-  float temperature = 0.0f;  // 0: greedy (argmax)
-  float top_p = 1.0f;        // nucleus sampling mass, (0, 1]
-  uint64_t seed = 0;         // sampling is deterministic given the seed
-  bool stop_at_eos = true;   // stop a row at any of the config's eos ids
+  float temperature = 0.0f;       // 0: greedy (argmax)
+  float top_p = 1.0f;             // nucleus sampling mass, (0, 1]
+  uint64_t seed = 0;              // sampling is deterministic given the seed
+  bool stop_at_eos = true;        // stop a row at any of the config's eos ids
   std::vector<int64_t> stop_ids;  // further ids that end a row
 };
 
@@ -24,7 +24,7 @@ enum class StopReason { kLength, kStopToken };
 struct Generation {
   std::vector<int64_t> tokens;  // new tokens, without the stop token
   StopReason stop_reason = StopReason::kLength;
-  int64_t stop_token = -1;      // the id that stopped the row, if any
+  int64_t stop_token = -1;  // the id that stopped the row, if any
 };
 
 // Generates a continuation for each prompt (token ids, BOS included by the caller). Prompts are
@@ -33,7 +33,8 @@ struct Generation {
 // than the model's max_position_embeddings.
 std::vector<Generation> generate(LlamaForCausalLMImpl& model,
                                  const std::vector<std::vector<int64_t>>& prompts,
-                                 const GenerationOptions& options, const KVPrefix* prefix = nullptr);
+                                 const GenerationOptions& options,
+                                 const KVPrefix* prefix = nullptr);
 
 // Picks the next token from fp32 logits [V] (greedy when temperature is 0).
 class TokenSampler {

@@ -73,8 +73,8 @@
 #include <nlohmann/json.hpp>
 
 #include "model/bert.h"
-#include "model/layers.h"
 #include "model/knowledge_encoder_config.h"
+#include "model/layers.h"
 #include "model/llama.h"
 
 namespace kvrag {
@@ -101,7 +101,8 @@ class KnowledgeEncoderImpl : public torch::nn::Module {
   // layer. Readout "tokens": Error if T > P. llm_ids [B, T] int64 (the LLM piece of each entry,
   // -1 for none; KnowledgeTokens::llm_ids) is needed with segment_tokenizer "llm" and
   // llm_embeddings, and ignored otherwise.
-  KVPrefix forward(const torch::Tensor& ids, const torch::Tensor& attention_mask, const torch::Tensor& llm_ids = {});
+  KVPrefix forward(const torch::Tensor& ids, const torch::Tensor& attention_mask,
+                   const torch::Tensor& llm_ids = {});
 
   // Random initialisation of everything (encoder std 0.02, output heads `head_std`, small so
   // the initial prefix barely perturbs the LLM). Deterministic given `seed`.
@@ -110,7 +111,8 @@ class KnowledgeEncoderImpl : public torch::nn::Module {
   const KnowledgeEncoderConfig& config() const { return config_; }
   // Per-layer key/value heads over x [B, P, H] (keys plus previous_key(previous) where given,
   // previous [B, P, H]); entries where keep [B, P, 1] is 0 become zero.
-  KVPrefix heads(const torch::Tensor& x, const torch::Tensor& keep, const torch::Tensor& previous = {});
+  KVPrefix heads(const torch::Tensor& x, const torch::Tensor& keep,
+                 const torch::Tensor& previous = {});
   torch::Dtype dtype() const { return dtype_; }
 
   BertModel encoder{nullptr};  // parameters named like HF BertModel under "encoder."
@@ -137,15 +139,18 @@ TORCH_MODULE(KnowledgeEncoder);
 // init_fresh(seed, options.head_std); with llm_embeddings the LLM's embeddings of its pieces
 // (segment_tokenizer "llm": llm_embedding_table) or of the encoder's tokens
 // (llm_embeddings_for_vocab, which needs `llm_tokenizer`), and the induction init.
-KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const LlamaForCausalLMImpl& llm,
-                                        const Tokenizer* llm_tokenizer, const std::string& llm_fingerprint,
+KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir,
+                                        const LlamaForCausalLMImpl& llm,
+                                        const Tokenizer* llm_tokenizer,
+                                        const std::string& llm_fingerprint,
                                         const KnowledgeEncoderOptions& options, uint64_t seed,
                                         torch::Dtype dtype = torch::kFloat32);
 // The same from a made `config` and an LLM embedding table (defined iff config.llm_embeddings;
 // [V_enc, H] of the encoder's tokens, or [V_llm, H] of the LLM's pieces), without the induction
 // init.
-KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir, const KnowledgeEncoderConfig& config,
-                                        uint64_t seed, double head_std, const torch::Tensor& llm_embeddings = {},
+KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir,
+                                        const KnowledgeEncoderConfig& config, uint64_t seed,
+                                        double head_std, const torch::Tensor& llm_embeddings = {},
                                         torch::Dtype dtype = torch::kFloat32);
 
 // The induction init (see above) of every layer's previous_key from `llm`'s q_proj and input
@@ -156,8 +161,8 @@ void init_induction_keys(KnowledgeEncoderImpl& encoder, const LlamaForCausalLMIm
 // key_position "answer" row b's keys placed at rotary position P + prompt_lengths[b] − 1 (P =
 // prefix.length()), the position of the last prompt token, whose query writes the answer's first
 // token; with "none" `prefix` itself.
-KVPrefix place_for_answer(const KnowledgeEncoderConfig& config, const LlamaForCausalLMImpl& llm, const KVPrefix& prefix,
-                          const std::vector<int64_t>& prompt_lengths);
+KVPrefix place_for_answer(const KnowledgeEncoderConfig& config, const LlamaForCausalLMImpl& llm,
+                          const KVPrefix& prefix, const std::vector<int64_t>& prompt_lengths);
 
 // The LLM's input embeddings [V_llm, H] (embed_tokens weight) scaled so that their std is 1, the
 // scale of the LayerNorm output they are added to.
@@ -169,10 +174,12 @@ torch::Tensor llm_embedding_table(const torch::Tensor& llm_rows);
 // piece id in WordPiece notation (wordpiece_spelling in text/sentencepiece_trainer.h; empty:
 // none), `llm_rows` [V_llm, H] the LLM's embed_tokens weight.
 torch::Tensor llm_embeddings_for_vocab(const std::vector<std::string>& encoder_vocab,
-                                       const std::vector<std::string>& llm_spellings, const torch::Tensor& llm_rows);
+                                       const std::vector<std::string>& llm_spellings,
+                                       const torch::Tensor& llm_rows);
 
 // Loads DIR (config.json + model.safetensors); every parameter must be present with its shape.
-KnowledgeEncoder load_knowledge_encoder(const std::string& dir, torch::Dtype dtype = torch::kFloat32);
+KnowledgeEncoder load_knowledge_encoder(const std::string& dir,
+                                        torch::Dtype dtype = torch::kFloat32);
 // Writes config.json, model.safetensors and a copy of `vocab_path` as DIR/vocab.txt, each
 // atomically; creates DIR.
 void save_knowledge_encoder(const KnowledgeEncoderImpl& model, const std::string& dir,

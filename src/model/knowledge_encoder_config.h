@@ -18,14 +18,16 @@
 namespace kvrag {
 
 // The knowledge encoder's choices, each parsed once (command line, config.json) into an enum.
-enum class Readout { kQueries, kTokens };        // learned queries, or one entry per segment token
-enum class SegmentTokenizer { kEncoder, kLlm };  // who cuts a segment: the encoder's WordPiece, the LLM's
-enum class KeyPosition { kNone, kAnswer };       // keys as made, or placed at the answer's position
+enum class Readout { kQueries, kTokens };  // learned queries, or one entry per segment token
+// who cuts a segment: the encoder's WordPiece, the LLM's
+enum class SegmentTokenizer { kEncoder, kLlm };
+enum class KeyPosition { kNone, kAnswer };  // keys as made, or placed at the answer's position
 
 template <>
 struct EnumNames<Readout> {
   static constexpr const char* what = "readout";
-  static constexpr EnumName<Readout> values[] = {{Readout::kQueries, "queries"}, {Readout::kTokens, "tokens"}};
+  static constexpr EnumName<Readout> values[] = {{Readout::kQueries, "queries"},
+                                                 {Readout::kTokens, "tokens"}};
 };
 template <>
 struct EnumNames<SegmentTokenizer> {
@@ -36,14 +38,17 @@ struct EnumNames<SegmentTokenizer> {
 template <>
 struct EnumNames<KeyPosition> {
   static constexpr const char* what = "key position";
-  static constexpr EnumName<KeyPosition> values[] = {{KeyPosition::kNone, "none"}, {KeyPosition::kAnswer, "answer"}};
+  static constexpr EnumName<KeyPosition> values[] = {{KeyPosition::kNone, "none"},
+                                                     {KeyPosition::kAnswer, "answer"}};
 };
 
 // How a new knowledge encoder is made (train-prefix --readout …; init_knowledge_encoder).
 struct KnowledgeEncoderOptions {
-  int64_t prefix_length = 10;       // readout queries: P learned queries (tokens: P = max_segment_tokens)
+  // readout queries: P learned queries (tokens: P = max_segment_tokens)
+  int64_t prefix_length = 10;
   Readout readout = Readout::kQueries;
-  bool llm_embeddings = false;      // readout tokens: add the LLM's token embeddings (model/knowledge_encoder.h)
+  // readout tokens: add the LLM's token embeddings (model/knowledge_encoder.h)
+  bool llm_embeddings = false;
   SegmentTokenizer segment_tokenizer = SegmentTokenizer::kEncoder;
   KeyPosition key_position = KeyPosition::kNone;
   int64_t max_segment_tokens = 256;  // encoder tokens per segment, [CLS]/[SEP] included
@@ -54,21 +59,24 @@ struct KnowledgeEncoderOptions {
 };
 
 struct KnowledgeEncoderConfig {
-  BertConfig encoder;            // the BERT-family encoder over a segment
-  int64_t prefix_length = 10;    // P: learned queries, or (readout "tokens") the longest segment
+  BertConfig encoder;          // the BERT-family encoder over a segment
+  int64_t prefix_length = 10;  // P: learned queries, or (readout "tokens") the longest segment
   Readout readout = Readout::kQueries;
-  bool llm_embeddings = false;   // readout "tokens": add the LLM's token embeddings (model/knowledge_encoder.h)
+  // readout "tokens": add the LLM's token embeddings (model/knowledge_encoder.h)
+  bool llm_embeddings = false;
   SegmentTokenizer segment_tokenizer = SegmentTokenizer::kEncoder;
   KeyPosition key_position = KeyPosition::kNone;
-  int64_t max_segment_tokens = 0;  // tokens per segment it was trained on (0: unknown, folders written before it)
+  // tokens per segment it was trained on (0: unknown, folders written before it)
+  int64_t max_segment_tokens = 0;
   int64_t llm_layers = 0, llm_kv_heads = 0, llm_head_dim = 0;  // the LLM the prefix is made for
-  int64_t llm_vocab_size = 0;     // (0: unknown, in folders written before it)
-  std::string llm_fingerprint;   // llm_fingerprint(llm_dir) of that LLM
+  int64_t llm_vocab_size = 0;   // (0: unknown, in folders written before it)
+  std::string llm_fingerprint;  // llm_fingerprint(llm_dir) of that LLM
 
   // The config for `llm` (layers, kv heads, head dim taken from it) over `encoder`, made as
   // `options` say (readout "tokens": P = the segment length).
   static KnowledgeEncoderConfig for_llm(const BertConfig& encoder, const LlamaConfig& llm,
-                                        const std::string& fingerprint, const KnowledgeEncoderOptions& options);
+                                        const std::string& fingerprint,
+                                        const KnowledgeEncoderOptions& options);
   bool token_readout() const { return readout == Readout::kTokens; }
   bool reads_llm_pieces() const { return segment_tokenizer == SegmentTokenizer::kLlm; }
   // Encoder tokens of a segment, [CLS]/[SEP] included, at most: max_segment_tokens (the

@@ -22,14 +22,18 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, torch::TensorOptions options)
   weight = register_parameter("weight", torch::ones({dim}, options));
 }
 
-torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) { return kvrag::rms_norm(x, weight, eps); }
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  return kvrag::rms_norm(x, weight, eps);
+}
 
 LayerNormImpl::LayerNormImpl(int64_t dim, double eps_, torch::TensorOptions options) : eps(eps_) {
   weight = register_parameter("weight", torch::ones({dim}, options));
   bias = register_parameter("bias", torch::zeros({dim}, options));
 }
 
-torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) { return kvrag::layer_norm(x, weight, bias, eps); }
+torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
+  return kvrag::layer_norm(x, weight, bias, eps);
+}
 
 void init_parameters(torch::nn::Module& module, double std, uint64_t seed) {
   torch::NoGradGuard no_grad;
@@ -37,8 +41,8 @@ void init_parameters(torch::nn::Module& module, double std, uint64_t seed) {
   for (auto& item : module.named_parameters()) {
     const std::string& name = item.key();
     torch::Tensor& p = item.value();
-    const bool is_norm = name.find("norm") != std::string::npos ||
-                         name.find("LayerNorm") != std::string::npos;
+    const bool is_norm =
+        name.find("norm") != std::string::npos || name.find("LayerNorm") != std::string::npos;
     if (p.dim() >= 2) {
       auto w = torch::empty(p.sizes(), torch::kFloat32);
       w.normal_(0.0, std, gen);

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <limits>
 
-#include "core/error.h"
 #include "checkpoint/checkpoint.h"
+#include "core/error.h"
 #include "model/weights.h"
 #include "ops/attention.h"
 #include "ops/rotary.h"
@@ -16,10 +16,10 @@ namespace kvrag {
 // `past` earlier ones (prefix and/or cache) followed by this call's T tokens.
 struct ForwardLayout {
   int64_t B = 0, T = 0, past = 0, S = 0;
-  std::vector<uint8_t> tokens;      // [B, T]: 1 = token, 0 = padding
-  std::vector<uint8_t> key_valid;   // [B, S]: entry may be attended (not padding)
-  std::vector<int64_t> positions;   // [B, T]: rotary position (padding takes none)
-  torch::Tensor cos, sin;           // [n, hd] fp32 rotary tables covering every position here
+  std::vector<uint8_t> tokens;     // [B, T]: 1 = token, 0 = padding
+  std::vector<uint8_t> key_valid;  // [B, S]: entry may be attended (not padding)
+  std::vector<int64_t> positions;  // [B, T]: rotary position (padding takes none)
+  torch::Tensor cos, sin;          // [n, hd] fp32 rotary tables covering every position here
 
   // Additive mask [B, 1, T, S] fp32 (for attention()): causal over entry indices (query t sits
   // at entry past + t; every past entry precedes it), padding keys hidden.
@@ -29,7 +29,8 @@ struct ForwardLayout {
     const float hidden = std::numeric_limits<float>::lowest();
     for (int64_t b = 0; b < B; ++b) {
       for (int64_t t = 0; t < T; ++t, p += S) {
-        for (int64_t s = 0; s < S; ++s) p[s] = key_valid[b * S + s] && s <= past + t ? 0.0f : hidden;
+        for (int64_t s = 0; s < S; ++s)
+          p[s] = key_valid[b * S + s] && s <= past + t ? 0.0f : hidden;
       }
     }
     return m;
@@ -43,8 +44,8 @@ namespace {
 
 // The layer's attention on the inference path. x [B, T, H]; keys/values of this call go into
 // cache layer `l` at entries [past, past+T), and the T queries attend over entries [0, S).
-torch::Tensor cached_attention(LlamaAttentionImpl& a, const torch::Tensor& x, const ForwardLayout& lay,
-                               KVCache& cache, int64_t l) {
+torch::Tensor cached_attention(LlamaAttentionImpl& a, const torch::Tensor& x,
+                               const ForwardLayout& lay, KVCache& cache, int64_t l) {
   const int64_t B = lay.B, T = lay.T, H = a.num_heads, hd = a.head_dim;
   const auto q = a.q_proj(x).contiguous();  // [B, T, H*hd]
   const auto k = a.k_proj(x).contiguous();  // [B, T, kvH*hd]
@@ -57,8 +58,9 @@ torch::Tensor cached_attention(LlamaAttentionImpl& a, const torch::Tensor& x, co
   write_cache(k, kc, lay.past);
   write_cache(v, vc, lay.past);
   if (T == 1) return a.o_proj(decode_attention(q, kc, vc, lay.key_valid));  // [B, 1, H*hd]
-  const auto q4 = q.view({B, T, H, hd}).transpose(1, 2);  // [B, H, T, hd]
-  return a.o_proj(attention(q4, kc.narrow(2, 0, lay.S), vc.narrow(2, 0, lay.S), lay.mask()));  // [B, T, H]
+  const auto q4 = q.view({B, T, H, hd}).transpose(1, 2);                    // [B, H, T, hd]
+  // [B, T, H]
+  return a.o_proj(attention(q4, kc.narrow(2, 0, lay.S), vc.narrow(2, 0, lay.S), lay.mask()));
 }
 
 }  // namespace
@@ -68,8 +70,10 @@ torch::Tensor cached_attention(LlamaAttentionImpl& a, const torch::Tensor& x, co
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c, torch::TensorOptions options)
     : num_heads(c.num_attention_heads), num_kv_heads(c.num_key_value_heads), head_dim(c.head_dim) {
   q_proj = register_module("q_proj", Linear(c.hidden_size, num_heads * head_dim, false, options));
-  k_proj = register_module("k_proj", Linear(c.hidden_size, num_kv_heads * head_dim, false, options));
-  v_proj = register_module("v_proj", Linear(c.hidden_size, num_kv_heads * head_dim, false, options));
+  k_proj =
+      register_module("k_proj", Linear(c.hidden_size, num_kv_heads * head_dim, false, options));
+  v_proj =
+      register_module("v_proj", Linear(c.hidden_size, num_kv_heads * head_dim, false, options));
   o_proj = register_module("o_proj", Linear(num_heads * head_dim, c.hidden_size, false, options));
 }
 
@@ -91,15 +95,17 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const torch::T
   // Everything attended to: past entries (prefix and/or cache) followed by the new ones.
   const auto keys = past_k.defined() ? torch::cat({past_k, k}, 2) : k;    // [B, kvH, S, hd]
   const auto values = past_v.defined() ? torch::cat({past_v, v}, 2) : v;  // [B, kvH, S, hd]
-  return o_proj(attention(q, keys, values, mask));  // [B, T, H]
+  return o_proj(attention(q, keys, values, mask));                        // [B, T, H]
 }
 
 // --- MLP / layer / model -----------------------------------------------------------------------
 
 LlamaMLPImpl::LlamaMLPImpl(const LlamaConfig& c, torch::TensorOptions options) {
-  gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, false, options));
+  gate_proj =
+      register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, false, options));
   up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, false, options));
-  down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, false, options));
+  down_proj =
+      register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, false, options));
 }
 
 torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
@@ -113,7 +119,8 @@ torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
 LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c, torch::TensorOptions options) {
   self_attn = register_module("self_attn", LlamaAttention(c, options));
   mlp = register_module("mlp", LlamaMLP(c, options));
-  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, options));
+  input_layernorm =
+      register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, options));
   post_attention_layernorm =
       register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, options));
 }
@@ -121,7 +128,8 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c, torch::Tensor
 LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c, torch::TensorOptions options) {
   embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, options));
   layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(LlamaDecoderLayer(c, options));
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i)
+    layers->push_back(LlamaDecoderLayer(c, options));
   norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, options));
 }
 
@@ -132,7 +140,8 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& config, torch::Dty
   const auto options = torch::TensorOptions().dtype(dtype);
   model = register_module("model", LlamaModel(config, options));
   if (!config.tie_word_embeddings) {
-    lm_head = register_module("lm_head", Linear(config.hidden_size, config.vocab_size, false, options));
+    lm_head =
+        register_module("lm_head", Linear(config.hidden_size, config.vocab_size, false, options));
   }
   inv_freq_ = rope_inv_freq(config.rope_theta, config.head_dim);
   rope_tables(config.max_position_embeddings, &rope_cos_, &rope_sin_);
@@ -147,7 +156,8 @@ void LlamaForCausalLMImpl::rope_tables(int64_t n, torch::Tensor* cos, torch::Ten
   kvrag::rope_tables(inv_freq_, n, cos, sin);
 }
 
-KVPrefix LlamaForCausalLMImpl::place_prefix(const KVPrefix& prefix, const std::vector<int64_t>& positions) const {
+KVPrefix LlamaForCausalLMImpl::place_prefix(const KVPrefix& prefix,
+                                            const std::vector<int64_t>& positions) const {
   const int64_t B = static_cast<int64_t>(positions.size()), hd = config_.head_dim;
   KVRAG_CHECK(B > 0, "place_prefix: no positions");
   int64_t max_position = 0;
@@ -164,8 +174,10 @@ KVPrefix LlamaForCausalLMImpl::place_prefix(const KVPrefix& prefix, const std::v
   out.values = prefix.values;
   for (const auto& k : prefix.keys) {
     KVRAG_CHECK(k.dim() == 4 && (k.size(0) == B || k.size(0) == 1) && k.size(3) == hd,
-                "place_prefix: keys of shape {} do not fit {} rows of head dim {}", shape_string(k.sizes().vec()), B, hd);
-    out.keys.push_back(apply_rotary(k, cos.to(k.scalar_type()), sin.to(k.scalar_type())));  // [B, kvH, P, hd]
+                "place_prefix: keys of shape {} do not fit {} rows of head dim {}",
+                shape_string(k.sizes().vec()), B, hd);
+    // [B, kvH, P, hd]
+    out.keys.push_back(apply_rotary(k, cos.to(k.scalar_type()), sin.to(k.scalar_type())));
   }
   if (!out.keys.empty() && out.keys[0].size(0) != prefix.values[0].size(0)) {
     for (auto& v : out.values) v = v.expand({B, -1, -1, -1});
@@ -211,12 +223,13 @@ void check_prefix(const KVPrefix& prefix, const LlamaConfig& c, int64_t batch) {
 
 torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& ids,
                                                   const LlamaForwardArgs& args) {
-  KVRAG_CHECK(ids.dim() == 2 && ids.size(1) > 0, "LLaMA forward: ids must be [B, T] with T > 0, got {}",
-              c10::str(ids.sizes()));
+  KVRAG_CHECK(ids.dim() == 2 && ids.size(1) > 0,
+              "LLaMA forward: ids must be [B, T] with T > 0, got {}", c10::str(ids.sizes()));
   const int64_t B = ids.size(0), T = ids.size(1);
   const int64_t L = config_.num_hidden_layers;
   KVCache* cache = args.cache;
-  const KVPrefix* prefix = (args.prefix != nullptr && !args.prefix->empty()) ? args.prefix : nullptr;
+  const KVPrefix* prefix =
+      (args.prefix != nullptr && !args.prefix->empty()) ? args.prefix : nullptr;
   if (prefix != nullptr) check_prefix(*prefix, config_, B);
   // Out-of-range ids would read past the embedding table. (On the host when ids live there: a
   // reduction plus two .item() calls cost more than a whole decode step of a small model.)
@@ -269,8 +282,8 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& ids,
                     cache->valid.is_contiguous() && cache->next_position.is_contiguous(),
                 "LLaMA forward: cache is for another model or batch size");
     if (prefix != nullptr) {
-      KVRAG_CHECK(cache->length == 0, "LLaMA forward: a prefix can only be given on the first call "
-                                      "with a cache");
+      KVRAG_CHECK(cache->length == 0,
+                  "LLaMA forward: a prefix can only be given on the first call with a cache");
       const int64_t P = prefix->length();
       KVRAG_CHECK(P + T <= cache->capacity(), "LLaMA forward: cache capacity {} < {} entries",
                   cache->capacity(), P + T);
@@ -292,7 +305,8 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& ids,
     const bool* valid = cache->valid.data_ptr<bool>();  // [B, capacity]
     const int64_t* next = cache->next_position.data_ptr<int64_t>();
     for (int64_t b = 0; b < B; ++b) {
-      for (int64_t s = 0; s < lay.past; ++s) lay.key_valid[b * lay.S + s] = valid[b * cache->capacity() + s];
+      for (int64_t s = 0; s < lay.past; ++s)
+        lay.key_valid[b * lay.S + s] = valid[b * cache->capacity() + s];
       base_position[b] = next[b];
     }
   } else {
@@ -333,10 +347,12 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& ids,
 }
 
 torch::Tensor LlamaForCausalLMImpl::inference_hidden_states(const torch::Tensor& ids,
-                                                            const ForwardLayout& lay, KVCache& cache) {
+                                                            const ForwardLayout& lay,
+                                                            KVCache& cache) {
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     KVRAG_CHECK(cache.keys[l].is_contiguous() && cache.values[l].is_contiguous() &&
-                    cache.keys[l].scalar_type() == dtype_ && cache.values[l].scalar_type() == dtype_,
+                    cache.keys[l].scalar_type() == dtype_ &&
+                    cache.values[l].scalar_type() == dtype_,
                 "LLaMA forward: cache tensors must be contiguous and of the model's dtype");
   }
   // Several tokens: matrix products, on BLAS threads where they run there (see
@@ -374,7 +390,8 @@ torch::Tensor LlamaForCausalLMImpl::autograd_hidden_states(const torch::Tensor& 
       past_v = prefix->values[l].to(dtype_).expand({B, -1, -1, -1});
     }
     torch::Tensor new_k, new_v;
-    x = x + layer.self_attn(layer.input_layernorm(x), cos, sin, past_k, past_v, mask, &new_k, &new_v);
+    x = x +
+        layer.self_attn(layer.input_layernorm(x), cos, sin, past_k, past_v, mask, &new_k, &new_v);
     x = x + layer.mlp(layer.post_attention_layernorm(x));
     if (cache != nullptr) {
       torch::NoGradGuard no_grad;
@@ -390,7 +407,8 @@ torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) {
   return kvrag::linear(hidden, w).to(torch::kFloat32);
 }
 
-torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& ids, const LlamaForwardArgs& args) {
+torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& ids,
+                                            const LlamaForwardArgs& args) {
   return logits(hidden_states(ids, args));
 }
 

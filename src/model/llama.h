@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "model/layers.h"
 #include "checkpoint/model_config.h"
+#include "model/layers.h"
 
 namespace kvrag {
 

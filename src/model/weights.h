@@ -25,9 +25,9 @@ DType from_torch_dtype(torch::Dtype dtype);
 // converting to the parameter's dtype in one pass (no intermediate copy). Every parameter must
 // be present with the parameter's shape, except those for which `optional(name)` is true; the
 // names of those that were absent are returned. Errors name the file and the tensor.
-std::vector<std::string> load_parameters(torch::nn::Module& module, const Checkpoint& checkpoint,
-                                         const std::string& name_prefix = "",
-                                         const std::function<bool(const std::string&)>& optional = {});
+std::vector<std::string> load_parameters(
+    torch::nn::Module& module, const Checkpoint& checkpoint, const std::string& name_prefix = "",
+    const std::function<bool(const std::string&)>& optional = {});
 
 // Writes the parameters of `module` (names prefixed by `name_prefix`) to a safetensors file,
 // atomically, in `dtype` (kFloat32, kBFloat16 or kFloat16).

@@ -26,8 +26,8 @@ bool fp32_or_bf16(const torch::Tensor& t) {
 // entries. q [B·H, hd]; k/v cache [B, kvH, capacity, hd]; key_valid [B, S]. Scores and
 // probabilities pass through T, accumulation is fp32 (attention()'s roundings).
 template <typename T>
-void decode_rows(const T* q, const T* kc, const T* vc, T* out, const uint8_t* key_valid, int64_t B, int64_t H,
-                 int64_t kvH, int64_t hd, int64_t capacity, int64_t S) {
+void decode_rows(const T* q, const T* kc, const T* vc, T* out, const uint8_t* key_valid, int64_t B,
+                 int64_t H, int64_t kvH, int64_t hd, int64_t capacity, int64_t S) {
   const int64_t G = H / kvH;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(S * hd, 1));
@@ -75,91 +75,104 @@ void decode_rows(const T* q, const T* kc, const T* vc, T* out, const uint8_t* ke
 
 }  // namespace
 
-torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
-                        const torch::Tensor& mask, const torch::Tensor& out) {
-  KVRAG_CHECK(q.dim() == 4 && keys.dim() == 4 && values.sizes() == keys.sizes() && keys.size(1) > 0 &&
-                  q.size(1) % keys.size(1) == 0 && q.size(3) == keys.size(3) &&
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& keys,
+                        const torch::Tensor& values, const torch::Tensor& mask,
+                        const torch::Tensor& out) {
+  KVRAG_CHECK(q.dim() == 4 && keys.dim() == 4 && values.sizes() == keys.sizes() &&
+                  keys.size(1) > 0 && q.size(1) % keys.size(1) == 0 && q.size(3) == keys.size(3) &&
                   (q.size(0) == keys.size(0) || q.size(0) == 1),
               "attention: q {} does not fit keys {} / values {} (q [B or 1, H, T, hd], keys/values "
               "[B, kvH, S, hd], H a multiple of kvH)",
               c10::str(q.sizes()), c10::str(keys.sizes()), c10::str(values.sizes()));
   const int64_t B = keys.size(0), H = q.size(1), T = q.size(2), hd = q.size(3);
   const int64_t kvH = keys.size(1), G = H / kvH, S = keys.size(2);
-  const auto qg = q.reshape({q.size(0), kvH, G * T, hd});                      // [B|1, kvH, G*T, hd]
+  // [B|1, kvH, G*T, hd]
+  const auto qg = q.reshape({q.size(0), kvH, G * T, hd});
   auto scores = kvrag::matmul(qg, keys.transpose(-1, -2)).to(torch::kFloat32);  // [B, kvH, G*T, S]
   scores = scores.mul_(1.0 / std::sqrt(static_cast<double>(hd))).view({B, kvH, G, T, S});
   if (mask.defined()) {
-    const int64_t mB = mask.dim() == 4 ? mask.size(0) : -1, mH = mask.dim() == 4 ? mask.size(1) : -1;
+    const int64_t mB = mask.dim() == 4 ? mask.size(0) : -1,
+                  mH = mask.dim() == 4 ? mask.size(1) : -1;
     KVRAG_CHECK(mask.dim() == 4 && (mB == 1 || mB == B) && (mH == 1 || mH == H) &&
                     (mask.size(2) == 1 || mask.size(2) == T) && mask.size(3) == S,
-                "attention: mask {} does not broadcast to [B={}, H={}, T={}, S={}]", c10::str(mask.sizes()), B, H,
-                T, S);
+                "attention: mask {} does not broadcast to [B={}, H={}, T={}, S={}]",
+                c10::str(mask.sizes()), B, H, T, S);
     // [mB, 1 or kvH, 1 or G, 1 or T, S]: the heads split as the scores' rows are.
     const auto m = mask.reshape({mB, mH == 1 ? 1 : kvH, mH == 1 ? 1 : G, mask.size(2), S});
     // In place unless autograd records (the values are the same either way).
     const bool grad = op_support::needs_grad({&q, &keys, &values, &mask});
     if (mask.scalar_type() == torch::kBool) {
       const auto hidden = m.logical_not();
-      scores = grad ? scores.masked_fill(hidden, kHiddenScore) : scores.masked_fill_(hidden, kHiddenScore);
+      scores = grad ? scores.masked_fill(hidden, kHiddenScore)
+                    : scores.masked_fill_(hidden, kHiddenScore);
     } else {
       scores = grad ? scores + m : scores.add_(m);
     }
   }
   const auto probs = torch::softmax(scores, -1).to(values.scalar_type()).view({B, kvH, G * T, S});
-  const auto heads = kvrag::matmul(probs, values).view({B, H, T, hd}).transpose(1, 2);  // [B, T, H, hd]
-  if (!out.defined()) return heads.reshape({B, T, H * hd});                           // [B, T, H*hd]
+  // [B, T, H, hd]
+  const auto heads = kvrag::matmul(probs, values).view({B, H, T, hd}).transpose(1, 2);
+  // [B, T, H*hd]
+  if (!out.defined()) return heads.reshape({B, T, H * hd});
   KVRAG_CHECK(out.dim() == 3 && out.size(0) == B && out.size(1) == T && out.size(2) == H * hd &&
                   out.scalar_type() == values.scalar_type(),
-              "attention: out {} {} is not [B={}, T={}, H*hd={}] {}", c10::toString(out.scalar_type()),
-              c10::str(out.sizes()), B, T, H * hd, c10::toString(values.scalar_type()));
+              "attention: out {} {} is not [B={}, T={}, H*hd={}] {}",
+              c10::toString(out.scalar_type()), c10::str(out.sizes()), B, T, H * hd,
+              c10::toString(values.scalar_type()));
   out.view({B, T, H, hd}).copy_(heads);  // one copy, no temporary
   return out;
 }
 
-torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k_cache, const torch::Tensor& v_cache,
-                               c10::ArrayRef<uint8_t> key_valid) {
+torch::Tensor decode_attention(const torch::Tensor& q, const torch::Tensor& k_cache,
+                               const torch::Tensor& v_cache, c10::ArrayRef<uint8_t> key_valid) {
   KVRAG_CHECK(k_cache.dim() == 4 && v_cache.sizes() == k_cache.sizes() && k_cache.size(1) > 0 &&
                   q.dim() >= 2 && q.size(0) == k_cache.size(0) &&
                   q.numel() % (k_cache.size(0) * k_cache.size(1) * k_cache.size(3)) == 0,
-              "decode_attention: q {} does not fit the cache {} / {} (q [B, 1, H*hd], cache [B, kvH, capacity, hd], H "
-              "a multiple of kvH)",
+              "decode_attention: q {} does not fit the cache {} / {} (q [B, 1, H*hd], cache [B, "
+              "kvH, capacity, hd], H a multiple of kvH)",
               c10::str(q.sizes()), c10::str(k_cache.sizes()), c10::str(v_cache.sizes()));
-  KVRAG_CHECK(fp32_or_bf16(q) && k_cache.scalar_type() == q.scalar_type() && v_cache.scalar_type() == q.scalar_type() &&
-                  q.is_cpu() && k_cache.is_cpu() && v_cache.is_cpu() && q.is_contiguous() &&
-                  k_cache.is_contiguous() && v_cache.is_contiguous(),
-              "decode_attention: q and the cache must be contiguous CPU tensors of one dtype, fp32 or bf16");
-  const int64_t B = k_cache.size(0), kvH = k_cache.size(1), capacity = k_cache.size(2), hd = k_cache.size(3);
+  KVRAG_CHECK(fp32_or_bf16(q) && k_cache.scalar_type() == q.scalar_type() &&
+                  v_cache.scalar_type() == q.scalar_type() && q.is_cpu() && k_cache.is_cpu() &&
+                  v_cache.is_cpu() && q.is_contiguous() && k_cache.is_contiguous() &&
+                  v_cache.is_contiguous(),
+              "decode_attention: q and the cache must be contiguous CPU tensors of one dtype, fp32 "
+              "or bf16");
+  const int64_t B = k_cache.size(0), kvH = k_cache.size(1), capacity = k_cache.size(2),
+                hd = k_cache.size(3);
   const int64_t H = q.numel() / (B * hd);
   const int64_t S = static_cast<int64_t>(key_valid.size()) / B;
   KVRAG_CHECK(S * B == static_cast<int64_t>(key_valid.size()) && S <= capacity,
-              "decode_attention: {} key_valid bytes are not [B={}, S ≤ {}]", key_valid.size(), B, capacity);
+              "decode_attention: {} key_valid bytes are not [B={}, S ≤ {}]", key_valid.size(), B,
+              capacity);
   auto out = torch::empty(q.sizes(), q.options());  // q's shape: B rows of H*hd
   const uint8_t* valid = key_valid.data();
   op_support::dispatch_fp32_bf16(q.scalar_type(), [&](auto zero) {
     using T = decltype(zero);
-    decode_rows(q.data_ptr<T>(), k_cache.data_ptr<T>(), v_cache.data_ptr<T>(), out.data_ptr<T>(), valid, B, H, kvH,
-                hd, capacity, S);
+    decode_rows(q.data_ptr<T>(), k_cache.data_ptr<T>(), v_cache.data_ptr<T>(), out.data_ptr<T>(),
+                valid, B, H, kvH, hd, capacity, S);
   });
   return out;
 }
 
 void write_cache(const torch::Tensor& src, const torch::Tensor& cache, int64_t start) {
   KVRAG_CHECK(src.dim() >= 3 && cache.dim() == 4 && src.size(0) == cache.size(0) &&
-                  src.numel() == src.size(0) * src.size(1) * cache.size(1) * cache.size(3) && start >= 0 &&
-                  start + src.size(1) <= cache.size(2),
-              "write_cache: {} entries [B, T, kvH*hd] = {} at {} do not fit the cache {}", src.size(1),
-              c10::str(src.sizes()), start, c10::str(cache.sizes()));
-  KVRAG_CHECK(src.scalar_type() == cache.scalar_type() && src.is_cpu() && cache.is_cpu() && src.is_contiguous() &&
-                  cache.is_contiguous(),
+                  src.numel() == src.size(0) * src.size(1) * cache.size(1) * cache.size(3) &&
+                  start >= 0 && start + src.size(1) <= cache.size(2),
+              "write_cache: {} entries [B, T, kvH*hd] = {} at {} do not fit the cache {}",
+              src.size(1), c10::str(src.sizes()), start, c10::str(cache.sizes()));
+  KVRAG_CHECK(src.scalar_type() == cache.scalar_type() && src.is_cpu() && cache.is_cpu() &&
+                  src.is_contiguous() && cache.is_contiguous(),
               "write_cache: src and cache must be contiguous CPU tensors of one dtype");
   const int64_t B = src.size(0), T = src.size(1), kvH = cache.size(1), capacity = cache.size(2);
-  const int64_t row = cache.size(3) * static_cast<int64_t>(cache.element_size());  // bytes of one head's entry
+  // bytes of one head's entry
+  const int64_t row = cache.size(3) * static_cast<int64_t>(cache.element_size());
   const auto* from = static_cast<const char*>(src.data_ptr());
   auto* to = static_cast<char*>(cache.data_ptr());
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t h = 0; h < kvH; ++h) {
-        std::memcpy(to + ((b * kvH + h) * capacity + start + t) * row, from + ((b * T + t) * kvH + h) * row, row);
+        std::memcpy(to + ((b * kvH + h) * capacity + start + t) * row,
+                    from + ((b * T + t) * kvH + h) * row, row);
       }
     }
   }

@@ -34,7 +34,8 @@ constexpr float kHiddenScore = -1e30f;
 //              bool       true = visible, false = hidden (scored kHiddenScore);
 //              fp32       added to the scaled scores (0 visible, a very negative value hidden).
 //   out      undefined, or (inference) a [B, T, H·hd] tensor of the output dtype that viewing as
-//            [B, T, H, hd] does not copy (a row range of a larger one), written instead of a new one
+//            [B, T, H, hd] does not copy (a row range of a larger one), written instead of a new
+//            one
 //   returns  [B, T, H·hd] (out where given)
 //
 // The G query heads of one kv head are stacked along the rows of one product, so keys and
@@ -50,13 +51,13 @@ at::Tensor attention(const at::Tensor& q, const at::Tensor& keys, const at::Tens
 //              H·hd values, e.g. [B, H, hd], does alike — no view needed on the decode path)
 //   k_cache    [B, kvH, capacity, hd] contiguous, q's dtype
 //   v_cache    [B, kvH, capacity, hd] contiguous, q's dtype
-//   key_valid  [B, S] host bytes (B·S of them, row-major): nonzero = entry may be attended (S ≤ capacity)
-//   returns    q's shape and dtype: each row's H heads of hd values
+//   key_valid  [B, S] host bytes (B·S of them, row-major): nonzero = entry may be attended (S ≤
+//   capacity) returns    q's shape and dtype: each row's H heads of hd values
 //
 // A row with no valid entry (a padding query, whose output is unused) attends to all S entries
 // with their scores. Roundings as attention(): scores and probabilities pass through the dtype.
-at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache, const at::Tensor& v_cache,
-                            c10::ArrayRef<uint8_t> key_valid);
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k_cache,
+                            const at::Tensor& v_cache, c10::ArrayRef<uint8_t> key_valid);
 
 // cache [B, kvH, capacity, hd] entries [start, start + T) ← src [B, T, kvH·hd] (a projection's
 // output; [B, T, kvH, hd] alike), both contiguous CPU tensors of one dtype. For inference.

@@ -10,7 +10,8 @@ namespace {
 CpuIsa detect() {
 #if defined(__x86_64__)
   if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2") &&
+      __builtin_cpu_supports("fma")) {
     return CpuIsa::kAvx512;
   }
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuIsa::kAvx2;
@@ -45,8 +46,8 @@ CpuIsa best_cpu_isa() {
 CpuIsa cpu_isa() { return current().load(std::memory_order_relaxed); }
 
 CpuIsa set_cpu_isa(CpuIsa isa) {
-  KVRAG_CHECK(isa <= best_cpu_isa(), "set_cpu_isa: this CPU supports up to {}, not {}", cpu_isa_name(best_cpu_isa()),
-              cpu_isa_name(isa));
+  KVRAG_CHECK(isa <= best_cpu_isa(), "set_cpu_isa: this CPU supports up to {}, not {}",
+              cpu_isa_name(best_cpu_isa()), cpu_isa_name(isa));
   return current().exchange(isa);
 }
 

@@ -92,7 +92,8 @@ KVRAG_AVX2 void gemv_avx2(const W* w, const float* x, float* y, int64_t R, int64
     for (int64_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
     for (int64_t i = 0; i < in8; i += 8) {
       const __m256 wv = load8(wo + i);
-      for (int64_t r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * in + i), acc[r]);
+      for (int64_t r = 0; r < R; ++r)
+        acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * in + i), acc[r]);
     }
     for (int64_t r = 0; r < R; ++r) {
       float s = hsum(acc[r]);
@@ -132,7 +133,8 @@ void gemv(const torch::Tensor& weight, const float* x, float* y, int64_t R) {
 
 bool native_bf16_matmul() { return cpu_isa() >= CpuIsa::kAvx512; }
 
-torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
+                     const torch::Tensor& bias) {
   const auto dtype = x.scalar_type();
   const int64_t in = weight.size(1), out = weight.size(0);
   const bool grad = op_support::needs_grad({&x, &weight, &bias});

@@ -42,7 +42,8 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
     const int64_t n = w.size(0), rows = n > 0 ? xc.numel() / n : 0;
     op_support::dispatch_fp32_bf16(dtype, [&](auto zero) {
       using T = decltype(zero);
-      rms_norm_rows(xc.data_ptr<T>(), w.data_ptr<T>(), y.data_ptr<T>(), rows, n, static_cast<float>(eps));
+      rms_norm_rows(xc.data_ptr<T>(), w.data_ptr<T>(), y.data_ptr<T>(), rows, n,
+                    static_cast<float>(eps));
     });
     return y;
   }
@@ -51,7 +52,8 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, doub
   return weight * h.to(x.scalar_type());
 }
 
-torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, double eps) {
+torch::Tensor layer_norm(const torch::Tensor& x, const torch::Tensor& weight,
+                         const torch::Tensor& bias, double eps) {
   const auto dtype = x.scalar_type();
   auto y = torch::layer_norm(x.to(torch::kFloat32), {weight.size(0)}, weight.to(torch::kFloat32),
                              bias.to(torch::kFloat32), eps);

@@ -21,6 +21,7 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 // BERT's LayerNorm (torch::layer_norm over the last dimension) computed in fp32 from fp32 copies
 // of x, weight and bias, rounded to x's dtype once. x [..., n], weight/bias [n] → [..., n].
 // Differentiable.
-at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps);
+at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                      double eps);
 
 }  // namespace kvrag

@@ -21,8 +21,8 @@ torch::Tensor rotate_half(const torch::Tensor& x) {
 // In place on x [N, nH, hd]: x·cos + rotate_half(x)·sin at each token's position, with the
 // roundings of apply_rotary (cos/sin cast to T, each product and the sum rounded to T).
 template <typename T>
-void rotary_rows(T* x, const int64_t* positions, const float* cos, const float* sin, int64_t N, int64_t nH,
-                 int64_t hd) {
+void rotary_rows(T* x, const int64_t* positions, const float* cos, const float* sin, int64_t N,
+                 int64_t nH, int64_t hd) {
   const int64_t half = hd / 2;
   const auto r = [](float v) { return round_to(v, T()); };
   for (int64_t n = 0; n < N; ++n) {
@@ -42,7 +42,8 @@ void rotary_rows(T* x, const int64_t* positions, const float* cos, const float* 
 }  // namespace
 
 torch::Tensor rope_inv_freq(double theta, int64_t head_dim) {
-  return 1.0 / torch::pow(theta, torch::arange(0, head_dim, 2, torch::kInt64).to(torch::kFloat32) / head_dim);
+  return 1.0 / torch::pow(theta, torch::arange(0, head_dim, 2, torch::kInt64).to(torch::kFloat32) /
+                                     head_dim);
 }
 
 void rope_tables(const torch::Tensor& inv_freq, int64_t n, torch::Tensor* cos, torch::Tensor* sin) {
@@ -55,23 +56,26 @@ void rope_tables(const torch::Tensor& inv_freq, int64_t n, torch::Tensor* cos, t
   *sin = emb.sin().contiguous();
 }
 
-torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin) {
+torch::Tensor apply_rotary(const torch::Tensor& x, const torch::Tensor& cos,
+                           const torch::Tensor& sin) {
   return x * cos + rotate_half(x) * sin;
 }
 
-void rotary_inplace(const torch::Tensor& x, c10::ArrayRef<int64_t> positions, const torch::Tensor& cos,
-                    const torch::Tensor& sin) {
+void rotary_inplace(const torch::Tensor& x, c10::ArrayRef<int64_t> positions,
+                    const torch::Tensor& cos, const torch::Tensor& sin) {
   const auto dtype = x.scalar_type();
   const int64_t N = static_cast<int64_t>(positions.size()), hd = cos.dim() == 2 ? cos.size(1) : 0;
   KVRAG_CHECK(x.dim() >= 2 && x.is_contiguous() && x.is_cpu() &&
                   (dtype == torch::kFloat32 || dtype == torch::kBFloat16),
-              "rotary_inplace: x must be a contiguous CPU fp32 or bf16 tensor, got {} {}", c10::toString(dtype),
-              c10::str(x.sizes()));
+              "rotary_inplace: x must be a contiguous CPU fp32 or bf16 tensor, got {} {}",
+              c10::toString(dtype), c10::str(x.sizes()));
   KVRAG_CHECK(hd > 0 && x.size(-1) % hd == 0 && N > 0 && x.numel() / x.size(-1) == N,
-              "rotary_inplace: x {} is not [..., heads*{}] over {} tokens", c10::str(x.sizes()), hd, N);
+              "rotary_inplace: x {} is not [..., heads*{}] over {} tokens", c10::str(x.sizes()), hd,
+              N);
   const int64_t nH = x.size(-1) / hd;
   for (const auto* t : {&cos, &sin}) {
-    KVRAG_CHECK(t->dim() == 2 && t->size(1) == hd && t->scalar_type() == torch::kFloat32 && t->is_contiguous(),
+    KVRAG_CHECK(t->dim() == 2 && t->size(1) == hd && t->scalar_type() == torch::kFloat32 &&
+                    t->is_contiguous(),
                 "rotary_inplace: tables must be contiguous [n, {}] fp32, got {} {}", hd,
                 c10::toString(t->scalar_type()), c10::str(t->sizes()));
   }
@@ -81,7 +85,8 @@ void rotary_inplace(const torch::Tensor& x, c10::ArrayRef<int64_t> positions, co
               std::min(cos.size(0), sin.size(0)));
   op_support::dispatch_fp32_bf16(dtype, [&](auto zero) {
     using T = decltype(zero);
-    rotary_rows(x.data_ptr<T>(), positions.data(), cos.data_ptr<float>(), sin.data_ptr<float>(), N, nH, hd);
+    rotary_rows(x.data_ptr<T>(), positions.data(), cos.data_ptr<float>(), sin.data_ptr<float>(), N,
+                nH, hd);
   });
 }
 

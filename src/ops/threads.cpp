@@ -161,9 +161,8 @@ void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t,
   // A few chunks per thread, so that whoever is running takes the next one.
   const int64_t size = std::max<int64_t>({grain, 1, (n + 4 * threads - 1) / (4 * threads)});
   const int64_t chunks = (n + size - 1) / size;
-  HelperTeam::instance().run(chunks, std::min<int64_t>(threads - 1, chunks - 1), [&](int64_t c) {
-    fn(c * size, std::min(n, (c + 1) * size));
-  });
+  HelperTeam::instance().run(chunks, std::min<int64_t>(threads - 1, chunks - 1),
+                             [&](int64_t c) { fn(c * size, std::min(n, (c + 1) * size)); });
 }
 
 SerialIntraOpGuard::SerialIntraOpGuard(bool active) {

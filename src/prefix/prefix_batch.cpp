@@ -6,12 +6,12 @@
 
 namespace kvrag {
 
-PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples, const std::vector<int64_t>& rows,
-                              int64_t encoder_pad) {
+PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples,
+                              const std::vector<int64_t>& rows, int64_t encoder_pad) {
   KVRAG_CHECK(!rows.empty(), "empty batch");
   for (const auto i : rows) {
-    KVRAG_CHECK(i >= 0 && i < static_cast<int64_t>(examples.size()), "batch row {} is not one of the {} examples", i,
-                examples.size());
+    KVRAG_CHECK(i >= 0 && i < static_cast<int64_t>(examples.size()),
+                "batch row {} is not one of the {} examples", i, examples.size());
   }
   const int64_t B = static_cast<int64_t>(rows.size());
   const auto& first = examples[rows[0]];
@@ -25,23 +25,28 @@ PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples, const 
     int64_t T = 1;
     for (const auto i : rows) {
       const auto& ex = examples[i];
-      KVRAG_CHECK(ex.segments.size() == k, "batch rows have different numbers of segments ({} and {})", k,
+      KVRAG_CHECK(ex.segments.size() == k,
+                  "batch rows have different numbers of segments ({} and {})", k,
                   ex.segments.size());
       const auto& s = ex.segments[r];
       KVRAG_CHECK(llm_cut == !s.llm_ids.empty() && (!llm_cut || s.llm_ids.size() == s.ids.size()),
                   "batch rows have segments cut by different tokenizers");
       T = std::max<int64_t>(T, static_cast<int64_t>(s.ids.size()));
     }
-    auto ids = torch::full({B, T}, encoder_pad, torch::kInt64);                                    // [B, T]
-    auto mask = torch::zeros({B, T}, torch::kInt64);                                               // [B, T]
-    auto llm_ids = llm_cut ? torch::full({B, T}, int64_t(-1), torch::kInt64) : torch::Tensor();  // [B, T]
+    // [B, T]
+    auto ids = torch::full({B, T}, encoder_pad, torch::kInt64);
+    // [B, T]
+    auto mask = torch::zeros({B, T}, torch::kInt64);
+    // [B, T]
+    auto llm_ids = llm_cut ? torch::full({B, T}, int64_t(-1), torch::kInt64) : torch::Tensor();
     auto* pi = ids.data_ptr<int64_t>();
     auto* pm = mask.data_ptr<int64_t>();
     for (int64_t b = 0; b < B; ++b) {
       const auto& s = examples[rows[b]].segments[r];
       std::copy(s.ids.begin(), s.ids.end(), pi + b * T);
       std::fill(pm + b * T, pm + b * T + static_cast<int64_t>(s.ids.size()), 1);
-      if (llm_cut) std::copy(s.llm_ids.begin(), s.llm_ids.end(), llm_ids.data_ptr<int64_t>() + b * T);
+      if (llm_cut)
+        std::copy(s.llm_ids.begin(), s.llm_ids.end(), llm_ids.data_ptr<int64_t>() + b * T);
     }
     batch.segment_ids.push_back(ids);
     batch.segment_mask.push_back(mask);
@@ -61,7 +66,8 @@ PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples, const 
   // The LLM's input: prompt + target[:-1], right-padded; labels at the answer positions.
   int64_t S = 1;
   for (const auto i : rows) {
-    S = std::max<int64_t>(S, static_cast<int64_t>(examples[i].prompt.size() + examples[i].target.size()) - 1);
+    S = std::max<int64_t>(
+        S, static_cast<int64_t>(examples[i].prompt.size() + examples[i].target.size()) - 1);
   }
   batch.ids = torch::zeros({B, S}, torch::kInt64);                   // [B, S]
   batch.mask = torch::zeros({B, S}, torch::kInt64);                  // [B, S]
@@ -73,7 +79,8 @@ PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples, const 
     const auto& ex = examples[rows[b]];
     std::vector<int64_t> seq = ex.prompt;
     seq.insert(seq.end(), ex.target.begin(), ex.target.end());
-    const int64_t n = static_cast<int64_t>(seq.size()) - 1;                   // inputs: all but the last token
+    // inputs: all but the last token
+    const int64_t n = static_cast<int64_t>(seq.size()) - 1;
     const int64_t first_answer = static_cast<int64_t>(ex.prompt.size()) - 1;  // predicts target[0]
     for (int64_t t = 0; t < n; ++t) {
       pi[b * S + t] = seq[t];
@@ -87,11 +94,13 @@ PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples, const 
   return batch;
 }
 
-KVPrefix batch_prefix(KnowledgeEncoderImpl& encoder, const LlamaForCausalLMImpl& llm, const PrefixBatch& batch) {
+KVPrefix batch_prefix(KnowledgeEncoderImpl& encoder, const LlamaForCausalLMImpl& llm,
+                      const PrefixBatch& batch) {
   if (batch.segments() == 0) return {};
   std::vector<KVPrefix> per_rank;
   for (int64_t r = 0; r < batch.segments(); ++r) {
-    per_rank.push_back(encoder.forward(batch.segment_ids[r], batch.segment_mask[r], batch.segment_llm_ids[r]));
+    per_rank.push_back(
+        encoder.forward(batch.segment_ids[r], batch.segment_mask[r], batch.segment_llm_ids[r]));
   }
   KVPrefix prefix = concat_prefixes(per_rank);
   for (auto* v : {&prefix.keys, &prefix.values}) {
@@ -100,28 +109,35 @@ KVPrefix batch_prefix(KnowledgeEncoderImpl& encoder, const LlamaForCausalLMImpl&
   return place_for_answer(encoder.config(), llm, prefix, batch.prompt_lengths);
 }
 
-AnswerLogits answer_logits(LlamaForCausalLMImpl& llm, const PrefixBatch& batch, const KVPrefix* prefix) {
+AnswerLogits answer_logits(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
+                           const KVPrefix* prefix) {
   KVRAG_CHECK(batch.has_targets(), "scoring answers: the batch has no answers");
   LlamaForwardArgs args;
   args.prefix = prefix != nullptr && !prefix->empty() ? prefix : nullptr;
   args.attention_mask = batch.mask;
-  const auto hidden = llm.hidden_states(batch.ids, args);                          // [B, S, H]
-  const auto flat_labels = batch.labels.view({-1});                                // [B·S]
-  const auto positions = flat_labels.ne(-100).nonzero().view({-1});                // [N]
+  const auto hidden = llm.hidden_states(batch.ids, args);                           // [B, S, H]
+  const auto flat_labels = batch.labels.view({-1});                                 // [B·S]
+  const auto positions = flat_labels.ne(-100).nonzero().view({-1});                 // [N]
   const auto h = hidden.reshape({-1, hidden.size(-1)}).index_select(0, positions);  // [N, H]
-  return {llm.logits(h), flat_labels.index_select(0, positions)};                   // [N, V] fp32, [N]
+  // [N, V] fp32, [N]
+  return {llm.logits(h), flat_labels.index_select(0, positions)};
 }
 
-torch::Tensor answer_loss(LlamaForCausalLMImpl& llm, const PrefixBatch& batch, const KVPrefix* prefix) {
+torch::Tensor answer_loss(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
+                          const KVPrefix* prefix) {
   const auto a = answer_logits(llm, batch, prefix);
   return torch::nn::functional::cross_entropy(a.logits, a.labels);
 }
 
-std::vector<ForcedScore> answer_scores(LlamaForCausalLMImpl& llm, const PrefixBatch& batch, const KVPrefix* prefix) {
+std::vector<ForcedScore> answer_scores(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
+                                       const KVPrefix* prefix) {
   const auto a = answer_logits(llm, batch, prefix);
-  const auto logp = torch::log_softmax(a.logits, -1);                                            // [N, V]
-  const auto token_logp = logp.gather(1, a.labels.unsqueeze(1)).squeeze(1).to(torch::kFloat64);  // [N]
-  const auto correct = (logp.argmax(1) == a.labels).to(torch::kFloat64);                         // [N]
+  // [N, V]
+  const auto logp = torch::log_softmax(a.logits, -1);
+  // [N]
+  const auto token_logp = logp.gather(1, a.labels.unsqueeze(1)).squeeze(1).to(torch::kFloat64);
+  // [N]
+  const auto correct = (logp.argmax(1) == a.labels).to(torch::kFloat64);
   const double* lp = token_logp.data_ptr<double>();
   const double* ok = correct.data_ptr<double>();
   std::vector<ForcedScore> out(batch.size());

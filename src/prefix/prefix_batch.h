@@ -6,7 +6,8 @@
 // An example is what the LLM reads and must write for one question:
 //   prompt    BOS + the prompt (prefix/prompt.h)
 //   target    answer_token_ids(answer) + EOS: what is scored; empty when nothing is
-//   segments  its k segments (best first) cut for the knowledge encoder (text/knowledge_tokenizer.h)
+//   segments  its k segments (best first) cut for the knowledge encoder
+//   (text/knowledge_tokenizer.h)
 // The LLM sees the prefix entries (k·P per row), then prompt + target[:-1]; the positions from
 // the prompt's last token on predict the target.
 #pragma once
@@ -36,9 +37,9 @@ struct PrefixBatch {
   std::vector<std::vector<int64_t>> prompts;  // [B] ragged: the prompts, as generation takes them
   std::vector<int64_t> prompt_lengths;        // [B]: prompt tokens, BOS included
   // Defined when every row has a target:
-  torch::Tensor ids, mask;   // [B, S] int64: prompt + target[:-1], right-padded
-  torch::Tensor labels;      // [B, S] int64: the next token at answer positions, else -100
-  int64_t answer_tokens = 0; // positions with a label
+  torch::Tensor ids, mask;    // [B, S] int64: prompt + target[:-1], right-padded
+  torch::Tensor labels;       // [B, S] int64: the next token at answer positions, else -100
+  int64_t answer_tokens = 0;  // positions with a label
   std::vector<int64_t> target_lengths;  // [B]
 
   int64_t size() const { return static_cast<int64_t>(prompts.size()); }
@@ -49,15 +50,16 @@ struct PrefixBatch {
 // examples[i] for i in `rows`, padded into one batch: segments with `encoder_pad` (masked out),
 // LLM ids with 0 (masked out). Every row must have the same number of segments, cut by the
 // same tokenizer, and either all rows have a target or none.
-PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples, const std::vector<int64_t>& rows,
-                              int64_t encoder_pad);
+PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples,
+                              const std::vector<int64_t>& rows, int64_t encoder_pad);
 
 // The batch's dynamic prefix: rank r of every row through `encoder`, the ranks concatenated
 // along P (concat_prefixes: segment order = rank), cast to the LLM's dtype, the keys placed for
 // each row's prompt (place_for_answer: the encoder's key_position) → keys/values
 // [B, kvH, k·P, hd] per layer. Differentiable with respect to the encoder. Empty for a batch
 // without segments.
-KVPrefix batch_prefix(KnowledgeEncoderImpl& encoder, const LlamaForCausalLMImpl& llm, const PrefixBatch& batch);
+KVPrefix batch_prefix(KnowledgeEncoderImpl& encoder, const LlamaForCausalLMImpl& llm,
+                      const PrefixBatch& batch);
 
 // The LLM's logits [N, V] fp32 at the batch's N answer positions (row-major), given `prefix`
 // (nullptr: none), and the answer tokens they predict, labels [N] int64. Only these positions
@@ -67,13 +69,16 @@ struct AnswerLogits {
   torch::Tensor logits;  // [N, V] fp32
   torch::Tensor labels;  // [N] int64
 };
-AnswerLogits answer_logits(LlamaForCausalLMImpl& llm, const PrefixBatch& batch, const KVPrefix* prefix);
+AnswerLogits answer_logits(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
+                           const KVPrefix* prefix);
 
 // The training loss: mean cross-entropy over the batch's answer tokens. Scalar fp32.
-torch::Tensor answer_loss(LlamaForCausalLMImpl& llm, const PrefixBatch& batch, const KVPrefix* prefix);
+torch::Tensor answer_loss(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
+                          const KVPrefix* prefix);
 
 // Teacher-forced scores of each row's target, from the same logits as answer_loss (a row's mean
 // log-probability is minus its cross-entropy).
-std::vector<ForcedScore> answer_scores(LlamaForCausalLMImpl& llm, const PrefixBatch& batch, const KVPrefix* prefix);
+std::vector<ForcedScore> answer_scores(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
+                                       const KVPrefix* prefix);
 
 }  // namespace kvrag

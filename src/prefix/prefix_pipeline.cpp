@@ -44,14 +44,15 @@ PrefixPipeline::PrefixPipeline(const std::string& llm_dir, torch::Dtype dtype) :
 PrefixPipeline::~PrefixPipeline() = default;
 
 void PrefixPipeline::load_encoder(const std::string& dir) {
-  KVRAG_CHECK(std::filesystem::is_directory(dir), "knowledge encoder folder {} does not exist", dir);
+  KVRAG_CHECK(std::filesystem::is_directory(dir), "knowledge encoder folder {} does not exist",
+              dir);
   auto encoder = load_knowledge_encoder(dir, torch::kFloat32);
   check_compatible(encoder->config(), llm_->config(), fingerprint_, dir);
   encoder->eval();
   for (auto& p : encoder->parameters()) p.set_requires_grad(false);
   const std::string vocab = dir + "/vocab.txt";
-  KVRAG_CHECK(std::filesystem::exists(vocab), "knowledge encoder {}: missing vocab.txt (its WordPiece vocabulary)",
-              dir);
+  KVRAG_CHECK(std::filesystem::exists(vocab),
+              "knowledge encoder {}: missing vocab.txt (its WordPiece vocabulary)", dir);
   set_encoder(encoder, vocab);
 }
 
@@ -59,11 +60,13 @@ void PrefixPipeline::set_encoder(KnowledgeEncoder encoder, const std::string& vo
   auto vocab = WordPieceTokenizer::from_vocab_file(vocab_path);
   const auto& config = encoder->config();
   KVRAG_CHECK(vocab->vocab_size() <= config.encoder.vocab_size,
-              "{} has {} tokens, the knowledge encoder's vocab_size is {}", vocab_path, vocab->vocab_size(),
-              config.encoder.vocab_size);
-  KVRAG_CHECK(config.segment_limit() >= 2, "knowledge encoder: a segment limit of {} tokens is too small",
+              "{} has {} tokens, the knowledge encoder's vocab_size is {}", vocab_path,
+              vocab->vocab_size(), config.encoder.vocab_size);
+  KVRAG_CHECK(config.segment_limit() >= 2,
+              "knowledge encoder: a segment limit of {} tokens is too small",
               config.segment_limit());
-  segment_cutter_ = std::make_unique<KnowledgeTokenizer>(*vocab, config.reads_llm_pieces() ? tokenizer_.get() : nullptr);
+  segment_cutter_ = std::make_unique<KnowledgeTokenizer>(
+      *vocab, config.reads_llm_pieces() ? tokenizer_.get() : nullptr);
   encoder_pad_ = std::max(0, vocab->pad_id());
   encoder_vocab_ = std::move(vocab);
   encoder_ = std::move(encoder);
@@ -85,13 +88,14 @@ std::vector<int64_t> PrefixPipeline::prompt_ids(const std::string& question) con
   return std::vector<int64_t>(ids.begin(), ids.end());
 }
 
-std::vector<int64_t> PrefixPipeline::fit_prompt(const std::string& question, std::vector<PromptPassage> passages,
-                                                int64_t budget, size_t index, std::string* text_out) const {
+std::vector<int64_t> PrefixPipeline::fit_prompt(const std::string& question,
+                                                std::vector<PromptPassage> passages, int64_t budget,
+                                                size_t index, std::string* text_out) const {
   const std::string bare = question_prompt(question);
   const auto bare_ids = prompt_ids(question);
   KVRAG_CHECK(static_cast<int64_t>(bare_ids.size()) <= budget,
-              "question {}: the prompt of {} tokens leaves no room within the LLM's {} positions (prefix and "
-              "answer need the rest; budget {})",
+              "question {}: the prompt of {} tokens leaves no room within the LLM's {} positions "
+              "(prefix and answer need the rest; budget {})",
               index, bare_ids.size(), max_positions(), budget);
   for (int round = 0; round < 64 && !passages.empty(); ++round) {
     const std::string text = context_prompt(passages, question);
@@ -129,8 +133,10 @@ KnowledgeTokens PrefixPipeline::segment_tokens(const PromptPassage& segment) con
 }
 
 PrefixExample PrefixPipeline::example(const std::string& question, const std::string& answer,
-                                      const std::vector<PromptPassage>& segments, const std::string& where) const {
-  KVRAG_CHECK(!trim(answer_target(answer)).empty(), "{}: empty answer (question \"{}\")", where, question);
+                                      const std::vector<PromptPassage>& segments,
+                                      const std::string& where) const {
+  KVRAG_CHECK(!trim(answer_target(answer)).empty(), "{}: empty answer (question \"{}\")", where,
+              question);
   PrefixExample ex;
   ex.prompt = prompt_ids(question);
   ex.target = target_ids(answer);
@@ -139,8 +145,8 @@ PrefixExample PrefixPipeline::example(const std::string& question, const std::st
   // The LLM sees prompt + target[:-1] after the prefix entries.
   const int64_t length = entries + static_cast<int64_t>(ex.prompt.size() + ex.target.size()) - 1;
   KVRAG_CHECK(length <= max_positions(),
-              "{}: question and answer take {} tokens after a prefix of {}: {} in all, beyond the LLM's {} "
-              "positions (shorten the question/answer or the prefix)",
+              "{}: question and answer take {} tokens after a prefix of {}: {} in all, beyond the "
+              "LLM's {} positions (shorten the question/answer or the prefix)",
               where, ex.prompt.size() + ex.target.size() - 1, entries, length, max_positions());
   for (const auto& s : segments) ex.segments.push_back(segment_tokens(s));
   return ex;
@@ -148,7 +154,8 @@ PrefixExample PrefixPipeline::example(const std::string& question, const std::st
 
 // --- batches -----------------------------------------------------------------------------------
 
-PrefixBatch PrefixPipeline::batch(const std::vector<PrefixExample>& examples, const std::vector<int64_t>& rows) const {
+PrefixBatch PrefixPipeline::batch(const std::vector<PrefixExample>& examples,
+                                  const std::vector<int64_t>& rows) const {
   return make_prefix_batch(examples, rows, encoder_pad_);
 }
 
@@ -170,7 +177,8 @@ std::vector<std::string> PrefixPipeline::generate(const PrefixBatch& batch, cons
   GenerationOptions options;
   options.max_new_tokens = max_new_tokens;
   options.stop_ids = newline_ids_;
-  const auto generations = kvrag::generate(*llm_, batch.prompts, options, prefix.empty() ? nullptr : &prefix);
+  const auto generations =
+      kvrag::generate(*llm_, batch.prompts, options, prefix.empty() ? nullptr : &prefix);
   std::vector<std::string> out;
   for (const auto& g : generations) {
     std::string text = tokenizer_->decode(std::vector<TokenId>(g.tokens.begin(), g.tokens.end()));

@@ -64,8 +64,8 @@ class PrefixPipeline {
   // BOS + context_prompt(passages, question) within `budget` tokens: the lowest-ranked passages
   // are shortened, then dropped, until it fits; without passages the bare question prompt. An
   // Error names question `index` when not even the bare prompt fits. *text gets the prompt's text.
-  std::vector<int64_t> fit_prompt(const std::string& question, std::vector<PromptPassage> passages, int64_t budget,
-                                  size_t index, std::string* text = nullptr) const;
+  std::vector<int64_t> fit_prompt(const std::string& question, std::vector<PromptPassage> passages,
+                                  int64_t budget, size_t index, std::string* text = nullptr) const;
   // answer_token_ids(answer) + EOS: what the LLM is trained to write after a prompt.
   std::vector<int64_t> target_ids(const std::string& answer) const;
   // A segment as the encoder reads it, at most its segment length (model/knowledge_encoder.h).
@@ -78,13 +78,15 @@ class PrefixPipeline {
                         const std::vector<PromptPassage>& segments, const std::string& where) const;
 
   // --- batches (prefix_batch.h) ------------------------------------------------------------------
-  PrefixBatch batch(const std::vector<PrefixExample>& examples, const std::vector<int64_t>& rows) const;
+  PrefixBatch batch(const std::vector<PrefixExample>& examples,
+                    const std::vector<int64_t>& rows) const;
   // The batch's prefix from this pipeline's encoder; empty for a batch without segments.
   KVPrefix prefix(const PrefixBatch& batch);
   torch::Tensor loss(const PrefixBatch& batch, const KVPrefix& prefix);
   std::vector<ForcedScore> scores(const PrefixBatch& batch, const KVPrefix& prefix);
   // The answer to each row's prompt (greedy, at most max_new_tokens; see above).
-  std::vector<std::string> generate(const PrefixBatch& batch, const KVPrefix& prefix, int max_new_tokens);
+  std::vector<std::string> generate(const PrefixBatch& batch, const KVPrefix& prefix,
+                                    int max_new_tokens);
 
  private:
   std::string llm_dir_, fingerprint_;

@@ -25,9 +25,12 @@ std::string one_line(const std::string& s) {
 
 }  // namespace
 
-std::string question_prompt(const std::string& question) { return "Question: " + one_line(question) + "\nAnswer:"; }
+std::string question_prompt(const std::string& question) {
+  return "Question: " + one_line(question) + "\nAnswer:";
+}
 
-std::string context_prompt(const std::vector<PromptPassage>& passages, const std::string& question) {
+std::string context_prompt(const std::vector<PromptPassage>& passages,
+                           const std::string& question) {
   std::string out;
   for (const auto& p : passages) {
     out += "Context: ";
@@ -45,7 +48,8 @@ std::vector<TokenId> answer_token_ids(const Tokenizer& tokenizer, const std::str
   const auto alone = tokenizer.encode(cue, false);
   const auto joined = tokenizer.encode(cue + target, false);
   if (joined.size() > alone.size() && std::equal(alone.begin(), alone.end(), joined.begin())) {
-    return std::vector<TokenId>(joined.begin() + static_cast<std::ptrdiff_t>(alone.size()), joined.end());
+    return std::vector<TokenId>(joined.begin() + static_cast<std::ptrdiff_t>(alone.size()),
+                                joined.end());
   }
   return tokenizer.encode(target, false);
 }

@@ -19,7 +19,10 @@ namespace kvrag {
 nlohmann::json Answer::to_json() const {
   auto ev = nlohmann::json::array();
   for (const auto& e : evidence) {
-    ev.push_back({{"segment_id", e.segment_id}, {"doc_id", e.doc_id}, {"title", e.title}, {"text", e.text},
+    ev.push_back({{"segment_id", e.segment_id},
+                  {"doc_id", e.doc_id},
+                  {"title", e.title},
+                  {"text", e.text},
                   {"score", e.score}});
   }
   return {{"answer", text},
@@ -28,16 +31,26 @@ nlohmann::json Answer::to_json() const {
            {{"answer_in_evidence", groundedness.answer_in_evidence},
             {"logprob_with", groundedness.logprob_with},
             {"logprob_without", groundedness.logprob_without}}},
-          {"timings_ms", {{"retrieve", retrieve_ms}, {"encode", encode_ms}, {"generate", generate_ms}, {"total", total_ms}}}};
+          {"timings_ms",
+           {{"retrieve", retrieve_ms},
+            {"encode", encode_ms},
+            {"generate", generate_ms},
+            {"total", total_ms}}}};
 }
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
 
-bool uses_context(AnswerMode m) { return m == AnswerMode::kContext || m == AnswerMode::kContextPrefix; }
-bool uses_prefix(AnswerMode m) { return m == AnswerMode::kPrefix || m == AnswerMode::kContextPrefix; }
+bool uses_context(AnswerMode m) {
+  return m == AnswerMode::kContext || m == AnswerMode::kContextPrefix;
+}
+bool uses_prefix(AnswerMode m) {
+  return m == AnswerMode::kPrefix || m == AnswerMode::kContextPrefix;
+}
 
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
@@ -47,14 +60,16 @@ bool answer_in(const std::string& normalized_answer, const std::vector<Evidence>
   if (normalized_answer.empty()) return false;
   const std::string needle = " " + normalized_answer + " ";
   for (const auto& e : evidence) {
-    if ((" " + normalize_answer(e.title + " " + e.text) + " ").find(needle) != std::string::npos) return true;
+    if ((" " + normalize_answer(e.title + " " + e.text) + " ").find(needle) != std::string::npos)
+      return true;
   }
   return false;
 }
 
 std::vector<PromptPassage> passages_of(const std::vector<Evidence>& evidence, size_t n) {
   std::vector<PromptPassage> out;
-  for (size_t i = 0; i < std::min(n, evidence.size()); ++i) out.push_back({evidence[i].title, evidence[i].text});
+  for (size_t i = 0; i < std::min(n, evidence.size()); ++i)
+    out.push_back({evidence[i].title, evidence[i].text});
   return out;
 }
 
@@ -75,25 +90,30 @@ struct Answerer::Impl {
 
   // The whole pipeline. generate_answers: produce answers (and groundedness if asked);
   // references: score these answers teacher-forced into *scores.
-  std::vector<Answer> run(const std::vector<std::string>& questions, AnswerMode mode, int top_k, bool generate_answers,
-                          bool groundedness, const std::vector<std::string>* references,
+  std::vector<Answer> run(const std::vector<std::string>& questions, AnswerMode mode, int top_k,
+                          bool generate_answers, bool groundedness,
+                          const std::vector<std::string>* references,
                           std::vector<ForcedScore>* scores) {
     torch::NoGradGuard no_grad;
     const auto t_start = Clock::now();
     const size_t n = questions.size();
     if (references != nullptr) {
-      KVRAG_CHECK(references->size() == n, "{} questions but {} answers to score", n, references->size());
-      for (size_t i = 0; i < n; ++i) KVRAG_CHECK(!blank((*references)[i]), "question {}: empty answer to score", i);
+      KVRAG_CHECK(references->size() == n, "{} questions but {} answers to score", n,
+                  references->size());
+      for (size_t i = 0; i < n; ++i)
+        KVRAG_CHECK(!blank((*references)[i]), "question {}: empty answer to score", i);
       scores->assign(n, {});
     }
     for (size_t i = 0; i < n; ++i) check_question(questions[i], i);
     if (mode != AnswerMode::kNone) {
-      KVRAG_CHECK(retriever != nullptr, "mode {} needs an index (--index); none was given", to_string(mode));
+      KVRAG_CHECK(retriever != nullptr, "mode {} needs an index (--index); none was given",
+                  to_string(mode));
       KVRAG_CHECK(top_k >= 1, "top-k must be at least 1, not {}", top_k);
     }
     if (uses_prefix(mode)) {
       KVRAG_CHECK(pipeline->has_encoder(),
-                  "mode {} needs a knowledge encoder (--knowledge-encoder); none was given", to_string(mode));
+                  "mode {} needs a knowledge encoder (--knowledge-encoder); none was given",
+                  to_string(mode));
     }
 
     double retrieve_ms = 0, encode_ms = 0, generate_ms = 0;
@@ -123,9 +143,12 @@ struct Answerer::Impl {
         int64_t room = generate_answers ? options.max_new_tokens + 1 : 0;
         room = std::max<int64_t>(room, ex.target.size());
         const int64_t budget = pipeline->max_positions() - pipeline->prefix_entries(used) - room;
-        ex.prompt = pipeline->fit_prompt(questions[i], uses_context(mode) ? passages_of(evidence[i], top_k) : std::vector<PromptPassage>{},
-                                         budget, i);
-        for (const auto& s : passages_of(evidence[i], static_cast<size_t>(used))) ex.segments.push_back(pipeline->segment_tokens(s));
+        ex.prompt = pipeline->fit_prompt(
+            questions[i],
+            uses_context(mode) ? passages_of(evidence[i], top_k) : std::vector<PromptPassage>{},
+            budget, i);
+        for (const auto& s : passages_of(evidence[i], static_cast<size_t>(used)))
+          ex.segments.push_back(pipeline->segment_tokens(s));
       }
       const PrefixBatch batch = pipeline->batch(examples, rows);
       const KVPrefix prefix = pipeline->prefix(batch);
@@ -155,7 +178,9 @@ struct Answerer::Impl {
             without[b].target = with[b].target;
           }
           const auto s_with = pipeline->scores(pipeline->batch(with, rows), prefix);
-          const auto s_without = mode == AnswerMode::kNone ? s_with : pipeline->scores(pipeline->batch(without, rows), {});
+          const auto s_without = mode == AnswerMode::kNone
+                                     ? s_with
+                                     : pipeline->scores(pipeline->batch(without, rows), {});
           for (size_t b = 0; b < group.size(); ++b) {
             auto& g = answers[group[b]].groundedness;
             g.logprob_with = s_with[b].logprob;
@@ -176,62 +201,74 @@ struct Answerer::Impl {
   }
 };
 
-std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options, std::shared_ptr<IndexRetriever> retriever) {
-  KVRAG_CHECK(options.dtype == "fp32" || options.dtype == "bf16", "LLM dtype must be fp32 or bf16, not '{}'",
-              options.dtype);
-  KVRAG_CHECK(options.max_new_tokens >= 1, "max_new_tokens must be at least 1, not {}", options.max_new_tokens);
+std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options,
+                                         std::shared_ptr<IndexRetriever> retriever) {
+  KVRAG_CHECK(options.dtype == "fp32" || options.dtype == "bf16",
+              "LLM dtype must be fp32 or bf16, not '{}'", options.dtype);
+  KVRAG_CHECK(options.max_new_tokens >= 1, "max_new_tokens must be at least 1, not {}",
+              options.max_new_tokens);
   KVRAG_CHECK(options.max_question_tokens >= 1, "max_question_tokens must be at least 1, not {}",
               options.max_question_tokens);
   std::unique_ptr<Answerer> self(new Answerer());
   self->impl_ = std::make_unique<Impl>();
   Impl& im = *self->impl_;
   im.options = options;
-  im.pipeline = std::make_unique<PrefixPipeline>(options.llm_dir,
-                                                 options.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+  im.pipeline = std::make_unique<PrefixPipeline>(
+      options.llm_dir, options.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32);
   im.retriever = std::move(retriever);
-  if (im.retriever == nullptr && !options.index_dir.empty()) im.retriever = open_retriever(options.index_dir, options.retriever);
-  if (!options.knowledge_encoder_dir.empty()) im.pipeline->load_encoder(options.knowledge_encoder_dir);
+  if (im.retriever == nullptr && !options.index_dir.empty())
+    im.retriever = open_retriever(options.index_dir, options.retriever);
+  if (!options.knowledge_encoder_dir.empty())
+    im.pipeline->load_encoder(options.knowledge_encoder_dir);
   return self;
 }
 
 Answerer::~Answerer() = default;
 
-std::vector<Answer> Answerer::answer(const std::vector<std::string>& questions, AnswerMode mode, int top_k,
-                                     bool groundedness) const {
+std::vector<Answer> Answerer::answer(const std::vector<std::string>& questions, AnswerMode mode,
+                                     int top_k, bool groundedness) const {
   return impl_->run(questions, mode, top_k, true, groundedness, nullptr, nullptr);
 }
 
-std::vector<Answerer::ForcedScore> Answerer::score_answers(const std::vector<std::string>& questions,
-                                                           const std::vector<std::string>& answers, AnswerMode mode,
-                                                           int top_k) const {
+std::vector<Answerer::ForcedScore> Answerer::score_answers(
+    const std::vector<std::string>& questions, const std::vector<std::string>& answers,
+    AnswerMode mode, int top_k) const {
   std::vector<ForcedScore> scores;
   impl_->run(questions, mode, top_k, false, false, &answers, &scores);
   return scores;
 }
 
 std::vector<Answer> Answerer::answer_and_score(const std::vector<std::string>& questions,
-                                               const std::vector<std::string>& references, AnswerMode mode, int top_k,
-                                               bool groundedness, std::vector<ForcedScore>* scores) const {
+                                               const std::vector<std::string>& references,
+                                               AnswerMode mode, int top_k, bool groundedness,
+                                               std::vector<ForcedScore>* scores) const {
   KVRAG_CHECK(scores != nullptr, "answer_and_score: no output for the scores");
   return impl_->run(questions, mode, top_k, true, groundedness, &references, scores);
 }
 
-std::vector<std::vector<Evidence>> Answerer::retrieve(const std::vector<std::string>& questions, int top_k) const {
+std::vector<std::vector<Evidence>> Answerer::retrieve(const std::vector<std::string>& questions,
+                                                      int top_k) const {
   KVRAG_CHECK(impl_->retriever != nullptr, "retrieval needs an index: none was given (--index)");
   return impl_->retriever->search(questions, top_k);
 }
 
-RetrievalReport Answerer::evaluate_retrieval(const std::vector<Question>& questions, const std::vector<int>& ks) const {
-  KVRAG_CHECK(impl_->retriever != nullptr, "retrieval evaluation needs an index: none was given (--index)");
+RetrievalReport Answerer::evaluate_retrieval(const std::vector<Question>& questions,
+                                             const std::vector<int>& ks) const {
+  KVRAG_CHECK(impl_->retriever != nullptr,
+              "retrieval evaluation needs an index: none was given (--index)");
   return impl_->retriever->evaluate(questions, ks);
 }
 
-std::string Answerer::prompt_text(const std::string& question, AnswerMode mode, const std::vector<Evidence>& evidence) const {
+std::string Answerer::prompt_text(const std::string& question, AnswerMode mode,
+                                  const std::vector<Evidence>& evidence) const {
   const auto& p = *impl_->pipeline;
-  const int64_t entries = uses_prefix(mode) ? p.prefix_entries(static_cast<int64_t>(evidence.size())) : 0;
+  const int64_t entries =
+      uses_prefix(mode) ? p.prefix_entries(static_cast<int64_t>(evidence.size())) : 0;
   std::string text;
-  p.fit_prompt(question, uses_context(mode) ? passages_of(evidence, evidence.size()) : std::vector<PromptPassage>{},
-               p.max_positions() - entries - impl_->options.max_new_tokens - 1, 0, &text);
+  p.fit_prompt(
+      question,
+      uses_context(mode) ? passages_of(evidence, evidence.size()) : std::vector<PromptPassage>{},
+      p.max_positions() - entries - impl_->options.max_new_tokens - 1, 0, &text);
   return text;
 }
 

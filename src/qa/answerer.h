@@ -33,23 +33,27 @@ struct EnumNames<AnswerMode> {
                                                     {AnswerMode::kPrefix, "prefix"},
                                                     {AnswerMode::kContextPrefix, "context+prefix"}};
 };
-inline AnswerMode parse_answer_mode(const std::string& name) { return parse_enum<AnswerMode>(name); }
+inline AnswerMode parse_answer_mode(const std::string& name) {
+  return parse_enum<AnswerMode>(name);
+}
 inline std::string to_string(AnswerMode mode) { return enum_name(mode); }
 
 struct AnswererOptions {
-  std::string llm_dir;                // LLaMA checkpoint folder with its tokenizer (tokenizer.model)
+  // LLaMA checkpoint folder with its tokenizer (tokenizer.model)
+  std::string llm_dir;
   std::string knowledge_encoder_dir;  // needed for the prefix modes
   std::string index_dir;              // needed for every mode but none
   RetrieverSpec retriever;            // mode, question encoder, dtype (index/index_retriever.h)
   std::string dtype = "fp32";         // LLM compute dtype: fp32 | bf16
   int max_new_tokens = 32;
-  int max_question_tokens = 256;      // longer questions are an Error
+  int max_question_tokens = 256;  // longer questions are an Error
 };
 
 struct Groundedness {
-  bool answer_in_evidence = false;   // the normalised answer occurs in an evidence segment
-  double logprob_with = 0;           // mean log-probability per answer token, with the evidence (the mode's input)
-  double logprob_without = 0;        // the same, closed-book
+  bool answer_in_evidence = false;  // the normalised answer occurs in an evidence segment
+  // mean log-probability per answer token, with the evidence (the mode's input)
+  double logprob_with = 0;
+  double logprob_without = 0;  // the same, closed-book
 };
 
 struct Answer {
@@ -82,23 +86,28 @@ class Answerer {
   // Teacher-forced answer-token accuracy and mean log-probability of `answers` given the
   // questions in `mode` (evaluation); evidence as answer() would retrieve it.
   using ForcedScore = kvrag::ForcedScore;  // token accuracy and mean log-probability
-  std::vector<ForcedScore> score_answers(const std::vector<std::string>& questions, const std::vector<std::string>& answers,
-                                         AnswerMode mode, int top_k) const;
+  std::vector<ForcedScore> score_answers(const std::vector<std::string>& questions,
+                                         const std::vector<std::string>& answers, AnswerMode mode,
+                                         int top_k) const;
 
   // answer() and score_answers() of `references` in one pass, retrieving and encoding once
   // (evaluation). scores receives one ForcedScore per question.
   std::vector<Answer> answer_and_score(const std::vector<std::string>& questions,
-                                       const std::vector<std::string>& references, AnswerMode mode, int top_k,
-                                       bool groundedness, std::vector<ForcedScore>* scores) const;
+                                       const std::vector<std::string>& references, AnswerMode mode,
+                                       int top_k, bool groundedness,
+                                       std::vector<ForcedScore>* scores) const;
 
   // The top-k segments of each question as answer() sees them (Error without an index).
-  std::vector<std::vector<Evidence>> retrieve(const std::vector<std::string>& questions, int top_k) const;
+  std::vector<std::vector<Evidence>> retrieve(const std::vector<std::string>& questions,
+                                              int top_k) const;
   // Retrieval top-k accuracy of the Answerer's retriever (index/retrieval_eval.h).
-  RetrievalReport evaluate_retrieval(const std::vector<Question>& questions, const std::vector<int>& ks) const;
+  RetrievalReport evaluate_retrieval(const std::vector<Question>& questions,
+                                     const std::vector<int>& ks) const;
 
   // The prompt text the LLM receives for `question` in `mode` with `evidence` (context modes put
   // the segments in, truncated to fit the LLM's context; see answer()).
-  std::string prompt_text(const std::string& question, AnswerMode mode, const std::vector<Evidence>& evidence) const;
+  std::string prompt_text(const std::string& question, AnswerMode mode,
+                          const std::vector<Evidence>& evidence) const;
 
   const AnswererOptions& options() const;
   bool has_index() const;

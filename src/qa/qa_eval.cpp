@@ -11,9 +11,9 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
-#include "model/bertscore.h"
 #include "eval/qa_metrics.h"
 #include "model/bert.h"
+#include "model/bertscore.h"
 #include "text/tokenizer.h"
 
 namespace kvrag {
@@ -26,7 +26,8 @@ using json = nlohmann::json;
 class BertScorer {
  public:
   BertScorer(const std::string& dir, int layer) : dir_(dir) {
-    KVRAG_CHECK(std::filesystem::is_directory(dir), "BERTScore model folder {} does not exist", dir);
+    KVRAG_CHECK(std::filesystem::is_directory(dir), "BERTScore model folder {} does not exist",
+                dir);
     model_ = load_bert(dir, torch::kFloat32);
     model_->eval();
     try {
@@ -36,8 +37,8 @@ class BertScorer {
     }
     const int64_t L = model_->config().num_hidden_layers;
     layer_ = layer < 0 ? L : layer;
-    KVRAG_CHECK(layer_ >= 0 && layer_ <= L, "BERTScore model {}: layer {} out of range 0..{} (0 = embeddings)", dir,
-                layer, L);
+    KVRAG_CHECK(layer_ >= 0 && layer_ <= L,
+                "BERTScore model {}: layer {} out of range 0..{} (0 = embeddings)", dir, layer, L);
   }
 
   // Best F1 over the references; 0 for an empty prediction.
@@ -62,10 +63,13 @@ class BertScorer {
       ids.back() = last;
     }
     const auto n = static_cast<int64_t>(ids.size());
-    const auto id_tensor = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);  // [1, n]
+    // [1, n]
+    const auto id_tensor = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0);
     const auto mask = torch::ones({1, n}, torch::kInt64);
     const auto out = model_->forward(id_tensor, mask, {}, true);
-    auto h = out.hidden_states[layer_][0].narrow(0, 1, std::max<int64_t>(n - 2, 0)).to(torch::kFloat32);  // [n-2, H]
+    // [n-2, H]
+    auto h =
+        out.hidden_states[layer_][0].narrow(0, 1, std::max<int64_t>(n - 2, 0)).to(torch::kFloat32);
     return cache_.emplace(text, h).first->second;
   }
 
@@ -81,7 +85,9 @@ struct Totals {
   double em = 0, f1 = 0, contained = 0, token_accuracy = 0, bertscore = 0;
 };
 
-std::string fraction(const json& v) { return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : "–"; }
+std::string fraction(const json& v) {
+  return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : "–";
+}
 
 }  // namespace
 
@@ -104,14 +110,18 @@ std::string qa_markdown(const json& summary, const std::vector<std::string>& mod
     out += fmt::format("| {} |", label);
     for (const auto& m : modes) {
       const json& v = summary.contains(m) ? summary[m].value(key, json()) : json();
-      out += " " + (std::string(key) == "n" && v.is_number() ? std::to_string(v.get<int64_t>()) : fraction(v)) + " |";
+      out += " " +
+             (std::string(key) == "n" && v.is_number() ? std::to_string(v.get<int64_t>())
+                                                       : fraction(v)) +
+             " |";
     }
     out += "\n";
   }
   if (summary.contains("retrieval") && summary["retrieval"].is_object()) {
     out += "\nretrieval, answer in top-k:";
     std::vector<std::pair<int, std::string>> ks;  // numeric order, not the JSON keys' string order
-    for (const auto& [k, v] : summary["retrieval"]["answer_in_top"].items()) ks.emplace_back(std::stoi(k), fraction(v));
+    for (const auto& [k, v] : summary["retrieval"]["answer_in_top"].items())
+      ks.emplace_back(std::stoi(k), fraction(v));
     std::sort(ks.begin(), ks.end());
     for (const auto& [k, v] : ks) out += fmt::format(" top-{} {}", k, v);
     out += "\n";
@@ -124,14 +134,17 @@ QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& 
   KVRAG_CHECK(!options.modes.empty(), "no modes to evaluate");
   KVRAG_CHECK(options.batch >= 1, "batch must be at least 1, not {}", options.batch);
   std::vector<Question> questions = all_questions;
-  if (options.limit > 0 && static_cast<int64_t>(questions.size()) > options.limit) questions.resize(options.limit);
+  if (options.limit > 0 && static_cast<int64_t>(questions.size()) > options.limit)
+    questions.resize(options.limit);
   KVRAG_CHECK(!questions.empty(), "no questions to evaluate");
   for (size_t i = 0; i < questions.size(); ++i) {
-    KVRAG_CHECK(!questions[i].answers.empty(), "question {} (\"{}\") has no gold answers", i + 1, questions[i].question);
+    KVRAG_CHECK(!questions[i].answers.empty(), "question {} (\"{}\") has no gold answers", i + 1,
+                questions[i].question);
   }
 
   std::unique_ptr<BertScorer> scorer;
-  if (!options.bertscore_model.empty()) scorer = std::make_unique<BertScorer>(options.bertscore_model, options.bertscore_layer);
+  if (!options.bertscore_model.empty())
+    scorer = std::make_unique<BertScorer>(options.bertscore_model, options.bertscore_layer);
 
   ProgressOptions po;
   po.label = "eval";
@@ -219,7 +232,8 @@ QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& 
   return {summary, qa_markdown(summary, mode_names)};
 }
 
-QaEvalReport evaluate_qa(const Answerer& answerer, const std::string& questions_path, const QaEvalOptions& options) {
+QaEvalReport evaluate_qa(const Answerer& answerer, const std::string& questions_path,
+                         const QaEvalOptions& options) {
   return evaluate_qa(answerer, read_questions(questions_path), options);
 }
 

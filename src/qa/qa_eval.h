@@ -28,14 +28,15 @@ namespace kvrag {
 
 struct QaEvalOptions {
   std::vector<AnswerMode> modes = {AnswerMode::kNone};
-  int top_k = 1;                     // segments per question (context / prefix modes)
-  int64_t limit = 0;                 // the first N questions only; 0 = all
-  int batch = 16;                    // questions answered together
-  std::string predictions_path;      // per-question JSONL, written atomically; "" = none
-  std::string bertscore_model;       // BERT folder (config.json, safetensors, vocab.txt); "" = no BERTScore
-  int bertscore_layer = -1;          // hidden-state layer: 0 = embeddings … L = last; -1 = last
+  int top_k = 1;                 // segments per question (context / prefix modes)
+  int64_t limit = 0;             // the first N questions only; 0 = all
+  int batch = 16;                // questions answered together
+  std::string predictions_path;  // per-question JSONL, written atomically; "" = none
+  // BERT folder (config.json, safetensors, vocab.txt); "" = no BERTScore
+  std::string bertscore_model;
+  int bertscore_layer = -1;  // hidden-state layer: 0 = embeddings … L = last; -1 = last
   std::vector<int> retrieval_ks = {1, 5, 20};
-  bool progress = true;              // a progress line on stderr
+  bool progress = true;  // a progress line on stderr
 };
 
 struct QaEvalReport {
@@ -46,7 +47,8 @@ struct QaEvalReport {
 QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& questions,
                          const QaEvalOptions& options);
 // Reads the questions file (read_questions: {"question", "answers", "gold_passage_id"?} lines).
-QaEvalReport evaluate_qa(const Answerer& answerer, const std::string& questions_path, const QaEvalOptions& options);
+QaEvalReport evaluate_qa(const Answerer& answerer, const std::string& questions_path,
+                         const QaEvalOptions& options);
 
 // The markdown table of a summary: one row per metric, one column per mode (in that order).
 std::string qa_markdown(const nlohmann::json& summary, const std::vector<std::string>& modes);

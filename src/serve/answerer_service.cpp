@@ -29,20 +29,23 @@ AnswererService::~AnswererService() = default;
 
 Answer AnswererService::ask(const std::string& question, AnswerMode mode, int top_k) {
   auto answers = impl_->answerer->answer({question}, mode, top_k);
-  KVRAG_CHECK(answers.size() == 1, "the answerer returned {} answers for one question", answers.size());
+  KVRAG_CHECK(answers.size() == 1, "the answerer returned {} answers for one question",
+              answers.size());
   return std::move(answers.front());
 }
 
 std::vector<Evidence> AnswererService::search(const std::string& question, int top_k,
                                               const std::string& retriever_mode) {
   KVRAG_CHECK(impl_->retriever != nullptr, "search needs an index; none was loaded");
-  return impl_->retriever->search({question}, top_k, parse_enum<RetrieverMode>(retriever_mode)).at(0);
+  return impl_->retriever->search({question}, top_k, parse_enum<RetrieverMode>(retriever_mode))
+      .at(0);
 }
 
 std::vector<AnswerMode> AnswererService::modes() const {
   const Answerer& a = *impl_->answerer;
   std::vector<AnswerMode> out;
-  if (a.has_index() && a.has_knowledge_encoder()) out = {AnswerMode::kPrefix, AnswerMode::kContextPrefix};
+  if (a.has_index() && a.has_knowledge_encoder())
+    out = {AnswerMode::kPrefix, AnswerMode::kContextPrefix};
   if (a.has_index()) out.push_back(AnswerMode::kContext);
   out.push_back(AnswerMode::kNone);
   return out;

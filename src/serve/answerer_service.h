@@ -21,7 +21,8 @@ class AnswererService final : public AnswerService {
   ~AnswererService() override;
 
   Answer ask(const std::string& question, AnswerMode mode, int top_k) override;
-  std::vector<Evidence> search(const std::string& question, int top_k, const std::string& retriever_mode) override;
+  std::vector<Evidence> search(const std::string& question, int top_k,
+                               const std::string& retriever_mode) override;
   std::vector<AnswerMode> modes() const override;
   std::vector<std::string> retriever_modes() const override;
   nlohmann::json models() const override;

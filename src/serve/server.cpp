@@ -23,7 +23,9 @@ struct RequestError {
   std::string message;
 };
 
-[[noreturn]] void reject(int status, std::string message) { throw RequestError{status, std::move(message)}; }
+[[noreturn]] void reject(int status, std::string message) {
+  throw RequestError{status, std::move(message)};
+}
 
 const char* kJson = "application/json; charset=utf-8";
 
@@ -38,14 +40,22 @@ void send_json(httplib::Response& res, int status, const json& body) {
 
 std::string reason(int status) {
   switch (status) {
-    case 400: return "bad request";
-    case 404: return "not found";
-    case 405: return "method not allowed";
-    case 408: return "request timeout";
-    case 413: return "request body too large";
-    case 414: return "request URI too long";
-    case 415: return "unsupported media type";
-    default: return status >= 500 ? "internal server error" : "error";
+    case 400:
+      return "bad request";
+    case 404:
+      return "not found";
+    case 405:
+      return "method not allowed";
+    case 408:
+      return "request timeout";
+    case 413:
+      return "request body too large";
+    case 414:
+      return "request URI too long";
+    case 415:
+      return "unsupported media type";
+    default:
+      return status >= 500 ? "internal server error" : "error";
   }
 }
 
@@ -54,7 +64,8 @@ struct Route {
   const char* path;
   const char* method;
 };
-constexpr Route kRoutes[] = {{"/", "GET"}, {"/v1/health", "GET"}, {"/v1/ask", "POST"}, {"/v1/search", "POST"}};
+constexpr Route kRoutes[] = {
+    {"/", "GET"}, {"/v1/health", "GET"}, {"/v1/ask", "POST"}, {"/v1/search", "POST"}};
 
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -80,7 +91,7 @@ struct Server::Impl {
   ServerOptions options;
   HttpServer http;
   int port = -1;
-  std::thread thread;                 // start()'s
+  std::thread thread;  // start()'s
   std::atomic<bool> stop_requested{false};
   std::atomic<bool> running{false};  // inside run()
 
@@ -133,7 +144,8 @@ struct Server::Impl {
     if (std::find(modes.begin(), modes.end(), mode) == modes.end()) {
       std::string offered;
       for (auto m : modes) offered += (offered.empty() ? "" : ", ") + to_string(m);
-      reject(400, fmt::format("mode \"{}\" is not available here (this server offers: {})", name, offered));
+      reject(400, fmt::format("mode \"{}\" is not available here (this server offers: {})", name,
+                              offered));
     }
     return mode;
   }
@@ -147,7 +159,8 @@ struct Server::Impl {
     if (std::find(modes.begin(), modes.end(), name) == modes.end()) {
       std::string offered;
       for (const auto& m : modes) offered += (offered.empty() ? "" : ", ") + m;
-      reject(400, fmt::format("unknown search mode \"{}\" (this server offers: {})", name, offered));
+      reject(400,
+             fmt::format("unknown search mode \"{}\" (this server offers: {})", name, offered));
     }
     return name;
   }
@@ -176,7 +189,8 @@ struct Server::Impl {
                          {"text", e.text},
                          {"score", e.score}});
     }
-    send_json(res, 200, {{"results", results}, {"mode", mode}, {"timings_ms", {{"server", ms_since(t0)}}}});
+    send_json(res, 200,
+              {{"results", results}, {"mode", mode}, {"timings_ms", {{"server", ms_since(t0)}}}});
   }
 
   void health(const httplib::Request&, httplib::Response& res) {
@@ -196,7 +210,8 @@ struct Server::Impl {
 
   // Wraps a handler so that every failure becomes a JSON error: the client's mistakes with their
   // status, a kvrag::Error (or anything else) while answering with 500.
-  httplib::Server::Handler guarded(void (Impl::*handler)(const httplib::Request&, httplib::Response&)) {
+  httplib::Server::Handler guarded(void (Impl::*handler)(const httplib::Request&,
+                                                         httplib::Response&)) {
     return [this, handler](const httplib::Request& req, httplib::Response& res) {
       try {
         (this->*handler)(req, res);
@@ -211,9 +226,12 @@ struct Server::Impl {
   }
 
   void setup() {
-    KVRAG_CHECK(options.workers >= 1, "server: workers must be at least 1, not {}", options.workers);
-    KVRAG_CHECK(options.max_top_k >= 1 && options.default_top_k >= 1 && options.default_top_k <= options.max_top_k,
-                "server: default_top_k {} must lie in [1, max_top_k = {}]", options.default_top_k, options.max_top_k);
+    KVRAG_CHECK(options.workers >= 1, "server: workers must be at least 1, not {}",
+                options.workers);
+    KVRAG_CHECK(options.max_top_k >= 1 && options.default_top_k >= 1 &&
+                    options.default_top_k <= options.max_top_k,
+                "server: default_top_k {} must lie in [1, max_top_k = {}]", options.default_top_k,
+                options.max_top_k);
     const size_t workers = static_cast<size_t>(options.workers);
     http.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
     http.set_payload_max_length(options.max_body_bytes);
@@ -229,19 +247,21 @@ struct Server::Impl {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     });
-    http.set_default_headers({{"X-Content-Type-Options", "nosniff"}, {"Cache-Control", "no-store"}});
+    http.set_default_headers(
+        {{"X-Content-Type-Options", "nosniff"}, {"Cache-Control", "no-store"}});
 
     if (options.access_log) {
       http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-        fmt::print(stderr, "{} {} {} {} bytes\n", req.method, req.path, res.status, res.body.size());
+        fmt::print(stderr, "{} {} {} {} bytes\n", req.method, req.path, res.status,
+                   res.body.size());
       });
     }
     http.Get("/", [](const httplib::Request&, httplib::Response& res) {
       // The page needs nothing from elsewhere: its own inline script and style, fetch to itself.
-      res.set_header("Content-Security-Policy",
-                     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                     "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
-                     "frame-ancestors 'none'");
+      res.set_header(
+          "Content-Security-Policy",
+          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src "
+          "'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
       res.set_header("Referrer-Policy", "no-referrer");
       res.set_content(web_page_html(), "text/html; charset=utf-8");
     });
@@ -252,31 +272,34 @@ struct Server::Impl {
     // Errors httplib raises itself (no route, 413, malformed requests) get the same JSON shape;
     // a known path asked with the wrong method becomes 405 with Allow.
     const size_t limit = options.max_body_bytes;
-    http.set_error_handler(httplib::Server::HandlerWithResponse([limit](const httplib::Request& req,
-                                                                          httplib::Response& res) {
-      if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours, already JSON
-      if (res.status == 404) {
-        for (const auto& r : kRoutes) {
-          if (req.path == r.path && req.method != r.method) {
-            res.status = 405;
-            res.set_header("Allow", r.method);
-            res.set_content(dump({{"error", fmt::format("{} {}: method not allowed (use {})", req.method, req.path,
-                                                        r.method)}}),
-                            kJson);
+    http.set_error_handler(httplib::Server::HandlerWithResponse(
+        [limit](const httplib::Request& req, httplib::Response& res) {
+          // ours, already JSON
+          if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+          if (res.status == 404) {
+            for (const auto& r : kRoutes) {
+              if (req.path == r.path && req.method != r.method) {
+                res.status = 405;
+                res.set_header("Allow", r.method);
+                res.set_content(dump({{"error", fmt::format("{} {}: method not allowed (use {})",
+                                                            req.method, req.path, r.method)}}),
+                                kJson);
+                return httplib::Server::HandlerResponse::Handled;
+              }
+            }
+            res.set_content(
+                dump({{"error", fmt::format("{} {}: not found", req.method, req.path)}}), kJson);
             return httplib::Server::HandlerResponse::Handled;
           }
-        }
-        res.set_content(dump({{"error", fmt::format("{} {}: not found", req.method, req.path)}}), kJson);
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      std::string message = reason(res.status);
-      if (res.status == 413) message += fmt::format(" (limit {} bytes)", limit);
-      res.set_content(dump({{"error", message}}), kJson);
-      return httplib::Server::HandlerResponse::Handled;
-    }));
-    http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-      send_json(res, 500, {{"error", "internal error"}});
-    });
+          std::string message = reason(res.status);
+          if (res.status == 413) message += fmt::format(" (limit {} bytes)", limit);
+          res.set_content(dump({{"error", message}}), kJson);
+          return httplib::Server::HandlerResponse::Handled;
+        }));
+    http.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+          send_json(res, 500, {{"error", "internal error"}});
+        });
   }
 };
 
@@ -295,7 +318,8 @@ int Server::bind() {
     KVRAG_CHECK(impl_->port > 0, "server: cannot bind to {} (any port)", o.host);
   } else {
     KVRAG_CHECK(impl_->http.bind_to_port(o.host, o.port),
-                "server: cannot bind to {}:{} (address in use, or not an address of this machine)", o.host, o.port);
+                "server: cannot bind to {}:{} (address in use, or not an address of this machine)",
+                o.host, o.port);
     impl_->port = o.port;
   }
   // httplib listens with a backlog of 5: a burst of more new connections than that overflows the
@@ -324,7 +348,8 @@ void Server::stop() {
   impl_->stop_requested = true;
   // A run() that has begun but not yet entered its accept loop would miss http.stop(): wait for
   // the loop (or for run() to end).
-  while (impl_->running && !impl_->http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  while (impl_->running && !impl_->http.is_running())
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   impl_->http.stop();
   if (impl_->thread.joinable()) impl_->thread.join();
 }

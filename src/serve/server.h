@@ -37,7 +37,8 @@ class AnswerService {
   // Answers one question. Throws Error on failure (reported as 500).
   virtual Answer ask(const std::string& question, AnswerMode mode, int top_k) = 0;
   // The top_k segments for a question with `retriever_mode` (one of retriever_modes()).
-  virtual std::vector<Evidence> search(const std::string& question, int top_k, const std::string& retriever_mode) = 0;
+  virtual std::vector<Evidence> search(const std::string& question, int top_k,
+                                       const std::string& retriever_mode) = 0;
 
   // The answer modes this service can serve (e.g. no prefix modes without a knowledge encoder);
   // the first is the default.
@@ -49,15 +50,15 @@ class AnswerService {
 };
 
 struct ServerOptions {
-  std::string host = "127.0.0.1";      // loopback only unless told otherwise
-  int port = 8080;                     // 0: any free port (see Server::port())
-  int workers = 8;                     // request threads
-  size_t max_body_bytes = 64 * 1024;   // larger request bodies get 413
-  size_t max_question_bytes = 2048;    // longer questions get 400
-  int max_top_k = 20;                  // top_k must lie in [1, max_top_k]
+  std::string host = "127.0.0.1";     // loopback only unless told otherwise
+  int port = 8080;                    // 0: any free port (see Server::port())
+  int workers = 8;                    // request threads
+  size_t max_body_bytes = 64 * 1024;  // larger request bodies get 413
+  size_t max_question_bytes = 2048;   // longer questions get 400
+  int max_top_k = 20;                 // top_k must lie in [1, max_top_k]
   int default_top_k = 5;
-  int timeout_s = 30;                  // socket read/write timeout per request
-  bool access_log = false;             // one line per request on stderr
+  int timeout_s = 30;       // socket read/write timeout per request
+  bool access_log = false;  // one line per request on stderr
 };
 
 class Server {

@@ -130,8 +130,8 @@ void CorpusReader::read_tsv_header() {
   }
   if (col_text_ < 0 || col_title_ < 0) {
     fail(
-        "corpus {}: line 1: TSV header must name the columns id, text and title (DPR "
-        "psgs_w100.tsv style), got '{}'",
+        "corpus {}: line 1: TSV header must name the columns id, text and title (DPR psgs_w100.tsv "
+        "style), got '{}'",
         path_, line_);
   }
   n_cols_ = static_cast<int>(fields_.size());

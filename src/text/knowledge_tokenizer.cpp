@@ -39,7 +39,9 @@ KnowledgeTokenizer::KnowledgeTokenizer(const WordPieceTokenizer& encoder, const 
     if (body.empty()) continue;
     bool punctuation = true;
     for (unsigned char c : body) punctuation = punctuation && c < 0x80 && std::ispunct(c);
-    kind_[id] = punctuation ? kPunctuation : piece.rfind(kWordStartMark, 0) == 0 ? kWordStart : kPlain;
+    kind_[id] = punctuation                           ? kPunctuation
+                : piece.rfind(kWordStartMark, 0) == 0 ? kWordStart
+                                                      : kPlain;
     spelled_[id] = lookup(body);
     spelled_inside_[id] = punctuation ? spelled_[id] : lookup("##" + body);
   }
@@ -59,8 +61,11 @@ void KnowledgeTokenizer::append_pieces(const std::string& text, KnowledgeTokens&
   }
 }
 
-KnowledgeTokens KnowledgeTokenizer::encode(const std::string& title, const std::string& text, int64_t max_tokens) const {
-  KVRAG_CHECK(max_tokens >= 2, "knowledge tokenizer: max tokens must be at least 2 ([CLS] and [SEP]), got {}", max_tokens);
+KnowledgeTokens KnowledgeTokenizer::encode(const std::string& title, const std::string& text,
+                                           int64_t max_tokens) const {
+  KVRAG_CHECK(max_tokens >= 2,
+              "knowledge tokenizer: max tokens must be at least 2 ([CLS] and [SEP]), got {}",
+              max_tokens);
   KnowledgeTokens out;
   if (llm_ == nullptr) {
     Segment s;

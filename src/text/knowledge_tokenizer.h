@@ -41,7 +41,8 @@ class KnowledgeTokenizer {
 
   // The segment's tokens, at most `max_tokens` (≥ 2: [CLS] and the text, kept ending with [SEP]).
   // An empty title is left out (no title [SEP]).
-  KnowledgeTokens encode(const std::string& title, const std::string& text, int64_t max_tokens) const;
+  KnowledgeTokens encode(const std::string& title, const std::string& text,
+                         int64_t max_tokens) const;
 
   bool reads_llm_pieces() const { return llm_ != nullptr; }
 
@@ -52,7 +53,7 @@ class KnowledgeTokenizer {
   const Tokenizer* llm_;
   std::vector<int64_t> spelled_;  // LLM id → encoder id of its spelling as a word start (-1: none)
   std::vector<int64_t> spelled_inside_;  // … inside a word
-  std::vector<uint8_t> kind_;     // LLM id → 0 plain, 1 starts with "▁", 2 bare "▁", 3 punctuation
+  std::vector<uint8_t> kind_;  // LLM id → 0 plain, 1 starts with "▁", 2 bare "▁", 3 punctuation
 };
 
 }  // namespace kvrag

@@ -48,22 +48,29 @@ KVRAG_SPM_API void* kvrag_spm_load(const char* path, char* error, size_t error_s
 
 KVRAG_SPM_API void kvrag_spm_free(void* handle) { delete processor(handle); }
 
-KVRAG_SPM_API int32_t kvrag_spm_vocab_size(void* handle) { return processor(handle)->GetPieceSize(); }
+KVRAG_SPM_API int32_t kvrag_spm_vocab_size(void* handle) {
+  return processor(handle)->GetPieceSize();
+}
 
 // which: 0 = bos, 1 = eos, 2 = pad, 3 = unk.
 KVRAG_SPM_API int32_t kvrag_spm_special_id(void* handle, int which) {
   auto* sp = processor(handle);
   switch (which) {
-    case 0: return sp->bos_id();
-    case 1: return sp->eos_id();
-    case 2: return sp->pad_id();
-    default: return sp->unk_id();
+    case 0:
+      return sp->bos_id();
+    case 1:
+      return sp->eos_id();
+    case 2:
+      return sp->pad_id();
+    default:
+      return sp->unk_id();
   }
 }
 
 // Encodes text into ids (no BOS/EOS). Returns 0 on success, -1 with `error` set on failure.
 KVRAG_SPM_API int kvrag_spm_encode(void* handle, const char* text, size_t text_size, int32_t* ids,
-                                   size_t capacity, size_t* needed, char* error, size_t error_size) {
+                                   size_t capacity, size_t* needed, char* error,
+                                   size_t error_size) {
   std::vector<int> out;
   const auto status = processor(handle)->Encode(std::string_view(text, text_size), &out);
   if (!status.ok()) {
@@ -76,7 +83,8 @@ KVRAG_SPM_API int kvrag_spm_encode(void* handle, const char* text, size_t text_s
 }
 
 KVRAG_SPM_API int kvrag_spm_decode(void* handle, const int32_t* ids, size_t count, char* text,
-                                   size_t capacity, size_t* needed, char* error, size_t error_size) {
+                                   size_t capacity, size_t* needed, char* error,
+                                   size_t error_size) {
   std::string out;
   const auto status = processor(handle)->Decode(std::vector<int>(ids, ids + count), &out);
   if (!status.ok()) {

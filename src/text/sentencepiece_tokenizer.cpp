@@ -91,8 +91,8 @@ const SpmModule& module() {
 
 SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path) {
   const SpmModule& m = module();
-  KVRAG_CHECK(std::filesystem::is_regular_file(model_path),
-              "SentencePiece model {}: no such file", model_path);
+  KVRAG_CHECK(std::filesystem::is_regular_file(model_path), "SentencePiece model {}: no such file",
+              model_path);
   char error[kErrorSize] = {0};
   handle_ = m.load(model_path.c_str(), error, sizeof(error));
   KVRAG_CHECK(handle_ != nullptr, "SentencePiece model {}: {}", model_path, error);

@@ -26,19 +26,22 @@ TrainFn train_function() {
   void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
   KVRAG_CHECK(lib != nullptr, "SentencePiece module {}: {}", path, dlerror());
   auto fn = reinterpret_cast<TrainFn>(dlsym(lib, "kvrag_spm_train"));
-  KVRAG_CHECK(fn != nullptr, "SentencePiece module {}: missing symbol kvrag_spm_train (an old build?)", path);
+  KVRAG_CHECK(fn != nullptr,
+              "SentencePiece module {}: missing symbol kvrag_spm_train (an old build?)", path);
   return fn;
 }
 
 const char* flag(bool b) { return b ? "true" : "false"; }
 
 bool is_ascii_punct(unsigned char c) {
-  return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
+  return (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
+         (c >= 123 && c <= 126);
 }
 
 // Words as BertPreTokenizer cuts them (whitespace, punctuation on its own), for ASCII text;
 // other UTF-8 sequences stay inside words.
-void split_words(const std::string& text, bool lowercase, std::unordered_map<std::string, int64_t>& counts) {
+void split_words(const std::string& text, bool lowercase,
+                 std::unordered_map<std::string, int64_t>& counts) {
   std::string word;
   auto flush = [&] {
     if (!word.empty()) ++counts[word];
@@ -69,7 +72,9 @@ std::vector<std::string> characters(const std::string& word) {
   return out;
 }
 
-std::string strip_hashes(const std::string& piece) { return piece.rfind("##", 0) == 0 ? piece.substr(2) : piece; }
+std::string strip_hashes(const std::string& piece) {
+  return piece.rfind("##", 0) == 0 ? piece.substr(2) : piece;
+}
 
 }  // namespace
 
@@ -79,7 +84,8 @@ void train_sentencepiece(const std::string& input_text_path, const std::string& 
   KVRAG_CHECK(std::filesystem::is_regular_file(input_text_path, ec) &&
                   std::filesystem::file_size(input_text_path, ec) > 0,
               "train tokenizer: input {}: missing or empty", input_text_path);
-  KVRAG_CHECK(options.vocab_size > 0, "train tokenizer: vocab_size must be positive (got {})", options.vocab_size);
+  KVRAG_CHECK(options.vocab_size > 0, "train tokenizer: vocab_size must be positive (got {})",
+              options.vocab_size);
   KVRAG_CHECK(options.model_type == "bpe" || options.model_type == "unigram",
               "train tokenizer: model_type must be bpe or unigram (got {})", options.model_type);
   std::string symbols;
@@ -100,7 +106,10 @@ void train_sentencepiece(const std::string& input_text_path, const std::string& 
       {"input_sentence_size", "0"},  // all sentences: no random sample
       {"shuffle_input_sentence", "false"},
       {"hard_vocab_limit", "false"},  // a small text may not support vocab_size pieces
-      {"unk_id", "0"}, {"bos_id", "1"}, {"eos_id", "2"}, {"pad_id", "3"},
+      {"unk_id", "0"},
+      {"bos_id", "1"},
+      {"eos_id", "2"},
+      {"pad_id", "3"},
       {"minloglevel", "2"},  // the trainer's INFO/WARNING chatter
   };
   if (!symbols.empty()) kw.emplace_back("user_defined_symbols", symbols);
@@ -110,7 +119,8 @@ void train_sentencepiece(const std::string& input_text_path, const std::string& 
     values.push_back(v.c_str());
   }
   char error[1024] = {0};
-  const int rc = train_function()(keys.data(), values.data(), keys.size(), tmp.c_str(), error, sizeof(error));
+  const int rc =
+      train_function()(keys.data(), values.data(), keys.size(), tmp.c_str(), error, sizeof(error));
   if (rc != 0) {
     std::filesystem::remove(tmp, ec);
     fail("train tokenizer on {}: {}", input_text_path, error);
@@ -124,7 +134,8 @@ void train_sentencepiece(const std::string& input_text_path, const std::string& 
 
 void build_wordpiece_vocab(const std::vector<std::string>& texts, const std::string& vocab_path,
                            const WordPieceVocabOptions& options) {
-  KVRAG_CHECK(options.vocab_size > 5, "wordpiece vocab {}: vocab_size must exceed the 5 special tokens", vocab_path);
+  KVRAG_CHECK(options.vocab_size > 5,
+              "wordpiece vocab {}: vocab_size must exceed the 5 special tokens", vocab_path);
   std::unordered_map<std::string, int64_t> counts;
   for (const auto& t : texts) split_words(t, options.lowercase, counts);
   KVRAG_CHECK(!counts.empty(), "wordpiece vocab {}: no words in the texts", vocab_path);
@@ -158,14 +169,18 @@ void build_wordpiece_vocab(const std::vector<std::string>& texts, const std::str
   for (const auto& w : order) {
     Word word{{}, counts[w]};
     const auto cs = characters(w);
-    for (size_t i = 0; i < cs.size(); ++i) word.pieces.push_back(id_of.at(i == 0 ? cs[i] : "##" + cs[i]));
+    for (size_t i = 0; i < cs.size(); ++i)
+      word.pieces.push_back(id_of.at(i == 0 ? cs[i] : "##" + cs[i]));
     words.push_back(std::move(word));
   }
-  auto key = [](int32_t a, int32_t b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b); };
+  auto key = [](int32_t a, int32_t b) {
+    return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b);
+  };
   while (static_cast<int>(vocab.size()) < options.vocab_size) {
     std::unordered_map<uint64_t, int64_t> pairs;
     for (const auto& w : words) {
-      for (size_t i = 0; i + 1 < w.pieces.size(); ++i) pairs[key(w.pieces[i], w.pieces[i + 1])] += w.count;
+      for (size_t i = 0; i + 1 < w.pieces.size(); ++i)
+        pairs[key(w.pieces[i], w.pieces[i + 1])] += w.count;
     }
     uint64_t best = 0;
     int64_t best_count = 0;
@@ -176,7 +191,8 @@ void build_wordpiece_vocab(const std::vector<std::string>& texts, const std::str
       }
     }
     if (best_count < std::max(1, options.min_frequency)) break;
-    const int32_t left = static_cast<int32_t>(best >> 32), right = static_cast<int32_t>(best & 0xffffffffu);
+    const int32_t left = static_cast<int32_t>(best >> 32),
+                  right = static_cast<int32_t>(best & 0xffffffffu);
     const std::string merged = vocab[left] + strip_hashes(vocab[right]);
     const size_t before = vocab.size();
     const int32_t id = add(merged);
@@ -201,7 +217,8 @@ void build_wordpiece_vocab(const std::vector<std::string>& texts, const std::str
 
 std::string wordpiece_spelling(const std::string& piece, bool lowercase) {
   static const std::string kWordStart = "\xe2\x96\x81";  // U+2581 "▁"
-  if (piece.size() >= 2 && piece.front() == '<' && piece.back() == '>') return "";  // <s>, <0x0A>, …
+  // <s>, <0x0A>, …
+  if (piece.size() >= 2 && piece.front() == '<' && piece.back() == '>') return "";
   const bool start = piece.rfind(kWordStart, 0) == 0;
   std::string body = start ? piece.substr(kWordStart.size()) : piece;
   if (body.empty()) return "";
@@ -211,7 +228,8 @@ std::string wordpiece_spelling(const std::string& piece, bool lowercase) {
   return start ? body : "##" + body;
 }
 
-void build_wordpiece_vocab_from_pieces(const std::vector<std::string>& texts, const std::vector<std::string>& pieces,
+void build_wordpiece_vocab_from_pieces(const std::vector<std::string>& texts,
+                                       const std::vector<std::string>& pieces,
                                        const std::string& vocab_path, bool lowercase) {
   std::unordered_map<std::string, int64_t> counts;
   for (const auto& t : texts) split_words(t, lowercase, counts);
@@ -233,7 +251,8 @@ void build_wordpiece_vocab_from_pieces(const std::vector<std::string>& texts, co
     const std::string body = spelling.rfind("##", 0) == 0 ? spelling.substr(2) : spelling;
     bool plain = !body.empty();
     for (unsigned char c : body) {
-      if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || is_ascii_punct(c) || (c < 0x80 && !std::isalnum(c))) {
+      if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || is_ascii_punct(c) ||
+          (c < 0x80 && !std::isalnum(c))) {
         plain = false;
       }
     }

@@ -60,7 +60,8 @@ std::string wordpiece_spelling(const std::string& piece, bool lowercase = true);
 // from the retriever) reads a segment in nearly the same pieces the LLM writes an answer in — a
 // name never seen in training is then spelled in familiar pieces on both sides. Writes
 // `vocab_path` atomically.
-void build_wordpiece_vocab_from_pieces(const std::vector<std::string>& texts, const std::vector<std::string>& pieces,
+void build_wordpiece_vocab_from_pieces(const std::vector<std::string>& texts,
+                                       const std::vector<std::string>& pieces,
                                        const std::string& vocab_path, bool lowercase = true);
 
 }  // namespace kvrag

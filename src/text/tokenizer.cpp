@@ -27,9 +27,10 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
   if (ext == ".model") return std::make_unique<SentencePieceTokenizer>(path);
   if (ext == ".json") return WordPieceTokenizer::from_tokenizer_json(path);
   if (ext == ".txt") return WordPieceTokenizer::from_vocab_file(path);
-  fail("tokenizer {}: unknown kind (expected a SentencePiece .model, a WordPiece vocab.txt or an "
-       "HF tokenizer.json)",
-       path);
+  fail(
+      "tokenizer {}: unknown kind (expected a SentencePiece .model, a WordPiece vocab.txt or an HF "
+      "tokenizer.json)",
+      path);
 }
 
 std::string wordpiece_tokenizer_file(const std::string& path) {

@@ -41,8 +41,6 @@ void append_utf8(std::string& out, char32_t cp);
 std::string encode_utf8(std::u32string_view s);
 
 // Bytes in the UTF-8 form of a valid code point (1..4).
-inline int utf8_width(char32_t cp) {
-  return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
-}
+inline int utf8_width(char32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
 
 }  // namespace kvrag

@@ -87,12 +87,12 @@ struct WordPieceTokenizer::Worker {
   std::vector<TokenId>& ids;
   std::vector<Offset>* offsets;
 
-  std::u32string text;             // decoded input
-  std::u32string norm, norm_tmp;   // normalized piece
+  std::u32string text;                // decoded input
+  std::u32string norm, norm_tmp;      // normalized piece
   std::vector<int32_t> src, src_tmp;  // input index of each normalized character
-  std::string word;                // UTF-8 of the current word
-  std::vector<uint32_t> char_byte; // byte offset of each character of `word`, plus its size
-  std::string key;                 // vocabulary lookup key
+  std::string word;                   // UTF-8 of the current word
+  std::vector<uint32_t> char_byte;    // byte offset of each character of `word`, plus its size
+  std::string key;                    // vocabulary lookup key
   std::vector<std::pair<TokenId, Offset>> pieces;  // pieces of the current word
   std::vector<Split> raw_splits, norm_splits;
 

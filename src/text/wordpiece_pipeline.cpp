@@ -294,8 +294,8 @@ void WordPieceTokenizer::Worker::normalize(const char32_t* in, int32_t begin, in
       int32_t one_len = 0;
       U16_APPEND_UNSAFE(one, one_len, static_cast<UChar32>(c));
       UErrorCode status = U_ZERO_ERROR;
-      const int32_t len = u_strToLower(buf, static_cast<int32_t>(std::size(buf)), one, one_len,
-                                       "", &status);
+      const int32_t len =
+          u_strToLower(buf, static_cast<int32_t>(std::size(buf)), one, one_len, "", &status);
       if (U_SUCCESS(status)) {
         for_each_utf16(buf, len, [&](char32_t d) {
           norm_tmp.push_back(d);

@@ -32,8 +32,8 @@ void replace_all(std::string& s, std::string_view from, std::string_view to) {
 
 void cleanup_token(std::string& s) {
   static const std::pair<std::string_view, std::string_view> kRules[] = {
-      {" .", "."},   {" ?", "?"},     {" !", "!"},          {" ,", ","},
-      {" ' ", "'"},  {" n't", "n't"}, {" 'm", "'m"},        {" do not", " don't"},
+      {" .", "."},   {" ?", "?"},     {" !", "!"},     {" ,", ","},
+      {" ' ", "'"},  {" n't", "n't"}, {" 'm", "'m"},   {" do not", " don't"},
       {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"},
   };
   for (const auto& [from, to] : kRules) replace_all(s, from, to);
@@ -47,8 +47,8 @@ WordPieceTokenizer::WordPieceTokenizer() = default;
 WordPieceTokenizer::~WordPieceTokenizer() = default;
 
 void WordPieceTokenizer::finish(std::vector<AddedToken> added, const std::string& source) {
-  KVRAG_CHECK(options_.max_input_chars_per_word >= 0, "{}: max_input_chars_per_word {} < 0",
-              source, options_.max_input_chars_per_word);
+  KVRAG_CHECK(options_.max_input_chars_per_word >= 0, "{}: max_input_chars_per_word {} < 0", source,
+              options_.max_input_chars_per_word);
   auto unk = ids_.find(options_.unk_token);
   KVRAG_CHECK(unk != ids_.end(), "{}: unknown token {} is not in the vocabulary", source,
               options_.unk_token);

@@ -35,18 +35,18 @@ struct Encoding {
 
 struct WordPieceOptions {
   bool lowercase = true;
-  bool strip_accents = true;        // HF: follows lowercase unless set
+  bool strip_accents = true;  // HF: follows lowercase unless set
   bool handle_chinese_chars = true;
   bool clean_text = true;
   int max_input_chars_per_word = 100;
   std::string unk_token = "[UNK]";
   std::string continuing_subword_prefix = "##";
-  bool decode_cleanup = true;       // HF WordPiece decoder: " ." → ".", " n't" → "n't", …
+  bool decode_cleanup = true;  // HF WordPiece decoder: " ." → ".", " n't" → "n't", …
 };
 
 struct EncodeOptions {
-  bool add_special = true;  // [CLS] … [SEP]
-  int max_length = 0;       // > 0: truncate to this many ids, specials included
+  bool add_special = true;         // [CLS] … [SEP]
+  int max_length = 0;              // > 0: truncate to this many ids, specials included
   bool pad_to_max_length = false;  // pad every row to max_length (else: batch pads to longest)
 };
 
@@ -115,11 +115,11 @@ class WordPieceTokenizer final : public Tokenizer {
   std::unordered_map<std::string, TokenId> ids_;  // piece → id, the WordPiece model's vocab
   WordPieceOptions options_;
   std::vector<AddedToken> added_;
-  std::unique_ptr<AddedMatcher> raw_matcher_;        // added tokens with normalized = false
-  std::unique_ptr<AddedMatcher> normalized_matcher_; // added tokens with normalized = true
-  std::vector<bool> special_;                     // by id: skipped by decode
-  size_t max_piece_bytes_ = 0;                    // longest vocab entry, bounds the greedy search
-  bool add_cls_sep_ = true;                       // false where tokenizer.json has no processor
+  std::unique_ptr<AddedMatcher> raw_matcher_;         // added tokens with normalized = false
+  std::unique_ptr<AddedMatcher> normalized_matcher_;  // added tokens with normalized = true
+  std::vector<bool> special_;                         // by id: skipped by decode
+  size_t max_piece_bytes_ = 0;  // longest vocab entry, bounds the greedy search
+  bool add_cls_sep_ = true;     // false where tokenizer.json has no processor
   TokenId cls_ = -1, sep_ = -1, pad_ = -1, unk_ = -1, mask_ = -1;
 };
 

@@ -163,9 +163,8 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_tokenizer_json(
     }
 
     const json& padding = j.contains("padding") ? j["padding"] : json();
-    tk->pad_ = padding.is_object() && padding.contains("pad_id")
-                   ? padding["pad_id"].get<TokenId>()
-                   : id_of("[PAD]");
+    tk->pad_ = padding.is_object() && padding.contains("pad_id") ? padding["pad_id"].get<TokenId>()
+                                                                 : id_of("[PAD]");
     tk->mask_ = id_of("[MASK]");
     tk->finish(std::move(added), "model");
   } catch (Error& e) {

@@ -28,8 +28,9 @@ namespace kvrag {
 // Mean InfoNCE loss (a scalar). `exclude` (optional, bool [B, N]) removes logits from the
 // softmax, e.g. a hard negative or another query's positive that is in fact the same passage as
 // q[i]'s positive; exclude[i][i] must be false. Error on mismatched shapes, N < B or τ ≤ 0.
-torch::Tensor info_nce_loss(const torch::Tensor& queries, const torch::Tensor& passages, double temperature,
-                            bool normalize = false, const torch::Tensor& exclude = {});
+torch::Tensor info_nce_loss(const torch::Tensor& queries, const torch::Tensor& passages,
+                            double temperature, bool normalize = false,
+                            const torch::Tensor& exclude = {});
 
 struct VicRegCoefficients {
   double invariance = 25.0;
@@ -43,6 +44,7 @@ struct VicRegTerms {
 };
 
 // VICReg on a, b [B, d] (B ≥ 2). Error on mismatched shapes or B < 2.
-VicRegTerms vicreg_loss(const torch::Tensor& a, const torch::Tensor& b, const VicRegCoefficients& c = {});
+VicRegTerms vicreg_loss(const torch::Tensor& a, const torch::Tensor& b,
+                        const VicRegCoefficients& c = {});
 
 }  // namespace kvrag

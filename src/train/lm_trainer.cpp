@@ -42,8 +42,8 @@ struct Example {
   size_t answer_start = std::string::npos;
 };
 
-PackedRows pack(const std::vector<Example>& examples, int64_t context, int64_t pad_id, int64_t bos_id,
-                double answer_weight) {
+PackedRows pack(const std::vector<Example>& examples, int64_t context, int64_t pad_id,
+                int64_t bos_id, double answer_weight) {
   // Each row holds a sequence of up to context + 1 tokens: inputs are [0, T), targets [1, T].
   const int64_t span = context + 1;
   std::vector<std::vector<int64_t>> rows;
@@ -91,14 +91,16 @@ PackedRows pack(const std::vector<Example>& examples, int64_t context, int64_t p
   return out;
 }
 
-void export_model(LlamaForCausalLM& model, const std::string& out_dir, const std::string& tokenizer_path) {
+void export_model(LlamaForCausalLM& model, const std::string& out_dir,
+                  const std::string& tokenizer_path) {
   nlohmann::json config = model->config().to_json();
   config["model_type"] = "llama";
   config["architectures"] = {"LlamaForCausalLM"};
   config["torch_dtype"] = "float32";
   save_parameters(*model, out_dir + "/model.safetensors", torch::kFloat32);
   write_file_atomic(out_dir + "/tokenizer.model", read_file(tokenizer_path));
-  write_file_atomic(out_dir + "/config.json", config.dump(2) + "\n");  // last: marks a complete export
+  // last: marks a complete export
+  write_file_atomic(out_dir + "/config.json", config.dump(2) + "\n");
 }
 
 }  // namespace
@@ -163,20 +165,23 @@ LmTrainResult train_lm(const LmTrainOptions& o) {
   KVRAG_CHECK(!o.out_dir.empty(), "train-lm: --out is required");
   KVRAG_CHECK(o.context >= 8, "train-lm: context must be at least 8 tokens (got {})", o.context);
   KVRAG_CHECK(o.resume_every > 0, "train-lm: resume_every must be positive");
-  KVRAG_CHECK(o.answer_weight > 0, "train-lm: answer weight must be positive (got {})", o.answer_weight);
+  KVRAG_CHECK(o.answer_weight > 0, "train-lm: answer weight must be positive (got {})",
+              o.answer_weight);
   // fp32 training: the products run on BLAS's own threads (layers.h, SerialIntraOpGuard); an
   // OpenMP team beside them made a step 2.4x slower on 2 cores.
   SerialIntraOpGuard serial;
   SentencePieceTokenizer tokenizer(o.tokenizer_path);
   // Answering reads longer inputs (a passage, the question, the answer) than a training row
   // may hold: the preset allows at least 512 positions.
-  LlamaConfig config = o.config_path.empty() ? lm_preset(o.preset, tokenizer.vocab_size(), std::max(o.context, 512))
-                                             : LlamaConfig::load(o.config_path);
+  LlamaConfig config = o.config_path.empty()
+                           ? lm_preset(o.preset, tokenizer.vocab_size(), std::max(o.context, 512))
+                           : LlamaConfig::load(o.config_path);
   KVRAG_CHECK(tokenizer.vocab_size() <= config.vocab_size,
               "train-lm: {} has {} pieces but the model's vocab_size is {}", o.tokenizer_path,
               tokenizer.vocab_size(), config.vocab_size);
   KVRAG_CHECK(config.max_position_embeddings >= o.context,
-              "train-lm: context {} exceeds max_position_embeddings {}", o.context, config.max_position_embeddings);
+              "train-lm: context {} exceeds max_position_embeddings {}", o.context,
+              config.max_position_embeddings);
   config.bos_token_id = tokenizer.bos_id();
   config.eos_token_ids = {tokenizer.eos_id()};
 
@@ -193,7 +198,8 @@ LmTrainResult train_lm(const LmTrainOptions& o) {
       // The prompt encoded alone gives the ids the whole example starts with (no dummy prefix;
       // see text/sentencepiece_trainer.h); everything after them is the answer (and EOS).
       const auto prompt = tokenizer.encode(t.substr(0, at + kAnswer.size()), /*add_special=*/true);
-      if (prompt.size() <= ex.ids.size() && std::equal(prompt.begin(), prompt.end(), ex.ids.begin())) {
+      if (prompt.size() <= ex.ids.size() &&
+          std::equal(prompt.begin(), prompt.end(), ex.ids.begin())) {
         ex.answer_start = prompt.size();
       }
     }
@@ -222,8 +228,10 @@ LmTrainResult train_lm(const LmTrainOptions& o) {
   nlohmann::json state;
   if (load_resume_point(o.out_dir, *model, *optimizer, &state)) {
     step = state.value("step", int64_t(0));
-    KVRAG_CHECK(state.value("total_steps", int64_t(-1)) == total_steps && state.value("rows", int64_t(-1)) == n_rows,
-                "train-lm: {}/resume belongs to a different run (steps or data differ); remove it to start over",
+    KVRAG_CHECK(state.value("total_steps", int64_t(-1)) == total_steps &&
+                    state.value("rows", int64_t(-1)) == n_rows,
+                "train-lm: {}/resume belongs to a different run (steps or data differ); remove it "
+                "to start over",
                 o.out_dir);
     if (state.contains("schedule")) schedule.load_state(state["schedule"]);
     result.resumed = true;
@@ -240,8 +248,11 @@ LmTrainResult train_lm(const LmTrainOptions& o) {
   model->train();
   auto checkpoint = [&] {
     save_resume_point(o.out_dir, *model, *optimizer,
-                      {{"step", step}, {"total_steps", total_steps}, {"rows", n_rows},
-                       {"schedule", schedule.state()}, {"final_loss", result.final_loss}});
+                      {{"step", step},
+                       {"total_steps", total_steps},
+                       {"rows", n_rows},
+                       {"schedule", schedule.state()},
+                       {"final_loss", result.final_loss}});
   };
   while (step < total_steps) {
     const int64_t epoch = step / steps_per_epoch;
@@ -253,8 +264,9 @@ LmTrainResult train_lm(const LmTrainOptions& o) {
       const int64_t begin = in_epoch * per_step + a * o.optim.batch_size;
       const int64_t end = std::min(n_rows, begin + o.optim.batch_size);
       if (begin >= end) break;
-      const auto index = torch::tensor(std::vector<int64_t>(order.begin() + begin, order.begin() + end));
-      const auto ids = data.ids.index_select(0, index);        // [B, T]
+      const auto index =
+          torch::tensor(std::vector<int64_t>(order.begin() + begin, order.begin() + end));
+      const auto ids = data.ids.index_select(0, index);          // [B, T]
       const auto labels = data.labels.index_select(0, index);    // [B, T]
       const auto weights = data.weights.index_select(0, index);  // [B, T]
       const int64_t n = (labels != kIgnore).sum().item<int64_t>();
@@ -264,9 +276,12 @@ LmTrainResult train_lm(const LmTrainOptions& o) {
       // accumulation weighs every predicted token equally.
       const auto per_token = torch::nn::functional::cross_entropy(
           logits.reshape({-1, logits.size(-1)}), labels.reshape({-1}),
-          torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnore).reduction(torch::kNone));  // [B·T]
+          // [B·T]
+          torch::nn::functional::CrossEntropyFuncOptions().ignore_index(kIgnore).reduction(
+              torch::kNone));
       const auto loss = per_token.sum();
-      ((per_token * weights.reshape({-1})).sum() / static_cast<double>(per_step * o.context)).backward();
+      ((per_token * weights.reshape({-1})).sum() / static_cast<double>(per_step * o.context))
+          .backward();
       loss_sum += loss.item<double>();
       predicted += n;
     }
@@ -288,10 +303,16 @@ LmTrainResult train_lm(const LmTrainOptions& o) {
   result.finished = true;
   export_model(model, o.out_dir, o.tokenizer_path);
   write_file_atomic(o.out_dir + "/train_log.json",
-                    nlohmann::json({{"steps", total_steps}, {"rows", n_rows}, {"tokens_per_epoch", data.tokens},
-                                    {"final_loss", result.final_loss}, {"config", config.to_json()},
-                                    {"optim", o.optim.to_json()}, {"context", o.context}, {"answer_weight", o.answer_weight}})
-                            .dump(2) + "\n");
+                    nlohmann::json({{"steps", total_steps},
+                                    {"rows", n_rows},
+                                    {"tokens_per_epoch", data.tokens},
+                                    {"final_loss", result.final_loss},
+                                    {"config", config.to_json()},
+                                    {"optim", o.optim.to_json()},
+                                    {"context", o.context},
+                                    {"answer_weight", o.answer_weight}})
+                            .dump(2) +
+                        "\n");
   return result;
 }
 

@@ -22,32 +22,32 @@
 namespace kvrag {
 
 struct LmTrainOptions {
-  std::string text_path;       // examples separated by blank lines
-  std::string tokenizer_path;  // SentencePiece tokenizer.model
-  std::string config_path;     // a LlamaConfig config.json; empty: `preset`
+  std::string text_path;        // examples separated by blank lines
+  std::string tokenizer_path;   // SentencePiece tokenizer.model
+  std::string config_path;      // a LlamaConfig config.json; empty: `preset`
   std::string preset = "tiny";  // micro | mini | tiny | small (see lm_preset)
   std::string out_dir;
-  int context = 256;         // tokens per packed row
-  int64_t max_steps = 0;     // > 0: stop after this many optimizer steps (before the epochs end)
-  double init_std = 0.02;    // N(0, std) initialisation of matrices
-  int resume_every = 50;     // optimizer steps between resume points
+  int context = 256;       // tokens per packed row
+  int64_t max_steps = 0;   // > 0: stop after this many optimizer steps (before the epochs end)
+  double init_std = 0.02;  // N(0, std) initialisation of matrices
+  int resume_every = 50;   // optimizer steps between resume points
   // The tokens after an example's last "Answer:" (qa/prompt.h's format) count this many times in
   // the loss: a question/answer pair then teaches answering (e.g. reading the answer out of
   // the context) more strongly than its prompt teaches language. 1 = plain language modelling.
   double answer_weight = 1.0;
   bool progress = true;
-  OptimOptions optim;        // lr, schedule, epochs, batch_size (rows), seed, …
+  OptimOptions optim;            // lr, schedule, epochs, batch_size (rows), seed, …
   int64_t stop_after_steps = 0;  // test hook: > 0 returns after this many steps, as if killed
 };
 
 struct LmTrainResult {
-  int64_t steps = 0;           // optimizer steps of the whole run
-  int64_t rows = 0;            // packed rows per epoch
-  int64_t tokens = 0;          // predicted tokens per epoch
-  double first_loss = 0;       // mean loss of the first optimizer step (of this process's run)
-  double final_loss = 0;       // mean loss over the last ≤ 20 optimizer steps
+  int64_t steps = 0;      // optimizer steps of the whole run
+  int64_t rows = 0;       // packed rows per epoch
+  int64_t tokens = 0;     // predicted tokens per epoch
+  double first_loss = 0;  // mean loss of the first optimizer step (of this process's run)
+  double final_loss = 0;  // mean loss over the last ≤ 20 optimizer steps
   bool resumed = false;
-  bool finished = false;       // false when stopped by stop_after_steps (nothing exported)
+  bool finished = false;  // false when stopped by stop_after_steps (nothing exported)
 };
 
 // A LLaMA configuration by name for a tokenizer of `vocab_size` pieces:

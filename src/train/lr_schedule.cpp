@@ -14,9 +14,10 @@ void OptimOptions::validate() const {
               "--schedule must be constant, cosine or plateau (got \"{}\")", schedule);
   KVRAG_CHECK(warmup_steps >= 0, "--warmup must be ≥ 0 (got {})", warmup_steps);
   KVRAG_CHECK(min_lr >= 0 && min_lr <= lr, "--min-lr must lie in [0, lr] (got {})", min_lr);
-  KVRAG_CHECK(plateau_factor > 0 && plateau_factor < 1, "--plateau-factor must lie in (0, 1) (got {})",
-              plateau_factor);
-  KVRAG_CHECK(plateau_patience >= 0 && plateau_cooldown >= 0, "--plateau-patience/--plateau-cooldown must be ≥ 0");
+  KVRAG_CHECK(plateau_factor > 0 && plateau_factor < 1,
+              "--plateau-factor must lie in (0, 1) (got {})", plateau_factor);
+  KVRAG_CHECK(plateau_patience >= 0 && plateau_cooldown >= 0,
+              "--plateau-patience/--plateau-cooldown must be ≥ 0");
   KVRAG_CHECK(clip_norm >= 0, "--clip must be ≥ 0 (got {})", clip_norm);
   KVRAG_CHECK(accumulation >= 1, "--accumulation must be ≥ 1 (got {})", accumulation);
   KVRAG_CHECK(epochs >= 1, "--epochs must be ≥ 1 (got {})", epochs);
@@ -31,7 +32,10 @@ nlohmann::json OptimOptions::to_json() const {
           {"schedule", schedule},
           {"warmup_steps", warmup_steps},
           {"min_lr", min_lr},
-          {"plateau", {{"factor", plateau_factor}, {"patience", plateau_patience}, {"cooldown", plateau_cooldown}}},
+          {"plateau",
+           {{"factor", plateau_factor},
+            {"patience", plateau_patience},
+            {"cooldown", plateau_cooldown}}},
           {"clip_norm", clip_norm},
           {"accumulation", accumulation},
           {"epochs", epochs},
@@ -59,7 +63,8 @@ double LrSchedule::lr(int64_t step) const {
 bool LrSchedule::on_validation(double metric) {
   if (options_.schedule != "plateau") return false;
   // PyTorch: mode "max", threshold_mode "rel".
-  const bool better = !has_best_ || metric > best_ * (1.0 + (best_ >= 0 ? 1 : -1) * options_.plateau_threshold);
+  const bool better =
+      !has_best_ || metric > best_ * (1.0 + (best_ >= 0 ? 1 : -1) * options_.plateau_threshold);
   if (better) {
     best_ = metric;
     has_best_ = true;

@@ -31,7 +31,8 @@ int64_t peak_rss_bytes() {
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "VmHWM:  1234 kB"
+    // "VmHWM:  1234 kB"
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
   }
   return 0;
 }
@@ -53,13 +54,14 @@ bool is_knowledge_encoder_dir(const std::string& dir) {
 
 // The gold passage of every question (oracle mode), read from `passages` in one pass.
 std::vector<SegmentTexts> oracle_segments(const std::vector<std::vector<Question>*>& sets,
-                                          const std::vector<std::string>& files, const std::string& passages) {
+                                          const std::vector<std::string>& files,
+                                          const std::string& passages) {
   std::set<std::string> wanted;
   for (size_t s = 0; s < sets.size(); ++s) {
     for (size_t i = 0; i < sets[s]->size(); ++i) {
       const auto& q = (*sets[s])[i];
-      KVRAG_CHECK(!q.gold_passage_id.empty(), "{}: question {}: no gold_passage_id (needed by --oracle)", files[s],
-                  i + 1);
+      KVRAG_CHECK(!q.gold_passage_id.empty(),
+                  "{}: question {}: no gold_passage_id (needed by --oracle)", files[s], i + 1);
       wanted.insert(q.gold_passage_id);
     }
   }
@@ -74,7 +76,8 @@ std::vector<SegmentTexts> oracle_segments(const std::vector<std::vector<Question
     for (size_t i = 0; i < sets[s]->size(); ++i) {
       const auto& id = (*sets[s])[i].gold_passage_id;
       const auto it = found.find(id);
-      KVRAG_CHECK(it != found.end(), "{}: question {}: gold passage {} is not in {}", files[s], i + 1, id, passages);
+      KVRAG_CHECK(it != found.end(), "{}: question {}: gold passage {} is not in {}", files[s],
+                  i + 1, id, passages);
       out.push_back({it->second});
     }
   }
@@ -82,8 +85,9 @@ std::vector<SegmentTexts> oracle_segments(const std::vector<std::vector<Question
 }
 
 // The top-k segments of every question from the index, best first.
-std::vector<SegmentTexts> retrieved_segments(const std::vector<Question>& questions, const std::string& file,
-                                             IndexRetriever& retriever, int k) {
+std::vector<SegmentTexts> retrieved_segments(const std::vector<Question>& questions,
+                                             const std::string& file, IndexRetriever& retriever,
+                                             int k) {
   std::vector<SegmentTexts> out;
   constexpr size_t kChunk = 256;
   for (size_t begin = 0; begin < questions.size(); begin += kChunk) {
@@ -93,8 +97,9 @@ std::vector<SegmentTexts> retrieved_segments(const std::vector<Question>& questi
     const auto evidence = retriever.search(texts, k);
     for (size_t i = begin; i < end; ++i) {
       const auto& e = evidence[i - begin];
-      KVRAG_CHECK(static_cast<int>(e.size()) == k, "{}: question {}: the index returned {} segments, --top-k is {}",
-                  file, i + 1, e.size(), k);
+      KVRAG_CHECK(static_cast<int>(e.size()) == k,
+                  "{}: question {}: the index returned {} segments, --top-k is {}", file, i + 1,
+                  e.size(), k);
       SegmentTexts segments;
       for (const auto& seg : e) segments.push_back({seg.title, seg.text});
       out.push_back(std::move(segments));
@@ -120,17 +125,19 @@ struct Validation {
 PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   KVRAG_CHECK(!o.out.empty(), "train-prefix: --out is required");
   KVRAG_CHECK(!o.llm.empty(), "train-prefix: --llm is required");
-  KVRAG_CHECK(!o.init.empty(), "train-prefix: --init is required (a BERT/retriever folder or a knowledge encoder)");
+  KVRAG_CHECK(!o.init.empty(),
+              "train-prefix: --init is required (a BERT/retriever folder or a knowledge encoder)");
   KVRAG_CHECK(!o.train.empty(), "train-prefix: --train is required");
   KVRAG_CHECK(o.oracle != (o.retriever != nullptr),
               "train-prefix: choose one segment source: --oracle --passages FILE, or --index DIR");
   KVRAG_CHECK(!o.oracle || !o.passages.empty(), "train-prefix: --oracle needs --passages");
   KVRAG_CHECK(o.top_k >= 1, "train-prefix: --top-k must be at least 1, got {}", o.top_k);
-  KVRAG_CHECK(!o.oracle || o.top_k == 1, "train-prefix: --oracle gives one segment per question; --top-k must be 1");
+  KVRAG_CHECK(!o.oracle || o.top_k == 1,
+              "train-prefix: --oracle gives one segment per question; --top-k must be 1");
   o.encoder.validate();
   KVRAG_CHECK(o.max_new_tokens >= 1, "train-prefix: max new tokens must be positive");
-  KVRAG_CHECK(o.llm_dtype == "fp32" || o.llm_dtype == "bf16", "train-prefix: --llm-dtype must be fp32 or bf16, not {}",
-              o.llm_dtype);
+  KVRAG_CHECK(o.llm_dtype == "fp32" || o.llm_dtype == "bf16",
+              "train-prefix: --llm-dtype must be fp32 or bf16, not {}", o.llm_dtype);
   o.optim.validate();
   const auto llm_dtype = o.llm_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
   // The products run on BLAS's own threads (ops/threads.h, SerialIntraOpGuard): with an OpenMP
@@ -148,11 +155,12 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     encoder = load_knowledge_encoder(o.init);
     check_compatible(encoder->config(), pipeline.llm_config(), pipeline.llm_fingerprint(), o.init);
   } else {
-    encoder = init_knowledge_encoder(o.init, pipeline.llm(), &pipeline.tokenizer(), pipeline.llm_fingerprint(),
-                                     o.encoder, o.optim.seed);
+    encoder = init_knowledge_encoder(o.init, pipeline.llm(), &pipeline.tokenizer(),
+                                     pipeline.llm_fingerprint(), o.encoder, o.optim.seed);
   }
   const std::string vocab = o.init + "/vocab.txt";
-  KVRAG_CHECK(fs::exists(vocab), "encoder folder {}: no vocab.txt (the encoder's WordPiece vocabulary)", o.init);
+  KVRAG_CHECK(fs::exists(vocab),
+              "encoder folder {}: no vocab.txt (the encoder's WordPiece vocabulary)", o.init);
   try {
     pipeline.set_encoder(encoder, vocab);
   } catch (Error& e) {
@@ -166,7 +174,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   std::vector<Question> dev_questions;
   if (!o.dev.empty()) {
     dev_questions = read_questions(o.dev);
-    if (o.max_dev > 0 && static_cast<int64_t>(dev_questions.size()) > o.max_dev) dev_questions.resize(o.max_dev);
+    if (o.max_dev > 0 && static_cast<int64_t>(dev_questions.size()) > o.max_dev)
+      dev_questions.resize(o.max_dev);
   }
   std::vector<SegmentTexts> train_segments, dev_segments;
   if (o.oracle) {
@@ -218,16 +227,19 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     Validation v;
     double loss_sum = 0, exact = 0;
     int64_t loss_tokens = 0;
-    for (int64_t begin = 0; begin < static_cast<int64_t>(dev_examples.size()); begin += kValidationBatch) {
+    for (int64_t begin = 0; begin < static_cast<int64_t>(dev_examples.size());
+         begin += kValidationBatch) {
       const int64_t end = std::min<int64_t>(dev_examples.size(), begin + kValidationBatch);
       std::vector<int64_t> rows;
       for (int64_t i = begin; i < end; ++i) rows.push_back(i);
       const auto batch = pipeline.batch(dev_examples, rows);
       const auto prefix = pipeline.prefix(batch);
-      loss_sum += pipeline.loss(batch, prefix).item<double>() * static_cast<double>(batch.answer_tokens);
+      loss_sum +=
+          pipeline.loss(batch, prefix).item<double>() * static_cast<double>(batch.answer_tokens);
       loss_tokens += batch.answer_tokens;
       const auto answers = pipeline.generate(batch, prefix, o.max_new_tokens);
-      for (int64_t i = begin; i < end; ++i) exact += exact_match(answers[i - begin], dev_questions[i].answers);
+      for (int64_t i = begin; i < end; ++i)
+        exact += exact_match(answers[i - begin], dev_questions[i].answers);
     }
     encoder->train();
     v.em = dev_examples.empty() ? 0.0 : exact / static_cast<double>(dev_examples.size());
@@ -236,9 +248,15 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   };
 
   // The run's state; a resume point restores it along with parameters and optimizer.
-  nlohmann::json state = {{"step", 0},           {"epoch", 0},          {"batch", 0},
-                          {"loss_sum", 0.0},     {"loss_count", 0},     {"best_epoch", -1},
-                          {"best_em", -1.0},     {"best_loss", 0.0},    {"initial_dev_em", -1.0},
+  nlohmann::json state = {{"step", 0},
+                          {"epoch", 0},
+                          {"batch", 0},
+                          {"loss_sum", 0.0},
+                          {"loss_count", 0},
+                          {"best_epoch", -1},
+                          {"best_em", -1.0},
+                          {"best_loss", 0.0},
+                          {"initial_dev_em", -1.0},
                           {"history", nlohmann::json::array()}};
   if (load_resume_point(o.out, *encoder, *optimizer, &state)) {
     schedule.load_state(state.at("schedule"));
@@ -291,13 +309,15 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   double train_seconds = 0;
   for (int64_t epoch = state["epoch"].get<int64_t>(); epoch < o.optim.epochs; ++epoch) {
     auto order = epoch_order(n, o.optim.seed, epoch);
-    if (o.group_by_length) order = length_grouped_order(order, lengths, B, kLengthGroupBatches, o.optim.seed, epoch);
+    if (o.group_by_length)
+      order = length_grouped_order(order, lengths, B, kLengthGroupBatches, o.optim.seed, epoch);
     int64_t micro = state["batch"].get<int64_t>();
     double loss_sum = state["loss_sum"].get<double>();
     int64_t loss_count = state["loss_count"].get<int64_t>();
     while (micro < micro_per_epoch) {
       const auto started = std::chrono::steady_clock::now();
-      const int64_t micros = std::min(accumulation, micro_per_epoch - micro);  // in this optimizer step
+      // in this optimizer step
+      const int64_t micros = std::min(accumulation, micro_per_epoch - micro);
       double step_loss = 0;
       int64_t step_rows = 0;
       for (int64_t a = 0; a < micros; ++a, ++micro) {
@@ -307,7 +327,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
         const auto loss = pipeline.loss(batch, pipeline.prefix(batch));
         (loss / static_cast<double>(micros)).backward();
         const double value = loss.item<double>();
-        KVRAG_CHECK(std::isfinite(value), "train-prefix: the loss is {} at step {} (lower --lr?)", value, step);
+        KVRAG_CHECK(std::isfinite(value), "train-prefix: the loss is {} at step {} (lower --lr?)",
+                    value, step);
         step_loss += value * static_cast<double>(rows.size());
         step_rows += static_cast<int64_t>(rows.size());
       }
@@ -318,10 +339,13 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       loss_sum += step_loss;
       loss_count += step_rows;
       result.examples += step_rows;
-      train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      result.examples_per_s = train_seconds > 0 ? static_cast<double>(result.examples) / train_seconds : 0;
+      train_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      result.examples_per_s =
+          train_seconds > 0 ? static_cast<double>(result.examples) / train_seconds : 0;
       progress.set_note(fmt::format("epoch {}  loss {:.4f}  lr {:.2e}  {:.1f} ex/s", epoch + 1,
-                                    step_loss / static_cast<double>(step_rows), lr, result.examples_per_s));
+                                    step_loss / static_cast<double>(step_rows), lr,
+                                    result.examples_per_s));
       progress.update(0, epoch * n + std::min(n, micro * B));
       state["step"] = step;
       state["epoch"] = epoch;
@@ -341,15 +365,17 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     }
 
     // End of the epoch: validate, keep the best encoder, then record the resume point.
-    nlohmann::json entry = {{"epoch", epoch},
-                            {"loss", loss_count > 0 ? loss_sum / static_cast<double>(loss_count) : 0.0}};
+    nlohmann::json entry = {
+        {"epoch", epoch},
+        {"loss", loss_count > 0 ? loss_sum / static_cast<double>(loss_count) : 0.0}};
     bool better = true;
     if (!dev_examples.empty()) {
       const auto v = validate();
       entry["dev_em"] = v.em;
       entry["dev_loss"] = v.loss;
       schedule.on_validation(v.em);
-      const double best_em = state["best_em"].get<double>(), best_loss = state["best_loss"].get<double>();
+      const double best_em = state["best_em"].get<double>(),
+                   best_loss = state["best_loss"].get<double>();
       better = state["best_epoch"].get<int64_t>() < 0 || v.em > best_em + 1e-12 ||
                (std::abs(v.em - best_em) <= 1e-12 && v.loss < best_loss);
       if (better) {

@@ -52,8 +52,9 @@ struct PrefixTrainOptions {
   int top_k = 1;
 
   KnowledgeEncoderOptions encoder;  // how a fresh encoder is made (not used when init is one)
-  bool group_by_length = false;     // batches of similar segment lengths (train_state.h: length_grouped_order)
-  int max_new_tokens = 24;          // validation generation (as eval's --max-new-tokens)
+  // batches of similar segment lengths (train_state.h: length_grouped_order)
+  bool group_by_length = false;
+  int max_new_tokens = 24;  // validation generation (as eval's --max-new-tokens)
 
   OptimOptions optim;
   int64_t save_every = 200;  // optimizer steps between resume points (0: epoch ends only)
@@ -68,9 +69,9 @@ struct PrefixTrainResult {
   std::vector<double> dev_loss;    // mean answer-token loss on dev after each epoch
   std::vector<double> epoch_loss;  // mean training loss of each epoch (this run's part of it)
   double best_dev_em = -1;
-  int best_epoch = -1;             // 0-based; without dev, the last epoch
-  int64_t steps = 0;               // optimizer steps done in all (resumed ones included)
-  int64_t examples = 0;            // training examples, and their rate, in this run
+  int best_epoch = -1;   // 0-based; without dev, the last epoch
+  int64_t steps = 0;     // optimizer steps done in all (resumed ones included)
+  int64_t examples = 0;  // training examples, and their rate, in this run
   double examples_per_s = 0;
   int64_t peak_rss_bytes = 0;      // VmHWM at the end
   int64_t truncated_segments = 0;  // segments cut to max_segment_tokens

@@ -17,11 +17,11 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
-#include "text/corpus_reader.h"
 #include "index/segment_store.h"
 #include "model/bert.h"
 #include "model/layers.h"
 #include "model/weights.h"
+#include "text/corpus_reader.h"
 #include "text/segmenter.h"
 #include "text/wordpiece_tokenizer.h"
 #include "train/contrastive_loss.h"
@@ -65,7 +65,8 @@ struct LabelledQuestion {
 };
 
 // {"question", "gold_passage_id"} lines; every gold id must name a passage.
-std::vector<LabelledQuestion> read_labelled_questions(const std::string& path, const Passages& passages,
+std::vector<LabelledQuestion> read_labelled_questions(const std::string& path,
+                                                      const Passages& passages,
                                                       const std::string& passages_path) {
   std::ifstream in(path);
   KVRAG_CHECK(in.good(), "questions {}: cannot open", path);
@@ -82,13 +83,17 @@ std::vector<LabelledQuestion> read_labelled_questions(const std::string& path, c
     KVRAG_CHECK(j.is_object() && j.contains("question") && j["question"].is_string() &&
                     !j["question"].get<std::string>().empty(),
                 "questions {}: line {}: missing or empty \"question\"", path, n);
-    KVRAG_CHECK(j.contains("gold_passage_id") && (j["gold_passage_id"].is_string() || j["gold_passage_id"].is_number_integer()),
-                "questions {}: line {}: missing \"gold_passage_id\" (training and validation need the gold passage)",
+    KVRAG_CHECK(j.contains("gold_passage_id") &&
+                    (j["gold_passage_id"].is_string() || j["gold_passage_id"].is_number_integer()),
+                "questions {}: line {}: missing \"gold_passage_id\" (training and validation need "
+                "the gold passage)",
                 path, n);
     const auto& g = j["gold_passage_id"];
-    const std::string gold = g.is_string() ? g.get<std::string>() : std::to_string(g.get<int64_t>());
+    const std::string gold =
+        g.is_string() ? g.get<std::string>() : std::to_string(g.get<int64_t>());
     const auto it = passages.index.find(gold);
-    KVRAG_CHECK(it != passages.index.end(), "questions {}: line {}: gold_passage_id \"{}\" is not in passages {}", path, n,
+    KVRAG_CHECK(it != passages.index.end(),
+                "questions {}: line {}: gold_passage_id \"{}\" is not in passages {}", path, n,
                 gold, passages_path);
     out.push_back({j["question"].get<std::string>(), it->second});
   }
@@ -128,7 +133,8 @@ class DualEncoderImpl : public torch::nn::Module {
 TORCH_MODULE(DualEncoder);
 
 // Pads `rows` into [B, T] ids and mask, runs the encoder, pools → [B, H] (fp32).
-torch::Tensor embed(BertModel& model, const std::vector<const Ids*>& rows, TokenId pad, const std::string& pooling) {
+torch::Tensor embed(BertModel& model, const std::vector<const Ids*>& rows, TokenId pad,
+                    const std::string& pooling) {
   const int64_t B = static_cast<int64_t>(rows.size());
   int64_t T = 1;
   for (const Ids* r : rows) T = std::max<int64_t>(T, static_cast<int64_t>(r->size()));
@@ -142,17 +148,19 @@ torch::Tensor embed(BertModel& model, const std::vector<const Ids*>& rows, Token
       mask_p[b * T + t] = 1;
     }
   }
-  const auto hidden = model->forward(input, mask).last_hidden_state;  // [B, T, H]
+  const auto hidden = model->forward(input, mask).last_hidden_state;     // [B, T, H]
   return pooling == "cls" ? cls_pool(hidden) : mean_pool(hidden, mask);  // [B, H]
 }
 
 // Vectors of many texts without gradients, in length-sorted batches → [N, H].
-torch::Tensor embed_all(BertModel& model, const std::vector<Ids>& texts, TokenId pad, const std::string& pooling) {
+torch::Tensor embed_all(BertModel& model, const std::vector<Ids>& texts, TokenId pad,
+                        const std::string& pooling) {
   torch::NoGradGuard no_grad;
   const int64_t n = static_cast<int64_t>(texts.size());
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return texts[a].size() > texts[b].size(); });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return texts[a].size() > texts[b].size(); });
   auto out = torch::empty({n, model->config().hidden_size}, torch::kFloat32);  // [N, H]
   constexpr int64_t kBatchTokens = 8192;
   for (int64_t start = 0; start < n;) {
@@ -169,20 +177,23 @@ torch::Tensor embed_all(BertModel& model, const std::vector<Ids>& texts, TokenId
 }
 
 // Fraction of dev questions whose gold passage is among the top 5 by inner product.
-double top5_accuracy(DualEncoder& model, const std::vector<Ids>& questions, const std::vector<int64_t>& gold,
-                     const std::vector<Ids>& passages, TokenId pad, const std::string& pooling) {
-  const auto p = embed_all(model->passage, passages, pad, pooling);   // [N, H]
-  const auto q = embed_all(model->query, questions, pad, pooling);    // [Q, H]
-  const auto scores = torch::matmul(q, p.t());                        // [Q, N]
-  const auto top = std::get<1>(scores.topk(std::min<int64_t>(5, p.size(0)), 1)).contiguous();  // [Q, k]
-  const auto gold_t = torch::tensor(gold, torch::kInt64).unsqueeze(1);                          // [Q, 1]
+double top5_accuracy(DualEncoder& model, const std::vector<Ids>& questions,
+                     const std::vector<int64_t>& gold, const std::vector<Ids>& passages,
+                     TokenId pad, const std::string& pooling) {
+  const auto p = embed_all(model->passage, passages, pad, pooling);  // [N, H]
+  const auto q = embed_all(model->query, questions, pad, pooling);   // [Q, H]
+  const auto scores = torch::matmul(q, p.t());                       // [Q, N]
+  // [Q, k]
+  const auto top = std::get<1>(scores.topk(std::min<int64_t>(5, p.size(0)), 1)).contiguous();
+  // [Q, 1]
+  const auto gold_t = torch::tensor(gold, torch::kInt64).unsqueeze(1);
   return (top == gold_t).any(1).to(torch::kFloat64).mean().item<double>();
 }
 
 // --- starting point and export ------------------------------------------------------------------
 
 struct StartPoint {
-  std::string dir;  // encoder folder
+  std::string dir;             // encoder folder
   std::string tokenizer_file;  // vocab.txt or tokenizer.json inside it
   std::string pooling = "mean";
 };
@@ -194,7 +205,8 @@ StartPoint resolve_start(const RetrieverTrainOptions& o) {
     s.dir = o.init;
   } else {
     KVRAG_CHECK(!o.init_config.empty() && !o.vocab.empty(),
-                "a starting encoder is needed: --init DIR, or --init-config CONFIG.json with --vocab VOCAB.txt");
+                "a starting encoder is needed: --init DIR, or --init-config CONFIG.json with "
+                "--vocab VOCAB.txt");
     s.dir = o.out + "/init";
     if (!fs::exists(s.dir + "/model.safetensors")) {
       create_encoder(s.dir, BertConfig::load(o.init_config), o.vocab, o.optim.seed, o.init_std);
@@ -214,7 +226,8 @@ StartPoint resolve_start(const RetrieverTrainOptions& o) {
   } catch (const json::exception& e) {
     fail("{}: invalid JSON: {}", config_path, e.what());
   }
-  KVRAG_CHECK(s.pooling == "mean" || s.pooling == "cls", "{}: kvrag_pooling must be \"mean\" or \"cls\"", config_path);
+  KVRAG_CHECK(s.pooling == "mean" || s.pooling == "cls",
+              "{}: kvrag_pooling must be \"mean\" or \"cls\"", config_path);
   return s;
 }
 
@@ -227,24 +240,32 @@ void export_encoder(BertModel& model, const StartPoint& start, const std::string
   config["kvrag_pooling"] = start.pooling;
   if (!passage_encoder.empty()) config["kvrag_passage_encoder"] = passage_encoder;
   save_parameters(*model, dir + "/model.safetensors");
-  write_file_atomic(dir + "/" + start.tokenizer_file, read_file(start.dir + "/" + start.tokenizer_file));
+  write_file_atomic(dir + "/" + start.tokenizer_file,
+                    read_file(start.dir + "/" + start.tokenizer_file));
   write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
 }
 
 // The options a resumed run must share with the run it continues.
 json run_identity(const RetrieverTrainOptions& o) {
-  return {{"init", o.init},       {"init_config", o.init_config},
-          {"questions", o.questions}, {"passages", o.passages},
-          {"pretrain_corpus", o.pretrain_corpus}, {"hard_negatives", o.hard_negatives},
-          {"separate_encoders", o.separate_encoders}, {"loss", o.loss},
-          {"max_length", o.max_length}, {"batch_size", o.optim.batch_size},
-          {"accumulation", o.optim.accumulation}, {"epochs", o.optim.epochs},
-          {"seed", o.optim.seed}, {"schedule", o.optim.schedule}};
+  return {{"init", o.init},
+          {"init_config", o.init_config},
+          {"questions", o.questions},
+          {"passages", o.passages},
+          {"pretrain_corpus", o.pretrain_corpus},
+          {"hard_negatives", o.hard_negatives},
+          {"separate_encoders", o.separate_encoders},
+          {"loss", o.loss},
+          {"max_length", o.max_length},
+          {"batch_size", o.optim.batch_size},
+          {"accumulation", o.optim.accumulation},
+          {"epochs", o.optim.epochs},
+          {"seed", o.optim.seed},
+          {"schedule", o.optim.schedule}};
 }
 
 // One BM25 hard negative per question: the best passage that is not the gold one.
-std::vector<int64_t> mine_hard_negatives(const std::vector<LabelledQuestion>& questions, const Passages& passages,
-                                         const std::string& work_path) {
+std::vector<int64_t> mine_hard_negatives(const std::vector<LabelledQuestion>& questions,
+                                         const Passages& passages, const std::string& work_path) {
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(work_path + suffix);
   std::vector<int64_t> negatives(questions.size(), -1);
   {
@@ -267,7 +288,8 @@ std::vector<int64_t> mine_hard_negatives(const std::vector<LabelledQuestion>& qu
         }
       }
       // No lexical match at all: any other passage (deterministic).
-      if (negatives[i] < 0) negatives[i] = (questions[i].gold + 1) % static_cast<int64_t>(passages.items.size());
+      if (negatives[i] < 0)
+        negatives[i] = (questions[i].gold + 1) % static_cast<int64_t>(passages.items.size());
     }
   }
   for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(work_path + suffix);
@@ -275,8 +297,8 @@ std::vector<int64_t> mine_hard_negatives(const std::vector<LabelledQuestion>& qu
 }
 
 // Contriever's random crop: a span of ratio ∈ [lo, hi] of the tokens, as [CLS] span [SEP].
-Ids random_crop(const Ids& tokens, double lo, double hi, std::mt19937_64& rng, const WordPieceTokenizer& tok,
-                int max_length) {
+Ids random_crop(const Ids& tokens, double lo, double hi, std::mt19937_64& rng,
+                const WordPieceTokenizer& tok, int max_length) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   const double ratio = std::uniform_real_distribution<double>(lo, hi)(rng);
   int64_t len = std::clamp<int64_t>(static_cast<int64_t>(std::llround(ratio * n)), 1, n);
@@ -296,25 +318,32 @@ void validate_options(const RetrieverTrainOptions& o) {
   KVRAG_CHECK(o.questions.empty() != o.pretrain_corpus.empty(),
               "give either --questions (supervised) or --pretrain-corpus (cropping pre-training)");
   KVRAG_CHECK(o.questions.empty() || !o.passages.empty(), "--questions needs --passages");
-  KVRAG_CHECK(o.dev.empty() || !o.passages.empty(), "--dev needs --passages (the passages to rank)");
-  KVRAG_CHECK(!o.hard_negatives || !o.questions.empty(), "--hard-negatives needs supervised training (--questions)");
-  KVRAG_CHECK(o.loss == "infonce" || o.loss == "vicreg", "--loss must be infonce or vicreg, not \"{}\"", o.loss);
+  KVRAG_CHECK(o.dev.empty() || !o.passages.empty(),
+              "--dev needs --passages (the passages to rank)");
+  KVRAG_CHECK(!o.hard_negatives || !o.questions.empty(),
+              "--hard-negatives needs supervised training (--questions)");
+  KVRAG_CHECK(o.loss == "infonce" || o.loss == "vicreg",
+              "--loss must be infonce or vicreg, not \"{}\"", o.loss);
   KVRAG_CHECK(o.loss != "vicreg" || !o.hard_negatives, "--hard-negatives applies to InfoNCE only");
   KVRAG_CHECK(o.temperature > 0, "--temperature must be positive, got {}", o.temperature);
   KVRAG_CHECK(o.max_length >= 4, "--max-length must be at least 4, got {}", o.max_length);
   KVRAG_CHECK(0 < o.crop_min && o.crop_min <= o.crop_max && o.crop_max <= 1,
-              "crop ratios must satisfy 0 < min <= max <= 1, got {} and {}", o.crop_min, o.crop_max);
-  KVRAG_CHECK(o.optim.schedule != "plateau" || !o.dev.empty(), "--schedule plateau needs --dev (it follows dev top-5)");
-  KVRAG_CHECK(o.loss != "vicreg" || o.optim.batch_size >= 2, "VICReg needs --batch-size of at least 2");
+              "crop ratios must satisfy 0 < min <= max <= 1, got {} and {}", o.crop_min,
+              o.crop_max);
+  KVRAG_CHECK(o.optim.schedule != "plateau" || !o.dev.empty(),
+              "--schedule plateau needs --dev (it follows dev top-5)");
+  KVRAG_CHECK(o.loss != "vicreg" || o.optim.batch_size >= 2,
+              "VICReg needs --batch-size of at least 2");
 }
 
 }  // namespace
 
-void create_encoder(const std::string& dir, const BertConfig& config, const std::string& vocab_path, uint64_t seed,
-                    double std) {
+void create_encoder(const std::string& dir, const BertConfig& config, const std::string& vocab_path,
+                    uint64_t seed, double std) {
   const auto tok = WordPieceTokenizer::from_vocab_file(vocab_path);
-  KVRAG_CHECK(tok->vocab_size() <= config.vocab_size, "vocabulary {} has {} tokens but the config's vocab_size is {}",
-              vocab_path, tok->vocab_size(), config.vocab_size);
+  KVRAG_CHECK(tok->vocab_size() <= config.vocab_size,
+              "vocabulary {} has {} tokens but the config's vocab_size is {}", vocab_path,
+              tok->vocab_size(), config.vocab_size);
   fs::create_directories(dir);
   BertModel model(config, torch::kFloat32, /*with_pooler=*/false);
   init_parameters(*model, std, seed);
@@ -331,25 +360,28 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
   SerialIntraOpGuard serial;
   fs::create_directories(o.out);
   const StartPoint start = resolve_start(o);
-  const auto tok = start.tokenizer_file == "vocab.txt" ? WordPieceTokenizer::from_vocab_file(start.dir + "/vocab.txt")
-                                                       : WordPieceTokenizer::from_tokenizer_json(start.dir + "/tokenizer.json");
+  const auto tok = start.tokenizer_file == "vocab.txt"
+                       ? WordPieceTokenizer::from_vocab_file(start.dir + "/vocab.txt")
+                       : WordPieceTokenizer::from_tokenizer_json(start.dir + "/tokenizer.json");
 
   // --- data ---
   Passages passages;
   if (!o.passages.empty()) passages = read_passages(o.passages);
   std::vector<Ids> passage_ids;  // encoder input of every passage
-  for (const auto& p : passages.items) passage_ids.push_back(encode(*tok, passage_input(p), o.max_length));
+  for (const auto& p : passages.items)
+    passage_ids.push_back(encode(*tok, passage_input(p), o.max_length));
 
-  std::vector<Ids> train_queries;      // supervised: question tokens
+  std::vector<Ids> train_queries;  // supervised: question tokens
   std::vector<int64_t> train_gold, train_negative;
-  std::vector<Ids> pretrain_tokens;    // pre-training: passage tokens without specials
+  std::vector<Ids> pretrain_tokens;  // pre-training: passage tokens without specials
   if (!o.questions.empty()) {
     const auto qs = read_labelled_questions(o.questions, passages, o.passages);
     for (const auto& q : qs) {
       train_queries.push_back(encode(*tok, q.question, o.max_length));
       train_gold.push_back(q.gold);
     }
-    if (o.hard_negatives) train_negative = mine_hard_negatives(qs, passages, o.out + "/bm25-negatives.sqlite");
+    if (o.hard_negatives)
+      train_negative = mine_hard_negatives(qs, passages, o.out + "/bm25-negatives.sqlite");
   } else {
     CorpusReader reader(o.pretrain_corpus, CorpusFormat::kAuto, /*strict=*/true);
     Document doc;
@@ -371,17 +403,20 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
   // --- model and optimiser ---
   auto load = [&] {
     auto m = load_bert(start.dir, torch::kFloat32);
-    KVRAG_CHECK(tok->vocab_size() <= m->config().vocab_size, "encoder {}: the tokenizer has {} tokens but the model {}",
-                start.dir, tok->vocab_size(), m->config().vocab_size);
+    KVRAG_CHECK(tok->vocab_size() <= m->config().vocab_size,
+                "encoder {}: the tokenizer has {} tokens but the model {}", start.dir,
+                tok->vocab_size(), m->config().vocab_size);
     for (auto& item : m->named_parameters()) {
-      if (item.key().rfind("pooler.", 0) == 0) item.value().set_requires_grad(false);  // unused by pooling
+      // unused by pooling
+      if (item.key().rfind("pooler.", 0) == 0) item.value().set_requires_grad(false);
     }
     return m;
   };
   DualEncoder model(load(), o.separate_encoders ? load() : BertModel(nullptr));
   auto optimizer = make_adamw(*model, o.optim);
 
-  const int64_t n = static_cast<int64_t>(o.questions.empty() ? pretrain_tokens.size() : train_queries.size());
+  const int64_t n =
+      static_cast<int64_t>(o.questions.empty() ? pretrain_tokens.size() : train_queries.size());
   const int64_t B = std::min<int64_t>(o.optim.batch_size, n);
   KVRAG_CHECK(o.loss != "vicreg" || B >= 2, "VICReg needs at least 2 training examples");
   const int64_t batches_per_epoch = n / B;  // the remainder is dropped (order changes each epoch)
@@ -398,9 +433,10 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
   if (load_resume_point(o.out, *model, *optimizer, &state)) {
     const json& saved = state.at("identity");
     for (const auto& [key, value] : identity.items()) {
-      KVRAG_CHECK(saved.contains(key) && saved[key] == value,
-                  "{} holds a run with {} = {}, this one has {}: use another --out, or the same options", o.out, key,
-                  saved.contains(key) ? saved[key].dump() : "(none)", value.dump());
+      KVRAG_CHECK(
+          saved.contains(key) && saved[key] == value,
+          "{} holds a run with {} = {}, this one has {}: use another --out, or the same options",
+          o.out, key, saved.contains(key) ? saved[key].dump() : "(none)", value.dump());
     }
     step = state.at("step").get<int64_t>();
     epoch = state.at("epoch").get<int64_t>();
@@ -412,22 +448,35 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
     schedule.load_state(state.at("schedule"));
     result.resumed = true;
   } else if (!dev_queries.empty()) {
-    result.initial_dev_top5 = top5_accuracy(model, dev_queries, dev_gold, passage_ids, tok->pad_id(), start.pooling);
-    if (o.progress) fmt::print(stderr, "train-retriever: dev top-5 before training {:.4f}\n", result.initial_dev_top5);
+    result.initial_dev_top5 =
+        top5_accuracy(model, dev_queries, dev_gold, passage_ids, tok->pad_id(), start.pooling);
+    if (o.progress)
+      fmt::print(stderr, "train-retriever: dev top-5 before training {:.4f}\n",
+                 result.initial_dev_top5);
   }
 
   auto report = [&] {
-    json r = {{"initial_dev_top5", result.initial_dev_top5}, {"epochs", history},
-              {"best_epoch", result.best_epoch}, {"best_dev_top5", best}, {"steps", step},
+    json r = {{"initial_dev_top5", result.initial_dev_top5},
+              {"epochs", history},
+              {"best_epoch", result.best_epoch},
+              {"best_dev_top5", best},
+              {"steps", step},
               {"options", identity}};
     write_file_atomic(o.out + "/train_report.json", r.dump(2) + "\n");
   };
   // The resume point: where the next step starts, and everything the rest of the run needs.
   auto save_state = [&](int64_t at_epoch, int64_t at_batch, double loss_sum, int64_t loss_count) {
-    json s = {{"step", step}, {"epoch", at_epoch}, {"batch", at_batch}, {"best", best},
-              {"best_epoch", result.best_epoch}, {"initial_dev_top5", result.initial_dev_top5},
-              {"history", history}, {"schedule", schedule.state()}, {"identity", identity},
-              {"epoch_loss_sum", loss_sum}, {"epoch_loss_count", loss_count}};
+    json s = {{"step", step},
+              {"epoch", at_epoch},
+              {"batch", at_batch},
+              {"best", best},
+              {"best_epoch", result.best_epoch},
+              {"initial_dev_top5", result.initial_dev_top5},
+              {"history", history},
+              {"schedule", schedule.state()},
+              {"identity", identity},
+              {"epoch_loss_sum", loss_sum},
+              {"epoch_loss_count", loss_count}};
     save_resume_point(o.out, *model, *optimizer, s);
   };
 
@@ -464,10 +513,12 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
             doc_pos.push_back(train_gold[i]);
           } else {
             // The crops of example i in epoch e depend on (seed, epoch, i) only: resumable.
-            std::mt19937_64 rng((o.optim.seed + 1) * 0x9E3779B97F4A7C15ULL ^ (static_cast<uint64_t>(epoch) << 32) ^
-                                static_cast<uint64_t>(i));
-            crops.push_back(random_crop(pretrain_tokens[i], o.crop_min, o.crop_max, rng, *tok, o.max_length));
-            crops.push_back(random_crop(pretrain_tokens[i], o.crop_min, o.crop_max, rng, *tok, o.max_length));
+            std::mt19937_64 rng((o.optim.seed + 1) * 0x9E3779B97F4A7C15ULL ^
+                                (static_cast<uint64_t>(epoch) << 32) ^ static_cast<uint64_t>(i));
+            crops.push_back(
+                random_crop(pretrain_tokens[i], o.crop_min, o.crop_max, rng, *tok, o.max_length));
+            crops.push_back(
+                random_crop(pretrain_tokens[i], o.crop_min, o.crop_max, rng, *tok, o.max_length));
             doc_pos.push_back(i);
           }
         }
@@ -502,7 +553,8 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
         }
         (loss / static_cast<double>(group)).backward();
         const double value = loss.item<double>();
-        KVRAG_CHECK(std::isfinite(value), "training diverged: loss {} at step {} (lower --lr?)", value, step);
+        KVRAG_CHECK(std::isfinite(value), "training diverged: loss {} at step {} (lower --lr?)",
+                    value, step);
         step_loss += value / group;
       }
       const double lr = schedule.lr(step);
@@ -512,11 +564,13 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
       loss_sum += step_loss;
       ++loss_count;
       result.examples += group * B;
-      progress.set_note(fmt::format("epoch {}/{}  loss {:.4f}  lr {:.2e}", epoch + 1, o.optim.epochs, step_loss, lr));
+      progress.set_note(fmt::format("epoch {}/{}  loss {:.4f}  lr {:.2e}", epoch + 1,
+                                    o.optim.epochs, step_loss, lr));
       progress.update(0, (epoch * batches_per_epoch + batch) * B);
 
       if (o.stop_after_steps > 0 && steps_this_run >= o.stop_after_steps) {
-        save_state(epoch, batch, loss_sum, loss_count);  // as a kill right after a save would leave it
+        // as a kill right after a save would leave it
+        save_state(epoch, batch, loss_sum, loss_count);
         result.steps = step;
         return result;
       }
@@ -526,10 +580,12 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
     }
 
     // End of the epoch: validate, keep the best, checkpoint.
-    json entry = {{"epoch", epoch}, {"loss", loss_count > 0 ? loss_sum / loss_count : 0.0}, {"steps", step}};
+    json entry = {
+        {"epoch", epoch}, {"loss", loss_count > 0 ? loss_sum / loss_count : 0.0}, {"steps", step}};
     bool improved = true;  // without dev: the latest epoch is exported
     if (!dev_queries.empty()) {
-      const double top5 = top5_accuracy(model, dev_queries, dev_gold, passage_ids, tok->pad_id(), start.pooling);
+      const double top5 =
+          top5_accuracy(model, dev_queries, dev_gold, passage_ids, tok->pad_id(), start.pooling);
       entry["dev_top5"] = top5;
       improved = top5 > best;
       schedule.on_validation(top5);
@@ -543,9 +599,11 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
     history.push_back(entry);
     progress.break_line();
     if (o.progress) {
-      fmt::print(stderr, "train-retriever: epoch {}/{}: loss {:.4f}{}{}\n", epoch + 1, o.optim.epochs,
-                 entry["loss"].get<double>(),
-                 entry.contains("dev_top5") ? fmt::format(", dev top-5 {:.4f}", entry["dev_top5"].get<double>()) : "",
+      fmt::print(stderr, "train-retriever: epoch {}/{}: loss {:.4f}{}{}\n", epoch + 1,
+                 o.optim.epochs, entry["loss"].get<double>(),
+                 entry.contains("dev_top5")
+                     ? fmt::format(", dev top-5 {:.4f}", entry["dev_top5"].get<double>())
+                     : "",
                  improved ? " (saved)" : "");
     }
     batch = 0;
@@ -555,7 +613,8 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
   }
   progress.finish(0, o.optim.epochs * batches_per_epoch * B);
 
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   result.examples_per_s = seconds > 0 ? result.examples / seconds : 0;
   result.steps = step;
   result.best_dev_top5 = best;

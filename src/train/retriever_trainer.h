@@ -17,7 +17,8 @@
 //   OUT/config.json        BertConfig + "kvrag_pooling" (the starting encoder's pooling)
 //   OUT/model.safetensors  the passage encoder of the best epoch (dev top-5), fp32
 //   OUT/vocab.txt          (or tokenizer.json) copied from the starting encoder
-//   OUT/query/             with separate_encoders: the query encoder of the same epoch, same layout;
+//   OUT/query/             with separate_encoders: the query encoder of the same epoch, same
+//   layout;
 //                          its config.json names OUT as its passage encoder, so an index
 //                          embedded with OUT searches with `--encoder OUT/query`
 //   OUT/train_report.json  per-epoch loss and dev top-5, best epoch, examples/s
@@ -60,10 +61,11 @@ struct RetrieverTrainOptions {
 
   std::string dev;  // validation questions (needs `passages`)
 
-  bool separate_encoders = false;  // separate query and passage encoders (both from the start point)
-  std::string loss = "infonce";    // infonce | vicreg
-  double temperature = 0.05;       // InfoNCE
-  bool normalize = false;          // InfoNCE on cosine similarity instead of inner product
+  // separate query and passage encoders (both from the start point)
+  bool separate_encoders = false;
+  std::string loss = "infonce";  // infonce | vicreg
+  double temperature = 0.05;     // InfoNCE
+  bool normalize = false;        // InfoNCE on cosine similarity instead of inner product
   double vicreg_invariance = 25, vicreg_variance = 25, vicreg_covariance = 1;
   int max_length = 256;  // tokens per text incl. [CLS]/[SEP]; longer ones are truncated
 
@@ -75,16 +77,16 @@ struct RetrieverTrainOptions {
 };
 
 struct RetrieverTrainResult {
-  double initial_dev_top5 = -1;   // before training; -1 without dev
-  std::vector<double> dev_top5;   // after each epoch (empty without dev)
-  std::vector<double> epoch_loss; // mean training loss of each epoch
+  double initial_dev_top5 = -1;    // before training; -1 without dev
+  std::vector<double> dev_top5;    // after each epoch (empty without dev)
+  std::vector<double> epoch_loss;  // mean training loss of each epoch
   double best_dev_top5 = -1;
-  int best_epoch = -1;            // 0-based; without dev, the last epoch
-  int64_t steps = 0;              // optimizer steps done, all runs together
-  int64_t examples = 0;           // training examples seen by this run
-  double examples_per_s = 0;      // of this run
+  int best_epoch = -1;        // 0-based; without dev, the last epoch
+  int64_t steps = 0;          // optimizer steps done, all runs together
+  int64_t examples = 0;       // training examples seen by this run
+  double examples_per_s = 0;  // of this run
   bool resumed = false;
-  bool finished = false;          // false when stopped by stop_after_steps
+  bool finished = false;  // false when stopped by stop_after_steps
 };
 
 // Trains as described above. Errors name the file (and line) at fault: a question without
@@ -95,7 +97,7 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& options);
 // Writes a fresh encoder folder DIR: config.json (`config` + "kvrag_pooling": "mean"),
 // model.safetensors (N(0, std) weights from `seed`, no pooler) and vocab.txt (a copy of
 // `vocab_path`). Error if the vocabulary has more tokens than config.vocab_size.
-void create_encoder(const std::string& dir, const BertConfig& config, const std::string& vocab_path, uint64_t seed,
-                    double std = 0.02);
+void create_encoder(const std::string& dir, const BertConfig& config, const std::string& vocab_path,
+                    uint64_t seed, double std = 0.02);
 
 }  // namespace kvrag

@@ -7,16 +7,17 @@
 
 #include <fmt/ranges.h>
 
+#include "checkpoint/safetensors.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "checkpoint/safetensors.h"
 #include "model/weights.h"
 
 namespace kvrag {
 
 namespace fs = std::filesystem;
 
-std::unique_ptr<torch::optim::AdamW> make_adamw(torch::nn::Module& module, const OptimOptions& options) {
+std::unique_ptr<torch::optim::AdamW> make_adamw(torch::nn::Module& module,
+                                                const OptimOptions& options) {
   std::vector<torch::Tensor> decay, no_decay;
   for (auto& p : module.parameters()) {
     if (!p.requires_grad()) continue;
@@ -99,8 +100,8 @@ void save_resume_point(const std::string& run_dir, const torch::nn::Module& modu
   }
 }
 
-bool load_resume_point(const std::string& run_dir, torch::nn::Module& module, torch::optim::Optimizer& optimizer,
-                       nlohmann::json* state) {
+bool load_resume_point(const std::string& run_dir, torch::nn::Module& module,
+                       torch::optim::Optimizer& optimizer, nlohmann::json* state) {
   const std::string dir = resume_dir(run_dir);
   const std::string state_path = dir + "/state.json";
   if (!fs::exists(state_path)) return false;
@@ -117,8 +118,9 @@ bool load_resume_point(const std::string& run_dir, torch::nn::Module& module, to
       const TensorInfo* info = file->find(item.key());
       KVRAG_CHECK(info != nullptr, "file {}: missing tensor {}", params_path, item.key());
       const auto t = checkpoint_tensor(*info);
-      KVRAG_CHECK(t.sizes() == item.value().sizes(), "file {}: tensor {}: shape {} does not match the model's {}",
-                  params_path, item.key(), fmt::format("{}", fmt::join(t.sizes(), ",")),
+      KVRAG_CHECK(t.sizes() == item.value().sizes(),
+                  "file {}: tensor {}: shape {} does not match the model's {}", params_path,
+                  item.key(), fmt::format("{}", fmt::join(t.sizes(), ",")),
                   fmt::format("{}", fmt::join(item.value().sizes(), ",")));
       item.value().copy_(t);
     }
@@ -130,7 +132,8 @@ bool load_resume_point(const std::string& run_dir, torch::nn::Module& module, to
       archive.load_from(in);
       optimizer.load(archive);
     } catch (const c10::Error& e) {
-      fail("file {}: cannot load the optimizer state: {}", optimizer_path, e.what_without_backtrace());
+      fail("file {}: cannot load the optimizer state: {}", optimizer_path,
+           e.what_without_backtrace());
     }
   } catch (const nlohmann::json::exception& e) {
     fail("file {}: {}", state_path, e.what());
@@ -147,12 +150,15 @@ std::vector<int64_t> epoch_order(int64_t n, uint64_t seed, int64_t epoch) {
   return order;
 }
 
-std::vector<int64_t> length_grouped_order(const std::vector<int64_t>& order, const std::vector<int64_t>& lengths,
-                                          int64_t batch_size, int64_t group_batches, uint64_t seed, int64_t epoch) {
-  KVRAG_CHECK(batch_size > 0 && group_batches > 0, "length grouping: batch size and group size must be positive");
+std::vector<int64_t> length_grouped_order(const std::vector<int64_t>& order,
+                                          const std::vector<int64_t>& lengths, int64_t batch_size,
+                                          int64_t group_batches, uint64_t seed, int64_t epoch) {
+  KVRAG_CHECK(batch_size > 0 && group_batches > 0,
+              "length grouping: batch size and group size must be positive");
   const int64_t n = static_cast<int64_t>(order.size());
   for (const auto i : order) {
-    KVRAG_CHECK(i >= 0 && i < static_cast<int64_t>(lengths.size()), "length grouping: index {} has no length", i);
+    KVRAG_CHECK(i >= 0 && i < static_cast<int64_t>(lengths.size()),
+                "length grouping: index {} has no length", i);
   }
   std::vector<int64_t> grouped = order;
   const int64_t group = batch_size * group_batches;
@@ -167,7 +173,8 @@ std::vector<int64_t> length_grouped_order(const std::vector<int64_t>& order, con
   std::shuffle(batches.begin(), batches.end(), rng);
   std::vector<int64_t> out;
   out.reserve(order.size());
-  for (const auto b : batches) out.insert(out.end(), grouped.begin() + b * batch_size, grouped.begin() + (b + 1) * batch_size);
+  for (const auto b : batches)
+    out.insert(out.end(), grouped.begin() + b * batch_size, grouped.begin() + (b + 1) * batch_size);
   out.insert(out.end(), grouped.begin() + full * batch_size, grouped.end());
   return out;
 }

@@ -8,9 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "support/checkpoint_test_util.h"
-#include "core/atomic_file.h"
 #include "checkpoint/model_config.h"
+#include "core/atomic_file.h"
+#include "support/checkpoint_test_util.h"
 #include "support/test_support.h"
 
 using kvrag::Checkpoint;
@@ -115,9 +115,9 @@ TEST(CheckpointErrors, NoWeights) {
   TempDir tmp;
   EXPECT_KVRAG_ERROR(Checkpoint::open(tmp.path()),
                      "no model.safetensors or model.safetensors.index.json in " + tmp.path());
-  EXPECT_KVRAG_ERROR(Checkpoint::open(tmp / "does-not-exist"),
-                     "no model.safetensors or model.safetensors.index.json in " +
-                         (tmp / "does-not-exist"));
+  EXPECT_KVRAG_ERROR(
+      Checkpoint::open(tmp / "does-not-exist"),
+      "no model.safetensors or model.safetensors.index.json in " + (tmp / "does-not-exist"));
 }
 
 TEST(CheckpointErrors, CorruptSingleFile) {
@@ -205,8 +205,8 @@ TEST(CheckpointFixtures, TinyLlamaSharded) {
   auto cfg = kvrag::LlamaConfig::load(ckpt.config_path());
   const int64_t H = cfg.hidden_size, hd = cfg.head_dim;
   // embed, norm, lm_head (untied) + 9 per layer.
-  EXPECT_EQ(ckpt.names().size(), static_cast<size_t>(2 + (cfg.tie_word_embeddings ? 0 : 1) +
-                                                     9 * cfg.num_hidden_layers));
+  EXPECT_EQ(ckpt.names().size(),
+            static_cast<size_t>(2 + (cfg.tie_word_embeddings ? 0 : 1) + 9 * cfg.num_hidden_layers));
   EXPECT_EQ(ckpt.expect("model.embed_tokens.weight", {cfg.vocab_size, H}).dtype, DType::BF16);
   EXPECT_EQ(ckpt.expect("lm_head.weight", {cfg.vocab_size, H}).dtype, DType::BF16);
   ckpt.expect("model.norm.weight", {H});

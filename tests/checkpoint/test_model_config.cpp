@@ -7,8 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "support/checkpoint_test_util.h"
 #include "core/atomic_file.h"
+#include "support/checkpoint_test_util.h"
 #include "support/test_support.h"
 
 using kvrag::BertConfig;
@@ -46,10 +46,12 @@ template <typename Config>
 void expect_field_error(json j, const std::string& key, const json& value,
                         const std::string& problem) {
   SCOPED_TRACE(key + " = " + (value.is_discarded() ? "<absent>" : value.dump()));
-  if (value.is_discarded()) j.erase(key);
-  else j[key] = value;
-  EXPECT_KVRAG_ERROR(Config::from_json(j, kSource), std::string("config ") + kSource,
-                     key + ":", problem);
+  if (value.is_discarded())
+    j.erase(key);
+  else
+    j[key] = value;
+  EXPECT_KVRAG_ERROR(Config::from_json(j, kSource), std::string("config ") + kSource, key + ":",
+                     problem);
 }
 
 const json kAbsent = json(json::value_t::discarded);
@@ -291,13 +293,11 @@ TEST(ModelConfigFiles, LoadAndModelType) {
   EXPECT_KVRAG_ERROR(kvrag::read_model_type(tmp.path()), path, "model_type",
                      "required field is missing");
   kvrag::write_file_atomic(path, R"({"model_type": 4})");
-  EXPECT_KVRAG_ERROR(kvrag::read_model_type(tmp.path()), path, "model_type",
-                     "expected a string");
+  EXPECT_KVRAG_ERROR(kvrag::read_model_type(tmp.path()), path, "model_type", "expected a string");
 
   EXPECT_KVRAG_ERROR(kvrag::read_model_type(tmp / "nowhere"), tmp / "nowhere/config.json",
                      "No such file");
-  EXPECT_KVRAG_ERROR(BertConfig::load(tmp / "missing.json"), tmp / "missing.json",
-                     "No such file");
+  EXPECT_KVRAG_ERROR(BertConfig::load(tmp / "missing.json"), tmp / "missing.json", "No such file");
 }
 
 TEST(ModelConfigFixtures, SharedConfigs) {

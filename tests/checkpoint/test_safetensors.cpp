@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "support/checkpoint_test_util.h"
 #include "core/atomic_file.h"
+#include "support/checkpoint_test_util.h"
 #include "support/test_support.h"
 
 using kvrag::DType;
@@ -63,20 +63,17 @@ TEST(Safetensors, DTypeNamesAndSizes) {
 // --- writer + reader round trip ------------------------------------------------------------------
 
 struct RoundTripData {
-  std::vector<float> f32 = {1.5f, -2.0f, 3.25f, 0.0f, 1e-30f, -7.0f};  // [2, 3]
-  std::vector<uint16_t> f16 = {0x3c00, 0xc000, 0x7bff, 0x0001};        // [4]
+  std::vector<float> f32 = {1.5f, -2.0f, 3.25f, 0.0f, 1e-30f, -7.0f};             // [2, 3]
+  std::vector<uint16_t> f16 = {0x3c00, 0xc000, 0x7bff, 0x0001};                   // [4]
   std::vector<uint16_t> bf16 = {0x3f80, 0xbf80, 0x4049, 0x0000, 0x7f80, 0xff80};  // [3, 2]
   std::vector<int64_t> i64 = {INT64_MIN, -1, 0, 42, INT64_MAX};                   // [5]
-  std::vector<uint8_t> u8 = {7};                                                   // [] scalar
+  std::vector<uint8_t> u8 = {7};                                                  // [] scalar
 
   std::vector<TensorToWrite> tensors() const {
     return {
-        {"w.f32", DType::F32, {2, 3}, f32.data()},
-        {"w.f16", DType::F16, {4}, f16.data()},
-        {"w.bf16", DType::BF16, {3, 2}, bf16.data()},
-        {"ids.i64", DType::I64, {5}, i64.data()},
-        {"empty", DType::F32, {0, 8}, nullptr},
-        {"scalar", DType::U8, {}, u8.data()},
+        {"w.f32", DType::F32, {2, 3}, f32.data()},    {"w.f16", DType::F16, {4}, f16.data()},
+        {"w.bf16", DType::BF16, {3, 2}, bf16.data()}, {"ids.i64", DType::I64, {5}, i64.data()},
+        {"empty", DType::F32, {0, 8}, nullptr},       {"scalar", DType::U8, {}, u8.data()},
     };
   }
 };
@@ -96,8 +93,8 @@ TEST(Safetensors, RoundTrip) {
   // Data-area order is the write order (the zero-byte tensor sorts by its offset).
   std::vector<std::string> order;
   for (const auto& t : f->tensors()) order.push_back(t.name);
-  EXPECT_EQ(order, (std::vector<std::string>{"w.f32", "w.f16", "w.bf16", "ids.i64", "empty",
-                                             "scalar"}));
+  EXPECT_EQ(order,
+            (std::vector<std::string>{"w.f32", "w.f16", "w.bf16", "ids.i64", "empty", "scalar"}));
 
   const kvrag::TensorInfo* t = f->find("w.f32");
   ASSERT_NE(t, nullptr);
@@ -170,15 +167,15 @@ TEST(Safetensors, WriterRejectsBadInput) {
   TempDir tmp;
   std::string path = tmp / "bad.safetensors";
   float x[2] = {1, 2};
-  EXPECT_KVRAG_ERROR(kvrag::write_safetensors(path, {{"a", DType::F32, {1}, x},
-                                                     {"a", DType::F32, {1}, x}}),
-                     path, "duplicate tensor name \"a\"");
-  EXPECT_KVRAG_ERROR(kvrag::write_safetensors(path, {{"__metadata__", DType::F32, {1}, x}}),
-                     path, "__metadata__");
+  EXPECT_KVRAG_ERROR(
+      kvrag::write_safetensors(path, {{"a", DType::F32, {1}, x}, {"a", DType::F32, {1}, x}}), path,
+      "duplicate tensor name \"a\"");
+  EXPECT_KVRAG_ERROR(kvrag::write_safetensors(path, {{"__metadata__", DType::F32, {1}, x}}), path,
+                     "__metadata__");
   EXPECT_KVRAG_ERROR(kvrag::write_safetensors(path, {{"", DType::F32, {1}, x}}), path,
                      "empty name");
-  EXPECT_KVRAG_ERROR(kvrag::write_safetensors(path, {{"neg", DType::F32, {-1, 2}, x}}), path,
-                     "neg", "invalid shape [-1, 2]");
+  EXPECT_KVRAG_ERROR(kvrag::write_safetensors(path, {{"neg", DType::F32, {-1, 2}, x}}), path, "neg",
+                     "invalid shape [-1, 2]");
   EXPECT_KVRAG_ERROR(kvrag::write_safetensors(path, {{"null", DType::F32, {2}, nullptr}}), path,
                      "null", "no data");
   EXPECT_FALSE(std::filesystem::exists(path));
@@ -298,8 +295,8 @@ TEST(SafetensorsErrors, EntryNotAnObjectOrIncomplete) {
 
 TEST(SafetensorsErrors, UnknownDType) {
   TempDir tmp;
-  std::string path = raw_file(tmp, R"({"w":{"dtype":"F8_E5M2","shape":[4],"data_offsets":[0,4]}})",
-                              "abcd");
+  std::string path =
+      raw_file(tmp, R"({"w":{"dtype":"F8_E5M2","shape":[4],"data_offsets":[0,4]}})", "abcd");
   EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "tensor w", "unknown dtype \"F8_E5M2\"");
   path = raw_file(tmp, R"({"w":{"dtype":4,"shape":[4],"data_offsets":[0,4]}})", "abcd");
   EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "tensor w", "dtype is not a string");
@@ -307,10 +304,10 @@ TEST(SafetensorsErrors, UnknownDType) {
 
 TEST(SafetensorsErrors, BadShape) {
   TempDir tmp;
-  for (const char* shape : {"[-1, 4]", "[2.0]", "[\"2\"]", "[null]", "{}", "4",
-                            "[9223372036854775808]"}) {
-    std::string header = std::string(R"({"w":{"dtype":"U8","shape":)") + shape +
-                         R"(,"data_offsets":[0,0]}})";
+  for (const char* shape :
+       {"[-1, 4]", "[2.0]", "[\"2\"]", "[null]", "{}", "4", "[9223372036854775808]"}) {
+    std::string header =
+        std::string(R"({"w":{"dtype":"U8","shape":)") + shape + R"(,"data_offsets":[0,0]}})";
     std::string path = raw_file(tmp, header);
     SCOPED_TRACE(shape);
     EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "tensor w", "shape");
@@ -323,16 +320,16 @@ TEST(SafetensorsErrors, ShapeOverflow) {
       tmp, R"({"w":{"dtype":"F32","shape":[4611686018427387904, 4],"data_offsets":[0,0]}})");
   EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "tensor w", "overflows");
   // numel fits in u64 but not int64.
-  path = raw_file(
-      tmp, R"({"w":{"dtype":"U8","shape":[4294967296, 4294967295],"data_offsets":[0,0]}})");
+  path = raw_file(tmp,
+                  R"({"w":{"dtype":"U8","shape":[4294967296, 4294967295],"data_offsets":[0,0]}})");
   EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "tensor w", "overflows");
 }
 
 TEST(SafetensorsErrors, BadOffsets) {
   TempDir tmp;
   for (const char* offsets : {"[0]", "[0, 4, 8]", "[-4, 0]", "[0, 4.0]", "\"0,4\"", "{}"}) {
-    std::string header = std::string(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":)") +
-                         offsets + "}}";
+    std::string header =
+        std::string(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":)") + offsets + "}}";
     std::string path = raw_file(tmp, header, "abcdefgh");
     SCOPED_TRACE(offsets);
     EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "tensor w",
@@ -354,15 +351,15 @@ TEST(SafetensorsErrors, OffsetsOutOfRange) {
   EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "tensor w", "run past the end");
   // Offsets beyond int64 are not accepted as integers at all.
   path = raw_file(
-      tmp, R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[18446744073709551615,18446744073709551615]}})");
+      tmp,
+      R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[18446744073709551615,18446744073709551615]}})");
   EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "tensor w", "non-negative integers");
 }
 
 TEST(SafetensorsErrors, LengthDoesNotMatchShape) {
   TempDir tmp;
-  std::string path =
-      raw_file(tmp, R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]}})",
-               std::string(16, 'x'));
+  std::string path = raw_file(tmp, R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]}})",
+                              std::string(16, 'x'));
   EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "tensor w",
                      "shape [2, 2] of F32 needs 16 bytes but data_offsets [0, 12] hold 12");
   path = raw_file(tmp, R"({"w":{"dtype":"BF16","shape":[3],"data_offsets":[0,4]}})", "abcd");
@@ -398,8 +395,8 @@ TEST(SafetensorsErrors, DuplicateNames) {
                               "abcd");
   EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "duplicate tensor name \"a\"");
   // Duplicate keys inside an entry are as ambiguous.
-  path = raw_file(tmp, R"({"a":{"dtype":"U8","dtype":"F32","shape":[2],"data_offsets":[0,2]}})",
-                  "ab");
+  path =
+      raw_file(tmp, R"({"a":{"dtype":"U8","dtype":"F32","shape":[2],"data_offsets":[0,2]}})", "ab");
   EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "duplicate key \"dtype\"");
 }
 
@@ -457,8 +454,8 @@ TEST(Safetensors, CorruptionOnlyEverThrowsError) {
     for (int e = 0; e < edits; ++e) {
       size_t pos = (next() >> 33) % std::min<size_t>(bytes.size(), 8 + 600);  // mostly header
       const char* alphabet = "0123456789[]{},:\"-eE. \\x";
-      bytes[pos] = (next() >> 40) % 2 ? alphabet[(next() >> 35) % 24]
-                                      : static_cast<char>(next() >> 56);
+      bytes[pos] =
+          (next() >> 40) % 2 ? alphabet[(next() >> 35) % 24] : static_cast<char>(next() >> 56);
     }
     if (next() % 8 == 0) bytes.resize((next() >> 33) % bytes.size());  // truncation
     write_bytes(path, bytes);
@@ -479,7 +476,8 @@ TEST(Safetensors, CorruptionOnlyEverThrowsError) {
   EXPECT_EQ(opened + rejected, 1000);
 }
 
-// --- real Hugging Face files ----------------------------------------------------------------------
+// --- real Hugging Face files
+// ----------------------------------------------------------------------
 
 TEST(SafetensorsFixtures, TinyBert) {
   KVRAG_SHARED_PATH_OR_SKIP(path, "fixtures/tiny-bert/model.safetensors");

@@ -17,13 +17,15 @@ using json = nlohmann::json;
 
 using test::contains;
 
-test::CliRun kvrag(const std::string& args, const std::string& input = "") { return test::run_kvrag(args, input); }
+test::CliRun kvrag(const std::string& args, const std::string& input = "") {
+  return test::run_kvrag(args, input);
+}
 
 TEST(Cli, HelpForEveryCommand) {
   const auto top = kvrag("--help");
   EXPECT_EQ(top.exit_code, 0);
-  for (const char* cmd : {"check-model", "tokenize", "generate", "segment", "embed", "index", "search", "eval-retrieval",
-                          "train-tokenizer", "train-lm"}) {
+  for (const char* cmd : {"check-model", "tokenize", "generate", "segment", "embed", "index",
+                          "search", "eval-retrieval", "train-tokenizer", "train-lm"}) {
     EXPECT_TRUE(contains(top.out, cmd)) << cmd;
     const auto r = kvrag(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
@@ -37,7 +39,8 @@ TEST(Cli, CheckModelPassesOnBothFixtures) {
   KVRAG_SHARED_PATH_OR_SKIP(fixtures, "fixtures");
   const auto llama = kvrag("check-model " + fixtures + "/tiny-llama");
   EXPECT_EQ(llama.exit_code, 0) << llama.out << llama.err;
-  for (const char* name : {"logits ", "logits_with_prefix", "greedy.output_ids ", "greedy.output_ids_with_prefix"}) {
+  for (const char* name :
+       {"logits ", "logits_with_prefix", "greedy.output_ids ", "greedy.output_ids_with_prefix"}) {
     EXPECT_TRUE(contains(llama.out, name)) << name;
   }
   EXPECT_TRUE(contains(llama.out, "max_abs_err="));
@@ -111,18 +114,23 @@ TEST(Cli, TokenizeJsonlWithBothTokenizerKinds) {
   const auto sp = kvrag("tokenize --jsonl --tokenizer " + shared + "/llama/tokenizer.model", input);
   EXPECT_EQ(sp.exit_code, 0) << sp.err;
   EXPECT_EQ(sp.out, "{\"ids\": [1, 15043, 29892, 3186, 29991]}\n{\"ids\": [1]}\n");
-  const auto sp_raw = kvrag("tokenize --jsonl --no-special --tokenizer " + shared + "/llama/tokenizer.model", input);
+  const auto sp_raw = kvrag(
+      "tokenize --jsonl --no-special --tokenizer " + shared + "/llama/tokenizer.model", input);
   EXPECT_EQ(sp_raw.out, "{\"ids\": [15043, 29892, 3186, 29991]}\n{\"ids\": []}\n");
-  const auto wp = kvrag("tokenize --jsonl --tokenizer " + shared + "/bert-base-uncased/vocab.txt", input);
+  const auto wp =
+      kvrag("tokenize --jsonl --tokenizer " + shared + "/bert-base-uncased/vocab.txt", input);
   EXPECT_EQ(wp.exit_code, 0) << wp.err;
   EXPECT_EQ(wp.out, "{\"ids\": [101, 7592, 1010, 2088, 999, 102]}\n{\"ids\": [101, 102]}\n");
-  const auto wp_raw = kvrag("tokenize --jsonl --no-special --tokenizer " + shared + "/bert-base-uncased/vocab.txt", input);
+  const auto wp_raw =
+      kvrag("tokenize --jsonl --no-special --tokenizer " + shared + "/bert-base-uncased/vocab.txt",
+            input);
   EXPECT_EQ(wp_raw.out, "{\"ids\": [7592, 1010, 2088, 999]}\n{\"ids\": []}\n");
 }
 
 TEST(Cli, TokenizeNamesTheBadLine) {
   KVRAG_SHARED_PATH_OR_SKIP(vocab, "tokenizers/bert-base-uncased/vocab.txt");
-  const auto bad_json = kvrag("tokenize --jsonl --tokenizer " + vocab, "{\"text\": \"ok\"}\n{\"text\": \n");
+  const auto bad_json =
+      kvrag("tokenize --jsonl --tokenizer " + vocab, "{\"text\": \"ok\"}\n{\"text\": \n");
   EXPECT_EQ(bad_json.exit_code, 1);
   EXPECT_TRUE(contains(bad_json.err, "line 2")) << bad_json.err;
   const auto no_text = kvrag("tokenize --jsonl --tokenizer " + vocab, "{\"question\": \"ok\"}\n");
@@ -137,17 +145,21 @@ TEST(Cli, TrainTokenizerWritesAModelThatTokenizes) {
   test::TempDir dir;
   std::string text;
   for (int i = 0; i < 60; ++i) {
-    text += "Kora Vell was born in Arnsby in 18" + std::to_string(10 + i) + ".\nThe Velport Works makes clocks.\n";
+    text += "Kora Vell was born in Arnsby in 18" + std::to_string(10 + i) +
+            ".\nThe Velport Works makes clocks.\n";
   }
   std::ofstream(dir / "text.txt") << text;
-  const auto r = kvrag("train-tokenizer --input " + dir / "text.txt" + " --out " + dir / "tok.model" + " --vocab-size 320");
+  const auto r = kvrag("train-tokenizer --input " + dir / "text.txt" + " --out " +
+                       dir / "tok.model" + " --vocab-size 320");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.out, "pieces")) << r.out;
-  const auto ids = kvrag("tokenize --jsonl --tokenizer " + dir / "tok.model", "{\"text\": \"Kora Vell\"}\n");
+  const auto ids =
+      kvrag("tokenize --jsonl --tokenizer " + dir / "tok.model", "{\"text\": \"Kora Vell\"}\n");
   EXPECT_EQ(ids.exit_code, 0) << ids.err;
   EXPECT_EQ(ids.out.rfind("{\"ids\": [1, ", 0), 0u) << ids.out;  // BOS first
 
-  const auto missing = kvrag("train-tokenizer --input " + dir / "none.txt" + " --out " + dir / "x.model");
+  const auto missing =
+      kvrag("train-tokenizer --input " + dir / "none.txt" + " --out " + dir / "x.model");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_TRUE(contains(missing.err, "none.txt")) << missing.err;
   EXPECT_FALSE(fs::exists(dir / "x.model"));
@@ -176,8 +188,11 @@ TEST(Cli, GenerateReproducesTheReferenceGenerations) {
 
 TEST(Cli, GenerateSamplingIsSeeded) {
   KVRAG_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
-  const std::string base = "generate --json --model " + dir + " --prompt 'The big dog' --max-new-tokens 20 --temperature 0.9 --top-p 0.9";
-  const auto a = kvrag(base + " --seed 1"), b = kvrag(base + " --seed 1"), c = kvrag(base + " --seed 2");
+  const std::string base =
+      "generate --json --model " + dir +
+      " --prompt 'The big dog' --max-new-tokens 20 --temperature 0.9 --top-p 0.9";
+  const auto a = kvrag(base + " --seed 1"), b = kvrag(base + " --seed 1"),
+             c = kvrag(base + " --seed 2");
   EXPECT_EQ(a.exit_code, 0) << a.err;
   EXPECT_EQ(a.out, b.out);
   EXPECT_NE(a.out, c.out);

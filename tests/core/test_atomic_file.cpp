@@ -6,8 +6,8 @@
 #include <csignal>
 #include <filesystem>
 
-#include "support/checkpoint_test_util.h"
 #include "core/atomic_file.h"
+#include "support/checkpoint_test_util.h"
 #include "support/test_support.h"
 
 namespace fs = std::filesystem;
@@ -81,7 +81,10 @@ TEST(AtomicFile, DestroyedWithoutCommitLeavesTargetAlone) {
   EXPECT_EQ(listing(tmp.path()), std::vector<std::string>{"f"});
 
   // A never-committed new file does not appear at all.
-  { AtomicFile g(tmp / "never"); g.write("x"); }
+  {
+    AtomicFile g(tmp / "never");
+    g.write("x");
+  }
   EXPECT_FALSE(fs::exists(tmp / "never"));
 }
 

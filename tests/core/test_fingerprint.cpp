@@ -20,7 +20,7 @@ std::string bytes_hex(const std::string& s) {
 }
 
 TEST(Fingerprint, ByteWiseIsStandardFnv1a64) {
-  EXPECT_EQ(bytes_hex(""), "cbf29ce484222325");  // the offset basis
+  EXPECT_EQ(bytes_hex(""), "cbf29ce484222325");   // the offset basis
   EXPECT_EQ(bytes_hex("a"), "af63dc4c8601ec8c");  // published FNV-1a 64 test vectors
   EXPECT_EQ(bytes_hex("foobar"), "85944171f73967e8");
   EXPECT_EQ(bytes_hex("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n"), "e78096dfd01cf895");

@@ -24,12 +24,16 @@ TEST(Units, ParseBytes) {
 TEST(Units, ParseBytesErrorsNameTheFlagAndTheText) {
   EXPECT_EQ(test::error_of([] { parse_bytes("lots", "--max-ram"); }),
             "--max-ram: 'lots' is not a size (e.g. 2G, 512M)");
-  EXPECT_EQ(test::error_of([] { parse_bytes("2X", "--budget"); }), "--budget: unknown unit in '2X' (use K, M, G or T)");
+  EXPECT_EQ(test::error_of([] { parse_bytes("2X", "--budget"); }),
+            "--budget: unknown unit in '2X' (use K, M, G or T)");
   EXPECT_EQ(test::error_of([] { parse_bytes("2GG", "--max-ram"); }),
             "--max-ram: unknown unit in '2GG' (use K, M, G or T)");
-  EXPECT_EQ(test::error_of([] { parse_bytes("0", "--max-ram"); }), "--max-ram: '0' is out of range");
-  EXPECT_EQ(test::error_of([] { parse_bytes("-1G", "--max-ram"); }), "--max-ram: '-1G' is out of range");
-  EXPECT_EQ(test::error_of([] { parse_bytes("9000000T", "--max-ram"); }), "--max-ram: '9000000T' is out of range");
+  EXPECT_EQ(test::error_of([] { parse_bytes("0", "--max-ram"); }),
+            "--max-ram: '0' is out of range");
+  EXPECT_EQ(test::error_of([] { parse_bytes("-1G", "--max-ram"); }),
+            "--max-ram: '-1G' is out of range");
+  EXPECT_EQ(test::error_of([] { parse_bytes("9000000T", "--max-ram"); }),
+            "--max-ram: '9000000T' is out of range");
 }
 
 TEST(Units, FormatAndParseAgree) {

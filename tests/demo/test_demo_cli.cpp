@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "support/cli_runner.h"
 #include "core/atomic_file.h"
+#include "support/cli_runner.h"
 #include "support/test_support.h"
 
 namespace kvrag {
@@ -20,7 +20,8 @@ TEST(DemoCli, TinyPipelineRunsEveryStageAndCachesThem) {
   const std::string ws = dir / "ws";
   const auto run = test::run_kvrag("--threads 2 demo --tiny --workspace " + ws);
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
-  for (const char* stage : {"world", "tokenizer", "llm", "retriever", "index", "knowledge", "eval"}) {
+  for (const char* stage :
+       {"world", "tokenizer", "llm", "retriever", "index", "knowledge", "eval"}) {
     EXPECT_TRUE(std::filesystem::exists(ws + "/stages/" + stage + ".done")) << stage;
   }
   // The folders `kvrag serve --workspace` opens.
@@ -51,7 +52,8 @@ TEST(DemoCli, TinyPipelineRunsEveryStageAndCachesThem) {
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_TRUE(test::contains(again.out, "[llm] cached")) << again.out;
   EXPECT_TRUE(test::contains(again.out, "[eval] cached")) << again.out;
-  EXPECT_EQ(nlohmann::json::parse(read_file(ws + "/results.json")).at("prefix"), results.at("prefix"));
+  EXPECT_EQ(nlohmann::json::parse(read_file(ws + "/results.json")).at("prefix"),
+            results.at("prefix"));
 }
 
 TEST(DemoCli, UnwritableWorkspaceIsAClearError) {

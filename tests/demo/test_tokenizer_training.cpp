@@ -69,7 +69,8 @@ TEST(SentencePieceTraining, TrainedModelLoadsRoundTripsAndIsDeterministic) {
   // Byte fallback: text outside the training characters still round-trips.
   EXPECT_EQ(tok->decode(tok->encode("Zürich {}\n~")), "Zürich {}\n~");
   // No dummy prefix: prompt and target encode to the ids of their concatenation.
-  const std::string prompt = question_prompt("When was Kola Dren born?"), target = answer_target("1873");
+  const std::string prompt = question_prompt("When was Kola Dren born?"),
+                    target = answer_target("1873");
   auto joined = tok->encode(prompt);
   const auto tail = tok->encode(target, false);
   auto separate = joined;
@@ -80,12 +81,16 @@ TEST(SentencePieceTraining, TrainedModelLoadsRoundTripsAndIsDeterministic) {
 
 TEST(SentencePieceTraining, BadInputNamesTheFile) {
   test::TempDir dir;
-  EXPECT_NE(test::error_of([&] { train_sentencepiece(dir / "nope.txt", dir / "m.model"); }).find("nope.txt"),
+  EXPECT_NE(test::error_of([&] {
+              train_sentencepiece(dir / "nope.txt", dir / "m.model");
+            }).find("nope.txt"),
             std::string::npos);
   write_file_atomic(dir / "in.txt", "a b c\n");
   SentencePieceTrainOptions o;
   o.model_type = "word-salad";
-  EXPECT_NE(test::error_of([&] { train_sentencepiece(dir / "in.txt", dir / "m.model", o); }).find("model_type"),
+  EXPECT_NE(test::error_of([&] {
+              train_sentencepiece(dir / "in.txt", dir / "m.model", o);
+            }).find("model_type"),
             std::string::npos);
 }
 
@@ -143,12 +148,17 @@ TEST(WordPieceVocab, FromSentencePiecePiecesCutsWordsLikeTheModel) {
     std::istringstream in(texts[i]);
     std::string word;
     while (in >> word) {
-      if (!std::isalpha(static_cast<unsigned char>(word[0])) || !std::isalpha(static_cast<unsigned char>(word.back()))) continue;
-      std::string expected;  // the SentencePiece pieces of " word", lowercased, in WordPiece notation
+      if (!std::isalpha(static_cast<unsigned char>(word[0])) ||
+          !std::isalpha(static_cast<unsigned char>(word.back())))
+        continue;
+      // the SentencePiece pieces of " word", lowercased, in WordPiece notation
+      std::string expected;
       for (auto id : sp->encode(" " + word, false)) {
         std::string piece = sp->id_to_piece(id);
-        if (piece.rfind("\xe2\x96\x81", 0) == 0) piece = piece.substr(3);
-        else piece = "##" + piece;
+        if (piece.rfind("\xe2\x96\x81", 0) == 0)
+          piece = piece.substr(3);
+        else
+          piece = "##" + piece;
         for (auto& c : piece) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         if (piece != "##" && !piece.empty()) expected += piece + " ";
       }
@@ -197,17 +207,21 @@ TEST(KnowledgeTokenizer, CutsASegmentIntoTheLlmsPieces) {
     const bool start = piece.rfind("\xe2\x96\x81", 0) == 0;
     std::string body = start ? piece.substr(3) : piece;
     for (auto& c : body) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    const bool punct = !body.empty() && std::all_of(body.begin(), body.end(), [](char c) { return std::ispunct(static_cast<unsigned char>(c)); });
+    const bool punct = !body.empty() && std::all_of(body.begin(), body.end(), [](char c) {
+      return std::ispunct(static_cast<unsigned char>(c));
+    });
     if (t.ids[j] == wp->unk_id()) {
       ++unknown;
       EXPECT_TRUE(body.empty() || piece.front() == '<') << piece;  // a bare "▁" or a byte piece
     } else {
-      EXPECT_EQ(wp->id_to_piece(static_cast<TokenId>(t.ids[j])), (start || after_break || punct ? "" : "##") + body)
+      EXPECT_EQ(wp->id_to_piece(static_cast<TokenId>(t.ids[j])),
+                (start || after_break || punct ? "" : "##") + body)
           << "entry " << j << ": " << piece;
     }
     after_break = body.empty() || punct;
   }
-  EXPECT_LT(unknown * 10, static_cast<int>(want.size()));  // only bare "▁"s (before numbers, brackets)
+  // only bare "▁"s (before numbers, brackets)
+  EXPECT_LT(unknown * 10, static_cast<int>(want.size()));
 
   // Truncated: [CLS] kept, [SEP] last, no piece on it.
   const auto cut = by_llm.encode(title, text, 6);
@@ -226,7 +240,8 @@ TEST(KnowledgeTokenizer, CutsASegmentIntoTheLlmsPieces) {
   const auto ids = wp->encode(encoder_input(s, true), true);
   EXPECT_EQ(e.ids, std::vector<int64_t>(ids.begin(), ids.end()));
   EXPECT_TRUE(e.llm_ids.empty());
-  EXPECT_NE(test::error_of([&] { by_llm.encode(title, text, 1); }).find("at least 2"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { by_llm.encode(title, text, 1); }).find("at least 2"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -11,8 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include "demo/world.h"
-#include "train/lm_trainer.h"
 #include "support/test_support.h"
+#include "train/lm_trainer.h"
 
 namespace kvrag {
 namespace {
@@ -37,10 +37,12 @@ TEST(World, IsAFunctionOfItsOptions) {
   const World a = generate_world(small_world());
   const World b = generate_world(small_world());
   ASSERT_EQ(a.documents.size(), b.documents.size());
-  for (size_t i = 0; i < a.documents.size(); ++i) EXPECT_EQ(a.documents[i].text, b.documents[i].text);
+  for (size_t i = 0; i < a.documents.size(); ++i)
+    EXPECT_EQ(a.documents[i].text, b.documents[i].text);
   EXPECT_EQ(a.lm_examples, b.lm_examples);
   ASSERT_EQ(a.test_questions.size(), b.test_questions.size());
-  for (size_t i = 0; i < a.test_questions.size(); ++i) EXPECT_EQ(a.test_questions[i].question, b.test_questions[i].question);
+  for (size_t i = 0; i < a.test_questions.size(); ++i)
+    EXPECT_EQ(a.test_questions[i].question, b.test_questions[i].question);
 
   WorldOptions other = small_world();
   other.seed = 8;
@@ -56,7 +58,8 @@ TEST(World, NamesAreUniqueAndQuestionsAreAnsweredByTheirGoldDocument) {
   EXPECT_EQ(w.dev_questions.size(), 20u);
   EXPECT_EQ(w.test_questions.size(), 60u);
   std::set<std::string> attributes, phrasings;
-  for (const auto* set : {&w.lm_questions, &w.reading_questions, &w.train_questions, &w.dev_questions, &w.test_questions}) {
+  for (const auto* set : {&w.lm_questions, &w.reading_questions, &w.train_questions,
+                          &w.dev_questions, &w.test_questions}) {
     for (const auto& q : *set) {
       ASSERT_TRUE(docs.count(q.gold_passage_id)) << q.gold_passage_id;
       EXPECT_NE(docs[q.gold_passage_id]->text.find(q.answer), std::string::npos) << q.question;
@@ -102,9 +105,12 @@ TEST(World, HeldOutAndTrainEntitiesNeverReachThePretrainingText) {
       for (const auto& ex : closed_book) EXPECT_EQ(ex.find(e.name), std::string::npos) << ex;
     }
   }
-  for (const auto& q : w.dev_questions) EXPECT_EQ(split_of[q.gold_passage_id], WorldSplit::kHeldout);
-  for (const auto& q : w.test_questions) EXPECT_EQ(split_of[q.gold_passage_id], WorldSplit::kHeldout);
-  for (const auto& q : w.train_questions) EXPECT_EQ(split_of[q.gold_passage_id], WorldSplit::kTrain);
+  for (const auto& q : w.dev_questions)
+    EXPECT_EQ(split_of[q.gold_passage_id], WorldSplit::kHeldout);
+  for (const auto& q : w.test_questions)
+    EXPECT_EQ(split_of[q.gold_passage_id], WorldSplit::kHeldout);
+  for (const auto& q : w.train_questions)
+    EXPECT_EQ(split_of[q.gold_passage_id], WorldSplit::kTrain);
   // lm.txt teaches the answer format: closed-book and in-context question/answer pairs.
   EXPECT_NE(lm.find("Question: "), std::string::npos);
   EXPECT_NE(lm.find("\nAnswer: "), std::string::npos);
@@ -137,7 +143,8 @@ TEST(World, FilesRoundTrip) {
   const auto q = nlohmann::json::parse(line);
   EXPECT_EQ(q.at("answers").at(0).get<std::string>(), w.test_questions[0].answer);
   EXPECT_EQ(q.at("gold_passage_id").get<std::string>(), w.test_questions[0].gold_passage_id);
-  EXPECT_NE(test::error_of([&] { read_lm_examples(dir / "missing.txt"); }).find("missing.txt"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { read_lm_examples(dir / "missing.txt"); }).find("missing.txt"),
+            std::string::npos);
 }
 
 // The knowledge encoder's training set: train questions, reading practice over its short
@@ -182,7 +189,8 @@ TEST(World, KnowledgeSetHoldsReadingAndCounterfactualQuestions) {
     EXPECT_NE(doc.text.find(original.answer), std::string::npos);
     // Every whole-word occurrence replaced (a city "Bram" is not part of "Bramby"; answers are
     // letters, digits and spaces, nothing a regex would read as syntax).
-    EXPECT_EQ(text, std::regex_replace(doc.text, std::regex("\\b" + original.answer + "\\b"), q.answer));
+    EXPECT_EQ(text,
+              std::regex_replace(doc.text, std::regex("\\b" + original.answer + "\\b"), q.answer));
   }
   EXPECT_EQ(reading, w.reading_questions.size());
   EXPECT_EQ(counterfactual, 2 * w.train_questions.size());
@@ -200,12 +208,15 @@ TEST(World, KnowledgeSetHoldsReadingAndCounterfactualQuestions) {
   write_world(w, dir.path());
   std::set<std::string> ids;
   std::ifstream in(dir / "knowledge-passages.jsonl");
-  for (std::string line; std::getline(in, line);) ids.insert(nlohmann::json::parse(line).at("id").get<std::string>());
-  for (const auto* file : {"questions-knowledge.jsonl", "questions-dev.jsonl", "questions-test.jsonl"}) {
+  for (std::string line; std::getline(in, line);)
+    ids.insert(nlohmann::json::parse(line).at("id").get<std::string>());
+  for (const auto* file :
+       {"questions-knowledge.jsonl", "questions-dev.jsonl", "questions-test.jsonl"}) {
     std::ifstream qs(dir / file);
     size_t n = 0;
     for (std::string line; std::getline(qs, line); ++n) {
-      EXPECT_TRUE(ids.count(nlohmann::json::parse(line).at("gold_passage_id").get<std::string>())) << file << ": " << line;
+      EXPECT_TRUE(ids.count(nlohmann::json::parse(line).at("gold_passage_id").get<std::string>()))
+          << file << ": " << line;
     }
     EXPECT_GT(n, 0u) << file;
   }

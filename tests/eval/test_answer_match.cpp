@@ -27,8 +27,7 @@ TEST(AnswerMatch, NormalizeUnicode) {
   // Unicode punctuation (P*) is removed; letters are lowercased; other symbols stay.
   EXPECT_EQ(normalize_answer("\xE2\x80\x9CHello\xE2\x80\x9D \xE2\x80\x94 world\xE2\x80\xA6"),
             "hello world");  // “Hello” — world…
-  EXPECT_EQ(normalize_answer("\xC2\xBF"
-                             "Qu\xC3\x89?"),
+  EXPECT_EQ(normalize_answer("\xC2\xBFQu\xC3\x89?"),
             "qu\xC3\xA9");  // ¿QuÉ? → qué
   EXPECT_EQ(normalize_answer("\xC3\x87"
                              "a va"),

@@ -14,7 +14,9 @@ TEST(QaMetrics, ExactMatchNormalisesLikeSquad) {
   EXPECT_EQ(exact_match("denver broncos!", {"Denver Broncos"}), 1.0);     // case, punctuation
   EXPECT_EQ(exact_match("  Denver   Broncos ", {"Denver Broncos"}), 1.0);
   EXPECT_EQ(exact_match("Broncos", {"Denver Broncos"}), 0.0);
-  EXPECT_EQ(exact_match("Santa Clara", {"Levi's Stadium", "Santa Clara, California", "Santa Clara"}), 1.0);
+  EXPECT_EQ(
+      exact_match("Santa Clara", {"Levi's Stadium", "Santa Clara, California", "Santa Clara"}),
+      1.0);
   EXPECT_EQ(exact_match("", {"Denver Broncos"}), 0.0);
   EXPECT_EQ(exact_match("Denver Broncos", {}), 0.0);
 }
@@ -29,7 +31,8 @@ TEST(QaMetrics, TokenF1ByHand) {
   // Max over gold answers: "Santa Clara" vs "Santa Clara, California": P = 1, R = 2/3 → 0.8;
   // vs "Santa Clara": 1.
   EXPECT_NEAR(token_f1("Santa Clara", {"Santa Clara, California"}), 0.8, 1e-12);
-  EXPECT_EQ(token_f1("Santa Clara", {"Levi's Stadium", "Santa Clara, California", "Santa Clara"}), 1.0);
+  EXPECT_EQ(token_f1("Santa Clara", {"Levi's Stadium", "Santa Clara, California", "Santa Clara"}),
+            1.0);
   // Empty after normalisation: 1 only if both are empty (SQuAD 2.0's rule).
   EXPECT_EQ(token_f1("the", {"a"}), 1.0);
   EXPECT_EQ(token_f1("", {"Denver"}), 0.0);
@@ -40,14 +43,15 @@ TEST(QaMetrics, ContainedIsWholeWordsAfterNormalisation) {
   EXPECT_EQ(answer_contained("It was the Denver Broncos, in 2016.", {"Denver Broncos"}), 1.0);
   EXPECT_EQ(answer_contained("Parisian cafes", {"Paris"}), 0.0);  // not inside a word
   EXPECT_EQ(answer_contained("Paris, France", {"Paris"}), 1.0);
-  EXPECT_EQ(answer_contained("the U.S. army", {"US"}), 1.0);      // "us army" after normalisation
-  EXPECT_EQ(answer_contained("anything", {"the"}), 0.0);          // empty gold never matches
+  EXPECT_EQ(answer_contained("the U.S. army", {"US"}), 1.0);  // "us army" after normalisation
+  EXPECT_EQ(answer_contained("anything", {"the"}), 0.0);      // empty gold never matches
   EXPECT_EQ(answer_contained("", {"Paris"}), 0.0);
 }
 
 TEST(QaMetrics, ScoreAnswerAgreesWithTheSingleFunctions) {
   const std::vector<std::string> gold = {"Saint Bernadette Soubirous", "Bernadette"};
-  for (const std::string pred : {"Saint Bernadette", "bernadette soubirous", "a nun", "Bernadette of Lourdes", ""}) {
+  for (const std::string pred :
+       {"Saint Bernadette", "bernadette soubirous", "a nun", "Bernadette of Lourdes", ""}) {
     const auto s = score_answer(pred, gold);
     EXPECT_EQ(s.em, exact_match(pred, gold)) << pred;
     EXPECT_EQ(s.f1, token_f1(pred, gold)) << pred;
@@ -58,9 +62,7 @@ TEST(QaMetrics, ScoreAnswerAgreesWithTheSingleFunctions) {
   EXPECT_NEAR(score_answer("Saint Bernadette", gold).f1, 0.8, 1e-12);
 }
 
-TEST(QaMetrics, InvalidUtf8IsAnError) {
-  EXPECT_THROW(exact_match("\xff\xfe", {"x"}), Error);
-}
+TEST(QaMetrics, InvalidUtf8IsAnError) { EXPECT_THROW(exact_match("\xff\xfe", {"x"}), Error); }
 
 }  // namespace
 }  // namespace kvrag

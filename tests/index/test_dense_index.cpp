@@ -92,14 +92,16 @@ std::string write_embeddings(const std::string& dir, const Data& data, int64_t b
                              const std::string& fingerprint = "feedfacecafebeef") {
   const std::string emb = dir + "/embeddings";
   fs::create_directories(emb);
-  write_file_atomic(emb + "/encoder.json",
-                    nlohmann::json{{"path", "/enc"}, {"fingerprint", fingerprint}, {"dim", data.d}}.dump());
+  write_file_atomic(
+      emb + "/encoder.json",
+      nlohmann::json{{"path", "/enc"}, {"fingerprint", fingerprint}, {"dim", data.d}}.dump());
   std::vector<uint16_t> h;
   for (int64_t lo = begin; lo < end; lo += 4096) {
     const int64_t hi = std::min(end, lo + 4096);
     h.resize((hi - lo) * data.d);
     float_to_half(&data.x[lo * data.d], h.data(), h.size());
-    write_npy(emb + "/" + EmbeddingSet::shard_name(lo - begin, hi - begin), NpyDtype::kF16, h.data(), hi - lo, data.d);
+    write_npy(emb + "/" + EmbeddingSet::shard_name(lo - begin, hi - begin), NpyDtype::kF16,
+              h.data(), hi - lo, data.d);
   }
   return emb;
 }
@@ -114,7 +116,8 @@ std::vector<std::vector<int64_t>> exact_topk(const Data& data, int k) {
       for (int c = 0; c < data.d; ++c) dot += data.q[q * data.d + c] * data.x[i * data.d + c];
       s[i] = {dot, i};
     }
-    std::partial_sort(s.begin(), s.begin() + k, s.end(), [](auto& a, auto& b) { return a.first > b.first; });
+    std::partial_sort(s.begin(), s.begin() + k, s.end(),
+                      [](auto& a, auto& b) { return a.first > b.first; });
     for (int j = 0; j < k; ++j) out[q].push_back(s[j].second);
   }
   return out;
@@ -175,7 +178,8 @@ TEST_F(DenseRecall, FlatIsExact) {
     for (int j = 0; j < 10; ++j) {
       const int64_t id = r.ids[q * 10 + j];
       float dot = 0;
-      for (int c = 0; c < data_->d; ++c) dot += data_->q[q * data_->d + c] * data_->x[id * data_->d + c];
+      for (int c = 0; c < data_->d; ++c)
+        dot += data_->q[q * data_->d + c] * data_->x[id * data_->d + c];
       ASSERT_NEAR(r.scores[q * 10 + j], dot, 1e-5);
       if (j > 0) ASSERT_GE(r.scores[q * 10 + j - 1], r.scores[q * 10 + j]);
     }
@@ -256,7 +260,8 @@ TEST_F(DenseRecall, SaveLoadGivesIdenticalResults) {
   const auto bare = DenseIndex::load(dir, nullptr);
   SearchParams off;
   off.rerank = 0;
-  EXPECT_EQ(bare->search(data_->nq(), data_->q.data(), 10).ids, built->search(data_->nq(), data_->q.data(), 10, off).ids);
+  EXPECT_EQ(bare->search(data_->nq(), data_->q.data(), 10).ids,
+            built->search(data_->nq(), data_->q.data(), 10, off).ids);
   SearchParams on;
   on.rerank = 50;
   EXPECT_DENSE_ERROR(bare->search(1, data_->q.data(), 10, on), "re-ranking needs the embeddings");
@@ -274,7 +279,8 @@ TEST_F(DenseRecall, HnswEfSearchKnob) {
   SearchParams low, high;
   low.ef_search = 10;
   high.ef_search = 200;
-  const double r_high = recall_at(index->search(data_->nq(), data_->q.data(), 10, high), *truth_, 10);
+  const double r_high =
+      recall_at(index->search(data_->nq(), data_->q.data(), 10, high), *truth_, 10);
   const double r_low = recall_at(index->search(data_->nq(), data_->q.data(), 10, low), *truth_, 10);
   EXPECT_GE(r_high, 0.95);
   EXPECT_LE(r_low, r_high);
@@ -314,7 +320,8 @@ TEST(DenseIndex, MergeOfShardsEqualsOneBuild) {
     const std::string merged = root / "merged";
     fs::remove_all(merged);
     merge_indexes(shards, merged);
-    const auto vectors = EmbeddingSet::open(merged + "/embeddings", data.n());  // assembled from the shards
+    // assembled from the shards
+    const auto vectors = EmbeddingSet::open(merged + "/embeddings", data.n());
     const auto m = DenseIndex::load(merged, vectors.get());
     EXPECT_EQ(m->size(), data.n());
     const auto a = one->search(data.nq(), data.q.data(), 10);
@@ -327,8 +334,8 @@ TEST(DenseIndex, MergeOfShardsEqualsOneBuild) {
 TEST(DenseIndex, MergeRejectsIncompatibleShards) {
   TempDir root;
   const Data data = make_data(3000, 16, 1, 9);
-  auto build = [&](const std::string& name, const std::string& factory, const std::string& fingerprint = "feedfacecafebeef",
-                   uint64_t seed = 1) {
+  auto build = [&](const std::string& name, const std::string& factory,
+                   const std::string& fingerprint = "feedfacecafebeef", uint64_t seed = 1) {
     const std::string dir = root / name;
     write_embeddings(dir, data, 0, data.n(), fingerprint);
     const auto set = EmbeddingSet::open(dir + "/embeddings");
@@ -337,7 +344,8 @@ TEST(DenseIndex, MergeRejectsIncompatibleShards) {
     DenseIndex::build(*set, o)->save(dir);
     return dir;
   };
-  const std::string a = build("a", "IVF16,Flat"), b = build("b", "IVF16,Flat", "feedfacecafebeef", 2);
+  const std::string a = build("a", "IVF16,Flat"),
+                    b = build("b", "IVF16,Flat", "feedfacecafebeef", 2);
   EXPECT_DENSE_ERROR(merge_indexes({a, b}, root / "out"), "not trained identically");
   const std::string c = build("c", "IVF16,PQ4np");
   EXPECT_DENSE_ERROR(merge_indexes({a, c}, root / "out"), "factory 'IVF16,PQ4np' differs");
@@ -346,7 +354,8 @@ TEST(DenseIndex, MergeRejectsIncompatibleShards) {
   const std::string h = build("h", "HNSW8");
   EXPECT_DENSE_ERROR(merge_indexes({h, h}, root / "out"), "cannot be merged");
   EXPECT_DENSE_ERROR(merge_indexes({}, root / "out"), "no shard folders");
-  EXPECT_DENSE_ERROR(merge_indexes({a, root / "nowhere"}, root / "out"), "nowhere/dense.json: missing");
+  EXPECT_DENSE_ERROR(merge_indexes({a, root / "nowhere"}, root / "out"),
+                     "nowhere/dense.json: missing");
   EXPECT_FALSE(fs::exists(root / "out"));
 }
 
@@ -364,7 +373,8 @@ TEST(DenseIndex, ErrorsNameTheProblem) {
   EXPECT_DENSE_ERROR(index->search(1, data.q.data(), -3), "k must be at least 1");
   EXPECT_DENSE_ERROR(index->search(1, data.q.data(), 2001), "exceeds the 2000 vectors");
   EXPECT_EQ(index->search(1, data.q.data(), 2000).ids.size(), 2000u);
-  EXPECT_DENSE_ERROR(index->search(1, 17, data.q.data(), 5), "query dimension 17 does not match the index dimension 16");
+  EXPECT_DENSE_ERROR(index->search(1, 17, data.q.data(), 5),
+                     "query dimension 17 does not match the index dimension 16");
   EXPECT_EQ(index->search(0, 16, nullptr, 5).ids.size(), 0u);
   std::vector<float> nan_query(16, NAN);
   EXPECT_DENSE_ERROR(index->search(1, nan_query.data(), 5), "non-finite");
@@ -373,14 +383,17 @@ TEST(DenseIndex, ErrorsNameTheProblem) {
   EXPECT_DENSE_ERROR(index->search(1, data.q.data(), 5, bad), "nprobe must be");
 
   // Build options.
-  EXPECT_DENSE_ERROR(DenseIndex::build(*set, with_factory("IVF4096,Flat")), "training vectors for 4096 IVF lists");
-  EXPECT_DENSE_ERROR(DenseIndex::build(*set, with_factory("NotAFactory")), "invalid Faiss factory string 'NotAFactory'");
+  EXPECT_DENSE_ERROR(DenseIndex::build(*set, with_factory("IVF4096,Flat")),
+                     "training vectors for 4096 IVF lists");
+  EXPECT_DENSE_ERROR(DenseIndex::build(*set, with_factory("NotAFactory")),
+                     "invalid Faiss factory string 'NotAFactory'");
   const std::string other = root / "other";
   write_embeddings(other, data, 0, data.n(), "0123456789abcdef");
   const auto other_set = EmbeddingSet::open(other + "/embeddings");
   IndexBuildOptions from;
   from.train_from = dir;
-  EXPECT_DENSE_ERROR(DenseIndex::build(*other_set, from), "built from encoder fingerprint feedfacecafebeef");
+  EXPECT_DENSE_ERROR(DenseIndex::build(*other_set, from),
+                     "built from encoder fingerprint feedfacecafebeef");
 
   // Loading: fingerprint and size of the embeddings.
   EXPECT_DENSE_ERROR(DenseIndex::load(dir, other_set.get()), "rebuild the index");
@@ -397,7 +410,8 @@ TEST(DenseIndex, ErrorsNameTheProblem) {
   write_file_atomic(faiss_path, flipped);
   EXPECT_DENSE_ERROR(DenseIndex::load(dir, set.get()), "dense.faiss: checksum");
   write_file_atomic(faiss_path, good_faiss.substr(0, good_faiss.size() / 3));
-  EXPECT_DENSE_ERROR(DenseIndex::load(dir, set.get()), "dense.faiss: " + std::to_string(good_faiss.size() / 3) + " bytes");
+  EXPECT_DENSE_ERROR(DenseIndex::load(dir, set.get()),
+                     "dense.faiss: " + std::to_string(good_faiss.size() / 3) + " bytes");
   // Without a recorded checksum, Faiss's own parse errors still come back as Error naming the file.
   auto meta = nlohmann::json::parse(good_json);
   meta.erase("faiss_checksum");
@@ -412,7 +426,8 @@ TEST(DenseIndex, ErrorsNameTheProblem) {
   write_file_atomic(json_path, meta.dump());
   EXPECT_DENSE_ERROR(DenseIndex::load(dir, set.get()), "holds 2000 vectors, dense.json says 1999");
   write_file_atomic(json_path, "{\"factory\": 3}");
-  EXPECT_DENSE_ERROR(DenseIndex::load(dir, set.get()), "dense.json: \"factory\" is missing or has the wrong type");
+  EXPECT_DENSE_ERROR(DenseIndex::load(dir, set.get()),
+                     "dense.json: \"factory\" is missing or has the wrong type");
   write_file_atomic(json_path, "{oops");
   EXPECT_DENSE_ERROR(DenseIndex::load(dir, set.get()), "dense.json: invalid JSON");
   fs::remove(json_path);
@@ -424,7 +439,8 @@ TEST(DenseIndex, ErrorsNameTheProblem) {
 TEST(DenseIndex, AutoFactoryRule) {
   const int64_t gib = int64_t(1) << 30;
   EXPECT_EQ(choose_factory(50000, 768, 2 * gib), "Flat");
-  EXPECT_EQ(choose_factory(50000, 768, 100 << 20), "IVF1024_HNSW32,PQ96np");  // 147 MB of floats > budget
+  // 147 MB of floats > budget
+  EXPECT_EQ(choose_factory(50000, 768, 100 << 20), "IVF1024_HNSW32,PQ96np");
   EXPECT_EQ(choose_factory(300000, 768, 2 * gib), "IVF2048,Flat");
   EXPECT_EQ(choose_factory(1000000, 768, 2 * gib), "IVF4096_HNSW32,PQ96np");
   EXPECT_EQ(choose_factory(10000000, 768, 2 * gib), "IVF16384_HNSW32,PQ96np");

@@ -8,11 +8,11 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "support/cli_runner.h"
 #include "core/error.h"
 #include "index/embedder.h"
 #include "index/embedding_set.h"
 #include "index/segment_store.h"
+#include "support/cli_runner.h"
 #include "support/retrieval_fixture.h"
 #include "support/test_support.h"
 
@@ -33,7 +33,8 @@ std::string slurp(const std::string& path) {
 std::map<std::string, std::string> shard_bytes(const std::string& dir) {
   std::map<std::string, std::string> out;
   for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().extension() == ".npy") out[e.path().filename().string()] = slurp(e.path().string());
+    if (e.path().extension() == ".npy")
+      out[e.path().filename().string()] = slurp(e.path().string());
   }
   return out;
 }
@@ -51,8 +52,9 @@ class EmbedSearch : public ::testing::Test {
   // A fresh index folder with segments.sqlite.
   static std::string segmented(const std::string& name) {
     const std::string index = *root_ / name;
-    const auto r = run_kvrag("segment --corpus " + (*root_ / "corpus.jsonl") + " --tokenizer " + (*root_ / "encoder") +
-                             "/vocab.txt --index " + index + " --window 48 --stride 8");
+    const auto r =
+        run_kvrag("segment --corpus " + (*root_ / "corpus.jsonl") + " --tokenizer " +
+                  (*root_ / "encoder") + "/vocab.txt --index " + index + " --window 48 --stride 8");
     EXPECT_EQ(r.exit_code, 0) << r.err;
     return index;
   }
@@ -75,7 +77,8 @@ TEST_F(EmbedSearch, DenseFlatSearchEqualsExactInnerProducts) {
   const auto vectors = EmbeddingSet::open(index + "/embeddings", store->size());
   ASSERT_GT(store->size(), 60);
   const std::string question = "kaka lomi renvas tuzor";
-  r = run_kvrag("search --index " + index + " --mode dense -k 5 --jsonl", json{{"question", question}}.dump() + "\n");
+  r = run_kvrag("search --index " + index + " --mode dense -k 5 --jsonl",
+                json{{"question", question}}.dump() + "\n");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto results = json::parse(r.out)["results"];
   ASSERT_EQ(results.size(), 5u);
@@ -111,13 +114,14 @@ TEST_F(EmbedSearch, InterruptedEmbeddingResumesToIdenticalVectors) {
   // kill -9 in the middle: start, wait for the first file, kill.
   const std::string index2 = segmented("resume-killed");
   const std::string cmd = std::string(KVRAG_CLI_PATH) + " " + embed_args(index2, small) +
-                          " >/dev/null 2>&1 & pid=$!; "
-                          "while ! ls " + index2 + "/embeddings/*.npy >/dev/null 2>&1; do sleep 0.01; done; "
-                          "kill -9 $pid; wait $pid 2>/dev/null; true";
+                          " >/dev/null 2>&1 & pid=$!; while ! ls " + index2 +
+                          "/embeddings/*.npy >/dev/null 2>&1; do sleep 0.01; done; kill -9 $pid; "
+                          "wait $pid 2>/dev/null; true";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   const auto partial = shard_bytes(index2 + "/embeddings");
   RecordProperty("shards_before_resume", static_cast<int>(partial.size()));
-  for (const auto& [name, bytes] : partial) EXPECT_EQ(bytes, reference.at(name)) << name;  // never a torn file
+  // never a torn file
+  for (const auto& [name, bytes] : partial) EXPECT_EQ(bytes, reference.at(name)) << name;
 
   const auto r = run_kvrag(embed_args(index2, small));
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -139,7 +143,8 @@ TEST_F(EmbedSearch, ShardsFromFlagsAndMpiTileTheCorpus) {
   ASSERT_EQ(b.exit_code, 0) << b.err;
   EXPECT_TRUE(contains(b.err, "MPI")) << b.err;
   const auto store = SegmentStore::open(index + "/segments.sqlite");
-  EXPECT_THROW(EmbeddingSet::open(index + "/embeddings", store->size()), Error);  // a third is missing
+  // a third is missing
+  EXPECT_THROW(EmbeddingSet::open(index + "/embeddings", store->size()), Error);
   auto c = run_kvrag(embed_args(index), "", "PMI_RANK=2 PMI_SIZE=3 ");
   ASSERT_EQ(c.exit_code, 0) << c.err;
   const auto set = EmbeddingSet::open(index + "/embeddings", store->size());
@@ -180,8 +185,9 @@ TEST_F(EmbedSearch, HybridAndBm25ModesAndEvaluation) {
   // few of its words alone would also match its neighbours).
   const std::string question = target.text;
   auto ranked = [&](const std::string& mode, int k) {
-    const auto r = run_kvrag("search --jsonl -k " + std::to_string(k) + " --index " + index + " --mode " + mode,
-                             json{{"question", question}}.dump() + "\n");
+    const auto r = run_kvrag(
+        "search --jsonl -k " + std::to_string(k) + " --index " + index + " --mode " + mode,
+        json{{"question", question}}.dump() + "\n");
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::vector<int64_t> ids;
     const auto parsed = json::parse(r.out);
@@ -203,14 +209,19 @@ TEST_F(EmbedSearch, HybridAndBm25ModesAndEvaluation) {
   ASSERT_EQ(hybrid.size(), 3u);
   for (int i = 0; i < 3; ++i) EXPECT_EQ(hybrid[i], order[i].second) << "rank " << i;
   const std::string questions = *root_ / "questions-modes.jsonl";
-  std::ofstream(questions) << json{{"question", question}, {"answers", {target.text.substr(0, 4)}}, {"gold_passage_id", target.doc_id}}.dump()
+  std::ofstream(questions) << json{{"question", question},
+                                   {"answers", {target.text.substr(0, 4)}},
+                                   {"gold_passage_id", target.doc_id}}
+                                  .dump()
                            << "\n";
-  const auto r = run_kvrag("eval-retrieval --json --mode bm25 --index " + index + " --questions " + questions);
+  const auto r =
+      run_kvrag("eval-retrieval --json --mode bm25 --index " + index + " --questions " + questions);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto report = json::parse(r.out);
   EXPECT_EQ(report["n"], 1);
   EXPECT_EQ(report["gold_in_top"]["1"], 1.0);
-  for (const char* k : {"1", "5", "20", "100"}) EXPECT_TRUE(report["answer_in_top"].contains(k)) << k;
+  for (const char* k : {"1", "5", "20", "100"})
+    EXPECT_TRUE(report["answer_in_top"].contains(k)) << k;
 }
 
 }  // namespace

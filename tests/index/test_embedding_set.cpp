@@ -26,9 +26,9 @@ std::string set_error(F&& f) {
   return "";
 }
 
-#define EXPECT_SET_ERROR(stmt, part)                                          \
-  do {                                                                        \
-    const std::string msg_ = set_error([&] { stmt; });                        \
+#define EXPECT_SET_ERROR(stmt, part)                                            \
+  do {                                                                          \
+    const std::string msg_ = set_error([&] { stmt; });                          \
     EXPECT_NE(msg_.find(part), std::string::npos) << "error: '" << msg_ << "'"; \
   } while (0)
 
@@ -41,11 +41,14 @@ void write_shard(const std::string& dir, int64_t begin, int64_t end, int dim) {
   for (int64_t r = begin; r < end; ++r) {
     for (int c = 0; c < dim; ++c) h[(r - begin) * dim + c] = float_to_half(value(r, c));
   }
-  write_npy(dir + "/" + EmbeddingSet::shard_name(begin, end), NpyDtype::kF16, h.data(), end - begin, dim);
+  write_npy(dir + "/" + EmbeddingSet::shard_name(begin, end), NpyDtype::kF16, h.data(), end - begin,
+            dim);
 }
 
-void write_encoder(const std::string& dir, int dim, const std::string& fingerprint = "00112233aabbccdd") {
-  std::ofstream(dir + "/encoder.json") << nlohmann::json{{"path", "/enc"}, {"fingerprint", fingerprint}, {"dim", dim}}.dump();
+void write_encoder(const std::string& dir, int dim,
+                   const std::string& fingerprint = "00112233aabbccdd") {
+  std::ofstream(dir + "/encoder.json")
+      << nlohmann::json{{"path", "/enc"}, {"fingerprint", fingerprint}, {"dim", dim}}.dump();
 }
 
 TEST(EmbeddingSet, ShardNames) {
@@ -54,7 +57,8 @@ TEST(EmbeddingSet, ShardNames) {
   EXPECT_TRUE(EmbeddingSet::parse_shard_name("emb-000000000010-000000000020.npy", &b, &e));
   EXPECT_EQ(b, 10);
   EXPECT_EQ(e, 20);
-  EXPECT_FALSE(EmbeddingSet::parse_shard_name("emb-000000000010-000000000020.npy.tmp.12.0", &b, &e));
+  EXPECT_FALSE(
+      EmbeddingSet::parse_shard_name("emb-000000000010-000000000020.npy.tmp.12.0", &b, &e));
   EXPECT_FALSE(EmbeddingSet::parse_shard_name("emb-00000000001x-000000000020.npy", &b, &e));
   EXPECT_FALSE(EmbeddingSet::parse_shard_name("emb-10-20.npy", &b, &e));
 }
@@ -67,7 +71,8 @@ TEST(EmbeddingSet, ShardsTileAndReadAcrossBoundaries) {
   write_shard(dir.path(), 0, 16, dim);
   write_shard(dir.path(), 16, 40, dim);
   std::ofstream(dir / "notes.txt") << "not a shard";
-  std::ofstream(dir / (EmbeddingSet::shard_name(100, 120) + ".tmp.99.0")) << "a writer's temporary file";
+  std::ofstream(dir / (EmbeddingSet::shard_name(100, 120) + ".tmp.99.0"))
+      << "a writer's temporary file";
 
   const auto set = EmbeddingSet::open(dir.path(), 100);
   EXPECT_EQ(set->size(), 100);

@@ -24,11 +24,13 @@ class IndexRetrieverTest : public ::testing::Test {
     for (const std::string name : {"dense", "bm25-only"}) {
       const std::string index = *root_ / name;
       const auto r = run_kvrag("segment --corpus " + (*root_ / "corpus.jsonl") + " --tokenizer " +
-                               (*root_ / "encoder/vocab.txt") + " --index " + index + " --window 48 --stride 8");
+                               (*root_ / "encoder/vocab.txt") + " --index " + index +
+                               " --window 48 --stride 8");
       ASSERT_EQ(r.exit_code, 0) << r.err;
     }
     const std::string index = *root_ / "dense";
-    auto r = run_kvrag("embed --index " + index + " --encoder " + (*root_ / "encoder") + " --dtype fp32");
+    auto r = run_kvrag("embed --index " + index + " --encoder " + (*root_ / "encoder") +
+                       " --dtype fp32");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     r = run_kvrag("index build --index " + index + " --factory Flat");
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -42,23 +44,28 @@ TEST_F(IndexRetrieverTest, ModesFollowTheSpecAndTheFolder) {
   RetrieverSpec spec;
   spec.mode = RetrieverMode::kHybrid;
   const auto hybrid = open_retriever(*root_ / "dense", spec);
-  EXPECT_EQ(hybrid->modes(), (std::vector<RetrieverMode>{RetrieverMode::kHybrid, RetrieverMode::kDense,
-                                                         RetrieverMode::kBm25}));
+  EXPECT_EQ(hybrid->modes(),
+            (std::vector<RetrieverMode>{RetrieverMode::kHybrid, RetrieverMode::kDense,
+                                        RetrieverMode::kBm25}));
   spec.mode = RetrieverMode::kBm25;
-  EXPECT_EQ(open_retriever(*root_ / "dense", spec)->modes(), std::vector<RetrieverMode>{RetrieverMode::kBm25});
+  EXPECT_EQ(open_retriever(*root_ / "dense", spec)->modes(),
+            std::vector<RetrieverMode>{RetrieverMode::kBm25});
   spec.all_modes = true;  // every mode the folder has, the default first
-  EXPECT_EQ(open_retriever(*root_ / "dense", spec)->modes(), (std::vector<RetrieverMode>{RetrieverMode::kBm25,
-                                                                                         RetrieverMode::kDense,
-                                                                                         RetrieverMode::kHybrid}));
+  EXPECT_EQ(open_retriever(*root_ / "dense", spec)->modes(),
+            (std::vector<RetrieverMode>{RetrieverMode::kBm25, RetrieverMode::kDense,
+                                        RetrieverMode::kHybrid}));
   const auto bm25_only = open_retriever(*root_ / "bm25-only", spec);  // no embeddings: BM25 alone
   EXPECT_EQ(bm25_only->modes(), std::vector<RetrieverMode>{RetrieverMode::kBm25});
   const auto e = test::error_of([&] { bm25_only->search({"q"}, 3, RetrieverMode::kDense); });
   EXPECT_TRUE(contains(e, "bm25-only") && contains(e, "dense")) << e;
   spec.all_modes = false;
   spec.mode = RetrieverMode::kDense;
-  EXPECT_TRUE(contains(test::error_of([&] { open_retriever(*root_ / "bm25-only", spec); }), "bm25-only"));
-  EXPECT_TRUE(contains(test::error_of([&] { open_retriever(*root_ / "missing", spec); }), "missing"));
-  EXPECT_TRUE(contains(test::error_of([&] { parse_enum<RetrieverMode>("sparse"); }), "dense, bm25, hybrid"));
+  EXPECT_TRUE(
+      contains(test::error_of([&] { open_retriever(*root_ / "bm25-only", spec); }), "bm25-only"));
+  EXPECT_TRUE(
+      contains(test::error_of([&] { open_retriever(*root_ / "missing", spec); }), "missing"));
+  EXPECT_TRUE(contains(test::error_of([&] { parse_enum<RetrieverMode>("sparse"); }),
+                       "dense, bm25, hybrid"));
 }
 
 // search() gives, per mode, the retriever's own hits with their segments' texts.

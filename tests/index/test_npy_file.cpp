@@ -37,7 +37,8 @@ std::string slurp(const std::string& path) {
 }
 
 void spit(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(bytes.size()));
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      .write(bytes.data(), std::streamsize(bytes.size()));
 }
 
 // A .npy file with a hand-written header dict (format 1.0, 64-byte aligned) and `data_bytes`
@@ -94,10 +95,10 @@ TEST(NpyHalf, RoundsToNearestEven) {
   EXPECT_EQ(float_to_half(1e10f), 0x7c00);
   EXPECT_EQ(float_to_half(-INFINITY), 0xfc00);
   EXPECT_EQ(float_to_half(std::ldexp(1.0f, -24)), 0x0001);
-  EXPECT_EQ(float_to_half(std::ldexp(1.0f, -25)), 0x0000);           // tie → even (0)
+  EXPECT_EQ(float_to_half(std::ldexp(1.0f, -25)), 0x0000);  // tie → even (0)
   EXPECT_EQ(float_to_half(std::ldexp(1.5f, -25)), 0x0001);
-  EXPECT_EQ(float_to_half(std::ldexp(3.0f, -25)), 0x0002);           // 1.5 × 2^-24: tie → even
-  EXPECT_EQ(float_to_half(std::ldexp(1023.5f, -24)), 0x0400);        // rounds up into the normals
+  EXPECT_EQ(float_to_half(std::ldexp(3.0f, -25)), 0x0002);     // 1.5 × 2^-24: tie → even
+  EXPECT_EQ(float_to_half(std::ldexp(1023.5f, -24)), 0x0400);  // rounds up into the normals
   EXPECT_TRUE(std::isnan(half_to_float(float_to_half(NAN))));
 
   // Random floats over the whole range: bulk (F16C) == scalar, and within half an ulp.
@@ -106,7 +107,8 @@ TEST(NpyHalf, RoundsToNearestEven) {
   for (auto& v : x) {
     uint32_t u = rng();
     std::memcpy(&v, &u, 4);
-    if (!std::isfinite(v) || std::fabs(v) > 70000.0f || std::fabs(v) < 1e-9f) v = std::ldexp(float(int(u % 2001) - 1000), -int(u % 30));
+    if (!std::isfinite(v) || std::fabs(v) > 70000.0f || std::fabs(v) < 1e-9f)
+      v = std::ldexp(float(int(u % 2001) - 1000), -int(u % 30));
   }
   std::vector<uint16_t> h(x.size());
   float_to_half(x.data(), h.data(), x.size());
@@ -114,8 +116,9 @@ TEST(NpyHalf, RoundsToNearestEven) {
     ASSERT_EQ(h[i], float_to_half(x[i])) << x[i];
     const float back = half_to_float(h[i]);
     if (std::fabs(x[i]) < 65504.0f) {
-      const float ulp = std::fabs(x[i]) < std::ldexp(1.0f, -14) ? std::ldexp(1.0f, -24)
-                                                                  : std::ldexp(1.0f, std::ilogb(x[i]) - 10);
+      const float ulp = std::fabs(x[i]) < std::ldexp(1.0f, -14)
+                            ? std::ldexp(1.0f, -24)
+                            : std::ldexp(1.0f, std::ilogb(x[i]) - 10);
       ASSERT_LE(std::fabs(back - x[i]), ulp / 2) << x[i];
     }
   }
@@ -131,7 +134,8 @@ TEST(NpyFile, RoundTripBothDtypesWith64ByteAlignedData) {
 
   write_npy(dir / "a.npy", NpyDtype::kF32, f.data(), rows, cols);
   write_npy(dir / "b.npy", NpyDtype::kF16, h.data(), rows, cols);
-  for (const auto& [name, dtype] : {std::pair{"a.npy", NpyDtype::kF32}, std::pair{"b.npy", NpyDtype::kF16}}) {
+  for (const auto& [name, dtype] :
+       {std::pair{"a.npy", NpyDtype::kF32}, std::pair{"b.npy", NpyDtype::kF16}}) {
     const auto m = NpyMatrix::open(dir / name);
     EXPECT_EQ(m->rows(), rows);
     EXPECT_EQ(m->cols(), cols);
@@ -144,7 +148,8 @@ TEST(NpyFile, RoundTripBothDtypesWith64ByteAlignedData) {
     std::vector<float> row(cols);
     m->row(36, row.data());
     EXPECT_EQ(row, std::vector<float>(f.end() - cols, f.end()));
-    EXPECT_NE(npy_error([&] { m->read_rows(30, 8, got.data()); }).find("out of range"), std::string::npos);
+    EXPECT_NE(npy_error([&] { m->read_rows(30, 8, got.data()); }).find("out of range"),
+              std::string::npos);
   }
   // Empty matrices are valid; writing replaces, and leaves no temporary files behind.
   write_npy(dir / "a.npy", NpyDtype::kF32, nullptr, 0, 4);
@@ -152,9 +157,13 @@ TEST(NpyFile, RoundTripBothDtypesWith64ByteAlignedData) {
   size_t files = 0;
   for (const auto& e : fs::directory_iterator(dir.path())) files += e.is_regular_file();
   EXPECT_EQ(files, 2u);
-  EXPECT_NE(npy_error([&] { write_npy(dir / "missing/x.npy", NpyDtype::kF32, f.data(), rows, cols); }).find("missing/x.npy"),
+  EXPECT_NE(npy_error([&] {
+              write_npy(dir / "missing/x.npy", NpyDtype::kF32, f.data(), rows, cols);
+            }).find("missing/x.npy"),
             std::string::npos);
-  EXPECT_NE(npy_error([&] { write_npy(dir / "c.npy", NpyDtype::kF32, f.data(), 2, 0); }).find("shape"), std::string::npos);
+  EXPECT_NE(
+      npy_error([&] { write_npy(dir / "c.npy", NpyDtype::kF32, f.data(), 2, 0); }).find("shape"),
+      std::string::npos);
 }
 
 TEST(NpyFile, ValidationErrorsNameTheFile) {
@@ -163,7 +172,8 @@ TEST(NpyFile, ValidationErrorsNameTheFile) {
   write_npy(dir / "ok.npy", NpyDtype::kF16, h.data(), 6, 4);
   const std::string good = slurp(dir / "ok.npy");
 
-  auto expect_error = [&](const std::string& name, const std::string& bytes, const std::string& part) {
+  auto expect_error = [&](const std::string& name, const std::string& bytes,
+                          const std::string& part) {
     spit(dir / name, bytes);
     const std::string msg = npy_error([&] { NpyMatrix::open(dir / name); });
     EXPECT_NE(msg.find(name), std::string::npos) << msg;
@@ -174,23 +184,48 @@ TEST(NpyFile, ValidationErrorsNameTheFile) {
   expect_error("magic.npy", "\x93NUMPZ" + good.substr(6), "bad magic");
   expect_error("tiny.npy", "\x93NU", "not a .npy file");
   expect_error("version.npy", good.substr(0, 6) + "\x07" + good.substr(7), "version");
-  expect_error("header_len.npy", good.substr(0, 8) + "\xff\xff" + good.substr(10), "truncated header");
-  expect_error("f8.npy", npy_with_header("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }", 32), "'<f8'");
-  expect_error("big_endian.npy", npy_with_header("{'descr': '>f2', 'fortran_order': False, 'shape': (2, 2), }", 8), "'>f2'");
-  expect_error("fortran.npy", npy_with_header("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", 16), "Fortran");
-  expect_error("three_d.npy", npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), }", 32), "2-D");
-  expect_error("one_d.npy", npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", 16), "2-D");
-  expect_error("no_shape.npy", npy_with_header("{'descr': '<f4', 'fortran_order': False, }", 0), "lacks");
-  expect_error("garbage.npy", npy_with_header("{'descr': '<f4', 'fortran_order': Nope, 'shape': (1, 1), }", 4), "True or False");
-  expect_error("extra_key.npy", npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1), 'x': 1}", 4), "unexpected key");
-  expect_error("huge.npy", npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }", 4), "too large");
-  EXPECT_NE(npy_error([&] { NpyMatrix::open(dir / "absent.npy"); }).find("absent.npy"), std::string::npos);
+  expect_error("header_len.npy", good.substr(0, 8) + "\xff\xff" + good.substr(10),
+               "truncated header");
+  expect_error("f8.npy",
+               npy_with_header("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }", 32),
+               "'<f8'");
+  expect_error("big_endian.npy",
+               npy_with_header("{'descr': '>f2', 'fortran_order': False, 'shape': (2, 2), }", 8),
+               "'>f2'");
+  expect_error("fortran.npy",
+               npy_with_header("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", 16),
+               "Fortran");
+  expect_error(
+      "three_d.npy",
+      npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), }", 32), "2-D");
+  expect_error("one_d.npy",
+               npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", 16),
+               "2-D");
+  expect_error("no_shape.npy", npy_with_header("{'descr': '<f4', 'fortran_order': False, }", 0),
+               "lacks");
+  expect_error("garbage.npy",
+               npy_with_header("{'descr': '<f4', 'fortran_order': Nope, 'shape': (1, 1), }", 4),
+               "True or False");
+  expect_error(
+      "extra_key.npy",
+      npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1), 'x': 1}", 4),
+      "unexpected key");
+  expect_error(
+      "huge.npy",
+      npy_with_header(
+          "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }", 4),
+      "too large");
+  EXPECT_NE(npy_error([&] { NpyMatrix::open(dir / "absent.npy"); }).find("absent.npy"),
+            std::string::npos);
   // A file cut short while open: reads fail with an Error (not SIGBUS).
   const auto open_matrix = NpyMatrix::open(dir / "ok.npy");
   fs::resize_file(dir / "ok.npy", 70);
   std::vector<float> rows(6 * 4);
-  EXPECT_NE(npy_error([&] { open_matrix->read_rows(0, 6, rows.data()); }).find("truncated while open"), std::string::npos);
-  EXPECT_NE(npy_error([&] { NpyMatrix::open(dir.path()); }).find("not a regular file"), std::string::npos);
+  EXPECT_NE(
+      npy_error([&] { open_matrix->read_rows(0, 6, rows.data()); }).find("truncated while open"),
+      std::string::npos);
+  EXPECT_NE(npy_error([&] { NpyMatrix::open(dir.path()); }).find("not a regular file"),
+            std::string::npos);
 }
 
 // numpy.load reads what we write; we read what numpy.save writes. Skips without numpy.
@@ -207,17 +242,14 @@ TEST(NpyFile, NumpyInteroperability) {
   write_npy(dir / "ours16.npy", NpyDtype::kF16, h.data(), rows, cols);
   write_npy(dir / "ours32.npy", NpyDtype::kF32, f.data(), rows, cols);
   const std::string script =
-      "import numpy as np, sys\n"
-      "d = sys.argv[1]\n"
-      "a = np.load(d + '/ours16.npy'); b = np.load(d + '/ours32.npy')\n"
-      "assert a.dtype == np.float16 and a.shape == (9, 3), (a.dtype, a.shape)\n"
-      "assert b.dtype == np.float32 and b.shape == (9, 3)\n"
-      "assert (a.astype(np.float32) == np.arange(27, dtype=np.float32).reshape(9, 3) * 0.5).all()\n"
-      "assert (b == a.astype(np.float32)).all()\n"
-      "np.save(d + '/theirs16.npy', (np.arange(12, dtype=np.float32).reshape(4, 3) / 4).astype(np.float16))\n"
-      "np.save(d + '/theirs32.npy', np.arange(12, dtype=np.float32).reshape(4, 3))\n"
-      "np.save(d + '/theirs64.npy', np.zeros((2, 2)))\n"
-      "np.save(d + '/fortran.npy', np.asfortranarray(np.zeros((2, 3), dtype=np.float32)))\n";
+      "import numpy as np, sys\nd = sys.argv[1]\na = np.load(d + '/ours16.npy'); b = np.load(d + "
+      "'/ours32.npy')\nassert a.dtype == np.float16 and a.shape == (9, 3), (a.dtype, "
+      "a.shape)\nassert b.dtype == np.float32 and b.shape == (9, 3)\nassert (a.astype(np.float32) "
+      "== np.arange(27, dtype=np.float32).reshape(9, 3) * 0.5).all()\nassert (b == "
+      "a.astype(np.float32)).all()\nnp.save(d + '/theirs16.npy', (np.arange(12, "
+      "dtype=np.float32).reshape(4, 3) / 4).astype(np.float16))\nnp.save(d + '/theirs32.npy', "
+      "np.arange(12, dtype=np.float32).reshape(4, 3))\nnp.save(d + '/theirs64.npy', np.zeros((2, "
+      "2)))\nnp.save(d + '/fortran.npy', np.asfortranarray(np.zeros((2, 3), dtype=np.float32)))\n";
   spit(dir / "check.py", script);
   ASSERT_EQ(std::system(("/usr/bin/python3 " + (dir / "check.py") + " " + dir.path()).c_str()), 0);
 
@@ -232,8 +264,10 @@ TEST(NpyFile, NumpyInteroperability) {
     EXPECT_EQ(a[i], float(i) / 4);
     EXPECT_EQ(b[i], float(i));
   }
-  EXPECT_NE(npy_error([&] { NpyMatrix::open(dir / "theirs64.npy"); }).find("'<f8'"), std::string::npos);
-  EXPECT_NE(npy_error([&] { NpyMatrix::open(dir / "fortran.npy"); }).find("Fortran"), std::string::npos);
+  EXPECT_NE(npy_error([&] { NpyMatrix::open(dir / "theirs64.npy"); }).find("'<f8'"),
+            std::string::npos);
+  EXPECT_NE(npy_error([&] { NpyMatrix::open(dir / "fortran.npy"); }).find("Fortran"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -50,10 +50,9 @@ TEST(RetrievalEval, ReadQuestions) {
   TempDir dir;
   test::write_text(
       dir / "q.jsonl",
-      "{\"question\": \"who?\", \"answers\": [\"A\", \"B\"], \"gold_passage_id\": 17}\n"
-      "\n"
-      "{\"question\": \"what?\", \"gold_passage_id\": \"doc-3\"}\n"
-      "{\"question\": \"when?\", \"answers\": [], \"gold_passage_id\": null}\n");
+      "{\"question\": \"who?\", \"answers\": [\"A\", \"B\"], \"gold_passage_id\": "
+      "17}\n\n{\"question\": \"what?\", \"gold_passage_id\": \"doc-3\"}\n{\"question\": \"when?\", "
+      "\"answers\": [], \"gold_passage_id\": null}\n");
   const auto qs = read_questions(dir / "q.jsonl");
   ASSERT_EQ(qs.size(), 3u);
   EXPECT_EQ(qs[0].question, "who?");

@@ -12,8 +12,12 @@
 namespace kvrag {
 namespace {
 
-const char* const kLauncherVars[] = {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK",
-                                     "PMIX_SIZE",            "PMI_RANK",             "PMI_SIZE"};
+const char* const kLauncherVars[] = {"OMPI_COMM_WORLD_RANK",
+                                     "OMPI_COMM_WORLD_SIZE",
+                                     "PMIX_RANK",
+                                     "PMIX_SIZE",
+                                     "PMI_RANK",
+                                     "PMI_SIZE"};
 
 // Clears the launchers' variables for each test and restores them afterwards.
 class Shard : public ::testing::Test {
@@ -59,14 +63,19 @@ TEST_F(Shard, BadFlagsAreErrors) {
               std::string("--shard must look like i/n (e.g. 0/4), got '") + bad + "'")
         << bad;
   }
-  EXPECT_EQ(test::error_of([] { resolve_shard("3/3"); }), "shard 3/3 from --shard: need 0 <= i < n");
-  EXPECT_EQ(test::error_of([] { resolve_shard("-1/3"); }), "shard -1/3 from --shard: need 0 <= i < n");
-  EXPECT_EQ(test::error_of([] { resolve_shard("0/0"); }), "shard 0/0 from --shard: need 0 <= i < n");
+  EXPECT_EQ(test::error_of([] { resolve_shard("3/3"); }),
+            "shard 3/3 from --shard: need 0 <= i < n");
+  EXPECT_EQ(test::error_of([] { resolve_shard("-1/3"); }),
+            "shard -1/3 from --shard: need 0 <= i < n");
+  EXPECT_EQ(test::error_of([] { resolve_shard("0/0"); }),
+            "shard 0/0 from --shard: need 0 <= i < n");
 }
 
 TEST_F(Shard, FromEachMpiLauncher) {
   const std::pair<const char*, const char*> launchers[] = {
-      {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"}, {"PMIX_RANK", "PMIX_SIZE"}, {"PMI_RANK", "PMI_SIZE"}};
+      {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+      {"PMIX_RANK", "PMIX_SIZE"},
+      {"PMI_RANK", "PMI_SIZE"}};
   for (const auto& [rank, size] : launchers) {
     SetUp();
     setenv(rank, "2", 1);

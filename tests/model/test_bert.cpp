@@ -3,8 +3,8 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
-#include "model/fixture_check.h"
 #include "model/bert.h"
+#include "model/fixture_check.h"
 #include "ops/threads.h"
 #include "support/test_support.h"
 
@@ -26,7 +26,8 @@ TEST(TinyBert, Bf16StaysWithinItsStatedTolerance) {
   KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-bert");
   const auto report = check_fixture(dir, "", "bf16");
   for (const auto& line : report.lines) {
-    EXPECT_TRUE(line.ok) << line.name << " max_abs_err=" << line.max_abs_error << " tol=" << line.tolerance;
+    EXPECT_TRUE(line.ok) << line.name << " max_abs_err=" << line.max_abs_error
+                         << " tol=" << line.tolerance;
   }
 }
 
@@ -41,8 +42,11 @@ TEST(TinyBert, PaddingDoesNotChangeRealTokens) {
   const auto out = model->forward(padded_ids, mask, {}, true);
   EXPECT_LT((out.last_hidden_state.narrow(1, 0, 5) - alone).abs().max().item<double>(), 1e-5);
   EXPECT_EQ(out.hidden_states.size(), 3u);  // embeddings + 2 layers
-  EXPECT_LT((mean_pool(out.last_hidden_state, mask) - alone.mean(1)).abs().max().item<double>(), 1e-5);
-  EXPECT_THROW(model->forward(torch::zeros({1, 65}, torch::kInt64), torch::ones({1, 65}, torch::kInt64)), Error);
+  EXPECT_LT((mean_pool(out.last_hidden_state, mask) - alone.mean(1)).abs().max().item<double>(),
+            1e-5);
+  EXPECT_THROW(
+      model->forward(torch::zeros({1, 65}, torch::kInt64), torch::ones({1, 65}, torch::kInt64)),
+      Error);
 }
 
 }  // namespace

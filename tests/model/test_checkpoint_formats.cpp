@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "model/fixture_check.h"
 #include "model/bert.h"
+#include "model/fixture_check.h"
 #include "model/llama.h"
 #include "model/weights.h"
 #include "support/test_support.h"
@@ -22,7 +22,8 @@ namespace fs = std::filesystem;
 // Copies config.json and expected.json of `from` into `to`, with weights re-saved in `dtype`.
 void resave_llama(const std::string& from, const std::string& to, torch::Dtype dtype) {
   fs::create_directories(to);
-  for (const char* f : {"config.json", "expected.json"}) fs::copy_file(from + "/" + f, to + "/" + f);
+  for (const char* f : {"config.json", "expected.json"})
+    fs::copy_file(from + "/" + f, to + "/" + f);
   auto model = load_llama(from);
   save_parameters(*model, to + "/model.safetensors", dtype);
 }
@@ -36,7 +37,8 @@ TEST(CheckpointFormats, TinyLlamaInF32AndF16SingleFilePassesTheFixture) {
     resave_llama(dir, tmp / "model", dtype);
     const auto report = check_fixture(tmp / "model", "", "fp32");
     EXPECT_TRUE(report.ok()) << c10::toString(dtype);
-    for (const auto& line : report.lines) EXPECT_TRUE(line.ok) << c10::toString(dtype) << " " << line.name;
+    for (const auto& line : report.lines)
+      EXPECT_TRUE(line.ok) << c10::toString(dtype) << " " << line.name;
   }
 }
 
@@ -93,7 +95,8 @@ TEST(CheckpointFormats, LoadErrorsNameFileAndTensor) {
       t.data = ints.data();
     }
   }
-  tensors.push_back({"model.layers.1.mlp.up_proj.weight", DType::F32, {172, 64}, keep[0].data_ptr()});
+  tensors.push_back(
+      {"model.layers.1.mlp.up_proj.weight", DType::F32, {172, 64}, keep[0].data_ptr()});
   std::vector<float> up(172 * 64, 0.f);
   tensors.back().data = up.data();
   write_safetensors(tmp / "model.safetensors", tensors);

@@ -60,14 +60,17 @@ TEST(InferencePath, LinearKernelMatchesTorchLinear) {
         const auto x = torch::randn({rows, in}).to(dtype);
         for (const auto& b : {torch::Tensor(), bias}) {
           // Reference: fp32 products of the same (exactly representable) inputs, rounded once.
-          const auto want = torch::nn::functional::linear(x.to(torch::kFloat32), w.to(torch::kFloat32),
-                                                          b.defined() ? b.to(torch::kFloat32) : b);
+          const auto want =
+              torch::nn::functional::linear(x.to(torch::kFloat32), w.to(torch::kFloat32),
+                                            b.defined() ? b.to(torch::kFloat32) : b);
           const auto got = linear(x, w, b);
           ASSERT_EQ(got.scalar_type(), dtype);
           ASSERT_EQ(got.sizes(), want.sizes());
           // fp32: summation order only. bf16: one rounding of the result (2^-8 relative).
-          const double tol = dtype == torch::kFloat32 ? 1e-4 : 1e-2 * want.abs().max().item<double>();
-          EXPECT_LE(max_abs_diff(got, want), tol) << c10::toString(dtype) << " rows=" << rows << " in=" << in;
+          const double tol =
+              dtype == torch::kFloat32 ? 1e-4 : 1e-2 * want.abs().max().item<double>();
+          EXPECT_LE(max_abs_diff(got, want), tol)
+              << c10::toString(dtype) << " rows=" << rows << " in=" << in;
         }
       }
     }
@@ -96,8 +99,9 @@ TEST(InferencePath, FusedRmsNormMatchesTorchOps) {
 // of 6 the 9 positions also outrun the model's precomputed rotary tables.
 TEST(InferencePath, LlamaInferenceEqualsAutogradPath) {
   configure_threads(2);
-  for (const auto& [dtype, context] : {std::pair{torch::kFloat32, 64}, std::pair{torch::kBFloat16, 64},
-                                       std::pair{torch::kFloat32, 6}}) {
+  for (const auto& [dtype, context] :
+       {std::pair{torch::kFloat32, 64}, std::pair{torch::kBFloat16, 64},
+        std::pair{torch::kFloat32, 6}}) {
     auto config = tiny_llama_config();
     config.max_position_embeddings = context;
     LlamaForCausalLM model(config, dtype);

@@ -2,12 +2,12 @@
 
 #include <filesystem>
 
-#include "core/atomic_file.h"
 #include "checkpoint/checkpoint.h"
+#include "core/atomic_file.h"
 #include "model/knowledge_encoder.h"
+#include "support/test_support.h"
 #include "support/tiny_models.h"
 #include "text/sentencepiece_trainer.h"
-#include "support/test_support.h"
 
 namespace kvrag {
 namespace {
@@ -15,14 +15,17 @@ namespace {
 using test::TempDir;
 
 // A fresh encoder over DIR/bert for the LLaMA of DIR/llm, made as `options` say.
-KnowledgeEncoder init_for(const TempDir& dir, const KnowledgeEncoderOptions& options, uint64_t seed) {
+KnowledgeEncoder init_for(const TempDir& dir, const KnowledgeEncoderOptions& options,
+                          uint64_t seed) {
   const auto llm = load_llama(dir / "llm");
-  return init_knowledge_encoder(dir / "bert", *llm, nullptr, llm_fingerprint(dir / "llm"), options, seed);
+  return init_knowledge_encoder(dir / "bert", *llm, nullptr, llm_fingerprint(dir / "llm"), options,
+                                seed);
 }
 
 // Two rows: the second is the first with its last two tokens as padding.
 void make_inputs(torch::Tensor* ids, torch::Tensor* mask) {
-  *ids = torch::tensor(std::vector<int64_t>{2, 20, 21, 22, 23, 24, 3, 2, 20, 21, 22, 3, 0, 0}).view({2, 7});
+  *ids = torch::tensor(std::vector<int64_t>{2, 20, 21, 22, 23, 24, 3, 2, 20, 21, 22, 3, 0, 0})
+             .view({2, 7});
   *mask = ids->ne(0).to(torch::kInt64);
 }
 
@@ -37,7 +40,8 @@ TEST(KnowledgeEncoder, PrefixShapesAndPaddingIsIgnored) {
   ASSERT_EQ(static_cast<int64_t>(prefix.keys.size()), llm.num_hidden_layers);
   ASSERT_EQ(prefix.values.size(), prefix.keys.size());
   for (size_t l = 0; l < prefix.keys.size(); ++l) {
-    EXPECT_EQ(prefix.keys[l].sizes().vec(), (std::vector<int64_t>{2, llm.num_key_value_heads, 5, llm.head_dim}));
+    EXPECT_EQ(prefix.keys[l].sizes().vec(),
+              (std::vector<int64_t>{2, llm.num_key_value_heads, 5, llm.head_dim}));
     EXPECT_EQ(prefix.values[l].sizes().vec(), prefix.keys[l].sizes().vec());
     EXPECT_TRUE(torch::isfinite(prefix.keys[l]).all().item<bool>());
   }
@@ -45,10 +49,12 @@ TEST(KnowledgeEncoder, PrefixShapesAndPaddingIsIgnored) {
   check_prefix(prefix, llm, 2);  // fits the LLM
 
   // Row 1 alone, unpadded, gives the same prefix as row 1 inside the padded batch.
-  const auto alone = enc->forward(ids[1].narrow(0, 0, 5).unsqueeze(0), mask[1].narrow(0, 0, 5).unsqueeze(0));
+  const auto alone =
+      enc->forward(ids[1].narrow(0, 0, 5).unsqueeze(0), mask[1].narrow(0, 0, 5).unsqueeze(0));
   for (size_t l = 0; l < prefix.keys.size(); ++l) {
     EXPECT_TRUE(torch::allclose(alone.keys[l][0], prefix.keys[l][1], 1e-5, 1e-6)) << "layer " << l;
-    EXPECT_TRUE(torch::allclose(alone.values[l][0], prefix.values[l][1], 1e-5, 1e-6)) << "layer " << l;
+    EXPECT_TRUE(torch::allclose(alone.values[l][0], prefix.values[l][1], 1e-5, 1e-6))
+        << "layer " << l;
   }
   // Different segments give different prefixes.
   EXPECT_FALSE(torch::allclose(prefix.values[0][0], prefix.values[0][1]));
@@ -70,9 +76,10 @@ TEST(KnowledgeEncoder, ParameterNames) {
   KnowledgeEncoder enc(test::tiny_encoder_config(), torch::kFloat32);
   const auto params = enc->named_parameters();
   for (const char* name :
-       {"encoder.embeddings.word_embeddings.weight", "encoder.encoder.layer.0.attention.self.query.weight", "queries",
-        "cross_attention.query.weight", "cross_attention.output.bias", "norm.weight", "prefix_heads.0.key.weight",
-        "prefix_heads.1.value.bias"}) {
+       {"encoder.embeddings.word_embeddings.weight",
+        "encoder.encoder.layer.0.attention.self.query.weight", "queries",
+        "cross_attention.query.weight", "cross_attention.output.bias", "norm.weight",
+        "prefix_heads.0.key.weight", "prefix_heads.1.value.bias"}) {
     EXPECT_TRUE(params.contains(name)) << name;
   }
   EXPECT_EQ(params["prefix_heads.1.value.weight"].sizes().vec(), (std::vector<int64_t>{2 * 8, 32}));
@@ -106,16 +113,19 @@ TEST(KnowledgeEncoder, LoadErrorsNameTheProblem) {
   TempDir dir;
   test::write_tiny_bert(dir / "bert");
   // A BERT folder is not a knowledge encoder.
-  EXPECT_NE(test::error_of([&] { load_knowledge_encoder(dir / "bert"); }).find("model_type"), std::string::npos);
-  EXPECT_NE(test::error_of([&] { load_knowledge_encoder(dir / "missing"); }).find("no config.json"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_knowledge_encoder(dir / "bert"); }).find("model_type"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_knowledge_encoder(dir / "missing"); }).find("no config.json"),
+            std::string::npos);
   auto j = test::tiny_encoder_config().to_json();
   j["llm"].erase("kv_heads");
   EXPECT_NE(test::error_of([&] { KnowledgeEncoderConfig::from_json(j, "X"); }).find("llm.kv_heads"),
             std::string::npos);
   j = test::tiny_encoder_config().to_json();
   j["prefix_length"] = 0;
-  EXPECT_NE(test::error_of([&] { KnowledgeEncoderConfig::from_json(j, "X"); }).find("prefix_length"),
-            std::string::npos);
+  EXPECT_NE(
+      test::error_of([&] { KnowledgeEncoderConfig::from_json(j, "X"); }).find("prefix_length"),
+      std::string::npos);
 }
 
 TEST(KnowledgeEncoder, InitFromBertCheckpointCopiesTheEncoder) {
@@ -178,7 +188,8 @@ TEST(KnowledgeEncoder, TokenReadoutGivesOneEntryPerTokenAndZeroPadding) {
   KnowledgeEncoderOptions options;
   options.readout = Readout::kTokens;
   options.max_segment_tokens = 9;  // P: one entry per token
-  auto config = KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), test::tiny_llama_config(), "", options);
+  auto config = KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), test::tiny_llama_config(),
+                                                "", options);
   KnowledgeEncoder enc(config, torch::kFloat32);
   enc->init_fresh(5, 0.05);
   const auto params = enc->named_parameters();
@@ -193,7 +204,8 @@ TEST(KnowledgeEncoder, TokenReadoutGivesOneEntryPerTokenAndZeroPadding) {
   const auto llm = test::tiny_llama_config();
   check_prefix(prefix, llm, 2);
   for (size_t l = 0; l < prefix.keys.size(); ++l) {
-    EXPECT_EQ(prefix.keys[l].sizes().vec(), (std::vector<int64_t>{2, llm.num_key_value_heads, 9, llm.head_dim}));
+    EXPECT_EQ(prefix.keys[l].sizes().vec(),
+              (std::vector<int64_t>{2, llm.num_key_value_heads, 9, llm.head_dim}));
     // Entries past a row's tokens are zero keys and values; its tokens' entries are not.
     for (const auto& t : {prefix.keys[l], prefix.values[l]}) {
       EXPECT_EQ(t[0].narrow(1, 7, 2).abs().max().item<float>(), 0.0f) << "layer " << l;
@@ -202,15 +214,19 @@ TEST(KnowledgeEncoder, TokenReadoutGivesOneEntryPerTokenAndZeroPadding) {
     }
   }
   // Row 1 alone, unpadded, gives exactly its entries in the padded batch: every segment pads to P.
-  const auto alone = enc->forward(ids[1].narrow(0, 0, 5).unsqueeze(0), mask[1].narrow(0, 0, 5).unsqueeze(0));
+  const auto alone =
+      enc->forward(ids[1].narrow(0, 0, 5).unsqueeze(0), mask[1].narrow(0, 0, 5).unsqueeze(0));
   for (size_t l = 0; l < prefix.keys.size(); ++l) {
     EXPECT_TRUE(torch::allclose(alone.keys[l][0], prefix.keys[l][1], 1e-5, 1e-6)) << "layer " << l;
-    EXPECT_TRUE(torch::allclose(alone.values[l][0], prefix.values[l][1], 1e-5, 1e-6)) << "layer " << l;
+    EXPECT_TRUE(torch::allclose(alone.values[l][0], prefix.values[l][1], 1e-5, 1e-6))
+        << "layer " << l;
   }
 
   // A segment longer than P entries is an error, not a silent cut.
   auto too_long = torch::full({1, 10}, int64_t(20));
-  const auto e = test::error_of([&] { enc->forward(too_long, torch::ones({1, 10}, torch::kInt64)); });
+  const auto e = test::error_of([&] {
+    enc->forward(too_long, torch::ones({1, 10}, torch::kInt64));
+  });
   EXPECT_NE(e.find("10 tokens is longer than its 9 prefix entries"), std::string::npos) << e;
 }
 
@@ -247,7 +263,12 @@ TEST(KnowledgeEncoder, ReadoutSurvivesSaveLoadAndIsValidated) {
 
 TEST(KnowledgeEncoder, LlmEmbeddingsForVocabFollowTheSpelling) {
   const std::vector<std::string> vocab = {"[PAD]", "br", "##amby", "zz"};
-  const std::vector<std::string> pieces = {"<s>", "\xe2\x96\x81" "Br", "amby", "\xe2\x96\x81" "br"};
+  const std::vector<std::string> pieces = {"<s>",
+                                           "\xe2\x96\x81"
+                                           "Br",
+                                           "amby",
+                                           "\xe2\x96\x81"
+                                           "br"};
   const auto rows = torch::arange(12, torch::kFloat32).view({4, 3});  // [V_llm, H]
   std::vector<std::string> spellings;
   for (const auto& piece : pieces) spellings.push_back(wordpiece_spelling(piece));
@@ -256,8 +277,9 @@ TEST(KnowledgeEncoder, LlmEmbeddingsForVocabFollowTheSpelling) {
   ASSERT_EQ(table.sizes().vec(), (std::vector<int64_t>{4, 3}));
   const double scale = 1.0 / rows.std().item<double>();
   EXPECT_TRUE(torch::allclose(table[1], (rows[1] + rows[3]) / 2 * scale));  // "br": "▁Br" and "▁br"
-  EXPECT_TRUE(torch::allclose(table[2], rows[2] * scale));                 // "##amby": "amby"
-  EXPECT_EQ(table[0].abs().max().item<float>(), 0.0f);                     // no piece spells [PAD] or zz
+  EXPECT_TRUE(torch::allclose(table[2], rows[2] * scale));                  // "##amby": "amby"
+  // no piece spells [PAD] or zz
+  EXPECT_EQ(table[0].abs().max().item<float>(), 0.0f);
   EXPECT_EQ(table[3].abs().max().item<float>(), 0.0f);
 }
 
@@ -265,7 +287,8 @@ TEST(KnowledgeEncoder, LlmEmbeddingsJoinEachTokensEntry) {
   TempDir dir;
   test::write_tiny_bert(dir / "bert");
   auto llm = test::tiny_llama_config();
-  llm.hidden_size = test::tiny_bert_config().hidden_size;  // 32: the table adds to the encoder's states
+  // 32: the table adds to the encoder's states
+  llm.hidden_size = test::tiny_bert_config().hidden_size;
   std::filesystem::create_directories(dir / "llm");
   write_file_atomic(dir / "llm/config.json", llm.to_json().dump());
   {
@@ -278,9 +301,11 @@ TEST(KnowledgeEncoder, LlmEmbeddingsJoinEachTokensEntry) {
   KnowledgeEncoderOptions options;
   options.readout = Readout::kTokens;
   options.max_segment_tokens = 8;
-  const auto config_without = KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), llm, "", options);
+  const auto config_without =
+      KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), llm, "", options);
   options.llm_embeddings = true;
-  const auto config_with = KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), llm, "", options);
+  const auto config_with =
+      KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), llm, "", options);
   auto with = init_knowledge_encoder(dir / "bert", config_with, 4, 0.05, table);
   auto without = init_knowledge_encoder(dir / "bert", config_without, 4, 0.05);
   EXPECT_TRUE(with->config().llm_embeddings);
@@ -295,8 +320,10 @@ TEST(KnowledgeEncoder, LlmEmbeddingsJoinEachTokensEntry) {
   torch::Tensor ids, mask;
   make_inputs(&ids, &mask);
   const auto a = with->forward(ids, mask), b = without->forward(ids, mask);
-  EXPECT_FALSE(torch::allclose(a.values[0].narrow(2, 0, 5), b.values[0].narrow(2, 0, 5)));  // the tokens' entries
-  EXPECT_EQ(a.values[0][1].narrow(1, 5, 3).abs().max().item<float>(), 0.0f);                // padding stays zero
+  // the tokens' entries
+  EXPECT_FALSE(torch::allclose(a.values[0].narrow(2, 0, 5), b.values[0].narrow(2, 0, 5)));
+  // padding stays zero
+  EXPECT_EQ(a.values[0][1].narrow(1, 5, 3).abs().max().item<float>(), 0.0f);
   EXPECT_EQ(a.keys[0][1].narrow(1, 5, 3).abs().max().item<float>(), 0.0f);
 
   // A key sees the previous token's LLM embedding: without previous_key, the keys are those of
@@ -315,8 +342,9 @@ TEST(KnowledgeEncoder, LlmEmbeddingsJoinEachTokensEntry) {
   EXPECT_TRUE(torch::equal(loaded->forward(ids, mask).values[1], a.values[1]));
 
   // A table of another width, or the embeddings with the queries readout, are refused.
-  auto e = test::error_of(
-      [&] { init_knowledge_encoder(dir / "bert", config_with, 4, 0.05, torch::zeros({V, 7})); });
+  auto e = test::error_of([&] {
+    init_knowledge_encoder(dir / "bert", config_with, 4, 0.05, torch::zeros({V, 7}));
+  });
   EXPECT_NE(e.find("hidden size"), std::string::npos) << e;
   auto j = nlohmann::json::parse(read_file(dir / "ke/config.json"));
   j["readout"] = "queries";
@@ -345,7 +373,8 @@ TEST(KnowledgeEncoder, LlmPieceEmbeddingsFollowEachEntrysPiece) {
   options.llm_embeddings = true;
   options.segment_tokenizer = SegmentTokenizer::kLlm;
   options.key_position = KeyPosition::kAnswer;
-  const auto config = KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), llm_config, "", options);
+  const auto config =
+      KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), llm_config, "", options);
   auto ke = init_knowledge_encoder(dir / "bert", config, 4, 0.05, table);
   EXPECT_EQ(ke->config().segment_tokenizer, SegmentTokenizer::kLlm);
   EXPECT_EQ(ke->config().key_position, KeyPosition::kAnswer);
@@ -366,7 +395,8 @@ TEST(KnowledgeEncoder, LlmPieceEmbeddingsFollowEachEntrysPiece) {
   torch::NoGradGuard no_grad;
   torch::Tensor ids, mask;
   make_inputs(&ids, &mask);
-  auto llm_ids = torch::tensor(std::vector<int64_t>{-1, 5, 6, 7, 8, 9, -1, -1, 5, 6, 7, -1, -1, -1}).view({2, 7});
+  auto llm_ids = torch::tensor(std::vector<int64_t>{-1, 5, 6, 7, 8, 9, -1, -1, 5, 6, 7, -1, -1, -1})
+                     .view({2, 7});
   const auto a = ke->forward(ids, mask, llm_ids);
   // Another piece at entry 2 changes that entry's key and value and the key of entry 3 (its
   // previous piece), nothing else: the encoder's tokens are the same.
@@ -395,15 +425,21 @@ TEST(KnowledgeEncoder, LlmPieceEmbeddingsFollowEachEntrysPiece) {
   auto j = nlohmann::json::parse(read_file(dir / "ke/config.json"));
   auto bad = j;
   bad["segment_tokenizer"] = "bytes";
-  EXPECT_NE(test::error_of([&] { KnowledgeEncoderConfig::from_json(bad, "cfg.json"); }).find("segment_tokenizer"),
+  EXPECT_NE(test::error_of([&] {
+              KnowledgeEncoderConfig::from_json(bad, "cfg.json");
+            }).find("segment_tokenizer"),
             std::string::npos);
   bad = j;
   bad["key_position"] = 3;
-  EXPECT_NE(test::error_of([&] { KnowledgeEncoderConfig::from_json(bad, "cfg.json"); }).find("key_position"),
+  EXPECT_NE(test::error_of([&] {
+              KnowledgeEncoderConfig::from_json(bad, "cfg.json");
+            }).find("key_position"),
             std::string::npos);
   bad = j;
   bad["llm"].erase("vocab_size");
-  EXPECT_NE(test::error_of([&] { KnowledgeEncoderConfig::from_json(bad, "cfg.json"); }).find("llm.vocab_size: missing"),
+  EXPECT_NE(test::error_of([&] {
+              KnowledgeEncoderConfig::from_json(bad, "cfg.json");
+            }).find("llm.vocab_size: missing"),
             std::string::npos);
   // Folders written before these fields read as the encoder's tokenizer, keys unplaced.
   auto old = j;
@@ -432,7 +468,8 @@ TEST(KnowledgeEncoder, PlacedKeysScoreByRelativePosition) {
     return llm->place_prefix(x, {p}).keys[0];
   };
   EXPECT_TRUE(torch::allclose(at(keys, 0), keys));
-  const auto score = [&](int64_t q, int64_t k) { return (at(query, q) * at(keys, k)).sum(-1); };  // [1, 2, 5]
+  // [1, 2, 5]
+  const auto score = [&](int64_t q, int64_t k) { return (at(query, q) * at(keys, k)).sum(-1); };
   EXPECT_TRUE(torch::allclose(score(30, 20), score(47, 37), 1e-4, 1e-5));
   EXPECT_FALSE(torch::allclose(score(30, 20), score(31, 20), 1e-4, 1e-5));
   // Per row, values unchanged, and through place_for_answer: at P + prompt length − 1.
@@ -466,7 +503,10 @@ TEST(KnowledgeEncoder, ConcatPrefixesInRankOrder) {
   KVPrefix short_one = b;
   short_one.keys.pop_back();
   short_one.values.pop_back();
-  EXPECT_NE(test::error_of([&] { concat_prefixes({a, short_one}); }).find("layers"), std::string::npos);
+  EXPECT_NE(test::error_of([&] {
+              concat_prefixes({a, short_one});
+            }).find("layers"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -77,7 +77,8 @@ TEST_F(TinyLlama, Bf16StaysWithinItsStatedTolerance) {
   KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
   const auto report = check_fixture(dir, "", "bf16");
   for (const auto& line : report.lines) {
-    EXPECT_TRUE(line.ok) << line.name << " max_abs_err=" << line.max_abs_error << " tol=" << line.tolerance;
+    EXPECT_TRUE(line.ok) << line.name << " max_abs_err=" << line.max_abs_error
+                         << " tol=" << line.tolerance;
   }
 }
 
@@ -110,7 +111,8 @@ TEST_F(TinyLlama, CachedDecodingEqualsFullForwardWithPrefixAndPadding) {
 TEST_F(TinyLlama, BatchOfDifferentLengthsMatchesOneByOne) {
   KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
   auto model = load_llama(dir);
-  const std::vector<std::vector<int64_t>> prompts = {{1, 5, 9, 200, 17}, {1, 44}, {1, 7, 7, 7, 7, 7, 7, 3}};
+  const std::vector<std::vector<int64_t>> prompts = {
+      {1, 5, 9, 200, 17}, {1, 44}, {1, 7, 7, 7, 7, 7, 7, 3}};
   GenerationOptions options;
   options.max_new_tokens = 10;
   options.stop_at_eos = false;
@@ -177,7 +179,8 @@ TEST_F(TinyLlama, PrefixGradientMatchesFiniteDifferences) {
     LlamaForwardArgs args;
     args.prefix = &p;
     const auto logits = model->forward(inputs, args);
-    return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}));
+    return torch::nn::functional::cross_entropy(logits.reshape({-1, logits.size(-1)}),
+                                                targets.reshape({-1}));
   };
   auto loss = loss_of(prefix);
   loss.backward();

@@ -10,8 +10,8 @@
 #include "model/generation.h"
 #include "model/llama.h"
 #include "ops/threads.h"
-#include "text/sentencepiece_tokenizer.h"
 #include "support/test_support.h"
+#include "text/sentencepiece_tokenizer.h"
 
 namespace kvrag {
 namespace {
@@ -55,7 +55,8 @@ TEST_F(Stories260K, LogitsMatchLlama2c) {
   std::ifstream in(dir + "/reference/logits.json");
   const auto ref = json::parse(in);
   torch::NoGradGuard no_grad;
-  const auto ids = torch::tensor(ref["prompt_ids"].get<std::vector<int64_t>>(), torch::kInt64).unsqueeze(0);
+  const auto ids =
+      torch::tensor(ref["prompt_ids"].get<std::vector<int64_t>>(), torch::kInt64).unsqueeze(0);
   const auto logits = model->forward(ids)[0];  // [T, V]
   const auto rows = ref["logits_per_position"];
   ASSERT_EQ(static_cast<int64_t>(rows.size()), logits.size(0));
@@ -79,7 +80,8 @@ TEST_F(Stories260K, SentencePieceAndTorchShareTheProcess) {
   EXPECT_FALSE(SentencePieceTokenizer::module_path().empty());
   auto model = load_llama(dir);
   torch::NoGradGuard no_grad;
-  const auto logits = model->forward(torch::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0));
+  const auto logits =
+      model->forward(torch::tensor(std::vector<int64_t>(ids.begin(), ids.end())).unsqueeze(0));
   EXPECT_EQ(logits.size(2), tokenizer.vocab_size());
 }
 

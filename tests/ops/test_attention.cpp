@@ -5,8 +5,8 @@
 
 #include <torch/torch.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
@@ -25,13 +25,16 @@ using test::for_each_cpu_isa;
 using test::max_abs;
 using test::max_abs_diff;
 
-// fp64: q [B|1, H, T, hd], keys/values [B, kvH, S, hd], mask as attention() takes it → [B, T, H*hd].
-torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& keys, const torch::Tensor& values,
-                                  const torch::Tensor& mask) {
-  const int64_t B = keys.size(0), H = q.size(1), T = q.size(2), hd = q.size(3), G = H / keys.size(1);
+// fp64: q [B|1, H, T, hd], keys/values [B, kvH, S, hd], mask as attention() takes it → [B, T,
+// H*hd].
+torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& keys,
+                                  const torch::Tensor& values, const torch::Tensor& mask) {
+  const int64_t B = keys.size(0), H = q.size(1), T = q.size(2), hd = q.size(3),
+                G = H / keys.size(1);
   const auto k = keys.to(torch::kFloat64).repeat_interleave(G, 1);  // [B, H, S, hd]
   const auto v = values.to(torch::kFloat64).repeat_interleave(G, 1);
-  auto scores = torch::matmul(q.to(torch::kFloat64), k.transpose(-1, -2)) / std::sqrt(static_cast<double>(hd));
+  auto scores = torch::matmul(q.to(torch::kFloat64), k.transpose(-1, -2)) /
+                std::sqrt(static_cast<double>(hd));
   if (mask.defined()) {
     scores = mask.scalar_type() == torch::kBool ? scores.masked_fill(mask.logical_not(), -1e30)
                                                 : scores + mask.to(torch::kFloat64);
@@ -54,12 +57,14 @@ struct Layout {
   int64_t S() const { return P + T; }
   torch::Tensor visible() const {  // [B, 1, T, S] bool
     auto m = torch::ones({B, 1, T, S()}, torch::kBool);
-    for (int64_t t = 0; t < T; ++t) m.select(2, t).narrow(-1, P + t + 1, S() - P - t - 1).fill_(false);
+    for (int64_t t = 0; t < T; ++t)
+      m.select(2, t).narrow(-1, P + t + 1, S() - P - t - 1).fill_(false);
     m[1].narrow(-1, P, pad).fill_(false);
     return m;
   }
   torch::Tensor additive() const {  // [B, 1, T, S] fp32: 0 visible, the lowest float hidden
-    return torch::zeros({B, 1, T, S()}).masked_fill(visible().logical_not(), std::numeric_limits<float>::lowest());
+    return torch::zeros({B, 1, T, S()})
+        .masked_fill(visible().logical_not(), std::numeric_limits<float>::lowest());
   }
 };
 
@@ -76,8 +81,9 @@ TEST(Attention, MatchesFp64ReferenceWithPrefixPaddingAndGroups) {
         const auto keys = test::randn({lay.B, kvH, lay.S(), hd}, dtype);
         const auto values = test::randn({lay.B, kvH, lay.S(), hd}, dtype);
         for (const auto& mask : {lay.additive(), lay.visible()}) {
-          const std::string what = dtype_name(dtype) + " kvH=" + std::to_string(kvH) +
-                                   (mask.scalar_type() == torch::kBool ? " bool mask" : " additive mask");
+          const std::string what =
+              dtype_name(dtype) + " kvH=" + std::to_string(kvH) +
+              (mask.scalar_type() == torch::kBool ? " bool mask" : " additive mask");
           const auto want = reference_attention(q, keys, values, mask);
           torch::Tensor got;
           {
@@ -88,7 +94,8 @@ TEST(Attention, MatchesFp64ReferenceWithPrefixPaddingAndGroups) {
           ASSERT_EQ(got.scalar_type(), dtype) << what;
           EXPECT_LE(max_abs_diff(got, want), tolerance(dtype, want)) << what;
           // Recording autograd (out-of-place masking): the same values.
-          const auto recorded = attention(q.clone().requires_grad_(true), keys, values, mask).detach();
+          const auto recorded =
+              attention(q.clone().requires_grad_(true), keys, values, mask).detach();
           EXPECT_TRUE(recorded.equal(got)) << what;
         }
       }
@@ -108,7 +115,8 @@ TEST(Attention, MaskShapesAndSharedQueries) {
     for (const auto& mask : {torch::Tensor(), per_head}) {
       const auto want = reference_attention(q.expand({2, -1, -1, -1}), keys, values, mask);
       const auto got = attention(q, keys, values, mask);
-      EXPECT_LE(max_abs_diff(got, want), tolerance(dtype, want)) << dtype_name(dtype) << " mask " << mask.defined();
+      EXPECT_LE(max_abs_diff(got, want), tolerance(dtype, want))
+          << dtype_name(dtype) << " mask " << mask.defined();
     }
   }
 }
@@ -118,7 +126,8 @@ TEST(Attention, MaskShapesAndSharedQueries) {
 TEST(Attention, AllHiddenRowStaysFinite) {
   torch::manual_seed(5);
   const auto q = test::randn({1, 2, 3, 4}, torch::kFloat32);
-  const auto keys = test::randn({2, 2, 5, 4}, torch::kFloat32), values = test::randn({2, 2, 5, 4}, torch::kFloat32);
+  const auto keys = test::randn({2, 2, 5, 4}, torch::kFloat32),
+             values = test::randn({2, 2, 5, 4}, torch::kFloat32);
   auto visible = torch::ones({2, 1, 1, 5}, torch::kBool);
   visible[1].fill_(false);
   const auto out = attention(q, keys, values, visible);  // [2, 3, 2*4]
@@ -134,27 +143,33 @@ TEST(Attention, GradientsMatchFp64Reference) {
   const auto q = test::randn({lay.B, 4, lay.T, 8}, torch::kFloat32);
   const auto keys = test::randn({lay.B, 2, lay.S(), 8}, torch::kFloat32);
   const auto values = test::randn({lay.B, 2, lay.S(), 8}, torch::kFloat32);
-  const auto weights = torch::randn({lay.B, lay.T, 4 * 8}, torch::kFloat64);  // a loss = Σ weights · out
+  // a loss = Σ weights · out
+  const auto weights = torch::randn({lay.B, lay.T, 4 * 8}, torch::kFloat64);
   for (const auto& mask : {lay.additive(), lay.visible()}) {
     std::vector<torch::Tensor> got, want;
     for (const bool reference : {false, true}) {
       auto qg = (reference ? q.to(torch::kFloat64) : q.clone()).requires_grad_(true);
       auto kg = (reference ? keys.to(torch::kFloat64) : keys.clone()).requires_grad_(true);
       auto vg = (reference ? values.to(torch::kFloat64) : values.clone()).requires_grad_(true);
-      const auto out = reference ? reference_attention(qg, kg, vg, mask) : attention(qg, kg, vg, mask);
+      const auto out =
+          reference ? reference_attention(qg, kg, vg, mask) : attention(qg, kg, vg, mask);
       (out.to(torch::kFloat64) * weights).sum().backward();
       (reference ? want : got) = {qg.grad(), kg.grad(), vg.grad()};
     }
     for (size_t i = 0; i < got.size(); ++i) {
-      EXPECT_LE(max_abs_diff(got[i], want[i]), 1e-5 * std::max(1.0, max_abs(want[i]))) << "gradient " << i;
+      EXPECT_LE(max_abs_diff(got[i], want[i]), 1e-5 * std::max(1.0, max_abs(want[i])))
+          << "gradient " << i;
     }
   }
 }
 
 TEST(Attention, RejectsShapesThatDoNotFit) {
   const auto keys = torch::zeros({2, 2, 6, 8});
-  EXPECT_NE(test::error_of([&] { attention(torch::zeros({2, 3, 1, 8}), keys, keys); }), "");  // 3 heads, 2 kv
-  EXPECT_NE(test::error_of([&] { attention(torch::zeros({2, 4, 1, 8}), keys, keys, torch::zeros({2, 1, 1, 5})); }),
+  // 3 heads, 2 kv
+  EXPECT_NE(test::error_of([&] { attention(torch::zeros({2, 3, 1, 8}), keys, keys); }), "");
+  EXPECT_NE(test::error_of([&] {
+              attention(torch::zeros({2, 4, 1, 8}), keys, keys, torch::zeros({2, 1, 1, 5}));
+            }),
             "");  // mask over 5 entries, keys have 6
 }
 
@@ -162,7 +177,7 @@ TEST(Attention, RejectsShapesThatDoNotFit) {
 // but the last; row 1: padding in the middle).
 struct Cache {
   int64_t B = 3, kvH = 2, capacity = 10, S = 7, hd = 12;
-  torch::Tensor keys, values, key_valid;  // [B, kvH, capacity, hd] x2, [B, S] uint8
+  torch::Tensor keys, values, key_valid;      // [B, kvH, capacity, hd] x2, [B, S] uint8
   std::vector<uint8_t> valid_bytes() const {  // decode_attention's form of key_valid
     return {key_valid.data_ptr<uint8_t>(), key_valid.data_ptr<uint8_t>() + B * S};
   }
@@ -214,14 +229,15 @@ TEST(DecodeAttention, RowWithoutValidEntryAttendsToAll) {
   auto none = c.valid_bytes();
   std::fill(none.begin(), none.begin() + c.S, 0);  // row 0
   const auto got = decode_attention(q, c.keys, c.values, none);
-  const auto want = reference_attention(q.unsqueeze(2), c.keys.narrow(2, 0, c.S), c.values.narrow(2, 0, c.S), {});
+  const auto want =
+      reference_attention(q.unsqueeze(2), c.keys.narrow(2, 0, c.S), c.values.narrow(2, 0, c.S), {});
   EXPECT_LE(max_abs_diff(got[0], want[0].view({2, c.hd})), 1e-5);
 }
 
 TEST(WriteCache, WritesEntriesAtTheirPlace) {
   for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
-    auto cache = torch::zeros({2, 3, 8, 4}, dtype);  // [B, kvH, capacity, hd]
-    const auto src = test::randn({2, 5, 3, 4}, dtype);      // [B, T, kvH, hd]
+    auto cache = torch::zeros({2, 3, 8, 4}, dtype);     // [B, kvH, capacity, hd]
+    const auto src = test::randn({2, 5, 3, 4}, dtype);  // [B, T, kvH, hd]
     write_cache(src, cache, 2);
     EXPECT_TRUE(cache.narrow(2, 2, 5).equal(src.transpose(1, 2))) << dtype_name(dtype);
     auto again = torch::zeros_like(cache);

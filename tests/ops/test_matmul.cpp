@@ -22,8 +22,10 @@ using test::max_abs_diff;
 // The paths this CPU runs, in the test output (llama.cpp's test-backend-ops prints its backends).
 TEST(CpuPaths, Report) {
   std::string levels;
-  for (const auto isa : supported_cpu_isas()) levels += std::string(levels.empty() ? "" : ", ") + cpu_isa_name(isa);
-  std::cout << "[ cpu      ] best cpu isa: " << cpu_isa_name(best_cpu_isa()) << "; paths tested: " << levels
+  for (const auto isa : supported_cpu_isas())
+    levels += std::string(levels.empty() ? "" : ", ") + cpu_isa_name(isa);
+  std::cout << "[ cpu      ] best cpu isa: " << cpu_isa_name(best_cpu_isa())
+            << "; paths tested: " << levels
             << "; native_bf16_matmul(): " << (native_bf16_matmul() ? "yes" : "no") << "\n";
   RecordProperty("best_cpu_isa", cpu_isa_name(best_cpu_isa()));
   RecordProperty("native_bf16_matmul", native_bf16_matmul() ? "yes" : "no");
@@ -42,18 +44,21 @@ TEST(CpuPaths, LoweredLevelChangesPaths) {
 }
 
 // y = x Wᵀ + b in fp64 from the same inputs. x [..., in], w [out, in].
-torch::Tensor reference_linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+torch::Tensor reference_linear(const torch::Tensor& x, const torch::Tensor& w,
+                               const torch::Tensor& b) {
   auto y = torch::matmul(x.to(torch::kFloat64), w.to(torch::kFloat64).t());
   return b.defined() ? y + b.to(torch::kFloat64) : y;
 }
 
 // Each element within its error bound: fp32 summation order (|in| terms of size ~1), bf16 one
 // rounding of the fp32 result (2^-8 relative, plus the fp32 part).
-void expect_close(const torch::Tensor& got, const torch::Tensor& want, torch::Dtype dtype, const std::string& what) {
+void expect_close(const torch::Tensor& got, const torch::Tensor& want, torch::Dtype dtype,
+                  const std::string& what) {
   ASSERT_EQ(got.scalar_type(), dtype) << what;
   ASSERT_EQ(got.sizes(), want.sizes()) << what;
   const auto err = (got.to(torch::kFloat64) - want).abs();
-  const auto bound = dtype == torch::kFloat32 ? want.abs() * 1e-6 + 1e-5 : want.abs() * (1.0 / 256) + 1e-5;
+  const auto bound =
+      dtype == torch::kFloat32 ? want.abs() * 1e-6 + 1e-5 : want.abs() * (1.0 / 256) + 1e-5;
   const auto over = (err > bound);
   EXPECT_FALSE(over.any().item<bool>()) << what << ": max error " << err.max().item<double>();
 }
@@ -73,8 +78,8 @@ TEST(Linear, MatchesFp64ReferenceOnEveryPath) {
           const auto x = test::randn({rows, in}, dtype);
           for (const auto& b : {torch::Tensor(), bias}) {
             const auto want = reference_linear(x, w, b);
-            const std::string what = dtype_name(dtype) + " rows=" + std::to_string(rows) + " in=" +
-                                     std::to_string(in) + (b.defined() ? " bias" : "");
+            const std::string what = dtype_name(dtype) + " rows=" + std::to_string(rows) +
+                                     " in=" + std::to_string(in) + (b.defined() ? " bias" : "");
             {
               torch::NoGradGuard no_grad;
               expect_close(kvrag::linear(x, w, b), want, dtype, what + " inference");
@@ -107,13 +112,15 @@ TEST(Matmul, MatchesFp64ReferenceOnEveryPath) {
       for (const int64_t n : {4, 17}) {
         const auto a = test::randn({1, 3, n, 16}, dtype);
         const auto b = test::randn({2, 3, 16, n}, dtype);
-        const auto want = torch::matmul(a.to(torch::kFloat64), b.to(torch::kFloat64));  // [2, 3, n, n]
+        // [2, 3, n, n]
+        const auto want = torch::matmul(a.to(torch::kFloat64), b.to(torch::kFloat64));
         const auto got = kvrag::matmul(a, b);
         const std::string what = dtype_name(dtype) + " n=" + std::to_string(n);
         if (dtype == torch::kBFloat16 && native_bf16_matmul() && 6 * n * 16 * n <= 16 * 16 * 16) {
           // libtorch's fallback accumulates in bf16: each of the 16 partial sums rounded (2^-9
           // relative of at most Σ|a·b|), then nothing else.
-          const auto terms = torch::matmul(a.to(torch::kFloat64).abs(), b.to(torch::kFloat64).abs());
+          const auto terms =
+              torch::matmul(a.to(torch::kFloat64).abs(), b.to(torch::kFloat64).abs());
           const auto over = (got.to(torch::kFloat64) - want).abs() > terms * (16.0 / 512) + 1e-5;
           EXPECT_FALSE(over.any().item<bool>()) << what << " (native, small)";
         } else {

@@ -32,7 +32,8 @@ TEST(RmsNorm, FusedAndTorchFormMatchFp64) {
       torch::NoGradGuard no_grad;
       fused = rms_norm(x, w, 1e-5);  // the fused loop
     }
-    const auto torch_form = rms_norm(x.clone().requires_grad_(true), w, 1e-5).detach();  // torch ops
+    // torch ops
+    const auto torch_form = rms_norm(x.clone().requires_grad_(true), w, 1e-5).detach();
     ASSERT_EQ(fused.scalar_type(), dtype);
     ASSERT_EQ(fused.sizes(), x.sizes());
     // fp32: summation order (the fused loop sums squares in fp64). bf16: the rounding before the
@@ -51,7 +52,8 @@ TEST(LayerNorm, MatchesFp64) {
     const auto x = test::randn({4, 48}, dtype) * 2 + 1;
     const auto xd = x.to(torch::kFloat64);
     const auto mean = xd.mean(-1, true), var = (xd - mean).pow(2).mean(-1, true);
-    const auto want = (xd - mean) / torch::sqrt(var + 1e-12) * w.to(torch::kFloat64) + b.to(torch::kFloat64);
+    const auto want =
+        (xd - mean) / torch::sqrt(var + 1e-12) * w.to(torch::kFloat64) + b.to(torch::kFloat64);
     const auto got = layer_norm(x, w, b, 1e-12);
     ASSERT_EQ(got.scalar_type(), dtype);
     // fp32 arithmetic, then (bf16) one rounding of the result.

@@ -26,9 +26,9 @@ TEST(Rotary, TablesMatchFp64) {
   ASSERT_EQ(cos.sizes(), (std::vector<int64_t>{n, hd}));
   ASSERT_EQ(cos.scalar_type(), torch::kFloat32);
   const auto i = torch::arange(0, hd, 2, torch::kFloat64);
-  const auto freq = torch::pow(10000.0, -i / hd);                                      // [hd/2]
-  const auto angle = torch::arange(n, torch::kFloat64).unsqueeze(1) * freq;            // [n, hd/2]
-  const auto emb = torch::cat({angle, angle}, -1);                                      // [n, hd]
+  const auto freq = torch::pow(10000.0, -i / hd);                            // [hd/2]
+  const auto angle = torch::arange(n, torch::kFloat64).unsqueeze(1) * freq;  // [n, hd/2]
+  const auto emb = torch::cat({angle, angle}, -1);                           // [n, hd]
   // fp32 angles: position · inv_freq rounded (relative 2^-24, i.e. ~6e-6 at angle 99).
   EXPECT_LE(max_abs_diff(cos, emb.cos()), 2e-5);
   EXPECT_LE(max_abs_diff(sin, emb.sin()), 2e-5);
@@ -47,7 +47,8 @@ TEST(Rotary, FusedEqualsTorchFormAndFp64) {
   const int64_t B = 2, nH = 3, T = 4, hd = 10;
   torch::Tensor cos, sin;
   rope_tables(rope_inv_freq(500.0, hd), 50, &cos, &sin);
-  const std::vector<int64_t> positions = {0, 1, 2, 3, 7, 7, 8, 49};  // [B, T]; padding repeats a position
+  // [B, T]; padding repeats a position
+  const std::vector<int64_t> positions = {0, 1, 2, 3, 7, 7, 8, 49};
   const auto index = torch::tensor(positions, torch::kInt64);
   for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
     const auto x = test::randn({B, nH, T, hd}, dtype);
@@ -57,8 +58,8 @@ TEST(Rotary, FusedEqualsTorchFormAndFp64) {
     auto fused = x.transpose(1, 2).contiguous();  // [B, T, nH, hd]
     rotary_inplace(fused.view({B, T, nH * hd}), positions, cos, sin);
     // The same roundings in the same order: the same values.
-    EXPECT_TRUE(fused.transpose(1, 2).equal(torch_form)) << dtype_name(dtype) << " max diff "
-                                                         << max_abs_diff(fused.transpose(1, 2), torch_form);
+    EXPECT_TRUE(fused.transpose(1, 2).equal(torch_form))
+        << dtype_name(dtype) << " max diff " << max_abs_diff(fused.transpose(1, 2), torch_form);
     // fp64 with the tables as the op reads them (cast to x's dtype): bf16 rounds each product and
     // the sum (2^-9 relative each, of values up to |x|).
     const auto xd = x.to(torch::kFloat64);
@@ -83,9 +84,13 @@ TEST(Rotary, FusedRejectsPositionsOutsideTables) {
   torch::Tensor cos, sin;
   rope_tables(rope_inv_freq(10000.0, 8), 4, &cos, &sin);
   const auto x = torch::zeros({2, 8});  // [N = 2 tokens, one head of 8]
-  EXPECT_NE(test::error_of([&] { rotary_inplace(x, std::vector<int64_t>{0, 4}, cos, sin); }), "");  // row 4 of 4
-  EXPECT_NE(test::error_of([&] { rotary_inplace(x, std::vector<int64_t>{0}, cos, sin); }), "");     // 1 position
-  EXPECT_NE(test::error_of([&] { rotary_inplace(torch::zeros({2, 6}), std::vector<int64_t>{0, 1}, cos, sin); }),
+  // row 4 of 4
+  EXPECT_NE(test::error_of([&] { rotary_inplace(x, std::vector<int64_t>{0, 4}, cos, sin); }), "");
+  // 1 position
+  EXPECT_NE(test::error_of([&] { rotary_inplace(x, std::vector<int64_t>{0}, cos, sin); }), "");
+  EXPECT_NE(test::error_of([&] {
+              rotary_inplace(torch::zeros({2, 6}), std::vector<int64_t>{0, 1}, cos, sin);
+            }),
             "");  // 6 values: not whole heads of 8
 }
 

@@ -55,7 +55,9 @@ TEST(PrefixBatch, LabelsCoverTheAnswerOnly) {
   EXPECT_FALSE(bare.has_targets());
   EXPECT_EQ(bare.size(), 2);
   examples[3].target = {5, 2};
-  EXPECT_NE(test::error_of([&] { make_prefix_batch(examples, {2, 3}, 0); }).find("with and without answers"),
+  EXPECT_NE(test::error_of([&] {
+              make_prefix_batch(examples, {2, 3}, 0);
+            }).find("with and without answers"),
             std::string::npos);
 }
 
@@ -86,7 +88,8 @@ TEST(PrefixBatch, TrainingLossIsMinusTheAnswerersLogProbability) {
   for (const int64_t row : {0, 1}) {
     const auto one = make_prefix_batch(examples, {row}, 0);
     const auto p = batch_prefix(*enc, *llm, one);
-    EXPECT_NEAR(answer_loss(*llm, one, &p).item<double>(), -scores[row].logprob, 1e-5) << "row " << row;
+    EXPECT_NEAR(answer_loss(*llm, one, &p).item<double>(), -scores[row].logprob, 1e-5)
+        << "row " << row;
     EXPECT_GE(scores[row].token_accuracy, 0.0);
     EXPECT_LE(scores[row].token_accuracy, 1.0);
   }

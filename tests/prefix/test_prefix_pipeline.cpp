@@ -63,23 +63,29 @@ TEST_F(PrefixPipelineTest, PromptsAndTargetsFollowThePromptFormat) {
 
   // With passages: the context prompt when it fits; the last passage shortened when it does not;
   // the bare question when nothing else fits; an Error naming the question when not even that.
-  const std::vector<PromptPassage> passages = {{"Cats", "Lily had a cat named Tom."}, {"Dogs", "Ben had a dog."}};
+  const std::vector<PromptPassage> passages = {{"Cats", "Lily had a cat named Tom."},
+                                               {"Dogs", "Ben had a dog."}};
   std::string text;
   const auto fitted = p.fit_prompt("who had a cat?", passages, 200, 0, &text);
   EXPECT_EQ(text, context_prompt(passages, "who had a cat?"));
   EXPECT_GT(fitted.size(), prompt.size());
-  const std::vector<PromptPassage> one = {{"Cats", std::string(400, 'a') + " b c d e f g h i j k l m n o p"}};
+  const std::vector<PromptPassage> one = {
+      {"Cats", std::string(400, 'a') + " b c d e f g h i j k l m n o p"}};
   const auto cut = p.fit_prompt("who had a cat?", one, 60, 0, &text);
   EXPECT_LE(cut.size(), 60u);
   EXPECT_NE(text.find("Context: Cats: "), std::string::npos) << text;
-  EXPECT_EQ(p.fit_prompt("who had a cat?", passages, static_cast<int64_t>(prompt.size()), 0, &text), prompt);
+  EXPECT_EQ(p.fit_prompt("who had a cat?", passages, static_cast<int64_t>(prompt.size()), 0, &text),
+            prompt);
   const auto e = test::error_of([&] { p.fit_prompt("who had a cat?", {}, 3, 7, nullptr); });
   EXPECT_NE(e.find("question 7"), std::string::npos) << e;
 }
 
 TEST_F(PrefixPipelineTest, ExamplesAreCheckedAndSegmentsCutToTheEncodersLimit) {
   PrefixPipeline p(llm_, torch::kFloat32);
-  EXPECT_NE(test::error_of([&] { p.segment_tokens({"t", "x"}); }).find("knowledge encoder"), std::string::npos);
+  EXPECT_NE(test::error_of([&] {
+              p.segment_tokens({"t", "x"});
+            }).find("knowledge encoder"),
+            std::string::npos);
   p.load_encoder(dir_ / "ke");
   EXPECT_EQ(p.prefix_entries(2), 48);
   std::string long_text;
@@ -104,9 +110,11 @@ TEST_F(PrefixPipelineTest, ExamplesAreCheckedAndSegmentsCutToTheEncodersLimit) {
 TEST_F(PrefixPipelineTest, PrefixIsTheEncodersConcatenatedAndPlaced) {
   PrefixPipeline p(llm_, torch::kFloat32);
   p.load_encoder(dir_ / "ke");
-  const std::vector<PromptPassage> segments = {{"Cats", "lily had a cat."}, {"", "ben had a dog named max."}};
-  std::vector<PrefixExample> examples = {p.example("who had a cat?", "Lily", segments, "q1"),
-                                         p.example("what was the dog called?", "Max", {segments[1], segments[0]}, "q2")};
+  const std::vector<PromptPassage> segments = {{"Cats", "lily had a cat."},
+                                               {"", "ben had a dog named max."}};
+  std::vector<PrefixExample> examples = {
+      p.example("who had a cat?", "Lily", segments, "q1"),
+      p.example("what was the dog called?", "Max", {segments[1], segments[0]}, "q2")};
   const auto batch = p.batch(examples, {0, 1});
   torch::NoGradGuard no_grad;
   const auto prefix = p.prefix(batch);
@@ -125,8 +133,10 @@ TEST_F(PrefixPipelineTest, PrefixIsTheEncodersConcatenatedAndPlaced) {
     const int64_t prompt_length = static_cast<int64_t>(examples[row].prompt.size());
     const auto want = p.llm().place_prefix(concat_prefixes(ranks), {48 + prompt_length - 1});
     for (size_t l = 0; l < want.keys.size(); ++l) {
-      EXPECT_TRUE(torch::allclose(prefix.keys[l][row], want.keys[l][0], 1e-4, 1e-5)) << "row " << row << " layer " << l;
-      EXPECT_TRUE(torch::allclose(prefix.values[l][row], want.values[l][0], 1e-4, 1e-5)) << "row " << row;
+      EXPECT_TRUE(torch::allclose(prefix.keys[l][row], want.keys[l][0], 1e-4, 1e-5))
+          << "row " << row << " layer " << l;
+      EXPECT_TRUE(torch::allclose(prefix.values[l][row], want.values[l][0], 1e-4, 1e-5))
+          << "row " << row;
     }
   }
   // The prefix changes what the LLM predicts.

@@ -11,7 +11,8 @@ namespace {
 
 TEST(Prompt, FormatsQuestionAndContextOnOneLineEach) {
   EXPECT_EQ(question_prompt("  who wrote\nit? "), "Question: who wrote it?\nAnswer:");
-  EXPECT_EQ(context_prompt({{"T1", "a\nb"}, {"", "c"}}, "q"), "Context: T1: a b\nContext: c\nQuestion: q\nAnswer:");
+  EXPECT_EQ(context_prompt({{"T1", "a\nb"}, {"", "c"}}, "q"),
+            "Context: T1: a b\nContext: c\nQuestion: q\nAnswer:");
   EXPECT_EQ(answer_target(" Paris \n"), " Paris");
 }
 

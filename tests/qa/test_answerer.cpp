@@ -9,13 +9,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "support/cli_runner.h"
 #include "core/error.h"
 #include "model/knowledge_encoder.h"
 #include "model/llama.h"
-#include "qa/answerer.h"
 #include "prefix/prompt.h"
+#include "qa/answerer.h"
 #include "qa/qa_eval.h"
+#include "support/cli_runner.h"
 #include "support/retrieval_fixture.h"
 #include "support/test_support.h"
 #include "text/knowledge_tokenizer.h"
@@ -53,10 +53,12 @@ class AnswererTest : public ::testing::Test {
     test::write_tiny_encoder(*root_ / "encoder", 1);
     test::write_corpus(*root_ / "corpus.jsonl", 24, 40);
     const std::string index = *root_ / "index";
-    auto r = run_kvrag("segment --corpus " + (*root_ / "corpus.jsonl") + " --tokenizer " + (*root_ / "encoder") +
-                       "/vocab.txt --index " + index + " --window 48 --stride 8");
+    auto r =
+        run_kvrag("segment --corpus " + (*root_ / "corpus.jsonl") + " --tokenizer " +
+                  (*root_ / "encoder") + "/vocab.txt --index " + index + " --window 48 --stride 8");
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    r = run_kvrag("embed --index " + index + " --encoder " + (*root_ / "encoder") + " --dtype fp32");
+    r = run_kvrag("embed --index " + index + " --encoder " + (*root_ / "encoder") +
+                  " --dtype fp32");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     r = run_kvrag("index build --index " + index + " --factory Flat");
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -72,7 +74,10 @@ class AnswererTest : public ::testing::Test {
       for (std::string x; words >> x;) w.push_back(x);
       TinyQuestion q{"what follows " + w[0] + " " + w[1] + " " + w[2] + "?", w[5]};
       questions_->push_back(q);
-      qf << json{{"question", q.question}, {"answers", {q.answer, "zzz"}}, {"gold_passage_id", doc["id"]}}.dump()
+      qf << json{{"question", q.question},
+                 {"answers", {q.answer, "zzz"}},
+                 {"gold_passage_id", doc["id"]}}
+                .dump()
          << "\n";
     }
 
@@ -80,7 +85,8 @@ class AnswererTest : public ::testing::Test {
     // that the prefix visibly changes the LLM's predictions.
     const auto llm_config = LlamaConfig::load(*llm_ + "/config.json");
     const auto bert_config = BertConfig::load(*root_ / "encoder/config.json");
-    KnowledgeEncoder ke(KnowledgeEncoderConfig::for_llm(bert_config, llm_config, llm_fingerprint(*llm_), queries(4)),
+    KnowledgeEncoder ke(KnowledgeEncoderConfig::for_llm(bert_config, llm_config,
+                                                        llm_fingerprint(*llm_), queries(4)),
                         torch::kFloat32);
     ke->init_fresh(7, 0.3);
     save_knowledge_encoder(*ke, *root_ / "ke", *root_ / "encoder/vocab.txt");
@@ -95,13 +101,15 @@ class AnswererTest : public ::testing::Test {
     options.llm_embeddings = true;
     options.segment_tokenizer = SegmentTokenizer::kLlm;
     options.key_position = KeyPosition::kAnswer;
-    const auto config = KnowledgeEncoderConfig::for_llm(wide, llm_config, llm_fingerprint(*llm_), options);
+    const auto config =
+        KnowledgeEncoderConfig::for_llm(wide, llm_config, llm_fingerprint(*llm_), options);
     KnowledgeEncoder pieces(config, torch::kFloat32);
     pieces->init_fresh(8, 0.3);
     {
       torch::NoGradGuard no_grad;
       const auto llm = load_llama(*llm_);
-      pieces->llm_embeddings.narrow(0, 0, llm_config.vocab_size).copy_(llm_embedding_table(llm->model->embed_tokens->weight));
+      pieces->llm_embeddings.narrow(0, 0, llm_config.vocab_size)
+          .copy_(llm_embedding_table(llm->model->embed_tokens->weight));
       init_induction_keys(*pieces, *llm);
     }
     save_knowledge_encoder(*pieces, *root_ / "ke-pieces", *root_ / "encoder/vocab.txt");
@@ -128,7 +136,8 @@ class AnswererTest : public ::testing::Test {
 
   // Mean log-probability per token of `answer` (prompt.h's target + EOS) after `prompt`, with an
   // optional prefix, computed directly with the model.
-  static double manual_logprob(const std::string& prompt, const std::string& answer, const KVPrefix* prefix = nullptr) {
+  static double manual_logprob(const std::string& prompt, const std::string& answer,
+                               const KVPrefix* prefix = nullptr) {
     static LlamaForCausalLM llm = load_llama(*llm_);
     static auto tok = load_tokenizer(*llm_);
     torch::NoGradGuard no_grad;
@@ -140,7 +149,9 @@ class AnswererTest : public ::testing::Test {
     ids.insert(ids.end(), target.begin(), target.end());
     LlamaForwardArgs args;
     args.prefix = prefix;
-    const auto logp = torch::log_softmax(llm->forward(torch::tensor(ids).unsqueeze(0), args)[0], -1);  // [T, V]
+    // [T, V]
+    const auto logp =
+        torch::log_softmax(llm->forward(torch::tensor(ids).unsqueeze(0), args)[0], -1);
     double sum = 0;
     for (size_t j = 0; j < target.size(); ++j) sum += logp[np + j - 1][target[j]].item<double>();
     return sum / static_cast<double>(target.size());
@@ -155,8 +166,10 @@ std::string* AnswererTest::llm_ = nullptr;
 std::vector<TinyQuestion>* AnswererTest::questions_ = new std::vector<TinyQuestion>();
 
 TEST_F(AnswererTest, ModeNames) {
-  for (const std::string m : {"none", "context", "prefix", "context+prefix"}) EXPECT_EQ(to_string(parse_answer_mode(m)), m);
-  EXPECT_TRUE(contains(test::error_of([] { parse_answer_mode("rag"); }), "none, context, prefix, context+prefix"));
+  for (const std::string m : {"none", "context", "prefix", "context+prefix"})
+    EXPECT_EQ(to_string(parse_answer_mode(m)), m);
+  EXPECT_TRUE(contains(test::error_of([] { parse_answer_mode("rag"); }),
+                       "none, context, prefix, context+prefix"));
 }
 
 TEST_F(AnswererTest, EveryModeAnswersWithEvidenceAndGroundedness) {
@@ -185,13 +198,15 @@ TEST_F(AnswererTest, EveryModeAnswersWithEvidenceAndGroundedness) {
       EXPECT_NE(a.groundedness.logprob_with, a.groundedness.logprob_without) << to_string(mode);
       EXPECT_GE(a.total_ms, a.generate_ms);
       const auto j = a.to_json();
-      for (const char* key : {"answer", "evidence", "groundedness", "timings_ms"}) EXPECT_TRUE(j.contains(key)) << key;
+      for (const char* key : {"answer", "evidence", "groundedness", "timings_ms"})
+        EXPECT_TRUE(j.contains(key)) << key;
       EXPECT_TRUE(j["evidence"][0].contains("title"));
       EXPECT_TRUE(j["groundedness"]["answer_in_evidence"].is_boolean());
     }
   }
   // Greedy decoding: the same question gives the same answer alone or in a batch.
-  EXPECT_EQ(answerer->answer({qs[1]}, AnswerMode::kContext, 2)[0].text, answerer->answer(qs, AnswerMode::kContext, 2)[1].text);
+  EXPECT_EQ(answerer->answer({qs[1]}, AnswerMode::kContext, 2)[0].text,
+            answerer->answer(qs, AnswerMode::kContext, 2)[1].text);
 }
 
 TEST_F(AnswererTest, ContextModePutsTheSegmentsInThePrompt) {
@@ -203,7 +218,8 @@ TEST_F(AnswererTest, ContextModePutsTheSegmentsInThePrompt) {
   const std::string prompt = context_prompt(passages, q.question);
   EXPECT_EQ(answerer->prompt_text(q.question, AnswerMode::kContext, a.evidence), prompt);
   EXPECT_NEAR(a.groundedness.logprob_with, manual_logprob(prompt, a.text), 1e-4);
-  EXPECT_NEAR(a.groundedness.logprob_without, manual_logprob(question_prompt(q.question), a.text), 1e-4);
+  EXPECT_NEAR(a.groundedness.logprob_without, manual_logprob(question_prompt(q.question), a.text),
+              1e-4);
 
   // Teacher-forced scores of a given answer, against the same manual computation.
   const auto s = answerer->score_answers({q.question}, {q.answer}, AnswerMode::kContext, 2).at(0);
@@ -237,12 +253,15 @@ TEST_F(AnswererTest, PrefixModeFeedsTheKnowledgeEncodersPrefix) {
   const auto s = answerer->score_answers({q.question}, {q.answer}, AnswerMode::kPrefix, 2).at(0);
   const double want = manual_logprob(question_prompt(q.question), q.answer, &prefix);
   EXPECT_NEAR(s.logprob, want, 1e-4);
-  EXPECT_GT(std::abs(want - manual_logprob(question_prompt(q.question), q.answer)), 1e-3);  // the prefix matters
+  // the prefix matters
+  EXPECT_GT(std::abs(want - manual_logprob(question_prompt(q.question), q.answer)), 1e-3);
   // context+prefix: both the segments in the prompt and the prefix.
   std::vector<PromptPassage> passages;
   for (const auto& e : evidence) passages.push_back({e.title, e.text});
-  const auto both = answerer->score_answers({q.question}, {q.answer}, AnswerMode::kContextPrefix, 2).at(0);
-  EXPECT_NEAR(both.logprob, manual_logprob(context_prompt(passages, q.question), q.answer, &prefix), 1e-4);
+  const auto both =
+      answerer->score_answers({q.question}, {q.answer}, AnswerMode::kContextPrefix, 2).at(0);
+  EXPECT_NEAR(both.logprob, manual_logprob(context_prompt(passages, q.question), q.answer, &prefix),
+              1e-4);
 }
 
 // segment_tokenizer "llm" and key_position "answer": the answerer cuts the segment into the LLM's
@@ -262,7 +281,8 @@ TEST_F(AnswererTest, PiecePrefixIsCutByTheLlmAndPlacedAtTheAnswer) {
   ASSERT_EQ(t.llm_ids.size(), t.ids.size());
   torch::NoGradGuard no_grad;
   const auto ids = torch::tensor(t.ids).unsqueeze(0);
-  const KVPrefix made = ke->forward(ids, torch::ones_like(ids), torch::tensor(t.llm_ids).unsqueeze(0));
+  const KVPrefix made =
+      ke->forward(ids, torch::ones_like(ids), torch::tensor(t.llm_ids).unsqueeze(0));
   ASSERT_EQ(made.length(), 40);
   static LlamaForCausalLM llm = load_llama(*llm_);
   const std::string prompt = question_prompt(q.question);
@@ -271,7 +291,8 @@ TEST_F(AnswererTest, PiecePrefixIsCutByTheLlmAndPlacedAtTheAnswer) {
   const auto s = answerer->score_answers({q.question}, {q.answer}, AnswerMode::kPrefix, 1).at(0);
   const double want = manual_logprob(prompt, q.answer, &placed);
   EXPECT_NEAR(s.logprob, want, 1e-4);
-  EXPECT_GT(std::abs(want - manual_logprob(prompt, q.answer, &made)), 1e-4);  // the placement matters
+  // the placement matters
+  EXPECT_GT(std::abs(want - manual_logprob(prompt, q.answer, &made)), 1e-4);
 }
 
 TEST_F(AnswererTest, LongContextIsTruncatedToFitTheLlm) {
@@ -289,7 +310,8 @@ TEST_F(AnswererTest, LongContextIsTruncatedToFitTheLlm) {
 
   o.max_new_tokens = 509;  // not even the question fits
   const auto tight = Answerer::open(o);
-  EXPECT_TRUE(contains(test::error_of([&] { tight->answer({q.question}, AnswerMode::kNone, 1); }), "positions"));
+  EXPECT_TRUE(contains(test::error_of([&] { tight->answer({q.question}, AnswerMode::kNone, 1); }),
+                       "positions"));
 }
 
 TEST_F(AnswererTest, ClearErrors) {
@@ -297,11 +319,15 @@ TEST_F(AnswererTest, ClearErrors) {
     auto o = options();
     o.max_question_tokens = 5;
     const auto answerer = Answerer::open(o);
-    const auto e = test::error_of([&] { answerer->answer({"a question that is much too long for five tokens"}, AnswerMode::kNone, 1); });
+    const auto e = test::error_of([&] {
+      answerer->answer({"a question that is much too long for five tokens"}, AnswerMode::kNone, 1);
+    });
     EXPECT_TRUE(contains(e, "max_question_tokens")) << e;
-    EXPECT_TRUE(contains(test::error_of([&] { answerer->answer({"  "}, AnswerMode::kNone, 1); }), "empty question"));
-    EXPECT_TRUE(contains(test::error_of([&] { answerer->score_answers({"who"}, {" "}, AnswerMode::kNone, 1); }),
-                         "empty answer"));
+    EXPECT_TRUE(contains(test::error_of([&] { answerer->answer({"  "}, AnswerMode::kNone, 1); }),
+                         "empty question"));
+    EXPECT_TRUE(contains(
+        test::error_of([&] { answerer->score_answers({"who"}, {" "}, AnswerMode::kNone, 1); }),
+        "empty answer"));
   }
   {
     auto o = options();
@@ -309,20 +335,25 @@ TEST_F(AnswererTest, ClearErrors) {
     o.knowledge_encoder_dir.clear();
     const auto answerer = Answerer::open(o);
     EXPECT_FALSE(answerer->has_index());
-    EXPECT_TRUE(contains(test::error_of([&] { answerer->answer({"who"}, AnswerMode::kContext, 1); }), "needs an index"));
-    EXPECT_TRUE(contains(test::error_of([&] { answerer->answer({"who"}, AnswerMode::kPrefix, 1); }), "index"));
+    EXPECT_TRUE(
+        contains(test::error_of([&] { answerer->answer({"who"}, AnswerMode::kContext, 1); }),
+                 "needs an index"));
+    EXPECT_TRUE(contains(test::error_of([&] { answerer->answer({"who"}, AnswerMode::kPrefix, 1); }),
+                         "index"));
     o.index_dir = *root_ / "index";
     const auto with_index = Answerer::open(o);
-    EXPECT_TRUE(contains(test::error_of([&] { with_index->answer({"who"}, AnswerMode::kPrefix, 1); }),
-                         "needs a knowledge encoder"));
+    EXPECT_TRUE(
+        contains(test::error_of([&] { with_index->answer({"who"}, AnswerMode::kPrefix, 1); }),
+                 "needs a knowledge encoder"));
   }
   {
     // A knowledge encoder made for another LLM (other layer count and fingerprint).
     auto llm_config = LlamaConfig::load(*llm_ + "/config.json");
     llm_config.num_hidden_layers = 3;
-    KnowledgeEncoder ke(KnowledgeEncoderConfig::for_llm(BertConfig::load(*root_ / "encoder/config.json"), llm_config,
-                                                        "0123456789abcdef", queries(4)),
-                        torch::kFloat32);
+    KnowledgeEncoder ke(
+        KnowledgeEncoderConfig::for_llm(BertConfig::load(*root_ / "encoder/config.json"),
+                                        llm_config, "0123456789abcdef", queries(4)),
+        torch::kFloat32);
     ke->init_fresh(1);
     const std::string dir = *root_ / "ke-other";
     save_knowledge_encoder(*ke, dir, *root_ / "encoder/vocab.txt");
@@ -333,10 +364,11 @@ TEST_F(AnswererTest, ClearErrors) {
     EXPECT_TRUE(contains(e, "layers")) << e;
 
     // Same shapes, trained for another LLM (fingerprint).
-    KnowledgeEncoder same_shape(KnowledgeEncoderConfig::for_llm(BertConfig::load(*root_ / "encoder/config.json"),
-                                                                LlamaConfig::load(*llm_ + "/config.json"),
-                                                                "0123456789abcdef", queries(4)),
-                                torch::kFloat32);
+    KnowledgeEncoder same_shape(
+        KnowledgeEncoderConfig::for_llm(BertConfig::load(*root_ / "encoder/config.json"),
+                                        LlamaConfig::load(*llm_ + "/config.json"),
+                                        "0123456789abcdef", queries(4)),
+        torch::kFloat32);
     same_shape->init_fresh(1);
     save_knowledge_encoder(*same_shape, dir, *root_ / "encoder/vocab.txt");
     const auto e2 = test::error_of([&] { Answerer::open(o); });
@@ -374,7 +406,8 @@ TEST_F(AnswererTest, EvaluateQaScoresEveryModeConsistently) {
   }
   EXPECT_EQ(s.size(), 4u);  // three modes and retrieval
   EXPECT_EQ(s["retrieval"]["answer_in_top"].size(), 3u);
-  for (const char* k : {"1", "5", "20"}) EXPECT_TRUE(s["retrieval"]["answer_in_top"][k].is_number());
+  for (const char* k : {"1", "5", "20"})
+    EXPECT_TRUE(s["retrieval"]["answer_in_top"][k].is_number());
   // The retrieval numbers are those of index/retrieval_eval.h on the same questions.
   auto qs = read_questions(*root_ / "questions.jsonl");
   qs.resize(5);
@@ -387,20 +420,22 @@ TEST_F(AnswererTest, EvaluateQaScoresEveryModeConsistently) {
   int lines = 0;
   for (std::string line; std::getline(in, line); ++lines) {
     const auto j = json::parse(line);
-    for (const char* key : {"question", "answers", "mode", "prediction", "em", "f1", "contained", "token_accuracy",
-                            "bertscore_f1", "evidence"})
+    for (const char* key : {"question", "answers", "mode", "prediction", "em", "f1", "contained",
+                            "token_accuracy", "bertscore_f1", "evidence"})
       EXPECT_TRUE(j.contains(key)) << key;
     em_sum[j["mode"]] += j["em"].get<double>();
     EXPECT_EQ(j["evidence"].size(), j["mode"] == "none" ? 0u : 1u);
   }
   EXPECT_EQ(lines, 15);
-  for (const char* mode : {"none", "context", "prefix"}) EXPECT_DOUBLE_EQ(em_sum[mode] / 5, s[mode]["em"].get<double>());
+  for (const char* mode : {"none", "context", "prefix"})
+    EXPECT_DOUBLE_EQ(em_sum[mode] / 5, s[mode]["em"].get<double>());
   EXPECT_TRUE(contains(report.markdown, "| metric | none | context | prefix |"));
 }
 
 TEST_F(AnswererTest, AskAndEvalCommands) {
-  const std::string common = "--llm " + *llm_ + " --index " + (*root_ / "index") + " --retriever bm25 --knowledge-encoder " +
-                             (*root_ / "ke") + " --max-new-tokens 8";
+  const std::string common = "--llm " + *llm_ + " --index " + (*root_ / "index") +
+                             " --retriever bm25 --knowledge-encoder " + (*root_ / "ke") +
+                             " --max-new-tokens 8";
   const auto& q = (*questions_)[0];
   auto r = run_kvrag("ask " + common + " --mode context --top-k 2 --json \"" + q.question + "\"");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -422,11 +457,13 @@ TEST_F(AnswererTest, AskAndEvalCommands) {
   EXPECT_TRUE(s["context+prefix"]["bertscore_f1"].is_null());
   EXPECT_TRUE(s["retrieval"]["answer_in_top"]["1"].is_number());
 
-  r = run_kvrag("eval --llm " + *llm_ + " --questions " + (*root_ / "questions.jsonl") + " --modes none --limit 2 -q");
+  r = run_kvrag("eval --llm " + *llm_ + " --questions " + (*root_ / "questions.jsonl") +
+                " --modes none --limit 2 -q");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.out, "| exact match |")) << r.out;
 
-  r = run_kvrag("eval --llm " + *llm_ + " --questions " + (*root_ / "questions.jsonl") + " --modes context -q");
+  r = run_kvrag("eval --llm " + *llm_ + " --questions " + (*root_ / "questions.jsonl") +
+                " --modes context -q");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.err, "needs an index")) << r.err;
   r = run_kvrag("ask --llm " + *llm_ + " --mode sideways \"q\"");

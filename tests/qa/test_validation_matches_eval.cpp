@@ -41,13 +41,14 @@ TEST(ValidationMatchesEval, DevEmAndLossAreWhatEvalReportsAndTheLossIsTheAnswere
   std::vector<json> passages;
   std::vector<std::string> questions;
   for (size_t i = 0; i < things.size(); ++i) {
-    passages.push_back({{"id", "p" + std::to_string(i)}, {"title", "thing " + std::to_string(i)},
+    passages.push_back({{"id", "p" + std::to_string(i)},
+                        {"title", "thing " + std::to_string(i)},
                         {"text", "the thing " + std::to_string(i) + " is a " + things[i] + "."}});
     questions.push_back("what is thing " + std::to_string(i) + "?");
   }
   write_lines(dir / "corpus.jsonl", passages);
-  const auto r = test::run_kvrag("segment --corpus " + (dir / "corpus.jsonl") + " --tokenizer " + (dir / "bert/vocab.txt") +
-                                 " --index " + (dir / "index"));
+  const auto r = test::run_kvrag("segment --corpus " + (dir / "corpus.jsonl") + " --tokenizer " +
+                                 (dir / "bert/vocab.txt") + " --index " + (dir / "index"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   RetrieverSpec spec;
   spec.mode = RetrieverMode::kBm25;
@@ -63,8 +64,8 @@ TEST(ValidationMatchesEval, DevEmAndLossAreWhatEvalReportsAndTheLossIsTheAnswere
   encoder.head_std = 0.05;
   {
     PrefixPipeline pipeline(llm, torch::kFloat32);
-    const auto fresh = init_knowledge_encoder(dir / "bert", pipeline.llm(), nullptr, pipeline.llm_fingerprint(),
-                                              encoder, 1);
+    const auto fresh = init_knowledge_encoder(dir / "bert", pipeline.llm(), nullptr,
+                                              pipeline.llm_fingerprint(), encoder, 1);
     save_knowledge_encoder(*fresh, dir / "ke0", dir / "bert/vocab.txt");
   }
   AnswererOptions ao;
@@ -81,7 +82,8 @@ TEST(ValidationMatchesEval, DevEmAndLossAreWhatEvalReportsAndTheLossIsTheAnswere
     }
   }
   std::vector<json> lines;
-  for (size_t i = 0; i < questions.size(); ++i) lines.push_back({{"question", questions[i]}, {"answers", {answers[i]}}});
+  for (size_t i = 0; i < questions.size(); ++i)
+    lines.push_back({{"question", questions[i]}, {"answers", {answers[i]}}});
   write_lines(dir / "questions.jsonl", lines);
 
   PrefixTrainOptions o;
@@ -112,8 +114,9 @@ TEST(ValidationMatchesEval, DevEmAndLossAreWhatEvalReportsAndTheLossIsTheAnswere
   eo.progress = false;
   const auto report = evaluate_qa(*answerer, dir / "questions.jsonl", eo);
   EXPECT_EQ(report.summary["prefix"]["em"].get<double>(), trained.best_dev_em);
-  std::cout << "[ info     ] dev EM before training " << trained.initial_dev_em << ", after each epoch "
-            << json(trained.dev_em).dump() << "; eval EM " << report.summary["prefix"]["em"] << "\n";
+  std::cout << "[ info     ] dev EM before training " << trained.initial_dev_em
+            << ", after each epoch " << json(trained.dev_em).dump() << "; eval EM "
+            << report.summary["prefix"]["em"] << "\n";
 
   // The dev loss of the best epoch is minus eval's log-probability per answer token (weighted
   // by each answer's tokens, as the loss is).
@@ -134,7 +137,8 @@ TEST(ValidationMatchesEval, DevEmAndLossAreWhatEvalReportsAndTheLossIsTheAnswere
   pipeline.set_encoder(load_knowledge_encoder(o.out), o.out + "/vocab.txt");
   const auto& q = questions[3];
   const auto evidence = retriever->search({q}, 1).at(0);
-  std::vector<PrefixExample> examples = {pipeline.example(q, answers[3], {{evidence[0].title, evidence[0].text}}, "q")};
+  std::vector<PrefixExample> examples = {
+      pipeline.example(q, answers[3], {{evidence[0].title, evidence[0].text}}, "q")};
   const auto batch = pipeline.batch(examples, {0});
   const auto prefix = pipeline.prefix(batch);
   ASSERT_TRUE(prefix.keys[0].requires_grad());

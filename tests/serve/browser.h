@@ -24,10 +24,14 @@ inline bool have_chromium() { return access(chromium_path().c_str(), X_OK) == 0;
 inline std::string html_text(const std::string& text) {
   std::string out;
   for (char c : text) {
-    if (c == '&') out += "&amp;";
-    else if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else out += c;
+    if (c == '&')
+      out += "&amp;";
+    else if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else
+      out += c;
   }
   return out;
 }
@@ -37,9 +41,10 @@ inline std::string html_text(const std::string& text) {
 inline std::string dump_dom(const std::string& url) {
   TempDir profile;
   const std::string cmd = "timeout 90 " + chromium_path() +
-                          " --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run"
-                          " --disable-extensions --disable-background-networking --virtual-time-budget=15000"
-                          " --user-data-dir=" + profile.path() + " --dump-dom '" + url + "' 2>/dev/null";
+                          " --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage "
+                          "--no-first-run --disable-extensions --disable-background-networking "
+                          "--virtual-time-budget=15000 --user-data-dir=" +
+                          profile.path() + " --dump-dom '" + url + "' 2>/dev/null";
   std::string out;
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) return out;
@@ -53,7 +58,9 @@ inline std::string dump_dom(const std::string& url) {
 // The text of the element with `id` (first match; elements of the page have no nested same tag).
 inline std::string element(const std::string& dom, const std::string& tag, const std::string& id) {
   std::smatch m;
-  if (std::regex_search(dom, m, std::regex("<" + tag + "[^>]*id=\"" + id + "\"[^>]*>([\\s\\S]*?)</" + tag + ">"))) {
+  if (std::regex_search(
+          dom, m,
+          std::regex("<" + tag + "[^>]*id=\"" + id + "\"[^>]*>([\\s\\S]*?)</" + tag + ">"))) {
     return m[1];
   }
   return "<missing " + id + ">";
@@ -61,7 +68,8 @@ inline std::string element(const std::string& dom, const std::string& tag, const
 
 inline size_t count(const std::string& s, const std::string& part) {
   size_t n = 0;
-  for (size_t pos = s.find(part); pos != std::string::npos; pos = s.find(part, pos + part.size())) ++n;
+  for (size_t pos = s.find(part); pos != std::string::npos; pos = s.find(part, pos + part.size()))
+    ++n;
   return n;
 }
 

@@ -29,7 +29,8 @@ class FakeService final : public AnswerService {
       std::unique_lock<std::mutex> lock(mutex_);
       ++waiting_;
       cv_.notify_all();
-      const bool met = cv_.wait_for(lock, std::chrono::seconds(20), [this] { return waiting_ >= 2; });
+      const bool met =
+          cv_.wait_for(lock, std::chrono::seconds(20), [this] { return waiting_ >= 2; });
       a.text = met ? "met" : "alone";
       return a;
     }
@@ -44,25 +45,30 @@ class FakeService final : public AnswerService {
     return a;
   }
 
-  std::vector<Evidence> search(const std::string& question, int top_k, const std::string& retriever_mode) override {
+  std::vector<Evidence> search(const std::string& question, int top_k,
+                               const std::string& retriever_mode) override {
     ++searches;
     return evidence(question, top_k, retriever_mode);
   }
 
-  std::vector<AnswerMode> modes() const override { return {AnswerMode::kContext, AnswerMode::kNone}; }
+  std::vector<AnswerMode> modes() const override {
+    return {AnswerMode::kContext, AnswerMode::kNone};
+  }
   std::vector<std::string> retriever_modes() const override { return {"bm25", "dense"}; }
   nlohmann::json models() const override { return {{"llm", "fake-llm"}, {"index", "fake-index"}}; }
 
   // Segments with markup in title and text (data, which the page must show, not run) and the
   // answer in the text (which the page highlights).
-  static std::vector<Evidence> evidence(const std::string& question, int top_k, const std::string& tag) {
+  static std::vector<Evidence> evidence(const std::string& question, int top_k,
+                                        const std::string& tag) {
     std::vector<Evidence> out;
     for (int i = 0; i < top_k; ++i) {
       Evidence e;
       e.segment_id = 100 + i;
       e.doc_id = "doc" + std::to_string(i);
       e.title = "Title " + std::to_string(i) + " <script>window.pwned=1</script>";
-      e.text = "Segment " + std::to_string(i) + " (" + tag + ") <b>says</b> " + answer_for(question) + " & more.";
+      e.text = "Segment " + std::to_string(i) + " (" + tag + ") <b>says</b> " +
+               answer_for(question) + " & more.";
       e.score = 1.0 / (i + 1);
       out.push_back(e);
     }

@@ -14,8 +14,9 @@ class BrowserTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!have_chromium()) {
-      GTEST_SKIP() << "no Chromium at " << chromium_path()
-                   << " (apt-get install chromium, or set KVRAG_CHROMIUM): the browser test is skipped";
+      GTEST_SKIP()
+          << "no Chromium at " << chromium_path()
+          << " (apt-get install chromium, or set KVRAG_CHROMIUM): the browser test is skipped";
     }
     ServerOptions o;
     o.port = 0;
@@ -31,7 +32,8 @@ class BrowserTest : public ::testing::Test {
 };
 
 TEST_F(BrowserTest, AsksFromTheUrlAndShowsAnswerAndHighlightedEscapedEvidence) {
-  const std::string dom = dump_dom(server_->url() + "?q=where%20is%20the%20tower%3F&mode=context&top_k=3");
+  const std::string dom =
+      dump_dom(server_->url() + "?q=where%20is%20the%20tower%3F&mode=context&top_k=3");
   ASSERT_NE(dom.find("data-state=\"done\""), std::string::npos) << dom.substr(0, 4000);
   EXPECT_EQ(element(dom, "p", "answer"), "answer to where is the tower?");
   const std::string evidence = element(dom, "ol", "evidence");

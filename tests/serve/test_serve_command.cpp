@@ -49,15 +49,18 @@ TEST(ServeCommand, ServesARealModelAndStopsOnSigterm) {
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    const std::string cmd = "exec " + std::string(KVRAG_CLI_PATH) + " --threads 1 serve --llm " + model +
-                            " --port 0 --max-new-tokens 8 >" + (tmp / "out") + " 2>" + (tmp / "err");
+    const std::string cmd = "exec " + std::string(KVRAG_CLI_PATH) + " --threads 1 serve --llm " +
+                            model + " --port 0 --max-new-tokens 8 >" + (tmp / "out") + " 2>" +
+                            (tmp / "err");
     execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   // The URL line appears once the model is loaded and the port bound.
   std::smatch m;
   std::string out;
-  for (int i = 0; i < 600 && !std::regex_search(out, m, std::regex(R"(open http://127\.0\.0\.1:(\d+)/)")); ++i) {
+  for (int i = 0;
+       i < 600 && !std::regex_search(out, m, std::regex(R"(open http://127\.0\.0\.1:(\d+)/)"));
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     out = slurp(tmp / "out");
   }
@@ -67,7 +70,8 @@ TEST(ServeCommand, ServesARealModelAndStopsOnSigterm) {
 
   httplib::Client c("127.0.0.1", port);
   c.set_read_timeout(60);
-  auto r = c.Post("/v1/ask", json{{"question", "Once upon a time"}, {"mode", "none"}}.dump(), "application/json");
+  auto r = c.Post("/v1/ask", json{{"question", "Once upon a time"}, {"mode", "none"}}.dump(),
+                  "application/json");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   const json j = json::parse(r->body);
@@ -83,16 +87,19 @@ TEST(ServeCommand, ServesARealModelAndStopsOnSigterm) {
   EXPECT_EQ(json::parse(r->body)["models"]["llm"], model);
   if (have_chromium()) {
     // The page asks the same question and shows the same (greedy) answer.
-    const std::string dom = dump_dom("http://127.0.0.1:" + std::to_string(port) + "/?q=Once%20upon%20a%20time&mode=none");
+    const std::string dom = dump_dom("http://127.0.0.1:" + std::to_string(port) +
+                                     "/?q=Once%20upon%20a%20time&mode=none");
     EXPECT_NE(dom.find("data-state=\"done\""), std::string::npos) << dom.substr(0, 4000);
     EXPECT_EQ(element(dom, "p", "answer"), html_text(answer));
-    EXPECT_NE(dom.find("value=\"context\" disabled"), std::string::npos);  // no index: closed-book only
+    // no index: closed-book only
+    EXPECT_NE(dom.find("value=\"context\" disabled"), std::string::npos);
   }
 
   kill(pid, SIGTERM);
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status << "; " << slurp(tmp / "err");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "status " << status << "; " << slurp(tmp / "err");
   EXPECT_TRUE(contains(slurp(tmp / "err"), "terminated, finishing requests in flight"));
 }
 

@@ -1,5 +1,5 @@
-// The HTTP API and the page of `kvrag serve`, over a fake AnswerService (tests/serve/fake_service.h),
-// with a real socket and httplib's client.
+// The HTTP API and the page of `kvrag serve`, over a fake AnswerService
+// (tests/serve/fake_service.h), with a real socket and httplib's client.
 
 #include <httplib.h>
 
@@ -39,7 +39,9 @@ class ServerTest : public ::testing::Test {
   httplib::Result post(const std::string& path, const std::string& body) const {
     return client().Post(path.c_str(), body, "application/json");
   }
-  httplib::Result post(const std::string& path, const json& body) const { return post(path, body.dump()); }
+  httplib::Result post(const std::string& path, const json& body) const {
+    return post(path, body.dump());
+  }
 
   // Asserts a JSON error response with `status`; returns its message.
   static std::string error_message(const httplib::Result& r, int status) {
@@ -49,7 +51,9 @@ class ServerTest : public ::testing::Test {
     EXPECT_EQ(r->get_header_value("Content-Type"), "application/json; charset=utf-8");
     const json j = json::parse(r->body, nullptr, false);
     EXPECT_TRUE(j.is_object() && j.contains("error") && j["error"].is_string()) << r->body;
-    return j.is_object() && j.contains("error") && j["error"].is_string() ? j["error"].get<std::string>() : "";
+    return j.is_object() && j.contains("error") && j["error"].is_string()
+               ? j["error"].get<std::string>()
+               : "";
   }
 
   FakeService service_;
@@ -76,19 +80,22 @@ TEST_F(ServerTest, Health) {
 }
 
 TEST_F(ServerTest, AskReturnsAnswerEvidenceGroundednessAndTimings) {
-  auto r = post("/v1/ask", json{{"question", "  who built the tower?\n"}, {"mode", "context"}, {"top_k", 3}});
+  auto r = post("/v1/ask",
+                json{{"question", "  who built the tower?\n"}, {"mode", "context"}, {"top_k", 3}});
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(r->get_header_value("Content-Type"), "application/json; charset=utf-8");
   const json j = json::parse(r->body);
-  EXPECT_EQ(j["answer"], "answer to who built the tower?");  // the question reached the service trimmed
+  // the question reached the service trimmed
+  EXPECT_EQ(j["answer"], "answer to who built the tower?");
   EXPECT_EQ(j["mode"], "context");
   ASSERT_EQ(j["evidence"].size(), 3u);
   for (int i = 0; i < 3; ++i) {
     const auto& e = j["evidence"][i];
     EXPECT_EQ(e["segment_id"], 100 + i);
     EXPECT_EQ(e["title"], "Title " + std::to_string(i) + " <script>window.pwned=1</script>");
-    EXPECT_NE(e["text"].get<std::string>().find("answer to who built the tower?"), std::string::npos);
+    EXPECT_NE(e["text"].get<std::string>().find("answer to who built the tower?"),
+              std::string::npos);
     EXPECT_DOUBLE_EQ(e["score"].get<double>(), 1.0 / (i + 1));
   }
   EXPECT_EQ(j["groundedness"]["answer_in_evidence"], true);
@@ -112,30 +119,42 @@ TEST_F(ServerTest, AskDefaultsToTheFirstModeAndDefaultTopK) {
 }
 
 TEST_F(ServerTest, BadRequestsGet400WithAReason) {
-  EXPECT_NE(error_message(post("/v1/ask", std::string("{\"question\": ")), 400).find("not valid JSON"),
+  EXPECT_NE(
+      error_message(post("/v1/ask", std::string("{\"question\": ")), 400).find("not valid JSON"),
+      std::string::npos);
+  EXPECT_NE(error_message(post("/v1/ask", std::string("")), 400).find("not valid JSON"),
             std::string::npos);
-  EXPECT_NE(error_message(post("/v1/ask", std::string("")), 400).find("not valid JSON"), std::string::npos);
-  EXPECT_NE(error_message(post("/v1/ask", std::string("\"question\"")), 400).find("JSON object"), std::string::npos);
-  EXPECT_NE(error_message(post("/v1/ask", json{{"mode", "none"}}), 400).find("missing \"question\""),
+  EXPECT_NE(error_message(post("/v1/ask", std::string("\"question\"")), 400).find("JSON object"),
             std::string::npos);
-  EXPECT_NE(error_message(post("/v1/ask", json{{"question", 42}}), 400).find("must be a string"), std::string::npos);
-  EXPECT_NE(error_message(post("/v1/ask", json{{"question", " \t\n"}}), 400).find("empty"), std::string::npos);
-  EXPECT_NE(error_message(post("/v1/ask", json{{"question", std::string(201, 'x')}}), 400).find("201 bytes"),
+  EXPECT_NE(
+      error_message(post("/v1/ask", json{{"mode", "none"}}), 400).find("missing \"question\""),
+      std::string::npos);
+  EXPECT_NE(error_message(post("/v1/ask", json{{"question", 42}}), 400).find("must be a string"),
             std::string::npos);
-  EXPECT_NE(error_message(post("/v1/ask", json{{"question", "q"}, {"mode", "telepathy"}}), 400).find("telepathy"),
+  EXPECT_NE(error_message(post("/v1/ask", json{{"question", " \t\n"}}), 400).find("empty"),
+            std::string::npos);
+  EXPECT_NE(error_message(post("/v1/ask", json{{"question", std::string(201, 'x')}}), 400)
+                .find("201 bytes"),
+            std::string::npos);
+  EXPECT_NE(error_message(post("/v1/ask", json{{"question", "q"}, {"mode", "telepathy"}}), 400)
+                .find("telepathy"),
             std::string::npos);
   // A real mode this server cannot serve (the fake has no knowledge encoder).
-  EXPECT_NE(error_message(post("/v1/ask", json{{"question", "q"}, {"mode", "prefix"}}), 400).find("offers: context, none"),
+  EXPECT_NE(error_message(post("/v1/ask", json{{"question", "q"}, {"mode", "prefix"}}), 400)
+                .find("offers: context, none"),
             std::string::npos);
-  EXPECT_NE(error_message(post("/v1/ask", json{{"question", "q"}, {"mode", 3}}), 400).find("\"mode\""),
-            std::string::npos);
+  EXPECT_NE(
+      error_message(post("/v1/ask", json{{"question", "q"}, {"mode", 3}}), 400).find("\"mode\""),
+      std::string::npos);
   for (const json& k : {json(0), json(11), json(-1), json(2.5), json("3"), json(1e12)}) {
-    EXPECT_NE(error_message(post("/v1/ask", json{{"question", "q"}, {"top_k", k}}), 400).find("top_k"),
-              std::string::npos)
+    EXPECT_NE(
+        error_message(post("/v1/ask", json{{"question", "q"}, {"top_k", k}}), 400).find("top_k"),
+        std::string::npos)
         << k;
   }
   // Invalid UTF-8 inside a JSON string is bad JSON.
-  EXPECT_NE(error_message(post("/v1/ask", std::string("{\"question\": \"caf\xc3\"}")), 400).find("not valid JSON"),
+  EXPECT_NE(error_message(post("/v1/ask", std::string("{\"question\": \"caf\xc3\"}")), 400)
+                .find("not valid JSON"),
             std::string::npos);
   EXPECT_EQ(service_.asks.load(), 0) << "no bad request reached the service";
 }
@@ -152,7 +171,8 @@ TEST_F(ServerTest, OversizedBodyGets413) {
 }
 
 TEST_F(ServerTest, ServiceErrorsGet500WithTheMessage) {
-  EXPECT_NE(error_message(post("/v1/ask", json{{"question", "fail"}}), 500).find("out of cheese"), std::string::npos);
+  EXPECT_NE(error_message(post("/v1/ask", json{{"question", "fail"}}), 500).find("out of cheese"),
+            std::string::npos);
 }
 
 TEST_F(ServerTest, UnknownPathsGet404AndWrongMethods405) {
@@ -160,8 +180,8 @@ TEST_F(ServerTest, UnknownPathsGet404AndWrongMethods405) {
   EXPECT_NE(error_message(c.Get("/nope"), 404).find("/nope"), std::string::npos);
   EXPECT_NE(error_message(c.Get("/v1/asks"), 404).find("not found"), std::string::npos);
   // No static files are served: traversal attempts find nothing.
-  for (const char* path : {"/../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc%2fpasswd", "/index.html",
-                           "//etc/passwd", "/v1/../../etc/passwd"}) {
+  for (const char* path : {"/../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc%2fpasswd",
+                           "/index.html", "//etc/passwd", "/v1/../../etc/passwd"}) {
     auto r = c.Get(path);
     ASSERT_TRUE(r) << path;
     EXPECT_TRUE(r->status == 404 || r->status == 400) << path << " → " << r->status;
@@ -198,7 +218,8 @@ TEST_F(ServerTest, Search) {
   EXPECT_EQ(j["results"].size(), 4u);
   EXPECT_NE(j["results"][0]["text"].get<std::string>().find("(dense)"), std::string::npos);
 
-  EXPECT_NE(error_message(post("/v1/search", json{{"question", "q"}, {"mode", "hybrid"}}), 400).find("bm25, dense"),
+  EXPECT_NE(error_message(post("/v1/search", json{{"question", "q"}, {"mode", "hybrid"}}), 400)
+                .find("bm25, dense"),
             std::string::npos);
   error_message(post("/v1/search", json{{"question", ""}}), 400);
   error_message(post("/v1/search", json{{"question", "q"}, {"top_k", 11}}), 400);
@@ -211,15 +232,17 @@ TEST_F(ServerTest, ServesThePageFromTheBinary) {
   ASSERT_EQ(r->status, 200);
   EXPECT_EQ(r->get_header_value("Content-Type"), "text/html; charset=utf-8");
   EXPECT_EQ(r->body, web_page_html());
-  for (const char* id : {"id=\"question\"", "name=\"mode\" value=\"context+prefix\"", "id=\"top-k\"", "id=\"answer\"",
-                         "id=\"evidence\"", "id=\"groundedness\"", "id=\"timings\"", "/v1/ask"}) {
+  for (const char* id :
+       {"id=\"question\"", "name=\"mode\" value=\"context+prefix\"", "id=\"top-k\"",
+        "id=\"answer\"", "id=\"evidence\"", "id=\"groundedness\"", "id=\"timings\"", "/v1/ask"}) {
     EXPECT_NE(r->body.find(id), std::string::npos) << id;
   }
   // Self-contained: nothing is loaded from elsewhere, and the policy says so.
   EXPECT_EQ(r->body.find("http://"), std::string::npos);
   EXPECT_EQ(r->body.find("https://"), std::string::npos);
   EXPECT_EQ(r->body.find("innerHTML"), std::string::npos) << "data must reach the page as text";
-  EXPECT_NE(r->get_header_value("Content-Security-Policy").find("default-src 'none'"), std::string::npos);
+  EXPECT_NE(r->get_header_value("Content-Security-Policy").find("default-src 'none'"),
+            std::string::npos);
 }
 
 TEST_F(ServerTest, ConcurrentClientsGetTheirOwnAnswers) {
@@ -233,8 +256,8 @@ TEST_F(ServerTest, ConcurrentClientsGetTheirOwnAnswers) {
       for (int i = 0; i < kRequests; ++i) {
         const std::string q = "question " + std::to_string(t) + "." + std::to_string(i);
         const bool search = i % 5 == 4;
-        auto r = c.Post(search ? "/v1/search" : "/v1/ask", json{{"question", q}, {"top_k", 1 + i % 3}}.dump(),
-                        "application/json");
+        auto r = c.Post(search ? "/v1/search" : "/v1/ask",
+                        json{{"question", q}, {"top_k", 1 + i % 3}}.dump(), "application/json");
         if (!r || r->status != 200) {
           ++errors;
           continue;
@@ -243,7 +266,8 @@ TEST_F(ServerTest, ConcurrentClientsGetTheirOwnAnswers) {
         const auto& list = search ? j["results"] : j["evidence"];
         const bool ok = (search || j["answer"] == FakeService::answer_for(q)) &&
                         list.size() == static_cast<size_t>(1 + i % 3) &&
-                        list[0]["text"].get<std::string>().find(FakeService::answer_for(q)) != std::string::npos;
+                        list[0]["text"].get<std::string>().find(FakeService::answer_for(q)) !=
+                            std::string::npos;
         if (!ok) ++errors;
       }
     });
@@ -261,7 +285,8 @@ TEST_F(ServerTest, RequestsAreAnsweredInParallel) {
   for (int i = 0; i < 2; ++i) {
     peers[i] = std::thread([&, i] {
       auto r = post("/v1/ask", json{{"question", "wait for a peer"}});
-      answers[i] = r && r->status == 200 ? json::parse(r->body)["answer"].get<std::string>() : "error";
+      answers[i] =
+          r && r->status == 200 ? json::parse(r->body)["answer"].get<std::string>() : "error";
     });
   }
   for (auto& t : peers) t.join();

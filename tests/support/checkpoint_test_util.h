@@ -32,15 +32,15 @@ inline std::string raw_safetensors(const std::string& header, const std::string&
 }  // namespace kvrag::test
 
 // Expects `stmt` to throw kvrag::Error whose message contains every one of the strings given.
-#define EXPECT_KVRAG_ERROR(stmt, ...)                                                         \
-  do {                                                                                        \
-    try {                                                                                     \
-      stmt;                                                                                   \
-      ADD_FAILURE() << "expected kvrag::Error from: " #stmt;                                  \
-    } catch (const ::kvrag::Error& e_) {                                                      \
-      const std::string what_ = e_.what();                                                    \
-      for (const std::string& part_ : std::vector<std::string>{__VA_ARGS__})                  \
-        EXPECT_NE(what_.find(part_), std::string::npos)                                       \
-            << "error message: " << what_ << "\n   does not contain: " << part_;              \
-    }                                                                                         \
+#define EXPECT_KVRAG_ERROR(stmt, ...)                                            \
+  do {                                                                           \
+    try {                                                                        \
+      stmt;                                                                      \
+      ADD_FAILURE() << "expected kvrag::Error from: " #stmt;                     \
+    } catch (const ::kvrag::Error& e_) {                                         \
+      const std::string what_ = e_.what();                                       \
+      for (const std::string& part_ : std::vector<std::string>{__VA_ARGS__})     \
+        EXPECT_NE(what_.find(part_), std::string::npos)                          \
+            << "error message: " << what_ << "\n   does not contain: " << part_; \
+    }                                                                            \
   } while (0)

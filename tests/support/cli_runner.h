@@ -19,11 +19,12 @@ struct CliRun {
 
 // Runs `kvrag ARGS` through the shell with stdin from `input`, capturing stdout and stderr.
 // `env` is prepended to the command line (e.g. "KVRAG_THREADS=1 ").
-inline CliRun run_kvrag(const std::string& args, const std::string& input = "", const std::string& env = "") {
+inline CliRun run_kvrag(const std::string& args, const std::string& input = "",
+                        const std::string& env = "") {
   TempDir tmp;
   std::ofstream(tmp / "in") << input;
-  const std::string cmd = env + std::string(KVRAG_CLI_PATH) + " " + args + " <" + (tmp / "in") + " >" + (tmp / "out") +
-                          " 2>" + (tmp / "err");
+  const std::string cmd = env + std::string(KVRAG_CLI_PATH) + " " + args + " <" + (tmp / "in") +
+                          " >" + (tmp / "out") + " 2>" + (tmp / "err");
   const int status = std::system(cmd.c_str());
   auto slurp = [](const std::string& p) {
     std::ifstream in(p);
@@ -34,6 +35,8 @@ inline CliRun run_kvrag(const std::string& args, const std::string& input = "", 
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(tmp / "out"), slurp(tmp / "err")};
 }
 
-inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+inline bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 }  // namespace kvrag::test

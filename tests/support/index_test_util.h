@@ -21,7 +21,6 @@ inline void write_text(const std::string& path, const std::string& bytes) {
   ASSERT_TRUE(out.good()) << "cannot write " << path;
 }
 
-
 // A handmade vocabulary: every word below is one token, except "running" = run ##ning,
 // "unaffable" = un ##aff ##able and "cats" = cat ##s.
 inline const std::vector<std::string>& tiny_vocab() {

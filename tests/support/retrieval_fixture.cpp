@@ -24,7 +24,8 @@ const std::vector<std::string>& tiny_words() {
 
 void write_tiny_encoder(const std::string& dir, uint64_t seed, EncoderShape shape) {
   std::filesystem::create_directories(dir);
-  std::vector<std::string> vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "title", ".", ","};
+  std::vector<std::string> vocab = {"[PAD]",  "[UNK]", "[CLS]", "[SEP]",
+                                    "[MASK]", "title", ".",     ","};
   for (int i = 0; i < 10; ++i) vocab.push_back(std::to_string(i));
   for (const auto& w : tiny_words()) vocab.push_back(w);
   {
@@ -58,7 +59,10 @@ void write_corpus(const std::string& path, int docs, int words) {
       if (i > 0) text += (i % 9 == 0) ? ". " : " ";
       text += w[next() % w.size()];
     }
-    out << nlohmann::json{{"id", "d" + std::to_string(d)}, {"title", "title " + std::to_string(d % 10)}, {"text", text}}.dump()
+    out << nlohmann::json{{"id", "d" + std::to_string(d)},
+                          {"title", "title " + std::to_string(d % 10)},
+                          {"text", text}}
+               .dump()
         << "\n";
   }
 }

@@ -53,12 +53,12 @@ class TempDir {
 }  // namespace kvrag::test
 
 // Skips the current test (saying why) unless ../shared/<rel> exists; sets `var` to its path.
-#define KVRAG_SHARED_PATH_OR_SKIP(var, rel)                                                   \
-  std::string var;                                                                             \
-  do {                                                                                         \
-    std::string root_ = ::kvrag::test::shared_dir();                                           \
-    if (root_.empty() || !std::filesystem::exists(root_ + "/" + (rel)))                        \
-      GTEST_SKIP() << "shared material not found (" << (rel)                                   \
-                   << "): set KVRAG_SHARED or place ../shared beside the project";             \
-    var = root_ + "/" + (rel);                                                                 \
+#define KVRAG_SHARED_PATH_OR_SKIP(var, rel)                                        \
+  std::string var;                                                                 \
+  do {                                                                             \
+    std::string root_ = ::kvrag::test::shared_dir();                               \
+    if (root_.empty() || !std::filesystem::exists(root_ + "/" + (rel)))            \
+      GTEST_SKIP() << "shared material not found (" << (rel)                       \
+                   << "): set KVRAG_SHARED or place ../shared beside the project"; \
+    var = root_ + "/" + (rel);                                                     \
   } while (0)

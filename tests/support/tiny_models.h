@@ -16,7 +16,8 @@
 namespace kvrag::test {
 
 inline std::vector<std::string> char_vocab() {
-  std::vector<std::string> v = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "?", ":", "'", "-"};
+  std::vector<std::string> v = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".",
+                                ",",     "?",     ":",     "'",     "-"};
   for (char c = 'a'; c <= 'z'; ++c) v.push_back(std::string(1, c));
   for (char c = '0'; c <= '9'; ++c) v.push_back(std::string(1, c));
   for (char c = 'a'; c <= 'z'; ++c) v.push_back(std::string("##") + c);

@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "text/corpus_reader.h"
 #include "support/index_test_util.h"
+#include "text/corpus_reader.h"
 
 namespace kvrag {
 namespace {
@@ -21,12 +21,10 @@ std::vector<Document> read_all(CorpusReader& reader) {
 
 TEST(CorpusReader, JsonlNumberAndStringIds) {
   TempDir dir;
-  write_text(
-      dir / "c.jsonl",
-      "\xEF\xBB\xBF{\"id\": 7, \"title\": \"Seven\", \"text\": \"Seven is a number.\"}\n"
-      "{\"id\": \"doc-8\", \"text\": \"No title here.\"}\r\n"
-      "\n"
-      "{\"id\": 9, \"title\": null, \"text\": \"Caf\xC3\xA9 \\\"quoted\\\"\"}");  // no final \n
+  write_text(dir / "c.jsonl",
+             "\xEF\xBB\xBF{\"id\": 7, \"title\": \"Seven\", \"text\": \"Seven is a "
+             "number.\"}\n{\"id\": \"doc-8\", \"text\": \"No title here.\"}\r\n\n{\"id\": 9, "
+             "\"title\": null, \"text\": \"Caf\xC3\xA9 \\\"quoted\\\"\"}");  // no final \n
   CorpusReader reader(dir / "c.jsonl");
   EXPECT_EQ(reader.format(), CorpusFormat::kJsonl);
   const auto docs = read_all(reader);
@@ -49,16 +47,16 @@ TEST(CorpusReader, JsonlNumberAndStringIds) {
 
 TEST(CorpusReader, JsonlBadLinesAreCountedWithLineNumbers) {
   TempDir dir;
-  write_text(dir / "c.jsonl",
-             "{\"id\": 1, \"text\": \"good one\"}\n"
-             "{\"id\": 2, \"text\": \"broken\"\n"          // 2: invalid JSON
-             "{\"id\": 3, \"text\": \"bad \xFF byte\"}\n"  // 3: invalid UTF-8
-             "{\"id\": 4, \"title\": \"t\"}\n"             // 4: missing text
-             "{\"id\": 5, \"text\": \"  \"}\n"             // 5: empty text
-             "[1, 2, 3]\n"                                 // 6: not an object
-             "{\"text\": \"no id\"}\n"                     // 7: missing id
-             "{\"id\": 8, \"text\": 42}\n"                 // 8: text not a string
-             "{\"id\": 9, \"text\": \"good two\"}\n");
+  write_text(
+      dir / "c.jsonl",
+      "{\"id\": 1, \"text\": \"good one\"}\n{\"id\": 2, \"text\": \"broken\"\n"  // 2: invalid JSON
+      "{\"id\": 3, \"text\": \"bad \xFF byte\"}\n"                               // 3: invalid UTF-8
+      "{\"id\": 4, \"title\": \"t\"}\n"                                          // 4: missing text
+      "{\"id\": 5, \"text\": \"  \"}\n"                                          // 5: empty text
+      "[1, 2, 3]\n"                                                              // 6: not an object
+      "{\"text\": \"no id\"}\n"                                                  // 7: missing id
+      "{\"id\": 8, \"text\": 42}\n"  // 8: text not a string
+      "{\"id\": 9, \"text\": \"good two\"}\n");
   CorpusReader reader(dir / "c.jsonl");
   const auto docs = read_all(reader);
   ASSERT_EQ(docs.size(), 2u);
@@ -110,14 +108,10 @@ TEST(CorpusReader, StrictThrowsNamingFileAndLine) {
 TEST(CorpusReader, DprTsvWithQuotes) {
   TempDir dir;
   write_text(dir / "psgs.tsv",
-             "id\ttext\ttitle\n"
-             "1\t\"Aaron ( or ; \"\"Ah\xC3\xA4r\xC3\xB4n\"\") is a prophet\"\tAaron\n"
-             "2\tplain text\t\"Quoted \"\"Title\"\"\"\n"
-             "3\t\"tab\tinside quotes\"\tT3\r\n"
-             "4\t\"unterminated\tT4\n"
-             "5\ttoo\tmany\tcolumns\n"
-             "6\t\tempty text\n"
-             "7\tlast\tT7\n");
+             "id\ttext\ttitle\n1\t\"Aaron ( or ; \"\"Ah\xC3\xA4r\xC3\xB4n\"\") is a "
+             "prophet\"\tAaron\n2\tplain text\t\"Quoted \"\"Title\"\"\"\n3\t\"tab\tinside "
+             "quotes\"\tT3\r\n4\t\"unterminated\tT4\n5\ttoo\tmany\tcolumns\n6\t\tempty "
+             "text\n7\tlast\tT7\n");
   CorpusReader reader(dir / "psgs.tsv");
   EXPECT_EQ(reader.format(), CorpusFormat::kTsv);
   const auto docs = read_all(reader);

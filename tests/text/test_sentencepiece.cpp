@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "support/test_support.h"
 #include "text/sentencepiece_tokenizer.h"
 #include "text/tokenizer.h"
-#include "support/test_support.h"
 
 namespace kvrag {
 namespace {
@@ -31,7 +31,8 @@ TEST(SentencePiece, MatchesEveryReferenceEncoding) {
     if (got != want && ++mismatches <= 5) ADD_FAILURE() << "ids differ for: " << text;
     if (ref.contains("pieces")) {
       const auto pieces = ref["pieces"].get<std::vector<std::string>>();
-      for (size_t i = 0; i < pieces.size() && i < got.size(); ++i) EXPECT_EQ(sp.id_to_piece(got[i]), pieces[i]);
+      for (size_t i = 0; i < pieces.size() && i < got.size(); ++i)
+        EXPECT_EQ(sp.id_to_piece(got[i]), pieces[i]);
     }
     // With BOS: exactly one BOS in front.
     auto with_bos = sp.encode(text);
@@ -73,7 +74,9 @@ TEST(SentencePiece, RejectsInvalidUtf8AndBadFiles) {
   KVRAG_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
   SentencePieceTokenizer sp(dir + "/tokenizer.model");
   try {
-    sp.encode(std::string("ab\xff" "cd"));
+    sp.encode(
+        std::string("ab\xff"
+                    "cd"));
     FAIL() << "invalid UTF-8 accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("invalid UTF-8 at byte 2"), std::string::npos) << e.what();

@@ -16,7 +16,9 @@ namespace fs = std::filesystem;
 
 const char* const kVocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n";
 
-void write(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+void write(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
 
 TEST(TokenizerFile, AFileOrTheWordPieceFileOfAFolder) {
   test::TempDir tmp;
@@ -42,9 +44,11 @@ TEST(TokenizerId, NameAndContentHash) {
   write(tmp / "a/vocab.txt", kVocab);
   write(tmp / "b/vocab.txt", kVocab);
   EXPECT_EQ(tokenizer_id(tmp / "a/vocab.txt"), "vocab.txt#fnv1a64:a5f9e7d81ac733df");
-  EXPECT_EQ(tokenizer_id(tmp / "b/vocab.txt"), tokenizer_id(tmp / "a/vocab.txt"));  // moved: same id
+  // moved: same id
+  EXPECT_EQ(tokenizer_id(tmp / "b/vocab.txt"), tokenizer_id(tmp / "a/vocab.txt"));
   write(tmp / "b/vocab.txt", std::string(kVocab) + "a\n");
-  EXPECT_NE(tokenizer_id(tmp / "b/vocab.txt"), tokenizer_id(tmp / "a/vocab.txt"));  // changed: another
+  // changed: another
+  EXPECT_NE(tokenizer_id(tmp / "b/vocab.txt"), tokenizer_id(tmp / "a/vocab.txt"));
   write(tmp / "empty.txt", "");
   // Not FNV's offset basis: the start value segment_command used (see tokenizer_id).
   EXPECT_EQ(tokenizer_id(tmp / "empty.txt"), "empty.txt#fnv1a64:14650fb0739d0383");

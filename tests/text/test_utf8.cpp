@@ -11,7 +11,6 @@ namespace kvrag {
 using test::error_of;
 namespace {
 
-
 TEST(Utf8, DecodesAllWidths) {
   // $ (1 byte), ¢ (2), € (3), 𐍈 (4)
   const std::string s = "$\xC2\xA2\xE2\x82\xAC\xF0\x90\x8D\x88";
@@ -28,9 +27,9 @@ TEST(Utf8, EmptyAndAscii) {
 }
 
 TEST(Utf8, Boundaries) {
-  for (char32_t cp : {char32_t(0x7F), char32_t(0x80), char32_t(0x7FF), char32_t(0x800),
-                      char32_t(0xD7FF), char32_t(0xE000), char32_t(0xFFFF), char32_t(0x10000),
-                      char32_t(0x10FFFF)}) {
+  for (char32_t cp :
+       {char32_t(0x7F), char32_t(0x80), char32_t(0x7FF), char32_t(0x800), char32_t(0xD7FF),
+        char32_t(0xE000), char32_t(0xFFFF), char32_t(0x10000), char32_t(0x10FFFF)}) {
     std::string s;
     append_utf8(s, cp);
     EXPECT_EQ(static_cast<int>(s.size()), utf8_width(cp)) << std::hex << uint32_t(cp);
@@ -44,20 +43,20 @@ TEST(Utf8, RejectsMalformed) {
     size_t bad;  // offset of the offending sequence
   };
   const Case cases[] = {
-      {"ab\x80", 2},                  // stray continuation byte
-      {"\xC0\xAF", 0},                // overlong '/'
-      {"\xC1\xBF", 0},                // overlong
-      {"x\xE0\x80\xAF", 1},           // overlong 3-byte
-      {"\xF0\x80\x80\xAF", 0},        // overlong 4-byte
-      {"\xED\xA0\x80", 0},            // surrogate U+D800
-      {"\xED\xBF\xBF", 0},            // surrogate U+DFFF
-      {"\xF4\x90\x80\x80", 0},        // U+110000
-      {"\xF5\x80\x80\x80", 0},        // lead byte above F4
+      {"ab\x80", 2},            // stray continuation byte
+      {"\xC0\xAF", 0},          // overlong '/'
+      {"\xC1\xBF", 0},          // overlong
+      {"x\xE0\x80\xAF", 1},     // overlong 3-byte
+      {"\xF0\x80\x80\xAF", 0},  // overlong 4-byte
+      {"\xED\xA0\x80", 0},      // surrogate U+D800
+      {"\xED\xBF\xBF", 0},      // surrogate U+DFFF
+      {"\xF4\x90\x80\x80", 0},  // U+110000
+      {"\xF5\x80\x80\x80", 0},  // lead byte above F4
       {"\xFF", 0},
-      {"abc\xE2\x82", 3},             // truncated at end of input
-      {"\xC3", 0},                    // truncated 2-byte
-      {"\xE2\x28\xA1", 0},            // bad second byte
-      {"ok \xF0\x9F\x98", 3},         // truncated emoji
+      {"abc\xE2\x82", 3},      // truncated at end of input
+      {"\xC3", 0},             // truncated 2-byte
+      {"\xE2\x28\xA1", 0},     // bad second byte
+      {"ok \xF0\x9F\x98", 3},  // truncated emoji
   };
   for (const Case& c : cases) {
     EXPECT_FALSE(is_valid_utf8(c.bytes));

@@ -26,7 +26,6 @@ using test::TempDir;
 constexpr const char* kVocabRel = "tokenizers/bert-base-uncased/vocab.txt";
 constexpr const char* kRefsRel = "tokenizers/bert-base-uncased/wordpiece_refs.jsonl";
 
-
 void write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
@@ -41,10 +40,10 @@ std::vector<std::string> read_lines(const std::string& path) {
 
 // A tiny vocabulary, enough for the tests that need no shared material.
 const std::vector<std::string> kTinyVocab = {
-    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", ",", "!", ".",
-    "un",    "##aff", "##able", "the",  "a",      "##s",   "run",   "##ning", "cafe", "i",
+    "[PAD]",      "[UNK]", "[CLS]",  "[SEP]", "[MASK]", "hello", "world", ",",      "!",    ".",
+    "un",         "##aff", "##able", "the",   "a",      "##s",   "run",   "##ning", "cafe", "i",
     "##\xcc\x87",  // U+0307 combining dot above, kept when accents are not stripped
-    "σ", "new", "[NEW]",
+    "σ",          "new",   "[NEW]",
 };
 
 std::string tiny_vocab_file(const TempDir& dir) {
@@ -64,8 +63,12 @@ json tokenizer_json(const std::vector<std::string>& vocab) {
   for (const char* name : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}) {
     for (size_t i = 0; i < vocab.size(); ++i) {
       if (vocab[i] == name) {
-        added.push_back({{"id", i}, {"content", name}, {"single_word", false},
-                         {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+        added.push_back({{"id", i},
+                         {"content", name},
+                         {"single_word", false},
+                         {"lstrip", false},
+                         {"rstrip", false},
+                         {"normalized", false},
                          {"special", true}});
       }
     }
@@ -76,8 +79,10 @@ json tokenizer_json(const std::vector<std::string>& vocab) {
   j["truncation"] = nullptr;
   j["padding"] = nullptr;
   j["added_tokens"] = added;
-  j["normalizer"] = {{"type", "BertNormalizer"}, {"clean_text", true},
-                     {"handle_chinese_chars", true}, {"strip_accents", nullptr},
+  j["normalizer"] = {{"type", "BertNormalizer"},
+                     {"clean_text", true},
+                     {"handle_chinese_chars", true},
+                     {"strip_accents", nullptr},
                      {"lowercase", true}};
   j["pre_tokenizer"] = {{"type", "BertPreTokenizer"}};
   j["post_processor"] = {
@@ -138,14 +143,14 @@ TEST(WordPieceReference, MatchesHuggingFace) {
       std::vector<std::pair<int32_t, int32_t>> offsets;
       for (const json& o : row["offsets"]) offsets.emplace_back(o.at(0), o.at(1));
       ok = ok && e.offsets == offsets;
-      EXPECT_EQ(e.offsets, offsets) << "row " << rows << ": " << text << "\n  got      "
-                                    << offsets_str(e.offsets) << "\n  expected "
-                                    << offsets_str(offsets);
+      EXPECT_EQ(e.offsets, offsets)
+          << "row " << rows << ": " << text << "\n  got      " << offsets_str(e.offsets)
+          << "\n  expected " << offsets_str(offsets);
     }
     matched += ok;
   }
-  std::cout << "[ reference ] " << matched << " of " << rows << " rows match ("
-            << with_offsets << " with tokens and offsets)\n";
+  std::cout << "[ reference ] " << matched << " of " << rows << " rows match (" << with_offsets
+            << " with tokens and offsets)\n";
   EXPECT_GT(rows, 2000u);
   EXPECT_EQ(matched, rows);
 }
@@ -349,8 +354,8 @@ TEST_F(TinyVocab, BatchPadsToMaxLength) {
 
 TEST_F(TinyVocab, Decode) {
   EXPECT_EQ(tk_->decode({2, 10, 11, 12, 6, 8, 3, 0}), "unaffable world!");
-  EXPECT_EQ(tk_->decode({11, 5}), "##aff hello");  // a leading ## is kept, as in HF
-  EXPECT_EQ(tk_->decode({5, 1, 9, 4}), "hello.");  // [UNK] and [MASK] are special too
+  EXPECT_EQ(tk_->decode({11, 5}), "##aff hello");           // a leading ## is kept, as in HF
+  EXPECT_EQ(tk_->decode({5, 1, 9, 4}), "hello.");           // [UNK] and [MASK] are special too
   EXPECT_EQ(tk_->decode({5, 9999, -3, 6}), "hello world");  // unknown ids are skipped
   EXPECT_EQ(tk_->decode({}), "");
 }
@@ -361,9 +366,9 @@ TEST_F(TinyVocab, Decode) {
 TEST_F(TinyVocab, RandomTextIsHandled) {
   std::mt19937 rng(1234);
   const std::pair<char32_t, char32_t> ranges[] = {
-      {0x00, 0x7F},     {0x80, 0x24F},     {0x300, 0x36F},   {0x1D165, 0x1D172},
-      {0x302A, 0x302F}, {0xAC00, 0xD7A3},  {0x4E00, 0x4E2F}, {0xF900, 0xF90F},
-      {0x2000, 0x206F}, {0xE000, 0xE00F},  {0xFFF0, 0xFFFF}, {0x1F300, 0x1F64F},
+      {0x00, 0x7F},     {0x80, 0x24F},        {0x300, 0x36F},   {0x1D165, 0x1D172},
+      {0x302A, 0x302F}, {0xAC00, 0xD7A3},     {0x4E00, 0x4E2F}, {0xF900, 0xF90F},
+      {0x2000, 0x206F}, {0xE000, 0xE00F},     {0xFFF0, 0xFFFF}, {0x1F300, 0x1F64F},
       {0x0130, 0x0130}, {0x10FFF0, 0x10FFFF}, {0x0E00, 0x0E7F}, {0x2B81F, 0x2B921},
   };
   for (int round = 0; round < 3000; ++round) {
@@ -429,11 +434,19 @@ TEST(WordPieceJson, OptionsAndAddedTokens) {
   j["post_processor"] = {{"type", "BertProcessing"}, {"sep", {"[SEP]", 3}}, {"cls", {"[CLS]", 2}}};
   j["normalizer"]["lowercase"] = false;
   // A normalized added token, matched after normalization, and one beyond the vocabulary.
-  j["added_tokens"].push_back({{"id", 23}, {"content", "[NEW]"}, {"single_word", false},
-                               {"lstrip", false}, {"rstrip", false}, {"normalized", true},
+  j["added_tokens"].push_back({{"id", 23},
+                               {"content", "[NEW]"},
+                               {"single_word", false},
+                               {"lstrip", false},
+                               {"rstrip", false},
+                               {"normalized", true},
                                {"special", false}});
-  j["added_tokens"].push_back({{"id", 30}, {"content", "<x>"}, {"single_word", false},
-                               {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+  j["added_tokens"].push_back({{"id", 30},
+                               {"content", "<x>"},
+                               {"single_word", false},
+                               {"lstrip", false},
+                               {"rstrip", false},
+                               {"normalized", false},
                                {"special", true}});
   write_file(dir / "tokenizer.json", j.dump());
   auto tk = WordPieceTokenizer::from_tokenizer_json(dir / "tokenizer.json");
@@ -441,8 +454,8 @@ TEST(WordPieceJson, OptionsAndAddedTokens) {
   EXPECT_FALSE(tk->options().strip_accents);
   EXPECT_EQ(tk->vocab_size(), 31);
   const Encoding e = tk->encode_full("Hello hello[NEW]<x>a");
-  EXPECT_EQ(e.tokens, (std::vector<std::string>{"[CLS]", "[UNK]", "hello", "[NEW]", "<x>", "a",
-                                                "[SEP]"}));
+  EXPECT_EQ(e.tokens,
+            (std::vector<std::string>{"[CLS]", "[UNK]", "hello", "[NEW]", "<x>", "a", "[SEP]"}));
   EXPECT_EQ(e.offsets[3], (std::pair<int32_t, int32_t>{11, 16}));
   EXPECT_EQ(e.offsets[4], (std::pair<int32_t, int32_t>{16, 19}));
   EXPECT_EQ(tk->piece_to_id("<x>"), 30);

@@ -21,7 +21,8 @@ namespace {
 
 // A small text with structure to learn: the same question/answer lines in many examples.
 void write_text(const std::string& path) {
-  const std::vector<std::string> names = {"Kora Vell", "Tamo Drin", "Ulla Pesk", "Brin Maro", "Seda Lont"};
+  const std::vector<std::string> names = {"Kora Vell", "Tamo Drin", "Ulla Pesk", "Brin Maro",
+                                          "Seda Lont"};
   const std::vector<std::string> cities = {"Arnsby", "Velport", "Trosk", "Maldor", "Quen"};
   std::string text;
   for (int rep = 0; rep < 8; ++rep) {
@@ -85,7 +86,8 @@ TEST(LmTrainer, LossFallsAndTheExportReloadsToTheSameLogits) {
   EXPECT_TRUE(torch::equal(logits, again));
   EXPECT_EQ(model->config().bos_token_id, tok.bos_id());
   const int64_t next = logits[0][-1].argmax().item<int64_t>();
-  EXPECT_EQ(tok.decode({static_cast<TokenId>(next)}).find(" "), 0u);  // the answer starts after a space
+  // the answer starts after a space
+  EXPECT_EQ(tok.decode({static_cast<TokenId>(next)}).find(" "), 0u);
 
   // A finished run reruns as a resume: no training step, same export.
   const auto r2 = train_lm(tiny_run(dir));
@@ -106,7 +108,8 @@ double answer_nll(const std::string& run) {
     const auto whole = tok.encode("Question: Where was " + name + " born?\nAnswer: " + city);
     const auto ids = torch::tensor(std::vector<int64_t>(whole.begin(), whole.end())).unsqueeze(0);
     const auto logp = torch::log_softmax(model->forward(ids)[0], -1);  // [T, V]
-    for (size_t t = prompt.size(); t < whole.size(); ++t, ++n) sum -= logp[t - 1][whole[t]].item<double>();
+    for (size_t t = prompt.size(); t < whole.size(); ++t, ++n)
+      sum -= logp[t - 1][whole[t]].item<double>();
   }
   return sum / n;
 }
@@ -129,7 +132,9 @@ TEST(LmTrainer, AnswerWeightTeachesTheAnswersMoreStrongly) {
   test::TempDir docs_a, docs_b;
   for (const auto* d : {&docs_a, &docs_b}) {
     prepare(*d);
-    write_file_atomic(*d / "lm.txt", "Kora Vell was born in Arnsby.\n\nTamo Drin likes old maps.\n\nUlla Pesk was born in Trosk.\n\n");
+    write_file_atomic(*d / "lm.txt",
+                      "Kora Vell was born in Arnsby.\n\nTamo Drin likes old maps.\n\nUlla Pesk was "
+                      "born in Trosk.\n\n");
   }
   auto c = tiny_run(docs_a);
   auto e = tiny_run(docs_b);
@@ -138,7 +143,8 @@ TEST(LmTrainer, AnswerWeightTeachesTheAnswersMoreStrongly) {
   train_lm(e);
   const auto ids = torch::arange(3, 20).unsqueeze(0);
   torch::NoGradGuard no_grad;
-  EXPECT_TRUE(torch::equal(load_llama(docs_a / "run")->forward(ids), load_llama(docs_b / "run")->forward(ids)));
+  EXPECT_TRUE(torch::equal(load_llama(docs_a / "run")->forward(ids),
+                           load_llama(docs_b / "run")->forward(ids)));
   a.answer_weight = 0;
   EXPECT_NE(test::error_of([&] { train_lm(a); }).find("answer weight"), std::string::npos);
 }
@@ -161,7 +167,8 @@ TEST(LmTrainer, InterruptedRunResumesToTheSameModel) {
   EXPECT_TRUE(resumed.finished);
   const auto ids = torch::arange(3, 20).unsqueeze(0);
   torch::NoGradGuard no_grad;
-  EXPECT_TRUE(torch::allclose(load_llama(a / "run")->forward(ids), load_llama(b / "run")->forward(ids), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(load_llama(a / "run")->forward(ids),
+                              load_llama(b / "run")->forward(ids), 1e-5, 1e-6));
 }
 
 TEST(LmTrainer, BadInputsNameTheFile) {

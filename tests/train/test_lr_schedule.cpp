@@ -28,9 +28,9 @@ TEST(LrSchedule, WarmupThenCosineToMinLr) {
   o.warmup_steps = 10;
   o.schedule = "cosine";
   LrSchedule s(o, 110);
-  EXPECT_DOUBLE_EQ(s.lr(0), 1e-4);   // (0 + 1) / 10 of the peak
-  EXPECT_DOUBLE_EQ(s.lr(9), 1e-3);   // end of warmup
-  EXPECT_DOUBLE_EQ(s.lr(10), 1e-3);  // cosine starts at the peak
+  EXPECT_DOUBLE_EQ(s.lr(0), 1e-4);                           // (0 + 1) / 10 of the peak
+  EXPECT_DOUBLE_EQ(s.lr(9), 1e-3);                           // end of warmup
+  EXPECT_DOUBLE_EQ(s.lr(10), 1e-3);                          // cosine starts at the peak
   EXPECT_NEAR(s.lr(60), 1e-5 + 0.5 * (1e-3 - 1e-5), 1e-12);  // half way
   EXPECT_NEAR(s.lr(110), 1e-5, 1e-12);
   EXPECT_NEAR(s.lr(500), 1e-5, 1e-12);  // stays at the floor past the end
@@ -59,7 +59,8 @@ TEST(LrSchedule, PlateauMatchesPyTorchSemantics) {
   o.min_lr = 0.02;
   LrSchedule s(o, 100);
   const double metrics[] = {0.5, 0.6, 0.6, 0.6, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7, 0.7, 0.7};
-  const double expected[] = {0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.02, 0.02, 0.02};
+  const double expected[] = {0.1,   0.1,   0.1,   0.05, 0.05, 0.05,
+                             0.025, 0.025, 0.025, 0.02, 0.02, 0.02};
   for (size_t i = 0; i < std::size(metrics); ++i) {
     s.on_validation(metrics[i]);
     EXPECT_NEAR(s.lr(50), expected[i], 1e-12) << "after metric " << i;
@@ -163,16 +164,21 @@ TEST(TrainState, LengthGroupedOrderKeepsEveryExampleAndGroupsSimilarLengths) {
     int64_t total = 0;
     for (size_t b = 0; b + 4 <= o.size(); b += 4) {
       int64_t lo = 1 << 30, hi = 0;
-      for (size_t k = b; k < b + 4; ++k) lo = std::min(lo, lengths[o[k]]), hi = std::max(hi, lengths[o[k]]);
+      for (size_t k = b; k < b + 4; ++k)
+        lo = std::min(lo, lengths[o[k]]), hi = std::max(hi, lengths[o[k]]);
       total += hi - lo;
     }
     return total;
   };
   EXPECT_LT(spread(grouped) * 3, spread(order));
   // The short last batch (103 = 25·4 + 3) stays last: the same 3 examples as the sorted tail.
-  EXPECT_EQ(std::set<int64_t>(grouped.end() - 3, grouped.end()), std::set<int64_t>(order.end() - 3, order.end()));
-  EXPECT_NE(grouped, length_grouped_order(order, lengths, 4, 5, 5, 3));  // batches reshuffled per epoch
-  EXPECT_NE(test::error_of([&] { length_grouped_order({200}, lengths, 4, 5, 5, 2); }).find("no length"), std::string::npos);
+  EXPECT_EQ(std::set<int64_t>(grouped.end() - 3, grouped.end()),
+            std::set<int64_t>(order.end() - 3, order.end()));
+  // batches reshuffled per epoch
+  EXPECT_NE(grouped, length_grouped_order(order, lengths, 4, 5, 5, 3));
+  EXPECT_NE(
+      test::error_of([&] { length_grouped_order({200}, lengths, 4, 5, 5, 2); }).find("no length"),
+      std::string::npos);
 }
 
 }  // namespace

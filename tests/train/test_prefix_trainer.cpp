@@ -5,13 +5,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/safetensors.h"
 #include "core/atomic_file.h"
 #include "model/knowledge_encoder.h"
 #include "model/llama.h"
 #include "prefix/prefix_batch.h"
-#include "checkpoint/safetensors.h"
-#include "support/tiny_models.h"
 #include "support/test_support.h"
+#include "support/tiny_models.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece_tokenizer.h"
 #include "train/prefix_trainer.h"
@@ -63,19 +63,24 @@ TEST(PrefixStep, LossDropsAndOnlyTheEncoderLearns) {
     const auto prefix = batch_prefix(*enc, *llm, batch);
     auto loss = answer_loss(*llm, batch, &prefix);
     loss.backward();
-    for (const auto& p : llm->parameters()) ASSERT_FALSE(p.grad().defined()) << "the LLM got a gradient";
+    for (const auto& p : llm->parameters())
+      ASSERT_FALSE(p.grad().defined()) << "the LLM got a gradient";
     if (step == 0) {
       first = loss.item<double>();
       // The gradient reaches the encoder, down to its BERT embeddings.
-      EXPECT_GT(enc->encoder->embeddings->word_embeddings->weight.grad().abs().sum().item<double>(), 0.0);
-      EXPECT_GT(enc->prefix_heads->at<PrefixHeadImpl>(0).value->weight.grad().abs().sum().item<double>(), 0.0);
+      EXPECT_GT(enc->encoder->embeddings->word_embeddings->weight.grad().abs().sum().item<double>(),
+                0.0);
+      EXPECT_GT(
+          enc->prefix_heads->at<PrefixHeadImpl>(0).value->weight.grad().abs().sum().item<double>(),
+          0.0);
     }
     last = loss.item<double>();
     optimizer_step(*opt, optim.lr, 1.0);
   }
   EXPECT_LT(last, 0.5 * first) << "initial " << first << ", after 30 steps " << last;
   const auto after = llm->parameters();
-  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], after[i])) << "LLM parameter " << i;
+  for (size_t i = 0; i < before.size(); ++i)
+    EXPECT_TRUE(torch::equal(before[i], after[i])) << "LLM parameter " << i;
 }
 
 // --- train_prefix end to end: stories260K (shared) as the frozen LLM --------------------------
@@ -98,7 +103,8 @@ void setup(PrefixRun& run, const std::string& llm) {
   const std::vector<std::string> answers = {"cat", "dog", "ball", "tree"};
   std::vector<nlohmann::json> passages, questions;
   for (int i = 0; i < 4; ++i) {
-    passages.push_back({{"id", "p" + std::to_string(i)}, {"title", "thing " + std::to_string(i)},
+    passages.push_back({{"id", "p" + std::to_string(i)},
+                        {"title", "thing " + std::to_string(i)},
                         {"text", "the thing is a " + answers[i] + "."}});
     questions.push_back({{"question", "what is thing " + std::to_string(i) + "?"},
                          {"answers", {answers[i]}},
@@ -129,10 +135,12 @@ void setup(PrefixRun& run, const std::string& llm) {
 // The trainable parameters of the run's last resume point.
 std::map<std::string, torch::Tensor> resume_params(const std::string& out) {
   const auto state = nlohmann::json::parse(read_file(out + "/resume/state.json"));
-  const auto file = SafetensorsFile::open(out + "/resume/" + state["files"]["params"].get<std::string>());
+  const auto file =
+      SafetensorsFile::open(out + "/resume/" + state["files"]["params"].get<std::string>());
   std::map<std::string, torch::Tensor> params;
   for (const auto& t : file->tensors()) {
-    params[t.name] = torch::from_blob(const_cast<std::byte*>(t.data), t.shape, torch::kFloat32).clone();
+    params[t.name] =
+        torch::from_blob(const_cast<std::byte*>(t.data), t.shape, torch::kFloat32).clone();
   }
   return params;
 }
@@ -162,8 +170,8 @@ TEST(TrainPrefix, TrainsExportsAndResumesExactly) {
   EXPECT_GE(full.best_epoch, 0);
   // The export is a knowledge encoder for this LLM.
   auto exported = load_knowledge_encoder(straight.options.out);
-  check_compatible(exported->config(), LlamaConfig::load(llm + "/config.json"), llm_fingerprint(llm),
-                   straight.options.out);
+  check_compatible(exported->config(), LlamaConfig::load(llm + "/config.json"),
+                   llm_fingerprint(llm), straight.options.out);
   EXPECT_TRUE(std::filesystem::exists(straight.options.out + "/vocab.txt"));
   const auto report = nlohmann::json::parse(read_file(straight.options.out + "/train_report.json"));
   EXPECT_EQ(report["epochs"].size(), 2u);
@@ -248,22 +256,25 @@ TEST(TrainPrefix, ClearErrors) {
   auto o = run.options;
 
   // An empty answer names the file and the question.
-  write_lines(run.dir / "bad.jsonl", {{{"question", "q one?"}, {"answers", {"cat"}}, {"gold_passage_id", "p0"}},
-                                      {{"question", "q two?"}, {"answers", {"  "}}, {"gold_passage_id", "p1"}}});
+  write_lines(run.dir / "bad.jsonl",
+              {{{"question", "q one?"}, {"answers", {"cat"}}, {"gold_passage_id", "p0"}},
+               {{"question", "q two?"}, {"answers", {"  "}}, {"gold_passage_id", "p1"}}});
   o.train = run.dir / "bad.jsonl";
   auto e = test::error_of([&] { train_prefix(o); });
   EXPECT_NE(e.find("bad.jsonl: question 2"), std::string::npos) << e;
   EXPECT_NE(e.find("empty answer"), std::string::npos) << e;
 
   // A gold passage that is not in the passages file.
-  write_lines(run.dir / "bad.jsonl", {{{"question", "q?"}, {"answers", {"cat"}}, {"gold_passage_id", "nope"}}});
+  write_lines(run.dir / "bad.jsonl",
+              {{{"question", "q?"}, {"answers", {"cat"}}, {"gold_passage_id", "nope"}}});
   e = test::error_of([&] { train_prefix(o); });
   EXPECT_NE(e.find("gold passage nope"), std::string::npos) << e;
 
   // Question + answer + prefix beyond the LLM's 512 positions.
   std::string long_question;
   for (int i = 0; i < 300; ++i) long_question += "word ";
-  write_lines(run.dir / "bad.jsonl", {{{"question", long_question}, {"answers", {"cat"}}, {"gold_passage_id", "p0"}}});
+  write_lines(run.dir / "bad.jsonl",
+              {{{"question", long_question}, {"answers", {"cat"}}, {"gold_passage_id", "p0"}}});
   e = test::error_of([&] { train_prefix(o); });
   EXPECT_NE(e.find("positions"), std::string::npos) << e;
 
@@ -283,11 +294,11 @@ TEST(TrainPrefix, ClearErrors) {
   // 64, the tiny encoder: 32).
   o = run.options;
   o.encoder.llm_embeddings = true;
-  EXPECT_NE(test::error_of([&] { train_prefix(o); }).find("llm_embeddings needs readout tokens"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { train_prefix(o); }).find("llm_embeddings needs readout tokens"),
+            std::string::npos);
   o.encoder.readout = Readout::kTokens;
   e = test::error_of([&] { train_prefix(o); });
   EXPECT_NE(e.find("hidden size"), std::string::npos) << e;
-
 
   // No segment source.
   o = run.options;

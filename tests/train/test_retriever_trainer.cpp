@@ -10,10 +10,10 @@
 #include <random>
 #include <sstream>
 
-#include "support/cli_runner.h"
+#include "checkpoint/model_config.h"
 #include "core/atomic_file.h"
 #include "index/embedder.h"
-#include "checkpoint/model_config.h"
+#include "support/cli_runner.h"
 #include "support/test_support.h"
 #include "train/retriever_trainer.h"
 
@@ -148,7 +148,8 @@ void expect_resume_equivalence(RetrieverTrainOptions o, const TempDir& dir, int6
   EXPECT_EQ(second.steps, straight.steps);
   EXPECT_EQ(second.dev_top5, straight.dev_top5);
   EXPECT_EQ(second.epoch_loss, straight.epoch_loss);
-  EXPECT_TRUE(bytes_of(dir / "interrupted/model.safetensors") == bytes_of(dir / "straight/model.safetensors"))
+  EXPECT_TRUE(bytes_of(dir / "interrupted/model.safetensors") ==
+              bytes_of(dir / "straight/model.safetensors"))
       << "exported parameters differ";
   const std::string params = "/resume/params-" + std::to_string(straight.steps) + ".safetensors";
   EXPECT_TRUE(bytes_of(dir / "interrupted" + params) == bytes_of(dir / "straight" + params));
@@ -182,18 +183,22 @@ TEST(RetrieverTrainer, PretrainingByCroppingResumes) {
   // An index embedded with the passage encoder searches with the query encoder trained with it
   // (a different fingerprint, paired through its config), but not with an unrelated encoder.
   const std::string index = dir / "index";
-  auto r = test::run_kvrag("segment --corpus " + (dir / "passages.jsonl") + " --tokenizer " + (dir / "straight") +
-                           "/vocab.txt --index " + index + " --window 64 --stride 32");
+  auto r = test::run_kvrag("segment --corpus " + (dir / "passages.jsonl") + " --tokenizer " +
+                           (dir / "straight") + "/vocab.txt --index " + index +
+                           " --window 64 --stride 32");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = test::run_kvrag("embed --index " + index + " --encoder " + (dir / "straight") + " --dtype fp32");
+  r = test::run_kvrag("embed --index " + index + " --encoder " + (dir / "straight") +
+                      " --dtype fp32");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   r = test::run_kvrag("index build --index " + index + " --factory Flat");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(Embedder::load(dir / "straight/query", {"fp32"})->fingerprint(),
             Embedder::load(dir / "straight", {"fp32"})->fingerprint());
-  r = test::run_kvrag("search --index " + index + " --encoder " + (dir / "straight/query") + " -k 3 \"a question\"");
+  r = test::run_kvrag("search --index " + index + " --encoder " + (dir / "straight/query") +
+                      " -k 3 \"a question\"");
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  r = test::run_kvrag("search --index " + index + " --encoder " + (dir / "straight/init") + " -k 3 \"a question\"");
+  r = test::run_kvrag("search --index " + index + " --encoder " + (dir / "straight/init") +
+                      " -k 3 \"a question\"");
   EXPECT_EQ(r.exit_code, 1);  // the fresh start encoder: neither the index's nor paired with it
   EXPECT_TRUE(test::contains(r.err, "fingerprint")) << r.err;
 }
@@ -217,15 +222,17 @@ TEST(RetrieverTrainer, BadInputsNameFileAndLine) {
   auto o = task.options(dir / "run");
   o.optim.epochs = 1;
 
-  std::ofstream(dir / "missing.jsonl") << json{{"question", "kaka"}, {"gold_passage_id", 100}}.dump() << "\n"
-                                       << json{{"question", "lolo"}}.dump() << "\n";
+  std::ofstream(dir / "missing.jsonl")
+      << json{{"question", "kaka"}, {"gold_passage_id", 100}}.dump() << "\n"
+      << json{{"question", "lolo"}}.dump() << "\n";
   o.questions = dir / "missing.jsonl";
   auto msg = test::error_of([&] { train_retriever(o); });
   EXPECT_NE(msg.find(dir / "missing.jsonl"), std::string::npos) << msg;
   EXPECT_NE(msg.find("line 2"), std::string::npos) << msg;
   EXPECT_NE(msg.find("gold_passage_id"), std::string::npos) << msg;
 
-  std::ofstream(dir / "unknown.jsonl") << json{{"question", "kaka"}, {"gold_passage_id", 999}}.dump() << "\n";
+  std::ofstream(dir / "unknown.jsonl")
+      << json{{"question", "kaka"}, {"gold_passage_id", 999}}.dump() << "\n";
   o.questions = dir / "unknown.jsonl";
   msg = test::error_of([&] { train_retriever(o); });
   EXPECT_NE(msg.find("line 1"), std::string::npos) << msg;
@@ -242,7 +249,8 @@ TEST(RetrieverTrainer, BadInputsNameFileAndLine) {
   msg = test::error_of([&] { train_retriever(o); });
   EXPECT_NE(msg.find("no passages"), std::string::npos) << msg;
 
-  std::ofstream(dir / "broken.jsonl") << json{{"id", 1}, {"text", "kaka"}}.dump() << "\n{not json\n";
+  std::ofstream(dir / "broken.jsonl")
+      << json{{"id", 1}, {"text", "kaka"}}.dump() << "\n{not json\n";
   o.passages = dir / "broken.jsonl";
   msg = test::error_of([&] { train_retriever(o); });
   EXPECT_NE(msg.find("line 2"), std::string::npos) << msg;
@@ -268,11 +276,12 @@ TEST(RetrieverTrainer, ResumeRefusesOtherOptions) {
 TEST(RetrieverTrainer, CommandLine) {
   TempDir dir;
   Task task(dir, 16, 2);
-  const auto run = test::run_kvrag("train-retriever --out " + (dir / "run") + " --init-config " + (dir / "config.json") +
-                                   " --vocab " + (dir / "vocab.txt") + " --questions " + (dir / "train.jsonl") +
-                                   " --passages " + (dir / "passages.jsonl") + " --dev " + (dir / "dev.jsonl") +
-                                   " --epochs 2 --batch-size 8 --lr 1e-3 --warmup 0 --hard-negatives --json",
-                                   "", "KVRAG_THREADS=1 ");
+  const auto run = test::run_kvrag(
+      "train-retriever --out " + (dir / "run") + " --init-config " + (dir / "config.json") +
+          " --vocab " + (dir / "vocab.txt") + " --questions " + (dir / "train.jsonl") +
+          " --passages " + (dir / "passages.jsonl") + " --dev " + (dir / "dev.jsonl") +
+          " --epochs 2 --batch-size 8 --lr 1e-3 --warmup 0 --hard-negatives --json",
+      "", "KVRAG_THREADS=1 ");
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const auto j = json::parse(run.out);
   EXPECT_EQ(j.at("dev_top5").size(), 2u);
@@ -280,9 +289,9 @@ TEST(RetrieverTrainer, CommandLine) {
   EXPECT_GT(j.at("examples_per_s").get<double>(), 0);
   EXPECT_TRUE(std::filesystem::exists(dir / "run/model.safetensors"));
 
-  const auto bad = test::run_kvrag("train-retriever --out " + (dir / "run2") + " --init " + (dir / "run") +
-                                   " --questions " + (dir / "train.jsonl") + " --passages " + (dir / "passages.jsonl") +
-                                   " --vicreg-coeffs 1,2");
+  const auto bad = test::run_kvrag(
+      "train-retriever --out " + (dir / "run2") + " --init " + (dir / "run") + " --questions " +
+      (dir / "train.jsonl") + " --passages " + (dir / "passages.jsonl") + " --vicreg-coeffs 1,2");
   EXPECT_NE(bad.exit_code, 0);
   EXPECT_TRUE(test::contains(bad.err, "--vicreg-coeffs")) << bad.err;
 }
