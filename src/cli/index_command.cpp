@@ -10,7 +10,6 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -18,14 +17,10 @@
 #include "cli/commands.h"
 #include "core/atomic_file.h"
 #include "core/units.h"
-#include "index/dense_index.h"
-#include "index/embedding_set.h"
 #include "index/index_build.h"
 
 namespace kvrag::cli {
 namespace {
-
-namespace fs = std::filesystem;
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -123,19 +118,7 @@ void add_info(CLI::App* parent, int& exit_code) {
       parent->add_subcommand("info", "Print the dense index's parameters and statistics as JSON");
   cmd->add_option("--index", *index_dir, "index folder")->required();
   cmd->callback([index_dir, &exit_code] {
-    const std::string& dir = *index_dir;
-    std::unique_ptr<EmbeddingSet> vectors;
-    if (fs::is_directory(dir + "/embeddings")) vectors = EmbeddingSet::open(dir + "/embeddings");
-    const auto index = DenseIndex::load(dir, vectors.get());
-    auto info = index->info();
-    info["faiss_file_bytes"] = static_cast<int64_t>(fs::file_size(dir + "/dense.faiss"));
-    if (vectors) {
-      info["embeddings"] = {{"dir", vectors->dir()},
-                            {"size", vectors->size()},
-                            {"dim", vectors->dim()},
-                            {"fingerprint", vectors->fingerprint()}};
-    }
-    std::cout << info.dump(2) << "\n";
+    std::cout << dense_index_info(*index_dir).dump(2) << "\n";
     exit_code = 0;
   });
 }

@@ -5,13 +5,8 @@
 // Ctrl-C / SIGTERM, which finishes the requests in flight.
 
 #include <fmt/format.h>
-#include <signal.h>
-#include <unistd.h>
 
-#include <cerrno>
-
-#include <filesystem>
-#include <thread>
+#include <string>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -20,15 +15,6 @@
 
 namespace kvrag::cli {
 namespace {
-
-namespace fs = std::filesystem;
-
-int g_stop_pipe[2] = {-1, -1};
-
-extern "C" void on_stop_signal(int sig) {
-  const unsigned char byte = static_cast<unsigned char>(sig);
-  [[maybe_unused]] auto written = write(g_stop_pipe[1], &byte, 1);  // async-signal-safe
-}
 
 bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
@@ -90,31 +76,9 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--access-log", args->access_log, "print one line per request on stderr");
 
   cmd->callback([args, &exit_code] {
-    AnswererOptions o = args->answerer;
-    const std::string& ws = args->workspace;
-    if (!ws.empty()) {
-      KVRAG_CHECK(fs::is_directory(ws),
-                  "workspace {} does not exist (create it with: kvrag demo --workspace {})", ws,
-                  ws);
-      KVRAG_CHECK(fs::is_directory(ws + "/llm"),
-                  "workspace {} has no llm/ yet: run kvrag demo --workspace {} first", ws, ws);
-      o.llm_dir = ws + "/llm";
-      if (fs::is_directory(ws + "/index")) o.index_dir = ws + "/index";
-      if (fs::is_directory(ws + "/knowledge_encoder"))
-        o.knowledge_encoder_dir = ws + "/knowledge_encoder";
-    }
-    if (!args->llm.empty()) o.llm_dir = args->llm;
-    if (!args->index.empty()) o.index_dir = args->index;
-    if (!args->knowledge_encoder.empty()) o.knowledge_encoder_dir = args->knowledge_encoder;
-    KVRAG_CHECK(!o.llm_dir.empty(), "give --workspace DIR or --llm DIR");
-    std::string mode = args->retriever;  // "": chosen from the index
-    if (mode.empty())
-      mode =
-          !o.index_dir.empty() && !fs::is_directory(o.index_dir + "/embeddings") ? "bm25" : "dense";
-    o.retriever.mode = parse_enum<RetrieverMode>(mode);
-    KVRAG_CHECK(o.knowledge_encoder_dir.empty() || !o.index_dir.empty(),
-                "the knowledge encoder needs an index to retrieve from (--index)");
-
+    const AnswererOptions o = resolve_sources(
+        {args->workspace, args->llm, args->index, args->knowledge_encoder, args->retriever},
+        args->answerer);
     fmt::print(stderr, "kvrag serve: loading {}{}{}\n", o.llm_dir,
                o.index_dir.empty() ? "" : ", " + o.index_dir,
                o.knowledge_encoder_dir.empty() ? "" : ", " + o.knowledge_encoder_dir);
@@ -134,35 +98,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     }
     fmt::print("kvrag serve: modes {}; open {} (Ctrl-C stops)\n", modes, server.url());
     std::fflush(stdout);
-
-    // Ctrl-C and SIGTERM: the handler (on whichever thread the signal lands) only writes the
-    // signal number into a pipe; a watcher thread reads it and stops the server, which finishes
-    // the requests in flight. A 0 byte from this thread ends the watcher otherwise.
-    KVRAG_CHECK(pipe(g_stop_pipe) == 0, "serve: cannot create a pipe");
-    struct sigaction action {};
-    action.sa_handler = on_stop_signal;
-    sigemptyset(&action.sa_mask);
-    struct sigaction old_int {
-    }, old_term{};
-    sigaction(SIGINT, &action, &old_int);
-    sigaction(SIGTERM, &action, &old_term);
-    std::thread watcher([&server] {
-      unsigned char sig = 0;
-      while (read(g_stop_pipe[0], &sig, 1) < 0 && errno == EINTR) {
-      }
-      if (sig == 0) return;
-      fmt::print(stderr, "kvrag serve: {}, finishing requests in flight\n",
-                 sig == SIGINT ? "interrupted" : "terminated");
-      server.stop();
-    });
-    server.run();
-    const unsigned char done = 0;
-    [[maybe_unused]] auto written = write(g_stop_pipe[1], &done, 1);
-    watcher.join();
-    sigaction(SIGINT, &old_int, nullptr);
-    sigaction(SIGTERM, &old_term, nullptr);
-    close(g_stop_pipe[0]);
-    close(g_stop_pipe[1]);
+    server.run_until_signal();
     exit_code = 0;
   });
 }

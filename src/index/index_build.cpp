@@ -88,4 +88,20 @@ DenseIndexBuildResult build_dense_index(const std::string& index_dir, IndexBuild
   return r;
 }
 
+nlohmann::json dense_index_info(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::unique_ptr<EmbeddingSet> vectors;
+  if (fs::is_directory(dir + "/embeddings")) vectors = EmbeddingSet::open(dir + "/embeddings");
+  const auto index = DenseIndex::load(dir, vectors.get());
+  auto info = index->info();
+  info["faiss_file_bytes"] = static_cast<int64_t>(fs::file_size(dir + "/dense.faiss"));
+  if (vectors) {
+    info["embeddings"] = {{"dir", vectors->dir()},
+                          {"size", vectors->size()},
+                          {"dim", vectors->dim()},
+                          {"fingerprint", vectors->fingerprint()}};
+  }
+  return info;
+}
+
 }  // namespace kvrag

@@ -1,10 +1,11 @@
 // Building an index folder's dense index (`kvrag index build`, the demo's index stage):
 // INDEX_DIR/embeddings (from the embedding job) → INDEX_DIR/dense.faiss + dense.json
 // (DenseIndex::build, then save), with the plan and one progress line per build stage
-// (sample, train, add) on stderr.
+// (sample, train, add) on stderr; and what `kvrag index info` prints.
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "index/dense_index.h"
@@ -22,5 +23,9 @@ struct DenseIndexBuildResult {
 // lines, which replace options.progress. Errors name the folder or file at fault.
 DenseIndexBuildResult build_dense_index(const std::string& index_dir, IndexBuildOptions options,
                                         bool progress = true);
+
+// `kvrag index info`: DenseIndex::info() of INDEX_DIR's dense index (loaded with its embeddings/
+// where present), plus the size of dense.faiss and the embeddings' dir, size, dim, fingerprint.
+nlohmann::json dense_index_info(const std::string& index_dir);
 
 }  // namespace kvrag

@@ -1,11 +1,40 @@
 #include "serve/answerer_service.h"
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "index/index_retriever.h"
 
 namespace kvrag {
+
+AnswererOptions resolve_sources(const ServiceSources& sources, AnswererOptions o) {
+  namespace fs = std::filesystem;
+  const std::string& ws = sources.workspace;
+  if (!ws.empty()) {
+    KVRAG_CHECK(fs::is_directory(ws),
+                "workspace {} does not exist (create it with: kvrag demo --workspace {})", ws, ws);
+    KVRAG_CHECK(fs::is_directory(ws + "/llm"),
+                "workspace {} has no llm/ yet: run kvrag demo --workspace {} first", ws, ws);
+    o.llm_dir = ws + "/llm";
+    if (fs::is_directory(ws + "/index")) o.index_dir = ws + "/index";
+    if (fs::is_directory(ws + "/knowledge_encoder"))
+      o.knowledge_encoder_dir = ws + "/knowledge_encoder";
+  }
+  if (!sources.llm.empty()) o.llm_dir = sources.llm;
+  if (!sources.index.empty()) o.index_dir = sources.index;
+  if (!sources.knowledge_encoder.empty()) o.knowledge_encoder_dir = sources.knowledge_encoder;
+  KVRAG_CHECK(!o.llm_dir.empty(), "give --workspace DIR or --llm DIR");
+  std::string mode = sources.retriever;
+  if (mode.empty()) {
+    const bool dense = o.index_dir.empty() || fs::is_directory(o.index_dir + "/embeddings");
+    mode = dense ? "dense" : "bm25";
+  }
+  o.retriever.mode = parse_enum<RetrieverMode>(mode);
+  KVRAG_CHECK(o.knowledge_encoder_dir.empty() || !o.index_dir.empty(),
+              "the knowledge encoder needs an index to retrieve from (--index)");
+  return o;
+}
 
 struct AnswererService::Impl {
   std::unique_ptr<Answerer> answerer;

@@ -11,6 +11,16 @@
 
 namespace kvrag {
 
+// Where `kvrag serve` finds its models: a `kvrag demo` workspace (its llm/, index/ and
+// knowledge_encoder/), each folder overridden by an explicit one.
+struct ServiceSources {
+  std::string workspace, llm, index, knowledge_encoder;
+  std::string retriever;  // "dense", "bm25", "hybrid"; "": dense where the index has embeddings
+};
+// `options` with the sources' folders and retriever mode filled in; an Error names a missing
+// workspace, a workspace without llm/, or a knowledge encoder without an index.
+AnswererOptions resolve_sources(const ServiceSources& sources, AnswererOptions options);
+
 class AnswererService final : public AnswerService {
  public:
   // Opens the index (if any) with every retriever mode it supports (open_retriever: BM25, and

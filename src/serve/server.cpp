@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 #include <httplib.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -342,6 +345,46 @@ int Server::start() {
   const int port = bind();
   impl_->thread = std::thread([this] { run(); });
   return port;
+}
+
+namespace {
+int g_stop_pipe[2] = {-1, -1};
+
+extern "C" void on_stop_signal(int sig) {
+  const unsigned char byte = static_cast<unsigned char>(sig);
+  [[maybe_unused]] auto written = write(g_stop_pipe[1], &byte, 1);  // async-signal-safe
+}
+}  // namespace
+
+void Server::run_until_signal() {
+  // The handler (on whichever thread the signal lands) only writes the signal number into a
+  // pipe; a watcher thread reads it and stops the server, which finishes the requests in flight.
+  // A 0 byte from this thread ends the watcher otherwise.
+  KVRAG_CHECK(pipe(g_stop_pipe) == 0, "serve: cannot create a pipe");
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  struct sigaction old_int {};
+  struct sigaction old_term {};
+  sigaction(SIGINT, &action, &old_int);
+  sigaction(SIGTERM, &action, &old_term);
+  std::thread watcher([this] {
+    unsigned char sig = 0;
+    while (read(g_stop_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+    }
+    if (sig == 0) return;
+    fmt::print(stderr, "kvrag serve: {}, finishing requests in flight\n",
+               sig == SIGINT ? "interrupted" : "terminated");
+    stop();
+  });
+  run();
+  const unsigned char done = 0;
+  [[maybe_unused]] auto written = write(g_stop_pipe[1], &done, 1);
+  watcher.join();
+  sigaction(SIGINT, &old_int, nullptr);
+  sigaction(SIGTERM, &old_term, nullptr);
+  close(g_stop_pipe[0]);
+  close(g_stop_pipe[1]);
 }
 
 void Server::stop() {

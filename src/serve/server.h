@@ -72,6 +72,9 @@ class Server {
   int bind();
   // Serves until stop() is called (from another thread). bind() first.
   void run();
+  // run() until Ctrl-C or SIGTERM, which finish the requests in flight; the previous handlers
+  // are restored on return. bind() first.
+  void run_until_signal();
   // bind() and run() on a background thread; returns the port.
   int start();
   // Stops serving (thread- and repeat-safe); run() returns, start()'s thread is joined.
