@@ -132,8 +132,12 @@ int main(int argc, char** argv) try {
   std::vector<double> losses;
   const auto step = [&] {
     // The step of train-prefix (prefix/prefix_batch.h): prefix, then the answer loss.
-    const auto prefix = batch_prefix(*encoder, *llm, batch);
-    auto loss = answer_loss(*llm, batch, &prefix);
+    // As train-prefix does, the prefix lives only until the loss is built: kept alive through
+    // backward and the optimizer step (its autograd history with it), the step took ~40% longer.
+    auto loss = [&] {
+      const auto prefix = batch_prefix(*encoder, *llm, batch);
+      return answer_loss(*llm, batch, &prefix);
+    }();
     loss.backward();
     optimizer_step(*optimizer, optim.lr, optim.clip_norm);
     losses.push_back(loss.item<double>());
