@@ -28,6 +28,7 @@
 #include <typeinfo>
 
 #include "core/error.h"
+#include "core/folder_lock.h"
 #include "index/dense_index_internal.h"
 #include "index/embedding_set.h"
 
@@ -491,6 +492,8 @@ void merge_indexes(const std::vector<std::string>& shard_dirs, const std::string
       }
     });
   }
+  // Locked once the shards are known to merge: a failed merge leaves no folder behind.
+  const FolderLock lock(out_dir, LockMode::kExclusive, "kvrag index merge");
   base->save(out_dir);
   merge_embeddings(shard_dirs, sizes, out_dir);
 }

@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/folder_lock.h"
 #include "core/progress.h"
 #include "index/embedding_set.h"
 #include "index/npy_file.h"
@@ -71,6 +72,11 @@ EmbedJobResult embed_segments(const std::string& index_dir, const std::string& e
   r.shard = resolve_shard(options.shard);
   r.begin = r.shard.begin(r.total);
   r.end = r.shard.end(r.total);
+  // Shards write disjoint files: they share the folder, each holds its own shard.
+  const FolderLock folder(index_dir, LockMode::kShared, "kvrag embed");
+  const FolderLock shard(index_dir, LockMode::kExclusive,
+                         fmt::format("kvrag embed --shard {}/{}", r.shard.index, r.shard.count),
+                         fmt::format(".kvrag.lock.embed-{}-of-{}", r.shard.index, r.shard.count));
 
   const auto embedder = Embedder::load(encoder_dir, options.encoder);
   r.fingerprint = embedder->fingerprint();

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "core/folder_lock.h"
 #include "core/progress.h"
 #include "index/embedding_set.h"
 
@@ -61,6 +62,7 @@ class StageProgress {
 DenseIndexBuildResult build_dense_index(const std::string& index_dir, IndexBuildOptions options,
                                         bool progress) {
   const auto t0 = std::chrono::steady_clock::now();
+  const FolderLock lock(index_dir, LockMode::kExclusive, "kvrag index build");
   const auto vectors = EmbeddingSet::open(index_dir + "/embeddings");
   std::unique_ptr<StageProgress> stages;
   if (progress) {

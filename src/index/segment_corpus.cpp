@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/folder_lock.h"
 #include "core/progress.h"
 #include "text/tokenizer.h"
 #include "text/wordpiece_tokenizer.h"
@@ -25,6 +26,7 @@ SegmentCorpusResult segment_corpus(const std::string& corpus_path, const std::st
               file);
   options.tokenizer_id = tokenizer_id(file);
   validate(options.segmenter);
+  const FolderLock lock(index_dir, LockMode::kExclusive, "kvrag segment");
 
   SegmentCorpusResult r;
   r.store_path = (std::filesystem::path(index_dir) / "segments.sqlite").string();

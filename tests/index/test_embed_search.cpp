@@ -2,6 +2,7 @@
 // and a random-weight encoder: resumption, sharding, exactness of the dense path, errors.
 
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/folder_lock.h"
 #include "index/embedder.h"
 #include "index/embedding_set.h"
 #include "index/segment_store.h"
@@ -100,6 +102,36 @@ TEST_F(EmbedSearch, DenseFlatSearchEqualsExactInnerProducts) {
     EXPECT_NEAR(results[i]["score"].get<double>(), scores[top[i]].item<double>(), 1e-3);
     EXPECT_EQ(results[i]["text"].get<std::string>(), store->get(top[i].item<int64_t>()).text);
   }
+}
+
+TEST_F(EmbedSearch, OneWriterPerIndexFolder) {
+  const auto index = segmented("locked");
+  const std::string holder = "PID " + std::to_string(getpid()) + " (kvrag segment)";
+  {
+    const FolderLock segmenting(index, LockMode::kExclusive, "kvrag segment");
+    auto r = run_kvrag(embed_args(index));
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_TRUE(contains(r.err, index + ": kvrag embed cannot start: " + holder)) << r.err;
+    r = run_kvrag("segment --corpus " + (*root_ / "corpus.jsonl") + " --tokenizer " +
+                  (*root_ / "encoder") + "/vocab.txt --index " + index + " --window 48 --stride 8");
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_TRUE(contains(r.err, "kvrag segment cannot start: " + holder)) << r.err;
+    EXPECT_FALSE(fs::exists(index + "/embeddings"));
+  }
+  ASSERT_EQ(run_kvrag(embed_args(index)).exit_code, 0);
+  {
+    // An embedding shard at work (shards share the folder) keeps the index builder out.
+    const FolderLock embedding(index, LockMode::kShared, "kvrag embed");
+    const auto r = run_kvrag("index build --index " + index + " --factory Flat");
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_TRUE(contains(r.err, "kvrag index build cannot start")) << r.err;
+    EXPECT_FALSE(fs::exists(index + "/dense.faiss"));
+  }
+  // Readers take no lock: search works while a writer holds the folder.
+  ASSERT_EQ(run_kvrag("index build --index " + index + " --factory Flat").exit_code, 0);
+  const FolderLock writing(index, LockMode::kExclusive, "kvrag index build");
+  const auto r = run_kvrag("search --index " + index + " --mode dense -k 2 \"kaka lomi\"");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 TEST_F(EmbedSearch, InterruptedEmbeddingResumesToIdenticalVectors) {
