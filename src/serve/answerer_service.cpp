@@ -88,15 +88,27 @@ std::vector<std::string> AnswererService::retriever_modes() const {
   return out;
 }
 
+namespace {
+
+// A folder's name: "llm" for /home/me/ws/llm/ (its last component, not the path).
+std::string folder_name(const std::string& dir) {
+  auto p = std::filesystem::path(dir).lexically_normal();
+  if (!p.has_filename()) p = p.parent_path();  // a trailing slash
+  return p.filename().string();
+}
+
+}  // namespace
+
 nlohmann::json AnswererService::models() const {
   const auto& o = impl_->answerer->options();
-  nlohmann::json j{{"llm", o.llm_dir}, {"dtype", o.dtype}};
+  nlohmann::json j{{"llm", folder_name(o.llm_dir)}, {"dtype", o.dtype}};
   if (!o.index_dir.empty()) {
-    j["index"] = o.index_dir;
+    j["index"] = folder_name(o.index_dir);
     j["retriever"] = enum_name(o.retriever.mode);
     j["segments"] = impl_->retriever->store().size();
   }
-  if (!o.knowledge_encoder_dir.empty()) j["knowledge_encoder"] = o.knowledge_encoder_dir;
+  if (!o.knowledge_encoder_dir.empty())
+    j["knowledge_encoder"] = folder_name(o.knowledge_encoder_dir);
   return j;
 }
 

@@ -45,7 +45,8 @@ class AnswerService {
   virtual std::vector<AnswerMode> modes() const = 0;
   // The retriever modes /v1/search accepts (empty: no index); the first is the default.
   virtual std::vector<std::string> retriever_modes() const = 0;
-  // What is loaded, for /v1/health: {"llm": DIR, "index": DIR, ...}.
+  // What is loaded, for /v1/health and the page: {"llm": NAME, "index": NAME, ...}, folder
+  // names rather than paths (a response does not tell clients where the server's files are).
   virtual nlohmann::json models() const = 0;
 };
 
