@@ -7,6 +7,10 @@
 //   try { load(path); } catch (Error& e) { throw e.with_context("checkpoint " + dir); }
 //
 // what() is then "checkpoint DIR: file X: tensor Y: shape [3] does not match [4]".
+//
+// An Error of kind kInput says that a request cannot be served as asked (a question too long, a
+// top-k that leaves no room): a server answers it with a 4xx status, where any other Error is the
+// server's own fault (500).
 #pragma once
 
 #include <fmt/format.h>
@@ -17,9 +21,12 @@
 
 namespace kvrag {
 
+enum class ErrorKind { kOther, kInput };
+
 class Error : public std::exception {
  public:
-  explicit Error(std::string message) : message_(std::move(message)) {}
+  explicit Error(std::string message, ErrorKind kind = ErrorKind::kOther)
+      : message_(std::move(message)), kind_(kind) {}
 
   // Prepends "context: " to the message and returns *this, for rethrowing.
   Error& with_context(const std::string& context) {
@@ -28,9 +35,11 @@ class Error : public std::exception {
   }
 
   const char* what() const noexcept override { return message_.c_str(); }
+  ErrorKind kind() const { return kind_; }
 
  private:
   std::string message_;
+  ErrorKind kind_;
 };
 
 // Throws Error(fmt::format(...)).
@@ -45,4 +54,10 @@ template <typename... Args>
 #define KVRAG_CHECK(cond, ...)               \
   do {                                       \
     if (!(cond)) ::kvrag::fail(__VA_ARGS__); \
+  } while (0)
+
+// The same with an Error of kind kInput: the request cannot be served as asked.
+#define KVRAG_CHECK_INPUT(cond, ...)                                                           \
+  do {                                                                                         \
+    if (!(cond)) throw ::kvrag::Error(::fmt::format(__VA_ARGS__), ::kvrag::ErrorKind::kInput); \
   } while (0)

@@ -93,10 +93,11 @@ std::vector<int64_t> PrefixPipeline::fit_prompt(const std::string& question,
                                                 size_t index, std::string* text_out) const {
   const std::string bare = question_prompt(question);
   const auto bare_ids = prompt_ids(question);
-  KVRAG_CHECK(static_cast<int64_t>(bare_ids.size()) <= budget,
-              "question {}: the prompt of {} tokens leaves no room within the LLM's {} positions "
-              "(prefix and answer need the rest; budget {})",
-              index, bare_ids.size(), max_positions(), budget);
+  KVRAG_CHECK_INPUT(
+      static_cast<int64_t>(bare_ids.size()) <= budget,
+      "question {}: the prompt of {} tokens leaves no room within the LLM's {} positions "
+      "(prefix and answer need the rest; budget {})",
+      index, bare_ids.size(), max_positions(), budget);
   for (int round = 0; round < 64 && !passages.empty(); ++round) {
     const std::string text = context_prompt(passages, question);
     const auto ids = tokenizer_->encode(text, true);

@@ -80,12 +80,29 @@ struct Answerer::Impl {
   std::unique_ptr<PrefixPipeline> pipeline;
   std::shared_ptr<IndexRetriever> retriever;
 
-  void check_question(const std::string& q, size_t i) const {
-    KVRAG_CHECK(!blank(q), "question {}: empty question", i);
+  // `where`: "question I: " in a batch of questions, "" for a single one.
+  void check_question(const std::string& q, const std::string& where) const {
+    KVRAG_CHECK_INPUT(!blank(q), "{}empty question", where);
     const auto n = pipeline->tokenizer().encode(q, false).size();
-    KVRAG_CHECK(static_cast<int64_t>(n) <= options.max_question_tokens,
-                "question {}: {} tokens exceeds the limit of {} (max_question_tokens)", i, n,
-                options.max_question_tokens);
+    KVRAG_CHECK_INPUT(static_cast<int64_t>(n) <= options.max_question_tokens,
+                      "{}the question has {} tokens, over the limit of {} (max_question_tokens)",
+                      where, n, options.max_question_tokens);
+  }
+
+  // An input Error unless the bare prompt of `question` fits `budget`, saying what would fit.
+  void check_room(const std::string& question, int64_t budget, int64_t segments, int64_t room,
+                  const std::string& where) const {
+    const auto prompt = static_cast<int64_t>(pipeline->prompt_ids(question).size());
+    if (prompt <= budget) return;
+    const int64_t P = pipeline->prefix_entries(1);  // entries per segment (0: no prefix)
+    const int64_t left = pipeline->max_positions() - room - prompt;  // for the prefix
+    std::string hint = "ask a shorter question or fewer new tokens";
+    if (segments > 0 && P > 0 && left >= P)
+      hint = fmt::format("ask with top_k {} or less", left / P);
+    throw Error(fmt::format("{}the prompt ({} tokens), the prefix ({} segments × {} entries) and "
+                            "the answer ({} tokens) exceed the LLM's {} positions: {}",
+                            where, prompt, segments, P, room, pipeline->max_positions(), hint),
+                ErrorKind::kInput);
   }
 
   // The whole pipeline. generate_answers: produce answers (and groundedness if asked);
@@ -104,11 +121,14 @@ struct Answerer::Impl {
         KVRAG_CHECK(!blank((*references)[i]), "question {}: empty answer to score", i);
       scores->assign(n, {});
     }
-    for (size_t i = 0; i < n; ++i) check_question(questions[i], i);
+    const auto where = [n](size_t i) {
+      return n == 1 ? std::string() : fmt::format("question {}: ", i);
+    };
+    for (size_t i = 0; i < n; ++i) check_question(questions[i], where(i));
     if (mode != AnswerMode::kNone) {
       KVRAG_CHECK(retriever != nullptr, "mode {} needs an index (--index); none was given",
                   to_string(mode));
-      KVRAG_CHECK(top_k >= 1, "top-k must be at least 1, not {}", top_k);
+      KVRAG_CHECK_INPUT(top_k >= 1, "top-k must be at least 1, not {}", top_k);
     }
     if (uses_prefix(mode)) {
       KVRAG_CHECK(pipeline->has_encoder(),
@@ -143,6 +163,7 @@ struct Answerer::Impl {
         int64_t room = generate_answers ? options.max_new_tokens + 1 : 0;
         room = std::max<int64_t>(room, ex.target.size());
         const int64_t budget = pipeline->max_positions() - pipeline->prefix_entries(used) - room;
+        check_room(questions[i], budget, used, room, where(i));
         ex.prompt = pipeline->fit_prompt(
             questions[i],
             uses_context(mode) ? passages_of(evidence[i], top_k) : std::vector<PromptPassage>{},

@@ -57,6 +57,8 @@ std::string reason(int status) {
       return "request URI too long";
     case 415:
       return "unsupported media type";
+    case 422:
+      return "unprocessable request";
     default:
       return status >= 500 ? "internal server error" : "error";
   }
@@ -212,7 +214,8 @@ struct Server::Impl {
   }
 
   // Wraps a handler so that every failure becomes a JSON error: the client's mistakes with their
-  // status, a kvrag::Error (or anything else) while answering with 500.
+  // status, a kvrag::Error of kind kInput (the request cannot be served as asked: a question too
+  // long, a top_k that leaves no room) with 422, any other failure while answering with 500.
   httplib::Server::Handler guarded(void (Impl::*handler)(const httplib::Request&,
                                                          httplib::Response&)) {
     return [this, handler](const httplib::Request& req, httplib::Response& res) {
@@ -221,7 +224,7 @@ struct Server::Impl {
       } catch (const RequestError& e) {
         send_json(res, e.status, {{"error", e.message}});
       } catch (const Error& e) {
-        send_json(res, 500, {{"error", e.what()}});
+        send_json(res, e.kind() == ErrorKind::kInput ? 422 : 500, {{"error", e.what()}});
       } catch (const std::exception& e) {
         send_json(res, 500, {{"error", fmt::format("internal error: {}", e.what())}});
       }

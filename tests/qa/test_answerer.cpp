@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "core/error.h"
 #include "model/knowledge_encoder.h"
@@ -314,6 +315,37 @@ TEST_F(AnswererTest, LongContextIsTruncatedToFitTheLlm) {
                        "positions"));
 }
 
+TEST_F(AnswererTest, AQuestionThatDoesNotFitIsAnInputErrorSayingWhatWould) {
+  auto o = options();
+  o.max_new_tokens = 440;  // stories260K has 512 positions: room for a few segments of P = 4
+  const auto answerer = Answerer::open(o);
+  const auto& q = (*questions_)[0];
+  Error error("none");
+  try {
+    answerer->answer({q.question}, AnswerMode::kPrefix, 20);
+  } catch (const Error& e) {
+    error = e;
+  }
+  EXPECT_EQ(error.kind(), ErrorKind::kInput);
+  const std::string e = error.what();
+  EXPECT_TRUE(contains(e, "exceed the LLM's 512 positions: ask with top_k")) << e;
+  EXPECT_FALSE(contains(e, "question 0")) << e;  // one question: no index to name
+  const std::smatch m = [&] {
+    std::smatch out;
+    std::regex_search(e, out, std::regex(R"(top_k (\d+) or less)"));
+    return out;
+  }();
+  ASSERT_FALSE(m.empty()) << e;
+  const int fits = std::stoi(m[1]);
+  ASSERT_GE(fits, 1);
+  EXPECT_FALSE(answerer->answer({q.question}, AnswerMode::kPrefix, fits).at(0).evidence.empty());
+  // In a batch the question is named.
+  EXPECT_TRUE(contains(test::error_of([&] {
+                         answerer->answer({q.question, q.question}, AnswerMode::kPrefix, 20);
+                       }),
+                       "question 0: "));
+}
+
 TEST_F(AnswererTest, ClearErrors) {
   {
     auto o = options();
@@ -322,6 +354,7 @@ TEST_F(AnswererTest, ClearErrors) {
     const auto e = test::error_of([&] {
       answerer->answer({"a question that is much too long for five tokens"}, AnswerMode::kNone, 1);
     });
+    EXPECT_TRUE(contains(e, "the question has")) << e;
     EXPECT_TRUE(contains(e, "max_question_tokens")) << e;
     EXPECT_TRUE(contains(test::error_of([&] { answerer->answer({"  "}, AnswerMode::kNone, 1); }),
                          "empty question"));

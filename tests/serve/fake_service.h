@@ -19,11 +19,13 @@ class FakeService final : public AnswerService {
  public:
   static std::string answer_for(const std::string& question) { return "answer to " + question; }
 
-  // "fail" throws an Error (→ 500); "wait for a peer" blocks until a second such request is
-  // being answered at the same time (or 20 s pass) and answers "met" or "alone".
+  // "fail" throws an Error (→ 500), "too long" an input Error (→ 422); "wait for a peer" blocks
+  // until a second such request is being answered at the same time (or 20 s pass) and answers "met"
+  // or "alone".
   Answer ask(const std::string& question, AnswerMode mode, int top_k) override {
     ++asks;
     if (question == "fail") fail("fake model: out of cheese");
+    KVRAG_CHECK_INPUT(question != "too long", "the question has 300 tokens, over the limit of 256");
     Answer a;
     if (question == "wait for a peer") {
       std::unique_lock<std::mutex> lock(mutex_);

@@ -175,6 +175,11 @@ TEST_F(ServerTest, ServiceErrorsGet500WithTheMessage) {
             std::string::npos);
 }
 
+TEST_F(ServerTest, RequestsTheModelsCannotServeAsAskedGet422) {
+  EXPECT_NE(error_message(post("/v1/ask", json{{"question", "too long"}}), 422).find("300 tokens"),
+            std::string::npos);
+}
+
 TEST_F(ServerTest, UnknownPathsGet404AndWrongMethods405) {
   auto c = client();
   EXPECT_NE(error_message(c.Get("/nope"), 404).find("/nope"), std::string::npos);
