@@ -1,6 +1,7 @@
 #include "cli/answerer_options.h"
 
 #include "cli/enum_option.h"
+#include "cli/number_check.h"
 
 namespace kvrag::cli {
 
@@ -23,7 +24,7 @@ void add_answerer_options(CLI::App* cmd, AnswererOptions& o) {
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   cmd->add_option("--max-question-tokens", o.max_question_tokens, "longer questions are refused")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
 }
 

@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/number_check.h"
+
 namespace kvrag::cli {
 
 void add_check_model_command(CLI::App& app, int& exit_code);

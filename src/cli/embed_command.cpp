@@ -32,9 +32,9 @@ void add_embed_command(CLI::App& app, int& exit_code) {
       ->required();
   cmd->add_option("--dtype", args->dtype, "compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_option("--batch-tokens", args->batch_tokens, "padded tokens per forward batch")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_option("--chunk", args->chunk, "segments per output file (the unit of resumption)")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_option("--max-length", args->max_length,
                   "truncate segments to this many tokens (default: the model's limit)");
   cmd->add_option("--shard", args->shard,

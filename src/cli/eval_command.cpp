@@ -42,9 +42,8 @@ void add_eval_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--bertscore-layer", args->eval.bertscore_layer,
                   "hidden-state layer for BERTScore (0 = embeddings; default: last)");
   cmd->add_option("--limit", args->eval.limit, "evaluate the first N questions only")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--batch", args->eval.batch, "questions answered together")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
+  cmd->add_option("--batch", args->eval.batch, "questions answered together")->check(kPositive);
   cmd->add_flag("--json", args->json, "print the summary as JSON instead of a table");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress line");
   cmd->callback([args, &exit_code] {

@@ -29,8 +29,8 @@ void add_generate_command(CLI::App& app, int& exit_code) {
       ->required();
   cmd->add_option("--prompt", args->prompt, "text to continue (BOS is added)");
   cmd->add_option("--max-new-tokens", args->max_new_tokens, "tokens to generate")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--temperature", args->temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
+  cmd->add_option("--temperature", args->temperature, "0 = greedy")->check(kNonNegative);
   cmd->add_option("--top-p", args->top_p, "nucleus sampling mass")->check(CLI::Range(0.0f, 1.0f));
   cmd->add_option("--seed", args->seed, "sampling seed");
   cmd->add_option("--dtype", args->dtype, "compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));

@@ -47,22 +47,22 @@ void add_build(CLI::App* parent, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--train-size", args->train_size,
                   "vectors sampled for training (default: by index type)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   cmd->add_option("--train-from", args->train_from,
                   "reuse the trained index of this folder (built with --train-only) instead of "
                   "training, so that shard indexes can be merged");
   cmd->add_flag("--train-only", args->train_only,
                 "train and save an empty index (a folder for --train-from)");
   cmd->add_option("--batch", args->batch, "vectors added per batch")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_option("--seed", args->seed, "seed of the training sample")->capture_default_str();
   cmd->add_option("--nprobe", args->nprobe,
                   "default IVF lists visited per query (stored in dense.json)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   cmd->add_option("--ef-search", args->ef_search,
                   "default HNSW search depth (stored in dense.json)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   cmd->add_option(
          "--rerank", args->rerank,
          "default candidates re-ranked with the float16 vectors (stored in dense.json; 0 = off)")

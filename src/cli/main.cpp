@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "kvrag 0.1.0");
   int threads = 0;
   app.add_option("--threads", threads, "compute threads (default: $KVRAG_THREADS, else all cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(kvrag::cli::kPositive);
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "debug logging");
 

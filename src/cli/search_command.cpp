@@ -52,7 +52,7 @@ void add_search_command(CLI::App& app, int& exit_code) {
                 "read {\"question\"} lines on stdin, write {\"question\", \"results\": "
                 "[{segment_id, doc_id, title, score, text}]} lines");
   cmd->add_option("--batch", args->batch, "questions encoded together in --jsonl mode")
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->callback([args, &exit_code] {
     KVRAG_CHECK(args->jsonl != !args->question.empty(), "give either a question or --jsonl");
     const auto retriever = open_retriever(args->retriever.index, args->retriever.spec);

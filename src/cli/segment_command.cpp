@@ -48,7 +48,7 @@ void add_segment_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--strict", args->strict,
                 "stop at the first bad corpus line instead of skipping it");
   cmd->add_option("--batch", args->batch, "documents per transaction (resume granularity)")
-      ->check(CLI::PositiveNumber)
+      ->check(kPositive)
       ->capture_default_str();
   cmd->add_flag("--overwrite", args->overwrite, "delete an existing segment store and rebuild it");
 

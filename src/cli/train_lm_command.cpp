@@ -38,7 +38,7 @@ void add_train_lm_command(CLI::App& app, int& exit_code) {
                   "loss weight of the tokens after an example's last \"Answer:\" (1: plain "
                   "language modelling)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   cmd->add_option("--resume-every", o->resume_every, "optimizer steps between resume points")
       ->capture_default_str();
   add_optim_options(cmd, o->optim);

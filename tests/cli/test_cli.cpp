@@ -35,6 +35,21 @@ TEST(Cli, HelpForEveryCommand) {
   EXPECT_NE(kvrag("no-such-command").exit_code, 0);
 }
 
+TEST(Cli, NumericOptionsOutOfRangeSayWhatIsWanted) {
+  for (const auto& [args, want] : std::vector<std::pair<std::string, std::string>>{
+           {"generate --model m --temperature -1",
+            "--temperature: must be a non-negative number, not -1"},
+           {"embed --index i --encoder e --chunk 0", "--chunk: must be a positive number, not 0"},
+           {"embed --index i --encoder e --chunk abc",
+            "--chunk: must be a positive number, not abc"},
+           {"--threads -2 search --index i q", "--threads: must be a positive number, not -2"}}) {
+    const auto r = kvrag(args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_TRUE(contains(r.err, want)) << args << ": " << r.err;
+    EXPECT_LT(r.err.size(), 200u) << args << ": " << r.err;  // no 300-digit DBL_MAX
+  }
+}
+
 TEST(Cli, CheckModelPassesOnBothFixtures) {
   KVRAG_SHARED_PATH_OR_SKIP(fixtures, "fixtures");
   const auto llama = kvrag("check-model " + fixtures + "/tiny-llama");
