@@ -66,16 +66,6 @@ constexpr int kK = 10;             // recall@10
 // ---- memory
 // ----------------------------------------------------------------------------------------
 
-// A field of /proc/self/status in bytes ("VmHWM", "VmRSS", "RssAnon", "RssFile").
-int64_t proc_status_bytes(const std::string& field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
-  }
-  return -1;
-}
-
 int64_t mem_total_bytes() {
   std::ifstream in("/proc/meminfo");
   std::string key;
@@ -351,7 +341,7 @@ void run_build(const bench::Args& args) {
                     {"factory", index->factory()},
                     {"build_s", build_s},
                     {"save_s", bench::now_seconds() - t0 - build_s},
-                    {"build_hwm", proc_status_bytes("VmHWM")},
+                    {"build_hwm", bench::proc_status_bytes("VmHWM")},
                     {"index_bytes", int64_t(fs::file_size(dir + "/dense.faiss"))},
                     {"info", index->info()}};
   write_file_atomic(work + "/build-" + c.name + ".json", out.dump(2));
@@ -404,7 +394,7 @@ json measure(const DenseIndex& index, const float* q, int64_t nq, int dim,
 void run_search(const bench::Args& args) {
   const std::string work = args.str("work");
   const Config c = config_named(args.str("config"));
-  const int64_t rss_start = proc_status_bytes("VmRSS");
+  const int64_t rss_start = bench::proc_status_bytes("VmRSS");
   const auto set = EmbeddingSet::open(work + "/embeddings");
   int64_t nq = 0;
   const auto q = load_queries(work, &nq);
@@ -413,7 +403,7 @@ void run_search(const bench::Args& args) {
   const double t0 = bench::now_seconds();
   const auto index = DenseIndex::load(work + "/idx-" + c.name, set.get());
   const double load_s = bench::now_seconds() - t0;
-  const int64_t rss_loaded = proc_status_bytes("VmRSS");
+  const int64_t rss_loaded = bench::proc_status_bytes("VmRSS");
 
   std::vector<SearchParams> runs = {c.params};
   if (c.name == "auto") {
@@ -435,10 +425,10 @@ void run_search(const bench::Args& args) {
                     {"loadavg", load_average()},
                     {"rss_start", rss_start},
                     {"rss_loaded", rss_loaded},
-                    {"search_hwm", proc_status_bytes("VmHWM")},
-                    {"rss_end", proc_status_bytes("VmRSS")},
-                    {"rss_anon_end", proc_status_bytes("RssAnon")},
-                    {"rss_file_end", proc_status_bytes("RssFile")},
+                    {"search_hwm", bench::proc_status_bytes("VmHWM")},
+                    {"rss_end", bench::proc_status_bytes("VmRSS")},
+                    {"rss_anon_end", bench::proc_status_bytes("RssAnon")},
+                    {"rss_file_end", bench::proc_status_bytes("RssFile")},
                     {"runs", rows}};
   write_file_atomic(work + "/search-" + c.name + ".json", out.dump(2));
 }

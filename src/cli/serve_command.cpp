@@ -1,4 +1,4 @@
-// kvrag serve --workspace DIR [--host 127.0.0.1] [--port 8080]
+// kvrag serve --workspace DIR [--host 127.0.0.1] [--port 8080] [--api-key KEY]
 // kvrag serve --llm DIR [--index DIR] [--knowledge-encoder DIR] [...]
 //
 // Loads the models once and serves the JSON API and the web page (serve/server.h) until
@@ -9,25 +9,17 @@
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/server_options.h"
 #include "core/error.h"
 #include "serve/answerer_service.h"
 #include "serve/server.h"
 
 namespace kvrag::cli {
-namespace {
-
-bool is_loopback(const std::string& host) {
-  return host == "127.0.0.1" || host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
-}
-
-}  // namespace
-
 void add_serve_command(CLI::App& app, int& exit_code) {
   struct Args {
     std::string workspace, llm, index, knowledge_encoder, retriever;
     AnswererOptions answerer;
     ServerOptions server;
-    bool access_log = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("serve", "Answer questions over HTTP: JSON API and a web page");
@@ -52,30 +44,10 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                   "answer length limit in tokens")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
-  cmd->add_option(
-         "--host", args->server.host,
-         "address to listen on (127.0.0.1: this machine only; 0.0.0.0 exposes it to the network)")
-      ->capture_default_str();
-  cmd->add_option("--port", args->server.port, "port (0: any free one)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 65535));
-  cmd->add_option("--workers", args->server.workers, "request threads sharing the models")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 256));
-  cmd->add_option("--max-body-bytes", args->server.max_body_bytes,
-                  "larger request bodies are refused (413)")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{64}, size_t{64} << 20));
-  cmd->add_option("--max-question-bytes", args->server.max_question_bytes,
-                  "longer questions are refused (400)")
-      ->capture_default_str()
-      ->check(CLI::Range(size_t{1}, size_t{1} << 20));
-  cmd->add_option("--max-top-k", args->server.max_top_k, "largest top_k a request may ask for")
-      ->capture_default_str()
-      ->check(CLI::Range(1, 1000));
-  cmd->add_flag("--access-log", args->access_log, "print one line per request on stderr");
+  add_server_options(cmd, args->server);
 
   cmd->callback([args, &exit_code] {
+    check_limits(args->server.http);  // before minutes of loading
     const AnswererOptions o = resolve_sources(
         {args->workspace, args->llm, args->index, args->knowledge_encoder, args->retriever},
         args->answerer);
@@ -84,17 +56,14 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                o.knowledge_encoder_dir.empty() ? "" : ", " + o.knowledge_encoder_dir);
     auto service = AnswererService::open(o);
 
-    ServerOptions so = args->server;
-    so.access_log = args->access_log;
-    Server server(*service, so);
+    Server server(*service, args->server);
     server.bind();
     std::string modes;
     for (auto m : service->modes()) modes += (modes.empty() ? "" : ", ") + to_string(m);
-    if (!is_loopback(so.host)) {
-      fmt::print(stderr,
-                 "kvrag serve: warning: listening on {}, reachable from other machines (no "
-                 "authentication)\n",
-                 so.host);
+    const HttpLimits& http = args->server.http;
+    if (!is_loopback_host(http.host)) {
+      fmt::print(stderr, "kvrag serve: listening on {}, reachable from other machines ({})\n",
+                 http.host, http.api_key.empty() ? "--insecure: anyone may ask" : "API key set");
     }
     fmt::print("kvrag serve: modes {}; open {} (Ctrl-C stops)\n", modes, server.url());
     std::fflush(stdout);

@@ -1,7 +1,6 @@
 #include "serve/server.h"
 
 #include <fmt/format.h>
-#include <httplib.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -30,38 +29,14 @@ struct RequestError {
   throw RequestError{status, std::move(message)};
 }
 
-const char* kJson = "application/json; charset=utf-8";
-
 // Model output and corpus text may hold invalid UTF-8 (a token boundary inside a character):
 // replaced, never an exception.
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-void send_json(httplib::Response& res, int status, const json& body) {
-  res.status = status;
-  res.set_content(dump(body), kJson);
-}
-
-std::string reason(int status) {
-  switch (status) {
-    case 400:
-      return "bad request";
-    case 404:
-      return "not found";
-    case 405:
-      return "method not allowed";
-    case 408:
-      return "request timeout";
-    case 413:
-      return "request body too large";
-    case 414:
-      return "request URI too long";
-    case 415:
-      return "unsupported media type";
-    case 422:
-      return "unprocessable request";
-    default:
-      return status >= 500 ? "internal server error" : "error";
-  }
+HttpResponse json_response(const json& body) {
+  HttpResponse r;
+  r.body = dump(body);
+  return r;
 }
 
 // The paths the server knows, with the one method each accepts (for 405 and Allow).
@@ -83,27 +58,34 @@ std::string trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-// httplib::Server with access to its listening socket.
-class HttpServer : public httplib::Server {
- public:
-  socket_t listening_socket() const { return svr_sock_; }
-};
-
 }  // namespace
 
 struct Server::Impl {
   AnswerService& service;
   ServerOptions options;
-  HttpServer http;
-  int port = -1;
+  std::unique_ptr<HttpDaemon> daemon;
   std::thread thread;  // start()'s
-  std::atomic<bool> stop_requested{false};
-  std::atomic<bool> running{false};  // inside run()
 
-  Impl(AnswerService& s, ServerOptions o) : service(s), options(std::move(o)) {}
+  Impl(AnswerService& s, ServerOptions o) : service(s), options(std::move(o)) {
+    KVRAG_CHECK(options.max_top_k >= 1 && options.default_top_k >= 1 &&
+                    options.default_top_k <= options.max_top_k,
+                "server: default_top_k {} must lie in [1, max_top_k = {}]", options.default_top_k,
+                options.max_top_k);
+    HttpDaemon::Handler handler;
+    handler.on_headers = [this](const HttpRequest& q) { return route(q); };
+    handler.answer = [this](const HttpRequest& q) { return answer(q); };
+    if (options.access_log) {
+      handler.log = [](const HttpRequest& q, const HttpResponse& r) {
+        fmt::print(stderr, "{} {} {} {} bytes\n", q.method, q.path, r.status, r.body.size());
+      };
+    }
+    HttpLimits limits = options.http;
+    limits.public_paths = {"/"};  // the page: no data until it asks the API, with the key
+    daemon = std::make_unique<HttpDaemon>(std::move(handler), limits);
+  }
 
   // The request body as a JSON object with a usable "question" (trimmed).
-  std::pair<json, std::string> parse_request(const httplib::Request& req) const {
+  std::pair<json, std::string> parse_request(const HttpRequest& req) const {
     json body;
     try {
       body = json::parse(req.body);
@@ -122,24 +104,41 @@ struct Server::Impl {
     return {std::move(body), std::move(question)};
   }
 
-  int top_k_of(const json& body) const {
-    if (!body.contains("top_k") || body["top_k"].is_null()) return options.default_top_k;
-    const auto& v = body["top_k"];
-    if (!v.is_number_integer()) reject(400, "\"top_k\" must be an integer");
-    const int64_t k = v.get<int64_t>();
-    if (k < 1 || k > options.max_top_k) {
-      reject(400, fmt::format("\"top_k\" = {} is out of range [1, {}]", k, options.max_top_k));
+  // An optional field: absent is the default; present, it must be set (null is refused: a
+  // client that sends null most likely meant a value it did not have).
+  static const json* field(const json& body, const char* name) {
+    const auto it = body.find(name);
+    if (it == body.end()) return nullptr;
+    if (it->is_null()) {
+      reject(400, fmt::format("\"{}\" is null (leave it out for the default)", name));
     }
-    return static_cast<int>(k);
+    return &*it;
+  }
+
+  int top_k_of(const json& body) const {
+    const json* v = field(body, "top_k");
+    if (v == nullptr) return options.default_top_k;
+    if (!v->is_number_integer()) reject(400, "\"top_k\" must be an integer");
+    // A value past int64 (e.g. 2^63) arrives as an unsigned number: compared and printed as one.
+    const std::string text = v->dump();
+    const auto max = static_cast<uint64_t>(options.max_top_k);
+    const bool in_range = v->is_number_unsigned()
+                              ? v->get<uint64_t>() >= 1 && v->get<uint64_t>() <= max
+                              : v->get<int64_t>() >= 1 && v->get<int64_t>() <= options.max_top_k;
+    if (!in_range) {
+      reject(400, fmt::format("\"top_k\" = {} is out of range [1, {}]", text, options.max_top_k));
+    }
+    return static_cast<int>(v->get<int64_t>());
   }
 
   // "mode" of /v1/ask: one of the service's modes (default: its first).
   AnswerMode mode_of(const json& body) const {
     const auto modes = service.modes();
     KVRAG_CHECK(!modes.empty(), "the answer service offers no mode");
-    if (!body.contains("mode") || body["mode"].is_null()) return modes.front();
-    if (!body["mode"].is_string()) reject(400, "\"mode\" must be a string");
-    const std::string name = body["mode"].get<std::string>();
+    const json* v = field(body, "mode");
+    if (v == nullptr) return modes.front();
+    if (!v->is_string()) reject(400, "\"mode\" must be a string");
+    const std::string name = v->get<std::string>();
     AnswerMode mode;
     try {
       mode = parse_answer_mode(name);
@@ -158,9 +157,10 @@ struct Server::Impl {
   std::string retriever_mode_of(const json& body) const {
     const auto modes = service.retriever_modes();
     if (modes.empty()) reject(400, "search needs an index, and this server has none");
-    if (!body.contains("mode") || body["mode"].is_null()) return modes.front();
-    if (!body["mode"].is_string()) reject(400, "\"mode\" must be a string");
-    const std::string name = body["mode"].get<std::string>();
+    const json* v = field(body, "mode");
+    if (v == nullptr) return modes.front();
+    if (!v->is_string()) reject(400, "\"mode\" must be a string");
+    const std::string name = v->get<std::string>();
     if (std::find(modes.begin(), modes.end(), name) == modes.end()) {
       std::string offered;
       for (const auto& m : modes) offered += (offered.empty() ? "" : ", ") + m;
@@ -170,7 +170,7 @@ struct Server::Impl {
     return name;
   }
 
-  void ask(const httplib::Request& req, httplib::Response& res) {
+  HttpResponse ask(const HttpRequest& req) {
     const auto t0 = Clock::now();
     const auto [body, question] = parse_request(req);
     const AnswerMode mode = mode_of(body);
@@ -178,10 +178,10 @@ struct Server::Impl {
     json out = service.ask(question, mode, top_k).to_json();
     out["mode"] = to_string(mode);
     out["timings_ms"]["server"] = ms_since(t0);
-    send_json(res, 200, out);
+    return json_response(out);
   }
 
-  void search(const httplib::Request& req, httplib::Response& res) {
+  HttpResponse search(const HttpRequest& req) {
     const auto t0 = Clock::now();
     const auto [body, question] = parse_request(req);
     const std::string mode = retriever_mode_of(body);
@@ -194,155 +194,79 @@ struct Server::Impl {
                          {"text", e.text},
                          {"score", e.score}});
     }
-    send_json(res, 200,
-              {{"results", results}, {"mode", mode}, {"timings_ms", {{"server", ms_since(t0)}}}});
+    return json_response(
+        {{"results", results}, {"mode", mode}, {"timings_ms", {{"server", ms_since(t0)}}}});
   }
 
-  void health(const httplib::Request&, httplib::Response& res) {
+  HttpResponse health() const {
     auto modes = json::array();
     for (auto m : service.modes()) modes.push_back(to_string(m));
-    send_json(res, 200,
-              {{"status", "ok"},
-               {"models", service.models()},
-               {"modes", modes},
-               {"retriever_modes", service.retriever_modes()},
-               {"limits",
-                {{"max_body_bytes", options.max_body_bytes},
-                 {"max_question_bytes", options.max_question_bytes},
-                 {"max_top_k", options.max_top_k},
-                 {"default_top_k", options.default_top_k}}}});
+    return json_response({{"status", "ok"},
+                          {"models", service.models()},
+                          {"modes", modes},
+                          {"retriever_modes", service.retriever_modes()},
+                          {"limits",
+                           {{"max_body_bytes", options.http.max_body_bytes},
+                            {"max_question_bytes", options.max_question_bytes},
+                            {"max_top_k", options.max_top_k},
+                            {"default_top_k", options.default_top_k}}}});
   }
 
-  // Wraps a handler so that every failure becomes a JSON error: the client's mistakes with their
-  // status, a kvrag::Error of kind kInput (the request cannot be served as asked: a question too
-  // long, a top_k that leaves no room) with 422, any other failure while answering with 500.
-  httplib::Server::Handler guarded(void (Impl::*handler)(const httplib::Request&,
-                                                         httplib::Response&)) {
-    return [this, handler](const httplib::Request& req, httplib::Response& res) {
-      try {
-        (this->*handler)(req, res);
-      } catch (const RequestError& e) {
-        send_json(res, e.status, {{"error", e.message}});
-      } catch (const Error& e) {
-        send_json(res, e.kind() == ErrorKind::kInput ? 422 : 500, {{"error", e.what()}});
-      } catch (const std::exception& e) {
-        send_json(res, 500, {{"error", fmt::format("internal error: {}", e.what())}});
+  static HttpResponse page() {
+    // The page needs nothing from elsewhere: its own inline script and style, fetch to itself.
+    HttpResponse r;
+    r.content_type = "text/html; charset=utf-8";
+    r.body = web_page_html();
+    r.headers = {{"Content-Security-Policy",
+                  "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                  "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+                  "frame-ancestors 'none'"},
+                 {"Referrer-Policy", "no-referrer"}};
+    return r;
+  }
+
+  // Decided on the headers (the event loop's thread: nothing slow): the page and health at once,
+  // 404 and 405 (with Allow) at once, nullopt for the API calls, which read their body.
+  std::optional<HttpResponse> route(const HttpRequest& q) const {
+    for (const auto& r : kRoutes) {
+      if (q.path != r.path) continue;
+      if (q.method != r.method) {
+        auto e = HttpResponse::error(
+            405, fmt::format("{} {}: method not allowed (use {})", q.method, q.path, r.method));
+        e.headers.emplace_back("Allow", r.method);
+        return e;
       }
-    };
+      if (q.path == "/") return page();
+      if (q.path == "/v1/health") return health();
+      return std::nullopt;
+    }
+    return HttpResponse::error(404, fmt::format("{} {}: not found", q.method, q.path));
   }
 
-  void setup() {
-    KVRAG_CHECK(options.workers >= 1, "server: workers must be at least 1, not {}",
-                options.workers);
-    KVRAG_CHECK(options.max_top_k >= 1 && options.default_top_k >= 1 &&
-                    options.default_top_k <= options.max_top_k,
-                "server: default_top_k {} must lie in [1, max_top_k = {}]", options.default_top_k,
-                options.max_top_k);
-    const size_t workers = static_cast<size_t>(options.workers);
-    http.new_task_queue = [workers] { return new httplib::ThreadPool(workers); };
-    http.set_payload_max_length(options.max_body_bytes);
-    http.set_read_timeout(options.timeout_s);
-    http.set_write_timeout(options.timeout_s);
-    // Idle keep-alive connections hold a worker; a short timeout also lets stop() finish quickly.
-    http.set_keep_alive_timeout(2);
-    // Responses go out at once (Nagle's algorithm would hold the last small segment of each).
-    http.set_tcp_nodelay(true);
-    // httplib's default also sets SO_REUSEPORT, with which a second server on a busy port binds
-    // without error and steals part of its traffic: only SO_REUSEADDR (restarts need no wait).
-    http.set_socket_options([](socket_t sock) {
-      int yes = 1;
-      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    });
-    http.set_default_headers(
-        {{"X-Content-Type-Options", "nosniff"}, {"Cache-Control", "no-store"}});
-
-    if (options.access_log) {
-      http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
-        fmt::print(stderr, "{} {} {} {} bytes\n", req.method, req.path, res.status,
-                   res.body.size());
-      });
+  // An API call with its body, on a worker. Every failure becomes a JSON error: the client's
+  // mistakes with their status, a kvrag::Error of kind kInput (the request cannot be served as
+  // asked: a question too long, a top_k that leaves no room) with 422, any other with 500.
+  HttpResponse answer(const HttpRequest& q) {
+    try {
+      return q.path == "/v1/ask" ? ask(q) : search(q);
+    } catch (const RequestError& e) {
+      return HttpResponse::error(e.status, e.message);
+    } catch (const Error& e) {
+      return HttpResponse::error(e.kind() == ErrorKind::kInput ? 422 : 500, e.what());
+    } catch (const std::exception& e) {
+      return HttpResponse::error(500, fmt::format("internal error: {}", e.what()));
     }
-    http.Get("/", [](const httplib::Request&, httplib::Response& res) {
-      // The page needs nothing from elsewhere: its own inline script and style, fetch to itself.
-      res.set_header(
-          "Content-Security-Policy",
-          "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src "
-          "'self'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'");
-      res.set_header("Referrer-Policy", "no-referrer");
-      res.set_content(web_page_html(), "text/html; charset=utf-8");
-    });
-    http.Get("/v1/health", guarded(&Impl::health));
-    http.Post("/v1/ask", guarded(&Impl::ask));
-    http.Post("/v1/search", guarded(&Impl::search));
-
-    // Errors httplib raises itself (no route, 413, malformed requests) get the same JSON shape;
-    // a known path asked with the wrong method becomes 405 with Allow.
-    const size_t limit = options.max_body_bytes;
-    http.set_error_handler(httplib::Server::HandlerWithResponse(
-        [limit](const httplib::Request& req, httplib::Response& res) {
-          // ours, already JSON
-          if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-          if (res.status == 404) {
-            for (const auto& r : kRoutes) {
-              if (req.path == r.path && req.method != r.method) {
-                res.status = 405;
-                res.set_header("Allow", r.method);
-                res.set_content(dump({{"error", fmt::format("{} {}: method not allowed (use {})",
-                                                            req.method, req.path, r.method)}}),
-                                kJson);
-                return httplib::Server::HandlerResponse::Handled;
-              }
-            }
-            res.set_content(
-                dump({{"error", fmt::format("{} {}: not found", req.method, req.path)}}), kJson);
-            return httplib::Server::HandlerResponse::Handled;
-          }
-          std::string message = reason(res.status);
-          if (res.status == 413) message += fmt::format(" (limit {} bytes)", limit);
-          res.set_content(dump({{"error", message}}), kJson);
-          return httplib::Server::HandlerResponse::Handled;
-        }));
-    http.set_exception_handler(
-        [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-          send_json(res, 500, {{"error", "internal error"}});
-        });
   }
 };
 
 Server::Server(AnswerService& service, ServerOptions options)
-    : impl_(std::make_unique<Impl>(service, std::move(options))) {
-  impl_->setup();
-}
+    : impl_(std::make_unique<Impl>(service, std::move(options))) {}
 
 Server::~Server() { stop(); }
 
-int Server::bind() {
-  auto& o = impl_->options;
-  KVRAG_CHECK(o.port >= 0 && o.port <= 65535, "server: port {} is out of range", o.port);
-  if (o.port == 0) {
-    impl_->port = impl_->http.bind_to_any_port(o.host);
-    KVRAG_CHECK(impl_->port > 0, "server: cannot bind to {} (any port)", o.host);
-  } else {
-    KVRAG_CHECK(impl_->http.bind_to_port(o.host, o.port),
-                "server: cannot bind to {}:{} (address in use, or not an address of this machine)",
-                o.host, o.port);
-    impl_->port = o.port;
-  }
-  // httplib listens with a backlog of 5: a burst of more new connections than that overflows the
-  // accept queue, and the dropped SYNs are retried only after a second. Listening again on the
-  // bound socket raises the backlog.
-  ::listen(impl_->http.listening_socket(), SOMAXCONN);
-  return impl_->port;
-}
+int Server::bind() { return impl_->daemon->bind(); }
 
-void Server::run() {
-  KVRAG_CHECK(impl_->port > 0, "server: run() before bind()");
-  // stop() checks `running` after setting stop_requested; we check stop_requested after setting
-  // `running`: one of the two sees the other, so a stop() racing a starting run() is never lost.
-  impl_->running = true;
-  if (!impl_->stop_requested) impl_->http.listen_after_bind();
-  impl_->running = false;
-}
+void Server::run() { impl_->daemon->run(); }
 
 int Server::start() {
   const int port = bind();
@@ -391,21 +315,16 @@ void Server::run_until_signal() {
 }
 
 void Server::stop() {
-  impl_->stop_requested = true;
-  // A run() that has begun but not yet entered its accept loop would miss http.stop(): wait for
-  // the loop (or for run() to end).
-  while (impl_->running && !impl_->http.is_running())
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  impl_->http.stop();
+  impl_->daemon->stop();
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
-int Server::port() const { return impl_->port; }
+int Server::port() const { return impl_->daemon->port(); }
 
 std::string Server::url() const {
-  const std::string& h = impl_->options.host;
+  const std::string& h = impl_->options.http.host;
   const bool v6 = h.find(':') != std::string::npos;
-  return fmt::format("http://{}{}{}:{}/", v6 ? "[" : "", h, v6 ? "]" : "", impl_->port);
+  return fmt::format("http://{}{}{}:{}/", v6 ? "[" : "", h, v6 ? "]" : "", port());
 }
 
 const ServerOptions& Server::options() const { return impl_->options; }

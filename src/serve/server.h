@@ -12,11 +12,15 @@
 //
 // Errors are JSON {"error": message} with 400 (bad JSON, missing or empty question, unknown mode,
 // top_k out of range, question over the length limit), 404 (unknown path), 405 (wrong method, with
-// Allow), 413 (body over the limit) and 500 (a kvrag::Error while answering).
+// Allow), 422 (a request the models cannot serve as asked: a kvrag::Error of kind kInput, e.g. a
+// prompt that leaves no room), 500 (any other failure while answering), and the refusals of the
+// HTTP front before a body is read (serve/http_daemon.h: 401, 403, 411, 413, 415, 503).
 //
-// Requests are served by a pool of `workers` threads that share the one service: AnswerService
-// implementations must be thread-safe. The server binds to 127.0.0.1 unless told otherwise.
-// Torch-free: the service that wraps the models lives in serve/answerer_service.h.
+// Connections are read by one event loop (libmicrohttpd), so slow clients hold no thread;
+// /v1/ask and /v1/search are answered by `workers` threads that share the one service:
+// AnswerService implementations must be thread-safe. The page and /v1/health are answered at once.
+// The server binds to 127.0.0.1 unless told otherwise, and elsewhere only with an API key or
+// `insecure`. Torch-free: the service that wraps the models lives in serve/answerer_service.h.
 #pragma once
 
 #include <memory>
@@ -26,6 +30,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "qa/answerer.h"
+#include "serve/http_daemon.h"
 
 namespace kvrag {
 
@@ -34,7 +39,7 @@ class AnswerService {
  public:
   virtual ~AnswerService() = default;
 
-  // Answers one question. Throws Error on failure (reported as 500).
+  // Answers one question. Throws Error on failure (kind kInput: 422, else 500).
   virtual Answer ask(const std::string& question, AnswerMode mode, int top_k) = 0;
   // The top_k segments for a question with `retriever_mode` (one of retriever_modes()).
   virtual std::vector<Evidence> search(const std::string& question, int top_k,
@@ -51,14 +56,10 @@ class AnswerService {
 };
 
 struct ServerOptions {
-  std::string host = "127.0.0.1";     // loopback only unless told otherwise
-  int port = 8080;                    // 0: any free port (see Server::port())
-  int workers = 8;                    // request threads
-  size_t max_body_bytes = 64 * 1024;  // larger request bodies get 413
-  size_t max_question_bytes = 2048;   // longer questions get 400
-  int max_top_k = 20;                 // top_k must lie in [1, max_top_k]
+  HttpLimits http;                   // address, threads, connection and body limits, access
+  size_t max_question_bytes = 2048;  // longer questions get 400
+  int max_top_k = 20;                // top_k must lie in [1, max_top_k]
   int default_top_k = 5;
-  int timeout_s = 30;       // socket read/write timeout per request
   bool access_log = false;  // one line per request on stderr
 };
 

@@ -187,6 +187,18 @@ function showAnswer(data) {
   $("result").hidden = false;
 }
 
+// A server started with --api-key wants "Authorization: Bearer KEY": the page takes the key from
+// its URL's fragment (URL#key=KEY), which the browser never sends to a server.
+function apiHeaders(extra) {
+  const key = new URLSearchParams(window.location.hash.slice(1)).get("key");
+  return key ? Object.assign({ "Authorization": "Bearer " + key }, extra) : extra;
+}
+function statusMessage(response, data) {
+  if (response.status === 401) return "this server needs an API key: open the page as " +
+      window.location.origin + "/#key=KEY";
+  return data && data.error ? data.error : response.status + " " + response.statusText;
+}
+
 let pending = null;
 async function ask() {
   const question = $("question").value.trim();
@@ -204,16 +216,13 @@ async function ask() {
   try {
     const response = await fetch("/v1/ask", {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: apiHeaders({ "Content-Type": "application/json" }),
       body: JSON.stringify({ question: question, mode: mode, top_k: topK }),
       signal: controller.signal,
     });
     let data = null;
     try { data = await response.json(); } catch (_) { data = null; }
-    if (!response.ok) {
-      const message = data && data.error ? data.error : response.status + " " + response.statusText;
-      throw new Error(message);
-    }
+    if (!response.ok) throw new Error(statusMessage(response, data));
     showAnswer(data);
     setState("done", "");
   } catch (err) {
@@ -226,7 +235,8 @@ async function ask() {
 
 async function loadHealth() {
   try {
-    const response = await fetch("/v1/health");
+    const response = await fetch("/v1/health", { headers: apiHeaders({}) });
+    if (response.status === 401) { setState("error", statusMessage(response, null)); return; }
     const health = await response.json();
     const offered = new Set(health.modes || []);
     for (const input of document.querySelectorAll('input[name="mode"]')) {

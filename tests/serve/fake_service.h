@@ -21,12 +21,20 @@ class FakeService final : public AnswerService {
 
   // "fail" throws an Error (→ 500), "too long" an input Error (→ 422); "wait for a peer" blocks
   // until a second such request is being answered at the same time (or 20 s pass) and answers "met"
-  // or "alone".
+  // or "alone"; "hold" blocks until release() (or 20 s pass).
   Answer ask(const std::string& question, AnswerMode mode, int top_k) override {
     ++asks;
     if (question == "fail") fail("fake model: out of cheese");
     KVRAG_CHECK_INPUT(question != "too long", "the question has 300 tokens, over the limit of 256");
     Answer a;
+    if (question == "hold") {
+      std::unique_lock<std::mutex> lock(mutex_);
+      ++holding_;
+      cv_.notify_all();
+      cv_.wait_for(lock, std::chrono::seconds(20), [this] { return released_; });
+      a.text = "held";
+      return a;
+    }
     if (question == "wait for a peer") {
       std::unique_lock<std::mutex> lock(mutex_);
       ++waiting_;
@@ -77,12 +85,25 @@ class FakeService final : public AnswerService {
     return out;
   }
 
+  // Lets every "hold" request finish.
+  void release() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  // Waits until `n` "hold" requests are being answered.
+  bool wait_holding(int n) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return cv_.wait_for(lock, std::chrono::seconds(20), [&] { return holding_ >= n; });
+  }
+
   std::atomic<int> asks{0}, searches{0};
 
  private:
   std::mutex mutex_;
   std::condition_variable cv_;
-  int waiting_ = 0;
+  int waiting_ = 0, holding_ = 0;
+  bool released_ = false;
 };
 
 }  // namespace kvrag::test

@@ -19,7 +19,7 @@ class BrowserTest : public ::testing::Test {
           << " (apt-get install chromium, or set KVRAG_CHROMIUM): the browser test is skipped";
     }
     ServerOptions o;
-    o.port = 0;
+    o.http.port = 0;
     server_ = std::make_unique<Server>(service_, o);
     server_->start();
   }
