@@ -70,5 +70,22 @@ TEST_F(BrowserTest, ClosedBookAndUnavailableModes) {
   EXPECT_NE(dom.find("value=\"context+prefix\" disabled"), std::string::npos);
 }
 
+TEST_F(BrowserTest, APageOpenedWithTheKeyInItsFragmentAsksWithIt) {
+  server_->stop();
+  ServerOptions o;
+  o.http.port = 0;
+  o.http.api_key = "page-key";
+  server_ = std::make_unique<Server>(service_, o);
+  server_->start();
+  std::string dom = dump_dom(server_->url() + "?q=who%20am%20i&mode=context#key=page-key");
+  ASSERT_NE(dom.find("data-state=\"done\""), std::string::npos) << dom.substr(0, 4000);
+  EXPECT_EQ(element(dom, "p", "answer"), "answer to who am i");
+  // Without it, the page says what to do.
+  dom = dump_dom(server_->url() + "?q=who%20am%20i&mode=context");
+  ASSERT_NE(dom.find("data-state=\"error\""), std::string::npos) << dom.substr(0, 4000);
+  EXPECT_NE(element(dom, "div", "status").find("#key=KEY"), std::string::npos);
+  EXPECT_EQ(service_.asks.load(), 1);
+}
+
 }  // namespace
 }  // namespace kvrag::test
