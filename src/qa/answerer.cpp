@@ -16,28 +16,6 @@
 
 namespace kvrag {
 
-nlohmann::json Answer::to_json() const {
-  auto ev = nlohmann::json::array();
-  for (const auto& e : evidence) {
-    ev.push_back({{"segment_id", e.segment_id},
-                  {"doc_id", e.doc_id},
-                  {"title", e.title},
-                  {"text", e.text},
-                  {"score", e.score}});
-  }
-  return {{"answer", text},
-          {"evidence", ev},
-          {"groundedness",
-           {{"answer_in_evidence", groundedness.answer_in_evidence},
-            {"logprob_with", groundedness.logprob_with},
-            {"logprob_without", groundedness.logprob_without}}},
-          {"timings_ms",
-           {{"retrieve", retrieve_ms},
-            {"encode", encode_ms},
-            {"generate", generate_ms},
-            {"total", total_ms}}}};
-}
-
 namespace {
 
 using Clock = std::chrono::steady_clock;

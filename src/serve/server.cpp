@@ -319,6 +319,11 @@ void Server::stop() {
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
+HttpResponse Server::handle(const HttpRequest& request) {
+  auto now = impl_->route(request);
+  return now ? *now : impl_->answer(request);
+}
+
 int Server::port() const { return impl_->daemon->port(); }
 
 std::string Server::url() const {

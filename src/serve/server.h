@@ -82,6 +82,10 @@ class Server {
   // Stops serving (thread- and repeat-safe); run() returns, start()'s thread is joined.
   void stop();
 
+  // Answers one request as the HTTP front hands it over once it passed the front's checks
+  // (routing, then the API call), without a socket: for tests and the fuzz harness.
+  HttpResponse handle(const HttpRequest& request);
+
   int port() const;
   std::string url() const;  // "http://HOST:PORT/"
   const ServerOptions& options() const;

@@ -205,6 +205,18 @@ TEST_F(ServerTest, UnknownPathsGet404AndWrongMethods405) {
   EXPECT_EQ(r->get_header_value("Allow"), "POST");
 }
 
+TEST_F(ServerTest, HandleAnswersWithoutASocketAsOverOne) {
+  HttpRequest q{"POST", "/v1/ask", json{{"question", "q"}, {"top_k", 2}}.dump()};
+  HttpResponse r = server_->handle(q);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(json::parse(r.body)["evidence"].size(), 2u);
+  q.body = "{";
+  EXPECT_EQ(server_->handle(q).status, 400);
+  EXPECT_EQ(server_->handle({"GET", "/v1/ask", ""}).status, 405);
+  EXPECT_EQ(server_->handle({"GET", "/v1/health", ""}).status, 200);
+  EXPECT_EQ(server_->handle({"GET", "/nope", ""}).status, 404);
+}
+
 TEST_F(ServerTest, Search) {
   auto r = post("/v1/search", json{{"question", "the tower"}, {"top_k", 2}});
   ASSERT_TRUE(r);
