@@ -5,17 +5,22 @@
 
 namespace kvrag::cli {
 
-void add_answerer_options(CLI::App* cmd, AnswererOptions& o) {
-  cmd->add_option("--llm", o.llm_dir, "LLaMA checkpoint folder with its tokenizer.model")
-      ->required();
+void add_answerer_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
+  cmd->add_option("--workspace", s.workspace,
+                  "a `kvrag demo` workspace: its llm/, index/, knowledge_encoder/ and the "
+                  "defaults it was evaluated with (answer_defaults.json); the options below "
+                  "override each");
+  cmd->add_option("--llm", s.llm,
+                  "LLaMA checkpoint folder with its tokenizer.model (needed without --workspace)");
   cmd->add_option(
-      "--index", o.index_dir,
+      "--index", s.index,
       "index folder (segments.sqlite, embeddings/, dense.faiss); needed by every mode but none");
-  add_enum_option(cmd, "--retriever", o.retriever.mode,
-                  "dense, bm25, or hybrid (reciprocal-rank fusion of both)");
+  add_enum_name_option<RetrieverMode>(
+      cmd, "--retriever", s.retriever,
+      "dense, bm25, or hybrid (reciprocal-rank fusion of both); " + kRetrieverDefault);
   cmd->add_option("--encoder", o.retriever.encoder,
                   "question encoder folder (default: the one that embedded the segments)");
-  cmd->add_option("--knowledge-encoder", o.knowledge_encoder_dir,
+  cmd->add_option("--knowledge-encoder", s.knowledge_encoder,
                   "knowledge encoder folder (kvrag train-prefix); needed by the prefix modes");
   cmd->add_option("--dtype", o.dtype, "LLM compute dtype")
       ->check(CLI::IsMember({"fp32", "bf16"}))

@@ -1,15 +1,30 @@
-// Options shared by the commands that answer questions (ask, eval): the LLM, the index and
-// retriever, the knowledge encoder, generation limits → AnswererOptions.
+// Options shared by the commands that answer questions (ask, eval): the workspace or the LLM, the
+// index and retriever, the knowledge encoder, generation limits → AnswerSources and
+// AnswererOptions, settled by resolve_answer_setup (qa/answer_defaults.h). `serve` takes the
+// same defaults and help texts.
 #pragma once
 
 #include <CLI/CLI.hpp>
 
+#include <string>
+
+#include "qa/answer_defaults.h"
 #include "qa/answerer.h"
 
 namespace kvrag::cli {
 
-// Registers --llm (required), --index, --retriever, --encoder, --knowledge-encoder, --dtype,
-// --max-new-tokens, --max-question-tokens on `cmd`, writing into `options`.
-void add_answerer_options(CLI::App* cmd, AnswererOptions& options);
+// How the help names the defaults that qa/answer_defaults.h settles.
+inline const std::string kRetrieverDefault =
+    "default: the workspace's, else hybrid where the index has dense vectors, else bm25";
+inline const std::string kModeDefault =
+    "default: the workspace's, else the richest the models serve: prefix with a knowledge "
+    "encoder, context with an index, else none";
+inline const std::string kTopKDefault =
+    "default: the workspace's, else the largest that fits the LLM, at most " +
+    std::to_string(kMaxDefaultTopK);
+
+// Registers --workspace, --llm, --index, --retriever, --knowledge-encoder (into `sources`) and
+// --encoder, --dtype, --max-new-tokens, --max-question-tokens (into `options`) on `cmd`.
+void add_answerer_options(CLI::App* cmd, AnswerSources& sources, AnswererOptions& options);
 
 }  // namespace kvrag::cli

@@ -1,5 +1,5 @@
-// kvrag ask --llm DIR [--index DIR] [--knowledge-encoder DIR] [--mode
-// none|context|prefix|context+prefix]
+// kvrag ask (--workspace DIR | --llm DIR [--index DIR] [--knowledge-encoder DIR])
+//           [--retriever dense|bm25|hybrid] [--mode none|context|prefix|context+prefix]
 //           [--top-k K] [--json] "question"
 //
 // Answers one question and shows what the answer rests on: the evidence segments (id, title,
@@ -21,22 +21,23 @@ namespace kvrag::cli {
 
 void add_ask_command(CLI::App& app, int& exit_code) {
   struct Args {
+    AnswerSources sources;
     AnswererOptions answerer;
-    AnswerMode mode = AnswerMode::kContext;
-    std::string question;
-    int top_k = 1;
+    std::string mode, question;  // mode "" and top_k 0: the defaults (qa/answer_defaults.h)
+    int top_k = 0;
     bool json = false, no_groundedness = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
       "ask", "Answer a question: closed-book, in-context RAG, dynamic prefix, or both");
-  add_answerer_options(cmd, args->answerer);
-  add_enum_option(cmd, "--mode", args->mode,
-                  "none (closed-book), context (segments in the prompt), prefix (dynamic prefix), "
-                  "context+prefix");
-  cmd->add_option("--top-k", args->top_k, "segments used (ignored for --mode none)")
-      ->check(CLI::Range(1, 100))
-      ->capture_default_str();
+  add_answerer_options(cmd, args->sources, args->answerer);
+  add_enum_name_option<AnswerMode>(cmd, "--mode", args->mode,
+                                   "none (closed-book), context (segments in the prompt), prefix "
+                                   "(dynamic prefix), context+prefix; " +
+                                       kModeDefault);
+  cmd->add_option("--top-k", args->top_k,
+                  "segments used (ignored for --mode none); " + kTopKDefault)
+      ->check(CLI::Range(1, 100));
   cmd->add_flag("--json", args->json,
                 "print {\"answer\", \"evidence\": [{segment_id, doc_id, title, text, score}], "
                 "\"groundedness\", \"timings_ms\"}");
@@ -44,9 +45,14 @@ void add_ask_command(CLI::App& app, int& exit_code) {
                 "skip the two teacher-forced likelihood passes");
   cmd->add_option("question", args->question, "the question")->required();
   cmd->callback([args, &exit_code] {
-    const auto answerer = Answerer::open(args->answerer);
-    const Answer a =
-        answerer->answer({args->question}, args->mode, args->top_k, !args->no_groundedness).at(0);
+    const AnswerSetup setup = resolve_answer_setup(args->sources, args->answerer);
+    const auto answerer = Answerer::open(setup.options);
+    std::vector<AnswerMode> modes;  // the one asked for, else the default
+    if (!args->mode.empty()) modes.push_back(parse_answer_mode(args->mode));
+    const AnswerDefaults d = answer_defaults(*answerer, setup, modes);
+    const AnswerMode mode = modes.empty() ? d.mode : modes.front();
+    const int top_k = args->top_k > 0 ? args->top_k : d.top_k;
+    const Answer a = answerer->answer({args->question}, mode, top_k, !args->no_groundedness).at(0);
     if (args->json) {
       fmt::print("{}\n",
                  a.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
@@ -55,7 +61,7 @@ void add_ask_command(CLI::App& app, int& exit_code) {
     }
     fmt::print("answer: {}\n", a.text.empty() ? "(empty)" : a.text);
     if (!a.evidence.empty()) {
-      fmt::print("\nevidence ({}):\n", to_string(args->mode));
+      fmt::print("\nevidence ({}):\n", to_string(mode));
       for (size_t i = 0; i < a.evidence.size(); ++i) {
         const auto& e = a.evidence[i];
         std::string text = e.text;
@@ -70,7 +76,7 @@ void add_ask_command(CLI::App& app, int& exit_code) {
     if (!args->no_groundedness) {
       fmt::print(
           "; mean log-probability per answer token {:.3f} with the {} input, {:.3f} closed-book",
-          g.logprob_with, to_string(args->mode), g.logprob_without);
+          g.logprob_with, to_string(mode), g.logprob_without);
     }
     fmt::print("\ntime: {:.0f} ms (retrieve {:.0f}, encode {:.0f}, generate {:.0f})\n", a.total_ms,
                a.retrieve_ms, a.encode_ms, a.generate_ms);

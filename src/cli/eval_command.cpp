@@ -1,5 +1,6 @@
-// kvrag eval --llm DIR --questions Q.jsonl [--index DIR] [--knowledge-encoder DIR]
-//            --modes none,context,prefix [--top-k K] [--predictions OUT.jsonl]
+// kvrag eval (--workspace DIR | --llm DIR [--index DIR] [--knowledge-encoder DIR])
+//            --questions Q.jsonl [--modes none,context,prefix] [--top-k K] [--predictions
+//            OUT.jsonl]
 //            [--bertscore-model DIR --bertscore-layer L] [--json] [--limit N]
 //
 // Answers every question in each mode and scores the answers: exact match, token F1, answer
@@ -20,20 +21,24 @@ namespace kvrag::cli {
 
 void add_eval_command(CLI::App& app, int& exit_code) {
   struct Args {
+    AnswerSources sources;
     AnswererOptions answerer;
     QaEvalOptions eval;
-    std::string questions, modes = "none";
+    std::string questions, modes;  // modes "" and top_k 0: the defaults (qa/answer_defaults.h)
+    int top_k = 0;
     bool json = false, quiet = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
       "eval", "QA accuracy of the answering modes on a questions file (EM, F1, BERTScore, …)");
-  add_answerer_options(cmd, args->answerer);
+  add_answerer_options(cmd, args->sources, args->answerer);
   cmd->add_option("--questions", args->questions,
                   "{\"question\", \"answers\", \"gold_passage_id\"?} lines")
       ->required();
-  cmd->add_option("--modes", args->modes, "comma-separated: none, context, prefix, context+prefix");
-  cmd->add_option("--top-k", args->eval.top_k, "segments per question in the retrieval modes")
+  cmd->add_option("--modes", args->modes,
+                  "comma-separated: none, context, prefix, context+prefix; " + kModeDefault);
+  cmd->add_option("--top-k", args->top_k,
+                  "segments per question in the retrieval modes; " + kTopKDefault)
       ->check(CLI::Range(1, 100));
   cmd->add_option("--predictions", args->eval.predictions_path,
                   "write per-question predictions (JSONL) here");
@@ -41,9 +46,11 @@ void add_eval_command(CLI::App& app, int& exit_code) {
                   "BERT folder for BERTScore (config.json, safetensors, vocab.txt)");
   cmd->add_option("--bertscore-layer", args->eval.bertscore_layer,
                   "hidden-state layer for BERTScore (0 = embeddings; default: last)");
-  cmd->add_option("--limit", args->eval.limit, "evaluate the first N questions only")
+  cmd->add_option("--limit", args->eval.limit, "evaluate the first N questions only (default: all)")
       ->check(kPositive);
-  cmd->add_option("--batch", args->eval.batch, "questions answered together")->check(kPositive);
+  cmd->add_option("--batch", args->eval.batch, "questions answered together")
+      ->check(kPositive)
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "print the summary as JSON instead of a table");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress line");
   cmd->callback([args, &exit_code] {
@@ -52,10 +59,14 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     for (std::string m; std::getline(ss, m, ',');) {
       if (!m.empty()) args->eval.modes.push_back(parse_answer_mode(m));
     }
-    KVRAG_CHECK(!args->eval.modes.empty(), "--modes: no mode given");
+    KVRAG_CHECK(!args->eval.modes.empty() || args->modes.empty(), "--modes: no mode given");
     args->eval.progress = !args->quiet;
     const auto questions = read_questions(args->questions);
-    const auto answerer = Answerer::open(args->answerer);
+    const AnswerSetup setup = resolve_answer_setup(args->sources, args->answerer);
+    const auto answerer = Answerer::open(setup.options);
+    const AnswerDefaults d = answer_defaults(*answerer, setup, args->eval.modes);
+    if (args->eval.modes.empty()) args->eval.modes = {d.mode};
+    args->eval.top_k = args->top_k > 0 ? args->top_k : d.top_k;
     const auto report = evaluate_qa(*answerer, questions, args->eval);
     if (args->json) {
       fmt::print("{}\n", report.summary.dump());

@@ -6,35 +6,46 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <string>
 
+#include "cli/answerer_options.h"
 #include "cli/commands.h"
+#include "cli/enum_option.h"
 #include "cli/server_options.h"
 #include "core/error.h"
+#include "qa/answer_defaults.h"
 #include "serve/answerer_service.h"
 #include "serve/server.h"
 
 namespace kvrag::cli {
 void add_serve_command(CLI::App& app, int& exit_code) {
   struct Args {
-    std::string workspace, llm, index, knowledge_encoder, retriever;
+    AnswerSources sources;
+    std::string mode;  // "" and top_k 0: the defaults (qa/answer_defaults.h)
+    int top_k = 0;
     AnswererOptions answerer;
     ServerOptions server;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("serve", "Answer questions over HTTP: JSON API and a web page");
-  cmd->add_option("--workspace", args->workspace,
-                  "a `kvrag demo` workspace: its llm/, index/ and knowledge_encoder/ (the explicit "
-                  "options below override each)");
-  cmd->add_option("--llm", args->llm, "LLaMA checkpoint folder with its tokenizer.model");
-  cmd->add_option("--index", args->index,
-                  "index folder (segments.sqlite, embeddings/, dense index)");
-  cmd->add_option("--knowledge-encoder", args->knowledge_encoder,
+  auto& src = args->sources;
+  cmd->add_option("--workspace", src.workspace,
+                  "a `kvrag demo` workspace: its llm/, index/, knowledge_encoder/ and the defaults "
+                  "it was evaluated with (answer_defaults.json); the options below override each");
+  cmd->add_option("--llm", src.llm, "LLaMA checkpoint folder with its tokenizer.model");
+  cmd->add_option("--index", src.index, "index folder (segments.sqlite, embeddings/, dense index)");
+  cmd->add_option("--knowledge-encoder", src.knowledge_encoder,
                   "knowledge encoder folder (the prefix modes)");
-  cmd->add_option("--retriever", args->retriever,
-                  "retriever for answering: dense, bm25 or hybrid (default: dense where the index "
-                  "has embeddings, else bm25)")
-      ->check(CLI::IsMember({"dense", "bm25", "hybrid"}));
+  add_enum_name_option<RetrieverMode>(
+      cmd, "--retriever", src.retriever,
+      "retriever for answering: dense, bm25 or hybrid; " + kRetrieverDefault);
+  add_enum_name_option<AnswerMode>(cmd, "--mode", args->mode,
+                                   "answer mode of requests that name none; " + kModeDefault);
+  cmd->add_option(
+         "--top-k", args->top_k,
+         "top_k of requests that give none (one that fits every mode offered); " + kTopKDefault)
+      ->check(CLI::Range(1, 1000));
   cmd->add_option("--encoder", args->answerer.retriever.encoder,
                   "question encoder (default: the index's)");
   cmd->add_option("--dtype", args->answerer.dtype, "LLM compute dtype")
@@ -48,15 +59,19 @@ void add_serve_command(CLI::App& app, int& exit_code) {
 
   cmd->callback([args, &exit_code] {
     check_limits(args->server.http);  // before minutes of loading
-    const AnswererOptions o = resolve_sources(
-        {args->workspace, args->llm, args->index, args->knowledge_encoder, args->retriever},
-        args->answerer);
+    const AnswerSetup setup = resolve_answer_setup(args->sources, args->answerer);
+    const AnswererOptions& o = setup.options;
     fmt::print(stderr, "kvrag serve: loading {}{}{}\n", o.llm_dir,
                o.index_dir.empty() ? "" : ", " + o.index_dir,
                o.knowledge_encoder_dir.empty() ? "" : ", " + o.knowledge_encoder_dir);
     auto service = AnswererService::open(o);
+    // The defaults of ask and eval; top_k one that fits every mode the server offers.
+    const AnswerDefaults d = answer_defaults(service->answerer(), setup, service->modes());
+    service->set_default_mode(args->mode.empty() ? d.mode : parse_answer_mode(args->mode));
 
-    Server server(*service, args->server);
+    ServerOptions so = args->server;
+    so.default_top_k = args->top_k > 0 ? args->top_k : std::min(d.top_k, so.max_top_k);
+    Server server(*service, so);
     server.bind();
     std::string modes;
     for (auto m : service->modes()) modes += (modes.empty() ? "" : ", ") + to_string(m);

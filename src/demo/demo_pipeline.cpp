@@ -16,6 +16,7 @@
 #include "index/embed_job.h"
 #include "index/index_build.h"
 #include "index/segment_corpus.h"
+#include "qa/answer_defaults.h"
 #include "qa/answerer.h"
 #include "qa/qa_eval.h"
 #include "text/sentencepiece_tokenizer.h"
@@ -44,7 +45,10 @@ struct DemoSizes {
   BertConfig bert;
   int retriever_epochs = 1;
   int segment_window = 128;
-  RetrieverMode retriever_mode = RetrieverMode::kHybrid;  // answering's retriever
+  // How the test questions are answered; recorded in answer_defaults.json as what ask, eval and
+  // serve use on this workspace (qa/answer_defaults.h), prefix being the mode it is about.
+  RetrieverMode retriever_mode = RetrieverMode::kHybrid;
+  int eval_top_k = 1;
   int prefix_epochs = 3;
   double prefix_lr = 3e-3;
   double prefix_head_std = 0.05;
@@ -335,7 +339,7 @@ DemoResult run_demo(const DemoOptions& o) {
     const auto answerer = Answerer::open(ao);
     QaEvalOptions eo;
     eo.modes = {AnswerMode::kNone, AnswerMode::kContext, AnswerMode::kPrefix};
-    eo.top_k = 1;
+    eo.top_k = z.eval_top_k;
     eo.limit = z.eval_limit;
     eo.predictions_path = p("predictions.jsonl");
     eo.bertscore_model = p("retriever");
@@ -359,6 +363,8 @@ DemoResult run_demo(const DemoOptions& o) {
       "questions-test.jsonl (held-out entities: facts only in the retrieval corpus)";
   result.results_path = p("results.json");
   write_file_atomic(result.results_path, summary.dump(2) + "\n");
+  // Written on every run, so a workspace evaluated before the file existed gets it too.
+  write_answer_defaults(o.workspace, {z.retriever_mode, AnswerMode::kPrefix, z.eval_top_k});
   result.markdown = qa_markdown(summary, {"none", "context", "prefix"});
   return result;
 }

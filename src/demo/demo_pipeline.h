@@ -15,7 +15,9 @@
 //                (questions-knowledge.jsonl over the gold passages of knowledge-passages.jsonl)
 //   eval         results.json, predictions.jsonl — closed-book, in-context and prefix answers to
 //                the held-out test questions
-// The folder names llm/, index/, knowledge_encoder/ are what `kvrag serve --workspace` opens.
+// The folder names llm/, index/, knowledge_encoder/ are what `kvrag serve --workspace` opens;
+// answer_defaults.json (qa/answer_defaults.h: retriever, mode and top-k of the evaluation) is
+// what `serve`, `ask` and `eval` then answer with unless told otherwise.
 //
 // The index stage calls the library functions behind `kvrag segment`, `kvrag embed` and
 // `kvrag index build` (index/segment_corpus.h, index/embed_job.h, index/index_build.h) with

@@ -9,6 +9,10 @@ namespace kvrag {
 
 namespace fs = std::filesystem;
 
+bool has_dense_vectors(const std::string& dir) {
+  return fs::is_directory(dir + "/embeddings") && fs::exists(dir + "/dense.faiss");
+}
+
 std::unique_ptr<IndexRetriever> open_retriever(const std::string& dir, const RetrieverSpec& spec) {
   KVRAG_CHECK(fs::is_directory(dir), "index folder {} does not exist", dir);
   std::unique_ptr<IndexRetriever> r(new IndexRetriever());
@@ -16,7 +20,7 @@ std::unique_ptr<IndexRetriever> open_retriever(const std::string& dir, const Ret
   r->mode_ = spec.mode;
   r->store_ = SegmentStore::open(dir + "/segments.sqlite");
   r->bm25_ = std::make_unique<Bm25Retriever>(*r->store_);  // cheap: the store's FTS5 index
-  const bool has_dense = fs::is_directory(dir + "/embeddings") && fs::exists(dir + "/dense.faiss");
+  const bool has_dense = has_dense_vectors(dir);
   if (spec.mode != RetrieverMode::kBm25 || (spec.all_modes && has_dense)) {
     EmbedderOptions embedder;
     embedder.dtype = spec.dtype;

@@ -88,6 +88,10 @@ class IndexRetriever {
   std::mutex mutex_;  // retrievers keep per-call state (query encoder, SQLite statements)
 };
 
+// Whether index folder DIR has dense vectors (DIR/embeddings and DIR/dense.faiss): what the dense
+// and hybrid modes need beside the segment store, which BM25 reads.
+bool has_dense_vectors(const std::string& dir);
+
 // Opens index folder DIR for `spec` (Error naming the folder when it lacks what the mode needs).
 std::unique_ptr<IndexRetriever> open_retriever(const std::string& dir,
                                                const RetrieverSpec& spec = {});

@@ -271,6 +271,20 @@ std::string Answerer::prompt_text(const std::string& question, AnswerMode mode,
   return text;
 }
 
+int64_t Answerer::prompt_tokens(const std::string& question) const {
+  return static_cast<int64_t>(impl_->pipeline->prompt_ids(question).size());
+}
+
+int Answerer::max_top_k(AnswerMode mode, int cap, int64_t prompt_tokens) const {
+  const auto& p = *impl_->pipeline;
+  // As run() checks it: prompt + prefix + the answer's room within the positions.
+  const int64_t left = p.max_positions() - (impl_->options.max_new_tokens + 1) - prompt_tokens;
+  if (left < 0 || cap < 1) return 0;
+  const int64_t per_segment = uses_prefix(mode) ? p.prefix_entries(1) : 0;
+  if (per_segment == 0) return cap;
+  return static_cast<int>(std::min<int64_t>(cap, left / per_segment));
+}
+
 const AnswererOptions& Answerer::options() const { return impl_->options; }
 bool Answerer::has_index() const { return impl_->retriever != nullptr; }
 bool Answerer::has_knowledge_encoder() const { return impl_->pipeline->has_encoder(); }

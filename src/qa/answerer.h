@@ -109,6 +109,15 @@ class Answerer {
   std::string prompt_text(const std::string& question, AnswerMode mode,
                           const std::vector<Evidence>& evidence) const;
 
+  // The tokens of the bare prompt of `question` (BOS + question_prompt: no segments).
+  int64_t prompt_tokens(const std::string& question) const;
+  // The largest top_k, at most `cap`, with which a question whose bare prompt has `prompt_tokens`
+  // tokens is answered in `mode` within the LLM's positions, max_new_tokens + 1 left for the
+  // answer: the prefix modes take P prefix entries per segment; none and context take any top_k
+  // (context shortens and drops segments to fit), so `cap`. 0 where nothing fits: not one segment's
+  // prefix, or not even the bare prompt.
+  int max_top_k(AnswerMode mode, int cap, int64_t prompt_tokens) const;
+
   const AnswererOptions& options() const;
   bool has_index() const;
   IndexRetriever* retriever() const;  // nullptr without an index

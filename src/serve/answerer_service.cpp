@@ -1,44 +1,20 @@
 #include "serve/answerer_service.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/error.h"
 #include "index/index_retriever.h"
+#include "qa/answer_defaults.h"
 
 namespace kvrag {
-
-AnswererOptions resolve_sources(const ServiceSources& sources, AnswererOptions o) {
-  namespace fs = std::filesystem;
-  const std::string& ws = sources.workspace;
-  if (!ws.empty()) {
-    KVRAG_CHECK(fs::is_directory(ws),
-                "workspace {} does not exist (create it with: kvrag demo --workspace {})", ws, ws);
-    KVRAG_CHECK(fs::is_directory(ws + "/llm"),
-                "workspace {} has no llm/ yet: run kvrag demo --workspace {} first", ws, ws);
-    o.llm_dir = ws + "/llm";
-    if (fs::is_directory(ws + "/index")) o.index_dir = ws + "/index";
-    if (fs::is_directory(ws + "/knowledge_encoder"))
-      o.knowledge_encoder_dir = ws + "/knowledge_encoder";
-  }
-  if (!sources.llm.empty()) o.llm_dir = sources.llm;
-  if (!sources.index.empty()) o.index_dir = sources.index;
-  if (!sources.knowledge_encoder.empty()) o.knowledge_encoder_dir = sources.knowledge_encoder;
-  KVRAG_CHECK(!o.llm_dir.empty(), "give --workspace DIR or --llm DIR");
-  std::string mode = sources.retriever;
-  if (mode.empty()) {
-    const bool dense = o.index_dir.empty() || fs::is_directory(o.index_dir + "/embeddings");
-    mode = dense ? "dense" : "bm25";
-  }
-  o.retriever.mode = parse_enum<RetrieverMode>(mode);
-  KVRAG_CHECK(o.knowledge_encoder_dir.empty() || !o.index_dir.empty(),
-              "the knowledge encoder needs an index to retrieve from (--index)");
-  return o;
-}
 
 struct AnswererService::Impl {
   std::unique_ptr<Answerer> answerer;
   std::shared_ptr<IndexRetriever> retriever;  // the answerer's too: one Faiss index in memory
+  std::optional<AnswerMode> default_mode;     // set_default_mode(); else the richest
 };
 
 std::unique_ptr<AnswererService> AnswererService::open(const AnswererOptions& options) {
@@ -72,12 +48,26 @@ std::vector<Evidence> AnswererService::search(const std::string& question, int t
 
 std::vector<AnswerMode> AnswererService::modes() const {
   const Answerer& a = *impl_->answerer;
-  std::vector<AnswerMode> out;
-  if (a.has_index() && a.has_knowledge_encoder())
-    out = {AnswerMode::kPrefix, AnswerMode::kContextPrefix};
-  if (a.has_index()) out.push_back(AnswerMode::kContext);
-  out.push_back(AnswerMode::kNone);
+  std::vector<AnswerMode> out;  // the richest first
+  for (const auto m :
+       {AnswerMode::kPrefix, AnswerMode::kContextPrefix, AnswerMode::kContext, AnswerMode::kNone}) {
+    if (serves_mode(a, m)) out.push_back(m);
+  }
+  if (impl_->default_mode) {
+    const auto it = std::find(out.begin(), out.end(), *impl_->default_mode);
+    if (it != out.end()) std::rotate(out.begin(), it, it + 1);
+  }
   return out;
+}
+
+void AnswererService::set_default_mode(AnswerMode mode) {
+  impl_->default_mode.reset();
+  const auto offered = modes();
+  std::string names;
+  for (const auto m : offered) names += (names.empty() ? "" : ", ") + to_string(m);
+  KVRAG_CHECK(std::find(offered.begin(), offered.end(), mode) != offered.end(),
+              "mode {} needs models that were not loaded (these offer {})", to_string(mode), names);
+  impl_->default_mode = mode;
 }
 
 std::vector<std::string> AnswererService::retriever_modes() const {

@@ -11,24 +11,19 @@
 
 namespace kvrag {
 
-// Where `kvrag serve` finds its models: a `kvrag demo` workspace (its llm/, index/ and
-// knowledge_encoder/), each folder overridden by an explicit one.
-struct ServiceSources {
-  std::string workspace, llm, index, knowledge_encoder;
-  std::string retriever;  // "dense", "bm25", "hybrid"; "": dense where the index has embeddings
-};
-// `options` with the sources' folders and retriever mode filled in; an Error names a missing
-// workspace, a workspace without llm/, or a knowledge encoder without an index.
-AnswererOptions resolve_sources(const ServiceSources& sources, AnswererOptions options);
-
 class AnswererService final : public AnswerService {
  public:
   // Opens the index (if any) with every retriever mode it supports (open_retriever: BM25, and
   // dense and hybrid where it has dense vectors), the Answerer with `options` over that same
   // retriever. The answer modes offered follow what was loaded: none always, context with an
-  // index, the prefix modes with a knowledge encoder as well; the first offered is the richest.
+  // index, the prefix modes with a knowledge encoder as well; the first offered is the default:
+  // the richest until set_default_mode().
   static std::unique_ptr<AnswererService> open(const AnswererOptions& options);
   ~AnswererService() override;
+
+  // Makes `mode` the default, listed first by modes() (qa/answer_defaults.h settles which). Call
+  // before serving; Error if the service does not offer it.
+  void set_default_mode(AnswerMode mode);
 
   Answer ask(const std::string& question, AnswerMode mode, int top_k) override;
   std::vector<Evidence> search(const std::string& question, int top_k,

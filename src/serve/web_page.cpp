@@ -7,6 +7,9 @@
 //
 // "/?q=QUESTION&mode=MODE&top_k=K" fills the form and asks at once (links, the browser test);
 // <body data-state> is idle | loading | done | error; data-mode is the mode last asked with.
+// The form starts at the server's defaults from /v1/health (its first mode, limits.default_top_k:
+// the workspace's, see qa/answer_defaults.h); until then, or without them, a request leaves mode
+// and top_k out and the server applies the same defaults.
 
 #include "serve/server.h"
 
@@ -68,10 +71,10 @@ const std::string& web_page_html() {
         <legend>mode</legend>
         <label><input type="radio" name="mode" value="none"> none</label>
         <label><input type="radio" name="mode" value="context"> context</label>
-        <label><input type="radio" name="mode" value="prefix" checked> prefix</label>
+        <label><input type="radio" name="mode" value="prefix"> prefix</label>
         <label><input type="radio" name="mode" value="context+prefix"> context+prefix</label>
       </fieldset>
-      <label>top-k <input id="top-k" name="top_k" type="number" min="1" max="20" value="5"></label>
+      <label>top-k <input id="top-k" name="top_k" type="number" min="1" max="20" placeholder="default"></label>
       <button id="ask-button" type="submit">Ask</button>
     </div>
   </form>
@@ -106,7 +109,7 @@ function setState(state, message) {
 
 function selectedMode() {
   const checked = document.querySelector('input[name="mode"]:checked');
-  return checked ? checked.value : "prefix";
+  return checked ? checked.value : null;  // null: the server's default
 }
 
 // Checks `mode` even where the server does not offer it, so asking says why it cannot.
@@ -204,25 +207,32 @@ async function ask() {
   const question = $("question").value.trim();
   if (question === "") { setState("error", "Type a question first."); return; }
   const mode = selectedMode();
-  const topK = parseInt($("top-k").value, 10) || 5;
+  const topK = parseInt($("top-k").value, 10);
+  const request = { question: question };  // what is not chosen, the server defaults
+  if (mode) request.mode = mode;
+  if (Number.isInteger(topK)) request.top_k = topK;
   const url = new URL(window.location.href);
-  url.search = new URLSearchParams({ q: question, mode: mode, top_k: String(topK) }).toString();
+  const params = new URLSearchParams({ q: question });
+  if (mode) params.set("mode", mode);
+  if (Number.isInteger(topK)) params.set("top_k", String(topK));
+  url.search = params.toString();
   window.history.replaceState(null, "", url);
   if (pending) pending.abort();
   const controller = new AbortController();
   pending = controller;
-  document.body.dataset.mode = mode;
+  document.body.dataset.mode = mode || "";
   setState("loading", "Answering…");
   try {
     const response = await fetch("/v1/ask", {
       method: "POST",
       headers: apiHeaders({ "Content-Type": "application/json" }),
-      body: JSON.stringify({ question: question, mode: mode, top_k: topK }),
+      body: JSON.stringify(request),
       signal: controller.signal,
     });
     let data = null;
     try { data = await response.json(); } catch (_) { data = null; }
     if (!response.ok) throw new Error(statusMessage(response, data));
+    if (typeof data.mode === "string") document.body.dataset.mode = data.mode;
     showAnswer(data);
     setState("done", "");
   } catch (err) {
@@ -243,8 +253,17 @@ async function loadHealth() {
       input.disabled = !offered.has(input.value);
       input.parentElement.classList.toggle("disabled", input.disabled);
     }
-    if (health.modes && health.modes.length && !offered.has(selectedMode())) selectMode(health.modes[0]);
-    if (health.limits) $("top-k").max = String(health.limits.max_top_k);
+    // The server's defaults: its first mode, limits.default_top_k (as the form's defaults, so
+    // that a value the user already typed stays).
+    if (health.modes && health.modes.length) {
+      for (const input of document.querySelectorAll('input[name="mode"]')) {
+        input.defaultChecked = input.value === health.modes[0];
+      }
+      if (!offered.has(selectedMode())) selectMode(health.modes[0]);
+    }
+    const limits = health.limits && typeof health.limits === "object" ? health.limits : {};
+    if (Number.isInteger(limits.max_top_k)) $("top-k").max = String(limits.max_top_k);
+    if (Number.isInteger(limits.default_top_k)) $("top-k").defaultValue = String(limits.default_top_k);
     const models = health.models && typeof health.models === "object" ? health.models : {};
     const parts = Object.entries(models).filter(([, v]) => v !== "" && v !== null)
                         .map(([k, v]) => k.replace(/_/g, " ") + ": " + (typeof v === "string" ? v : JSON.stringify(v)));

@@ -35,6 +35,34 @@ TEST(Cli, HelpForEveryCommand) {
   EXPECT_NE(kvrag("no-such-command").exit_code, 0);
 }
 
+TEST(Cli, AnsweringCommandsShowTheirDefaults) {
+  for (const char* cmd : {"ask", "eval", "serve"}) {
+    const auto r = kvrag(std::string(cmd) + " --help");
+    EXPECT_EQ(r.exit_code, 0) << cmd;
+    // Fixed defaults by value, those the workspace decides in words (qa/answer_defaults.h).
+    EXPECT_TRUE(contains(r.out, "--dtype TEXT:{fp32,bf16}=fp32")) << cmd << ": " << r.out;
+    EXPECT_TRUE(contains(r.out, "--max-new-tokens INT:INT in [1 - ")) << cmd << ": " << r.out;
+    EXPECT_TRUE(contains(r.out, "]=32")) << cmd << ": " << r.out;
+    EXPECT_TRUE(contains(r.out,
+                         "default: the workspace's, else hybrid where the index has dense "
+                         "vectors, else bm25"))
+        << cmd << ": " << r.out;
+    EXPECT_TRUE(contains(r.out, "default: the workspace's, else the richest the models serve"))
+        << cmd << ": " << r.out;
+    EXPECT_TRUE(contains(r.out,
+                         "default: the workspace's, else the largest that fits the LLM, at "
+                         "most 5"))
+        << cmd << ": " << r.out;
+  }
+  const auto ask = kvrag("ask --help");
+  EXPECT_TRUE(contains(ask.out, "--max-question-tokens INT:POSITIVE=256")) << ask.out;
+  EXPECT_TRUE(contains(kvrag("eval --help").out, "--batch INT:POSITIVE=16"));
+  // Without a workspace or an LLM there is nothing to answer with.
+  const auto none = kvrag("ask \"who?\"");
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_TRUE(contains(none.err, "give --workspace DIR or --llm DIR")) << none.err;
+}
+
 TEST(Cli, NumericOptionsOutOfRangeSayWhatIsWanted) {
   for (const auto& [args, want] : std::vector<std::pair<std::string, std::string>>{
            {"generate --model m --temperature -1",

@@ -45,6 +45,13 @@ TEST(DemoCli, TinyPipelineRunsEveryStageAndCachesThem) {
     EXPECT_LE(em, 1.0);
   }
   EXPECT_GT(results.at("seconds").get<double>(), 0.0);
+  // What it was evaluated with, which ask, eval and serve then default to (qa/answer_defaults.h).
+  EXPECT_EQ(nlohmann::json::parse(read_file(ws + "/answer_defaults.json")),
+            (nlohmann::json{{"retriever", "hybrid"}, {"mode", "prefix"}, {"top_k", 1}}));
+  const auto asked = test::run_kvrag("--threads 2 ask --workspace " + ws +
+                                     " --no-groundedness --json \"who founded the company?\"");
+  ASSERT_EQ(asked.exit_code, 0) << asked.err;
+  EXPECT_EQ(nlohmann::json::parse(asked.out).at("evidence").size(), 1u) << asked.out;
   EXPECT_TRUE(test::contains(run.out, "kvrag serve --workspace " + ws)) << run.out;
   EXPECT_TRUE(test::contains(run.out, "prefix")) << run.out;
 

@@ -14,6 +14,7 @@
 #include "model/knowledge_encoder.h"
 #include "model/llama.h"
 #include "prefix/prompt.h"
+#include "qa/answer_defaults.h"
 #include "qa/answerer.h"
 #include "qa/qa_eval.h"
 #include "support/cli_runner.h"
@@ -344,6 +345,106 @@ TEST_F(AnswererTest, AQuestionThatDoesNotFitIsAnInputErrorSayingWhatWould) {
                          answerer->answer({q.question, q.question}, AnswerMode::kPrefix, 20);
                        }),
                        "question 0: "));
+}
+
+TEST_F(AnswererTest, MaxTopKIsTheLargestThatFitsTheLlm) {
+  auto o = options();
+  o.max_new_tokens = 440;  // stories260K has 512 positions: room for a few segments of P = 4
+  const auto answerer = Answerer::open(o);
+  const auto& q = (*questions_)[0];
+  const int64_t prompt = answerer->prompt_tokens(q.question);
+  const int k = answerer->max_top_k(AnswerMode::kPrefix, 1000, prompt);
+  EXPECT_EQ(k, (512 - 441 - prompt) / 4);
+  ASSERT_GE(k, 1);
+  EXPECT_EQ(answerer->max_top_k(AnswerMode::kContextPrefix, 1000, prompt), k);
+  EXPECT_EQ(answerer->max_top_k(AnswerMode::kPrefix, k - 1, prompt), k - 1);  // the cap
+  // It fits; one more does not, and the error names the same bound.
+  EXPECT_EQ(answerer->answer({q.question}, AnswerMode::kPrefix, k, false).at(0).evidence.size(),
+            static_cast<size_t>(k));
+  const auto e =
+      test::error_of([&] { answerer->answer({q.question}, AnswerMode::kPrefix, k + 1, false); });
+  EXPECT_TRUE(contains(e, fmt::format("ask with top_k {} or less", k))) << e;
+  // Closed-book and in-context take any top_k (context cuts segments to fit).
+  EXPECT_EQ(answerer->max_top_k(AnswerMode::kNone, 7, prompt), 7);
+  EXPECT_EQ(answerer->max_top_k(AnswerMode::kContext, 7, prompt), 7);
+  // Nothing fits where not even the bare prompt does.
+  EXPECT_EQ(answerer->max_top_k(AnswerMode::kContext, 7, 512 - 440), 0);
+  EXPECT_EQ(answerer->max_top_k(AnswerMode::kPrefix, 7, 512 - 443), 0);  // 2 left, P = 4
+}
+
+TEST_F(AnswererTest, DefaultsFollowTheRecordAndFallBackToWhatFits) {
+  auto o = options();
+  // Answers long enough that a typical question leaves room for the prefix of 3 segments (P = 4).
+  const int64_t bare = Answerer::open(o)->prompt_tokens("");
+  o.max_new_tokens = static_cast<int>(512 - 1 - (bare + kTypicalQuestionTokens) - 3 * 4 - 2);
+  const auto answerer = Answerer::open(o);
+  AnswerSetup setup;
+  setup.options = o;
+  // No record: the richest mode loaded, the largest top-k that fits a typical question (≤ 5).
+  const int fits = answerer->max_top_k(AnswerMode::kPrefix, 1000,
+                                       answerer->prompt_tokens("") + kTypicalQuestionTokens);
+  ASSERT_EQ(fits, 3);  // below the cap of 5: the default is visibly the fit
+  auto d = answer_defaults(*answerer, setup);
+  EXPECT_EQ(d.mode, AnswerMode::kPrefix);
+  EXPECT_EQ(d.top_k, fits);
+  EXPECT_EQ(d.retriever, RetrieverMode::kBm25);  // the answerer's (options() chose bm25)
+  // Fitting the modes asked with: context alone takes the cap.
+  EXPECT_EQ(answer_defaults(*answerer, setup, {AnswerMode::kContext}).top_k, kMaxDefaultTopK);
+  EXPECT_EQ(answer_defaults(*answerer, setup, {AnswerMode::kContext, AnswerMode::kPrefix}).top_k,
+            fits);
+
+  // A record: its mode and top-k, the top-k lowered to what fits.
+  setup.recorded = AnswerDefaults{RetrieverMode::kHybrid, AnswerMode::kContext, 9};
+  d = answer_defaults(*answerer, setup);
+  EXPECT_EQ(d.mode, AnswerMode::kContext);
+  EXPECT_EQ(d.top_k, 9);
+  EXPECT_EQ(answer_defaults(*answerer, setup, {AnswerMode::kPrefix}).top_k, fits);
+  setup.recorded->top_k = 1;
+  EXPECT_EQ(answer_defaults(*answerer, setup, {AnswerMode::kPrefix}).top_k, 1);
+
+  // A recorded mode the loaded models cannot serve falls back: no knowledge encoder → context;
+  // no index → none.
+  setup.recorded = AnswerDefaults{RetrieverMode::kBm25, AnswerMode::kContextPrefix, 2};
+  o.knowledge_encoder_dir.clear();
+  const auto no_ke = Answerer::open(o);
+  EXPECT_FALSE(serves_mode(*no_ke, AnswerMode::kPrefix));
+  EXPECT_EQ(answer_defaults(*no_ke, setup).mode, AnswerMode::kContext);
+  EXPECT_EQ(answer_defaults(*no_ke, setup).top_k, 2);
+  o.index_dir.clear();
+  const auto closed_book = Answerer::open(o);
+  EXPECT_EQ(answer_defaults(*closed_book, setup).mode, AnswerMode::kNone);
+  setup.recorded.reset();
+  EXPECT_EQ(answer_defaults(*closed_book, setup).mode, AnswerMode::kNone);
+  EXPECT_EQ(answer_defaults(*no_ke, setup).mode, AnswerMode::kContext);
+}
+
+TEST_F(AnswererTest, AskAndEvalTakeTheWorkspacesDefaults) {
+  // A workspace of the test's models, recording context with top-2 over BM25.
+  const std::string ws = *root_ / "ws";
+  fs::create_directories(ws);
+  fs::create_directory_symlink(*llm_, ws + "/llm");
+  fs::create_directory_symlink(*root_ / "index", ws + "/index");
+  fs::create_directory_symlink(*root_ / "ke", ws + "/knowledge_encoder");
+  write_answer_defaults(ws, {RetrieverMode::kBm25, AnswerMode::kContext, 2});
+  const auto& q = (*questions_)[0];
+  const auto evidence = [&](const std::string& args) {
+    const auto r = run_kvrag("ask " + args + " --max-new-tokens 4 --no-groundedness --json \"" +
+                             q.question + "\"");
+    EXPECT_EQ(r.exit_code, 0) << args << ": " << r.err;
+    return r.exit_code == 0 ? json::parse(r.out)["evidence"].size() : size_t{1000};
+  };
+  EXPECT_EQ(evidence("--workspace " + ws), 2u);
+  EXPECT_EQ(evidence("--llm " + ws + "/llm --index " + ws + "/index"), 2u);  // its folders
+  EXPECT_EQ(evidence("--workspace " + ws + " --top-k 3"), 3u);               // explicit wins
+  EXPECT_EQ(evidence("--workspace " + ws + " --mode none"), 0u);
+  // Outside the workspace: the richest mode (no knowledge encoder given: context), up to 5.
+  EXPECT_EQ(evidence("--llm " + *llm_ + " --index " + ws + "/index"), 5u);
+
+  const auto r = run_kvrag("eval --workspace " + ws + " --max-new-tokens 4 --questions " +
+                           (*root_ / "questions.jsonl") + " --limit 2 -q");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "(2 questions, top-2)")) << r.out;
+  EXPECT_TRUE(contains(r.out, "| metric | context |")) << r.out;
 }
 
 TEST_F(AnswererTest, ClearErrors) {

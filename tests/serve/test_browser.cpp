@@ -87,5 +87,26 @@ TEST_F(BrowserTest, APageOpenedWithTheKeyInItsFragmentAsksWithIt) {
   EXPECT_EQ(service_.asks.load(), 1);
 }
 
+TEST_F(BrowserTest, TheFormStartsAtTheServersDefaults) {
+  // A server whose defaults are context (the fake's first mode) and top_k 3 (as `kvrag serve`
+  // sets them from the workspace): a link without mode and top_k asks with those.
+  server_->stop();
+  ServerOptions o;
+  o.http.port = 0;
+  o.default_top_k = 3;
+  server_ = std::make_unique<Server>(service_, o);
+  server_->start();
+  const std::string dom = dump_dom(server_->url() + "?q=who%20am%20i");
+  ASSERT_NE(dom.find("data-state=\"done\""), std::string::npos) << dom.substr(0, 4000);
+  EXPECT_NE(dom.find("data-mode=\"context\""), std::string::npos) << dom.substr(0, 4000);
+  EXPECT_EQ(count(element(dom, "ol", "evidence"), "<li class=\"evidence\">"), 3u);
+  // The form shows them: the top-k box holds 3, the context radio is checked.
+  const auto box = dom.find("id=\"top-k\"");
+  ASSERT_NE(box, std::string::npos);
+  EXPECT_NE(dom.substr(box, dom.find('>', box) - box).find("value=\"3\""), std::string::npos)
+      << dom.substr(box, 200);
+  EXPECT_NE(dom.find("value=\"context\" checked"), std::string::npos) << dom.substr(0, 4000);
+}
+
 }  // namespace
 }  // namespace kvrag::test

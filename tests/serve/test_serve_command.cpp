@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -103,6 +104,48 @@ TEST(ServeCommand, ServesARealModelAndStopsOnSigterm) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
       << "status " << status << "; " << slurp(tmp / "err");
   EXPECT_TRUE(contains(slurp(tmp / "err"), "terminated, finishing requests in flight"));
+}
+
+TEST(ServeCommand, TakesTheWorkspacesDefaults) {
+  KVRAG_SHARED_PATH_OR_SKIP(model, "models/stories260K");
+  // A workspace of the LLM alone whose record says top_k 3: /v1/health reports it as the default
+  // (without the record it would be 5), and the mode it can serve (none) first.
+  TempDir tmp;
+  const std::string ws = tmp / "ws";
+  std::filesystem::create_directories(ws);
+  std::filesystem::create_directory_symlink(model, ws + "/llm");
+  std::ofstream(ws + "/answer_defaults.json")
+      << R"({"retriever": "hybrid", "mode": "prefix", "top_k": 3})";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string cmd = "exec " + std::string(KVRAG_CLI_PATH) +
+                            " --threads 1 serve --workspace " + ws + " --port 0 >" + (tmp / "out") +
+                            " 2>" + (tmp / "err");
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::smatch m;
+  std::string out;
+  for (int i = 0;
+       i < 600 && !std::regex_search(out, m, std::regex(R"(open http://127\.0\.0\.1:(\d+)/)"));
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    out = slurp(tmp / "out");
+  }
+  if (!m.empty()) {
+    httplib::Client c("127.0.0.1", std::stoi(m[1]));
+    const auto r = c.Get("/v1/health");
+    ASSERT_TRUE(r);
+    const json health = json::parse(r->body);
+    EXPECT_EQ(health["limits"]["default_top_k"], 3) << r->body;
+    EXPECT_EQ(health["modes"], json({"none"})) << r->body;
+  }
+  kill(pid, SIGTERM);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_FALSE(m.empty()) << "no URL printed; stderr: " << slurp(tmp / "err");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << slurp(tmp / "err");
 }
 
 }  // namespace

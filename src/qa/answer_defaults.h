@@ -1,0 +1,86 @@
+// What `kvrag ask`, `kvrag eval` and `kvrag serve` (and through /v1/health the web page) answer
+// with when not told: the retriever, the answer mode and top-k. They all settle them here, so
+// that the commands and the server cannot drift apart. Explicit options always win.
+//
+// A workspace (the folder `kvrag demo` builds: llm/, index/, knowledge_encoder/) records what
+// it was evaluated with in WORKSPACE/answer_defaults.json, written by the demo:
+//
+//   {"retriever": "hybrid", "mode": "prefix", "top_k": 1}
+//
+// Its record applies where the workspace is named (--workspace) or where every model folder
+// given lies directly in one folder that holds the file (--llm WS/llm --index WS/index). A
+// recorded value the loaded models cannot serve falls back as if there were no record: a
+// retriever that needs dense vectors the index lacks, a mode that needs a knowledge encoder or an
+// index not loaded; a recorded top-k is lowered to the largest that fits the LLM. Otherwise:
+//
+//   retriever  hybrid where the index has BM25 (segments.sqlite) and dense vectors (embeddings/
+//              and dense.faiss), bm25 where it has BM25 only, dense where it has dense only
+//   mode       the richest the loaded models serve: prefix with a knowledge encoder (and index),
+//              context with an index, else none
+//   top_k      the largest that fits the LLM in the modes used (Answerer::max_top_k, for a
+//              question of kTypicalQuestionTokens tokens), at most kMaxDefaultTopK
+//
+// Torch-free header.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "qa/answerer.h"
+
+namespace kvrag {
+
+inline constexpr const char* kAnswerDefaultsFile = "answer_defaults.json";
+inline constexpr int kMaxDefaultTopK = 5;          // top-k without a record, where more would fit
+inline constexpr int kTypicalQuestionTokens = 32;  // the question the default top-k must fit
+
+struct AnswerDefaults {
+  RetrieverMode retriever = RetrieverMode::kHybrid;
+  AnswerMode mode = AnswerMode::kPrefix;
+  int top_k = 1;
+
+  nlohmann::json to_json() const;  // {"retriever", "mode", "top_k"}
+  // Error naming `where` (the file) for a missing or malformed field.
+  static AnswerDefaults from_json(const nlohmann::json& j, const std::string& where);
+};
+
+// WORKSPACE/answer_defaults.json, written atomically.
+void write_answer_defaults(const std::string& workspace, const AnswerDefaults& defaults);
+// The record of WORKSPACE; nullopt where it has none; Error naming the file if it is malformed.
+std::optional<AnswerDefaults> read_answer_defaults(const std::string& workspace);
+
+// Where the models come from: a workspace's llm/, index/ and knowledge_encoder/, each overridden
+// by an explicit folder, and the retriever if chosen.
+struct AnswerSources {
+  std::string workspace, llm, index, knowledge_encoder;
+  std::string retriever;  // "dense", "bm25", "hybrid"; "": the default
+};
+
+// What is settled before the models are loaded.
+struct AnswerSetup {
+  AnswererOptions options;                 // the folders and the retriever mode
+  std::string workspace;                   // the workspace whose record applies ("": none)
+  std::optional<AnswerDefaults> recorded;  // that record
+};
+
+// `options` with the sources' folders and retriever filled in, and the record that applies. An
+// Error names a missing workspace, a workspace without llm/, no LLM at all, a malformed record or
+// a knowledge encoder without an index.
+AnswerSetup resolve_answer_setup(const AnswerSources& sources, AnswererOptions options);
+
+// The retriever for index folder DIR without a record (see above).
+RetrieverMode fallback_retriever(const std::string& index_dir);
+
+// With the models loaded (answerer opened with setup.options): the default mode and a top-k that
+// fits every mode of `modes` (the modes that will be asked with; empty: the default mode).
+AnswerDefaults answer_defaults(const Answerer& answerer, const AnswerSetup& setup,
+                               const std::vector<AnswerMode>& modes = {});
+
+// Whether `answerer` can answer in `mode` (none always; context with an index; the prefix modes
+// with an index and a knowledge encoder).
+bool serves_mode(const Answerer& answerer, AnswerMode mode);
+
+}  // namespace kvrag
