@@ -49,15 +49,13 @@ void claim_folder(const std::string& dir, const nlohmann::json& info,
   write_file_atomic(info_path, info.dump(2) + "\n");
 }
 
-// Whether `path` already holds the rows' vectors (an earlier run wrote it).
-bool chunk_done(const std::string& path, int64_t rows, int dim) {
-  if (!fs::exists(path)) return false;
-  try {
-    const auto m = NpyMatrix::open(path);
-    return m->rows() == rows && m->cols() == dim;
-  } catch (const Error&) {
-    return false;  // unreadable: encode it again
-  }
+// Whether `path` already holds the rows' vectors (an earlier run wrote it, and it has not changed
+// since); a file that exists but is unusable is encoded again, with a note.
+bool chunk_done(const std::string& path, int64_t rows, int dim, bool progress) {
+  std::string why;
+  if (EmbeddingSet::shard_intact(path, rows, dim, &why)) return true;
+  if (progress && !why.empty()) fmt::print(stderr, "embed: {}: embedding it again\n", why);
+  return false;
 }
 
 }  // namespace
@@ -115,7 +113,7 @@ EmbedJobResult embed_segments(const std::string& index_dir, const std::string& e
   for (int64_t lo = r.begin; lo < r.end;) {
     const int64_t hi = std::min(r.end, (lo / options.chunk + 1) * options.chunk);
     const std::string path = r.dir + "/" + EmbeddingSet::shard_name(lo, hi);
-    if (chunk_done(path, hi - lo, r.dim)) {
+    if (chunk_done(path, hi - lo, r.dim, options.progress)) {
       r.skipped += hi - lo;
     } else {
       std::vector<int64_t> ids(hi - lo);
@@ -130,7 +128,7 @@ EmbedJobResult embed_segments(const std::string& index_dir, const std::string& e
       r.truncated += truncated;
       halves.resize(vectors.size());
       for (size_t i = 0; i < vectors.size(); ++i) halves[i] = float_to_half(vectors[i]);
-      write_npy(path, NpyDtype::kF16, halves.data(), hi - lo, r.dim);
+      EmbeddingSet::write_shard(r.dir, lo, hi, NpyDtype::kF16, halves.data(), r.dim);
     }
     done_rows += hi - lo;
     progress.update(0, done_rows);

@@ -46,6 +46,10 @@ struct EmbedJobResult {
 // Embeds the segments of INDEX_DIR/segments.sqlite (complete: `kvrag segment` finished) with the
 // encoder folder ENCODER_DIR. Error naming the file at fault for a missing, empty or unfinished
 // store, a bad shard, or embeddings of another encoder without `overwrite`.
+//
+// Each chunk is written with its checksum (EmbeddingSet::write_shard). A chunk already present
+// is kept only if it matches its recorded checksum (or has none); a changed one is embedded
+// again, so rerunning the job repairs a shard that `index build` reports as changed.
 EmbedJobResult embed_segments(const std::string& index_dir, const std::string& encoder_dir,
                               const EmbedJobOptions& options);
 

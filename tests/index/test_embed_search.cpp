@@ -1,5 +1,6 @@
 // segment → embed → index → search, end to end through the kvrag binary, on a synthetic corpus
-// and a random-weight encoder: resumption, sharding, exactness of the dense path, errors.
+// and a random-weight encoder: resumption, sharding, exactness of the dense path, the shards'
+// checksums, errors.
 
 #include <torch/torch.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "core/folder_lock.h"
 #include "index/embedder.h"
 #include "index/embedding_set.h"
+#include "index/index_retriever.h"
 #include "index/segment_store.h"
 #include "support/cli_runner.h"
 #include "support/retrieval_fixture.h"
@@ -205,6 +207,56 @@ TEST_F(EmbedSearch, AnotherEncoderIsRefused) {
   r = run_kvrag("search --index " + index + " '" + long_question + "'");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_TRUE(contains(r.err, "tokens")) << r.err;
+}
+
+TEST_F(EmbedSearch, AShardChangedAfterEmbeddingIsRefusedAndReEmbedded) {
+  const auto index = segmented("changed");
+  ASSERT_EQ(run_kvrag(embed_args(index)).exit_code, 0);
+  const auto reference = shard_bytes(index + "/embeddings");
+  for (const auto& [name, bytes] : reference) {
+    EXPECT_TRUE(fs::exists(index + "/embeddings/" + name + ".sum")) << name;
+  }
+  ASSERT_EQ(run_kvrag("index build --index " + index + " --factory Flat").exit_code, 0);
+
+  // One byte of the vectors in the second shard (its header is 128 bytes), in place.
+  const std::string shard = index + "/embeddings/" + std::next(reference.begin())->first;
+  {
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.put(static_cast<char>(reference.at(std::next(reference.begin())->first)[200] ^ 0x10));
+  }
+  auto r = run_kvrag("index build --index " + index + " --factory Flat");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.err, shard + ": checksum mismatch in bytes [0, ")) << r.err;
+  // Opening the retriever (re-ranking reads these vectors) refuses it too: a small set is
+  // checked whole.
+  r = run_kvrag("search --index " + index + " --mode dense -k 2 kaka");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.err, shard + ": checksum mismatch")) << r.err;
+  RetrieverSpec dense;
+  const std::string msg = test::error_of([&] { open_retriever(index, dense); });
+  EXPECT_TRUE(contains(msg, shard + ": checksum mismatch")) << msg;
+  RetrieverSpec bm25;  // BM25 alone reads no vectors
+  bm25.mode = RetrieverMode::kBm25;
+  EXPECT_EQ(open_retriever(index, bm25)->search({"kaka"}, 1).size(), 1u);
+
+  // Rerunning the job embeds the changed shard again; everything works again.
+  r = run_kvrag(embed_args(index));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, shard + ": checksum mismatch")) << r.err;
+  EXPECT_TRUE(contains(r.err, "embedding it again")) << r.err;
+  EXPECT_EQ(shard_bytes(index + "/embeddings"), reference);
+  ASSERT_EQ(run_kvrag("index build --index " + index + " --factory Flat").exit_code, 0);
+  r = run_kvrag("search --index " + index + " --mode dense -k 2 kaka");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  // Shards from before checksums (no .sum) still load and build, with a note from the build.
+  for (const auto& [name, bytes] : reference) fs::remove(index + "/embeddings/" + name + ".sum");
+  r = run_kvrag("index build --index " + index + " --factory Flat");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "have no recorded checksum")) << r.err;
+  r = run_kvrag("search --index " + index + " --mode dense -k 2 kaka");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 TEST_F(EmbedSearch, HybridAndBm25ModesAndEvaluation) {
