@@ -14,6 +14,7 @@
 #include "index/embedding_set.h"
 #include "index/npy_file.h"
 #include "index/segment_store.h"
+#include "text/tokenizer.h"
 
 namespace kvrag {
 
@@ -58,6 +59,26 @@ bool chunk_done(const std::string& path, int64_t rows, int dim, bool progress) {
   return false;
 }
 
+// The store's segments were measured in tokens of the tokenizer recorded in its meta
+// "segmenter"; the encoder must read them with the same one (unless `force`).
+void check_tokenizer(const std::string& index_dir, const std::string& encoder_dir,
+                     const Embedder& embedder, const nlohmann::json& segmenter, bool force,
+                     bool progress) {
+  const std::string recorded = segmenter.value("tokenizer", "");
+  if (recorded.empty()) return;  // a store from before tokenizers were recorded
+  const std::string ours = tokenizer_id(embedder.tokenizer_file());
+  if (ours == recorded) return;
+  const std::string file = segmenter.value("tokenizer_file", "");
+  const std::string message =
+      fmt::format("{}: segments were cut with tokenizer {} but the encoder {} uses {} (id {})",
+                  index_dir, file.empty() ? recorded : fmt::format("{} (id {})", file, recorded),
+                  encoder_dir, embedder.tokenizer_file(), ours);
+  KVRAG_CHECK(force,
+              "{}; segment again with the encoder's tokenizer, or pass --force to embed anyway",
+              message);
+  if (progress) fmt::print(stderr, "embed: --force: {}\n", message);
+}
+
 }  // namespace
 
 EmbedJobResult embed_segments(const std::string& index_dir, const std::string& encoder_dir,
@@ -84,10 +105,16 @@ EmbedJobResult embed_segments(const std::string& index_dir, const std::string& e
       store->meta("complete").value_or("") == "1",
       "{}: segmenting did not finish; rerun kvrag segment with the same arguments to complete it",
       store->path());
-  bool prepend_title = true;
-  if (const auto segmenter = store->meta("segmenter")) {
-    prepend_title = nlohmann::json::parse(*segmenter).value("prepend_title", true);
+  nlohmann::json segmenter = nlohmann::json::object();
+  if (const auto text = store->meta("segmenter")) {
+    try {
+      segmenter = nlohmann::json::parse(*text);
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: unreadable meta \"segmenter\": {}", store->path(), e.what());
+    }
   }
+  const bool prepend_title = segmenter.value("prepend_title", true);
+  check_tokenizer(index_dir, encoder_dir, *embedder, segmenter, options.force, options.progress);
 
   r.dir = index_dir + "/embeddings";
   auto info = embedder->info();

@@ -35,6 +35,14 @@ TEST(Cli, HelpForEveryCommand) {
   EXPECT_NE(kvrag("no-such-command").exit_code, 0);
 }
 
+TEST(Cli, EmbedOffersForceForAnotherTokenizer) {
+  // The refusal itself runs on a real index folder in tests/index/test_embed_search.cpp.
+  const auto r = kvrag("embed --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.out, "--force")) << r.out;
+  EXPECT_TRUE(contains(r.out, "tokenizer")) << r.out;
+}
+
 TEST(Cli, NumericOptionsOutOfRangeSayWhatIsWanted) {
   for (const auto& [args, want] : std::vector<std::pair<std::string, std::string>>{
            {"generate --model m --temperature -1",

@@ -1,6 +1,6 @@
 // segment → embed → index → search, end to end through the kvrag binary, on a synthetic corpus
 // and a random-weight encoder: resumption, sharding, exactness of the dense path, the shards'
-// checksums, errors.
+// checksums, the encoder's vocabulary, errors.
 
 #include <torch/torch.h>
 #include <unistd.h>
@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/folder_lock.h"
+#include "index/embed_job.h"
 #include "index/embedder.h"
 #include "index/embedding_set.h"
 #include "index/index_retriever.h"
@@ -257,6 +258,51 @@ TEST_F(EmbedSearch, AShardChangedAfterEmbeddingIsRefusedAndReEmbedded) {
   EXPECT_TRUE(contains(r.err, "have no recorded checksum")) << r.err;
   r = run_kvrag("search --index " + index + " --mode dense -k 2 kaka");
   EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(EmbedSearch, AnEncoderWithAnotherVocabularyIsRefusedUnlessForced) {
+  // The encoder's weights with one word of its vocabulary respelled: another tokenizer id.
+  const std::string respelled = *root_ / "respelled";
+  test::write_tiny_encoder(respelled, 1);
+  std::string vocab = slurp(respelled + "/vocab.txt");
+  vocab.replace(vocab.rfind("dandan"), 6, "dandon");
+  std::ofstream(respelled + "/vocab.txt", std::ios::trunc) << vocab;
+
+  const auto index = segmented("respelled");
+  EmbedJobOptions o;
+  o.chunk = 16;
+  o.progress = false;
+  const std::string msg = test::error_of([&] { embed_segments(index, respelled, o); });
+  EXPECT_TRUE(contains(msg, index + ": segments were cut with tokenizer " + (*root_ / "encoder") +
+                                "/vocab.txt (id vocab.txt#fnv1a64:"))
+      << msg;
+  EXPECT_TRUE(contains(msg, "but the encoder " + respelled + " uses " + respelled +
+                                "/vocab.txt (id vocab.txt#fnv1a64:"))
+      << msg;
+  EXPECT_TRUE(contains(msg, "segment again with the encoder's tokenizer, or pass --force")) << msg;
+  EXPECT_FALSE(fs::exists(index + "/embeddings"));
+  auto r = run_kvrag("embed --index " + index + " --encoder " + respelled + " --chunk 16");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.err, "pass --force to embed anyway")) << r.err;
+
+  r = run_kvrag("embed --index " + index + " --encoder " + respelled + " --chunk 16 --force");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "embed: --force: " + index + ": segments were cut")) << r.err;
+  o.force = true;
+  EXPECT_GT(embed_segments(index, respelled, o).vectors, 0);
+
+  // A store that recorded no tokenizer (made before kvrag recorded it) is not checked.
+  const auto old = segmented("respelled-old");
+  {
+    const auto store = SegmentStore::open(old + "/segments.sqlite");
+    auto segmenter = json::parse(store->meta("segmenter").value());
+    EXPECT_EQ(segmenter["tokenizer_file"], *root_ / "encoder/vocab.txt");
+    segmenter.erase("tokenizer");
+    segmenter.erase("tokenizer_file");
+    store->set_meta("segmenter", segmenter.dump());
+  }
+  o.force = false;
+  EXPECT_GT(embed_segments(old, respelled, o).vectors, 0);
 }
 
 TEST_F(EmbedSearch, HybridAndBm25ModesAndEvaluation) {
