@@ -1,9 +1,10 @@
 // kvrag embed --index DIR --encoder ENC [--dtype bf16|fp32] [--batch-tokens N] [--chunk N]
-//             [--shard i/n] [--max-length N] [--overwrite]
+//             [--shard i/n] [--max-length N] [--overwrite] [--force]
 //
 // Encodes every segment of DIR/segments.sqlite into float16 vectors in DIR/embeddings/: an
 // interrupted run resumes at the first missing chunk, --shard i/n (or the MPI launcher's
-// rank/size) takes one contiguous part of the rows. The job is index/embed_job.h.
+// rank/size) takes one contiguous part of the rows. An encoder whose tokenizer is not the one
+// the segments were cut with is refused unless --force. The job is index/embed_job.h.
 
 #include <fmt/format.h>
 
@@ -19,7 +20,7 @@ void add_embed_command(CLI::App& app, int& exit_code) {
     std::string index, encoder, dtype = "bf16", shard;
     int64_t batch_tokens = 8192, chunk = 16384;
     int max_length = 0;
-    bool overwrite = false;
+    bool overwrite = false, force = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -40,6 +41,8 @@ void add_embed_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--shard", args->shard,
                   "i/n: embed the i-th of n parts (default: from MPI, else all)");
   cmd->add_flag("--overwrite", args->overwrite, "discard embeddings made by another encoder");
+  cmd->add_flag("--force", args->force,
+                "embed even if the encoder's tokenizer is not the one the segments were cut with");
   cmd->callback([args, &exit_code] {
     EmbedJobOptions o;
     o.encoder.dtype = args->dtype;
@@ -48,6 +51,7 @@ void add_embed_command(CLI::App& app, int& exit_code) {
     o.chunk = args->chunk;
     o.shard = args->shard;
     o.overwrite = args->overwrite;
+    o.force = args->force;
     const EmbedJobResult r = embed_segments(args->index, args->encoder, o);
     if (r.shard.count == 1)
       fmt::print(stderr, "embed: {} vectors of dim {} in {}\n", r.vectors, r.dim, r.dir);

@@ -402,8 +402,9 @@ json DenseIndex::info() const {
 
 namespace {
 
-// out_dir/embeddings from the shards' embeddings, renamed to the merged row ranges: hard links
-// where the file system allows, else copies. Built in a temporary folder, then renamed.
+// out_dir/embeddings from the shards' embeddings (and their checksums), renamed to the merged row
+// ranges: hard links where the file system allows, else copies. Built in a temporary folder, then
+// renamed.
 void merge_embeddings(const std::vector<std::string>& shard_dirs, const std::vector<int64_t>& sizes,
                       const std::string& out_dir) {
   const std::string target = out_dir + "/embeddings";
@@ -416,6 +417,13 @@ void merge_embeddings(const std::vector<std::string>& shard_dirs, const std::vec
   fs::remove_all(tmp, ec);
   fs::create_directories(tmp, ec);
   KVRAG_CHECK(!ec, "cannot create {}: {}", tmp, ec.message());
+  auto link_or_copy = [&ec](const std::string& from, const std::string& to) {
+    fs::create_hard_link(from, to, ec);
+    if (ec) {
+      ec.clear();
+      fs::copy_file(from, to);
+    }
+  };
   try {
     int64_t offset = 0;
     for (size_t i = 0; i < shard_dirs.size(); ++i) {
@@ -427,11 +435,10 @@ void merge_embeddings(const std::vector<std::string>& shard_dirs, const std::vec
         const std::string name = de.path().filename().string();
         if (!EmbeddingSet::parse_shard_name(name, &b, &e)) continue;
         const std::string to = tmp + "/" + EmbeddingSet::shard_name(b + offset, e + offset);
-        fs::create_hard_link(de.path(), to, ec);
-        if (ec) {
-          ec.clear();
-          fs::copy_file(de.path(), to);
-        }
+        link_or_copy(de.path().string(), to);
+        // its checksum too, where one was recorded (it covers the bytes, not the name)
+        const std::string sum = checksum_path(de.path().string());
+        if (fs::exists(sum, ec)) link_or_copy(sum, checksum_path(to));
       }
       offset += sizes[i];
     }

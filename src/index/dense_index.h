@@ -66,7 +66,7 @@ struct IndexBuildOptions {
   // Search defaults stored in dense.json; 0 (rerank: -1) = chosen from the index type.
   SearchParams defaults;
   // Called with (stage, done, total) while sampling ("sample"), training ("train") and adding
-  // ("add").
+  // ("add"); build_dense_index also calls it while checking the shards' checksums ("check").
   std::function<void(const std::string&, int64_t, int64_t)> progress;
 };
 

@@ -16,6 +16,10 @@ std::unique_ptr<DenseRetriever> DenseRetriever::open(const std::string& index_di
   std::unique_ptr<DenseRetriever> r(new DenseRetriever());
   r->params_ = params;
   r->vectors_ = EmbeddingSet::open(index_dir + "/embeddings");
+  // Once per open, not per query, and sampled (ChecksumCheck::kSample, at most 64 MiB read: all
+  // of a small set, a random part of each shard of a large one): enough to refuse a shard
+  // replaced or rewritten since the index was built without reading gigabytes at every start.
+  r->vectors_->verify(ChecksumCheck::kSample);
   std::string encoder = encoder_dir;
   if (encoder.empty()) {
     encoder = r->vectors_->encoder().value("path", "");

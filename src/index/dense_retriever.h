@@ -15,7 +15,8 @@ class DenseRetriever final : public Retriever {
  public:
   // The index folder's dense index (and its embeddings for re-ranking), with questions encoded
   // by `encoder_dir` (default: the encoder recorded in DIR/embeddings/encoder.json). Throws Error
-  // if that encoder's fingerprint differs from the one the index was built with.
+  // if that encoder's fingerprint differs from the one the index was built with, or if a sampled
+  // check of the embeddings against their checksums fails (EmbeddingSet::verify, kSample).
   static std::unique_ptr<DenseRetriever> open(const std::string& index_dir,
                                               const std::string& encoder_dir = "",
                                               const EmbedderOptions& options = {},

@@ -14,6 +14,7 @@
 #include "index/embedding_set.h"
 #include "index/npy_file.h"
 #include "index/segment_store.h"
+#include "text/tokenizer.h"
 
 namespace kvrag {
 
@@ -49,15 +50,33 @@ void claim_folder(const std::string& dir, const nlohmann::json& info,
   write_file_atomic(info_path, info.dump(2) + "\n");
 }
 
-// Whether `path` already holds the rows' vectors (an earlier run wrote it).
-bool chunk_done(const std::string& path, int64_t rows, int dim) {
-  if (!fs::exists(path)) return false;
-  try {
-    const auto m = NpyMatrix::open(path);
-    return m->rows() == rows && m->cols() == dim;
-  } catch (const Error&) {
-    return false;  // unreadable: encode it again
-  }
+// Whether `path` already holds the rows' vectors (an earlier run wrote it, and it has not changed
+// since); a file that exists but is unusable is encoded again, with a note.
+bool chunk_done(const std::string& path, int64_t rows, int dim, bool progress) {
+  std::string why;
+  if (EmbeddingSet::shard_intact(path, rows, dim, &why)) return true;
+  if (progress && !why.empty()) fmt::print(stderr, "embed: {}: embedding it again\n", why);
+  return false;
+}
+
+// The store's segments were measured in tokens of the tokenizer recorded in its meta
+// "segmenter"; the encoder must read them with the same one (unless `force`).
+void check_tokenizer(const std::string& index_dir, const std::string& encoder_dir,
+                     const Embedder& embedder, const nlohmann::json& segmenter, bool force,
+                     bool progress) {
+  const std::string recorded = segmenter.value("tokenizer", "");
+  if (recorded.empty()) return;  // a store from before tokenizers were recorded
+  const std::string ours = tokenizer_id(embedder.tokenizer_file());
+  if (ours == recorded) return;
+  const std::string file = segmenter.value("tokenizer_file", "");
+  const std::string message =
+      fmt::format("{}: segments were cut with tokenizer {} but the encoder {} uses {} (id {})",
+                  index_dir, file.empty() ? recorded : fmt::format("{} (id {})", file, recorded),
+                  encoder_dir, embedder.tokenizer_file(), ours);
+  KVRAG_CHECK(force,
+              "{}; segment again with the encoder's tokenizer, or pass --force to embed anyway",
+              message);
+  if (progress) fmt::print(stderr, "embed: --force: {}\n", message);
 }
 
 }  // namespace
@@ -86,10 +105,16 @@ EmbedJobResult embed_segments(const std::string& index_dir, const std::string& e
       store->meta("complete").value_or("") == "1",
       "{}: segmenting did not finish; rerun kvrag segment with the same arguments to complete it",
       store->path());
-  bool prepend_title = true;
-  if (const auto segmenter = store->meta("segmenter")) {
-    prepend_title = nlohmann::json::parse(*segmenter).value("prepend_title", true);
+  nlohmann::json segmenter = nlohmann::json::object();
+  if (const auto text = store->meta("segmenter")) {
+    try {
+      segmenter = nlohmann::json::parse(*text);
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: unreadable meta \"segmenter\": {}", store->path(), e.what());
+    }
   }
+  const bool prepend_title = segmenter.value("prepend_title", true);
+  check_tokenizer(index_dir, encoder_dir, *embedder, segmenter, options.force, options.progress);
 
   r.dir = index_dir + "/embeddings";
   auto info = embedder->info();
@@ -115,7 +140,7 @@ EmbedJobResult embed_segments(const std::string& index_dir, const std::string& e
   for (int64_t lo = r.begin; lo < r.end;) {
     const int64_t hi = std::min(r.end, (lo / options.chunk + 1) * options.chunk);
     const std::string path = r.dir + "/" + EmbeddingSet::shard_name(lo, hi);
-    if (chunk_done(path, hi - lo, r.dim)) {
+    if (chunk_done(path, hi - lo, r.dim, options.progress)) {
       r.skipped += hi - lo;
     } else {
       std::vector<int64_t> ids(hi - lo);
@@ -130,7 +155,7 @@ EmbedJobResult embed_segments(const std::string& index_dir, const std::string& e
       r.truncated += truncated;
       halves.resize(vectors.size());
       for (size_t i = 0; i < vectors.size(); ++i) halves[i] = float_to_half(vectors[i]);
-      write_npy(path, NpyDtype::kF16, halves.data(), hi - lo, r.dim);
+      EmbeddingSet::write_shard(r.dir, lo, hi, NpyDtype::kF16, halves.data(), r.dim);
     }
     done_rows += hi - lo;
     progress.update(0, done_rows);

@@ -24,6 +24,8 @@ struct EmbedJobOptions {
   std::string shard;        // "i/n"; empty: from the MPI environment, else all (resolve_shard)
   // discard embeddings of another encoder (or chunk size) instead of failing
   bool overwrite = false;
+  // embed with an encoder whose tokenizer is not the one the segments were measured with
+  bool force = false;
   // the job's plan, a progress line and notes (resumed, truncated) on stderr
   bool progress = true;
 };
@@ -45,7 +47,15 @@ struct EmbedJobResult {
 
 // Embeds the segments of INDEX_DIR/segments.sqlite (complete: `kvrag segment` finished) with the
 // encoder folder ENCODER_DIR. Error naming the file at fault for a missing, empty or unfinished
-// store, a bad shard, or embeddings of another encoder without `overwrite`.
+// store, a bad shard, embeddings of another encoder without `overwrite`, or (without `force`)
+// an encoder whose tokenizer differs from the one the store's segments were cut with (the
+// tokenizer_id recorded in its meta "segmenter"; stores without one are not checked): segment
+// windows are measured in that tokenizer's tokens, so another vocabulary would cut segments
+// longer (truncated) or shorter than the encoder reads.
+//
+// Each chunk is written with its checksum (EmbeddingSet::write_shard). A chunk already present
+// is kept only if it matches its recorded checksum (or has none); a changed one is embedded
+// again, so rerunning the job repairs a shard that `index build` reports as changed.
 EmbedJobResult embed_segments(const std::string& index_dir, const std::string& encoder_dir,
                               const EmbedJobOptions& options);
 

@@ -71,6 +71,7 @@ std::unique_ptr<Embedder> Embedder::load(const std::string& dir, const EmbedderO
     fail("encoder {}: no tokenizer (vocab.txt or tokenizer.json)", dir);
   }
 
+  e->tokenizer_file_ = tokenizer_path;
   impl.model = load_bert(dir, options.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32);
   const auto& config = impl.model->config();
   KVRAG_CHECK(impl.tokenizer->vocab_size() <= config.vocab_size,

@@ -34,6 +34,8 @@ class Embedder {
   int max_length() const;
   const std::string& pooling() const;
   const std::string& dir() const { return dir_; }
+  // The tokenizer file it reads texts with: DIR/tokenizer.json, else DIR/vocab.txt.
+  const std::string& tokenizer_file() const { return tokenizer_file_; }
   // Identifies the weights, tokenizer and pooling: vectors from encoders with different
   // fingerprints must not share an index. 16 hex digits.
   const std::string& fingerprint() const { return fingerprint_; }
@@ -57,7 +59,7 @@ class Embedder {
   Embedder() = default;
   struct Impl;
   std::unique_ptr<Impl> impl_;
-  std::string dir_, fingerprint_, passage_encoder_;
+  std::string dir_, fingerprint_, passage_encoder_, tokenizer_file_;
 };
 
 }  // namespace kvrag

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <numeric>
+#include <random>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -89,6 +91,7 @@ std::unique_ptr<EmbeddingSet> EmbeddingSet::open(const std::string& embeddings_d
       KVRAG_CHECK(m->cols() == set->dim_, "{}: dimension {} differs from {} in {}", m->path(),
                   m->cols(), set->dim_, set->shards_.front()->path());
     }
+    set->checksums_.push_back(read_checksum(m->path()));
     set->begins_.push_back(e.begin);
     set->shards_.push_back(std::move(m));
     next = e.end;
@@ -105,6 +108,82 @@ std::unique_ptr<EmbeddingSet> EmbeddingSet::open(const std::string& embeddings_d
               "{}: shards hold {} rows, expected {} (one per segment)", embeddings_dir, set->size_,
               expected_rows);
   return set;
+}
+
+ChecksumReport EmbeddingSet::verify(ChecksumCheck check,
+                                    const std::function<void(int64_t, int64_t)>& progress) const {
+  ChecksumReport report;
+  report.shards = static_cast<int64_t>(shards_.size());
+  uint64_t recorded_bytes = 0;
+  for (const auto& c : checksums_) {
+    if (c) recorded_bytes += c->file_bytes;
+  }
+  const bool all = check == ChecksumCheck::kFull || recorded_bytes <= kChecksumSampleBytes;
+  std::mt19937_64 rng(std::random_device{}());
+  int64_t done = 0;
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    const NpyMatrix& m = *shards_[s];
+    if (!checksums_[s]) {
+      ++report.unchecked;
+    } else {
+      const BlockChecksum& sum = *checksums_[s];
+      std::vector<size_t> blocks(sum.blocks.size());
+      std::iota(blocks.begin(), blocks.end(), size_t{0});
+      if (!all) {
+        // this shard's share of the sample, at least one block
+        const double share = double(sum.file_bytes) / double(recorded_bytes);
+        const size_t k = std::max<size_t>(
+            1, size_t(share * double(kChecksumSampleBytes) / double(sum.block_bytes)));
+        std::vector<size_t> sample;
+        std::sample(blocks.begin(), blocks.end(), std::back_inserter(sample), k, rng);
+        blocks = std::move(sample);
+      }
+      report.bytes_read += verify_blocks(
+          m.path(), m.file_bytes(), sum, blocks,
+          [&m](uint64_t offset, size_t n, void* out) { m.read_bytes(offset, n, out); });
+    }
+    done += m.rows();
+    if (progress) progress(done, size_);
+  }
+  return report;
+}
+
+void EmbeddingSet::write_shard(const std::string& dir, int64_t begin, int64_t end, NpyDtype dtype,
+                               const void* data, int dim) {
+  const std::string path = dir + "/" + shard_name(begin, end);
+  KVRAG_CHECK(end >= begin && dim >= 1, "cannot write {}: invalid shape ({}, {})", path,
+              end - begin, dim);
+  const std::string header = npy_header(dtype, end - begin, dim);
+  BlockChecksummer sum;
+  sum.add(header.data(), header.size());
+  sum.add(data, size_t(end - begin) * size_t(dim) * npy_itemsize(dtype));
+  write_checksum(path, sum.finish());
+  write_npy(path, dtype, data, end - begin, dim);
+}
+
+bool EmbeddingSet::shard_intact(const std::string& path, int64_t rows, int dim, std::string* why) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return false;
+  try {
+    const auto m = NpyMatrix::open(path);
+    if (m->rows() != rows || m->cols() != dim) {
+      *why = fmt::format("{}: holds {} × {} values, expected {} × {}", path, m->rows(), m->cols(),
+                         rows, dim);
+      return false;
+    }
+    if (const auto sum = read_checksum(path)) {
+      std::vector<size_t> blocks(sum->blocks.size());
+      std::iota(blocks.begin(), blocks.end(), size_t{0});
+      verify_blocks(
+          path, m->file_bytes(), *sum, blocks,
+          [&m](uint64_t offset, size_t n, void* out) { m->read_bytes(offset, n, out); },
+          /*advise=*/false);
+    }
+    return true;
+  } catch (const Error& e) {
+    *why = e.what();
+    return false;
+  }
 }
 
 size_t EmbeddingSet::shard_of(int64_t id) const {

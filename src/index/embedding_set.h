@@ -4,21 +4,50 @@
 // "pooling", "max_length"}). Shards come from one `kvrag embed` run or many (--shard i/n, MPI);
 // opening checks they tile 0..N-1 exactly. float32 shards are read too.
 //
+// Each shard written by `kvrag embed` (write_shard) has its checksum beside it, emb-B-E.npy.sum
+// (index/block_checksum.h); verify() compares the shards with them. Shards written before kvrag
+// recorded checksums have none and are read as before, unchecked.
+//
 // Nothing is loaded: rows are read from the shards on demand (pread, through the page cache), so
 // an EmbeddingSet of any size costs the process no memory beyond what a caller reads into its
 // own buffers; get() of scattered rows is what dense re-ranking uses.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "index/block_checksum.h"
 #include "index/npy_file.h"
 
 namespace kvrag {
+
+// What a sampled check (ChecksumCheck::kSample) reads at most, besides one block per shard.
+constexpr uint64_t kChecksumSampleBytes = uint64_t(64) << 20;
+
+// How much of the shards EmbeddingSet::verify reads.
+enum class ChecksumCheck {
+  // Every byte of every shard: `kvrag index build` (it reads all the vectors anyway).
+  kFull,
+  // At most kChecksumSampleBytes, in random blocks, at least one per shard; every block while
+  // the set is that small. For opening a retriever: a full pass over a 10M × 768 float16 set is
+  // 15 GB of reading (tens of seconds to minutes from a cold disk) at every `kvrag search`,
+  // `ask` or `serve` start, while the check is meant to catch a shard replaced or rewritten
+  // since the index was built, which changes every block. A single flipped bit in a large set
+  // is what `kvrag index build` (kFull) catches.
+  kSample,
+};
+
+struct ChecksumReport {
+  int64_t shards = 0;     // in the set
+  int64_t unchecked = 0;  // of them without a recorded checksum (written before kvrag had them)
+  uint64_t bytes_read = 0;
+};
 
 class EmbeddingSet {
  public:
@@ -48,6 +77,25 @@ class EmbeddingSet {
   // page cache then proceed in parallel instead of one after the other.
   void prefetch(const int64_t* ids, int64_t n) const;
 
+  // Compares the shards with their recorded checksums (see ChecksumCheck); Error naming the
+  // shard at the first difference ("…/emb-B-E.npy: checksum mismatch in bytes [A, B) (recorded
+  // …, found …): the file changed after `kvrag embed` wrote it; …"). `progress`, if given, is
+  // called after each shard with the rows checked so far and in all. Thread-safe.
+  ChecksumReport verify(
+      ChecksumCheck check,
+      const std::function<void(int64_t done, int64_t total)>& progress = {}) const;
+
+  // Writes rows [begin, end) of a set, (end − begin) × dim values of `dtype` at `data`, as the
+  // shard DIR/shard_name(begin, end) with its checksum (computed from the bytes in memory, not
+  // read back). The checksum goes first, each file atomically: a shard is never without its
+  // checksum, and a checksum without its shard (a crash in between) is ignored.
+  static void write_shard(const std::string& dir, int64_t begin, int64_t end, NpyDtype dtype,
+                          const void* data, int dim);
+  // Whether the shard at `path` holds rows × dim values matching its recorded checksum (or has
+  // none recorded): `kvrag embed` keeps such a file when it resumes. Otherwise false, with the
+  // reason in *why (unreadable, another shape, a checksum mismatch) if the file exists.
+  static bool shard_intact(const std::string& path, int64_t rows, int dim, std::string* why);
+
   // Shard file name for rows [begin, end).
   static std::string shard_name(int64_t begin, int64_t end);
   // Parses a shard file name; false if `name` is not one.
@@ -60,7 +108,8 @@ class EmbeddingSet {
 
   std::string dir_;
   std::vector<std::unique_ptr<NpyMatrix>> shards_;
-  std::vector<int64_t> begins_;  // first row of each shard, ascending
+  std::vector<std::optional<BlockChecksum>> checksums_;  // of each shard, where recorded
+  std::vector<int64_t> begins_;                          // first row of each shard, ascending
   int64_t size_ = 0;
   int dim_ = 0;
   nlohmann::json encoder_;

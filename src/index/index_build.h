@@ -1,7 +1,8 @@
 // Building an index folder's dense index (`kvrag index build`, the demo's index stage):
-// INDEX_DIR/embeddings (from the embedding job) → INDEX_DIR/dense.faiss + dense.json
+// INDEX_DIR/embeddings (from the embedding job), every shard checked against its recorded
+// checksum (EmbeddingSet::verify, ChecksumCheck::kFull) → INDEX_DIR/dense.faiss + dense.json
 // (DenseIndex::build, then save), with the plan and one progress line per build stage
-// (sample, train, add) on stderr; and what `kvrag index info` prints.
+// (check, sample, train, add) on stderr; and what `kvrag index info` prints.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +21,8 @@ struct DenseIndexBuildResult {
 };
 
 // `progress`: the plan ("index: N vectors of dim D from DIR; factory F") and the stage progress
-// lines, which replace options.progress. Errors name the folder or file at fault.
+// lines, which replace options.progress. Errors name the folder or file at fault (a shard that
+// changed after `kvrag embed` wrote it: "…/emb-B-E.npy: checksum mismatch in bytes …").
 DenseIndexBuildResult build_dense_index(const std::string& index_dir, IndexBuildOptions options,
                                         bool progress = true);
 

@@ -159,14 +159,7 @@ const char* descr_of(NpyDtype dtype) { return dtype == NpyDtype::kF16 ? "<f2" : 
 
 }  // namespace
 
-void write_npy(const std::string& path, NpyDtype dtype, const void* data, int64_t rows,
-               int64_t cols) {
-  KVRAG_CHECK(rows >= 0 && cols >= 1, "cannot write {}: invalid shape ({}, {})", path, rows, cols);
-  KVRAG_CHECK(rows == 0 || data != nullptr, "cannot write {}: no data", path);
-  uint64_t bytes = 0;
-  KVRAG_CHECK(!__builtin_mul_overflow(uint64_t(rows), uint64_t(cols) * npy_itemsize(dtype), &bytes),
-              "cannot write {}: shape ({}, {}) is too large", path, rows, cols);
-
+std::string npy_header(NpyDtype dtype, int64_t rows, int64_t cols) {
   std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': False, 'shape': ({}, {}), }}",
                                  descr_of(dtype), rows, cols);
   // Pad with spaces so that magic + version + length + header (ending in '\n') fills whole
@@ -183,9 +176,18 @@ void write_npy(const std::string& path, NpyDtype dtype, const void* data, int64_
   head.push_back(static_cast<char>(header_len & 0xff));
   head.push_back(static_cast<char>(header_len >> 8));
   head += dict;
+  return head;
+}
 
+void write_npy(const std::string& path, NpyDtype dtype, const void* data, int64_t rows,
+               int64_t cols) {
+  KVRAG_CHECK(rows >= 0 && cols >= 1, "cannot write {}: invalid shape ({}, {})", path, rows, cols);
+  KVRAG_CHECK(rows == 0 || data != nullptr, "cannot write {}: no data", path);
+  uint64_t bytes = 0;
+  KVRAG_CHECK(!__builtin_mul_overflow(uint64_t(rows), uint64_t(cols) * npy_itemsize(dtype), &bytes),
+              "cannot write {}: shape ({}, {}) is too large", path, rows, cols);
   AtomicFile f(path);
-  f.write(head);
+  f.write(npy_header(dtype, rows, cols));
   if (bytes > 0) f.write(data, bytes);
   f.commit();
 }
@@ -390,8 +392,12 @@ NpyMatrix::~NpyMatrix() {
 }
 
 void NpyMatrix::pread_data(size_t offset, size_t bytes, void* out) const {
+  read_bytes(data_offset_ + offset, bytes, out);
+}
+
+void NpyMatrix::read_bytes(uint64_t offset, size_t bytes, void* out) const {
   auto* dst = static_cast<char*>(out);
-  size_t pos = data_offset_ + offset;
+  uint64_t pos = offset;
   while (bytes > 0) {
     const ssize_t got = ::pread(fd_, dst, bytes, static_cast<off_t>(pos));
     if (got < 0 && errno == EINTR) continue;

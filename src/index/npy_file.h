@@ -22,6 +22,9 @@ enum class NpyDtype { kF16, kF32 };
 // Bytes per value of `dtype` (2 or 4).
 inline size_t npy_itemsize(NpyDtype dtype) { return dtype == NpyDtype::kF16 ? 2 : 4; }
 
+// The header (magic, version, length, dict padded to 64 bytes) write_npy puts before the data.
+std::string npy_header(NpyDtype dtype, int64_t rows, int64_t cols);
+
 // Writes rows × cols values of `dtype` (float16 as raw IEEE half bits) to `path` atomically
 // (AtomicFile: a crash leaves the old file or the new one). rows may be 0; cols must be ≥ 1.
 void write_npy(const std::string& path, NpyDtype dtype, const void* data, int64_t rows,
@@ -49,6 +52,10 @@ class NpyMatrix {
   void read_rows(int64_t begin, int64_t n, float* out) const;
   // Asks the kernel to read rows [begin, begin + n) ahead (asynchronously); no-op if out of range.
   void prefetch(int64_t begin, int64_t n) const;
+  // The file's size, and its raw bytes [offset, offset + n) (header included) read with pread
+  // into out (checksums, index/block_checksum.h); Error naming the file if they cannot be read.
+  uint64_t file_bytes() const { return map_size_; }
+  void read_bytes(uint64_t offset, size_t n, void* out) const;
 
  private:
   NpyMatrix() = default;

@@ -25,6 +25,7 @@ SegmentCorpusResult segment_corpus(const std::string& corpus_path, const std::st
               "tokenizer.json)",
               file);
   options.tokenizer_id = tokenizer_id(file);
+  options.tokenizer_file = std::filesystem::absolute(file).lexically_normal().string();
   validate(options.segmenter);
   const FolderLock lock(index_dir, LockMode::kExclusive, "kvrag segment");
 

@@ -16,8 +16,8 @@ struct SegmentCorpusResult {
 };
 
 // `tokenizer`: a WordPiece vocab.txt or tokenizer.json, or a folder holding one
-// (wordpiece_tokenizer_file); it sets options.tokenizer_id. Errors name the tokenizer, the
-// corpus or the store at fault.
+// (wordpiece_tokenizer_file); it sets options.tokenizer_id and tokenizer_file. Errors name the
+// tokenizer, the corpus or the store at fault.
 SegmentCorpusResult segment_corpus(const std::string& corpus_path, const std::string& tokenizer,
                                    const std::string& index_dir, SegmentBuildOptions options,
                                    bool progress = true);

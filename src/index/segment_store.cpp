@@ -513,10 +513,11 @@ SegmentBuildResult build_segment_store(
                 "`kvrag segment`); use a new --index directory, or --overwrite to rebuild it",
                 store_path);
     // "segmenter" is for the commands that encode segments (they need prepend_title).
-    const json segmenter = {{"window", options.segmenter.window},
-                            {"stride", options.segmenter.stride},
-                            {"prepend_title", options.segmenter.prepend_title},
-                            {"tokenizer", options.tokenizer_id}};
+    json segmenter = {{"window", options.segmenter.window},
+                      {"stride", options.segmenter.stride},
+                      {"prepend_title", options.segmenter.prepend_title},
+                      {"tokenizer", options.tokenizer_id}};
+    if (!options.tokenizer_file.empty()) segmenter["tokenizer_file"] = options.tokenizer_file;
     std::vector<Segment> none;
     store->add_segments(none,
                         {{"segmenter", segmenter.dump()}, {"fingerprint", fingerprint.dump()}});

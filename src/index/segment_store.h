@@ -118,7 +118,10 @@ class SegmentStore {
 struct SegmentBuildOptions {
   CorpusFormat format = CorpusFormat::kAuto;
   SegmenterOptions segmenter;
-  std::string tokenizer_id;    // identifies the tokenizer in the fingerprint (path + content hash)
+  std::string tokenizer_id;  // identifies the tokenizer in the fingerprint (path + content hash)
+  // the tokenizer's file, recorded (not in the fingerprint) beside tokenizer_id in meta
+  // "segmenter" so that `kvrag embed` can name it when an encoder's tokenizer differs
+  std::string tokenizer_file;
   bool strict = false;         // the first bad line throws (not part of the fingerprint)
   int batch_documents = 1000;  // documents per transaction
   bool overwrite = false;      // delete an existing store (and its -wal, -shm) first

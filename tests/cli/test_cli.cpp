@@ -63,6 +63,14 @@ TEST(Cli, AnsweringCommandsShowTheirDefaults) {
   EXPECT_TRUE(contains(none.err, "give --workspace DIR or --llm DIR")) << none.err;
 }
 
+TEST(Cli, EmbedOffersForceForAnotherTokenizer) {
+  // The refusal itself runs on a real index folder in tests/index/test_embed_search.cpp.
+  const auto r = kvrag("embed --help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.out, "--force")) << r.out;
+  EXPECT_TRUE(contains(r.out, "tokenizer")) << r.out;
+}
+
 TEST(Cli, NumericOptionsOutOfRangeSayWhatIsWanted) {
   for (const auto& [args, want] : std::vector<std::pair<std::string, std::string>>{
            {"generate --model m --temperature -1",

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "index/dense_index.h"
 #include "index/embedding_set.h"
+#include "index/index_build.h"
 #include "index/npy_file.h"
 #include "support/test_support.h"
 
@@ -87,9 +88,11 @@ Data make_data(int64_t n, int d, int64_t nq, uint64_t seed = 42) {
   return data;
 }
 
-// Writes rows [begin, end) of `data` as DIR/embeddings (local row numbers, 4096-row shards).
+// Writes rows [begin, end) of `data` as DIR/embeddings (local row numbers, 4096-row shards),
+// with checksums as `kvrag embed` writes them if `checksums`.
 std::string write_embeddings(const std::string& dir, const Data& data, int64_t begin, int64_t end,
-                             const std::string& fingerprint = "feedfacecafebeef") {
+                             const std::string& fingerprint = "feedfacecafebeef",
+                             bool checksums = false) {
   const std::string emb = dir + "/embeddings";
   fs::create_directories(emb);
   write_file_atomic(
@@ -100,8 +103,12 @@ std::string write_embeddings(const std::string& dir, const Data& data, int64_t b
     const int64_t hi = std::min(end, lo + 4096);
     h.resize((hi - lo) * data.d);
     float_to_half(&data.x[lo * data.d], h.data(), h.size());
-    write_npy(emb + "/" + EmbeddingSet::shard_name(lo - begin, hi - begin), NpyDtype::kF16,
-              h.data(), hi - lo, data.d);
+    if (checksums) {
+      EmbeddingSet::write_shard(emb, lo - begin, hi - begin, NpyDtype::kF16, h.data(), data.d);
+    } else {
+      write_npy(emb + "/" + EmbeddingSet::shard_name(lo - begin, hi - begin), NpyDtype::kF16,
+                h.data(), hi - lo, data.d);
+    }
   }
   return emb;
 }
@@ -312,7 +319,7 @@ TEST(DenseIndex, MergeOfShardsEqualsOneBuild) {
     for (int s = 0; s < 3; ++s) {
       const std::string dir = root / ("shard" + std::to_string(s));
       fs::remove_all(dir);
-      write_embeddings(dir, data, cuts[s], cuts[s + 1]);
+      write_embeddings(dir, data, cuts[s], cuts[s + 1], "feedfacecafebeef", /*checksums=*/true);
       const auto part = EmbeddingSet::open(dir + "/embeddings");
       DenseIndex::build(*part, o)->save(dir);
       shards.push_back(dir);
@@ -320,8 +327,11 @@ TEST(DenseIndex, MergeOfShardsEqualsOneBuild) {
     const std::string merged = root / "merged";
     fs::remove_all(merged);
     merge_indexes(shards, merged);
-    // assembled from the shards
+    // assembled from the shards, their checksums with them
     const auto vectors = EmbeddingSet::open(merged + "/embeddings", data.n());
+    const auto checked = vectors->verify(ChecksumCheck::kFull);
+    EXPECT_EQ(checked.shards, 3);
+    EXPECT_EQ(checked.unchecked, 0);
     const auto m = DenseIndex::load(merged, vectors.get());
     EXPECT_EQ(m->size(), data.n());
     const auto a = one->search(data.nq(), data.q.data(), 10);
@@ -434,6 +444,36 @@ TEST(DenseIndex, ErrorsNameTheProblem) {
   EXPECT_DENSE_ERROR(DenseIndex::load(dir, set.get()), "dense.json: missing");
   write_file_atomic(json_path, good_json);
   EXPECT_EQ(DenseIndex::load(dir, set.get())->size(), 2000);
+}
+
+TEST(DenseIndex, BuildRefusesAShardChangedSinceItWasEmbedded) {
+  TempDir root;
+  const Data data = make_data(5000, 16, 1, 13);
+  const std::string dir = root / "idx";
+  const std::string emb = write_embeddings(dir, data, 0, data.n(), "feedfacecafebeef", true);
+  const std::string shard = emb + "/" + EmbeddingSet::shard_name(4096, 5000);
+  ASSERT_TRUE(fs::exists(shard + ".sum"));
+  const std::string good = read_file(shard);
+  std::string changed = good;
+  changed[changed.size() - 5] ^= 0x01;  // one bit of the last vector
+  write_file_atomic(shard, changed);
+  const IndexBuildOptions flat = with_factory("Flat");
+  const std::string msg = dense_error([&] { build_dense_index(dir, flat, false); });
+  // the file is one 64 KiB block
+  EXPECT_NE(msg.find(shard + ": checksum mismatch in bytes [0, " + std::to_string(good.size()) +
+                     ") (recorded "),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("rerun kvrag embed"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(dir + "/dense.faiss"));
+
+  write_file_atomic(shard, good);
+  EXPECT_EQ(build_dense_index(dir, flat, false).size, data.n());
+  // Shards embedded before kvrag recorded checksums build as before.
+  for (const auto& e : fs::directory_iterator(emb)) {
+    if (e.path().extension() == ".sum") fs::remove(e.path());
+  }
+  EXPECT_EQ(build_dense_index(dir, flat, false).size, data.n());
 }
 
 TEST(DenseIndex, AutoFactoryRule) {

@@ -1,5 +1,6 @@
 // segment → embed → index → search, end to end through the kvrag binary, on a synthetic corpus
-// and a random-weight encoder: resumption, sharding, exactness of the dense path, errors.
+// and a random-weight encoder: resumption, sharding, exactness of the dense path, the shards'
+// checksums, the encoder's vocabulary, errors.
 
 #include <torch/torch.h>
 #include <unistd.h>
@@ -11,8 +12,10 @@
 
 #include "core/error.h"
 #include "core/folder_lock.h"
+#include "index/embed_job.h"
 #include "index/embedder.h"
 #include "index/embedding_set.h"
+#include "index/index_retriever.h"
 #include "index/segment_store.h"
 #include "support/cli_runner.h"
 #include "support/retrieval_fixture.h"
@@ -205,6 +208,101 @@ TEST_F(EmbedSearch, AnotherEncoderIsRefused) {
   r = run_kvrag("search --index " + index + " '" + long_question + "'");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_TRUE(contains(r.err, "tokens")) << r.err;
+}
+
+TEST_F(EmbedSearch, AShardChangedAfterEmbeddingIsRefusedAndReEmbedded) {
+  const auto index = segmented("changed");
+  ASSERT_EQ(run_kvrag(embed_args(index)).exit_code, 0);
+  const auto reference = shard_bytes(index + "/embeddings");
+  for (const auto& [name, bytes] : reference) {
+    EXPECT_TRUE(fs::exists(index + "/embeddings/" + name + ".sum")) << name;
+  }
+  ASSERT_EQ(run_kvrag("index build --index " + index + " --factory Flat").exit_code, 0);
+
+  // One byte of the vectors in the second shard (its header is 128 bytes), in place.
+  const std::string shard = index + "/embeddings/" + std::next(reference.begin())->first;
+  {
+    std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(200);
+    f.put(static_cast<char>(reference.at(std::next(reference.begin())->first)[200] ^ 0x10));
+  }
+  auto r = run_kvrag("index build --index " + index + " --factory Flat");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.err, shard + ": checksum mismatch in bytes [0, ")) << r.err;
+  // Opening the retriever (re-ranking reads these vectors) refuses it too: a small set is
+  // checked whole.
+  r = run_kvrag("search --index " + index + " --mode dense -k 2 kaka");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.err, shard + ": checksum mismatch")) << r.err;
+  RetrieverSpec dense;
+  const std::string msg = test::error_of([&] { open_retriever(index, dense); });
+  EXPECT_TRUE(contains(msg, shard + ": checksum mismatch")) << msg;
+  RetrieverSpec bm25;  // BM25 alone reads no vectors
+  bm25.mode = RetrieverMode::kBm25;
+  EXPECT_EQ(open_retriever(index, bm25)->search({"kaka"}, 1).size(), 1u);
+
+  // Rerunning the job embeds the changed shard again; everything works again.
+  r = run_kvrag(embed_args(index));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, shard + ": checksum mismatch")) << r.err;
+  EXPECT_TRUE(contains(r.err, "embedding it again")) << r.err;
+  EXPECT_EQ(shard_bytes(index + "/embeddings"), reference);
+  ASSERT_EQ(run_kvrag("index build --index " + index + " --factory Flat").exit_code, 0);
+  r = run_kvrag("search --index " + index + " --mode dense -k 2 kaka");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  // Shards from before checksums (no .sum) still load and build, with a note from the build.
+  for (const auto& [name, bytes] : reference) fs::remove(index + "/embeddings/" + name + ".sum");
+  r = run_kvrag("index build --index " + index + " --factory Flat");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "have no recorded checksum")) << r.err;
+  r = run_kvrag("search --index " + index + " --mode dense -k 2 kaka");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(EmbedSearch, AnEncoderWithAnotherVocabularyIsRefusedUnlessForced) {
+  // The encoder's weights with one word of its vocabulary respelled: another tokenizer id.
+  const std::string respelled = *root_ / "respelled";
+  test::write_tiny_encoder(respelled, 1);
+  std::string vocab = slurp(respelled + "/vocab.txt");
+  vocab.replace(vocab.rfind("dandan"), 6, "dandon");
+  std::ofstream(respelled + "/vocab.txt", std::ios::trunc) << vocab;
+
+  const auto index = segmented("respelled");
+  EmbedJobOptions o;
+  o.chunk = 16;
+  o.progress = false;
+  const std::string msg = test::error_of([&] { embed_segments(index, respelled, o); });
+  EXPECT_TRUE(contains(msg, index + ": segments were cut with tokenizer " + (*root_ / "encoder") +
+                                "/vocab.txt (id vocab.txt#fnv1a64:"))
+      << msg;
+  EXPECT_TRUE(contains(msg, "but the encoder " + respelled + " uses " + respelled +
+                                "/vocab.txt (id vocab.txt#fnv1a64:"))
+      << msg;
+  EXPECT_TRUE(contains(msg, "segment again with the encoder's tokenizer, or pass --force")) << msg;
+  EXPECT_FALSE(fs::exists(index + "/embeddings"));
+  auto r = run_kvrag("embed --index " + index + " --encoder " + respelled + " --chunk 16");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.err, "pass --force to embed anyway")) << r.err;
+
+  r = run_kvrag("embed --index " + index + " --encoder " + respelled + " --chunk 16 --force");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "embed: --force: " + index + ": segments were cut")) << r.err;
+  o.force = true;
+  EXPECT_GT(embed_segments(index, respelled, o).vectors, 0);
+
+  // A store that recorded no tokenizer (made before kvrag recorded it) is not checked.
+  const auto old = segmented("respelled-old");
+  {
+    const auto store = SegmentStore::open(old + "/segments.sqlite");
+    auto segmenter = json::parse(store->meta("segmenter").value());
+    EXPECT_EQ(segmenter["tokenizer_file"], *root_ / "encoder/vocab.txt");
+    segmenter.erase("tokenizer");
+    segmenter.erase("tokenizer_file");
+    store->set_meta("segmenter", segmenter.dump());
+  }
+  o.force = false;
+  EXPECT_GT(embed_segments(old, respelled, o).vectors, 0);
 }
 
 TEST_F(EmbedSearch, HybridAndBm25ModesAndEvaluation) {
