@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 
+#include "checkpoint/model_folder.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
@@ -28,6 +29,7 @@ class BertScorer {
   BertScorer(const std::string& dir, int layer) : dir_(dir) {
     KVRAG_CHECK(std::filesystem::is_directory(dir), "BERTScore model folder {} does not exist",
                 dir);
+    check_model_folder(dir, {ModelFolder::kBert}, "--bertscore-model");
     model_ = load_bert(dir, torch::kFloat32);
     model_->eval();
     try {

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "checkpoint/model_folder.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
@@ -151,6 +152,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   // The encoder: fresh heads over a BERT/retriever checkpoint, or a knowledge encoder to go on
   // training (which must have been made for this LLM).
   KnowledgeEncoder encoder{nullptr};
+  check_model_folder(o.init, {ModelFolder::kBert, ModelFolder::kKnowledgeEncoder},
+                     "train-prefix --init");
   if (is_knowledge_encoder_dir(o.init)) {
     encoder = load_knowledge_encoder(o.init);
     check_compatible(encoder->config(), pipeline.llm_config(), pipeline.llm_fingerprint(), o.init);

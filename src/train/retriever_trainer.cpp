@@ -14,6 +14,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "checkpoint/model_folder.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
@@ -213,6 +214,7 @@ StartPoint resolve_start(const RetrieverTrainOptions& o) {
     }
   }
   KVRAG_CHECK(fs::is_directory(s.dir), "encoder {}: no such folder", s.dir);
+  check_model_folder(s.dir, {ModelFolder::kBert}, "train-retriever --init");
   if (fs::exists(s.dir + "/tokenizer.json")) {
     s.tokenizer_file = "tokenizer.json";
   } else if (fs::exists(s.dir + "/vocab.txt")) {

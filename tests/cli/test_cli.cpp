@@ -156,6 +156,49 @@ TEST(Cli, TokenizeNamesTheBadLine) {
   EXPECT_TRUE(contains(missing.err, "/nonexistent/vocab.txt")) << missing.err;
 }
 
+// A character-level WordPiece vocabulary: [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, [MASK] 4, a-z 5-30,
+// ##a-##z 31-56.
+std::string write_char_vocab(const test::TempDir& tmp) {
+  std::string text = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
+  for (char c = 'a'; c <= 'z'; ++c) text += std::string(1, c) + "\n";
+  for (char c = 'a'; c <= 'z'; ++c) text += std::string("##") + c + "\n";
+  std::ofstream(tmp / "vocab.txt") << text;
+  return tmp / "vocab.txt";
+}
+
+TEST(Cli, AFolderOfTheWrongKindIsNamed) {
+  KVRAG_SHARED_PATH_OR_SKIP(fixtures, "fixtures");
+  const std::string bert = fixtures + "/tiny-bert", llama = fixtures + "/tiny-llama";
+  const std::string is_bert = bert + " is a BERT checkpoint (config.json model_type \"bert\"); ";
+  const std::string is_llama =
+      llama + " is a LLaMA checkpoint (config.json model_type \"llama\"); ";
+
+  auto r = kvrag("generate --model " + bert + " --prompt hi");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, is_bert + "generate needs a LLaMA checkpoint")) << r.err;
+  r = kvrag("ask --mode none --llm " + bert + " 'who?'");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, is_bert + "--llm needs a LLaMA checkpoint")) << r.err;
+
+  // An index folder as the LLM, a LLaMA as the retriever's encoder.
+  test::TempDir tmp;
+  const std::string vocab = write_char_vocab(tmp);
+  std::ofstream(tmp / "corpus.jsonl") << "{\"id\": 1, \"text\": \"abc def\"}\n";
+  ASSERT_EQ(kvrag("segment --tokenizer " + vocab + " --corpus " + tmp / "corpus.jsonl" +
+                  " --index " + tmp / "idx")
+                .exit_code,
+            0);
+  r = kvrag("ask --mode none --llm " + tmp / "idx" + " 'who?'");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, tmp / "idx" +
+                                  " is an index folder (it holds segments.sqlite); --llm needs a "
+                                  "LLaMA checkpoint"))
+      << r.err;
+  r = kvrag("embed --index " + tmp / "idx" + " --encoder " + llama);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, is_llama + "--encoder needs a BERT checkpoint")) << r.err;
+}
+
 TEST(Cli, TrainTokenizerWritesAModelThatTokenizes) {
   test::TempDir dir;
   std::string text;
