@@ -1,6 +1,6 @@
 // kvrag eval --llm DIR --questions Q.jsonl [--index DIR] [--knowledge-encoder DIR]
 //            --modes none,context,prefix [--top-k K] [--predictions OUT.jsonl]
-//            [--bertscore-model DIR --bertscore-layer L] [--json] [--limit N]
+//            [--bertscore-model DIR --bertscore-layer L] [--json] [--limit N] [--allow-empty]
 //
 // Answers every question in each mode and scores the answers: exact match, token F1, answer
 // contained, teacher-forced answer-token accuracy, BERTScore F1; plus retrieval top-1/5/20.
@@ -46,6 +46,9 @@ void add_eval_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--batch", args->eval.batch, "questions answered together")->check(kPositive);
   cmd->add_flag("--json", args->json, "print the summary as JSON instead of a table");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress line");
+  cmd->add_flag("--allow-empty", args->eval.allow_empty,
+                "accept a questions file without questions (n = 0, null metrics) instead of "
+                "failing");
   cmd->callback([args, &exit_code] {
     args->eval.modes.clear();
     std::stringstream ss(args->modes);
@@ -54,7 +57,7 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     }
     KVRAG_CHECK(!args->eval.modes.empty(), "--modes: no mode given");
     args->eval.progress = !args->quiet;
-    const auto questions = read_questions(args->questions);
+    const auto questions = read_questions(args->questions, args->eval.allow_empty);
     const auto answerer = Answerer::open(args->answerer);
     const auto report = evaluate_qa(*answerer, questions, args->eval);
     if (args->json) {

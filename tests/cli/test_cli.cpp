@@ -166,6 +166,58 @@ std::string write_char_vocab(const test::TempDir& tmp) {
   return tmp / "vocab.txt";
 }
 
+TEST(Cli, EmptyCorporaAndQuestionFilesAreErrorsUnlessAllowed) {
+  test::TempDir tmp;
+  const std::string vocab = write_char_vocab(tmp);
+  std::ofstream(tmp / "empty.jsonl") << "";
+  std::ofstream(tmp / "q.jsonl") << "\n\n";
+  std::ofstream(tmp / "corpus.jsonl") << "{\"id\": 1, \"title\": \"a\", \"text\": \"abc def\"}\n";
+  const std::string segment = "segment --tokenizer " + vocab + " --corpus ";
+
+  auto r = kvrag(segment + tmp / "empty.jsonl" + " --index " + tmp / "idx0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "kvrag: error: corpus " + tmp / "empty.jsonl" +
+                                  ": no documents (the file is empty); pass --allow-empty to "
+                                  "accept"))
+      << r.err;
+  EXPECT_EQ(r.out, "");
+  r = kvrag(segment + tmp / "empty.jsonl" + " --index " + tmp / "idx0 --allow-empty");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "0 segments from 0 documents")) << r.out;
+
+  r = kvrag(segment + tmp / "corpus.jsonl" + " --index " + tmp / "idx");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string no_questions =
+      tmp / "q.jsonl" +
+      ": no questions (the file has only blank lines); pass --allow-empty to accept";
+  const std::string eval_retrieval =
+      "eval-retrieval --mode bm25 --index " + tmp / "idx" + " --questions " + tmp / "q.jsonl";
+  r = kvrag(eval_retrieval);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, no_questions)) << r.err;
+  EXPECT_EQ(r.out, "");
+  r = kvrag(eval_retrieval + " --allow-empty --json");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out).at("n"), 0) << r.out;
+
+  // eval reads the questions before it loads any model.
+  r = kvrag("eval --llm " + tmp / "no-llm" + " --questions " + tmp / "q.jsonl");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, no_questions)) << r.err;
+}
+
+TEST(Cli, EvalAllowEmptyReportsNoQuestions) {
+  KVRAG_SHARED_PATH_OR_SKIP(llm, "models/stories260K");
+  test::TempDir tmp;
+  std::ofstream(tmp / "q.jsonl") << "";
+  const auto r = kvrag("eval -q --json --modes none --llm " + llm + " --questions " +
+                       tmp / "q.jsonl" + " --allow-empty");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto summary = json::parse(r.out);
+  EXPECT_EQ(summary.at("none").at("n"), 0) << r.out;
+  EXPECT_TRUE(summary.at("none").at("em").is_null()) << r.out;
+}
+
 TEST(Cli, AFolderOfTheWrongKindIsNamed) {
   KVRAG_SHARED_PATH_OR_SKIP(fixtures, "fixtures");
   const std::string bert = fixtures + "/tiny-bert", llama = fixtures + "/tiny-llama";
