@@ -166,6 +166,16 @@ std::string write_char_vocab(const test::TempDir& tmp) {
   return tmp / "vocab.txt";
 }
 
+TEST(Cli, TokenizeWritesTheLinesBeforeABadOne) {
+  test::TempDir tmp;
+  const std::string vocab = write_char_vocab(tmp);
+  const auto r = kvrag("tokenize --jsonl --tokenizer " + vocab,
+                       "{\"text\": \"ab\"}\n\n{\"text\": \"c\"}\n{\"text\": \n{\"text\": \"d\"}\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "{\"ids\": [2, 5, 32, 3]}\n{\"ids\": [2, 7, 3]}\n");
+  EXPECT_TRUE(contains(r.err, "kvrag: error: stdin: line 4: invalid JSON")) << r.err;
+}
+
 TEST(Cli, EmptyCorporaAndQuestionFilesAreErrorsUnlessAllowed) {
   test::TempDir tmp;
   const std::string vocab = write_char_vocab(tmp);
