@@ -40,7 +40,8 @@ void add_eval_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--bertscore-model", args->eval.bertscore_model,
                   "BERT folder for BERTScore (config.json, safetensors, vocab.txt)");
   cmd->add_option("--bertscore-layer", args->eval.bertscore_layer,
-                  "hidden-state layer for BERTScore (0 = embeddings; default: last)");
+                  "hidden-state layer for BERTScore (0 = embeddings; default: last)")
+      ->check(kNonNegative);
   cmd->add_option("--limit", args->eval.limit, "evaluate the first N questions only")
       ->check(kPositive);
   cmd->add_option("--batch", args->eval.batch, "questions answered together")->check(kPositive);

@@ -42,7 +42,12 @@ TEST(Cli, NumericOptionsOutOfRangeSayWhatIsWanted) {
            {"embed --index i --encoder e --chunk 0", "--chunk: must be a positive number, not 0"},
            {"embed --index i --encoder e --chunk abc",
             "--chunk: must be a positive number, not abc"},
-           {"--threads -2 search --index i q", "--threads: must be a positive number, not -2"}}) {
+           {"--threads -2 search --index i q", "--threads: must be a positive number, not -2"},
+           {"embed --index i --encoder e --max-length -3",
+            "--max-length: must be a non-negative number, not -3"},
+           {"search --index i --nprobe -1 q", "--nprobe: must be a non-negative number, not -1"},
+           {"train-lm --text t --tokenizer k --out o --max-steps -5",
+            "--max-steps: must be a non-negative number, not -5"}}) {
     const auto r = kvrag(args);
     EXPECT_NE(r.exit_code, 0) << args;
     EXPECT_TRUE(contains(r.err, want)) << args << ": " << r.err;
