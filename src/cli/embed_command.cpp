@@ -37,7 +37,8 @@ void add_embed_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--chunk", args->chunk, "segments per output file (the unit of resumption)")
       ->check(kPositive);
   cmd->add_option("--max-length", args->max_length,
-                  "truncate segments to this many tokens (default: the model's limit)");
+                  "truncate segments to this many tokens (default: the model's limit)")
+      ->check(kNonNegative);
   cmd->add_option("--shard", args->shard,
                   "i/n: embed the i-th of n parts (default: from MPI, else all)");
   cmd->add_flag("--overwrite", args->overwrite, "discard embeddings made by another encoder");

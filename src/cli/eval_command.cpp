@@ -1,7 +1,7 @@
 // kvrag eval (--workspace DIR | --llm DIR [--index DIR] [--knowledge-encoder DIR])
 //            --questions Q.jsonl [--modes none,context,prefix] [--top-k K] [--predictions
-//            OUT.jsonl]
-//            [--bertscore-model DIR --bertscore-layer L] [--json] [--limit N]
+//            OUT.jsonl] [--bertscore-model DIR --bertscore-layer L] [--json] [--limit N]
+//            [--allow-empty]
 //
 // Answers every question in each mode and scores the answers: exact match, token F1, answer
 // contained, teacher-forced answer-token accuracy, BERTScore F1; plus retrieval top-1/5/20.
@@ -45,7 +45,8 @@ void add_eval_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--bertscore-model", args->eval.bertscore_model,
                   "BERT folder for BERTScore (config.json, safetensors, vocab.txt)");
   cmd->add_option("--bertscore-layer", args->eval.bertscore_layer,
-                  "hidden-state layer for BERTScore (0 = embeddings; default: last)");
+                  "hidden-state layer for BERTScore (0 = embeddings; default: last)")
+      ->check(kNonNegative);
   cmd->add_option("--limit", args->eval.limit, "evaluate the first N questions only (default: all)")
       ->check(kPositive);
   cmd->add_option("--batch", args->eval.batch, "questions answered together")
@@ -53,6 +54,9 @@ void add_eval_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_flag("--json", args->json, "print the summary as JSON instead of a table");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress line");
+  cmd->add_flag("--allow-empty", args->eval.allow_empty,
+                "accept a questions file without questions (n = 0, null metrics) instead of "
+                "failing");
   cmd->callback([args, &exit_code] {
     args->eval.modes.clear();
     std::stringstream ss(args->modes);
@@ -61,7 +65,7 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     }
     KVRAG_CHECK(!args->eval.modes.empty() || args->modes.empty(), "--modes: no mode given");
     args->eval.progress = !args->quiet;
-    const auto questions = read_questions(args->questions);
+    const auto questions = read_questions(args->questions, args->eval.allow_empty);
     const AnswerSetup setup = resolve_answer_setup(args->sources, args->answerer);
     const auto answerer = Answerer::open(setup.options);
     const AnswerDefaults d = answer_defaults(*answerer, setup, args->eval.modes);

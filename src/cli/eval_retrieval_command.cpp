@@ -1,4 +1,6 @@
 // kvrag eval-retrieval --index DIR --questions Q.jsonl [--mode dense|bm25|hybrid] [--json]
+//                      [--allow-empty]
+// An empty questions file is an error unless --allow-empty.
 
 #include <fmt/format.h>
 
@@ -12,7 +14,7 @@ void add_eval_retrieval_command(CLI::App& app, int& exit_code) {
   struct Args {
     RetrieverOptions retriever;
     std::string questions;
-    bool json = false;
+    bool json = false, allow_empty = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -25,9 +27,11 @@ void add_eval_retrieval_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", args->json,
                 "print {\"n\", \"answer_in_top\": {\"1\",\"5\",\"20\",\"100\"}, \"gold_in_top\": "
                 "{…}} instead of a table");
+  cmd->add_flag("--allow-empty", args->allow_empty,
+                "accept a questions file without questions (n = 0) instead of failing");
   cmd->callback([args, &exit_code] {
+    const auto questions = read_questions(args->questions, args->allow_empty);
     const auto retriever = open_retriever(args->retriever.index, args->retriever.spec);
-    const auto questions = read_questions(args->questions);
     const auto report = evaluate_retrieval(retriever->retriever(), retriever->store(), questions);
     if (args->json) {
       fmt::print("{}\n", report.to_json().dump());

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/model_folder.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "model/generation.h"
@@ -38,6 +39,7 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", args->json,
                 "print {\"ids\": [whole sequence from BOS], \"text\": continuation}");
   cmd->callback([args, &exit_code] {
+    check_model_folder(args->model, {ModelFolder::kLlama}, "generate");
     SentencePieceTokenizer tokenizer(args->model + "/tokenizer.model");
     auto model =
         load_llama(args->model, args->dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32);

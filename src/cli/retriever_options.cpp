@@ -1,6 +1,7 @@
 #include "cli/retriever_options.h"
 
 #include "cli/enum_option.h"
+#include "cli/number_check.h"
 
 namespace kvrag::cli {
 
@@ -14,10 +15,13 @@ void RetrieverOptions::add_to(CLI::App* cmd) {
   cmd->add_option("--dtype", spec.dtype, "question encoder compute dtype")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
-  cmd->add_option("--nprobe", spec.params.nprobe, "IVF lists to visit (default: the index's)");
-  cmd->add_option("--ef-search", spec.params.ef_search, "HNSW search depth (default: the index's)");
+  cmd->add_option("--nprobe", spec.params.nprobe, "IVF lists to visit (default: the index's)")
+      ->check(kNonNegative);
+  cmd->add_option("--ef-search", spec.params.ef_search, "HNSW search depth (default: the index's)")
+      ->check(kNonNegative);
   cmd->add_option("--rerank", spec.params.rerank,
-                  "candidates re-ranked with exact vectors (default: the index's; 0 = off)");
+                  "candidates re-ranked with exact vectors (default: the index's; 0 = off)")
+      ->check(kNonNegative);
 }
 
 }  // namespace kvrag::cli

@@ -1,9 +1,9 @@
 // kvrag segment --corpus FILE [--format auto|jsonl|tsv] --tokenizer VOCAB_OR_TOKENIZER_JSON
 //               --index DIR [--window 288] [--stride 64] [--no-title] [--strict] [--batch N]
-//               [--overwrite]
+//               [--overwrite] [--allow-empty]
 // Cuts a corpus into token windows and writes DIR/segments.sqlite (segments + BM25 index).
 // Progress goes to stderr; an interrupted run continues where it stopped when started again
-// (index/segment_corpus.h).
+// (index/segment_corpus.h). A corpus without documents is an error unless --allow-empty.
 
 #include <fmt/format.h>
 
@@ -20,7 +20,7 @@ void add_segment_command(CLI::App& app, int& exit_code) {
   struct Args {
     std::string corpus, format = "auto", tokenizer, index;
     int window = 288, stride = 64, batch = 1000;
-    bool no_title = false, strict = false, overwrite = false;
+    bool no_title = false, strict = false, overwrite = false, allow_empty = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -51,6 +51,8 @@ void add_segment_command(CLI::App& app, int& exit_code) {
       ->check(kPositive)
       ->capture_default_str();
   cmd->add_flag("--overwrite", args->overwrite, "delete an existing segment store and rebuild it");
+  cmd->add_flag("--allow-empty", args->allow_empty,
+                "accept a corpus without documents (an empty store) instead of failing");
 
   cmd->callback([args, &exit_code] {
     SegmentBuildOptions opt;
@@ -61,6 +63,7 @@ void add_segment_command(CLI::App& app, int& exit_code) {
     opt.strict = args->strict;
     opt.batch_documents = args->batch;
     opt.overwrite = args->overwrite;
+    opt.allow_empty = args->allow_empty;
     const SegmentCorpusResult r = segment_corpus(args->corpus, args->tokenizer, args->index, opt);
 
     const std::string& store_path = r.store_path;

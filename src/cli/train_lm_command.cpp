@@ -31,9 +31,11 @@ void add_train_lm_command(CLI::App& app, int& exit_code) {
       ->required();
   cmd->add_option("--context", o->context, "tokens per packed training row")->capture_default_str();
   cmd->add_option("--max-steps", o->max_steps,
-                  "stop after this many optimizer steps (0: all epochs)");
+                  "stop after this many optimizer steps (0: all epochs)")
+      ->check(kNonNegative);
   cmd->add_option("--init-std", o->init_std, "standard deviation of the initial weights")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kPositive);
   cmd->add_option("--answer-weight", o->answer_weight,
                   "loss weight of the tokens after an example's last \"Answer:\" (1: plain "
                   "language modelling)")

@@ -53,7 +53,8 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--dev", o.dev,
                   "validation questions: exact match after each epoch picks the best encoder");
   cmd->add_option("--max-dev", o.max_dev, "validate on the first N dev questions (0 = all)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kNonNegative);
   cmd->add_flag("--oracle", o.oracle, "segment = the question's gold passage (needs --passages)");
   cmd->add_option("--passages", o.passages,
                   "passages {\"id\", \"title\", \"text\"} the gold ids refer to");
@@ -96,7 +97,8 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--save-every", o.save_every,
                   "optimizer steps between resume points (0: epoch ends only)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kNonNegative);
   cmd->add_option("--out", o.out,
                   "run folder; becomes the knowledge-encoder folder (resumes if it holds a run)")
       ->required();

@@ -43,7 +43,8 @@ void add_train_retriever_command(CLI::App& app, int& exit_code) {
                   "fresh encoder: a BERT config.json (instead of --init)");
   cmd->add_option("--vocab", o.vocab, "fresh encoder: its WordPiece vocab.txt");
   cmd->add_option("--init-std", o.init_std, "fresh encoder: std of the initial weights")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kPositive);
   cmd->add_option("--questions", o.questions,
                   "training questions {\"question\", \"gold_passage_id\"} (supervised)");
   cmd->add_option("--passages", o.passages,
@@ -74,7 +75,8 @@ void add_train_retriever_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--save-every", o.save_every,
                   "optimizer steps between resume points (0: epoch ends only)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kNonNegative);
   cmd->add_flag("--json", args->json, "print the result as JSON");
   add_optim_options(cmd, o.optim);
   cmd->callback([args, &exit_code] {

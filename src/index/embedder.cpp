@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "checkpoint/model_folder.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/fingerprint.h"
@@ -38,6 +39,7 @@ void add_field(Fnv1a64& fp, const std::string& s) {
 
 std::unique_ptr<Embedder> Embedder::load(const std::string& dir, const EmbedderOptions& options) {
   KVRAG_CHECK(fs::is_directory(dir), "encoder {}: no such folder", dir);
+  check_model_folder(dir, {ModelFolder::kBert}, "--encoder");
   KVRAG_CHECK(options.dtype == "fp32" || options.dtype == "bf16",
               "encoder dtype must be fp32 or bf16, not '{}'", options.dtype);
   std::unique_ptr<Embedder> e(new Embedder());

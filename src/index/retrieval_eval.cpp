@@ -15,12 +15,14 @@ namespace kvrag {
 
 using nlohmann::json;
 
-std::vector<Question> read_questions(const std::string& path) {
+std::vector<Question> read_questions(const std::string& path, bool allow_empty) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("questions {}: cannot open: {}", path, std::strerror(errno));
   std::vector<Question> out;
   std::string line;
+  int64_t lines = 0;
   for (int64_t n = 1; std::getline(in, line); ++n) {
+    lines = n;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     auto bad = [&](const std::string& why) { fail("questions {}: line {}: {}", path, n, why); };
     json j;
@@ -55,6 +57,10 @@ std::vector<Question> read_questions(const std::string& path) {
     out.push_back(std::move(q));
   }
   if (in.bad()) fail("questions {}: read error: {}", path, std::strerror(errno));
+  if (out.empty() && !allow_empty) {
+    fail("questions {}: no questions ({}); pass --allow-empty to accept", path,
+         lines == 0 ? "the file is empty" : "the file has only blank lines");
+  }
   return out;
 }
 

@@ -23,8 +23,10 @@ struct Question {
 
 // Reads {"question", "answers"?, "gold_passage_id"?} lines (nq-oracle format; the id may be a
 // number or a string, as in corpus files; blank lines are skipped). Error names the file and
-// line: invalid JSON, a missing or empty "question", answers that are not strings.
-std::vector<Question> read_questions(const std::string& path);
+// line: invalid JSON, a missing or empty "question", answers that are not strings. A file
+// without questions (empty, or blank lines only) is an Error "questions FILE: no questions (the
+// file is empty); pass --allow-empty to accept" unless `allow_empty`.
+std::vector<Question> read_questions(const std::string& path, bool allow_empty = false);
 
 struct RetrievalReport {
   int64_t n = 0;

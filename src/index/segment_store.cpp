@@ -470,6 +470,12 @@ SegmentBuildResult build_segment_store(
   validate(options.segmenter);
   KVRAG_CHECK(options.batch_documents > 0, "batch size must be positive, got {}",
               options.batch_documents);
+  if (!options.allow_empty) {
+    // Reads up to the first document: the reader throws at the end of a corpus without one.
+    CorpusReader probe(corpus_path, options.format, options.strict);
+    Document first;
+    probe.next(first);
+  }
 
   if (options.overwrite) {
     for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
@@ -489,7 +495,7 @@ SegmentBuildResult build_segment_store(
            ec.message());
   }
 
-  CorpusReader reader(corpus_path, options.format, options.strict);
+  CorpusReader reader(corpus_path, options.format, options.strict, options.allow_empty);
   const json fingerprint = make_fingerprint(corpus_path, reader.format(), options);
   auto store = SegmentStore::open(store_path, /*create=*/true);
 

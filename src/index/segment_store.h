@@ -113,7 +113,9 @@ class SegmentStore {
 // meta "fingerprint" identifies the input: corpus path, size and mtime, format, tokenizer id,
 // window, stride, prepend_title. A rerun with the same fingerprint resumes, or does nothing if
 // the store is complete (meta "complete" = "1"); a different fingerprint throws Error (use a
-// new store or `overwrite`).
+// new store or `overwrite`). A corpus without documents throws the CorpusReader's Error ("corpus
+// FILE: no documents (the file is empty); pass --allow-empty to accept") before any store is
+// made, removed or reported up to date, unless `allow_empty`.
 
 struct SegmentBuildOptions {
   CorpusFormat format = CorpusFormat::kAuto;
@@ -123,6 +125,7 @@ struct SegmentBuildOptions {
   // "segmenter" so that `kvrag embed` can name it when an encoder's tokenizer differs
   std::string tokenizer_file;
   bool strict = false;         // the first bad line throws (not part of the fingerprint)
+  bool allow_empty = false;    // a corpus without documents makes an empty store, not an Error
   int batch_documents = 1000;  // documents per transaction
   bool overwrite = false;      // delete an existing store (and its -wal, -shm) first
   bool optimize = true;        // optimize() the full-text index at the end

@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/model_folder.h"
 #include "core/error.h"
 #include "model/weights.h"
 #include "ops/attention.h"
@@ -176,6 +177,7 @@ torch::Tensor mean_pool(const torch::Tensor& hidden, const torch::Tensor& attent
 torch::Tensor cls_pool(const torch::Tensor& hidden) { return hidden.select(1, 0); }
 
 BertModel load_bert(const std::string& dir, torch::Dtype dtype) {
+  check_model_folder(dir, {ModelFolder::kBert});
   const auto config = BertConfig::load(dir + "/config.json");
   const auto checkpoint = Checkpoint::open(dir);
   const std::string prefix =

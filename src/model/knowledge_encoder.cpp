@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/model_folder.h"
 #include "checkpoint/safetensors.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -327,6 +328,7 @@ KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir,
                                         const std::string& llm_fingerprint,
                                         const KnowledgeEncoderOptions& options, uint64_t seed,
                                         torch::Dtype dtype) {
+  check_model_folder(init_dir, {ModelFolder::kBert});
   BertConfig bert;
   try {
     bert = BertConfig::load(init_dir + "/config.json");
@@ -419,6 +421,7 @@ torch::Tensor llm_embeddings_for_vocab(const std::vector<std::string>& encoder_v
 }
 
 KnowledgeEncoder load_knowledge_encoder(const std::string& dir, torch::Dtype dtype) {
+  check_model_folder(dir, {ModelFolder::kKnowledgeEncoder});
   const std::string config_path = dir + "/config.json";
   KVRAG_CHECK(std::filesystem::exists(config_path), "knowledge encoder {}: no config.json", dir);
   nlohmann::json j;

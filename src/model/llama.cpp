@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/model_folder.h"
 #include "core/error.h"
 #include "model/weights.h"
 #include "ops/attention.h"
@@ -413,6 +414,7 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& ids,
 }
 
 LlamaForCausalLM load_llama(const std::string& dir, torch::Dtype dtype) {
+  check_model_folder(dir, {ModelFolder::kLlama});
   const auto config = LlamaConfig::load(dir + "/config.json");
   const auto checkpoint = Checkpoint::open(dir);
   LlamaForCausalLM model(config, dtype);

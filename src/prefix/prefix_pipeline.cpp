@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "checkpoint/model_folder.h"
 #include "core/error.h"
 #include "model/generation.h"
 #include "text/knowledge_tokenizer.h"
@@ -24,6 +25,7 @@ std::string trim(const std::string& s) {
 PrefixPipeline::PrefixPipeline(const std::string& llm_dir, torch::Dtype dtype) : llm_dir_(llm_dir) {
   KVRAG_CHECK(!llm_dir.empty(), "no LLM folder given (--llm)");
   KVRAG_CHECK(std::filesystem::is_directory(llm_dir), "LLM folder {} does not exist", llm_dir);
+  check_model_folder(llm_dir, {ModelFolder::kLlama}, "--llm");
   llm_ = load_llama(llm_dir, dtype);
   llm_->freeze();
   llm_->eval();
@@ -46,6 +48,7 @@ PrefixPipeline::~PrefixPipeline() = default;
 void PrefixPipeline::load_encoder(const std::string& dir) {
   KVRAG_CHECK(std::filesystem::is_directory(dir), "knowledge encoder folder {} does not exist",
               dir);
+  check_model_folder(dir, {ModelFolder::kKnowledgeEncoder}, "--knowledge-encoder");
   auto encoder = load_knowledge_encoder(dir, torch::kFloat32);
   check_compatible(encoder->config(), llm_->config(), fingerprint_, dir);
   encoder->eval();

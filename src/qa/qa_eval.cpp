@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 
+#include "checkpoint/model_folder.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
@@ -28,6 +29,7 @@ class BertScorer {
   BertScorer(const std::string& dir, int layer) : dir_(dir) {
     KVRAG_CHECK(std::filesystem::is_directory(dir), "BERTScore model folder {} does not exist",
                 dir);
+    check_model_folder(dir, {ModelFolder::kBert}, "--bertscore-model");
     model_ = load_bert(dir, torch::kFloat32);
     model_->eval();
     try {
@@ -136,7 +138,8 @@ QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& 
   std::vector<Question> questions = all_questions;
   if (options.limit > 0 && static_cast<int64_t>(questions.size()) > options.limit)
     questions.resize(options.limit);
-  KVRAG_CHECK(!questions.empty(), "no questions to evaluate");
+  KVRAG_CHECK(!questions.empty() || options.allow_empty,
+              "no questions to evaluate; pass --allow-empty to accept");
   for (size_t i = 0; i < questions.size(); ++i) {
     KVRAG_CHECK(!questions[i].answers.empty(), "question {} (\"{}\") has no gold answers", i + 1,
                 questions[i].question);
@@ -210,13 +213,16 @@ QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& 
       progress.set_note(fmt::format("mode {}  EM {:.3f}", name, t.em / t.n));
       progress.update(0, done);
     }
-    const double n = static_cast<double>(t.n);
+    // Means; null without questions (allow_empty) or without a BERTScore model.
+    const auto mean = [&](double sum, bool has = true) {
+      return has && t.n > 0 ? json(sum / static_cast<double>(t.n)) : json(nullptr);
+    };
     summary[name] = {{"n", t.n},
-                     {"em", t.em / n},
-                     {"f1", t.f1 / n},
-                     {"contained", t.contained / n},
-                     {"token_accuracy", t.token_accuracy / n},
-                     {"bertscore_f1", scorer ? json(t.bertscore / n) : json(nullptr)}};
+                     {"em", mean(t.em)},
+                     {"f1", mean(t.f1)},
+                     {"contained", mean(t.contained)},
+                     {"token_accuracy", mean(t.token_accuracy)},
+                     {"bertscore_f1", mean(t.bertscore, scorer != nullptr)}};
   }
   progress.finish(0, done);
 
@@ -234,7 +240,7 @@ QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& 
 
 QaEvalReport evaluate_qa(const Answerer& answerer, const std::string& questions_path,
                          const QaEvalOptions& options) {
-  return evaluate_qa(answerer, read_questions(questions_path), options);
+  return evaluate_qa(answerer, read_questions(questions_path, options.allow_empty), options);
 }
 
 }  // namespace kvrag

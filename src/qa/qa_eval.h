@@ -9,7 +9,8 @@
 //
 // Summary JSON (fractions in [0, 1]):
 //   {"<mode>": {"n", "em", "f1", "contained", "token_accuracy", "bertscore_f1" (null without a
-//    model)}, …, "retrieval": {"answer_in_top": {"1", "5", "20"}} (null without an index)}
+//    model)}, …, "retrieval": {"answer_in_top": {"1", "5", "20"}} (null without an index)};
+//   the fractions are null when n is 0 (an empty questions file with allow_empty).
 // Predictions JSONL, one line per question and mode:
 //   {"question", "answers", "mode", "prediction", "em", "f1", "contained", "token_accuracy",
 //    "answer_logprob", "bertscore_f1", "evidence": [segment ids]}
@@ -37,6 +38,8 @@ struct QaEvalOptions {
   int bertscore_layer = -1;  // hidden-state layer: 0 = embeddings … L = last; -1 = last
   std::vector<int> retrieval_ks = {1, 5, 20};
   bool progress = true;  // a progress line on stderr
+  // No questions (an empty file) gives a report with n = 0 and null metrics instead of an Error.
+  bool allow_empty = false;
 };
 
 struct QaEvalReport {
@@ -44,9 +47,11 @@ struct QaEvalReport {
   std::string markdown;    // the modes side by side, then retrieval
 };
 
+// Throws Error on no questions unless options.allow_empty.
 QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& questions,
                          const QaEvalOptions& options);
-// Reads the questions file (read_questions: {"question", "answers", "gold_passage_id"?} lines).
+// Reads the questions file (read_questions: {"question", "answers", "gold_passage_id"?} lines;
+// an empty file is an Error naming it unless options.allow_empty).
 QaEvalReport evaluate_qa(const Answerer& answerer, const std::string& questions_path,
                          const QaEvalOptions& options);
 

@@ -94,8 +94,13 @@ const char* corpus_format_name(CorpusFormat format) {
   }
 }
 
-CorpusReader::CorpusReader(const std::string& path, CorpusFormat format, bool strict)
-    : path_(path), format_(format), strict_(strict), buffer_(new char[kReadBuffer]) {
+CorpusReader::CorpusReader(const std::string& path, CorpusFormat format, bool strict,
+                           bool allow_empty)
+    : path_(path),
+      format_(format),
+      strict_(strict),
+      allow_empty_(allow_empty),
+      buffer_(new char[kReadBuffer]) {
   if (format_ == CorpusFormat::kAuto) {
     format_ = ends_with(path, ".tsv") ? CorpusFormat::kTsv : CorpusFormat::kJsonl;
   }
@@ -273,7 +278,22 @@ bool CorpusReader::next(Document& doc) {
     ++stats_.documents;
     return true;
   }
+  if (stats_.documents == 0 && !allow_empty_) fail_empty();
   return false;
+}
+
+void CorpusReader::fail_empty() const {
+  std::string why;
+  if (stats_.lines == 0) {
+    why = "the file is empty";
+  } else if (stats_.bad_lines == 0) {
+    why = header_end_ > 0 ? "the file has only its TSV header" : "the file has only blank lines";
+  } else {
+    const auto& [line, reason] = stats_.bad_examples.front();
+    why = fmt::format("all {} document lines are bad; the first, line {}: {}", stats_.bad_lines,
+                      line, reason);
+  }
+  fail("corpus {}: no documents ({}); pass --allow-empty to accept", path_, why);
 }
 
 }  // namespace kvrag

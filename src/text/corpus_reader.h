@@ -15,6 +15,10 @@
 // an unterminated quote) are skipped, counted and the first kMaxBadExamples remembered with their
 // line numbers; with `strict` the first one throws Error("corpus FILE: line N: reason").
 //
+// Empty corpora: a file that yields no document (empty, blank lines or a TSV header only, or
+// nothing but bad lines) is an Error at its end, "corpus FILE: no documents (the file is
+// empty); pass --allow-empty to accept", unless `allow_empty`.
+//
 // Resume: bytes_read() after a document is the offset of the next line, and resume_at() starts
 // a fresh reader there (with the statistics of the lines before it), so a job that records
 // (bytes_read(), stats()) with its output can continue after an interruption.
@@ -57,13 +61,13 @@ class CorpusReader {
   // kAuto: a name ending in ".tsv" → TSV, otherwise JSONL. Throws Error if the file cannot be
   // opened (or, for TSV, if its header names the wrong columns).
   CorpusReader(const std::string& path, CorpusFormat format = CorpusFormat::kAuto,
-               bool strict = false);
+               bool strict = false, bool allow_empty = false);
   ~CorpusReader();
   CorpusReader(const CorpusReader&) = delete;
   CorpusReader& operator=(const CorpusReader&) = delete;
 
-  // Next good document; false at the end of the file. Throws Error on a read error, and on a
-  // bad line when strict.
+  // Next good document; false at the end of the file. Throws Error on a read error, on a bad
+  // line when strict, and at the end of a file without documents unless allow_empty.
   bool next(Document& doc);
 
   // Continues at byte `offset` (a value of bytes_read() from an earlier reader of the same
@@ -81,6 +85,7 @@ class CorpusReader {
  private:
   bool read_line();  // next raw line into line_ (without its "\n" / "\r\n"); false at EOF
   void bad_line(const std::string& reason);
+  [[noreturn]] void fail_empty() const;
   bool parse_jsonl(Document& doc);
   bool parse_tsv(Document& doc);
   void read_tsv_header();
@@ -88,6 +93,7 @@ class CorpusReader {
   std::string path_;
   CorpusFormat format_;
   bool strict_;
+  bool allow_empty_;
   std::unique_ptr<char[]> buffer_;  // the ifstream's read buffer (large, for throughput)
   std::ifstream in_;
   std::string line_;

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include "checkpoint/model_folder.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
@@ -66,7 +67,7 @@ std::vector<SegmentTexts> oracle_segments(const std::vector<std::vector<Question
     }
   }
   std::map<std::string, PromptPassage> found;
-  CorpusReader reader(passages);
+  CorpusReader reader(passages, CorpusFormat::kAuto, /*strict=*/false, /*allow_empty=*/true);
   Document doc;
   while (found.size() < wanted.size() && reader.next(doc)) {
     if (wanted.count(doc.id)) found[doc.id] = {doc.title, doc.text};
@@ -151,6 +152,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   // The encoder: fresh heads over a BERT/retriever checkpoint, or a knowledge encoder to go on
   // training (which must have been made for this LLM).
   KnowledgeEncoder encoder{nullptr};
+  check_model_folder(o.init, {ModelFolder::kBert, ModelFolder::kKnowledgeEncoder},
+                     "train-prefix --init");
   if (is_knowledge_encoder_dir(o.init)) {
     encoder = load_knowledge_encoder(o.init);
     check_compatible(encoder->config(), pipeline.llm_config(), pipeline.llm_fingerprint(), o.init);
@@ -169,11 +172,14 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   const auto& config = encoder->config();
 
   // Data: questions, their segments (fetched once), tokenized examples.
-  auto train_questions = read_questions(o.train);
-  KVRAG_CHECK(!train_questions.empty(), "{}: no questions", o.train);
+  auto train_questions = read_questions(o.train, /*allow_empty=*/true);
+  KVRAG_CHECK(!train_questions.empty(), "{}: no questions to train on (the file is empty)",
+              o.train);
   std::vector<Question> dev_questions;
   if (!o.dev.empty()) {
-    dev_questions = read_questions(o.dev);
+    dev_questions = read_questions(o.dev, /*allow_empty=*/true);
+    KVRAG_CHECK(!dev_questions.empty(), "{}: no questions to validate on (the file is empty)",
+                o.dev);
     if (o.max_dev > 0 && static_cast<int64_t>(dev_questions.size()) > o.max_dev)
       dev_questions.resize(o.max_dev);
   }

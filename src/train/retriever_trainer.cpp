@@ -14,6 +14,7 @@
 #include <random>
 #include <unordered_map>
 
+#include "checkpoint/model_folder.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
@@ -48,7 +49,7 @@ struct Passages {
 
 Passages read_passages(const std::string& path) {
   Passages p;
-  CorpusReader reader(path, CorpusFormat::kAuto, /*strict=*/true);
+  CorpusReader reader(path, CorpusFormat::kAuto, /*strict=*/true, /*allow_empty=*/true);
   Document doc;
   while (reader.next(doc)) {
     const bool fresh = p.index.emplace(doc.id, static_cast<int64_t>(p.items.size())).second;
@@ -213,6 +214,7 @@ StartPoint resolve_start(const RetrieverTrainOptions& o) {
     }
   }
   KVRAG_CHECK(fs::is_directory(s.dir), "encoder {}: no such folder", s.dir);
+  check_model_folder(s.dir, {ModelFolder::kBert}, "train-retriever --init");
   if (fs::exists(s.dir + "/tokenizer.json")) {
     s.tokenizer_file = "tokenizer.json";
   } else if (fs::exists(s.dir + "/vocab.txt")) {
@@ -383,7 +385,8 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
     if (o.hard_negatives)
       train_negative = mine_hard_negatives(qs, passages, o.out + "/bm25-negatives.sqlite");
   } else {
-    CorpusReader reader(o.pretrain_corpus, CorpusFormat::kAuto, /*strict=*/true);
+    CorpusReader reader(o.pretrain_corpus, CorpusFormat::kAuto, /*strict=*/true,
+                        /*allow_empty=*/true);
     Document doc;
     while (reader.next(doc)) {
       Ids t = tok->encode(passage_input({doc.id, doc.title, doc.text}), /*add_special=*/false);

@@ -78,7 +78,12 @@ TEST(Cli, NumericOptionsOutOfRangeSayWhatIsWanted) {
            {"embed --index i --encoder e --chunk 0", "--chunk: must be a positive number, not 0"},
            {"embed --index i --encoder e --chunk abc",
             "--chunk: must be a positive number, not abc"},
-           {"--threads -2 search --index i q", "--threads: must be a positive number, not -2"}}) {
+           {"--threads -2 search --index i q", "--threads: must be a positive number, not -2"},
+           {"embed --index i --encoder e --max-length -3",
+            "--max-length: must be a non-negative number, not -3"},
+           {"search --index i --nprobe -1 q", "--nprobe: must be a non-negative number, not -1"},
+           {"train-lm --text t --tokenizer k --out o --max-steps -5",
+            "--max-steps: must be a non-negative number, not -5"}}) {
     const auto r = kvrag(args);
     EXPECT_NE(r.exit_code, 0) << args;
     EXPECT_TRUE(contains(r.err, want)) << args << ": " << r.err;
@@ -190,6 +195,111 @@ TEST(Cli, TokenizeNamesTheBadLine) {
   const auto missing = kvrag("tokenize --jsonl --tokenizer /nonexistent/vocab.txt", "");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_TRUE(contains(missing.err, "/nonexistent/vocab.txt")) << missing.err;
+}
+
+// A character-level WordPiece vocabulary: [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, [MASK] 4, a-z 5-30,
+// ##a-##z 31-56.
+std::string write_char_vocab(const test::TempDir& tmp) {
+  std::string text = "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n";
+  for (char c = 'a'; c <= 'z'; ++c) text += std::string(1, c) + "\n";
+  for (char c = 'a'; c <= 'z'; ++c) text += std::string("##") + c + "\n";
+  std::ofstream(tmp / "vocab.txt") << text;
+  return tmp / "vocab.txt";
+}
+
+TEST(Cli, TokenizeWritesTheLinesBeforeABadOne) {
+  test::TempDir tmp;
+  const std::string vocab = write_char_vocab(tmp);
+  const auto r = kvrag("tokenize --jsonl --tokenizer " + vocab,
+                       "{\"text\": \"ab\"}\n\n{\"text\": \"c\"}\n{\"text\": \n{\"text\": \"d\"}\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "{\"ids\": [2, 5, 32, 3]}\n{\"ids\": [2, 7, 3]}\n");
+  EXPECT_TRUE(contains(r.err, "kvrag: error: stdin: line 4: invalid JSON")) << r.err;
+}
+
+TEST(Cli, EmptyCorporaAndQuestionFilesAreErrorsUnlessAllowed) {
+  test::TempDir tmp;
+  const std::string vocab = write_char_vocab(tmp);
+  std::ofstream(tmp / "empty.jsonl") << "";
+  std::ofstream(tmp / "q.jsonl") << "\n\n";
+  std::ofstream(tmp / "corpus.jsonl") << "{\"id\": 1, \"title\": \"a\", \"text\": \"abc def\"}\n";
+  const std::string segment = "segment --tokenizer " + vocab + " --corpus ";
+
+  auto r = kvrag(segment + tmp / "empty.jsonl" + " --index " + tmp / "idx0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, "kvrag: error: corpus " + tmp / "empty.jsonl" +
+                                  ": no documents (the file is empty); pass --allow-empty to "
+                                  "accept"))
+      << r.err;
+  EXPECT_EQ(r.out, "");
+  r = kvrag(segment + tmp / "empty.jsonl" + " --index " + tmp / "idx0 --allow-empty");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "0 segments from 0 documents")) << r.out;
+
+  r = kvrag(segment + tmp / "corpus.jsonl" + " --index " + tmp / "idx");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string no_questions =
+      tmp / "q.jsonl" +
+      ": no questions (the file has only blank lines); pass --allow-empty to accept";
+  const std::string eval_retrieval =
+      "eval-retrieval --mode bm25 --index " + tmp / "idx" + " --questions " + tmp / "q.jsonl";
+  r = kvrag(eval_retrieval);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, no_questions)) << r.err;
+  EXPECT_EQ(r.out, "");
+  r = kvrag(eval_retrieval + " --allow-empty --json");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out).at("n"), 0) << r.out;
+
+  // eval reads the questions before it loads any model.
+  r = kvrag("eval --llm " + tmp / "no-llm" + " --questions " + tmp / "q.jsonl");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, no_questions)) << r.err;
+}
+
+TEST(Cli, EvalAllowEmptyReportsNoQuestions) {
+  KVRAG_SHARED_PATH_OR_SKIP(llm, "models/stories260K");
+  test::TempDir tmp;
+  std::ofstream(tmp / "q.jsonl") << "";
+  const auto r = kvrag("eval -q --json --modes none --llm " + llm + " --questions " +
+                       tmp / "q.jsonl" + " --allow-empty");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto summary = json::parse(r.out);
+  EXPECT_EQ(summary.at("none").at("n"), 0) << r.out;
+  EXPECT_TRUE(summary.at("none").at("em").is_null()) << r.out;
+}
+
+TEST(Cli, AFolderOfTheWrongKindIsNamed) {
+  KVRAG_SHARED_PATH_OR_SKIP(fixtures, "fixtures");
+  const std::string bert = fixtures + "/tiny-bert", llama = fixtures + "/tiny-llama";
+  const std::string is_bert = bert + " is a BERT checkpoint (config.json model_type \"bert\"); ";
+  const std::string is_llama =
+      llama + " is a LLaMA checkpoint (config.json model_type \"llama\"); ";
+
+  auto r = kvrag("generate --model " + bert + " --prompt hi");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, is_bert + "generate needs a LLaMA checkpoint")) << r.err;
+  r = kvrag("ask --mode none --llm " + bert + " 'who?'");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, is_bert + "--llm needs a LLaMA checkpoint")) << r.err;
+
+  // An index folder as the LLM, a LLaMA as the retriever's encoder.
+  test::TempDir tmp;
+  const std::string vocab = write_char_vocab(tmp);
+  std::ofstream(tmp / "corpus.jsonl") << "{\"id\": 1, \"text\": \"abc def\"}\n";
+  ASSERT_EQ(kvrag("segment --tokenizer " + vocab + " --corpus " + tmp / "corpus.jsonl" +
+                  " --index " + tmp / "idx")
+                .exit_code,
+            0);
+  r = kvrag("ask --mode none --llm " + tmp / "idx" + " 'who?'");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, tmp / "idx" +
+                                  " is an index folder (it holds segments.sqlite); --llm needs a "
+                                  "LLaMA checkpoint"))
+      << r.err;
+  r = kvrag("embed --index " + tmp / "idx" + " --encoder " + llama);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(contains(r.err, is_llama + "--encoder needs a BERT checkpoint")) << r.err;
 }
 
 TEST(Cli, TrainTokenizerWritesAModelThatTokenizes) {

@@ -71,6 +71,20 @@ TEST(RetrievalEval, ReadQuestions) {
   EXPECT_KVRAG_ERROR(read_questions(dir / "none.jsonl"), "none.jsonl", "cannot open");
 }
 
+TEST(RetrievalEval, AQuestionsFileWithoutQuestionsIsAnErrorUnlessAllowed) {
+  TempDir dir;
+  test::write_text(dir / "empty.jsonl", "");
+  test::write_text(dir / "blank.jsonl", "\n  \n\r\n");
+  const std::string empty = "questions " + (dir / "empty.jsonl") +
+                            ": no questions (the file is empty); pass --allow-empty to accept";
+  const std::string blank =
+      "questions " + (dir / "blank.jsonl") + ": no questions (the file has only blank lines)";
+  EXPECT_EQ(test::error_of([&] { read_questions(dir / "empty.jsonl"); }), empty);
+  EXPECT_KVRAG_ERROR(read_questions(dir / "blank.jsonl"), blank.c_str(), "--allow-empty");
+  EXPECT_TRUE(read_questions(dir / "empty.jsonl", /*allow_empty=*/true).empty());
+  EXPECT_TRUE(read_questions(dir / "blank.jsonl", /*allow_empty=*/true).empty());
+}
+
 TEST(RetrievalEval, CountsAndReports) {
   TempDir dir;
   auto store = SegmentStore::open(dir / "s.sqlite", true);

@@ -2,6 +2,7 @@
 // real kill in the middle of one), the up-to-date no-op, and refusing a different corpus.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -171,6 +172,35 @@ TEST_F(SegmentBuild, ResumeAfterAKillInsideABatch) {
   EXPECT_TRUE(r.resumed);
   EXPECT_TRUE(r.complete);
   expect_same(dump(dir_ / "full.sqlite"), dump(path));
+}
+
+TEST_F(SegmentBuild, ACorpusWithoutDocumentsIsAnErrorUnlessAllowed) {
+  const std::string path = dir_ / "idx/segments.sqlite";
+  test::write_text(dir_ / "empty.jsonl", "");
+  const std::string want = "corpus " + (dir_ / "empty.jsonl") +
+                           ": no documents (the file is empty); pass --allow-empty to accept";
+  EXPECT_EQ(test::error_of(
+                [&] { build_segment_store(path, dir_ / "empty.jsonl", *tk_, small_options()); }),
+            want);
+  EXPECT_FALSE(std::filesystem::exists(path)) << "no store is made for an empty corpus";
+  // Only bad lines: the reason names the first.
+  test::write_text(dir_ / "bad.jsonl", "\n{\"id\": 1}\nnot json\n");
+  EXPECT_KVRAG_ERROR(build_segment_store(path, dir_ / "bad.jsonl", *tk_, small_options()),
+                     "bad.jsonl: no documents (all 2 document lines are bad; the first, line 2: "
+                     "missing \"text\")",
+                     "--allow-empty");
+  EXPECT_FALSE(std::filesystem::exists(path));
+
+  auto opt = small_options();
+  opt.allow_empty = true;
+  const auto r = build_segment_store(path, dir_ / "empty.jsonl", *tk_, opt);
+  EXPECT_TRUE(r.complete);
+  EXPECT_EQ(r.segments, 0);
+  EXPECT_EQ(r.stats.documents, 0);
+  EXPECT_TRUE(build_segment_store(path, dir_ / "empty.jsonl", *tk_, opt).up_to_date);
+  // The finished empty store is still refused without allow_empty.
+  EXPECT_KVRAG_ERROR(build_segment_store(path, dir_ / "empty.jsonl", *tk_, small_options()),
+                     "no documents (the file is empty)");
 }
 
 TEST_F(SegmentBuild, UpToDateAndMismatches) {

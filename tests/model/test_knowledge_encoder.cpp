@@ -115,7 +115,12 @@ TEST(KnowledgeEncoder, LoadErrorsNameTheProblem) {
   // A BERT folder is not a knowledge encoder.
   EXPECT_NE(test::error_of([&] { load_knowledge_encoder(dir / "bert"); }).find("model_type"),
             std::string::npos);
-  EXPECT_NE(test::error_of([&] { load_knowledge_encoder(dir / "missing"); }).find("no config.json"),
+  EXPECT_NE(test::error_of([&] {
+              load_knowledge_encoder(dir / "missing");
+            }).find(dir / "missing: no such folder; a knowledge-encoder folder is needed"),
+            std::string::npos);
+  std::filesystem::create_directories(dir / "empty");
+  EXPECT_NE(test::error_of([&] { load_knowledge_encoder(dir / "empty"); }).find("no config.json"),
             std::string::npos);
   auto j = test::tiny_encoder_config().to_json();
   j["llm"].erase("kv_heads");

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "support/index_test_util.h"
@@ -85,11 +86,43 @@ TEST(CorpusReader, KeepsOnlyTheFirstTwentyBadExamples) {
   std::string text;
   for (int i = 0; i < 30; ++i) text += "not json\n";
   write_text(dir / "c.jsonl", text);
-  CorpusReader reader(dir / "c.jsonl");
+  CorpusReader reader(dir / "c.jsonl", CorpusFormat::kAuto, /*strict=*/false,
+                      /*allow_empty=*/true);
   EXPECT_TRUE(read_all(reader).empty());
   EXPECT_EQ(reader.stats().bad_lines, 30);
   ASSERT_EQ(reader.stats().bad_examples.size(), CorpusStats::kMaxBadExamples);
   EXPECT_EQ(reader.stats().bad_examples.back().first, 20);
+}
+
+TEST(CorpusReader, NoDocumentsIsAnErrorAtTheEndUnlessAllowed) {
+  TempDir dir;
+  write_text(dir / "empty.jsonl", "");
+  write_text(dir / "blank.jsonl", "\n \r\n\n");
+  write_text(dir / "header.tsv", "id\ttext\ttitle\n\n");
+  write_text(dir / "bad.jsonl", "not json\n\n{\"id\": 2}\n");
+  for (const auto& [name, why] : std::vector<std::pair<std::string, std::string>>{
+           {"empty.jsonl", "the file is empty"},
+           {"blank.jsonl", "the file has only blank lines"},
+           {"header.tsv", "the file has only its TSV header"},
+           {"bad.jsonl", "all 2 document lines are bad; the first, line 1: invalid JSON"}}) {
+    SCOPED_TRACE(name);
+    CorpusReader reader(dir / name);
+    Document d;
+    const std::string message = test::error_of([&] { reader.next(d); });
+    EXPECT_EQ(message.rfind("corpus " + (dir / name) + ": no documents (" + why, 0), 0u) << message;
+    EXPECT_NE(message.find("); pass --allow-empty to accept"), std::string::npos) << message;
+
+    CorpusReader allowed(dir / name, CorpusFormat::kAuto, /*strict=*/false,
+                         /*allow_empty=*/true);
+    EXPECT_TRUE(read_all(allowed).empty());
+  }
+  // One document is enough, wherever it is; a resumed reader counts the documents before it.
+  write_text(dir / "one.jsonl", "\nnot json\n{\"id\": 3, \"text\": \"three\"}\n");
+  CorpusReader one(dir / "one.jsonl");
+  EXPECT_EQ(read_all(one).size(), 1u);
+  CorpusReader rest(dir / "one.jsonl");
+  rest.resume_at(one.bytes_read(), one.stats());
+  EXPECT_TRUE(read_all(rest).empty());
 }
 
 TEST(CorpusReader, StrictThrowsNamingFileAndLine) {
