@@ -67,11 +67,6 @@ bool retriever_serves(const std::string& index_dir, RetrieverMode mode) {
                                       : has_dense_vectors(index_dir);
 }
 
-bool uses_index(AnswerMode m) { return m != AnswerMode::kNone; }
-bool uses_prefix(AnswerMode m) {
-  return m == AnswerMode::kPrefix || m == AnswerMode::kContextPrefix;
-}
-
 }  // namespace
 
 void write_answer_defaults(const std::string& workspace, const AnswerDefaults& defaults) {

@@ -23,13 +23,6 @@ double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
-bool uses_context(AnswerMode m) {
-  return m == AnswerMode::kContext || m == AnswerMode::kContextPrefix;
-}
-bool uses_prefix(AnswerMode m) {
-  return m == AnswerMode::kPrefix || m == AnswerMode::kContextPrefix;
-}
-
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
 
 // Whether the normalised answer occurs as whole words in the normalised evidence; an answer

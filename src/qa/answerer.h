@@ -37,6 +37,15 @@ inline AnswerMode parse_answer_mode(const std::string& name) {
   return parse_enum<AnswerMode>(name);
 }
 inline std::string to_string(AnswerMode mode) { return enum_name(mode); }
+// What a mode gives the LLM: the segments in the prompt, as a prefix; every mode but none
+// retrieves.
+inline bool uses_context(AnswerMode m) {
+  return m == AnswerMode::kContext || m == AnswerMode::kContextPrefix;
+}
+inline bool uses_prefix(AnswerMode m) {
+  return m == AnswerMode::kPrefix || m == AnswerMode::kContextPrefix;
+}
+inline bool uses_index(AnswerMode m) { return m != AnswerMode::kNone; }
 
 struct AnswererOptions {
   // LLaMA checkpoint folder with its tokenizer (tokenizer.model)
