@@ -8,6 +8,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_excerpt.h"
 
 namespace kvrag {
 
@@ -37,11 +38,11 @@ class Fields {
   int64_t to_int(const std::string& key, const json& v) const {
     if (v.is_number_unsigned()) {
       if (v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-        bad(key, fmt::format("{} is out of range", v.dump()));
+        bad(key, fmt::format("{} is out of range", json_excerpt(v)));
       return static_cast<int64_t>(v.get<uint64_t>());
     }
     if (v.is_number_integer()) return v.get<int64_t>();
-    bad(key, fmt::format("expected an integer, got {}", v.dump()));
+    bad(key, fmt::format("expected an integer, got {}", json_excerpt(v)));
   }
 
   // Required integer > 0.
@@ -64,7 +65,7 @@ class Fields {
   double positive_number(const std::string& key, double fallback) const {
     const json* v = find(key);
     if (!v) return fallback;
-    if (!v->is_number()) bad(key, fmt::format("expected a number, got {}", v->dump()));
+    if (!v->is_number()) bad(key, fmt::format("expected a number, got {}", json_excerpt(*v)));
     double value = v->get<double>();
     if (!(value > 0)) bad(key, fmt::format("must be positive, got {}", value));
     return value;
@@ -73,7 +74,7 @@ class Fields {
   bool boolean(const std::string& key, bool fallback) const {
     const json* v = find(key);
     if (!v) return fallback;
-    if (!v->is_boolean()) bad(key, fmt::format("expected true or false, got {}", v->dump()));
+    if (!v->is_boolean()) bad(key, fmt::format("expected true or false, got {}", json_excerpt(*v)));
     return v->get<bool>();
   }
 
@@ -82,9 +83,9 @@ class Fields {
                       const std::string& what) const {
     const json* v = find(key);
     if (!v) return;
-    if (!v->is_string()) bad(key, fmt::format("expected a string, got {}", v->dump()));
+    if (!v->is_string()) bad(key, fmt::format("expected a string, got {}", json_excerpt(*v)));
     if (v->get<std::string>() != expected)
-      bad(key, fmt::format("{} is not supported ({} only)", v->dump(), what));
+      bad(key, fmt::format("{} is not supported ({} only)", json_excerpt(*v), what));
   }
 
   int64_t token_id(const std::string& key, const json& v, int64_t vocab_size) const {
@@ -116,7 +117,8 @@ std::string read_model_type(const std::string& dir) {
   if (!j.is_object()) fail("config {}: not a JSON object", path);
   auto it = j.find("model_type");
   if (it == j.end()) fail("config {}: model_type: required field is missing", path);
-  if (!it->is_string()) fail("config {}: model_type: expected a string, got {}", path, it->dump());
+  if (!it->is_string())
+    fail("config {}: model_type: expected a string, got {}", path, json_excerpt(*it));
   return it->get<std::string>();
 }
 
@@ -127,7 +129,8 @@ LlamaConfig LlamaConfig::from_json(const json& j, const std::string& source) {
   f.require_string("model_type", "llama", "\"llama\"");
   f.require_string("hidden_act", "silu", "\"silu\"");
   if (f.find("rope_scaling"))
-    f.bad("rope_scaling", fmt::format("{} is not supported (only null)", j["rope_scaling"].dump()));
+    f.bad("rope_scaling",
+          fmt::format("{} is not supported (only null)", json_excerpt(j.at("rope_scaling"))));
   for (const char* key : {"attention_bias", "mlp_bias"})
     if (f.boolean(key, false)) f.bad(key, "biases are not supported (only false)");
 

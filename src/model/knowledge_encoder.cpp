@@ -14,6 +14,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/fingerprint.h"
+#include "core/json_excerpt.h"
 #include "model/weights.h"
 #include "ops/attention.h"
 #include "text/sentencepiece_trainer.h"
@@ -33,7 +34,7 @@ int64_t positive_int(const nlohmann::json& j, const char* key, const std::string
   KVRAG_CHECK(j.contains(key) && !j.at(key).is_null(), "config {}: {}: missing", source, field);
   const auto& v = j.at(key);
   KVRAG_CHECK(v.is_number_integer(), "config {}: {}: must be an integer, got {}", source, field,
-              v.dump());
+              json_excerpt(v));
   const int64_t n = v.get<int64_t>();
   KVRAG_CHECK(n > 0, "config {}: {}: must be positive, got {}", source, field, n);
   return n;
@@ -45,7 +46,8 @@ template <typename E>
 E enum_field(const nlohmann::json& j, const char* key, E fallback, const std::string& source) {
   if (!j.contains(key)) return fallback;
   const auto& v = j.at(key);
-  KVRAG_CHECK(v.is_string(), "config {}: {}: must be a string, got {}", source, key, v.dump());
+  KVRAG_CHECK(v.is_string(), "config {}: {}: must be a string, got {}", source, key,
+              json_excerpt(v));
   try {
     return parse_enum<E>(v.get<std::string>());
   } catch (Error& e) {
@@ -124,7 +126,7 @@ KnowledgeEncoderConfig KnowledgeEncoderConfig::from_json(const nlohmann::json& j
   KVRAG_CHECK(
       type == kModelType,
       "config {}: model_type: expected \"{}\", got {} (is this a knowledge-encoder folder?)",
-      source, kModelType, j.contains("model_type") ? j.at("model_type").dump() : "nothing");
+      source, kModelType, j.contains("model_type") ? json_excerpt(j.at("model_type")) : "nothing");
   KVRAG_CHECK(j.contains("encoder") && j.at("encoder").is_object(),
               "config {}: encoder: missing or not an object", source);
   KVRAG_CHECK(j.contains("llm") && j.at("llm").is_object(),

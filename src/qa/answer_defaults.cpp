@@ -6,6 +6,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_excerpt.h"
 
 namespace kvrag {
 
@@ -27,7 +28,7 @@ AnswerDefaults AnswerDefaults::from_json(const nlohmann::json& j, const std::str
     d.mode = parse_answer_mode(text("mode"));
     const auto& k = j.contains("top_k") ? j["top_k"] : nlohmann::json();
     KVRAG_CHECK(k.is_number_integer() && k.get<int64_t>() >= 1 && k.get<int64_t>() <= 10000,
-                "\"top_k\" must be an integer in [1, 10000], not {}", k.dump());
+                "\"top_k\" must be an integer in [1, 10000], not {}", json_excerpt(k));
     d.top_k = k.get<int>();
   } catch (Error& e) {
     throw e.with_context(where);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_excerpt.h"
 
 namespace kvrag {
 
@@ -72,7 +73,7 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_tokenizer_json(
     for (auto it = vocab.begin(); it != vocab.end(); ++it) {
       KVRAG_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0 &&
                       it.value().get<int64_t>() < (1 << 24),
-                  "vocab entry {} has a bad id {}", it.key(), it.value().dump());
+                  "vocab entry {} has a bad id {}", it.key(), json_excerpt(it.value()));
       max_id = std::max(max_id, it.value().get<int64_t>());
     }
     tk->vocab_.assign(static_cast<size_t>(max_id + 1), std::string());
@@ -110,7 +111,7 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_tokenizer_json(
       KVRAG_CHECK(j["added_tokens"].is_array(), "added_tokens is not an array");
       for (const json& t : j["added_tokens"]) {
         KVRAG_CHECK(t.is_object() && t.contains("id") && t.contains("content"),
-                    "added token without id or content: {}", t.dump());
+                    "added token without id or content: {}", json_excerpt(t));
         AddedToken a;
         a.id = t["id"].get<TokenId>();
         a.content = t["content"].get<std::string>();
@@ -145,7 +146,8 @@ std::unique_ptr<WordPieceTokenizer> WordPieceTokenizer::from_tokenizer_json(
     } else if (post_type == "TemplateProcessing") {
       const json& single = post.at("single");
       auto special_id = [&](const json& item) -> TokenId {
-        KVRAG_CHECK(item.contains("SpecialToken"), "unsupported template item {}", item.dump());
+        KVRAG_CHECK(item.contains("SpecialToken"), "unsupported template item {}",
+                    json_excerpt(item));
         const std::string name = item["SpecialToken"].at("id").get<std::string>();
         const json& ids = post.at("special_tokens").at(name).at("ids");
         KVRAG_CHECK(ids.size() == 1, "template special token {} has {} ids", name, ids.size());

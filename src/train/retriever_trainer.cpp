@@ -17,6 +17,7 @@
 #include "checkpoint/model_folder.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_excerpt.h"
 #include "core/progress.h"
 #include "index/segment_store.h"
 #include "model/bert.h"
@@ -439,7 +440,8 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
       KVRAG_CHECK(
           saved.contains(key) && saved[key] == value,
           "{} holds a run with {} = {}, this one has {}: use another --out, or the same options",
-          o.out, key, saved.contains(key) ? saved[key].dump() : "(none)", value.dump());
+          o.out, key, saved.contains(key) ? json_excerpt(saved[key]) : "(none)",
+          json_excerpt(value));
     }
     step = state.at("step").get<int64_t>();
     epoch = state.at("epoch").get<int64_t>();
