@@ -18,6 +18,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_excerpt.h"
 
 namespace kvrag {
 
@@ -163,24 +164,25 @@ void parse_entry(const std::string& name, const json& entry, uint64_t data_size,
     if (!entry.contains(key)) fail("header entry lacks \"{}\"", key);
 
   const json& dtype = entry["dtype"];
-  if (!dtype.is_string()) fail("dtype is not a string: {}", dtype.dump());
+  if (!dtype.is_string()) fail("dtype is not a string: {}", json_excerpt(dtype));
   std::optional<DType> parsed = parse_dtype(dtype.get<std::string>());
   if (!parsed) fail("unknown dtype \"{}\"", dtype.get<std::string>());
   t.name = name;
   t.dtype = *parsed;
 
   const json& shape = entry["shape"];
-  if (!shape.is_array()) fail("shape is not an array: {}", shape.dump());
+  if (!shape.is_array()) fail("shape is not an array: {}", json_excerpt(shape));
   for (const json& d : shape) {
     std::optional<int64_t> dim = as_nonnegative(d);
-    if (!dim) fail("shape {} has a dimension that is not a non-negative integer", shape.dump());
+    if (!dim)
+      fail("shape {} has a dimension that is not a non-negative integer", json_excerpt(shape));
     t.shape.push_back(*dim);
   }
 
   const json& offsets = entry["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2 || !as_nonnegative(offsets[0]) ||
       !as_nonnegative(offsets[1]))
-    fail("data_offsets {} is not [begin, end] of non-negative integers", offsets.dump());
+    fail("data_offsets {} is not [begin, end] of non-negative integers", json_excerpt(offsets));
   begin = static_cast<uint64_t>(*as_nonnegative(offsets[0]));
   end = static_cast<uint64_t>(*as_nonnegative(offsets[1]));
   if (begin > end) fail("data_offsets [{}, {}] has begin > end", begin, end);
@@ -198,6 +200,84 @@ void parse_entry(const std::string& name, const json& entry, uint64_t data_size,
 }
 
 }  // namespace
+
+SafetensorsContents parse_safetensors(const std::byte* data, size_t size, const std::string& path) {
+  SafetensorsContents out;
+  const uint64_t file_size = size;
+  if (file_size < 8)
+    fail("safetensors file {}: file is truncated ({} bytes, less than the 8-byte header length)",
+         path, file_size);
+  const auto* bytes = reinterpret_cast<const unsigned char*>(data);
+
+  // Header length and bounds.
+  const uint64_t header_size = read_le64(bytes);
+  if (header_size > kMaxHeaderSize)
+    fail("safetensors file {}: header length {} is too large (limit {}; file size {})", path,
+         header_size, kMaxHeaderSize, file_size);
+  if (8 + header_size > file_size)
+    fail("safetensors file {}: header length {} runs past the end of the file ({} bytes)", path,
+         header_size, file_size);
+  const char* header_begin = reinterpret_cast<const char*>(bytes + 8);
+  json header = parse_header(header_begin, header_begin + header_size, path);
+
+  const uint64_t data_offset = 8 + header_size;
+  const uint64_t data_size = file_size - data_offset;
+  const std::byte* data_area = reinterpret_cast<const std::byte*>(bytes + data_offset);
+
+  // Entries.
+  struct Span {
+    uint64_t begin, end;
+    size_t index;
+  };
+  std::vector<Span> spans;
+  for (const auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") {
+      if (!entry.is_object())
+        fail("safetensors file {}: __metadata__ is not an object of strings", path);
+      for (const auto& [key, value] : entry.items()) {
+        if (!value.is_string())
+          fail("safetensors file {}: __metadata__ value of \"{}\" is not a string: {}", path, key,
+               json_excerpt(value));
+        out.metadata[key] = value.get<std::string>();
+      }
+      continue;
+    }
+    TensorInfo t;
+    uint64_t begin = 0, end = 0;
+    try {
+      parse_entry(name, entry, data_size, t, begin, end);
+    } catch (Error& e) {
+      throw e.with_context(fmt::format("safetensors file {}: tensor {}", path, name));
+    }
+    t.data = data_area + begin;
+    spans.push_back({begin, end, out.tensors.size()});
+    out.tensors.push_back(std::move(t));
+  }
+
+  // Overlaps: sort by offset and compare each non-empty tensor with the furthest-reaching
+  // non-empty tensor before it. Zero-byte tensors occupy nothing and may sit anywhere.
+  std::sort(spans.begin(), spans.end(), [&](const Span& a, const Span& b) {
+    if (a.begin != b.begin) return a.begin < b.begin;
+    if (a.end != b.end) return a.end < b.end;
+    return out.tensors[a.index].name < out.tensors[b.index].name;
+  });
+  const Span* reach = nullptr;
+  for (const Span& s : spans) {
+    if (s.begin == s.end) continue;
+    if (reach && s.begin < reach->end)
+      fail("safetensors file {}: tensors {} [{}, {}] and {} [{}, {}] overlap", path,
+           out.tensors[reach->index].name, reach->begin, reach->end, out.tensors[s.index].name,
+           s.begin, s.end);
+    if (!reach || s.end > reach->end) reach = &s;
+  }
+
+  // Keep tensors in data-area order.
+  std::vector<TensorInfo> ordered;
+  ordered.reserve(spans.size());
+  for (const Span& s : spans) ordered.push_back(std::move(out.tensors[s.index]));
+  out.tensors = std::move(ordered);
+  return out;
+}
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
@@ -228,75 +308,10 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   if (map == MAP_FAILED) fail("safetensors file {}: cannot mmap: {}", path, std::strerror(map_err));
   f->map_ = map;  // from here on the destructor unmaps, also when validation throws
   f->map_size_ = file_size;
-  const auto* bytes = static_cast<const unsigned char*>(map);
-
-  // Header length and bounds.
-  const uint64_t header_size = read_le64(bytes);
-  if (header_size > kMaxHeaderSize)
-    fail("safetensors file {}: header length {} is too large (limit {}; file size {})", path,
-         header_size, kMaxHeaderSize, file_size);
-  if (8 + header_size > file_size)
-    fail("safetensors file {}: header length {} runs past the end of the file ({} bytes)", path,
-         header_size, file_size);
-  const char* header_begin = reinterpret_cast<const char*>(bytes + 8);
-  json header = parse_header(header_begin, header_begin + header_size, path);
-
-  const uint64_t data_offset = 8 + header_size;
-  const uint64_t data_size = file_size - data_offset;
-  const std::byte* data_area = reinterpret_cast<const std::byte*>(bytes + data_offset);
-
-  // Entries.
-  struct Span {
-    uint64_t begin, end;
-    size_t index;
-  };
-  std::vector<Span> spans;
-  for (const auto& [name, entry] : header.items()) {
-    if (name == "__metadata__") {
-      if (!entry.is_object())
-        fail("safetensors file {}: __metadata__ is not an object of strings", path);
-      for (const auto& [key, value] : entry.items()) {
-        if (!value.is_string())
-          fail("safetensors file {}: __metadata__ value of \"{}\" is not a string: {}", path, key,
-               value.dump());
-        f->metadata_[key] = value.get<std::string>();
-      }
-      continue;
-    }
-    TensorInfo t;
-    uint64_t begin = 0, end = 0;
-    try {
-      parse_entry(name, entry, data_size, t, begin, end);
-    } catch (Error& e) {
-      throw e.with_context(fmt::format("safetensors file {}: tensor {}", path, name));
-    }
-    t.data = data_area + begin;
-    spans.push_back({begin, end, f->tensors_.size()});
-    f->tensors_.push_back(std::move(t));
-  }
-
-  // Overlaps: sort by offset and compare each non-empty tensor with the furthest-reaching
-  // non-empty tensor before it. Zero-byte tensors occupy nothing and may sit anywhere.
-  std::sort(spans.begin(), spans.end(), [&](const Span& a, const Span& b) {
-    if (a.begin != b.begin) return a.begin < b.begin;
-    if (a.end != b.end) return a.end < b.end;
-    return f->tensors_[a.index].name < f->tensors_[b.index].name;
-  });
-  const Span* reach = nullptr;
-  for (const Span& s : spans) {
-    if (s.begin == s.end) continue;
-    if (reach && s.begin < reach->end)
-      fail("safetensors file {}: tensors {} [{}, {}] and {} [{}, {}] overlap", path,
-           f->tensors_[reach->index].name, reach->begin, reach->end, f->tensors_[s.index].name,
-           s.begin, s.end);
-    if (!reach || s.end > reach->end) reach = &s;
-  }
-
-  // Keep tensors in data-area order.
-  std::vector<TensorInfo> ordered;
-  ordered.reserve(spans.size());
-  for (const Span& s : spans) ordered.push_back(std::move(f->tensors_[s.index]));
-  f->tensors_ = std::move(ordered);
+  SafetensorsContents contents =
+      parse_safetensors(static_cast<const std::byte*>(map), file_size, path);
+  f->tensors_ = std::move(contents.tensors);
+  f->metadata_ = std::move(contents.metadata);
   for (size_t i = 0; i < f->tensors_.size(); ++i) f->index_[f->tensors_[i].name] = i;
   return f;
 }

@@ -53,6 +53,16 @@ struct TensorInfo {
 
 std::string shape_string(const std::vector<int64_t>& shape);  // "[2, 3]"
 
+// What a valid safetensors file holds: its tensors in data-area order and its metadata.
+struct SafetensorsContents {
+  std::vector<TensorInfo> tensors;
+  std::map<std::string, std::string> metadata;
+};
+
+// Validates a whole safetensors file held in memory at data[0, size) — the mapped file, or a
+// fuzzer's input — as open() does; errors name `path`. The tensors' data point into `data`.
+SafetensorsContents parse_safetensors(const std::byte* data, size_t size, const std::string& path);
+
 class SafetensorsFile {
  public:
   // Maps and validates `path`; throws Error on any problem.

@@ -22,6 +22,7 @@
 #include "core/error.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define KVRAG_HAVE_F16C_PATH 1
 #endif
@@ -101,10 +102,16 @@ uint16_t float_to_half(float f) {
 #ifdef KVRAG_HAVE_F16C_PATH
 namespace {
 
+// From cpuid itself: clang's __builtin_cpu_supports() does not know "f16c".
 bool cpu_has_f16c() {
   static const bool has = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const bool avx = (c >> 28) & 1, f16c = (c >> 29) & 1, osxsave = (c >> 27) & 1;
+    if (!avx || !f16c || !osxsave) return false;
+    uint32_t xcr0_lo, xcr0_hi;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    return (xcr0_lo & 0x6) == 0x6;  // the OS saves the XMM and YMM registers
   }();
   return has;
 }
@@ -314,6 +321,59 @@ std::string errno_string(int err) { return std::strerror(err); }
 
 }  // namespace
 
+NpyLayout parse_npy_layout(const void* bytes, size_t size) {
+  KVRAG_CHECK(size >= kMagicLen + 4, "not a .npy file ({} bytes)", size);
+  NpyLayout out;
+  const auto* p = static_cast<const unsigned char*>(bytes);
+  KVRAG_CHECK(std::memcmp(p, kMagic, kMagicLen) == 0, "not a .npy file (bad magic)");
+  const int major = p[6], minor = p[7];
+  KVRAG_CHECK((major == 1 || major == 2 || major == 3) && minor == 0,
+              "unsupported .npy format version {}.{}", major, minor);
+  size_t header_start, header_len;
+  if (major == 1) {
+    header_start = 10;
+    header_len = size_t(p[8]) | size_t(p[9]) << 8;
+  } else {
+    KVRAG_CHECK(size >= 12, "truncated header");
+    header_start = 12;
+    header_len = size_t(p[8]) | size_t(p[9]) << 8 | size_t(p[10]) << 16 | size_t(p[11]) << 24;
+  }
+  KVRAG_CHECK(header_len <= size - header_start,
+              "truncated header ({} bytes announced, file has {})", header_len, size);
+  const auto header =
+      HeaderParser(std::string_view(reinterpret_cast<const char*>(p) + header_start, header_len))
+          .parse();
+
+  if (header.descr == "<f2" || header.descr == "=f2") {
+    out.dtype = NpyDtype::kF16;
+  } else if (header.descr == "<f4" || header.descr == "=f4") {
+    out.dtype = NpyDtype::kF32;
+  } else {
+    fail("dtype '{}' is not supported (expected '<f2' float16 or '<f4' float32)", header.descr);
+  }
+  KVRAG_CHECK(!header.fortran_order, "Fortran-order arrays are not supported (expected C order)");
+  KVRAG_CHECK(header.shape.size() == 2, "expected a 2-D matrix, found {} dimensions",
+              header.shape.size());
+  out.rows = header.shape[0];
+  out.cols = header.shape[1];
+  KVRAG_CHECK(out.cols >= 1, "matrix has no columns");
+
+  const size_t offset = header_start + header_len;
+  const size_t itemsize = npy_itemsize(out.dtype);
+  KVRAG_CHECK(offset % itemsize == 0, "data offset {} is not aligned", offset);
+  uint64_t data_bytes = 0;
+  KVRAG_CHECK(
+      !__builtin_mul_overflow(uint64_t(out.rows), uint64_t(out.cols) * itemsize, &data_bytes),
+      "shape ({}, {}) is too large", out.rows, out.cols);
+  const uint64_t expected = offset + data_bytes;
+  KVRAG_CHECK(size >= expected, "truncated: {} bytes, but shape ({}, {}) needs {}", size, out.rows,
+              out.cols, expected);
+  KVRAG_CHECK(size == expected, "{} unexpected bytes after the data of shape ({}, {})",
+              size - expected, out.rows, out.cols);
+  out.data_offset = offset;
+  return out;
+}
+
 std::unique_ptr<NpyMatrix> NpyMatrix::open(const std::string& path) {
   std::unique_ptr<NpyMatrix> m(new NpyMatrix());
   m->path_ = path;
@@ -332,54 +392,12 @@ std::unique_ptr<NpyMatrix> NpyMatrix::open(const std::string& path) {
   m->map_size_ = size;
 
   try {
-    const auto* p = static_cast<const unsigned char*>(map);
-    KVRAG_CHECK(std::memcmp(p, kMagic, kMagicLen) == 0, "not a .npy file (bad magic)");
-    const int major = p[6], minor = p[7];
-    KVRAG_CHECK((major == 1 || major == 2 || major == 3) && minor == 0,
-                "unsupported .npy format version {}.{}", major, minor);
-    size_t header_start, header_len;
-    if (major == 1) {
-      header_start = 10;
-      header_len = size_t(p[8]) | size_t(p[9]) << 8;
-    } else {
-      KVRAG_CHECK(size >= 12, "truncated header");
-      header_start = 12;
-      header_len = size_t(p[8]) | size_t(p[9]) << 8 | size_t(p[10]) << 16 | size_t(p[11]) << 24;
-    }
-    KVRAG_CHECK(header_len <= size - header_start,
-                "truncated header ({} bytes announced, file has {})", header_len, size);
-    const auto header =
-        HeaderParser(std::string_view(reinterpret_cast<const char*>(p) + header_start, header_len))
-            .parse();
-
-    if (header.descr == "<f2" || header.descr == "=f2") {
-      m->dtype_ = NpyDtype::kF16;
-    } else if (header.descr == "<f4" || header.descr == "=f4") {
-      m->dtype_ = NpyDtype::kF32;
-    } else {
-      fail("dtype '{}' is not supported (expected '<f2' float16 or '<f4' float32)", header.descr);
-    }
-    KVRAG_CHECK(!header.fortran_order, "Fortran-order arrays are not supported (expected C order)");
-    KVRAG_CHECK(header.shape.size() == 2, "expected a 2-D matrix, found {} dimensions",
-                header.shape.size());
-    m->rows_ = header.shape[0];
-    m->cols_ = header.shape[1];
-    KVRAG_CHECK(m->cols_ >= 1, "matrix has no columns");
-
-    const size_t offset = header_start + header_len;
-    const size_t itemsize = npy_itemsize(m->dtype_);
-    KVRAG_CHECK(offset % itemsize == 0, "data offset {} is not aligned", offset);
-    uint64_t data_bytes = 0;
-    KVRAG_CHECK(
-        !__builtin_mul_overflow(uint64_t(m->rows_), uint64_t(m->cols_) * itemsize, &data_bytes),
-        "shape ({}, {}) is too large", m->rows_, m->cols_);
-    const uint64_t expected = offset + data_bytes;
-    KVRAG_CHECK(size >= expected, "truncated: {} bytes, but shape ({}, {}) needs {}", size,
-                m->rows_, m->cols_, expected);
-    KVRAG_CHECK(size == expected, "{} unexpected bytes after the data of shape ({}, {})",
-                size - expected, m->rows_, m->cols_);
-    m->data_ = p + offset;
-    m->data_offset_ = offset;
+    const NpyLayout layout = parse_npy_layout(map, size);
+    m->dtype_ = layout.dtype;
+    m->rows_ = layout.rows;
+    m->cols_ = layout.cols;
+    m->data_offset_ = layout.data_offset;
+    m->data_ = static_cast<const unsigned char*>(map) + layout.data_offset;
   } catch (Error& e) {
     throw e.with_context(path);  // the destructor unmaps and closes
   }

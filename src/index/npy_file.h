@@ -30,6 +30,16 @@ std::string npy_header(NpyDtype dtype, int64_t rows, int64_t cols);
 void write_npy(const std::string& path, NpyDtype dtype, const void* data, int64_t rows,
                int64_t cols);
 
+// Where the matrix of a .npy file lies: what NpyMatrix::open checks, over the whole file's bytes
+// held in memory at bytes[0, size) (the mapped file, or a fuzzer's input). Throws Error (without
+// the file name; the caller adds it) unless the header is valid and the size matches exactly.
+struct NpyLayout {
+  NpyDtype dtype = NpyDtype::kF32;
+  int64_t rows = 0, cols = 0;
+  size_t data_offset = 0;  // of the first value
+};
+NpyLayout parse_npy_layout(const void* bytes, size_t size);
+
 class NpyMatrix {
  public:
   // Opens, maps and validates `path` (magic, version, header dict, dtype '<f2'/'<f4', C order,

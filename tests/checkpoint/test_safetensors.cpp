@@ -302,6 +302,19 @@ TEST(SafetensorsErrors, UnknownDType) {
   EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "tensor w", "dtype is not a string");
 }
 
+// Found by fuzzing (fuzz/corpus/safetensors/regression-*): the message quoted the bad value with
+// dump(), which recursed once per level of a 100,000-deep array until the stack overflowed.
+TEST(SafetensorsErrors, HostileValuesAreNamedNotDumped) {
+  TempDir tmp;
+  const std::string deep(100000, '[');
+  std::string path = raw_file(tmp,
+                              R"({"w":{"dtype":)" + deep + std::string(100000, ']') +
+                                  R"(,"shape":[4],"data_offsets":[0,4]}})",
+                              "abcd");
+  EXPECT_KVRAG_ERROR(SafetensorsFile::open(path), path, "tensor w",
+                     "dtype is not a string: an array of 1 item");
+}
+
 TEST(SafetensorsErrors, BadShape) {
   TempDir tmp;
   for (const char* shape :
