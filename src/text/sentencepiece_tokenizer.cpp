@@ -47,6 +47,18 @@ void resolve(void* lib, const std::string& path, const char* name, Fn*& fn) {
   KVRAG_CHECK(fn != nullptr, "SentencePiece module {}: missing symbol {}", path, name);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSanitizer = true;  // gcc
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSanitizer = true;  // clang
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+#else
+constexpr bool kAddressSanitizer = false;
+#endif
+
 const SpmModule& module() {
   static std::once_flag once;
   static SpmModule m;
@@ -60,7 +72,7 @@ const SpmModule& module() {
       }
       // RTLD_DEEPBIND: the module and libsentencepiece resolve symbols against their own
       // dependencies first (its protobuf), not against libtorch's already in the process.
-      void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+      void* lib = dlopen(path.c_str(), SentencePieceTokenizer::module_dlopen_flags());
       if (lib == nullptr) {
         tried += "\n  " + path + " (" + dlerror() + ")";
         continue;
@@ -105,6 +117,12 @@ SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path) {
 
 SentencePieceTokenizer::~SentencePieceTokenizer() {
   if (handle_ != nullptr) module().free(handle_);
+}
+
+int SentencePieceTokenizer::module_dlopen_flags() {
+  // ASan's runtime refuses to load a library with RTLD_DEEPBIND (it would bypass its
+  // interceptors); such builds load the module without it and rely on RTLD_LOCAL alone.
+  return RTLD_NOW | RTLD_LOCAL | (kAddressSanitizer ? 0 : RTLD_DEEPBIND);
 }
 
 std::string SentencePieceTokenizer::module_path() { return module().path; }

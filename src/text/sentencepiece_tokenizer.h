@@ -33,6 +33,9 @@ class SentencePieceTokenizer final : public Tokenizer {
 
   // The path of the module that was loaded (for diagnostics).
   static std::string module_path();
+  // The flags the module is dlopen()ed with: RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND, except in
+  // AddressSanitizer builds (fuzz/, scripts/sanitize_tests.sh), which refuse RTLD_DEEPBIND.
+  static int module_dlopen_flags();
 
  private:
   void* handle_ = nullptr;  // the module's processor object

@@ -23,7 +23,7 @@ using TrainFn = int (*)(const char* const*, const char* const*, size_t, const ch
 // module (same search, same flags); dlopen of the same path returns that handle again.
 TrainFn train_function() {
   const std::string path = SentencePieceTokenizer::module_path();
-  void* lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+  void* lib = dlopen(path.c_str(), SentencePieceTokenizer::module_dlopen_flags());
   KVRAG_CHECK(lib != nullptr, "SentencePiece module {}: {}", path, dlerror());
   auto fn = reinterpret_cast<TrainFn>(dlsym(lib, "kvrag_spm_train"));
   KVRAG_CHECK(fn != nullptr,
