@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages kvrag builds and tests with (idempotent: skips what is there)
 # and configures a Release build in ./build.
+#
+#   scripts/setup.sh            the build, the tests, the benchmarks
+#   scripts/setup.sh --fuzz     also clang and its libFuzzer runtime, for bench/fuzz.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +17,10 @@ PACKAGES=(
   python3-torch python3-numpy
   chromium  # headless, for the web page's browser test (tests/serve; skipped without it)
 )
+
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
