@@ -133,38 +133,60 @@ KVRAG_AVX2 inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
-// 8 lanes: lane l of a group's sum holds q_j x_j for j ≡ l (mod 8).
-template <int R>
-KVRAG_AVX2 void tile_avx2(const Q8Matrix& w, const float* x, float* y, int64_t n0, int64_t n1) {
+// Rows of W processed together for R rows of x: with one or two rows of x, several rows of W
+// give independent accumulator chains (a group's FMA into its accumulator would otherwise wait
+// on the previous group's) and share each load of x. Every output's sum is formed the same way
+// whatever the blocking, so results do not depend on how N is split.
+constexpr int rows_of_w(int R) { return R == 1 ? 4 : R == 2 ? 2 : 1; }
+
+// Rows [n, n + B) of W times R rows of x, 8 lanes: lane l of a group's sum holds q_j x_j for
+// j ≡ l (mod 8).
+template <int R, int B>
+KVRAG_AVX2 void rows_avx2(const Q8Matrix& w, const float* x, float* y, int64_t n) {
   const int64_t K = w.cols, N = w.rows, G = w.groups_per_row();
-  for (int64_t n = n0; n < n1; ++n) {
-    const int8_t* q = w.q.data() + n * K;      // [K]
-    const float* s = w.scales.data() + n * G;  // [K/32]
-    __m256 acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-    for (int64_t g = 0; g < G; ++g) {
-      const int8_t* qg = q + g * kQ8Group;
-      // The group's weights are converted once and used for all R rows of x.
-      const __m256 w0 = load_q8x8(qg), w1 = load_q8x8(qg + 8), w2 = load_q8x8(qg + 16),
-                   w3 = load_q8x8(qg + 24);
-      const __m256 scale = _mm256_broadcast_ss(s + g);
-      for (int r = 0; r < R; ++r) {
-        const float* xr = x + r * K + g * kQ8Group;
-        __m256 p = _mm256_mul_ps(w0, _mm256_loadu_ps(xr));
-        p = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr + 8), p);
-        p = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xr + 16), p);
-        p = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xr + 24), p);
-        acc[r] = _mm256_fmadd_ps(p, scale, acc[r]);
+  const int8_t* q = w.q.data() + n * K;      // [B, K]
+  const float* s = w.scales.data() + n * G;  // [B, K/32]
+  __m256 acc[B][R];
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < R; ++r) acc[b][r] = _mm256_setzero_ps();
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    // Each weight is converted once and used for all R rows of x.
+    __m256 wv[B][4];
+    for (int b = 0; b < B; ++b) {
+      for (int i = 0; i < 4; ++i) wv[b][i] = load_q8x8(q + b * K + g * kQ8Group + 8 * i);
+    }
+    for (int r = 0; r < R; ++r) {
+      const float* xr = x + r * K + g * kQ8Group;
+      const __m256 x0 = _mm256_loadu_ps(xr), x1 = _mm256_loadu_ps(xr + 8),
+                   x2 = _mm256_loadu_ps(xr + 16), x3 = _mm256_loadu_ps(xr + 24);
+      for (int b = 0; b < B; ++b) {
+        __m256 p = _mm256_mul_ps(wv[b][0], x0);
+        p = _mm256_fmadd_ps(wv[b][1], x1, p);
+        p = _mm256_fmadd_ps(wv[b][2], x2, p);
+        p = _mm256_fmadd_ps(wv[b][3], x3, p);
+        acc[b][r] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(s + b * G + g), acc[b][r]);
       }
     }
-    for (int r = 0; r < R; ++r) y[r * N + n] = hsum256(acc[r]);
+  }
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < R; ++r) y[r * N + n + b] = hsum256(acc[b][r]);
   }
 }
 
-// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() and warn that it may be
+template <int R>
+KVRAG_AVX2 void tile_avx2(const Q8Matrix& w, const float* x, float* y, int64_t n0, int64_t n1) {
+  constexpr int B = rows_of_w(R);
+  int64_t n = n0;
+  for (; n + B <= n1; n += B) rows_avx2<R, B>(w, x, y, n);
+  for (; n < n1; ++n) rows_avx2<R, 1>(w, x, y, n);
+}
+
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() and warn that it is, or may be,
 // uninitialized (GCC bug 105593, fixed in 13).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 KVRAG_AVX512 inline __m512 load_q8x16(const int8_t* p) {  // 16 int8 → 16 fp32 (exact)
   return _mm512_cvtepi32_ps(
@@ -175,28 +197,44 @@ KVRAG_AVX512 inline float hsum512(__m512 v) {
   return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
 }
 
-// 16 lanes: lane l of a group's sum holds q_j x_j for j ≡ l (mod 16).
-template <int R>
-KVRAG_AVX512 void tile_avx512(const Q8Matrix& w, const float* x, float* y, int64_t n0, int64_t n1) {
+// Rows [n, n + B) of W times R rows of x, 16 lanes: lane l of a group's sum holds q_j x_j for
+// j ≡ l (mod 16).
+template <int R, int B>
+KVRAG_AVX512 void rows_avx512(const Q8Matrix& w, const float* x, float* y, int64_t n) {
   const int64_t K = w.cols, N = w.rows, G = w.groups_per_row();
-  for (int64_t n = n0; n < n1; ++n) {
-    const int8_t* q = w.q.data() + n * K;      // [K]
-    const float* s = w.scales.data() + n * G;  // [K/32]
-    __m512 acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < G; ++g) {
-      const int8_t* qg = q + g * kQ8Group;
-      const __m512 w0 = load_q8x16(qg), w1 = load_q8x16(qg + 16);
-      const __m512 scale = _mm512_set1_ps(s[g]);
-      for (int r = 0; r < R; ++r) {
-        const float* xr = x + r * K + g * kQ8Group;
-        __m512 p = _mm512_mul_ps(w0, _mm512_loadu_ps(xr));
-        p = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xr + 16), p);
-        acc[r] = _mm512_fmadd_ps(p, scale, acc[r]);
+  const int8_t* q = w.q.data() + n * K;      // [B, K]
+  const float* s = w.scales.data() + n * G;  // [B, K/32]
+  __m512 acc[B][R];
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < R; ++r) acc[b][r] = _mm512_setzero_ps();
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    __m512 w0[B], w1[B];
+    for (int b = 0; b < B; ++b) {
+      w0[b] = load_q8x16(q + b * K + g * kQ8Group);
+      w1[b] = load_q8x16(q + b * K + g * kQ8Group + 16);
+    }
+    for (int r = 0; r < R; ++r) {
+      const float* xr = x + r * K + g * kQ8Group;
+      const __m512 x0 = _mm512_loadu_ps(xr), x1 = _mm512_loadu_ps(xr + 16);
+      for (int b = 0; b < B; ++b) {
+        __m512 p = _mm512_mul_ps(w0[b], x0);
+        p = _mm512_fmadd_ps(w1[b], x1, p);
+        acc[b][r] = _mm512_fmadd_ps(p, _mm512_set1_ps(s[b * G + g]), acc[b][r]);
       }
     }
-    for (int r = 0; r < R; ++r) y[r * N + n] = hsum512(acc[r]);
   }
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < R; ++r) y[r * N + n + b] = hsum512(acc[b][r]);
+  }
+}
+
+template <int R>
+KVRAG_AVX512 void tile_avx512(const Q8Matrix& w, const float* x, float* y, int64_t n0, int64_t n1) {
+  constexpr int B = rows_of_w(R);
+  int64_t n = n0;
+  for (; n + B <= n1; n += B) rows_avx512<R, B>(w, x, y, n);
+  for (; n < n1; ++n) rows_avx512<R, 1>(w, x, y, n);
 }
 #pragma GCC diagnostic pop
 #endif  // KVRAG_X86
