@@ -137,7 +137,10 @@ KVRAG_AVX2 inline float hsum256(__m256 v) {
 // give independent accumulator chains (a group's FMA into its accumulator would otherwise wait
 // on the previous group's) and share each load of x. Every output's sum is formed the same way
 // whatever the blocking, so results do not depend on how N is split.
-constexpr int rows_of_w(int R) { return R == 1 ? 4 : R == 2 ? 2 : 1; }
+// AVX2 has 16 vector registers: four rows of W's converted weights fill them.
+constexpr int rows_of_w_avx2(int R) { return R == 1 ? 4 : R == 2 ? 2 : 1; }
+// AVX-512 has 32, enough for eight (more loads in flight from memory).
+constexpr int rows_of_w_avx512(int R) { return R == 1 ? 8 : R == 2 ? 4 : R <= 4 ? 2 : 1; }
 
 // Rows [n, n + B) of W times R rows of x, 8 lanes: lane l of a group's sum holds q_j x_j for
 // j ≡ l (mod 8).
@@ -176,7 +179,7 @@ KVRAG_AVX2 void rows_avx2(const Q8Matrix& w, const float* x, float* y, int64_t n
 
 template <int R>
 KVRAG_AVX2 void tile_avx2(const Q8Matrix& w, const float* x, float* y, int64_t n0, int64_t n1) {
-  constexpr int B = rows_of_w(R);
+  constexpr int B = rows_of_w_avx2(R);
   int64_t n = n0;
   for (; n + B <= n1; n += B) rows_avx2<R, B>(w, x, y, n);
   for (; n < n1; ++n) rows_avx2<R, 1>(w, x, y, n);
@@ -231,7 +234,7 @@ KVRAG_AVX512 void rows_avx512(const Q8Matrix& w, const float* x, float* y, int64
 
 template <int R>
 KVRAG_AVX512 void tile_avx512(const Q8Matrix& w, const float* x, float* y, int64_t n0, int64_t n1) {
-  constexpr int B = rows_of_w(R);
+  constexpr int B = rows_of_w_avx512(R);
   int64_t n = n0;
   for (; n + B <= n1; n += B) rows_avx512<R, B>(w, x, y, n);
   for (; n < n1; ++n) rows_avx512<R, 1>(w, x, y, n);

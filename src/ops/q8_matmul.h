@@ -13,6 +13,13 @@
 // relative precision drops below the int8 values' own). The cost is 36 bytes a group instead of
 // 34: ~6% more traffic in a memory-bound product.
 //
+// Why fp32 activations, not int8 ones through AVX-512 VNNI (vpdpbusd, llama.cpp's Q8_0 × Q8_0):
+// at M = 1 the AVX-512 kernel here computes at 18-36 GB/s of weights on a weight in L2 but reads
+// 8-9 GB/s from memory, against a memory read stream of 9-14 GB/s in the same run
+// (bench/bench_q8_matmul.cpp, 2 threads on a shared 2-core Sapphire Rapids VM). A faster inner
+// loop could gain at most that gap, and rounding the activations to int8 would add an error as
+// large as the weights' own. Worth measuring again for prefill (large m), where compute binds.
+//
 // No torch: plain pointers and vectors, so the kernels compile quickly and can be wired to any
 // weight store (a tensor, a mapped file) by the caller.
 #pragma once
