@@ -44,8 +44,9 @@ struct Q8LinearBackward : torch::autograd::Node {
   std::string name() const override { return "kvrag::Q8LinearBackward"; }
 
   torch::autograd::variable_list apply(torch::autograd::variable_list&& grads) override {
-    const auto dy = grads[0].to(torch::kFloat32).reshape({-1, w->rows});  // [M, N]
     torch::autograd::variable_list out(2);
+    if (!grads[0].defined()) return out;  // the output took no part in what is differentiated
+    const auto dy = grads[0].to(torch::kFloat32).reshape({-1, w->rows});  // [M, N]
     if (should_compute_output(0)) out[0] = q8_grad_input(dy, *w).view(x_sizes).to(x_dtype);
     if (should_compute_output(1)) out[1] = dy.sum(0).to(bias_dtype);  // [N]
     return out;
