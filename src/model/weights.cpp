@@ -1,8 +1,28 @@
 #include "model/weights.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "core/error.h"
 
 namespace kvrag {
+namespace {
+
+// Drops this process's mapping of the whole pages inside a tensor's bytes once it has been read.
+// The file's pages stay in the page cache (a later read maps them again), but they no longer
+// count as this process's resident memory: without this, a load's peak RSS is the model plus
+// the whole checkpoint file, e.g. 1.2 GB instead of 0.4 for a 110M model loaded as int8.
+// Safe only because a TensorInfo's bytes are always a read-only private file mapping
+// (SafetensorsFile::open): on anonymous memory MADV_DONTNEED would zero them.
+void release_pages(const TensorInfo& info) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(info.data);
+  const uintptr_t first = (begin + page - 1) / page * page,
+                  last = (begin + info.nbytes) / page * page;
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
+}  // namespace
 
 torch::Dtype to_torch_dtype(DType dtype) {
   switch (dtype) {
@@ -91,6 +111,7 @@ std::vector<std::string> load_parameters(torch::nn::Module& module, const Checkp
                 "{}: tensor {} has dtype {}, expected a floating-point dtype",
                 checkpoint.file_of(name), name, dtype_name(info.dtype));
     param.copy_(checkpoint_tensor(info));
+    release_pages(info);
   }
   return absent;
 }
@@ -124,6 +145,7 @@ int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
     } catch (const Error& e) {
       fail("{}: tensor {}: {}", checkpoint.file_of(name), name, e.what());
     }
+    release_pages(info);
     linear->q8 = std::move(q8);
     ++count;
   }
