@@ -40,7 +40,7 @@ TEST(Cli, AnsweringCommandsShowTheirDefaults) {
     const auto r = kvrag(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
     // Fixed defaults by value, those the workspace decides in words (qa/answer_defaults.h).
-    EXPECT_TRUE(contains(r.out, "--dtype TEXT:{fp32,bf16}=fp32")) << cmd << ": " << r.out;
+    EXPECT_TRUE(contains(r.out, "--dtype TEXT:{fp32,bf16,int8}=fp32")) << cmd << ": " << r.out;
     EXPECT_TRUE(contains(r.out, "--max-new-tokens INT:INT in [1 - ")) << cmd << ": " << r.out;
     EXPECT_TRUE(contains(r.out, "]=32")) << cmd << ": " << r.out;
     EXPECT_TRUE(contains(r.out,
