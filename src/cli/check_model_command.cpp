@@ -1,4 +1,4 @@
-// kvrag check-model DIR [--expected FILE] [--dtype fp32|bf16]
+// kvrag check-model DIR [--expected FILE] [--dtype fp32|bf16|int8]
 
 #include <fmt/format.h>
 
@@ -19,9 +19,10 @@ void add_check_model_command(CLI::App& app, int& exit_code) {
   cmd->add_option("dir", args->dir, "checkpoint folder (config.json + safetensors)")->required();
   cmd->add_option("--expected", args->expected, "reference outputs (default: DIR/expected.json)");
   cmd->add_option("--dtype", args->dtype,
-                  "compute dtype: fp32 (tolerance from the file) or bf16 (3% of each output's "
-                  "largest magnitude; greedy tokens reported, not required)")
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+                  "compute dtype: fp32 (tolerance from the file), bf16 or int8 (weight-only, "
+                  "LLaMA only) (3% of each output's largest magnitude; greedy tokens reported, "
+                  "not required)")
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
   cmd->callback([args, &exit_code] {
     const auto report = check_fixture(args->dir, args->expected, args->dtype);
     fmt::print("{} ({}, {})\n", args->dir, report.model_type, report.dtype);

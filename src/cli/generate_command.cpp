@@ -1,5 +1,5 @@
 // kvrag generate --model DIR --prompt TEXT --max-new-tokens N [--temperature T] [--top-p P]
-//                [--seed S] [--dtype fp32|bf16] [--json]
+//                [--seed S] [--dtype fp32|bf16|int8] [--json]
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -34,15 +34,15 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--temperature", args->temperature, "0 = greedy")->check(kNonNegative);
   cmd->add_option("--top-p", args->top_p, "nucleus sampling mass")->check(CLI::Range(0.0f, 1.0f));
   cmd->add_option("--seed", args->seed, "sampling seed");
-  cmd->add_option("--dtype", args->dtype, "compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--dtype", args->dtype, "weights and compute: fp32, bf16, or int8 (weight-only)")
+      ->check(CLI::IsMember(kLlmDtypeNames));
   cmd->add_flag("--no-stop", args->no_stop, "do not stop at EOS");
   cmd->add_flag("--json", args->json,
                 "print {\"ids\": [whole sequence from BOS], \"text\": continuation}");
   cmd->callback([args, &exit_code] {
     check_model_folder(args->model, {ModelFolder::kLlama}, "generate");
     SentencePieceTokenizer tokenizer(args->model + "/tokenizer.model");
-    auto model =
-        load_llama(args->model, args->dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+    auto model = load_llama(args->model, parse_llm_dtype(args->dtype));
     KVRAG_CHECK(tokenizer.vocab_size() <= model->config().vocab_size,
                 "{}: tokenizer.model has {} pieces but the model's vocabulary is {}", args->model,
                 tokenizer.vocab_size(), model->config().vocab_size);

@@ -48,9 +48,10 @@ void add_serve_command(CLI::App& app, int& exit_code) {
       ->check(CLI::Range(1, 1000));
   cmd->add_option("--encoder", args->answerer.retriever.encoder,
                   "question encoder (default: the index's)");
-  cmd->add_option("--dtype", args->answerer.dtype, "LLM compute dtype")
+  cmd->add_option("--dtype", args->answerer.dtype,
+                  "LLM dtype: fp32, bf16, or int8 (weight-only, fp32 compute)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "bf16"}));
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
   cmd->add_option("--max-new-tokens", args->answerer.max_new_tokens,
                   "answer length limit in tokens")
       ->capture_default_str()

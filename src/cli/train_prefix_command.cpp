@@ -40,8 +40,8 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
                   "LLaMA folder (config.json, safetensors, tokenizer.model); stays frozen")
       ->required();
   cmd->add_option("--llm-dtype", o.llm_dtype,
-                  "the frozen LLM's dtype (bf16 matmuls are slow without AMX)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
+                  "the frozen LLM's dtype (bf16 matmuls are slow without AMX; int8: weight-only)")
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}))
       ->capture_default_str();
   cmd->add_option("--init", o.init,
                   "encoder folder to start from: BERT/retriever checkpoint + vocab.txt, or a "

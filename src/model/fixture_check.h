@@ -17,20 +17,22 @@ struct CheckLine {
 
 struct FixtureReport {
   std::string model_type;  // "llama" or "bert"
-  std::string dtype;       // "fp32" or "bf16"
+  std::string dtype;       // "fp32", "bf16" or "int8"
   std::vector<CheckLine> lines;
   bool ok() const;
 };
 
-// Loads DIR in `dtype` ("fp32" or "bf16") and runs every case present in `expected_path`
-// (DIR/expected.json if empty). fp32 uses the file's tolerance.abs; bf16 a looser bound,
-// kBf16RelativeTolerance × the largest expected magnitude of each output (at least
-// tolerance.abs), and greedy outputs are reported but, in bf16, not required to match exactly.
+// Loads DIR in `dtype` ("fp32", "bf16" or "int8": weight-only int8, LLaMA only) and runs every case
+// present in `expected_path` (DIR/expected.json if empty). fp32 uses the file's tolerance.abs; bf16
+// and int8 a looser bound, kBf16RelativeTolerance × the largest expected magnitude of each output
+// (at least tolerance.abs), and greedy outputs are reported but not required to match exactly.
 FixtureReport check_fixture(const std::string& dir, const std::string& expected_path = "",
                             const std::string& dtype = "fp32");
 
 // bf16 keeps 8 significant bits: 3% of the output's range covers its rounding through a few
-// layers of the small fixtures; see README ("Numerical parity").
+// layers of the small fixtures; see README ("Numerical parity"). int8 (Q8_0) takes the same
+// bound: a weight's error is at most max|w|/254 over its group of 32, the order of bf16's
+// rounding (|w|/256), while its activations stay fp32.
 inline constexpr double kBf16RelativeTolerance = 0.03;
 
 }  // namespace kvrag

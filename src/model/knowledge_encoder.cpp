@@ -375,7 +375,7 @@ void init_induction_keys(KnowledgeEncoderImpl& encoder, const LlamaForCausalLMIm
                 hd = c.head_dim;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const auto& layer = llm.model->layers->at<LlamaDecoderLayerImpl>(l);
-    auto wq = layer.self_attn->q_proj->weight.to(torch::kFloat32);     // [nH·hd, H]
+    auto wq = layer.self_attn->q_proj->float_weight();                 // [nH·hd, H]
     wq = wq.view({kvH, group, hd, H}).mean(1).reshape({kvH * hd, H});  // [kvH·hd, H]
     // · RMSNorm weight
     wq = wq * layer.input_layernorm->weight.to(torch::kFloat32).unsqueeze(0);

@@ -1,14 +1,38 @@
 #include "model/layers.h"
 
+#include "core/error.h"
+
 namespace kvrag {
 
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
                        torch::TensorOptions options) {
-  weight = register_parameter("weight", torch::empty({out_features, in_features}, options));
+  if (options.dtype() == torch::kInt8) {
+    options = options.dtype(torch::kFloat32);  // bias, and a weight with a partial group
+    if (in_features % kQ8Group == 0) {
+      // Shape only: no values (and no fp32 memory) until the checkpoint is quantized into it.
+      auto empty = std::make_shared<Q8Matrix>();
+      empty->rows = out_features;
+      empty->cols = in_features;
+      q8 = std::move(empty);
+    }
+  }
+  if (!q8)
+    weight = register_parameter("weight", torch::empty({out_features, in_features}, options));
   if (with_bias) bias = register_parameter("bias", torch::empty({out_features}, options));
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return kvrag::linear(x, weight, bias); }
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  return q8 ? q8_linear(x, q8, bias) : kvrag::linear(x, weight, bias);
+}
+
+torch::Tensor LinearImpl::float_weight() const {
+  if (!q8) return weight.to(torch::kFloat32);
+  KVRAG_CHECK(static_cast<int64_t>(q8->q.size()) == q8->rows * q8->cols,
+              "int8 linear [{}, {}]: weights not loaded", q8->rows, q8->cols);
+  auto w = torch::empty({q8->rows, q8->cols}, torch::kFloat32);  // [out, in]
+  dequantize_q8(*q8, w.data_ptr<float>());
+  return w;
+}
 
 EmbeddingImpl::EmbeddingImpl(int64_t num_embeddings, int64_t dim, torch::TensorOptions options) {
   weight = register_parameter("weight", torch::empty({num_embeddings, dim}, options));

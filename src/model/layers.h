@@ -14,18 +14,32 @@
 // matmul_uses_blas_threads, ...): whoever includes this header has them.
 #include "ops/matmul.h"
 #include "ops/norm.h"
+#include "ops/q8_linear.h"
 #include "ops/threads.h"
 
 namespace kvrag {
 
 // y = x W^T (+ b) with kvrag::linear. weight [out, in], bias [out].
+//
+// Weight-only int8: with options of dtype kInt8 and in_features a multiple of kQ8Group, the
+// weight is held as a Q8Matrix (`q8`, filled by load_q8_weights in model/weights.h) instead of a
+// parameter, and forward uses q8_linear (fp32 activations, result in x's dtype). Other layers
+// given kInt8 (in_features not a multiple of 32: no whole groups) keep an fp32 weight. The bias
+// is fp32 either way.
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, bool bias, torch::TensorOptions options);
   torch::Tensor forward(const torch::Tensor& x);  // [..., in] -> [..., out]
 
-  torch::Tensor weight;  // [out, in]
+  // The weight [out, in] as fp32 (dequantized from `q8` when it is int8): for code that reads
+  // the weights themselves rather than multiplying by them.
+  torch::Tensor float_weight() const;
+
+  torch::Tensor weight;  // [out, in]; undefined when q8 holds the weight
   torch::Tensor bias;    // [out] or undefined
+  // [out, in] int8 weights, or null. Shared and const: the values never change after loading,
+  // and a backward node keeps them alive beyond the module if need be.
+  std::shared_ptr<const Q8Matrix> q8;
 };
 TORCH_MODULE(Linear);
 

@@ -117,28 +117,41 @@ torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
   return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
 }
 
+namespace {
+// Options for what is not a linear layer (embeddings, norms): kInt8 means int8 linear weights
+// only, with fp32 for the rest.
+torch::TensorOptions non_linear_options(torch::TensorOptions options) {
+  return options.dtype() == torch::kInt8 ? options.dtype(torch::kFloat32) : options;
+}
+}  // namespace
+
 LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c, torch::TensorOptions options) {
   self_attn = register_module("self_attn", LlamaAttention(c, options));
   mlp = register_module("mlp", LlamaMLP(c, options));
+  const auto norm_options = non_linear_options(options);
   input_layernorm =
-      register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, options));
-  post_attention_layernorm =
-      register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, options));
+      register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, norm_options));
+  post_attention_layernorm = register_module("post_attention_layernorm",
+                                             RMSNorm(c.hidden_size, c.rms_norm_eps, norm_options));
 }
 
 LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c, torch::TensorOptions options) {
-  embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, options));
+  embed_tokens = register_module(
+      "embed_tokens", Embedding(c.vocab_size, c.hidden_size, non_linear_options(options)));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i)
     layers->push_back(LlamaDecoderLayer(c, options));
-  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, options));
+  norm =
+      register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, non_linear_options(options)));
 }
 
 LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& config, torch::Dtype dtype)
-    : config_(config), dtype_(dtype) {
-  KVRAG_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16,
-              "LLaMA compute dtype must be fp32 or bf16, not {}", c10::toString(dtype));
-  const auto options = torch::TensorOptions().dtype(dtype);
+    : config_(config),
+      dtype_(dtype == torch::kInt8 ? torch::kFloat32 : dtype),
+      weight_dtype_(dtype) {
+  KVRAG_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16 || dtype == torch::kInt8,
+              "LLaMA dtype must be fp32, bf16 or int8, not {}", c10::toString(dtype));
+  const auto options = torch::TensorOptions().dtype(dtype);  // kInt8: see LinearImpl
   model = register_module("model", LlamaModel(config, options));
   if (!config.tie_word_embeddings) {
     lm_head =
@@ -358,7 +371,9 @@ torch::Tensor LlamaForCausalLMImpl::inference_hidden_states(const torch::Tensor&
   }
   // Several tokens: matrix products, on BLAS threads where they run there (see
   // SerialIntraOpGuard). A decode step's products use kvrag's helper threads (linear()).
-  SerialIntraOpGuard serial(lay.B * lay.T > kGemvMaxRows && matmul_uses_blas_threads(dtype_));
+  // int8 products run on kvrag's helper threads at every size, which the guard would serialise.
+  SerialIntraOpGuard serial(lay.B * lay.T > kGemvMaxRows &&
+                            matmul_uses_blas_threads(weight_dtype_));
   auto x = model->embed_tokens(ids);  // [B, T, H]
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     auto& layer = model->layers->at<LlamaDecoderLayerImpl>(l);
@@ -404,8 +419,9 @@ torch::Tensor LlamaForCausalLMImpl::autograd_hidden_states(const torch::Tensor& 
 }
 
 torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) {
-  const auto& w = lm_head ? lm_head->weight : model->embed_tokens->weight;  // [V, H]
-  return kvrag::linear(hidden, w).to(torch::kFloat32);
+  // [.., V]; tied: the embedding table [V, H] is the weight
+  const auto out = lm_head ? lm_head(hidden) : kvrag::linear(hidden, model->embed_tokens->weight);
+  return out.to(torch::kFloat32);
 }
 
 torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& ids,
@@ -418,9 +434,17 @@ LlamaForCausalLM load_llama(const std::string& dir, torch::Dtype dtype) {
   const auto config = LlamaConfig::load(dir + "/config.json");
   const auto checkpoint = Checkpoint::open(dir);
   LlamaForCausalLM model(config, dtype);
-  load_parameters(*model, checkpoint);
+  load_parameters(*model, checkpoint);  // everything but int8 weights
+  if (dtype == torch::kInt8) load_q8_weights(*model, checkpoint);
   model->eval();
   return model;
+}
+
+torch::Dtype parse_llm_dtype(const std::string& name) {
+  if (name == "fp32") return torch::kFloat32;
+  if (name == "bf16") return torch::kBFloat16;
+  if (name == "int8") return torch::kInt8;
+  fail("LLM dtype must be fp32, bf16 or int8, not '{}'", name);
 }
 
 }  // namespace kvrag

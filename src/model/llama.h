@@ -99,8 +99,13 @@ struct ForwardLayout;  // llama.cpp: one call's positions and attention visibili
 
 class LlamaForCausalLMImpl : public torch::nn::Module {
  public:
-  // Parameters are allocated uninitialised in `dtype` (kFloat32 or kBFloat16): load a checkpoint
-  // (load_llama) or call init_parameters().
+  // Parameters are allocated uninitialised in `dtype`: load a checkpoint (load_llama) or call
+  // init_parameters(). kFloat32 or kBFloat16: every weight and the computation in that dtype.
+  // kInt8: weight-only int8 (LinearImpl, model/layers.h) for every linear layer whose input
+  // size is a multiple of 32 — lm_head included when it is not tied, being the largest matrix a
+  // decode step reads — and fp32 for everything else and the computation. A tied lm_head stays
+  // the fp32 embedding table: the lookup needs float rows, and a second, int8 copy would add
+  // memory for a gain on one matrix.
   LlamaForCausalLMImpl(const LlamaConfig& config, torch::Dtype dtype);
 
   // ids [B, T] int64 → logits [B, T, V] fp32.
@@ -130,7 +135,10 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   void freeze();
 
   const LlamaConfig& config() const { return config_; }
+  // The compute dtype: activations, caches and prefixes (kFloat32 for int8 weights).
   torch::Dtype dtype() const { return dtype_; }
+  // The dtype the model was made with: kFloat32, kBFloat16 or kInt8.
+  torch::Dtype weight_dtype() const { return weight_dtype_; }
 
   LlamaModel model{nullptr};
   Linear lm_head{nullptr};  // null when tie_word_embeddings
@@ -146,6 +154,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   LlamaConfig config_;
   torch::Dtype dtype_;
+  torch::Dtype weight_dtype_;
   torch::Tensor inv_freq_;  // [hd/2] fp32, rotary frequencies
   // cos/sin of the rotary angles position · inv_freq for positions [0, max_position_embeddings),
   // [n, hd] fp32 (the two halves repeat, as HF's cat(freqs, freqs)): looked up by position
@@ -154,9 +163,17 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(LlamaForCausalLM);
 
-// Loads DIR (config.json + safetensors) in `dtype`. Every parameter must be present with the
-// shape config.json implies; errors name the file and tensor.
+// Loads DIR (config.json + safetensors) in `dtype` (see LlamaForCausalLMImpl). Every parameter
+// must be present with the shape config.json implies; errors name the file and tensor. With
+// kInt8 each linear weight is quantized as it is read (load_q8_weights, model/weights.h): the
+// peak is the int8 weights plus the fp32 rest, never a float copy of the whole model.
 LlamaForCausalLM load_llama(const std::string& dir, torch::Dtype dtype = torch::kFloat32);
+
+// The LLM dtype named on command lines and in options: "fp32" → kFloat32, "bf16" → kBFloat16,
+// "int8" → kInt8 (weight-only int8, fp32 compute). Error naming the choices otherwise.
+torch::Dtype parse_llm_dtype(const std::string& name);
+// The names parse_llm_dtype accepts, for option checks and help texts.
+inline const std::vector<std::string> kLlmDtypeNames = {"fp32", "bf16", "int8"};
 
 // Checks that `prefix` fits `config` for a batch of `batch` rows; throws Error otherwise.
 void check_prefix(const KVPrefix& prefix, const LlamaConfig& config, int64_t batch);

@@ -10,6 +10,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/safetensors.h"
+#include "model/layers.h"
 
 namespace kvrag {
 
@@ -28,6 +29,14 @@ DType from_torch_dtype(torch::Dtype dtype);
 std::vector<std::string> load_parameters(
     torch::nn::Module& module, const Checkpoint& checkpoint, const std::string& name_prefix = "",
     const std::function<bool(const std::string&)>& optional = {});
+
+// Fills every Linear of `module` that holds its weight as int8 (LinearImpl::q8, model/layers.h)
+// by quantizing the checkpoint tensor `name_prefix + <module name> + ".weight"`, one weight at a
+// time: fp32 and bf16 tensors are quantized straight from the mapped file, others through one
+// temporary fp32 copy of that weight alone, so a load never holds a float copy of the int8
+// weights. Returns how many were quantized. Errors name the file and the tensor.
+int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
+                        const std::string& name_prefix = "");
 
 // Writes the parameters of `module` (names prefixed by `name_prefix`) to a safetensors file,
 // atomically, in `dtype` (kFloat32, kBFloat16 or kFloat16).

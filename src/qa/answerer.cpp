@@ -195,8 +195,7 @@ struct Answerer::Impl {
 
 std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options,
                                          std::shared_ptr<IndexRetriever> retriever) {
-  KVRAG_CHECK(options.dtype == "fp32" || options.dtype == "bf16",
-              "LLM dtype must be fp32 or bf16, not '{}'", options.dtype);
+  const torch::Dtype llm_dtype = parse_llm_dtype(options.dtype);
   KVRAG_CHECK(options.max_new_tokens >= 1, "max_new_tokens must be at least 1, not {}",
               options.max_new_tokens);
   KVRAG_CHECK(options.max_question_tokens >= 1, "max_question_tokens must be at least 1, not {}",
@@ -205,8 +204,7 @@ std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options,
   self->impl_ = std::make_unique<Impl>();
   Impl& im = *self->impl_;
   im.options = options;
-  im.pipeline = std::make_unique<PrefixPipeline>(
-      options.llm_dir, options.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+  im.pipeline = std::make_unique<PrefixPipeline>(options.llm_dir, llm_dtype);
   im.retriever = std::move(retriever);
   if (im.retriever == nullptr && !options.index_dir.empty())
     im.retriever = open_retriever(options.index_dir, options.retriever);

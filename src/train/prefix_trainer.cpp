@@ -137,10 +137,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
               "train-prefix: --oracle gives one segment per question; --top-k must be 1");
   o.encoder.validate();
   KVRAG_CHECK(o.max_new_tokens >= 1, "train-prefix: max new tokens must be positive");
-  KVRAG_CHECK(o.llm_dtype == "fp32" || o.llm_dtype == "bf16",
-              "train-prefix: --llm-dtype must be fp32 or bf16, not {}", o.llm_dtype);
   o.optim.validate();
-  const auto llm_dtype = o.llm_dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+  const auto llm_dtype = parse_llm_dtype(o.llm_dtype);
   // The products run on BLAS's own threads (ops/threads.h, SerialIntraOpGuard): with an OpenMP
   // team beside them, 38 examples/s on 2 cores instead of 99.
   SerialIntraOpGuard serial(matmul_uses_blas_threads(llm_dtype));

@@ -37,10 +37,12 @@ namespace kvrag {
 class IndexRetriever;
 
 struct PrefixTrainOptions {
-  std::string out;                 // run folder and exported encoder (required)
-  std::string llm;                 // LLaMA folder with its tokenizer.model (frozen)
-  std::string llm_dtype = "fp32";  // fp32 | bf16 (bf16 matmuls are slow on CPUs without AMX)
-  std::string init;                // BERT / retriever folder: config.json, safetensors, vocab.txt
+  std::string out;  // run folder and exported encoder (required)
+  std::string llm;  // LLaMA folder with its tokenizer.model (frozen)
+  // fp32 | bf16 (bf16 matmuls are slow on CPUs without AMX) | int8 (weight-only; gradients flow
+  // through it to the prefix, see ops/q8_linear.h)
+  std::string llm_dtype = "fp32";
+  std::string init;  // BERT / retriever folder: config.json, safetensors, vocab.txt
 
   std::string train, dev;  // questions JSONL {"question", "answers", "gold_passage_id"?}
   int64_t max_dev = 0;     // validate on the first max_dev dev questions; 0 = all

@@ -40,7 +40,7 @@ TEST(Cli, AnsweringCommandsShowTheirDefaults) {
     const auto r = kvrag(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
     // Fixed defaults by value, those the workspace decides in words (qa/answer_defaults.h).
-    EXPECT_TRUE(contains(r.out, "--dtype TEXT:{fp32,bf16}=fp32")) << cmd << ": " << r.out;
+    EXPECT_TRUE(contains(r.out, "--dtype TEXT:{fp32,bf16,int8}=fp32")) << cmd << ": " << r.out;
     EXPECT_TRUE(contains(r.out, "--max-new-tokens INT:INT in [1 - ")) << cmd << ": " << r.out;
     EXPECT_TRUE(contains(r.out, "]=32")) << cmd << ": " << r.out;
     EXPECT_TRUE(contains(r.out,
@@ -104,6 +104,12 @@ TEST(Cli, CheckModelPassesOnBothFixtures) {
   EXPECT_EQ(bert.exit_code, 0) << bert.out << bert.err;
   EXPECT_TRUE(contains(bert.out, "pooler_output"));
   EXPECT_EQ(kvrag("check-model --dtype bf16 " + fixtures + "/tiny-llama").exit_code, 0);
+  const auto int8 = kvrag("check-model --dtype int8 " + fixtures + "/tiny-llama");
+  EXPECT_EQ(int8.exit_code, 0) << int8.out << int8.err;
+  EXPECT_TRUE(contains(int8.out, "(llama, int8)")) << int8.out;
+  const auto bert8 = kvrag("check-model --dtype int8 " + fixtures + "/tiny-bert");
+  EXPECT_NE(bert8.exit_code, 0);
+  EXPECT_TRUE(contains(bert8.err, "int8 is a LLaMA dtype")) << bert8.err;
 }
 
 TEST(Cli, CheckModelFailsWhenAnOutputIsOff) {
@@ -345,6 +351,19 @@ TEST(Cli, GenerateReproducesTheReferenceGenerations) {
     ++checked;
   }
   EXPECT_GE(checked, 5);
+}
+
+TEST(Cli, GenerateInt8) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  EXPECT_TRUE(contains(kvrag("generate --help").out, "fp32,bf16,int8"));
+  const auto r = kvrag("generate --json --dtype int8 --no-stop --model " + dir +
+                       " --prompt 'Once upon a time' --max-new-tokens 16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto ids = json::parse(r.out)["ids"].get<std::vector<int64_t>>();
+  EXPECT_EQ(ids.size(), 5u + 16u);  // BOS + 4 prompt pieces + 16 new
+  EXPECT_EQ(std::vector<int64_t>(ids.begin(), ids.begin() + 5),
+            (std::vector<int64_t>{1, 403, 407, 261, 378}));
+  EXPECT_NE(kvrag("generate --dtype int4 --model " + dir + " --prompt hi").exit_code, 0);
 }
 
 TEST(Cli, GenerateSamplingIsSeeded) {

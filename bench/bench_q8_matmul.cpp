@@ -1,0 +1,257 @@
+// Decode-step (M = 1) matrix-vector products of one LLM weight, as bytes of weight read per
+// second: int8 q8_matmul() on every CPU path this machine runs, fp32 and bf16 linear(), and a
+// plain vectorised read of memory in the same run for the ceiling (ops/q8_matmul.h says why
+// decoding is bound by it). Prints the CPU features it ran with, as llama-bench does.
+//
+//   bench_q8_matmul [--threads 2] [--repeats 10] [--hot] [--kernels all|int8]
+//
+// A timed pass goes through copies of the weight filling 512 MiB (about 5× the L3 here) and
+// reports the time per copy: as decoding reads one layer after another from a model far larger
+// than the caches, each copy comes from memory. (Reading another buffer in between evicts
+// less than it seems: Xeons' non-inclusive L3 keeps much of the weight.) --hot uses one copy,
+// which stays in cache where it fits. A last table times int8 on a weight that stays in L2: the
+// kernels' compute rate, which says whether a faster inner loop (VNNI on int8 activations) could
+// help at M = 1.
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "bench_common.h"
+#include "ops/cpu_isa.h"
+#include "ops/matmul.h"
+#include "ops/q8_matmul.h"
+#include "ops/threads.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace kvrag {
+namespace {
+
+// Σ of four equal ranges p[0..n), p[q..q+n), p[2q..), p[3q..) read side by side, as the int8
+// and fp32 kernels read four rows of W at once (one stream a thread reads less per second on
+// this VM); the sum keeps the compiler from dropping the reads.
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) float read4_avx2(const float* p, int64_t q, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + i));
+    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + q + i));
+    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + 2 * q + i));
+    a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + 3 * q + i));
+  }
+  alignas(32) float s[8];
+  _mm256_store_ps(s, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  float sum = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+  for (; i < n; ++i) sum += p[i] + p[q + i] + p[2 * q + i] + p[3 * q + i];
+  return sum;
+}
+#endif
+
+float read4_portable(const float* p, int64_t q, int64_t n) {  // (no AVX2 on this CPU)
+  float a[4] = {};
+  for (int64_t i = 0; i < n; ++i) {
+    for (int l = 0; l < 4; ++l) a[l] += p[l * q + i];
+  }
+  return a[0] + a[1] + a[2] + a[3];
+}
+
+// Reads all of buf on the helper threads, as the kernels do, each chunk as four streams.
+float read_stream(const std::vector<float>& buf) {
+  std::mutex mutex;
+  float total = 0;
+  parallel_chunks(
+      static_cast<int64_t>(buf.size()) / 4, int64_t{1} << 16, [&](int64_t b, int64_t e) {
+        // The chunk [4b, 4e) as four quarters.
+        const float* p = buf.data() + 4 * b;
+#if defined(__x86_64__)
+        const float s = best_cpu_isa() >= CpuIsa::kAvx2 ? read4_avx2(p, e - b, e - b)
+                                                        : read4_portable(p, e - b, e - b);
+#else
+                    const float s = read4_portable(p, e - b, e - b);
+#endif
+        std::lock_guard<std::mutex> lock(mutex);  // once per chunk of megabytes
+        total += s;
+      });
+  return total;
+}
+
+// The instruction-set extensions the kernels could use, as cpuid reports them.
+std::string features() {
+  std::string out;
+#if defined(__x86_64__)
+  auto add = [&](const char* name, bool has) {
+    if (has) out += std::string(" ") + name;
+  };
+  add("avx2", __builtin_cpu_supports("avx2"));
+  add("fma", __builtin_cpu_supports("fma"));
+  add("f16c", __builtin_cpu_supports("f16c"));
+  add("avx512f", __builtin_cpu_supports("avx512f"));
+  add("avx512bw", __builtin_cpu_supports("avx512bw"));
+  add("avx512vl", __builtin_cpu_supports("avx512vl"));
+  add("avx512dq", __builtin_cpu_supports("avx512dq"));
+  add("avx512vnni", __builtin_cpu_supports("avx512vnni"));
+  add("avx512bf16", __builtin_cpu_supports("avx512bf16"));
+#endif
+  return out.empty() ? " (none detected)" : out;
+}
+
+// Copies of a weight (a tensor or a Q8Matrix) filling `total` bytes, at least one.
+template <typename T>
+std::vector<T> copies(const T& one, double bytes_each, double total) {
+  const int64_t count = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(total / bytes_each)));
+  std::vector<T> out;
+  for (int64_t c = 0; c < count; ++c) {
+    if constexpr (std::is_same_v<T, torch::Tensor>) {
+      out.push_back(one.clone());
+    } else {
+      out.push_back(one);
+    }
+  }
+  return out;
+}
+
+struct Timer {
+  int repeats;
+  double total_bytes;  // what the copies of one weight fill (0: one copy)
+
+  // Best time per copy over `repeats` passes of f(copy) over every copy.
+  template <typename T, typename F>
+  double best(const T& weight, double bytes, F&& f) {
+    const auto all = copies(weight, bytes, total_bytes);
+    for (const auto& w : all) f(w);  // warm-up: pages touched, helper threads started
+    const double t = bench::best_time(repeats, [&] {
+      for (const auto& w : all) f(w);
+    });
+    return t / static_cast<double>(all.size());
+  }
+};
+
+void row(const std::string& shape, const std::string& kernel, const char* path, double bytes,
+         double seconds) {
+  std::printf("| %-14s | %-16s | %-7s | %8.1f | %9.1f | %6.2f |\n", shape.c_str(), kernel.c_str(),
+              path, bytes / (1 << 20), seconds * 1e6, bytes / seconds / 1e9);
+}
+
+void header() {
+  std::printf("| %-14s | %-16s | %-7s | %8s | %9s | %6s |\n", "weight [N, K]", "kernel", "path",
+              "MiB", "time (us)", "GB/s");
+  std::printf("|%s|%s|%s|%s|%s|%s|\n", std::string(16, '-').c_str(), std::string(18, '-').c_str(),
+              std::string(9, '-').c_str(), std::string(10, '-').c_str(),
+              std::string(11, '-').c_str(), std::string(8, '-').c_str());
+}
+
+// Restores the CPU level on scope exit.
+struct IsaScope {
+  CpuIsa saved;
+  explicit IsaScope(CpuIsa isa) : saved(set_cpu_isa(isa)) {}
+  ~IsaScope() { set_cpu_isa(saved); }
+};
+
+void bench_weight(int64_t n, int64_t k, Timer& timer, bool int8_only) {
+  torch::NoGradGuard no_grad;
+  const std::string shape = std::to_string(n) + " x " + std::to_string(k);
+  const auto w32 = torch::randn({n, k}) * 0.02;  // [N, K] fp32
+  const auto w16 = w32.to(torch::kBFloat16);     // [N, K] bf16
+  const auto q = quantize_q8(w32.data_ptr<float>(), n, k);
+  const auto x = torch::randn({1, k});  // [1, K]
+  const auto x16 = x.to(torch::kBFloat16);
+  std::vector<float> y(n);  // [1, N]
+  const double q_bytes = static_cast<double>(q.bytes());
+  for (const auto isa : supported_cpu_isas()) {
+    IsaScope scope(isa);
+    const double t = timer.best(
+        q, q_bytes, [&](const Q8Matrix& w) { q8_matmul(x.data_ptr<float>(), 1, w, y.data()); });
+    row(shape, "int8 q8_matmul", cpu_isa_name(isa), q_bytes, t);
+  }
+  if (int8_only) return;
+  for (const auto isa : supported_cpu_isas()) {
+    IsaScope scope(isa);
+    const double t =
+        timer.best(w32, 4.0 * n * k, [&](const torch::Tensor& w) { kvrag::linear(x, w); });
+    row(shape, "fp32 linear", cpu_isa_name(isa), 4.0 * n * k, t);
+  }
+  for (const auto isa : supported_cpu_isas()) {
+    IsaScope scope(isa);
+    const double t =
+        timer.best(w16, 2.0 * n * k, [&](const torch::Tensor& w) { kvrag::linear(x16, w); });
+    row(shape, "bf16 linear", cpu_isa_name(isa), 2.0 * n * k, t);
+  }
+}
+
+int run(int argc, char** argv) {
+  const bench::Args args(argc, argv, {{"threads", "2"}, {"repeats", "10"}, {"kernels", "all"}},
+                         {"hot"});
+  const int threads = configure_threads(static_cast<int>(args.integer("threads")));
+  const int repeats = static_cast<int>(args.integer("repeats"));
+  std::string paths;
+  for (const auto isa : supported_cpu_isas())
+    paths += std::string(paths.empty() ? "" : ", ") + cpu_isa_name(isa);
+  const bool hot = args.flag("hot");
+  const std::string kernels = args.str("kernels");
+  if (kernels != "all" && kernels != "int8") throw std::runtime_error("--kernels all|int8");
+  const bool int8_only = kernels == "int8";
+  std::printf("cpu: best isa %s (paths: %s); threads %d; %s\n", cpu_isa_name(best_cpu_isa()),
+              paths.c_str(), threads,
+              hot ? "one copy of each weight (cache-resident where it fits)"
+                  : "copies of each weight filling 512 MiB, read in turn");
+
+  std::printf("cpu features:%s\n", features().c_str());
+
+  // Measured before and after the tables: on a shared machine it moves.
+  std::vector<float> big((int64_t{256} << 20) / sizeof(float), 1.0f);  // [64 Mi] fp32, touched
+  auto stream = [&](const char* when) {
+    volatile float sink = read_stream(big);
+    const double t = bench::best_time(repeats, [&] { sink = sink + read_stream(big); });
+    std::printf("memory read stream %s (%s loads, 256 MiB, %d threads): %.2f GB/s\n", when,
+                best_cpu_isa() >= CpuIsa::kAvx2 ? "avx2" : "scalar", threads,
+                big.size() * sizeof(float) / t / 1e9);
+  };
+  stream("before");
+  std::printf("\n");
+
+  Timer timer{repeats, hot ? 0.0 : double(int64_t{512} << 20)};
+  header();
+  bench_weight(2048, 5632, timer, int8_only);
+  bench_weight(4096, 11008, timer, int8_only);
+
+  // In L2 (1.1 MiB of int8, half per thread), repeated: the rate the kernels could reach if
+  // memory kept up.
+  std::printf("\nin cache:\n");
+  header();
+  Timer in_cache{repeats * 50, 0.0};
+  const auto w = torch::randn({1024, 1024});
+  const auto q = quantize_q8(w.data_ptr<float>(), 1024, 1024);
+  const auto x = torch::randn({1, 1024});
+  std::vector<float> y(1024);
+  for (const auto isa : supported_cpu_isas()) {
+    IsaScope scope(isa);
+    const double t = in_cache.best(q, static_cast<double>(q.bytes()), [&](const Q8Matrix& m) {
+      q8_matmul(x.data_ptr<float>(), 1, m, y.data());
+    });
+    row("1024 x 1024", "int8 q8_matmul", cpu_isa_name(isa), static_cast<double>(q.bytes()), t);
+  }
+  std::printf("\n");
+  stream("after");
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvrag
+
+int main(int argc, char** argv) {
+  try {
+    return kvrag::run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_q8_matmul: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,299 @@
+#include "ops/q8_matmul.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "core/error.h"
+#include "ops/cpu_isa.h"
+#include "ops/threads.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define KVRAG_X86 1
+#else
+#define KVRAG_X86 0
+#endif
+
+namespace kvrag {
+namespace {
+
+// --- quantization --------------------------------------------------------------------------------
+
+inline float bf16_to_float(uint16_t bits) {
+  // bf16 is the top half of an fp32: exact.
+  const uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+inline float to_float(float v) { return v; }
+inline float to_float(uint16_t v) { return bf16_to_float(v); }
+
+template <typename T>
+Q8Matrix quantize(const T* w, int64_t n, int64_t k, const char* what) {
+  KVRAG_CHECK(n >= 0 && k > 0 && k % kQ8Group == 0,
+              "{}: weight [{}, {}]: K = {} must be a positive multiple of {} (the int8 group size)",
+              what, n, k, k, kQ8Group);
+  const int64_t groups = k / kQ8Group;
+  Q8Matrix out;
+  out.rows = n;
+  out.cols = k;
+  out.q.resize(n * k);
+  out.scales.resize(n * groups);
+  // The first non-finite weight's index (parallel_chunks' fn must not throw).
+  std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
+  // A load of a 7B model quantizes ~7e9 weights: worth the helper threads.
+  parallel_chunks(n, std::max<int64_t>(1, (int64_t{1} << 16) / k), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0 * groups; i < r1 * groups; ++i) {  // group i: weights [32 i, 32 i + 32)
+      const T* src = w + i * kQ8Group;
+      float v[kQ8Group];
+      float amax = 0;
+      bool finite = true;
+      for (int64_t j = 0; j < kQ8Group; ++j) {
+        v[j] = to_float(src[j]);
+        finite = finite && std::isfinite(v[j]);
+        amax = std::max(amax, std::fabs(v[j]));
+      }
+      if (!finite) {  // reported after the loop; zeros meanwhile
+        amax = 0;
+        int64_t seen = bad.load();
+        while (i < seen && !bad.compare_exchange_weak(seen, i)) {
+        }
+      }
+      const float scale = amax / 127;
+      int8_t* q = out.q.data() + i * kQ8Group;
+      for (int64_t j = 0; j < kQ8Group; ++j) {
+        // Division, not a reciprocal's product: the quotient is rounded once, so |w - q scale|
+        // stays within scale/2 up to fp32 rounding. The clamp covers fl(amax / scale) > 127.
+        const float r = scale > 0 ? std::nearbyint(v[j] / scale) : 0.0f;
+        q[j] = static_cast<int8_t>(std::clamp(r, -127.0f, 127.0f));
+      }
+      out.scales[i] = scale;
+    }
+  });
+  if (const int64_t i = bad.load(); i != std::numeric_limits<int64_t>::max()) {
+    int64_t j = i * kQ8Group;
+    while (std::isfinite(to_float(w[j]))) ++j;  // the group holds one
+    fail("{}: weight [{}, {}]: element [{}, {}] is {}, which int8 cannot hold", what, n, k, j / k,
+         j % k, to_float(w[j]));
+  }
+  return out;
+}
+
+// --- products: one tile of W rows [n0, n1) times R ≤ 8 rows of x ---------------------------------
+//
+// Every path computes, for each output, Σ_g scale_g · (Σ_{j<32} q_j x_j): a group's products are
+// summed in fp32, scaled once, and accumulated. They differ only in the order of those fp32
+// additions (lanes), which bounds how far apart they can be (tests/ops/test_q8_matmul.cpp).
+// R is a template parameter so that the R accumulators live in registers.
+
+constexpr int kMaxRows = 8;
+
+template <int R>
+void tile_generic(const Q8Matrix& w, const float* x, float* y, int64_t n0, int64_t n1) {
+  const int64_t K = w.cols, N = w.rows, G = w.groups_per_row();
+  for (int64_t n = n0; n < n1; ++n) {
+    const int8_t* q = w.q.data() + n * K;      // [K]
+    const float* s = w.scales.data() + n * G;  // [K/32]
+    float acc[R] = {};
+    for (int64_t g = 0; g < G; ++g) {
+      float wf[kQ8Group];
+      for (int j = 0; j < kQ8Group; ++j) wf[j] = q[g * kQ8Group + j];
+      for (int r = 0; r < R; ++r) {
+        const float* xr = x + r * K + g * kQ8Group;
+        float part[8] = {};  // independent partial sums, as an 8-lane vector would keep them
+        for (int j = 0; j < kQ8Group; j += 8) {
+          for (int l = 0; l < 8; ++l) part[l] += wf[j + l] * xr[j + l];
+        }
+        const float sum = ((part[0] + part[1]) + (part[2] + part[3])) +
+                          ((part[4] + part[5]) + (part[6] + part[7]));
+        acc[r] += sum * s[g];
+      }
+    }
+    for (int r = 0; r < R; ++r) y[r * N + n] = acc[r];
+  }
+}
+
+#if KVRAG_X86
+#define KVRAG_AVX2 __attribute__((target("avx2,fma")))
+#define KVRAG_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
+
+KVRAG_AVX2 inline __m256 load_q8x8(const int8_t* p) {  // 8 int8 → 8 fp32 (exact)
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+KVRAG_AVX2 inline float hsum256(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+
+// Rows of W processed together for R rows of x: with one or two rows of x, several rows of W
+// give independent accumulator chains (a group's FMA into its accumulator would otherwise wait
+// on the previous group's) and share each load of x. Every output's sum is formed the same way
+// whatever the blocking, so results do not depend on how N is split.
+// AVX2 has 16 vector registers: four rows of W's converted weights fill them.
+constexpr int rows_of_w_avx2(int R) { return R == 1 ? 4 : R == 2 ? 2 : 1; }
+// AVX-512 has 32, enough for eight (more loads in flight from memory).
+constexpr int rows_of_w_avx512(int R) { return R == 1 ? 8 : R == 2 ? 4 : R <= 4 ? 2 : 1; }
+
+// Rows [n, n + B) of W times R rows of x, 8 lanes: lane l of a group's sum holds q_j x_j for
+// j ≡ l (mod 8).
+template <int R, int B>
+KVRAG_AVX2 void rows_avx2(const Q8Matrix& w, const float* x, float* y, int64_t n) {
+  const int64_t K = w.cols, N = w.rows, G = w.groups_per_row();
+  const int8_t* q = w.q.data() + n * K;      // [B, K]
+  const float* s = w.scales.data() + n * G;  // [B, K/32]
+  __m256 acc[B][R];
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < R; ++r) acc[b][r] = _mm256_setzero_ps();
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    // Each weight is converted once and used for all R rows of x.
+    __m256 wv[B][4];
+    for (int b = 0; b < B; ++b) {
+      for (int i = 0; i < 4; ++i) wv[b][i] = load_q8x8(q + b * K + g * kQ8Group + 8 * i);
+    }
+    for (int r = 0; r < R; ++r) {
+      const float* xr = x + r * K + g * kQ8Group;
+      const __m256 x0 = _mm256_loadu_ps(xr), x1 = _mm256_loadu_ps(xr + 8),
+                   x2 = _mm256_loadu_ps(xr + 16), x3 = _mm256_loadu_ps(xr + 24);
+      for (int b = 0; b < B; ++b) {
+        __m256 p = _mm256_mul_ps(wv[b][0], x0);
+        p = _mm256_fmadd_ps(wv[b][1], x1, p);
+        p = _mm256_fmadd_ps(wv[b][2], x2, p);
+        p = _mm256_fmadd_ps(wv[b][3], x3, p);
+        acc[b][r] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(s + b * G + g), acc[b][r]);
+      }
+    }
+  }
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < R; ++r) y[r * N + n + b] = hsum256(acc[b][r]);
+  }
+}
+
+template <int R>
+KVRAG_AVX2 void tile_avx2(const Q8Matrix& w, const float* x, float* y, int64_t n0, int64_t n1) {
+  constexpr int B = rows_of_w_avx2(R);
+  int64_t n = n0;
+  for (; n + B <= n1; n += B) rows_avx2<R, B>(w, x, y, n);
+  for (; n < n1; ++n) rows_avx2<R, 1>(w, x, y, n);
+}
+
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() and warn that it is, or may be,
+// uninitialized (GCC bug 105593, fixed in 13).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+KVRAG_AVX512 inline __m512 load_q8x16(const int8_t* p) {  // 16 int8 → 16 fp32 (exact)
+  return _mm512_cvtepi32_ps(
+      _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+
+KVRAG_AVX512 inline float hsum512(__m512 v) {
+  return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
+}
+
+// Rows [n, n + B) of W times R rows of x, 16 lanes: lane l of a group's sum holds q_j x_j for
+// j ≡ l (mod 16).
+template <int R, int B>
+KVRAG_AVX512 void rows_avx512(const Q8Matrix& w, const float* x, float* y, int64_t n) {
+  const int64_t K = w.cols, N = w.rows, G = w.groups_per_row();
+  const int8_t* q = w.q.data() + n * K;      // [B, K]
+  const float* s = w.scales.data() + n * G;  // [B, K/32]
+  __m512 acc[B][R];
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < R; ++r) acc[b][r] = _mm512_setzero_ps();
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    __m512 w0[B], w1[B];
+    for (int b = 0; b < B; ++b) {
+      w0[b] = load_q8x16(q + b * K + g * kQ8Group);
+      w1[b] = load_q8x16(q + b * K + g * kQ8Group + 16);
+    }
+    for (int r = 0; r < R; ++r) {
+      const float* xr = x + r * K + g * kQ8Group;
+      const __m512 x0 = _mm512_loadu_ps(xr), x1 = _mm512_loadu_ps(xr + 16);
+      for (int b = 0; b < B; ++b) {
+        __m512 p = _mm512_mul_ps(w0[b], x0);
+        p = _mm512_fmadd_ps(w1[b], x1, p);
+        acc[b][r] = _mm512_fmadd_ps(p, _mm512_set1_ps(s[b * G + g]), acc[b][r]);
+      }
+    }
+  }
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < R; ++r) y[r * N + n + b] = hsum512(acc[b][r]);
+  }
+}
+
+template <int R>
+KVRAG_AVX512 void tile_avx512(const Q8Matrix& w, const float* x, float* y, int64_t n0, int64_t n1) {
+  constexpr int B = rows_of_w_avx512(R);
+  int64_t n = n0;
+  for (; n + B <= n1; n += B) rows_avx512<R, B>(w, x, y, n);
+  for (; n < n1; ++n) rows_avx512<R, 1>(w, x, y, n);
+}
+#pragma GCC diagnostic pop
+#endif  // KVRAG_X86
+
+template <int R>
+void tile(CpuIsa isa, const Q8Matrix& w, const float* x, float* y, int64_t n0, int64_t n1) {
+#if KVRAG_X86
+  if (isa >= CpuIsa::kAvx512) return tile_avx512<R>(w, x, y, n0, n1);
+  if (isa >= CpuIsa::kAvx2) return tile_avx2<R>(w, x, y, n0, n1);
+#endif
+  tile_generic<R>(w, x, y, n0, n1);
+}
+
+using TileFn = void (*)(CpuIsa, const Q8Matrix&, const float*, float*, int64_t, int64_t);
+constexpr TileFn kTiles[kMaxRows] = {tile<1>, tile<2>, tile<3>, tile<4>,
+                                     tile<5>, tile<6>, tile<7>, tile<8>};
+
+}  // namespace
+
+Q8Matrix quantize_q8(const float* w, int64_t n, int64_t k) {
+  return quantize(w, n, k, "quantize_q8");
+}
+
+Q8Matrix quantize_q8_bf16(const uint16_t* w, int64_t n, int64_t k) {
+  return quantize(w, n, k, "quantize_q8_bf16");
+}
+
+void dequantize_q8(const Q8Matrix& w, float* out) {
+  for (int64_t i = 0; i < static_cast<int64_t>(w.q.size()); ++i) {
+    out[i] = w.q[i] * w.scales[i / kQ8Group];
+  }
+}
+
+void q8_matmul(const float* x, int64_t m, const Q8Matrix& w, float* y) {
+  const int64_t N = w.rows, K = w.cols;
+  KVRAG_CHECK(K > 0 && K % kQ8Group == 0 && static_cast<int64_t>(w.q.size()) == N * K &&
+                  static_cast<int64_t>(w.scales.size()) == N * (K / kQ8Group),
+              "q8_matmul: malformed int8 weight [{}, {}] ({} values, {} scales)", N, K, w.q.size(),
+              w.scales.size());
+  KVRAG_CHECK(m >= 0, "q8_matmul: {} rows of x", m);
+  if (m == 0 || N == 0) return;
+  const CpuIsa isa = cpu_isa();
+  // At least ~64K weights per task, as linear()'s matrix-vector kernel: below that a thread
+  // costs more than it saves.
+  const int64_t grain = std::max<int64_t>(4, (int64_t{1} << 16) / K);
+  // Rows of W that stay in L2 (~128 KiB of them) while every block of x rows passes over them.
+  const int64_t tile_rows = std::max<int64_t>(1, (int64_t{128} << 10) / K);
+  parallel_chunks(N, grain, [&](int64_t n0, int64_t n1) {
+    for (int64_t t0 = n0; t0 < n1; t0 += tile_rows) {
+      const int64_t t1 = std::min(n1, t0 + tile_rows);
+      for (int64_t m0 = 0; m0 < m; m0 += kMaxRows) {
+        const int64_t rows = std::min<int64_t>(kMaxRows, m - m0);
+        kTiles[rows - 1](isa, w, x + m0 * K, y + m0 * N, t0, t1);
+      }
+    }
+  });
+}
+
+}  // namespace kvrag

@@ -1,0 +1,190 @@
+// Weight-only int8 (ops/q8_matmul.h): the round trip of quantization, and q8_matmul() on every CPU
+// path this machine runs against the portable path and against fp64 products of the dequantized
+// weights (llama.cpp's test-backend-ops: every backend against a reference).
+
+#include "ops/q8_matmul.h"
+
+#include <torch/torch.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "ops/cpu_isa.h"
+#include "ops/op_test_util.h"
+#include "ops/threads.h"
+
+namespace kvrag {
+namespace {
+
+using test::for_each_cpu_isa;
+
+// Wraps a Q8Matrix's buffers as tensors (no copy): q [N, K] int8, scales [N, K/32] fp32.
+torch::Tensor values(Q8Matrix& w) {
+  return torch::from_blob(w.q.data(), {w.rows, w.cols}, torch::kInt8);
+}
+torch::Tensor scales(Q8Matrix& w) {
+  return torch::from_blob(w.scales.data(), {w.rows, w.groups_per_row()}, torch::kFloat32);
+}
+
+torch::Tensor dequantized(const Q8Matrix& w) {  // [N, K] fp32
+  auto out = torch::empty({w.rows, w.cols}, torch::kFloat32);
+  dequantize_q8(w, out.data_ptr<float>());
+  return out;
+}
+
+// y [m, N] = q8_matmul(x [m, K], w) on the current cpu_isa().
+torch::Tensor product(const torch::Tensor& x, const Q8Matrix& w) {
+  auto y = torch::full({x.size(0), w.rows}, std::nanf(""), torch::kFloat32);  // unwritten shows
+  q8_matmul(x.data_ptr<float>(), x.size(0), w, y.data_ptr<float>());
+  return y;
+}
+
+// Weights like a trained layer's: N(0, 0.02) with a few outliers 20× larger (the reason for
+// per-group scales), and one group of zeros.
+torch::Tensor weights(int64_t n, int64_t k) {
+  auto w = torch::randn({n, k}) * 0.02;
+  w.index_put_({torch::rand({n, k}) < 0.01}, 0.4);
+  w.index({0, torch::indexing::Slice(0, kQ8Group)}).zero_();
+  return w.contiguous();
+}
+
+TEST(Q8Quantize, RoundTripWithinHalfAScale) {
+  torch::manual_seed(3);
+  for (const int64_t k : {32, 96, 4096}) {
+    auto w = weights(5, k);
+    auto q = quantize_q8(w.data_ptr<float>(), 5, k);
+    ASSERT_EQ(q.rows, 5);
+    ASSERT_EQ(q.cols, k);
+    ASSERT_EQ(static_cast<int64_t>(q.q.size()), 5 * k);
+    ASSERT_EQ(q.groups_per_row(), k / kQ8Group);
+    const auto s = scales(q).repeat_interleave(kQ8Group, 1);  // [5, K]: each weight's scale
+    // Beyond s/2, fp32 rounding: round(w / scale) rounds the quotient rounded once (≤ 127 · 2^-24
+    // in units of the scale, when it lands on a tie), and q · scale is rounded (2^-24 of it).
+    const auto bound = s * (0.5 + 1e-5) + w.abs() * 1e-7;
+    const auto err = (dequantized(q) - w).abs();
+    EXPECT_FALSE((err > bound).any().item<bool>())
+        << "k=" << k << ": max error / scale " << (err / s.clamp_min(1e-30)).max().item<double>();
+    // scale = max|w| / 127: every group's largest weight is ±127, the zero group has scale 0.
+    const auto qv = values(q).to(torch::kInt32).view({5, k / kQ8Group, kQ8Group});
+    EXPECT_LE(qv.abs().max().item<int>(), 127);
+    const auto top = qv.abs().amax(2);  // [5, K/32]
+    EXPECT_EQ(top[0][0].item<int>(), 0);
+    EXPECT_EQ(scales(q)[0][0].item<float>(), 0.0f);
+    EXPECT_EQ((top == 127).sum().item<int64_t>(), 5 * k / kQ8Group - 1);
+    EXPECT_TRUE(
+        torch::allclose(scales(q), w.view({5, k / kQ8Group, kQ8Group}).abs().amax(2) / 127, 0, 0));
+  }
+}
+
+TEST(Q8Quantize, Bf16BitsQuantizeLikeTheirFp32Values) {
+  torch::manual_seed(4);
+  const auto w = weights(7, 64).to(torch::kBFloat16);
+  std::vector<uint16_t> bits(7 * 64);
+  std::memcpy(bits.data(), w.data_ptr<at::BFloat16>(), bits.size() * sizeof(uint16_t));
+  auto from_bits = quantize_q8_bf16(bits.data(), 7, 64);
+  const auto wf = w.to(torch::kFloat32);
+  auto from_floats = quantize_q8(wf.data_ptr<float>(), 7, 64);
+  EXPECT_EQ(from_bits.q, from_floats.q);
+  EXPECT_EQ(from_bits.scales, from_floats.scales);
+}
+
+TEST(Q8Quantize, KNotAMultipleOf32IsAnError) {
+  std::vector<float> w(3 * 48, 1.0f);
+  for (const int64_t k : {0, 31, 48}) {
+    try {
+      quantize_q8(w.data(), 3, k);
+      ADD_FAILURE() << "no error for K = " << k;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("weight [3, " + std::to_string(k) + "]"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  std::vector<uint16_t> bits(3 * 48, 0x3f80);  // 1.0
+  EXPECT_THROW(quantize_q8_bf16(bits.data(), 3, 48), Error);
+}
+
+TEST(Q8Quantize, NonFiniteWeightIsAnError) {
+  std::vector<float> w(2 * 64, 0.5f);
+  w[64 + 40] = std::numeric_limits<float>::infinity();
+  try {
+    quantize_q8(w.data(), 2, 64);
+    ADD_FAILURE() << "no error for inf";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("element [1, 40] is inf"), std::string::npos) << e.what();
+  }
+  w[64 + 40] = std::nanf("");
+  EXPECT_THROW(quantize_q8(w.data(), 2, 64), Error);
+}
+
+// Σ_k |x_k| |w_k| in fp64: the scale of the rounding errors of one output.
+torch::Tensor magnitudes(const torch::Tensor& x, const torch::Tensor& w) {
+  return torch::matmul(x.to(torch::kFloat64).abs(), w.to(torch::kFloat64).abs().t());
+}
+
+// How far an fp32 sum of these products can be from the exact one, relative to magnitudes():
+// 2^-24 per rounding on the longest path of a term: its product (1), the group's 32-term sum (≤ 8
+// in the portable path's lanes and tree), its scaling (1), the accumulation over K/32 groups, and
+// a final reduction of at most 16 lanes (4). Two paths may each be that far off.
+double rounding_bound(int64_t k) { return (k / kQ8Group + 14) * std::ldexp(1.0, -24); }
+
+// Sizes: every block of x rows (1…8, and 9, 13, 17 for a full block plus a partial one), N not
+// a multiple of 8 or 16, K of one group and of a real layer (4096: several tiles and several
+// chunks for the helper threads).
+TEST(Q8Matmul, EveryPathMatchesPortableAndDequantizedProduct) {
+  configure_threads(2);
+  torch::manual_seed(5);
+  for (const auto [n, k] : {std::pair<int64_t, int64_t>{37, 32}, {37, 4096}, {19, 96}}) {
+    const auto wf = weights(n, k);
+    auto w = quantize_q8(wf.data_ptr<float>(), n, k);
+    const auto deq = dequantized(w).to(torch::kFloat64);  // [N, K]
+    // Each weight's quantization error bound (RoundTripWithinHalfAScale).
+    const auto half =
+        scales(w).repeat_interleave(kQ8Group, 1).to(torch::kFloat64) * (0.5 + 1e-5);  // [N, K]
+    const double rel = rounding_bound(k);
+    for (const int64_t m : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17}) {
+      const auto x = torch::randn({m, k});
+      const auto xd = x.to(torch::kFloat64);
+      const std::string what =
+          "m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
+      const auto mag = magnitudes(x, deq);           // [m, N]
+      const auto want = torch::matmul(xd, deq.t());  // [m, N]
+      // The original weights are within Σ_k |x_k| scale_k / 2 of that, plus rounding.
+      const auto exact = torch::matmul(xd, wf.to(torch::kFloat64).t());
+      const auto qbound = torch::matmul(xd.abs(), half.t()) + mag * (2 * rel);
+      torch::Tensor portable;
+      {
+        const CpuIsa saved = set_cpu_isa(CpuIsa::kGeneric);
+        portable = product(x, w);
+        set_cpu_isa(saved);
+      }
+      for_each_cpu_isa([&] {
+        const auto y = product(x, w);
+        ASSERT_EQ(y.sizes(), (std::vector<int64_t>{m, n})) << what;
+        ASSERT_FALSE(y.isnan().any().item<bool>()) << what << ": an output not written";
+        // Only the order of fp32 additions differs between paths.
+        EXPECT_FALSE(((y - portable).abs() > mag * (2 * rel)).any().item<bool>())
+            << what << ": max difference from portable " << test::max_abs_diff(y, portable);
+        const auto yd = y.to(torch::kFloat64);
+        EXPECT_FALSE(((yd - want).abs() > mag * rel).any().item<bool>())
+            << what << ": max error " << test::max_abs_diff(y, want);
+        EXPECT_FALSE(((yd - exact).abs() > qbound).any().item<bool>())
+            << what << ": max error from the fp32 weights " << test::max_abs_diff(y, exact);
+      });
+    }
+  }
+}
+
+TEST(Q8Matmul, NoRowsAndMalformedWeight) {
+  std::vector<float> wf(4 * 32, 0.25f);
+  auto w = quantize_q8(wf.data(), 4, 32);
+  q8_matmul(nullptr, 0, w, nullptr);  // m = 0 writes nothing
+  w.scales.pop_back();
+  std::vector<float> x(32, 1.0f), y(4);
+  EXPECT_THROW(q8_matmul(x.data(), 1, w, y.data()), Error);
+}
+
+}  // namespace
+}  // namespace kvrag
