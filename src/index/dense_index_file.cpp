@@ -36,6 +36,7 @@ constexpr int kFormatVersion = 1;
 class Checksum {
  public:
   void update(const void* data, size_t n) {
+    if (n == 0) return;  // data may be null then (an empty vector's), and memcpy must not see it
     const auto* p = static_cast<const uint8_t*>(data);
     total_ += n;
     if (npending_ > 0) {  // complete the word started by the previous call

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -35,15 +36,21 @@ sentencepiece::SentencePieceProcessor* processor(void* handle) {
 }  // namespace
 
 // Returns a processor handle, or nullptr with a message in `error`.
+// No exception crosses this C boundary: protobuf reports a clash of versions (a module loaded
+// without RTLD_DEEPBIND beside libtorch's protobuf, as in sanitizer builds) by throwing.
 KVRAG_SPM_API void* kvrag_spm_load(const char* path, char* error, size_t error_size) {
-  auto* sp = new sentencepiece::SentencePieceProcessor();
-  const auto status = sp->Load(path);
-  if (!status.ok()) {
-    set_error(error, error_size, status.ToString());
-    delete sp;
+  try {
+    auto sp = std::make_unique<sentencepiece::SentencePieceProcessor>();
+    const auto status = sp->Load(path);
+    if (!status.ok()) {
+      set_error(error, error_size, status.ToString());
+      return nullptr;
+    }
+    return sp.release();
+  } catch (const std::exception& e) {
+    set_error(error, error_size, e.what());
     return nullptr;
   }
-  return sp;
 }
 
 KVRAG_SPM_API void kvrag_spm_free(void* handle) { delete processor(handle); }
