@@ -8,6 +8,8 @@
 # Environment: BUILD (default build-asan), JOBS (default 2). Any sanitizer report fails the test it
 # happens in (UBSan does not recover; ASan aborts). Leaks are reported except those of the
 # third-party libraries named in scripts/lsan.supp (allocations they keep for the process's life).
+# Tests that load SentencePiece in a process holding libtorch fail here by construction (ASan
+# refuses RTLD_DEEPBIND, and the two protobufs then clash: README, "Fuzzing and sanitizers").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build-asan}
