@@ -1,12 +1,20 @@
 // Prefill and decode throughput of the C++ LLaMA (kvrag::generate with its KV cache).
 //
-//   bench_llama --model DIR [--dtype fp32|bf16] [--prompt-len 128] [--new-tokens 64] [--json]
+//   bench_llama --model DIR [--dtype fp32|bf16|int8] [--prompt-len 128] [--new-tokens 64] [--json]
+//               [--stream-mb 1024]
 //   bench_llama --config random-100m --save DIR [--save-only]   # write a random HF checkpoint
 //
 // Timing, identical in bench/reference_llama.py: after a warm-up generation of 4 tokens, the
 // best of --repeats runs of generate(max_new_tokens=1) is the prefill time (prompt forward +
 // first token); the best of --repeats runs of generate(max_new_tokens=N) minus that is the time
 // of the N-1 decode steps. Greedy, no early stop, batch of one prompt (or --batch copies of it).
+//
+// Also reported: the bytes of weights a decode step reads (parameters in the run dtype plus int8
+// weights with their scales; an untied embedding table, of which a step reads one row, not), the
+// decode's effective bandwidth (those bytes × tokens/s), the peak resident memory after loading and
+// at the end (VmHWM), and, with --stream-mb, the rate at which this machine reads memory in the
+// same run (bench::read_bandwidth): decode is memory-bound, so effective / read bandwidth says how
+// close to the physical limit it runs.
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -14,10 +22,13 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_common.h"
+#include "bench_memory.h"
 #include "core/error.h"
 #include "model/generation.h"
+#include "model/layers.h"
 #include "model/llama.h"
 #include "model/weights.h"
+#include "ops/cpu_isa.h"
 #include "ops/threads.h"
 
 namespace {
@@ -70,7 +81,8 @@ int run(int argc, char** argv) {
                           {"new-tokens", "64"},
                           {"batch", "1"},
                           {"repeats", "3"},
-                          {"threads", "2"}},
+                          {"threads", "2"},
+                          {"stream-mb", "0"}},
                          {"json", "save-only"});
   const int threads = configure_threads(static_cast<int>(args.integer("threads")));
   std::string dir = args.str("model");
@@ -83,12 +95,26 @@ int run(int argc, char** argv) {
   KVRAG_CHECK(!dir.empty(), "give --model DIR or --config NAME --save DIR");
 
   const std::string dtype_name = args.str("dtype");
-  KVRAG_CHECK(dtype_name == "fp32" || dtype_name == "bf16", "--dtype must be fp32 or bf16");
-  const auto dtype = dtype_name == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+  const auto dtype = parse_llm_dtype(dtype_name);
+  const double t_load0 = bench::now_seconds();
   auto model = load_llama(dir, dtype);
+  const double t_load = bench::now_seconds() - t_load0;
+  const int64_t peak_after_load = bench::proc_status_bytes("VmHWM");
   const auto& config = model->config();
-  int64_t params = 0;
-  for (const auto& p : model->parameters()) params += p.numel();
+  int64_t params = 0, weight_bytes = 0;
+  for (const auto& item : model->named_parameters()) {
+    const auto& p = item.value();
+    params += p.numel();
+    // A decode step reads one row of an untied embedding table; a tied one is lm_head too.
+    if (item.key() == "model.embed_tokens.weight" && !model->lm_head.is_empty()) continue;
+    weight_bytes += p.numel() * static_cast<int64_t>(p.element_size());
+  }
+  for (const auto& m : model->modules(/*include_self=*/false)) {
+    if (const auto* linear = dynamic_cast<const LinearImpl*>(m.get()); linear && linear->q8) {
+      params += linear->q8->rows * linear->q8->cols;
+      weight_bytes += linear->q8->bytes();
+    }
+  }
 
   const int64_t T = args.integer("prompt-len"), N = args.integer("new-tokens");
   const int64_t B = args.integer("batch");
@@ -112,6 +138,9 @@ int run(int argc, char** argv) {
       bench::best_time(repeats, [&] { tokens = generate(*model, prompts, options)[0].tokens; });
   // Can come out <= 0 only when the machine is too noisy for N; reported as null then.
   const double t_decode = t_total - t_prefill;
+  const int64_t peak_rss = bench::proc_status_bytes("VmHWM");  // before the stream's buffer
+  const int64_t stream_mb = args.integer("stream-mb");
+  const double read_gb_s = stream_mb > 0 ? bench::read_bandwidth(stream_mb << 20) : 0.0;
   const json decode_tok_s =
       t_decode > 0 ? json(static_cast<double>(B * (N - 1)) / t_decode) : json();
 
@@ -130,14 +159,28 @@ int run(int argc, char** argv) {
       {"prefill_tok_s", static_cast<double>(B * T) / t_prefill},
       {"decode_tok_s", decode_tok_s},
       {"tokens", tokens},
+      {"load_s", t_load},
+      {"weight_bytes", weight_bytes},
+      {"decode_gb_s", t_decode > 0
+                          ? json(static_cast<double>(weight_bytes) * B * (N - 1) / t_decode / 1e9)
+                          : json()},
+      {"read_gb_s", stream_mb > 0 ? json(read_gb_s) : json()},
+      {"peak_rss_after_load", peak_after_load},
+      {"peak_rss", peak_rss},
+      {"cpu", cpu_features()},
   };
   if (args.flag("json")) {
     std::cout << out.dump() << std::endl;
   } else {
     std::cout << fmt::format(
-        "{} {} ({} params, {} threads): prefill {:.1f} tok/s, decode {} tok/s\n",
-        out["model"].get<std::string>(), dtype_name, params, threads,
-        out["prefill_tok_s"].get<double>(), decode_tok_s.dump());
+        "{} {} ({} params, {:.2f} GB of weights a step reads, {} threads; {}): prefill {:.1f} "
+        "tok/s, decode {:.1f} tok/s = {:.1f} GB/s of weights (memory read: {:.1f} GB/s), peak "
+        "RSS {:.2f} GB\n",
+        out["model"].get<std::string>(), dtype_name, params, weight_bytes / 1e9, threads,
+        out["cpu"].get<std::string>(), out["prefill_tok_s"].get<double>(),
+        decode_tok_s.is_null() ? 0.0 : decode_tok_s.get<double>(),
+        t_decode > 0 ? out["decode_gb_s"].get<double>() : 0.0, read_gb_s,
+        out["peak_rss"].get<int64_t>() / 1e9);
   }
   return 0;
 }

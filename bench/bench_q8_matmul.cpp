@@ -23,86 +23,14 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "bench_memory.h"
 #include "ops/cpu_isa.h"
 #include "ops/matmul.h"
 #include "ops/q8_matmul.h"
 #include "ops/threads.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 namespace kvrag {
 namespace {
-
-// Σ of four equal ranges p[0..n), p[q..q+n), p[2q..), p[3q..) read side by side, as the int8
-// and fp32 kernels read four rows of W at once (one stream a thread reads less per second on
-// this VM); the sum keeps the compiler from dropping the reads.
-#if defined(__x86_64__)
-__attribute__((target("avx2"))) float read4_avx2(const float* p, int64_t q, int64_t n) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + i));
-    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + q + i));
-    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + 2 * q + i));
-    a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + 3 * q + i));
-  }
-  alignas(32) float s[8];
-  _mm256_store_ps(s, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  float sum = s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
-  for (; i < n; ++i) sum += p[i] + p[q + i] + p[2 * q + i] + p[3 * q + i];
-  return sum;
-}
-#endif
-
-float read4_portable(const float* p, int64_t q, int64_t n) {  // (no AVX2 on this CPU)
-  float a[4] = {};
-  for (int64_t i = 0; i < n; ++i) {
-    for (int l = 0; l < 4; ++l) a[l] += p[l * q + i];
-  }
-  return a[0] + a[1] + a[2] + a[3];
-}
-
-// Reads all of buf on the helper threads, as the kernels do, each chunk as four streams.
-float read_stream(const std::vector<float>& buf) {
-  std::mutex mutex;
-  float total = 0;
-  parallel_chunks(
-      static_cast<int64_t>(buf.size()) / 4, int64_t{1} << 16, [&](int64_t b, int64_t e) {
-        // The chunk [4b, 4e) as four quarters.
-        const float* p = buf.data() + 4 * b;
-#if defined(__x86_64__)
-        const float s = best_cpu_isa() >= CpuIsa::kAvx2 ? read4_avx2(p, e - b, e - b)
-                                                        : read4_portable(p, e - b, e - b);
-#else
-                    const float s = read4_portable(p, e - b, e - b);
-#endif
-        std::lock_guard<std::mutex> lock(mutex);  // once per chunk of megabytes
-        total += s;
-      });
-  return total;
-}
-
-// The instruction-set extensions the kernels could use, as cpuid reports them.
-std::string features() {
-  std::string out;
-#if defined(__x86_64__)
-  auto add = [&](const char* name, bool has) {
-    if (has) out += std::string(" ") + name;
-  };
-  add("avx2", __builtin_cpu_supports("avx2"));
-  add("fma", __builtin_cpu_supports("fma"));
-  add("f16c", __builtin_cpu_supports("f16c"));
-  add("avx512f", __builtin_cpu_supports("avx512f"));
-  add("avx512bw", __builtin_cpu_supports("avx512bw"));
-  add("avx512vl", __builtin_cpu_supports("avx512vl"));
-  add("avx512dq", __builtin_cpu_supports("avx512dq"));
-  add("avx512vnni", __builtin_cpu_supports("avx512vnni"));
-  add("avx512bf16", __builtin_cpu_supports("avx512bf16"));
-#endif
-  return out.empty() ? " (none detected)" : out;
-}
 
 // Copies of a weight (a tensor or a Q8Matrix) filling `total` bytes, at least one.
 template <typename T>
@@ -172,6 +100,17 @@ void bench_weight(int64_t n, int64_t k, Timer& timer, bool int8_only) {
         q, q_bytes, [&](const Q8Matrix& w) { q8_matmul(x.data_ptr<float>(), 1, w, y.data()); });
     row(shape, "int8 q8_matmul", cpu_isa_name(isa), q_bytes, t);
   }
+  // Dequantizing to bf16, as q8_linear does for each product with many rows (prefill): bytes
+  // read and written.
+  {
+    std::vector<uint16_t> tile(static_cast<size_t>(n * k));
+    for (const auto isa : supported_cpu_isas()) {
+      IsaScope scope(isa);
+      const double t = timer.best(
+          q, q_bytes, [&](const Q8Matrix& w) { dequantize_q8_rows_bf16(w, 0, n, tile.data()); });
+      row(shape, "int8 → bf16 rows", cpu_isa_name(isa), q_bytes + 2.0 * n * k, t);
+    }
+  }
   if (int8_only) return;
   for (const auto isa : supported_cpu_isas()) {
     IsaScope scope(isa);
@@ -204,13 +143,13 @@ int run(int argc, char** argv) {
               hot ? "one copy of each weight (cache-resident where it fits)"
                   : "copies of each weight filling 512 MiB, read in turn");
 
-  std::printf("cpu features:%s\n", features().c_str());
+  std::printf("cpu features: %s\n", cpu_features().c_str());
 
   // Measured before and after the tables: on a shared machine it moves.
   std::vector<float> big((int64_t{256} << 20) / sizeof(float), 1.0f);  // [64 Mi] fp32, touched
   auto stream = [&](const char* when) {
-    volatile float sink = read_stream(big);
-    const double t = bench::best_time(repeats, [&] { sink = sink + read_stream(big); });
+    volatile float sink = bench::read_stream(big);
+    const double t = bench::best_time(repeats, [&] { sink = sink + bench::read_stream(big); });
     std::printf("memory read stream %s (%s loads, 256 MiB, %d threads): %.2f GB/s\n", when,
                 best_cpu_isa() >= CpuIsa::kAvx2 ? "avx2" : "scalar", threads,
                 big.size() * sizeof(float) / t / 1e9);

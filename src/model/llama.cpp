@@ -371,7 +371,7 @@ torch::Tensor LlamaForCausalLMImpl::inference_hidden_states(const torch::Tensor&
   }
   // Several tokens: matrix products, on BLAS threads where they run there (see
   // SerialIntraOpGuard). A decode step's products use kvrag's helper threads (linear()).
-  // int8 products run on kvrag's helper threads at every size, which the guard would serialise.
+  // int8 weights: the same, their GEMM running in fp32 or bf16 as bf16 weights' would.
   SerialIntraOpGuard serial(lay.B * lay.T > kGemvMaxRows &&
                             matmul_uses_blas_threads(weight_dtype_));
   auto x = model->embed_tokens(ids);  // [B, T, H]

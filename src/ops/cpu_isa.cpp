@@ -51,6 +51,27 @@ CpuIsa set_cpu_isa(CpuIsa isa) {
   return current().exchange(isa);
 }
 
+std::string cpu_features() {
+  std::string out;
+#if defined(__x86_64__)
+  auto add = [&](const char* name, bool has) {
+    if (has) out += out.empty() ? name : std::string(" ") + name;
+  };
+  add("avx2", __builtin_cpu_supports("avx2"));
+  add("fma", __builtin_cpu_supports("fma"));
+  add("f16c", __builtin_cpu_supports("f16c"));
+  add("avx512f", __builtin_cpu_supports("avx512f"));
+  add("avx512bw", __builtin_cpu_supports("avx512bw"));
+  add("avx512vl", __builtin_cpu_supports("avx512vl"));
+  add("avx512dq", __builtin_cpu_supports("avx512dq"));
+  add("avx512vnni", __builtin_cpu_supports("avx512vnni"));
+  add("avx512bf16", __builtin_cpu_supports("avx512bf16"));
+  add("amx-bf16", __builtin_cpu_supports("amx-bf16"));
+  add("amx-int8", __builtin_cpu_supports("amx-int8"));
+#endif
+  return out.empty() ? "none detected" : out;
+}
+
 std::vector<CpuIsa> supported_cpu_isas() {
   std::vector<CpuIsa> out;
   for (auto isa : {CpuIsa::kGeneric, CpuIsa::kAvx2, CpuIsa::kAvx512}) {

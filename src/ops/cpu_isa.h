@@ -3,6 +3,7 @@
 // paths a less capable CPU would take, on this one.
 #pragma once
 
+#include <string>
 #include <vector>
 
 namespace kvrag {
@@ -26,6 +27,11 @@ CpuIsa cpu_isa();
 // Makes the kernels use `isa` (at most best_cpu_isa(), else Error) from now on, in every thread;
 // returns the previous level. Not meant to change while ops run on other threads.
 CpuIsa set_cpu_isa(CpuIsa isa);
+
+// The instruction-set extensions that matter to the kernels, as cpuid reports them, space-separated
+// ("avx2 fma f16c avx512f … amx-int8"), or "none detected". For benchmark and log output, so that
+// a figure says which CPU it ran on.
+std::string cpu_features();
 
 // Every level this CPU supports, kGeneric first.
 std::vector<CpuIsa> supported_cpu_isas();

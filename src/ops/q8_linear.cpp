@@ -7,29 +7,68 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "ops/matmul.h"
+#include "ops/threads.h"
 
 namespace kvrag {
 namespace {
 
-// Rows of W dequantized at a time in the backward pass: a tile of [kTileRows, K] fp32 stays in
-// L2 for K up to a few thousand, and is all the fp32 weight memory the backward ever holds.
-constexpr int64_t kTileRows = 256;
+// A tile of W dequantized for a GEMM holds at most this many bytes: all the float weight memory a
+// product or its backward ever holds (a 7B's lm_head would be 262 MB in bf16, 524 in fp32).
+constexpr int64_t kTileBytes = int64_t{16} << 20;
 
-// dx [M, K] fp32 = dy [M, N] fp32 · W [N, K].
+int64_t tile_rows(const Q8Matrix& w, int64_t element_bytes) {
+  return std::clamp<int64_t>(kTileBytes / (w.cols * element_bytes), 1, w.rows);
+}
+
+// Rows [n0, n0 + n) of W into tile [n, K] (fp32 or bf16), split over the threads of the pool the
+// GEMM that follows runs on: libtorch's (OpenMP) for bf16, kvrag's helpers beside BLAS for fp32.
+void dequantize_tile(const Q8Matrix& w, int64_t n0, int64_t n, torch::Tensor& tile) {
+  const int64_t K = w.cols, grain = std::max<int64_t>(1, (int64_t{1} << 16) / K);
+  if (tile.scalar_type() == torch::kBFloat16) {
+    auto* out = reinterpret_cast<uint16_t*>(tile.data_ptr());
+    at::parallel_for(0, n, grain, [&](int64_t r0, int64_t r1) {
+      dequantize_q8_rows_bf16(w, n0 + r0, n0 + r1, out + r0 * K);
+    });
+  } else {
+    float* out = tile.data_ptr<float>();
+    parallel_chunks(n, grain, [&](int64_t r0, int64_t r1) {
+      dequantize_q8_rows(w, n0 + r0, n0 + r1, out + r0 * K);
+    });
+  }
+}
+
+// y [M, N] fp32 = x [M, K] fp32 · Wᵀ through tiles of W dequantized to bf16 (x rounded to bf16)
+// where libtorch multiplies bf16 natively, else to fp32: a GEMM (oneDNN / BLAS) instead of
+// q8_matmul's matrix-vector blocks, for many rows of x (prefill, training).
+torch::Tensor q8_matmul_gemm(const torch::Tensor& x, const Q8Matrix& w) {
+  const int64_t M = x.size(0), N = w.rows, K = w.cols;
+  const bool bf16 = native_bf16_matmul();
+  const auto xt = bf16 ? x.to(torch::kBFloat16) : x;  // [M, K]
+  const int64_t rows = tile_rows(w, bf16 ? 2 : 4);
+  auto tile = torch::empty({rows, K}, bf16 ? torch::kBFloat16 : torch::kFloat32);
+  auto y = torch::empty({M, N}, torch::kFloat32);  // [M, N]
+  for (int64_t n0 = 0; n0 < N; n0 += rows) {
+    const int64_t n = std::min(rows, N - n0);
+    auto t = tile.narrow(0, 0, n);  // [n, K]
+    dequantize_tile(w, n0, n, t);
+    if (n == N) return torch::mm(xt, t.t()).to(torch::kFloat32);  // one tile: no copy
+    y.narrow(1, n0, n).copy_(torch::mm(xt, t.t()));               // [M, n]
+  }
+  return y;
+}
+
+// dx [M, K] fp32 = dy [M, N] fp32 · W [N, K], over fp32 tiles of W.
 torch::Tensor q8_grad_input(const torch::Tensor& dy, const Q8Matrix& w) {
-  const int64_t N = w.rows, K = w.cols, G = w.groups_per_row();
+  const int64_t N = w.rows, K = w.cols;
+  const int64_t rows = tile_rows(w, 4);
   auto dx = torch::zeros({dy.size(0), K}, torch::kFloat32);  // [M, K]
-  auto tile = torch::empty({std::min(kTileRows, N), K}, torch::kFloat32);
-  for (int64_t n0 = 0; n0 < N; n0 += kTileRows) {
-    const int64_t rows = std::min(kTileRows, N - n0);
-    auto t = tile.narrow(0, 0, rows);  // [rows, K]
-    float* out = t.data_ptr<float>();
-    for (int64_t r = 0; r < rows; ++r) {
-      const int8_t* q = w.q.data() + (n0 + r) * K;
-      const float* s = w.scales.data() + (n0 + r) * G;
-      for (int64_t j = 0; j < K; ++j) out[r * K + j] = q[j] * s[j / kQ8Group];
-    }
-    dx.addmm_(dy.narrow(1, n0, rows), t);  // += [M, rows] · [rows, K]
+  auto tile = torch::empty({rows, K}, torch::kFloat32);
+  for (int64_t n0 = 0; n0 < N; n0 += rows) {
+    const int64_t n = std::min(rows, N - n0);
+    auto t = tile.narrow(0, 0, n);  // [n, K]
+    dequantize_tile(w, n0, n, t);
+    dx.addmm_(dy.narrow(1, n0, n), t);  // += [M, n] · [n, K]
   }
   return dx;
 }
@@ -74,8 +113,14 @@ torch::Tensor q8_linear(const torch::Tensor& x, const std::shared_ptr<const Q8Ma
   {
     torch::NoGradGuard no_grad;
     const auto x32 = x.to(torch::kFloat32).contiguous().view({-1, K});  // [M, K]
-    auto y32 = torch::empty(out_sizes, torch::kFloat32);  // [..., N], laid out as [M, N]
-    q8_matmul(x32.data_ptr<float>(), x32.size(0), *w, y32.data_ptr<float>());
+    torch::Tensor y32;                                                  // [M, N]
+    if (x32.size(0) >= kQ8GemmMinRows) {
+      y32 = q8_matmul_gemm(x32, *w);
+    } else {
+      y32 = torch::empty({x32.size(0), N}, torch::kFloat32);
+      q8_matmul(x32.data_ptr<float>(), x32.size(0), *w, y32.data_ptr<float>());
+    }
+    y32 = y32.view(out_sizes);
     if (bias.defined()) y32.add_(bias.to(torch::kFloat32));
     y = y32.to(x.scalar_type());
   }

@@ -242,6 +242,86 @@ KVRAG_AVX512 void tile_avx512(const Q8Matrix& w, const float* x, float* y, int64
 #pragma GCC diagnostic pop
 #endif  // KVRAG_X86
 
+// --- dequantization of rows of W ----------------------------------------------------------------
+
+// fp32 → bf16 bits, rounded to nearest even (finite inputs: q8 weights are).
+inline uint16_t float_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return static_cast<uint16_t>((u + 0x7FFF + ((u >> 16) & 1)) >> 16);
+}
+
+inline void store(float* out, float v) { *out = v; }
+inline void store(uint16_t* out, float v) { *out = float_to_bf16(v); }
+
+// Groups [g0, g1) of W (group g: weights [32 g, 32 g + 32) of the flat [N, K] array) into out.
+template <typename T>
+void dequantize_generic(const Q8Matrix& w, int64_t g0, int64_t g1, T* out) {
+  for (int64_t g = g0; g < g1; ++g) {
+    const float s = w.scales[g];
+    for (int j = 0; j < kQ8Group; ++j) store(out++, w.q[g * kQ8Group + j] * s);
+  }
+}
+
+#if KVRAG_X86
+KVRAG_AVX2 inline void store8(float* out, __m256 v) { _mm256_storeu_ps(out, v); }
+KVRAG_AVX2 inline void store8(uint16_t* out, __m256 v) {
+  // Round to nearest even on the integer bits, keep the top halves, pack 8 × 32 → 8 × 16.
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i r =
+      _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7FFF), odd)), 16);
+  const __m128i packed =
+      _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), packed);
+}
+
+template <typename T>
+KVRAG_AVX2 void dequantize_avx2(const Q8Matrix& w, int64_t g0, int64_t g1, T* out) {
+  for (int64_t g = g0; g < g1; ++g, out += kQ8Group) {
+    const __m256 s = _mm256_broadcast_ss(&w.scales[g]);
+    for (int i = 0; i < 4; ++i)
+      store8(out + 8 * i, _mm256_mul_ps(load_q8x8(w.q.data() + g * kQ8Group + 8 * i), s));
+  }
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+KVRAG_AVX512 inline void store16(float* out, __m512 v) { _mm512_storeu_ps(out, v); }
+KVRAG_AVX512 inline void store16(uint16_t* out, __m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r =
+      _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)), 16);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_cvtepi32_epi16(r));
+}
+
+template <typename T>
+KVRAG_AVX512 void dequantize_avx512(const Q8Matrix& w, int64_t g0, int64_t g1, T* out) {
+  for (int64_t g = g0; g < g1; ++g, out += kQ8Group) {
+    const __m512 s = _mm512_set1_ps(w.scales[g]);
+    const int8_t* q = w.q.data() + g * kQ8Group;
+    store16(out, _mm512_mul_ps(load_q8x16(q), s));
+    store16(out + 16, _mm512_mul_ps(load_q8x16(q + 16), s));
+  }
+}
+#pragma GCC diagnostic pop
+#endif  // KVRAG_X86
+
+template <typename T>
+void dequantize_rows(const Q8Matrix& w, int64_t n0, int64_t n1, T* out, const char* what) {
+  KVRAG_CHECK(0 <= n0 && n0 <= n1 && n1 <= w.rows, "{}: rows [{}, {}) of a weight [{}, {}]", what,
+              n0, n1, w.rows, w.cols);
+  const int64_t G = w.groups_per_row(), g0 = n0 * G, g1 = n1 * G;
+#if KVRAG_X86
+  const CpuIsa isa = cpu_isa();
+  if (isa >= CpuIsa::kAvx512) return dequantize_avx512(w, g0, g1, out);
+  if (isa >= CpuIsa::kAvx2) return dequantize_avx2(w, g0, g1, out);
+#endif
+  dequantize_generic(w, g0, g1, out);
+}
+
 template <int R>
 void tile(CpuIsa isa, const Q8Matrix& w, const float* x, float* y, int64_t n0, int64_t n1) {
 #if KVRAG_X86
@@ -269,6 +349,14 @@ void dequantize_q8(const Q8Matrix& w, float* out) {
   for (int64_t i = 0; i < static_cast<int64_t>(w.q.size()); ++i) {
     out[i] = w.q[i] * w.scales[i / kQ8Group];
   }
+}
+
+void dequantize_q8_rows(const Q8Matrix& w, int64_t n0, int64_t n1, float* out) {
+  dequantize_rows(w, n0, n1, out, "dequantize_q8_rows");
+}
+
+void dequantize_q8_rows_bf16(const Q8Matrix& w, int64_t n0, int64_t n1, uint16_t* out) {
+  dequantize_rows(w, n0, n1, out, "dequantize_q8_rows_bf16");
 }
 
 void q8_matmul(const float* x, int64_t m, const Q8Matrix& w, float* y) {

@@ -56,6 +56,15 @@ Q8Matrix quantize_q8_bf16(const uint16_t* w, int64_t n, int64_t k);
 // out [N, K] = q · scale: the weights the products below multiply by (for tests).
 void dequantize_q8(const Q8Matrix& w, float* out);
 
+// Rows [n0, n1) of W dequantized into out [n1 - n0, K]: as fp32 (exactly q · scale, as above), or
+// as bf16 bits (q · scale rounded to nearest even: relative error ≤ 2⁻⁹, below the int8 rounding's
+// scale/2). For products with many rows of x, which go to a GEMM over tiles of W dequantized
+// this way (ops/q8_linear.h). Vectorised by cpu_isa(); on the calling thread only, so that the
+// caller can split rows over the thread pool its GEMM uses (a second pool spinning beside it
+// would take the cores, see ops/threads.h).
+void dequantize_q8_rows(const Q8Matrix& w, int64_t n0, int64_t n1, float* out);
+void dequantize_q8_rows_bf16(const Q8Matrix& w, int64_t n0, int64_t n1, uint16_t* out);
+
 // y [m, N] = x [m, K] · Wᵀ, x and y fp32 row-major. Each group's 32 products are summed and then
 // scaled (Σ_g scale_g Σ_j q_j x_j), in fp32 throughout. The kernel is chosen by cpu_isa()
 // (portable C++, AVX2+FMA or AVX-512); they differ only in the order of fp32 additions. Rows of

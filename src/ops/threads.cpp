@@ -180,7 +180,10 @@ SerialIntraOpGuard::~SerialIntraOpGuard() {
 }
 
 bool matmul_uses_blas_threads(c10::ScalarType dtype) {
-  return dtype == torch::kFloat32 || (dtype == torch::kBFloat16 && !native_bf16_matmul());
+  // int8 weights (q8_linear): many rows of x go to a GEMM over dequantized tiles, in fp32 (BLAS)
+  // or bf16 (libtorch's OpenMP threads) by the same rule as bf16 weights.
+  return dtype == torch::kFloat32 ||
+         ((dtype == torch::kBFloat16 || dtype == torch::kInt8) && !native_bf16_matmul());
 }
 
 }  // namespace kvrag

@@ -6,6 +6,8 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "ops/cpu_isa.h"
+#include "ops/matmul.h"
 #include "ops/threads.h"
 #include "support/test_support.h"
 
@@ -39,14 +41,22 @@ TEST_F(Q8Linear, ForwardIsLinearOnTheDequantizedWeights) {
   const auto q8 = random_q8(300, 96, 1, &w);  // N not a multiple of any tile
   const auto bias = torch::randn({300});
   torch::NoGradGuard no_grad;
-  for (const int64_t m : {1, 3, 8, 9, 40}) {  // decode rows, and a block of 8 and beyond
-    const auto x = torch::randn({2, m, 96});  // [2, m, K]
-    const auto want = torch::nn::functional::linear(x, w, bias);
-    const auto got = q8_linear(x, q8, bias);
-    ASSERT_EQ(got.sizes(), want.sizes());
-    // fp32 sums of 96 terms in another order: a few ulps of the largest term.
-    EXPECT_LT(relative_error(got, want), 1e-5) << "m = " << m;
-    EXPECT_LT(relative_error(q8_linear(x, q8), x.matmul(w.t())), 1e-5);
+  for (const auto isa : supported_cpu_isas()) {  // each path this CPU has, and its GEMM's dtype
+    const CpuIsa saved = set_cpu_isa(isa);
+    for (const int64_t m : {1, 3, 4, 8, 20}) {  // rows of x: 2m (decode, blocks of 8, a GEMM)
+      const auto x = torch::randn({2, m, 96});  // [2, m, K]
+      const auto want = torch::nn::functional::linear(x, w, bias);
+      const auto got = q8_linear(x, q8, bias);
+      ASSERT_EQ(got.sizes(), want.sizes());
+      // fp32 sums of 96 terms in another order: a few ulps of the largest term. A GEMM in bf16
+      // rounds x and W to bf16 (2⁻⁹ each, relative) and accumulates in fp32: a random sum of
+      // such errors stays far below 2⁻⁸ of the largest output.
+      const bool bf16_gemm = 2 * m >= kQ8GemmMinRows && native_bf16_matmul();
+      const double tolerance = bf16_gemm ? 1.0 / 256 : 1e-5;
+      EXPECT_LT(relative_error(got, want), tolerance) << cpu_isa_name(isa) << ", m = " << m;
+      EXPECT_LT(relative_error(q8_linear(x, q8), x.matmul(w.t())), tolerance);
+    }
+    set_cpu_isa(saved);
   }
   // bf16 activations: computed in fp32 from their exact conversion, rounded to bf16 once.
   const auto xb = torch::randn({5, 96}).to(torch::kBFloat16);
@@ -54,6 +64,20 @@ TEST_F(Q8Linear, ForwardIsLinearOnTheDequantizedWeights) {
   EXPECT_EQ(got.scalar_type(), torch::kBFloat16);
   const auto want = torch::nn::functional::linear(xb.to(torch::kFloat32), w, bias);
   EXPECT_LT(relative_error(got, want), 1.0 / 256);  // bf16's one rounding
+}
+
+TEST_F(Q8Linear, GemmTilesCoverEveryRow) {
+  // A weight of more than one 16 MB tile: 4100 rows × 2048 in fp32 is 33.6 MB (3 tiles).
+  torch::Tensor w;
+  const auto q8 = random_q8(4100, 2048, 3, &w);
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({kQ8GemmMinRows, 2048});  // [M, K]
+  for (const auto isa : supported_cpu_isas()) {
+    const CpuIsa saved = set_cpu_isa(isa);
+    const double tolerance = native_bf16_matmul() ? 1.0 / 64 : 1e-5;  // 2048 terms
+    EXPECT_LT(relative_error(q8_linear(x, q8), x.matmul(w.t())), tolerance) << cpu_isa_name(isa);
+    set_cpu_isa(saved);
+  }
 }
 
 TEST_F(Q8Linear, BackwardMatchesAutogradOnTheDequantizedWeights) {

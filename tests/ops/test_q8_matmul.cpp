@@ -177,6 +177,28 @@ TEST(Q8Matmul, EveryPathMatchesPortableAndDequantizedProduct) {
   }
 }
 
+TEST(Q8Dequantize, RowsOnEveryPathAreTheProductsWeightsAndTheirBf16Rounding) {
+  configure_threads(2);
+  torch::manual_seed(6);
+  const int64_t n = 37, k = 4096;
+  const auto wf = weights(n, k);
+  const auto w = quantize_q8(wf.data_ptr<float>(), n, k);
+  const auto deq = dequantized(w);                 // [N, K]: q · scale, the portable loop
+  const auto deq_bf16 = deq.to(torch::kBFloat16);  // libtorch's round-to-nearest-even
+  for (const auto [n0, n1] : {std::pair<int64_t, int64_t>{0, n}, {5, 6}, {3, 30}, {9, 9}}) {
+    for_each_cpu_isa([&] {
+      auto rows = torch::full({n1 - n0, k}, std::nanf(""));
+      dequantize_q8_rows(w, n0, n1, rows.data_ptr<float>());
+      EXPECT_TRUE(torch::equal(rows, deq.narrow(0, n0, n1 - n0))) << cpu_isa_name(cpu_isa());
+      auto bits = torch::empty({n1 - n0, k}, torch::kBFloat16);
+      dequantize_q8_rows_bf16(w, n0, n1, reinterpret_cast<uint16_t*>(bits.data_ptr()));
+      EXPECT_TRUE(torch::equal(bits, deq_bf16.narrow(0, n0, n1 - n0))) << cpu_isa_name(cpu_isa());
+    });
+  }
+  std::vector<float> out(k);
+  EXPECT_THROW(dequantize_q8_rows(w, 36, 38, out.data()), Error);
+}
+
 TEST(Q8Matmul, NoRowsAndMalformedWeight) {
   std::vector<float> wf(4 * 32, 0.25f);
   auto w = quantize_q8(wf.data(), 4, 32);
