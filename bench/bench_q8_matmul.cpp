@@ -1,5 +1,6 @@
 // Decode-step (M = 1) matrix-vector products of one LLM weight, as bytes of weight read per
-// second: int8 q8_matmul() on every CPU path this machine runs, fp32 and bf16 linear(), and a
+// second: int8 q8_matmul() on every CPU path this machine runs, fp32 and bf16 linear(), the same
+// products through libtorch (OpenBLAS, oneDNN: what the hand-written kernels must beat), and a
 // plain vectorised read of memory in the same run for the ceiling (ops/q8_matmul.h says why
 // decoding is bound by it). Prints the CPU features it ran with, as llama-bench does.
 //
@@ -123,6 +124,16 @@ void bench_weight(int64_t n, int64_t k, Timer& timer, bool int8_only) {
     const double t =
         timer.best(w16, 2.0 * n * k, [&](const torch::Tensor& w) { kvrag::linear(x16, w); });
     row(shape, "bf16 linear", cpu_isa_name(isa), 2.0 * n * k, t);
+  }
+  // libtorch's own products at M = 1, for the choice of a hand-written matrix-vector kernel:
+  // fp32 through OpenBLAS, bf16 through oneDNN where the CPU has AVX-512 (else its scalar loop).
+  const double t32 = timer.best(
+      w32, 4.0 * n * k, [&](const torch::Tensor& w) { torch::nn::functional::linear(x, w); });
+  row(shape, "fp32 libtorch", "BLAS", 4.0 * n * k, t32);
+  if (native_bf16_matmul()) {
+    const double t16 = timer.best(
+        w16, 2.0 * n * k, [&](const torch::Tensor& w) { torch::nn::functional::linear(x16, w); });
+    row(shape, "bf16 libtorch", "oneDNN", 2.0 * n * k, t16);
   }
 }
 

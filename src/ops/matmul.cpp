@@ -129,6 +129,27 @@ void gemv(const torch::Tensor& weight, const float* x, float* y, int64_t R) {
   }
 }
 
+// y = x Wᵀ (+ b) for bf16 x and W computed in fp32 without autograd, W converted a tile of rows
+// at a time (at most 16 MB of fp32) so that no fp32 copy of a whole weight is ever held: a 7B's
+// lm_head would be 524 MB.
+torch::Tensor linear_bf16_in_fp32(const torch::Tensor& x, const torch::Tensor& weight,
+                                  const torch::Tensor& bias) {
+  const int64_t out = weight.size(0), in = weight.size(1);
+  const int64_t rows = std::clamp<int64_t>((int64_t{16} << 20) / (4 * in), 1, out);
+  const auto x32 = x.to(torch::kFloat32).reshape({-1, in});    // [M, in]
+  auto y = torch::empty({x32.size(0), out}, torch::kFloat32);  // [M, out]
+  for (int64_t o0 = 0; o0 < out; o0 += rows) {
+    const int64_t n = std::min(rows, out - o0);
+    const auto tile = weight.narrow(0, o0, n).to(torch::kFloat32);  // [n, in]
+    auto part = y.narrow(1, o0, n);                                 // [M, n]
+    torch::mm_out(part, x32, tile.t());
+  }
+  if (bias.defined()) y.add_(bias.to(torch::kFloat32));
+  auto sizes = x.sizes().vec();
+  sizes.back() = out;
+  return y.view(sizes).to(torch::kBFloat16);
+}
+
 }  // namespace
 
 bool native_bf16_matmul() { return cpu_isa() >= CpuIsa::kAvx512; }
@@ -151,6 +172,9 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
     return y.view(sizes).to(dtype);
   }
   if (dtype == torch::kBFloat16 && !native_bf16_matmul()) {
+    if (!grad && weight.scalar_type() == torch::kBFloat16 && x.size(-1) == in) {
+      return linear_bf16_in_fp32(x, weight, bias);
+    }
     return torch::nn::functional::linear(x.to(torch::kFloat32), weight.to(torch::kFloat32),
                                          bias.defined() ? bias.to(torch::kFloat32) : bias)
         .to(torch::kBFloat16);

@@ -37,6 +37,7 @@ TEST(CpuPaths, LoweredLevelChangesPaths) {
   for_each_cpu_isa([] {
     EXPECT_EQ(native_bf16_matmul(), cpu_isa() >= CpuIsa::kAvx512);
     EXPECT_EQ(matmul_uses_blas_threads(torch::kBFloat16), !native_bf16_matmul());
+    EXPECT_EQ(matmul_uses_blas_threads(torch::kInt8), !native_bf16_matmul());
     EXPECT_TRUE(matmul_uses_blas_threads(torch::kFloat32));
   });
   EXPECT_EQ(cpu_isa(), best_cpu_isa());
@@ -90,6 +91,28 @@ TEST(Linear, MatchesFp64ReferenceOnEveryPath) {
         }
       }
     }
+  });
+}
+
+// A bf16 weight of more than one fp32 tile (4100 × 2048: 33.6 MB in fp32, 3 tiles) where it is
+// multiplied in fp32 (no native bf16 matmul: every lowered path), and natively where it is.
+TEST(Linear, Bf16WeightInFp32TilesCoversEveryOutput) {
+  configure_threads(2);
+  torch::manual_seed(2);
+  const auto w = test::randn({4100, 2048}, torch::kBFloat16);
+  const auto bias = test::randn({4100}, torch::kBFloat16);
+  const auto x = test::randn({2, 10, 2048}, torch::kBFloat16);  // 20 rows: not the GEMV kernel
+  const auto want = reference_linear(x, w, bias);
+  torch::NoGradGuard no_grad;
+  for_each_cpu_isa([&] {
+    const auto got = kvrag::linear(x, w, bias);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    // Outputs reach ~150, where a bf16 ulp is 1: one rounding (≤ 2⁻⁸ relative), two for
+    // libtorch's native path (product, then bias), and 2048-term fp32 sums that may move a
+    // value across a rounding boundary: within 2⁻⁷ of the largest output's size.
+    const double bound = want.abs().max().item<double>() / 128;
+    EXPECT_LE((got.to(torch::kFloat64) - want).abs().max().item<double>(), bound)
+        << cpu_isa_name(cpu_isa());
   });
 }
 
