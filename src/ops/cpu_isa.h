@@ -10,12 +10,13 @@ namespace kvrag {
 
 // Ordered: each level includes the ones before it.
 enum class CpuIsa {
-  kGeneric,  // portable C++ only
-  kAvx2,     // AVX2 + FMA: linear()'s matrix-vector kernel
-  kAvx512,   // AVX-512 BW/VL/DQ: libtorch's oneDNN multiplies bf16 natively (native_bf16_matmul)
+  kGeneric,     // portable C++ only
+  kAvx2,        // AVX2 + FMA: linear()'s matrix-vector kernel
+  kAvx512,      // AVX-512 BW/VL/DQ: libtorch's oneDNN multiplies bf16 natively (native_bf16_matmul)
+  kAvx512Vnni,  // and AVX-512 VNNI (vpdpbusd): q8_matmul's int8 × int8 dot products
 };
 
-// "generic", "avx2", "avx512".
+// "generic", "avx2", "avx512", "avx512vnni".
 const char* cpu_isa_name(CpuIsa isa);
 
 // The best level this CPU supports.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -121,6 +122,7 @@ void tile_generic(const Q8Matrix& w, const float* x, float* y, int64_t n0, int64
 #if KVRAG_X86
 #define KVRAG_AVX2 __attribute__((target("avx2,fma")))
 #define KVRAG_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
+#define KVRAG_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma")))
 
 KVRAG_AVX2 inline __m256 load_q8x8(const int8_t* p) {  // 8 int8 → 8 fp32 (exact)
   return _mm256_cvtepi32_ps(
@@ -239,6 +241,137 @@ KVRAG_AVX512 void tile_avx512(const Q8Matrix& w, const float* x, float* y, int64
   for (; n + B <= n1; n += B) rows_avx512<R, B>(w, x, y, n);
   for (; n < n1; ++n) rows_avx512<R, 1>(w, x, y, n);
 }
+
+// --- int8 activations: AVX-512 VNNI -------------------------------------------------------------
+//
+// x quantized like the weights (per group of 32: scale max|x|/127, values rounded to nearest in
+// [-127, 127]), so that a group's 32 products are integer: Σ_g (s_w,g · s_x,g) · Σ_j q_w,j q_x,j.
+// vpdpbusd multiplies unsigned by signed bytes, so x is stored as |q_x| (≤ 127: fits u8) and its
+// signs, which move onto the weight (q_w · sign(q_x), never -128): the products are exact, four
+// summed into each int32 lane (|sum| ≤ 4 · 127² fits, and converts to fp32 exactly).
+
+// x [m, K] in the layout the kernel reads, one 64-byte step (two groups) at a time: P = ⌈G/2⌉
+// steps a row, an odd last group paired with zeros.
+struct Q8Activations {
+  int64_t steps = 0;          // P
+  std::vector<uint8_t> mag;   // [m, P, 64]: |q_x|
+  std::vector<uint64_t> neg;  // [m, P]: bit j set where q_x,j < 0
+  // [m, P, 16]: the scale of each int32 lane of vpdpbusd's result: lanes 0-7 hold bytes 0-31
+  // (group 2p), lanes 8-15 bytes 32-63 (group 2p + 1). NaN for a group holding a non-finite x,
+  // so that its outputs are NaN as on the fp32 paths (instead of a silently wrong number).
+  std::vector<float> scales;
+};
+
+// 16 fp32 → 16 int8: round(v / scale) in [-127, 127] (a function, not a lambda: GCC's lambdas do
+// not take the target attribute of the function around them).
+KVRAG_VNNI inline __m128i quantize16(__m512 v, __m512 scale) {
+  const __m512i q = _mm512_cvt_roundps_epi32(_mm512_div_ps(v, scale),
+                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return _mm512_cvtepi32_epi8(
+      _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127)));
+}
+
+KVRAG_VNNI Q8Activations quantize_activations(const float* x, int64_t m, int64_t K) {
+  const int64_t G = K / kQ8Group, P = (G + 1) / 2;
+  Q8Activations a;
+  a.steps = P;
+  a.mag.assign(m * P * 64, 0);
+  a.neg.assign(m * P, 0);
+  a.scales.assign(m * P * 16, 0.0f);
+  const __m512 sign = _mm512_set1_ps(-0.0f), big = _mm512_set1_ps(FLT_MAX);
+  for (int64_t r = 0; r < m; ++r) {
+    for (int64_t g = 0; g < G; ++g) {
+      const float* src = x + r * K + g * kQ8Group;
+      const __m512 v0 = _mm512_loadu_ps(src), v1 = _mm512_loadu_ps(src + 16);
+      const __m512 a0 = _mm512_andnot_ps(sign, v0), a1 = _mm512_andnot_ps(sign, v1);
+      const bool finite = (_mm512_cmp_ps_mask(a0, big, _CMP_LE_OQ) &
+                           _mm512_cmp_ps_mask(a1, big, _CMP_LE_OQ)) == 0xFFFF;  // NaN: false
+      // As quantize_q8: the scale exactly max|x| / 127, and a quotient rounded once.
+      const float scale =
+          finite ? _mm512_reduce_max_ps(_mm512_max_ps(a0, a1)) / 127 : std::nanf("");
+      const int64_t step = r * P + g / 2, half = g % 2;
+      std::fill_n(&a.scales[step * 16 + half * 8], 8, scale);
+      if (!(scale > 0)) continue;  // zeros (a zero group: exact; NaN: carried by the scale)
+      const __m512 sv = _mm512_set1_ps(scale);
+      const __m256i q = _mm256_set_m128i(quantize16(v1, sv), quantize16(v0, sv));  // [32] int8
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&a.mag[step * 64 + half * 32]),
+                          _mm256_abs_epi8(q));
+      a.neg[step] |= static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(q)))
+                     << (32 * half);
+    }
+  }
+  return a;
+}
+
+// One 64-byte step (two groups) of B rows of W times R rows of x, into acc: q and s point at the
+// step's bytes and scales in W's first row (rows K and G apart), xm, xn and xs at x's first row
+// (P steps apart). `wmask`/`smask` select the bytes and scales of W that exist: all but for an
+// odd last group. Each lane's sum is converted to fp32, scaled by s_w s_x and accumulated: lane
+// l of an output's accumulator holds the groups' 4-product sums at its bytes 4l…4l+3.
+template <int R, int B>
+KVRAG_VNNI inline void step_vnni(__m512 (&acc)[B][R], const int8_t* q, const float* s, int64_t K,
+                                 int64_t G, const uint8_t* xm, const uint64_t* xn, const float* xs,
+                                 int64_t P, __mmask64 wmask, __mmask8 smask) {
+  const __m512i pick = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  __m512i wv[B];  // [64] int8
+  __m512 ws[B];   // lanes 0-7: s_w of the first group, lanes 8-15: of the second
+  for (int b = 0; b < B; ++b) {
+    wv[b] = _mm512_maskz_loadu_epi8(wmask, q + b * K);
+    ws[b] =
+        _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_maskz_loadu_ps(smask, s + b * G)));
+  }
+  for (int r = 0; r < R; ++r) {
+    const __m512i mag = _mm512_loadu_si512(xm + r * P * 64);
+    const __mmask64 neg = _cvtu64_mask64(xn[r * P]);
+    const __m512 x_scales = _mm512_loadu_ps(xs + r * P * 16);
+    for (int b = 0; b < B; ++b) {
+      const __m512i signed_w = _mm512_mask_sub_epi8(wv[b], neg, _mm512_setzero_si512(), wv[b]);
+      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), mag, signed_w);
+      acc[b][r] =
+          _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[b], x_scales), acc[b][r]);
+    }
+  }
+}
+
+// Rows [n, n + B) of W times rows [r0, r0 + R) of a, into y [R, N].
+template <int R, int B>
+KVRAG_VNNI void rows_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0, float* y,
+                          int64_t n) {
+  const int64_t K = w.cols, N = w.rows, G = w.groups_per_row(), P = a.steps;
+  const int8_t* q = w.q.data() + n * K;             // [B, K]
+  const float* s = w.scales.data() + n * G;         // [B, K/32]
+  const uint8_t* xm = a.mag.data() + r0 * P * 64;   // [R, P, 64]
+  const uint64_t* xn = a.neg.data() + r0 * P;       // [R, P]
+  const float* xs = a.scales.data() + r0 * P * 16;  // [R, P, 16]
+  __m512 acc[B][R];
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < R; ++r) acc[b][r] = _mm512_setzero_ps();
+  }
+  int64_t p = 0;
+  for (; p < G / 2; ++p) {
+    step_vnni<R, B>(acc, q + 64 * p, s + 2 * p, K, G, xm + 64 * p, xn + p, xs + 16 * p, P,
+                    ~__mmask64{0}, 0x3);
+  }
+  if (G % 2) {
+    step_vnni<R, B>(acc, q + 64 * p, s + 2 * p, K, G, xm + 64 * p, xn + p, xs + 16 * p, P,
+                    0xFFFFFFFF, 0x1);
+  }
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < R; ++r) y[r * N + n + b] = hsum512(acc[b][r]);
+  }
+}
+
+constexpr int rows_of_w_vnni(int R) { return R == 1 ? 8 : R == 2 ? 4 : R <= 4 ? 2 : 1; }
+
+// Rows [n0, n1) of W times rows [r0, r0 + R) of a, into y [R, N].
+template <int R>
+KVRAG_VNNI void tile_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0, float* y,
+                          int64_t n0, int64_t n1) {
+  constexpr int B = rows_of_w_vnni(R);
+  int64_t n = n0;
+  for (; n + B <= n1; n += B) rows_vnni<R, B>(w, a, r0, y, n);
+  for (; n < n1; ++n) rows_vnni<R, 1>(w, a, r0, y, n);
+}
 #pragma GCC diagnostic pop
 #endif  // KVRAG_X86
 
@@ -335,6 +468,33 @@ using TileFn = void (*)(CpuIsa, const Q8Matrix&, const float*, float*, int64_t, 
 constexpr TileFn kTiles[kMaxRows] = {tile<1>, tile<2>, tile<3>, tile<4>,
                                      tile<5>, tile<6>, tile<7>, tile<8>};
 
+#if KVRAG_X86
+using VnniTileFn = void (*)(const Q8Matrix&, const Q8Activations&, int64_t, float*, int64_t,
+                            int64_t);
+constexpr VnniTileFn kVnniTiles[kMaxRows] = {tile_vnni<1>, tile_vnni<2>, tile_vnni<3>,
+                                             tile_vnni<4>, tile_vnni<5>, tile_vnni<6>,
+                                             tile_vnni<7>, tile_vnni<8>};
+#endif
+
+// Calls tile_fn(m0, rows, n0, n1) for every block of ≤ 8 rows of x [m, K] and tile of W rows
+// [n0, n1), parallel over N (output features) on kvrag's helper threads.
+template <typename F>
+void for_each_tile(int64_t m, int64_t N, int64_t K, F&& tile_fn) {
+  // At least ~64K weights per task, as linear()'s matrix-vector kernel: below that a thread
+  // costs more than it saves.
+  const int64_t grain = std::max<int64_t>(4, (int64_t{1} << 16) / K);
+  // Rows of W that stay in L2 (~128 KiB of them) while every block of x rows passes over them.
+  const int64_t tile_rows = std::max<int64_t>(1, (int64_t{128} << 10) / K);
+  parallel_chunks(N, grain, [&](int64_t n0, int64_t n1) {
+    for (int64_t t0 = n0; t0 < n1; t0 += tile_rows) {
+      const int64_t t1 = std::min(n1, t0 + tile_rows);
+      for (int64_t m0 = 0; m0 < m; m0 += kMaxRows) {
+        tile_fn(m0, std::min<int64_t>(kMaxRows, m - m0), t0, t1);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 Q8Matrix quantize_q8(const float* w, int64_t n, int64_t k) {
@@ -368,19 +528,17 @@ void q8_matmul(const float* x, int64_t m, const Q8Matrix& w, float* y) {
   KVRAG_CHECK(m >= 0, "q8_matmul: {} rows of x", m);
   if (m == 0 || N == 0) return;
   const CpuIsa isa = cpu_isa();
-  // At least ~64K weights per task, as linear()'s matrix-vector kernel: below that a thread
-  // costs more than it saves.
-  const int64_t grain = std::max<int64_t>(4, (int64_t{1} << 16) / K);
-  // Rows of W that stay in L2 (~128 KiB of them) while every block of x rows passes over them.
-  const int64_t tile_rows = std::max<int64_t>(1, (int64_t{128} << 10) / K);
-  parallel_chunks(N, grain, [&](int64_t n0, int64_t n1) {
-    for (int64_t t0 = n0; t0 < n1; t0 += tile_rows) {
-      const int64_t t1 = std::min(n1, t0 + tile_rows);
-      for (int64_t m0 = 0; m0 < m; m0 += kMaxRows) {
-        const int64_t rows = std::min<int64_t>(kMaxRows, m - m0);
-        kTiles[rows - 1](isa, w, x + m0 * K, y + m0 * N, t0, t1);
-      }
-    }
+#if KVRAG_X86
+  if (isa >= CpuIsa::kAvx512Vnni) {
+    const Q8Activations a = quantize_activations(x, m, K);  // once, for every tile
+    for_each_tile(m, N, K, [&](int64_t m0, int64_t rows, int64_t n0, int64_t n1) {
+      kVnniTiles[rows - 1](w, a, m0, y + m0 * N, n0, n1);
+    });
+    return;
+  }
+#endif
+  for_each_tile(m, N, K, [&](int64_t m0, int64_t rows, int64_t n0, int64_t n1) {
+    kTiles[rows - 1](isa, w, x + m0 * K, y + m0 * N, n0, n1);
   });
 }
 

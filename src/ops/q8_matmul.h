@@ -13,12 +13,26 @@
 // relative precision drops below the int8 values' own). The cost is 36 bytes a group instead of
 // 34: ~6% more traffic in a memory-bound product.
 //
-// Why fp32 activations, not int8 ones through AVX-512 VNNI (vpdpbusd, llama.cpp's Q8_0 × Q8_0):
-// at M = 1 the AVX-512 kernel here computes at 18-36 GB/s of weights on a weight in L2 but reads
-// 8-9 GB/s from memory, against a memory read stream of 9-14 GB/s in the same run
-// (bench/bench_q8_matmul.cpp, 2 threads on a shared 2-core Sapphire Rapids VM). A faster inner
-// loop could gain at most that gap, and rounding the activations to int8 would add an error as
-// large as the weights' own. Worth measuring again for prefill (large m), where compute binds.
+// Activations. On kGeneric, kAvx2 and kAvx512 they stay fp32: each group's 32 products are
+// int8 weights converted to fp32 times x, summed by FMA. Where the CPU has AVX-512 VNNI
+// (kAvx512Vnni, the default there), q8_matmul first rounds each row of x to int8 the way
+// quantize_q8 rounds weights, per group of 32 along K: s_x = max|x| / 127 (fp32, 0 for a group of
+// zeros), q_x = round(x / s_x) in [-127, 127]; then every group's dot product is exact in
+// integers (vpdpbusd, as llama.cpp's Q8_0 × Q8_0) and y = Σ_g (s_w,g s_x,g) Σ_j q_w,j q_x,j
+// in fp32. The error this adds: each x is within s_x/2 of q_x s_x, so each output is within
+// Σ_k |q_w,k s_w,k| s_x,k / 2 of the product on fp32 activations (plus fp32 rounding): each x off
+// by at most max|x of its group| / 254, as each weight is. Random signs cancel most of it: on
+// stories260K logits move 0.28 from fp32's against 0.19 with fp32 activations (test_int8_llama).
+//
+// Why int8 activations now (an earlier measurement argued against them, on a busier machine
+// where memory bound every kernel): at M = 1, 2 threads, on a shared 2-core Sapphire Rapids VM
+// (bench/bench_q8_matmul.cpp --repeats 5 --kernels int8), the fp32-activation AVX-512 kernel
+// reads int8 weights at 33 GB/s from L2 and 7-16 GB/s from memory when a plain read stream gets
+// 21-27 GB/s: it is compute bound (int8 → fp32 conversion and FMA for every 16 weights), and
+// llama.cpp's Q8_0 decode is 1.4-1.7× faster. The VNNI kernel (one vpdpbusd per 64 weights and
+// row of x) doubles the in-cache rate: 31-38 GB/s against 16-21 for AVX-512 in the same runs,
+// with the read stream at 11-18 GB/s (the machine busy); from memory it reads 8.4-10.6 GB/s
+// against 5.1-9.0, i.e. 60-80% of that stream, so memory binds it again.
 //
 // No torch: plain pointers and vectors, so the kernels compile quickly and can be wired to any
 // weight store (a tensor, a mapped file) by the caller.
@@ -66,8 +80,12 @@ void dequantize_q8_rows(const Q8Matrix& w, int64_t n0, int64_t n1, float* out);
 void dequantize_q8_rows_bf16(const Q8Matrix& w, int64_t n0, int64_t n1, uint16_t* out);
 
 // y [m, N] = x [m, K] · Wᵀ, x and y fp32 row-major. Each group's 32 products are summed and then
-// scaled (Σ_g scale_g Σ_j q_j x_j), in fp32 throughout. The kernel is chosen by cpu_isa()
-// (portable C++, AVX2+FMA or AVX-512); they differ only in the order of fp32 additions. Rows of
+// scaled (Σ_g scale_g Σ_j q_j x_j). The kernel is chosen by cpu_isa(): portable C++, AVX2+FMA or
+// AVX-512 compute in fp32 throughout and differ only in the order of fp32 additions; AVX-512 VNNI
+// rounds x to int8 per group first (above: each output within Σ_k |w_k| s_x,k / 2 of theirs), and
+// makes an output NaN where a group of x it reads holds a NaN or an infinity. Every output is
+// computed the same way whatever m and however N is split (one token's logits do not depend on
+// the batch around it). Rows of
 // x go in blocks of up to 8 per pass over a tile of W, so one pass of W serves the whole decode
 // step (m ≤ 8) and larger m rereads W tiles from cache; parallel over N (output features) on
 // kvrag's helper threads.

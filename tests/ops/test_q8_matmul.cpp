@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -130,13 +131,39 @@ torch::Tensor magnitudes(const torch::Tensor& x, const torch::Tensor& w) {
 // a final reduction of at most 16 lanes (4). Two paths may each be that far off.
 double rounding_bound(int64_t k) { return (k / kQ8Group + 14) * std::ldexp(1.0, -24); }
 
+// x [m, K] as the VNNI path rounds it (ops/q8_matmul.h): per group of 32, scale s = max|x| / 127
+// in fp32 and q = round(x / s) (half to even, the fp32 quotient) in [-127, 127], 0 where s = 0.
+// Returns q · s in fp64, and sets *half [m, K] to each x's bound |x - q s| ≤ s (1/2 + 1e-5) (the
+// 1e-5: the quotient's rounding, ≤ 127.5 · 2⁻²⁴ in units of s).
+torch::Tensor vnni_activations(const torch::Tensor& x, torch::Tensor* half) {
+  const int64_t m = x.size(0), k = x.size(1);
+  const auto groups = x.view({m, k / kQ8Group, kQ8Group});
+  const auto s = groups.abs().amax(2, /*keepdim=*/true) / 127;  // [m, K/32, 1] fp32
+  const auto q =
+      torch::where(s > 0, (groups / s).round().clamp(-127, 127), torch::zeros_like(groups));
+  const auto sd = s.to(torch::kFloat64).expand({m, k / kQ8Group, kQ8Group});
+  *half = (sd * (0.5 + 1e-5)).reshape({m, k});
+  return (q.to(torch::kFloat64) * sd).reshape({m, k});
+}
+
 // Sizes: every block of x rows (1…8, and 9, 13, 17 for a full block plus a partial one), N not
-// a multiple of 8 or 16, K of one group and of a real layer (4096: several tiles and several
-// chunks for the helper threads).
+// a multiple of 8 or 16, K of one group, of an odd number of groups (the VNNI path's 64-byte
+// steps end in half a step) and of a real layer (4096: several tiles and several chunks for the
+// helper threads).
+//
+// The fp32-activation paths (generic, avx2, avx512) compute Σ_g scale_g Σ_j q_j x_j: they differ
+// from each other and from the fp64 product on the dequantized weights only by fp32 rounding.
+// The VNNI path rounds x to int8 first (x̂ = q_x s_x, per group); its error from x · Ŵᵀ (Ŵ the
+// dequantized weights) then has two parts:
+//   |y - x Ŵᵀ| ≤ |y - x̂ Ŵᵀ| + |(x̂ - x) Ŵᵀ| ≤ rounding · Σ_k |x̂_k| |Ŵ_k| + Σ_k |Ŵ_k| s_x,k / 2,
+// the first from fp32 arithmetic on exact integer dot products (s_w s_x, the accumulation over
+// groups and lanes: within rounding_bound), the second from the activations' rounding. Both are
+// checked, the first against x̂ reproduced here, which pins the integer path down to its fp32
+// rounding.
 TEST(Q8Matmul, EveryPathMatchesPortableAndDequantizedProduct) {
   configure_threads(2);
   torch::manual_seed(5);
-  for (const auto [n, k] : {std::pair<int64_t, int64_t>{37, 32}, {37, 4096}, {19, 96}}) {
+  for (const auto [n, k] : {std::pair<int64_t, int64_t>{37, 32}, {37, 4096}, {19, 96}, {21, 160}}) {
     const auto wf = weights(n, k);
     auto w = quantize_q8(wf.data_ptr<float>(), n, k);
     const auto deq = dequantized(w).to(torch::kFloat64);  // [N, K]
@@ -145,7 +172,10 @@ TEST(Q8Matmul, EveryPathMatchesPortableAndDequantizedProduct) {
         scales(w).repeat_interleave(kQ8Group, 1).to(torch::kFloat64) * (0.5 + 1e-5);  // [N, K]
     const double rel = rounding_bound(k);
     for (const int64_t m : {1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 17}) {
-      const auto x = torch::randn({m, k});
+      // Activations with outliers and a group of zeros, as the weights.
+      auto x = torch::randn({m, k});
+      x.index_put_({torch::rand({m, k}) < 0.01}, 20.0);
+      x.index({m - 1, torch::indexing::Slice(0, kQ8Group)}).zero_();
       const auto xd = x.to(torch::kFloat64);
       const std::string what =
           "m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
@@ -154,6 +184,11 @@ TEST(Q8Matmul, EveryPathMatchesPortableAndDequantizedProduct) {
       // The original weights are within Σ_k |x_k| scale_k / 2 of that, plus rounding.
       const auto exact = torch::matmul(xd, wf.to(torch::kFloat64).t());
       const auto qbound = torch::matmul(xd.abs(), half.t()) + mag * (2 * rel);
+      torch::Tensor x_half;  // [m, K]
+      const auto xq = vnni_activations(x, &x_half);
+      const auto want_q = torch::matmul(xq, deq.t());            // [m, N]: x̂ Ŵᵀ
+      const auto mag_q = magnitudes(xq, deq);                    // [m, N]
+      const auto xbound = torch::matmul(x_half, deq.abs().t());  // [m, N]: Σ_k |Ŵ_k| s_x,k / 2
       torch::Tensor portable;
       {
         const CpuIsa saved = set_cpu_isa(CpuIsa::kGeneric);
@@ -164,16 +199,71 @@ TEST(Q8Matmul, EveryPathMatchesPortableAndDequantizedProduct) {
         const auto y = product(x, w);
         ASSERT_EQ(y.sizes(), (std::vector<int64_t>{m, n})) << what;
         ASSERT_FALSE(y.isnan().any().item<bool>()) << what << ": an output not written";
-        // Only the order of fp32 additions differs between paths.
+        const auto yd = y.to(torch::kFloat64);
+        if (cpu_isa() >= CpuIsa::kAvx512Vnni) {
+          EXPECT_FALSE(((yd - want_q).abs() > mag_q * rel).any().item<bool>())
+              << what << ": max error from x̂ Ŵᵀ " << test::max_abs_diff(y, want_q);
+          EXPECT_FALSE(((yd - want).abs() > xbound + mag_q * rel).any().item<bool>())
+              << what << ": max error " << test::max_abs_diff(y, want) << " (bound "
+              << test::max_abs(xbound) << ")";
+          EXPECT_FALSE(((yd - exact).abs() > qbound + xbound + mag_q * rel).any().item<bool>())
+              << what << ": max error from the fp32 weights " << test::max_abs_diff(y, exact);
+          return;
+        }
+        // Only the order of fp32 additions differs between these paths.
         EXPECT_FALSE(((y - portable).abs() > mag * (2 * rel)).any().item<bool>())
             << what << ": max difference from portable " << test::max_abs_diff(y, portable);
-        const auto yd = y.to(torch::kFloat64);
         EXPECT_FALSE(((yd - want).abs() > mag * rel).any().item<bool>())
             << what << ": max error " << test::max_abs_diff(y, want);
         EXPECT_FALSE(((yd - exact).abs() > qbound).any().item<bool>())
             << what << ": max error from the fp32 weights " << test::max_abs_diff(y, exact);
       });
     }
+  }
+}
+
+// Each output is computed the same way whatever the blocking (ops/q8_matmul.cpp): rows of x one
+// at a time or in blocks of 8, rows of W in a group of B or alone at the end of a tile, N split
+// over 1 or 2 threads. So a decode step's logits do not depend on the batch around it.
+TEST(Q8Matmul, OutputsDoNotDependOnBlocking) {
+  torch::manual_seed(7);
+  const int64_t n = 45, k = 4096 + 96;  // 131 groups: odd
+  const auto wf = weights(n, k);
+  const auto w = quantize_q8(wf.data_ptr<float>(), n, k);
+  const int64_t n_head = 30;  // the first rows of W alone: other tiles and remainders
+  const auto w_head = quantize_q8(wf.data_ptr<float>(), n_head, k);
+  const auto x = torch::randn({13, k});
+  for_each_cpu_isa([&] {
+    configure_threads(2);
+    const auto y = product(x, w);  // [13, N]: a block of 8 rows and one of 5
+    for (int64_t r = 0; r < x.size(0); ++r) {
+      EXPECT_TRUE(torch::equal(product(x.narrow(0, r, 1), w), y.narrow(0, r, 1))) << "row " << r;
+    }
+    EXPECT_TRUE(torch::equal(product(x.narrow(0, 3, 2), w), y.narrow(0, 3, 2)));
+    EXPECT_TRUE(torch::equal(product(x, w_head), y.narrow(1, 0, n_head)));
+    configure_threads(1);
+    EXPECT_TRUE(torch::equal(product(x, w), y));
+    configure_threads(2);
+  });
+}
+
+// A non-finite activation makes the outputs it reaches NaN (or ±inf) on every path, as an fp32
+// product would: the VNNI path carries it in its group's scale rather than rounding it to a
+// finite int8.
+TEST(Q8Matmul, NonFiniteActivationReachesTheOutputs) {
+  configure_threads(2);
+  torch::manual_seed(8);
+  const int64_t n = 9, k = 96;
+  const auto wf = weights(n, k) + 0.01;  // no zero group: every output reaches every x
+  const auto w = quantize_q8(wf.data_ptr<float>(), n, k);
+  for (const float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    auto x = torch::randn({2, k});
+    x[1][40] = bad;
+    for_each_cpu_isa([&] {
+      const auto y = product(x, w);
+      EXPECT_TRUE(torch::isfinite(y[0]).all().item<bool>());
+      EXPECT_FALSE(torch::isfinite(y[1]).any().item<bool>()) << y[1];
+    });
   }
 }
 
