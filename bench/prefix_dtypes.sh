@@ -4,14 +4,16 @@
 # the same dtype: does a prefix learned through a bf16 or int8 LLM work as well as one learned
 # through fp32? Prints one row per dtype (test EM, dev EM, examples/s, peak RSS).
 #
-#   bench/prefix_dtypes.sh WORKSPACE [DTYPE...]     # default: fp32 bf16 int8
+#   [EPOCHS=3] bench/prefix_dtypes.sh WORKSPACE [DTYPE...]     # default: fp32 bf16 int8
 #
 # WORKSPACE: a finished `kvrag demo` workspace (its llm/, retriever/, index/, questions and
 # knowledge passages). Each run goes to WORKSPACE/ke-DTYPE (resumed if interrupted, reused if
 # finished); the demo's own knowledge_encoder/ is left alone. The settings are the demo's
 # (src/demo/demo_pipeline.cpp, stage "knowledge"): readout tokens with the LLM's embeddings and
 # pieces, keys placed at the answer, 3 epochs of batch 16, lr 3e-3, seed 1; evaluation at the
-# demo's defaults (answer_defaults.json: retriever, top-k). About 20 minutes per dtype on 2 cores.
+# demo's defaults (answer_defaults.json: retriever, top-k). An fp32 epoch takes ~6 minutes on 2
+# cores; bf16 and int8 take longer on the demo's tiny LLM (hidden 128: per-op overhead, not
+# products, dominates there). EPOCHS shortens the schedule for all dtypes alike.
 # Needs BUILD/bin/kvrag (BUILD=build by default).
 set -euo pipefail
 
@@ -44,7 +46,7 @@ for dt in "${DTYPES[@]}"; do
     --oracle --passages "$W/knowledge-passages.jsonl" --top-k 1 \
     --readout tokens --llm-embeddings --segment-tokenizer llm --key-position answer \
     --max-segment-tokens 130 --head-std 0.05 --group-by-length --max-new-tokens 16 \
-    --lr 3e-3 --warmup 20 --epochs 3 --batch-size 16 --seed 1 \
+    --lr 3e-3 --warmup 20 --epochs "${EPOCHS:-3}" --batch-size 16 --seed 1 \
     --out "$W/ke-$dt" --json >"$W/ke-$dt.train.json"
   echo "[$(date +%T)] $dt: evaluating on the test questions" >&2
   "$KVRAG" eval --workspace "$W" --knowledge-encoder "$W/ke-$dt" --dtype "$dt" \
