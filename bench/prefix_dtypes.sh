@@ -4,13 +4,14 @@
 # the same dtype: does a prefix learned through a bf16 or int8 LLM work as well as one learned
 # through fp32? Prints one row per dtype (test EM, dev EM, examples/s, peak RSS).
 #
-#   [EPOCHS=3] bench/prefix_dtypes.sh WORKSPACE [DTYPE...]     # default: fp32 bf16 int8
+#   [EPOCHS=3] [SEED=1] bench/prefix_dtypes.sh WORKSPACE [DTYPE...]   # default: fp32 bf16 int8
 #
 # WORKSPACE: a finished `kvrag demo` workspace (its llm/, retriever/, index/, questions and
-# knowledge passages). Each run goes to WORKSPACE/ke-DTYPE (resumed if interrupted, reused if
+# knowledge passages). Each run goes to WORKSPACE/ke-DTYPE[-sSEED] (resumed if interrupted, reused if
 # finished); the demo's own knowledge_encoder/ is left alone. The settings are the demo's
 # (src/demo/demo_pipeline.cpp, stage "knowledge"): readout tokens with the LLM's embeddings and
-# pieces, keys placed at the answer, 3 epochs of batch 16, lr 3e-3, seed 1; evaluation at the
+# pieces, keys placed at the answer, 3 epochs of batch 16, lr 3e-3, seed 1 (SEED: another
+# initialisation and data order, to see the spread between runs); evaluation at the
 # demo's defaults (answer_defaults.json: retriever, top-k). An fp32 epoch takes ~6 minutes on 2
 # cores; bf16 and int8 take longer on the demo's tiny LLM (hidden 128: per-op overhead, not
 # products, dominates there). EPOCHS shortens the schedule for all dtypes alike.
@@ -39,6 +40,8 @@ for f in llm retriever index questions-knowledge.jsonl questions-dev.jsonl \
   }
 done
 
+SEED=${SEED:-1}
+SUFFIX=$([[ $SEED == 1 ]] || echo "-s$SEED")
 for dt in "${DTYPES[@]}"; do
   echo "[$(date +%T)] $dt: training through the LLM in $dt" >&2
   "$KVRAG" train-prefix --llm "$W/llm" --llm-dtype "$dt" --init "$W/retriever" \
@@ -46,22 +49,22 @@ for dt in "${DTYPES[@]}"; do
     --oracle --passages "$W/knowledge-passages.jsonl" --top-k 1 \
     --readout tokens --llm-embeddings --segment-tokenizer llm --key-position answer \
     --max-segment-tokens 130 --head-std 0.05 --group-by-length --max-new-tokens 16 \
-    --lr 3e-3 --warmup 20 --epochs "${EPOCHS:-3}" --batch-size 16 --seed 1 \
-    --out "$W/ke-$dt" --json >"$W/ke-$dt.train.json"
+    --lr 3e-3 --warmup 20 --epochs "${EPOCHS:-3}" --batch-size 16 --seed "$SEED" \
+    --out "$W/ke-$dt$SUFFIX" --json >"$W/ke-$dt$SUFFIX.train.json"
   echo "[$(date +%T)] $dt: evaluating on the test questions" >&2
-  "$KVRAG" eval --workspace "$W" --knowledge-encoder "$W/ke-$dt" --dtype "$dt" \
+  "$KVRAG" eval --workspace "$W" --knowledge-encoder "$W/ke-$dt$SUFFIX" --dtype "$dt" \
     --questions "$W/questions-test.jsonl" --modes prefix --max-new-tokens 16 \
-    --json >"$W/ke-$dt.eval.json"
+    --json >"$W/ke-$dt$SUFFIX.eval.json"
 done
 
-/usr/bin/python3 - "$W" "${DTYPES[@]}" <<'EOF'
+/usr/bin/python3 - "$W" "$SUFFIX" "${DTYPES[@]}" <<'EOF'
 import json, sys
-w, dtypes = sys.argv[1], sys.argv[2:]
+w, suffix, dtypes = sys.argv[1], sys.argv[2], sys.argv[3:]
 print("| LLM dtype in training and answering | test EM (prefix) | test F1 | best dev EM | examples/s | peak RSS |")
 print("|---|---|---|---|---|---|")
 for dt in dtypes:
-    t = json.loads(open(f"{w}/ke-{dt}.train.json").read().strip().splitlines()[-1])
-    e = json.loads(open(f"{w}/ke-{dt}.eval.json").read())
+    t = json.loads(open(f"{w}/ke-{dt}{suffix}.train.json").read().strip().splitlines()[-1])
+    e = json.loads(open(f"{w}/ke-{dt}{suffix}.eval.json").read())
     p = e["prefix"]
     print(f"| {dt} | {p['em']:.3f} | {p['f1']:.3f} | {t['best_dev_em']:.3f} | "
           f"{t['examples_per_s']:.1f} | {t['peak_rss_bytes'] / 1e9:.2f} GB |")
