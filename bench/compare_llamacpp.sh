@@ -5,6 +5,10 @@
 #
 #   bench/compare_llamacpp.sh LLAMA_CPP_DIR [SIZE...]      # SIZE: 110m 1b 7b (default: 110m 1b)
 #
+# 7b needs disk for 27 GB fp32 + 13.5 GB bf16 checkpoints and GGUFs, and llama.cpp's converter
+# holds the fp32 weights in memory (more than a 24 GB machine has): on such a machine, measure
+# kvrag's 7B alone with bench_llama (README, "Real-size LLaMA against llama.cpp").
+#
 # LLAMA_CPP_DIR: a llama.cpp checkout built outside this repository with llama-bench and
 # llama-quantize (steps in ../shared/bench/README.md; tested with snapshot c392e50). llama.cpp
 # is a reference only, never a dependency. Needs ../shared (or $KVRAG_SHARED) for the checkpoint
