@@ -33,7 +33,8 @@ constexpr int64_t kGemvMaxRows = 8;
 // in fp32 before the one rounding, as addmm does); it parallelises over output features on
 // kvrag's helper threads (parallel_chunks), with AVX2/FMA where cpu_isa() allows. Everything
 // else goes to torch::nn::functional::linear (BLAS / oneDNN), in fp32 for bf16 without
-// native_bf16_matmul(). The weight is taken as a tensor, so a kernel for another weight format
+// native_bf16_matmul() (in inference converting W to fp32 16 MB of rows at a time, so that no fp32
+// copy of a whole weight is held). The weight is taken as a tensor, so a kernel for another weight format
 // can be chosen here from its dtype.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {});
 
