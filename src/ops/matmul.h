@@ -34,8 +34,8 @@ constexpr int64_t kGemvMaxRows = 8;
 // kvrag's helper threads (parallel_chunks), with AVX2/FMA where cpu_isa() allows. Everything
 // else goes to torch::nn::functional::linear (BLAS / oneDNN), in fp32 for bf16 without
 // native_bf16_matmul() (in inference converting W to fp32 16 MB of rows at a time, so that no fp32
-// copy of a whole weight is held). The weight is taken as a tensor, so a kernel for another weight format
-// can be chosen here from its dtype.
+// copy of a whole weight is held). The weight is taken as a tensor, so a kernel for another weight
+// format can be chosen here from its dtype.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {});
 
 // a @ b (torch::matmul, broadcasting batch dimensions), in fp32 for bf16 operands without
