@@ -78,13 +78,6 @@ void header() {
               std::string(11, '-').c_str(), std::string(8, '-').c_str());
 }
 
-// Restores the CPU level on scope exit.
-struct IsaScope {
-  CpuIsa saved;
-  explicit IsaScope(CpuIsa isa) : saved(set_cpu_isa(isa)) {}
-  ~IsaScope() { set_cpu_isa(saved); }
-};
-
 void bench_weight(int64_t n, int64_t k, Timer& timer, bool int8_only) {
   torch::NoGradGuard no_grad;
   const std::string shape = std::to_string(n) + " x " + std::to_string(k);
@@ -96,7 +89,7 @@ void bench_weight(int64_t n, int64_t k, Timer& timer, bool int8_only) {
   std::vector<float> y(n);  // [1, N]
   const double q_bytes = static_cast<double>(q.bytes());
   for (const auto isa : supported_cpu_isas()) {
-    IsaScope scope(isa);
+    const ScopedCpuIsa scope(isa);
     const double t = timer.best(
         q, q_bytes, [&](const Q8Matrix& w) { q8_matmul(x.data_ptr<float>(), 1, w, y.data()); });
     row(shape, "int8 q8_matmul", cpu_isa_name(isa), q_bytes, t);
@@ -106,7 +99,7 @@ void bench_weight(int64_t n, int64_t k, Timer& timer, bool int8_only) {
   {
     std::vector<uint16_t> tile(static_cast<size_t>(n * k));
     for (const auto isa : supported_cpu_isas()) {
-      IsaScope scope(isa);
+      const ScopedCpuIsa scope(isa);
       const double t = timer.best(
           q, q_bytes, [&](const Q8Matrix& w) { dequantize_q8_rows_bf16(w, 0, n, tile.data()); });
       row(shape, "int8 → bf16 rows", cpu_isa_name(isa), q_bytes + 2.0 * n * k, t);
@@ -114,13 +107,13 @@ void bench_weight(int64_t n, int64_t k, Timer& timer, bool int8_only) {
   }
   if (int8_only) return;
   for (const auto isa : supported_cpu_isas()) {
-    IsaScope scope(isa);
+    const ScopedCpuIsa scope(isa);
     const double t =
         timer.best(w32, 4.0 * n * k, [&](const torch::Tensor& w) { kvrag::linear(x, w); });
     row(shape, "fp32 linear", cpu_isa_name(isa), 4.0 * n * k, t);
   }
   for (const auto isa : supported_cpu_isas()) {
-    IsaScope scope(isa);
+    const ScopedCpuIsa scope(isa);
     const double t =
         timer.best(w16, 2.0 * n * k, [&](const torch::Tensor& w) { kvrag::linear(x16, w); });
     row(shape, "bf16 linear", cpu_isa_name(isa), 2.0 * n * k, t);
@@ -183,7 +176,7 @@ int run(int argc, char** argv) {
   const auto x = torch::randn({1, 1024});
   std::vector<float> y(1024);
   for (const auto isa : supported_cpu_isas()) {
-    IsaScope scope(isa);
+    const ScopedCpuIsa scope(isa);
     const double t = in_cache.best(q, static_cast<double>(q.bytes()), [&](const Q8Matrix& m) {
       q8_matmul(x.data_ptr<float>(), 1, m, y.data());
     });

@@ -12,9 +12,9 @@
 # (src/demo/demo_pipeline.cpp, stage "knowledge"): readout tokens with the LLM's embeddings and
 # pieces, keys placed at the answer, 3 epochs of batch 16, lr 3e-3, seed 1 (SEED: another
 # initialisation and data order, to see the spread between runs); evaluation at the
-# demo's defaults (answer_defaults.json: retriever, top-k). An fp32 epoch takes ~6 minutes on 2
-# cores; bf16 and int8 take longer on the demo's tiny LLM (hidden 128: per-op overhead, not
-# products, dominates there). EPOCHS shortens the schedule for all dtypes alike.
+# demo's defaults (answer_defaults.json: retriever, top-k). An epoch took 2.5-20 minutes on 2
+# shared cores, with the same dtype at 7-61 examples/s as neighbours came and went: compare EM
+# here, not speed. EPOCHS shortens the schedule for all dtypes alike.
 # Needs BUILD/bin/kvrag (BUILD=build by default).
 set -euo pipefail
 

@@ -29,6 +29,19 @@ CpuIsa cpu_isa();
 // returns the previous level. Not meant to change while ops run on other threads.
 CpuIsa set_cpu_isa(CpuIsa isa);
 
+// While alive, the kernels use `isa` (as set_cpu_isa); the previous level comes back at scope
+// exit. For tests and benchmarks that run each path in turn.
+class ScopedCpuIsa {
+ public:
+  explicit ScopedCpuIsa(CpuIsa isa) : saved_(set_cpu_isa(isa)) {}
+  ~ScopedCpuIsa() { set_cpu_isa(saved_); }
+  ScopedCpuIsa(const ScopedCpuIsa&) = delete;
+  ScopedCpuIsa& operator=(const ScopedCpuIsa&) = delete;
+
+ private:
+  CpuIsa saved_;
+};
+
 // The instruction-set extensions that matter to the kernels, as cpuid reports them, space-separated
 // ("avx2 fma f16c avx512f … amx-int8"), or "none detected". For benchmark and log output, so that
 // a figure says which CPU it ran on.

@@ -130,12 +130,11 @@ void gemv(const torch::Tensor& weight, const float* x, float* y, int64_t R) {
 }
 
 // y = x Wᵀ (+ b) for bf16 x and W computed in fp32 without autograd, W converted a tile of rows
-// at a time (at most 16 MB of fp32) so that no fp32 copy of a whole weight is ever held: a 7B's
-// lm_head would be 524 MB.
+// at a time (kWeightTileBytes of fp32) so that no fp32 copy of a whole weight is ever held.
 torch::Tensor linear_bf16_in_fp32(const torch::Tensor& x, const torch::Tensor& weight,
                                   const torch::Tensor& bias) {
   const int64_t out = weight.size(0), in = weight.size(1);
-  const int64_t rows = std::clamp<int64_t>((int64_t{16} << 20) / (4 * in), 1, out);
+  const int64_t rows = std::clamp<int64_t>(kWeightTileBytes / (4 * in), 1, out);
   const auto x32 = x.to(torch::kFloat32).reshape({-1, in});    // [M, in]
   auto y = torch::empty({x32.size(0), out}, torch::kFloat32);  // [M, out]
   for (int64_t o0 = 0; o0 < out; o0 += rows) {

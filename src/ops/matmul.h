@@ -22,6 +22,12 @@ namespace kvrag {
 // fp32 and the result is rounded to bf16 once, as natively.
 bool native_bf16_matmul();
 
+// Where a weight is converted to a float dtype for a GEMM (bf16 → fp32 without native bf16
+// matmul; int8 → bf16 or fp32 in q8_linear), it is converted in tiles of rows of at most this many
+// bytes: all the float weight memory a product holds (a 7B's lm_head whole would be 262 MB in
+// bf16, 524 in fp32).
+constexpr int64_t kWeightTileBytes = int64_t{16} << 20;
+
 // Maximum rows of x that linear() multiplies with its matrix-vector kernel.
 constexpr int64_t kGemvMaxRows = 8;
 

@@ -13,12 +13,9 @@
 namespace kvrag {
 namespace {
 
-// A tile of W dequantized for a GEMM holds at most this many bytes: all the float weight memory a
-// product or its backward ever holds (a 7B's lm_head would be 262 MB in bf16, 524 in fp32).
-constexpr int64_t kTileBytes = int64_t{16} << 20;
-
+// Rows of W per dequantized tile (kWeightTileBytes, ops/matmul.h).
 int64_t tile_rows(const Q8Matrix& w, int64_t element_bytes) {
-  return std::clamp<int64_t>(kTileBytes / (w.cols * element_bytes), 1, w.rows);
+  return std::clamp<int64_t>(kWeightTileBytes / (w.cols * element_bytes), 1, w.rows);
 }
 
 // Rows [n0, n0 + n) of W into tile [n, K] (fp32 or bf16), split over the threads of the pool the

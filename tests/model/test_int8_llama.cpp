@@ -34,13 +34,6 @@ class Int8Llama : public ::testing::Test {
   void SetUp() override { configure_threads(); }
 };
 
-// Restores the CPU level (ops/cpu_isa.h) on scope exit.
-struct IsaScope {
-  CpuIsa saved;
-  explicit IsaScope(CpuIsa isa) : saved(set_cpu_isa(isa)) {}
-  ~IsaScope() { set_cpu_isa(saved); }
-};
-
 // The current level, or the highest below it whose q8_matmul keeps activations fp32.
 CpuIsa fp32_activation_isa() { return std::min(cpu_isa(), CpuIsa::kAvx512); }
 
@@ -182,10 +175,29 @@ TEST_F(Int8Llama, ComputesTheFp32ModelOnTheDequantizedWeights) {
   for (const auto isa : supported_cpu_isas()) {
     if (isa > CpuIsa::kAvx512) continue;
     SCOPED_TRACE(cpu_isa_name(isa));
-    const CpuIsa saved = set_cpu_isa(isa);
+    const ScopedCpuIsa scope(isa);
     check_int8_matches(*int8, *ref, ids);
-    set_cpu_isa(saved);
   }
+}
+
+// The int8 model's logits for `ids` within the bf16 tolerance of the fp32 model's (`want`), on
+// this CPU's path and, where that path rounds activations to int8, also with fp32 activations;
+// both errors are printed. Returns the tolerance.
+double expect_logits_near_fp32(const char* what, LlamaForCausalLMImpl& int8,
+                               const torch::Tensor& ids, const torch::Tensor& want) {
+  const double err = max_abs(int8.forward(ids), want);
+  const double tol = kBf16RelativeTolerance * want.abs().max().item<double>();
+  std::printf("%s int8 vs fp32 logits: max abs error %.4g (tolerance %.4g) on %s\n", what, err, tol,
+              cpu_isa_name(cpu_isa()));
+  EXPECT_LT(err, tol);
+  if (cpu_isa() != fp32_activation_isa()) {
+    const ScopedCpuIsa fp32_activations(fp32_activation_isa());
+    const double err32 = max_abs(int8.forward(ids), want);
+    std::printf("  with fp32 activations (%s): max abs error %.4g\n",
+                cpu_isa_name(fp32_activation_isa()), err32);
+    EXPECT_LT(err32, tol);
+  }
+  return tol;
 }
 
 TEST_F(Int8Llama, TinyLlamaLogitsNearFp32AndCheckModelPasses) {
@@ -196,18 +208,7 @@ TEST_F(Int8Llama, TinyLlamaLogitsNearFp32AndCheckModelPasses) {
   torch::manual_seed(1);
   const auto ids = torch::randint(0, fp32->config().vocab_size, {2, 16}, torch::kInt64);
   const auto want = fp32->forward(ids);
-  const double err = max_abs(int8->forward(ids), want);
-  const double tol = kBf16RelativeTolerance * want.abs().max().item<double>();
-  std::printf("tiny-llama int8 vs fp32 logits: max abs error %.4g (tolerance %.4g) on %s\n", err,
-              tol, cpu_isa_name(cpu_isa()));
-  EXPECT_LT(err, tol);
-  if (cpu_isa() != fp32_activation_isa()) {
-    IsaScope fp32_activations(fp32_activation_isa());
-    const double err32 = max_abs(int8->forward(ids), want);
-    std::printf("  with fp32 activations (%s): max abs error %.4g\n",
-                cpu_isa_name(fp32_activation_isa()), err32);
-    EXPECT_LT(err32, tol);
-  }
+  expect_logits_near_fp32("tiny-llama", *int8, ids, want);
 
   const auto report = check_fixture(dir, "", "int8");
   for (const auto& line : report.lines) {
@@ -234,18 +235,7 @@ TEST_F(Int8Llama, Stories260KLogitsAndGreedyAgreement) {
   const auto prompt =
       torch::tensor(logits_ref["prompt_ids"].get<std::vector<int64_t>>()).unsqueeze(0);
   const auto want = fp32->forward(prompt);
-  const double err = max_abs(int8->forward(prompt), want);
-  const double tol = kBf16RelativeTolerance * want.abs().max().item<double>();
-  std::printf("stories260K int8 vs fp32 logits: max abs error %.4g (tolerance %.4g) on %s\n", err,
-              tol, cpu_isa_name(cpu_isa()));
-  EXPECT_LT(err, tol);
-  if (cpu_isa() != fp32_activation_isa()) {
-    IsaScope fp32_activations(fp32_activation_isa());
-    const double err32 = max_abs(int8->forward(prompt), want);
-    std::printf("  with fp32 activations (%s): max abs error %.4g\n",
-                cpu_isa_name(fp32_activation_isa()), err32);
-    EXPECT_LT(err32, tol);
-  }
+  const double tol = expect_logits_near_fp32("stories260K", *int8, prompt, want);
 
   // Greedy decoding against llama2.c's references (which fp32 reproduces exactly). int8 can
   // leave a reference only at a step where the reference's top two logits are within twice the

@@ -33,10 +33,7 @@ inline std::string dtype_name(torch::Dtype dtype) {
 template <typename F>
 void for_each_cpu_isa(F&& fn) {
   for (const auto isa : supported_cpu_isas()) {
-    struct Restore {
-      CpuIsa saved;
-      ~Restore() { set_cpu_isa(saved); }
-    } restore{set_cpu_isa(isa)};
+    const ScopedCpuIsa scope(isa);
     SCOPED_TRACE(std::string("cpu isa ") + cpu_isa_name(isa));
     fn();
   }

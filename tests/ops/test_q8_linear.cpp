@@ -42,7 +42,7 @@ TEST_F(Q8Linear, ForwardIsLinearOnTheDequantizedWeights) {
   const auto bias = torch::randn({300});
   torch::NoGradGuard no_grad;
   for (const auto isa : supported_cpu_isas()) {  // each path this CPU has, and its GEMM's dtype
-    const CpuIsa saved = set_cpu_isa(isa);
+    const ScopedCpuIsa scope(isa);
     for (const int64_t m : {1, 3, 4, 8, 20}) {  // rows of x: 2m (decode, blocks of 8, a GEMM)
       const auto x = torch::randn({2, m, 96});  // [2, m, K]
       const auto want = torch::nn::functional::linear(x, w, bias);
@@ -63,7 +63,6 @@ TEST_F(Q8Linear, ForwardIsLinearOnTheDequantizedWeights) {
       EXPECT_LT(relative_error(q8_linear(x, q8), x.matmul(w.t())), tolerance)
           << cpu_isa_name(isa) << ", m = " << m << ", no bias";
     }
-    set_cpu_isa(saved);
   }
   // bf16 activations: computed in fp32 from their exact conversion, rounded to bf16 once (and,
   // on the VNNI path, rounded to int8 first as above).
@@ -81,10 +80,9 @@ TEST_F(Q8Linear, GemmTilesCoverEveryRow) {
   torch::NoGradGuard no_grad;
   const auto x = torch::randn({kQ8GemmMinRows, 2048});  // [M, K]
   for (const auto isa : supported_cpu_isas()) {
-    const CpuIsa saved = set_cpu_isa(isa);
+    const ScopedCpuIsa scope(isa);
     const double tolerance = native_bf16_matmul() ? 1.0 / 64 : 1e-5;  // 2048 terms
     EXPECT_LT(relative_error(q8_linear(x, q8), x.matmul(w.t())), tolerance) << cpu_isa_name(isa);
-    set_cpu_isa(saved);
   }
 }
 

@@ -191,9 +191,8 @@ TEST(Q8Matmul, EveryPathMatchesPortableAndDequantizedProduct) {
       const auto xbound = torch::matmul(x_half, deq.abs().t());  // [m, N]: Σ_k |Ŵ_k| s_x,k / 2
       torch::Tensor portable;
       {
-        const CpuIsa saved = set_cpu_isa(CpuIsa::kGeneric);
+        const ScopedCpuIsa generic(CpuIsa::kGeneric);
         portable = product(x, w);
-        set_cpu_isa(saved);
       }
       for_each_cpu_isa([&] {
         const auto y = product(x, w);
