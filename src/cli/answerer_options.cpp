@@ -31,6 +31,10 @@ void add_answerer_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
   cmd->add_option("--max-question-tokens", o.max_question_tokens, "longer questions are refused")
       ->check(kPositive)
       ->capture_default_str();
+  cmd->add_flag_callback(
+      "--no-prefix-store", [&o] { o.use_prefix_store = false; },
+      "encode the segments for every question even where the index has a prefix store built by "
+      "this knowledge encoder (kvrag index build-prefixes)");
 }
 
 }  // namespace kvrag::cli

@@ -52,6 +52,8 @@ void add_ask_command(CLI::App& app, int& exit_code) {
     const AnswerDefaults d = answer_defaults(*answerer, setup, modes);
     const AnswerMode mode = modes.empty() ? d.mode : modes.front();
     const int top_k = args->top_k > 0 ? args->top_k : d.top_k;
+    if (uses_prefix(mode) && !answerer->prefix_store_status().empty())
+      fmt::print(stderr, "ask: {}\n", answerer->prefix_store_status());
     const Answer a = answerer->answer({args->question}, mode, top_k, !args->no_groundedness).at(0);
     if (args->json) {
       fmt::print("{}\n",
@@ -78,8 +80,9 @@ void add_ask_command(CLI::App& app, int& exit_code) {
           "; mean log-probability per answer token {:.3f} with the {} input, {:.3f} closed-book",
           g.logprob_with, to_string(mode), g.logprob_without);
     }
-    fmt::print("\ntime: {:.0f} ms (retrieve {:.0f}, encode {:.0f}, generate {:.0f})\n", a.total_ms,
-               a.retrieve_ms, a.encode_ms, a.generate_ms);
+    fmt::print("\ntime: {:.0f} ms (retrieve {:.0f}, {} {:.0f}, generate {:.0f})\n", a.total_ms,
+               a.retrieve_ms, a.prefix_source == "store" ? "prefixes from the store" : "encode",
+               a.encode_ms, a.generate_ms);
     exit_code = 0;
   });
 }

@@ -14,6 +14,8 @@ void add_generate_command(CLI::App& app, int& exit_code);
 void add_segment_command(CLI::App& app, int& exit_code);
 void add_embed_command(CLI::App& app, int& exit_code);
 void add_index_command(CLI::App& app, int& exit_code);
+// `index build-prefixes` (index_prefixes_command.cpp), registered by add_index_command
+void add_build_prefixes(CLI::App* index, int& exit_code);
 void add_search_command(CLI::App& app, int& exit_code);
 void add_eval_retrieval_command(CLI::App& app, int& exit_code);
 void add_train_retriever_command(CLI::App& app, int& exit_code);  // train_retriever_command.cpp

@@ -70,6 +70,12 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     const auto answerer = Answerer::open(setup.options);
     const AnswerDefaults d = answer_defaults(*answerer, setup, args->eval.modes);
     if (args->eval.modes.empty()) args->eval.modes = {d.mode};
+    for (const AnswerMode m : args->eval.modes) {
+      if (uses_prefix(m) && !answerer->prefix_store_status().empty()) {
+        fmt::print(stderr, "eval: {}\n", answerer->prefix_store_status());
+        break;
+      }
+    }
     args->eval.top_k = args->top_k > 0 ? args->top_k : d.top_k;
     const auto report = evaluate_qa(*answerer, questions, args->eval);
     if (args->json) {

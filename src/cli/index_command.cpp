@@ -2,6 +2,7 @@
 //                   [--train-from DIR] [--train-only] [--nprobe N] [--ef-search N] [--rerank N]
 // kvrag index merge --out DIR SHARD_DIR...
 // kvrag index info --index DIR
+// kvrag index build-prefixes … (index_prefixes_command.cpp)
 //
 // build reads DIR/embeddings (from kvrag embed) and writes DIR/dense.faiss + DIR/dense.json,
 // with progress on stderr (index/index_build.h). Shards of a large corpus can be built
@@ -18,6 +19,7 @@
 #include "core/atomic_file.h"
 #include "core/units.h"
 #include "index/index_build.h"
+#include "prefix/prefix_store.h"
 
 namespace kvrag::cli {
 namespace {
@@ -118,7 +120,13 @@ void add_info(CLI::App* parent, int& exit_code) {
       parent->add_subcommand("info", "Print the dense index's parameters and statistics as JSON");
   cmd->add_option("--index", *index_dir, "index folder")->required();
   cmd->callback([index_dir, &exit_code] {
-    std::cout << dense_index_info(*index_dir).dump(2) << "\n";
+    auto info = dense_index_info(*index_dir);
+    if (const auto store = PrefixStore::open(*index_dir)) {
+      info["prefixes"] = store->header().to_json();
+      info["prefixes"]["bytes_per_segment"] = store->header().record_bytes();
+      info["prefixes"]["bytes"] = store->bytes();
+    }
+    std::cout << info.dump(2) << "\n";
     exit_code = 0;
   });
 }
@@ -132,6 +140,7 @@ void add_index_command(CLI::App& app, int& exit_code) {
   add_build(cmd, exit_code);
   add_merge(cmd, exit_code);
   add_info(cmd, exit_code);
+  add_build_prefixes(cmd, exit_code);
 }
 
 }  // namespace kvrag::cli

@@ -66,6 +66,8 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                o.index_dir.empty() ? "" : ", " + o.index_dir,
                o.knowledge_encoder_dir.empty() ? "" : ", " + o.knowledge_encoder_dir);
     auto service = AnswererService::open(o);
+    if (const auto& status = service->answerer().prefix_store_status(); !status.empty())
+      fmt::print(stderr, "kvrag serve: {}\n", status);
     // The defaults of ask and eval; top_k one that fits every mode the server offers.
     const AnswerDefaults d = answer_defaults(service->answerer(), setup, service->modes());
     service->set_default_mode(args->mode.empty() ? d.mode : parse_answer_mode(args->mode));

@@ -27,14 +27,21 @@ struct Generation {
   int64_t stop_token = -1;  // the id that stopped the row, if any
 };
 
+// Where a generate() call's time went (a batch shares it).
+struct GenerationStats {
+  double prefill_ms = 0;       // the prompts' forward pass up to the first token's logits
+  double decode_ms = 0;        // every later step (with the sampling)
+  int64_t prefill_tokens = 0;  // prompt tokens the LLM read, over all rows (no padding)
+};
+
 // Generates a continuation for each prompt (token ids, BOS included by the caller). Prompts are
 // left-padded into one batch and decoded with a KV cache; `prefix` (batch 1 or one row per
 // prompt) is placed at the front of the cache. Throws Error for empty prompts or a context longer
-// than the model's max_position_embeddings.
+// than the model's max_position_embeddings. `stats` (optional) receives the time split.
 std::vector<Generation> generate(LlamaForCausalLMImpl& model,
                                  const std::vector<std::vector<int64_t>>& prompts,
-                                 const GenerationOptions& options,
-                                 const KVPrefix* prefix = nullptr);
+                                 const GenerationOptions& options, const KVPrefix* prefix = nullptr,
+                                 GenerationStats* stats = nullptr);
 
 // Picks the next token from fp32 logits [V] (greedy when temperature is 0).
 class TokenSampler {

@@ -453,6 +453,13 @@ void save_knowledge_encoder(const KnowledgeEncoderImpl& model, const std::string
   write_file_atomic(dir + "/config.json", model.config().to_json().dump(2) + "\n");
 }
 
+std::string knowledge_encoder_fingerprint(const std::string& dir) {
+  Fnv1a64 fnv;
+  fnv.add_file_words(dir + "/config.json");
+  fnv.add_file_words(dir + "/model.safetensors");
+  return fnv.hex();
+}
+
 std::string llm_fingerprint(const std::string& llm_dir) {
   // config.json canonicalised (whitespace and key order do not matter), then every tensor's
   // name, dtype, shape and its first bytes: different architectures, dtypes or trainings

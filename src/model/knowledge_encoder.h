@@ -188,6 +188,10 @@ void save_knowledge_encoder(const KnowledgeEncoderImpl& model, const std::string
 // 16 hex digits identifying an LLM: a hash of its config.json and the names, shapes and dtypes
 // of its safetensors tensors (not the values: cheap even for 7B).
 std::string llm_fingerprint(const std::string& llm_dir);
+// A knowledge encoder folder's fingerprint: its config.json and model.safetensors (every byte, as
+// Fnv1a64::add_file_words reads them: a fraction of a second for a BERT-base-sized encoder), so
+// that what was computed with it (a prefix store) is recognised as its own after any retraining.
+std::string knowledge_encoder_fingerprint(const std::string& dir);
 
 // Error naming what differs (layers, kv heads, head dim, fingerprint) if the encoder in
 // `encoder_dir` was made for another LLM. An empty fingerprint on either side is not compared.

@@ -102,11 +102,18 @@ KVPrefix batch_prefix(KnowledgeEncoderImpl& encoder, const LlamaForCausalLMImpl&
     per_rank.push_back(
         encoder.forward(batch.segment_ids[r], batch.segment_mask[r], batch.segment_llm_ids[r]));
   }
+  return finish_prefix(encoder.config(), llm, per_rank, batch.prompt_lengths);
+}
+
+KVPrefix finish_prefix(const KnowledgeEncoderConfig& config, const LlamaForCausalLMImpl& llm,
+                       const std::vector<KVPrefix>& per_rank,
+                       const std::vector<int64_t>& prompt_lengths) {
+  if (per_rank.empty()) return {};
   KVPrefix prefix = concat_prefixes(per_rank);
   for (auto* v : {&prefix.keys, &prefix.values}) {
     for (auto& t : *v) t = t.to(llm.dtype());
   }
-  return place_for_answer(encoder.config(), llm, prefix, batch.prompt_lengths);
+  return place_for_answer(config, llm, prefix, prompt_lengths);
 }
 
 AnswerLogits answer_logits(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,

@@ -61,6 +61,13 @@ PrefixBatch make_prefix_batch(const std::vector<PrefixExample>& examples,
 KVPrefix batch_prefix(KnowledgeEncoderImpl& encoder, const LlamaForCausalLMImpl& llm,
                       const PrefixBatch& batch);
 
+// The second half of batch_prefix, for prefixes made elsewhere (a prefix store: prefix/
+// prefix_store.h): per_rank[r] the encoder's output for rank r of every row ([B, kvH, P, hd] per
+// layer) → concatenated, cast to the LLM's dtype, placed for `prompt_lengths` [B].
+KVPrefix finish_prefix(const KnowledgeEncoderConfig& config, const LlamaForCausalLMImpl& llm,
+                       const std::vector<KVPrefix>& per_rank,
+                       const std::vector<int64_t>& prompt_lengths);
+
 // The LLM's logits [N, V] fp32 at the batch's N answer positions (row-major), given `prefix`
 // (nullptr: none), and the answer tokens they predict, labels [N] int64. Only these positions
 // are projected to the vocabulary (a 32k vocabulary makes the full [B, S, V] the largest tensor

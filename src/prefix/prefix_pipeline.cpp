@@ -57,6 +57,7 @@ void PrefixPipeline::load_encoder(const std::string& dir) {
   KVRAG_CHECK(std::filesystem::exists(vocab),
               "knowledge encoder {}: missing vocab.txt (its WordPiece vocabulary)", dir);
   set_encoder(encoder, vocab);
+  encoder_fingerprint_ = knowledge_encoder_fingerprint(dir);
 }
 
 void PrefixPipeline::set_encoder(KnowledgeEncoder encoder, const std::string& vocab_path) {
@@ -73,6 +74,7 @@ void PrefixPipeline::set_encoder(KnowledgeEncoder encoder, const std::string& vo
   encoder_pad_ = std::max(0, vocab->pad_id());
   encoder_vocab_ = std::move(vocab);
   encoder_ = std::move(encoder);
+  encoder_fingerprint_.clear();
 }
 
 KnowledgeEncoderImpl& PrefixPipeline::encoder() {
@@ -168,6 +170,24 @@ KVPrefix PrefixPipeline::prefix(const PrefixBatch& batch) {
   return batch_prefix(encoder(), *llm_, batch);
 }
 
+KVPrefix PrefixPipeline::encode_segments(const std::vector<KnowledgeTokens>& segments) {
+  KVRAG_CHECK(!segments.empty(), "encode_segments: no segments");
+  std::vector<PrefixExample> examples(segments.size());
+  std::vector<int64_t> rows(segments.size());
+  for (size_t i = 0; i < segments.size(); ++i) {
+    examples[i].prompt = {0};  // make_prefix_batch wants one; the encoder reads only segments
+    examples[i].segments = {segments[i]};
+    rows[i] = static_cast<int64_t>(i);
+  }
+  const PrefixBatch b = batch(examples, rows);
+  return encoder().forward(b.segment_ids[0], b.segment_mask[0], b.segment_llm_ids[0]);
+}
+
+KVPrefix PrefixPipeline::prefix_from(const std::vector<KVPrefix>& per_rank,
+                                     const PrefixBatch& batch) {
+  return finish_prefix(encoder().config(), *llm_, per_rank, batch.prompt_lengths);
+}
+
 torch::Tensor PrefixPipeline::loss(const PrefixBatch& batch, const KVPrefix& prefix) {
   return answer_loss(*llm_, batch, &prefix);
 }
@@ -177,12 +197,12 @@ std::vector<ForcedScore> PrefixPipeline::scores(const PrefixBatch& batch, const 
 }
 
 std::vector<std::string> PrefixPipeline::generate(const PrefixBatch& batch, const KVPrefix& prefix,
-                                                  int max_new_tokens) {
+                                                  int max_new_tokens, GenerationStats* stats) {
   GenerationOptions options;
   options.max_new_tokens = max_new_tokens;
   options.stop_ids = newline_ids_;
   const auto generations =
-      kvrag::generate(*llm_, batch.prompts, options, prefix.empty() ? nullptr : &prefix);
+      kvrag::generate(*llm_, batch.prompts, options, prefix.empty() ? nullptr : &prefix, stats);
   std::vector<std::string> out;
   for (const auto& g : generations) {
     std::string text = tokenizer_->decode(std::vector<TokenId>(g.tokens.begin(), g.tokens.end()));

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "model/generation.h"
 #include "model/knowledge_encoder.h"
 #include "model/llama.h"
 #include "prefix/prefix_batch.h"
@@ -82,14 +83,24 @@ class PrefixPipeline {
                     const std::vector<int64_t>& rows) const;
   // The batch's prefix from this pipeline's encoder; empty for a batch without segments.
   KVPrefix prefix(const PrefixBatch& batch);
+  // The encoder's output for each segment, as a prefix store keeps it (not placed, not cast):
+  // keys/values [B, kvH, P, hd] per layer, B = segments.size().
+  KVPrefix encode_segments(const std::vector<KnowledgeTokens>& segments);
+  // The batch's prefix from prefixes made elsewhere (a store): per_rank[r] holds rank r of every
+  // row, as encode_segments makes it; placed for the batch's prompts as prefix() places its own.
+  KVPrefix prefix_from(const std::vector<KVPrefix>& per_rank, const PrefixBatch& batch);
+  // The loaded encoder folder's fingerprint (knowledge_encoder_fingerprint); "" for an encoder
+  // given by set_encoder.
+  const std::string& encoder_fingerprint() const { return encoder_fingerprint_; }
   torch::Tensor loss(const PrefixBatch& batch, const KVPrefix& prefix);
   std::vector<ForcedScore> scores(const PrefixBatch& batch, const KVPrefix& prefix);
   // The answer to each row's prompt (greedy, at most max_new_tokens; see above).
+  // stats (optional): the time split (model/generation.h).
   std::vector<std::string> generate(const PrefixBatch& batch, const KVPrefix& prefix,
-                                    int max_new_tokens);
+                                    int max_new_tokens, GenerationStats* stats = nullptr);
 
  private:
-  std::string llm_dir_, fingerprint_;
+  std::string llm_dir_, fingerprint_, encoder_fingerprint_;
   LlamaForCausalLM llm_{nullptr};
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<int64_t> newline_ids_;  // tokens whose text holds a newline: an answer is one line

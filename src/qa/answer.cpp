@@ -16,17 +16,23 @@ nlohmann::json Answer::to_json() const {
                   {"text", e.text},
                   {"score", e.score}});
   }
-  return {{"answer", text},
-          {"evidence", ev},
-          {"groundedness",
-           {{"answer_in_evidence", groundedness.answer_in_evidence},
-            {"logprob_with", groundedness.logprob_with},
-            {"logprob_without", groundedness.logprob_without}}},
-          {"timings_ms",
-           {{"retrieve", retrieve_ms},
-            {"encode", encode_ms},
-            {"generate", generate_ms},
-            {"total", total_ms}}}};
+  nlohmann::json j = {{"answer", text},
+                      {"evidence", ev},
+                      {"groundedness",
+                       {{"answer_in_evidence", groundedness.answer_in_evidence},
+                        {"logprob_with", groundedness.logprob_with},
+                        {"logprob_without", groundedness.logprob_without}}},
+                      {"timings_ms",
+                       {{"retrieve", retrieve_ms},
+                        {"encode", encode_ms},
+                        {"prefill", prefill_ms},
+                        {"decode", decode_ms},
+                        {"generate", generate_ms},
+                        {"ttft", ttft_ms},
+                        {"total", total_ms}}},
+                      {"prefill_tokens", prefill_tokens}};
+  if (!prefix_source.empty()) j["prefix_source"] = prefix_source;
+  return j;
 }
 
 }  // namespace kvrag

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "eval/answer_match.h"
 #include "prefix/prefix_pipeline.h"
+#include "prefix/prefix_store.h"
 #include "text/tokenizer.h"
 
 namespace kvrag {
@@ -50,6 +51,51 @@ struct Answerer::Impl {
   AnswererOptions options;
   std::unique_ptr<PrefixPipeline> pipeline;
   std::shared_ptr<IndexRetriever> retriever;
+  std::unique_ptr<PrefixStore> prefix_store;  // null: encode every segment
+  std::string prefix_store_status;
+
+  // The index's prefix store where it is this encoder's for this LLM and index, else null with
+  // the reason in prefix_store_status.
+  void open_prefix_store() {
+    const std::string dir = !options.index_dir.empty() ? options.index_dir
+                            : retriever != nullptr     ? retriever->dir()
+                                                       : std::string();
+    if (!options.use_prefix_store) {
+      prefix_store_status = "the prefix store is off (use_prefix_store: false)";
+      return;
+    }
+    if (dir.empty() || !pipeline->has_encoder()) return;
+    auto store = PrefixStore::open(dir);
+    if (store == nullptr) {
+      prefix_store_status = fmt::format(
+          "no prefix store in {} (kvrag index build-prefixes): segments are encoded for each "
+          "question",
+          dir);
+      return;
+    }
+    const auto& h = store->header();
+    std::string why;
+    if (h.encoder_fingerprint != pipeline->encoder_fingerprint())
+      why = "built by another knowledge encoder";
+    else if (h.llm_fingerprint != pipeline->llm_fingerprint())
+      why = "built for another LLM";
+    else if (retriever != nullptr && h.segments != retriever->store().size())
+      why = fmt::format("built for {} segments, the index has {}", h.segments,
+                        retriever->store().size());
+    else if (h.entries != pipeline->prefix_entries(1) ||
+             h.layers != pipeline->llm_config().num_hidden_layers)
+      why = "its shape is not this encoder's";
+    if (!why.empty()) {
+      prefix_store_status = fmt::format(
+          "the prefix store of {} was {}: segments are encoded for each question (rebuild it with "
+          "kvrag index build-prefixes)",
+          dir, why);
+      return;
+    }
+    prefix_store_status =
+        fmt::format("prefixes from the store of {} ({} segments, {})", dir, h.segments, h.dtype);
+    prefix_store = std::move(store);
+  }
 
   // `where`: "question I: " in a batch of questions, "" for a single one.
   void check_question(const std::string& q, const std::string& where) const {
@@ -107,7 +153,7 @@ struct Answerer::Impl {
                   to_string(mode));
     }
 
-    double retrieve_ms = 0, encode_ms = 0, generate_ms = 0;
+    double retrieve_ms = 0, encode_ms = 0, generate_ms = 0, prefill_ms = 0, decode_ms = 0;
     std::vector<std::vector<Evidence>> evidence(n);
     if (mode != AnswerMode::kNone) {
       const auto t0 = Clock::now();
@@ -139,12 +185,26 @@ struct Answerer::Impl {
             questions[i],
             uses_context(mode) ? passages_of(evidence[i], top_k) : std::vector<PromptPassage>{},
             budget, i);
+        if (prefix_store != nullptr) continue;  // the segments' prefixes are stored
         for (const auto& s : passages_of(evidence[i], static_cast<size_t>(used)))
           ex.segments.push_back(pipeline->segment_tokens(s));
       }
       const PrefixBatch batch = pipeline->batch(examples, rows);
-      const KVPrefix prefix = pipeline->prefix(batch);
+      KVPrefix prefix;
+      if (prefix_store != nullptr && used > 0) {
+        std::vector<KVPrefix> per_rank;  // rank r of every row, as the encoder would make it
+        for (int64_t r = 0; r < used; ++r) {
+          std::vector<int64_t> ids;
+          for (const size_t i : group) ids.push_back(evidence[i][r].segment_id);
+          per_rank.push_back(prefix_store->get(ids));
+        }
+        prefix = pipeline->prefix_from(per_rank, batch);
+      } else {
+        prefix = pipeline->prefix(batch);
+      }
       encode_ms += ms_since(t0);
+      const char* source = !uses_prefix(mode) ? "" : prefix_store != nullptr ? "store" : "encoder";
+      for (const size_t i : group) answers[i].prefix_source = source;
 
       const auto t1 = Clock::now();
       if (references != nullptr) {
@@ -152,10 +212,14 @@ struct Answerer::Impl {
         for (size_t b = 0; b < group.size(); ++b) (*scores)[group[b]] = s[b];
       }
       if (generate_answers) {
-        const auto texts = pipeline->generate(batch, prefix, options.max_new_tokens);
+        GenerationStats stats;
+        const auto texts = pipeline->generate(batch, prefix, options.max_new_tokens, &stats);
+        prefill_ms += stats.prefill_ms;
+        decode_ms += stats.decode_ms;
         for (size_t b = 0; b < group.size(); ++b) {
           Answer& a = answers[group[b]];
           a.text = texts[b];
+          a.prefill_tokens = static_cast<int64_t>(batch.prompts[b].size());
           a.evidence = evidence[group[b]];
           a.groundedness.answer_in_evidence = answer_in(normalize_answer(a.text), a.evidence);
         }
@@ -187,6 +251,9 @@ struct Answerer::Impl {
       a.retrieve_ms = retrieve_ms;
       a.encode_ms = encode_ms;
       a.generate_ms = generate_ms;
+      a.prefill_ms = prefill_ms;
+      a.decode_ms = decode_ms;
+      a.ttft_ms = retrieve_ms + encode_ms + prefill_ms;
       a.total_ms = total_ms;
     }
     return answers;
@@ -210,6 +277,7 @@ std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options,
     im.retriever = open_retriever(options.index_dir, options.retriever);
   if (!options.knowledge_encoder_dir.empty())
     im.pipeline->load_encoder(options.knowledge_encoder_dir);
+  im.open_prefix_store();
   return self;
 }
 
@@ -280,5 +348,7 @@ const AnswererOptions& Answerer::options() const { return impl_->options; }
 bool Answerer::has_index() const { return impl_->retriever != nullptr; }
 bool Answerer::has_knowledge_encoder() const { return impl_->pipeline->has_encoder(); }
 IndexRetriever* Answerer::retriever() const { return impl_->retriever.get(); }
+bool Answerer::uses_prefix_store() const { return impl_->prefix_store != nullptr; }
+const std::string& Answerer::prefix_store_status() const { return impl_->prefix_store_status; }
 
 }  // namespace kvrag

@@ -56,6 +56,10 @@ struct AnswererOptions {
   std::string dtype = "fp32";         // LLM dtype: fp32 | bf16 | int8 (parse_llm_dtype)
   int max_new_tokens = 32;
   int max_question_tokens = 256;  // longer questions are an Error
+  // Prefix modes: read the segments' prefixes from the index folder's prefix store
+  // (prefix/prefix_store.h) where it was built by this knowledge encoder for this LLM, instead of
+  // encoding them for every question; false: always encode.
+  bool use_prefix_store = true;
 };
 
 struct Groundedness {
@@ -71,10 +75,19 @@ struct Answer {
   Groundedness groundedness;
   // Wall time of the call that produced this answer, split by stage (a batch shares its times).
   // generate_ms includes the teacher-forced groundedness passes.
+  // encode_ms: encoding the segments, or reading their prefixes from the store. prefill_ms and
+  // decode_ms split the generation (generate_ms also holds the groundedness passes); ttft_ms =
+  // retrieve + encode + prefill: the time to the first answer token.
   double retrieve_ms = 0, encode_ms = 0, generate_ms = 0, total_ms = 0;
+  double prefill_ms = 0, decode_ms = 0, ttft_ms = 0;
+  int64_t prefill_tokens = 0;  // prompt tokens the LLM read for this question (BOS included)
+  // Where the prefix came from in the prefix modes: "store" or "encoder"; "" in the others.
+  std::string prefix_source;
   // {"answer", "evidence": [{"segment_id","doc_id","title","text","score"}],
   //  "groundedness": {"answer_in_evidence","logprob_with","logprob_without"},
-  //  "timings_ms": {"retrieve","encode","generate","total"}}
+  //  "timings_ms": {"retrieve","encode","prefill","decode","generate","ttft","total"},
+  //  "prefill_tokens",
+  //  "prefix_source": "store" | "encoder" (prefix modes only)}
   nlohmann::json to_json() const;
 };
 
@@ -131,6 +144,10 @@ class Answerer {
   bool has_index() const;
   IndexRetriever* retriever() const;  // nullptr without an index
   bool has_knowledge_encoder() const;
+  // Whether the prefix modes read the index's prefix store, and why not where they do not
+  // ("no prefix store in DIR", "… built by another knowledge encoder: …").
+  bool uses_prefix_store() const;
+  const std::string& prefix_store_status() const;
 
  private:
   Answerer() = default;

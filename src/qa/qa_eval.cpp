@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -21,6 +22,14 @@ namespace kvrag {
 namespace {
 
 using json = nlohmann::json;
+
+// The p-th percentile of `v` by nearest rank; null for none.
+json percentile(std::vector<double> v, double p) {
+  if (v.empty()) return nullptr;
+  std::sort(v.begin(), v.end());
+  const auto rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
+  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
+}
 
 // BERTScore F1 of predictions against references with one BERT checkpoint and layer. Token
 // states are cached by text (gold answers repeat across modes).
@@ -164,6 +173,7 @@ QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& 
     const std::string name = to_string(mode);
     mode_names.push_back(name);
     Totals t;
+    std::vector<double> ttft;  // per batch: its questions share the time to their first tokens
     for (size_t b0 = 0; b0 < questions.size(); b0 += options.batch) {
       const size_t b1 = std::min(questions.size(), b0 + options.batch);
       std::vector<std::string> qs, refs;
@@ -178,6 +188,7 @@ QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& 
       } catch (Error& e) {
         throw e.with_context(fmt::format("mode {}, questions {}..{}", name, b0 + 1, b1));
       }
+      ttft.push_back(answers.front().ttft_ms);
       for (size_t i = b0; i < b1; ++i) {
         const Answer& a = answers[i - b0];
         const auto s = score_answer(a.text, questions[i].answers);
@@ -217,12 +228,15 @@ QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& 
     const auto mean = [&](double sum, bool has = true) {
       return has && t.n > 0 ? json(sum / static_cast<double>(t.n)) : json(nullptr);
     };
-    summary[name] = {{"n", t.n},
-                     {"em", mean(t.em)},
-                     {"f1", mean(t.f1)},
-                     {"contained", mean(t.contained)},
-                     {"token_accuracy", mean(t.token_accuracy)},
-                     {"bertscore_f1", mean(t.bertscore, scorer != nullptr)}};
+    summary[name] = {
+        {"n", t.n},
+        {"em", mean(t.em)},
+        {"f1", mean(t.f1)},
+        {"contained", mean(t.contained)},
+        {"token_accuracy", mean(t.token_accuracy)},
+        {"bertscore_f1", mean(t.bertscore, scorer != nullptr)},
+        {"ttft_ms",
+         {{"p50", percentile(ttft, 50)}, {"p95", percentile(ttft, 95)}, {"batch", options.batch}}}};
   }
   progress.finish(0, done);
 

@@ -9,7 +9,9 @@
 //
 // Summary JSON (fractions in [0, 1]):
 //   {"<mode>": {"n", "em", "f1", "contained", "token_accuracy", "bertscore_f1" (null without a
-//    model)}, …, "retrieval": {"answer_in_top": {"1", "5", "20"}} (null without an index)};
+//    model), "ttft_ms": {"p50", "p95", "batch"}: time to first token (retrieve + encode or read
+//    the stored prefixes + prefill, Answer::ttft_ms) of each batch of `batch` questions}, …,
+//    "retrieval": {"answer_in_top": {"1", "5", "20"}} (null without an index)};
 //   the fractions are null when n is 0 (an empty questions file with allow_empty).
 // Predictions JSONL, one line per question and mode:
 //   {"question", "answers", "mode", "prediction", "em", "f1", "contained", "token_accuracy",

@@ -97,8 +97,11 @@ nlohmann::json AnswererService::models() const {
     j["retriever"] = enum_name(o.retriever.mode);
     j["segments"] = impl_->retriever->store().size();
   }
-  if (!o.knowledge_encoder_dir.empty())
+  if (!o.knowledge_encoder_dir.empty()) {
     j["knowledge_encoder"] = folder_name(o.knowledge_encoder_dir);
+    // whether the prefix modes read the index's prefix store (prefix/prefix_store.h)
+    j["prefix_store"] = impl_->answerer->uses_prefix_store();
+  }
   return j;
 }
 

@@ -536,7 +536,8 @@ TEST_F(AnswererTest, EvaluateQaScoresEveryModeConsistently) {
       EXPECT_LE(v, 1.0) << key;
     }
     EXPECT_TRUE(s[mode]["bertscore_f1"].is_number());
-    EXPECT_EQ(s[mode].size(), 6u);
+    EXPECT_TRUE(s[mode]["ttft_ms"]["p50"].is_number());
+    EXPECT_EQ(s[mode].size(), 7u);
   }
   EXPECT_EQ(s.size(), 4u);  // three modes and retrieval
   EXPECT_EQ(s["retrieval"]["answer_in_top"].size(), 3u);
