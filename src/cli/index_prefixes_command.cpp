@@ -1,4 +1,4 @@
-// kvrag index build-prefixes --index DIR --knowledge-encoder KE --llm LLM [--dtype fp16|fp32]
+// kvrag index build-prefixes --index DIR --knowledge-encoder KE --llm LLM [--dtype fp16|fp32|int8]
 //                            [--batch 16] [--quiet]
 //
 // Computes every segment's dynamic prefix once into DIR/prefixes.bin + prefixes.json, which ask,
@@ -26,8 +26,10 @@ void add_build_prefixes(CLI::App* parent, int& exit_code) {
                   "knowledge encoder folder (kvrag train-prefix)")
       ->required();
   cmd->add_option("--llm", o->llm_dir, "the LLaMA folder the encoder was trained for")->required();
-  cmd->add_option("--dtype", o->dtype, "stored values: fp16 (half the bytes) or fp32")
-      ->check(CLI::IsMember({"fp16", "fp32"}))
+  cmd->add_option(
+         "--dtype", o->dtype,
+         "stored values: fp16 (half of fp32's bytes), fp32, or int8 (a quarter, with scales)")
+      ->check(CLI::IsMember({"fp16", "fp32", "int8"}))
       ->capture_default_str();
   cmd->add_option("--batch", o->batch, "segments per encoder call")
       ->check(kPositive)

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <numeric>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -49,8 +51,8 @@ PrefixStoreHeader PrefixStoreHeader::from_json(const nlohmann::json& j, const st
   KVRAG_CHECK(format == kFormat, "{}: format \"{}\", expected \"{}\"", where, format, kFormat);
   PrefixStoreHeader h;
   h.dtype = field<std::string>(j, "dtype", where);
-  KVRAG_CHECK(h.dtype == "fp16" || h.dtype == "fp32", "{}: dtype \"{}\" (fp16 or fp32)", where,
-              h.dtype);
+  KVRAG_CHECK(h.dtype == "fp16" || h.dtype == "fp32" || h.dtype == "int8",
+              "{}: dtype \"{}\" (fp16, fp32 or int8)", where, h.dtype);
   h.segments = field<int64_t>(j, "segments", where);
   h.layers = field<int64_t>(j, "layers", where);
   h.kv_heads = field<int64_t>(j, "kv_heads", where);
@@ -81,18 +83,38 @@ void append_prefix_records(const KVPrefix& prefix, const PrefixStoreHeader& h, s
               h.layers);
   const int64_t B = prefix.keys[0].size(0);
   const std::vector<int64_t> shape{B, h.kv_heads, h.entries, h.head_dim};
-  std::vector<torch::Tensor> parts;  // per layer: [B, 2, kvH, P, hd]
+  std::vector<torch::Tensor> parts;  // the pieces of a record, in order, as bytes [B, n]
+  const auto bytes = [B](const torch::Tensor& t) {
+    return t.contiguous().view({B, -1}).view(torch::kUInt8);
+  };
   for (int64_t l = 0; l < h.layers; ++l) {
     for (const auto* t : {&prefix.keys[l], &prefix.values[l]}) {
       KVRAG_CHECK(t->sizes() == shape, "prefix store: layer {}: a prefix of shape [{}] for [{}]", l,
                   fmt::join(t->sizes(), ", "), fmt::join(shape, ", "));
     }
-    parts.push_back(torch::stack({prefix.keys[l], prefix.values[l]}, 1));
+    if (h.dtype != "int8") {
+      const auto dtype = h.dtype == "fp16" ? torch::kFloat16 : torch::kFloat32;
+      parts.push_back(bytes(prefix.keys[l].to(dtype)));
+      parts.push_back(bytes(prefix.values[l].to(dtype)));
+      continue;
+    }
+    // keys per channel (over the entries, dim 2), values per entry (over hd, dim 3)
+    for (const auto& [t, dim] : {std::pair{prefix.keys[l], 2}, std::pair{prefix.values[l], 3}}) {
+      const auto x = t.to(torch::kFloat32);
+      const auto scale = x.abs().amax(dim, /*keepdim=*/true) / 127;  // [B, kvH, 1, hd] | [.., P, 1]
+      const auto q = torch::where(scale > 0, x / scale, torch::zeros_like(x))
+                         .round()
+                         .clamp(-127, 127)
+                         .to(torch::kInt8);
+      parts.push_back(bytes(q));
+      parts.push_back(bytes(scale));
+    }
   }
-  // [B, L, 2, kvH, P, hd]: record b is row b
-  const auto records = torch::stack(parts, 1).to(h.torch_dtype()).contiguous();
+  const auto records = torch::cat(parts, 1);  // [B, record_bytes]
+  KVRAG_CHECK(records.size(1) == h.record_bytes(), "prefix store: records of {} bytes, not {}",
+              records.size(1), h.record_bytes());
   const auto* p = static_cast<const char*>(records.data_ptr());
-  out.append(p, p + records.numel() * records.element_size());
+  out.append(p, p + records.numel());
 }
 
 std::unique_ptr<PrefixStore> PrefixStore::open(const std::string& dir) {
@@ -143,8 +165,7 @@ KVPrefix PrefixStore::get(const std::vector<int64_t>& segment_ids) const {
   const auto& h = header_;
   const int64_t B = static_cast<int64_t>(segment_ids.size());
   KVRAG_CHECK(B > 0, "prefix store {}: no segments asked for", dir_);
-  auto records = torch::empty({B, h.layers, 2, h.kv_heads, h.entries, h.head_dim},
-                              torch::TensorOptions().dtype(h.torch_dtype()));
+  auto records = torch::empty({B, h.record_bytes()}, torch::kUInt8);
   auto* out = static_cast<char*>(records.data_ptr());
   const int64_t n = h.record_bytes();
   for (int64_t b = 0; b < B; ++b) {
@@ -155,11 +176,30 @@ KVPrefix PrefixStore::get(const std::vector<int64_t>& segment_ids) const {
                 dir_, id, h.segments);
     std::memcpy(out + b * n, data_ + id * n, static_cast<size_t>(n));
   }
-  const auto fp32 = records.to(torch::kFloat32);  // [B, L, 2, kvH, P, hd]
+  // The record's pieces in order (append_prefix_records), each [B, ...] in its dtype.
+  int64_t offset = 0;
+  const auto take = [&](torch::Dtype dtype, std::vector<int64_t> shape) {
+    const int64_t count =
+        std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<int64_t>());
+    const int64_t size = count * static_cast<int64_t>(c10::elementSize(dtype));
+    shape.insert(shape.begin(), B);
+    auto t = records.narrow(1, offset, size).contiguous().view(dtype).view(shape);
+    offset += size;
+    return t.to(torch::kFloat32);
+  };
+  const int64_t kvH = h.kv_heads, P = h.entries, hd = h.head_dim;
   KVPrefix prefix;
   for (int64_t l = 0; l < h.layers; ++l) {
-    prefix.keys.push_back(fp32.select(1, l).select(1, 0).contiguous());
-    prefix.values.push_back(fp32.select(1, l).select(1, 1).contiguous());
+    if (h.dtype != "int8") {
+      const auto dtype = h.dtype == "fp16" ? torch::kFloat16 : torch::kFloat32;
+      prefix.keys.push_back(take(dtype, {kvH, P, hd}));
+      prefix.values.push_back(take(dtype, {kvH, P, hd}));
+      continue;
+    }
+    auto k = take(torch::kInt8, {kvH, P, hd});
+    prefix.keys.push_back(k * take(torch::kFloat32, {kvH, 1, hd}));
+    auto v = take(torch::kInt8, {kvH, P, hd});
+    prefix.values.push_back(v * take(torch::kFloat32, {kvH, P, 1}));
   }
   return prefix;
 }

@@ -7,7 +7,9 @@
 // Files in the index folder (kvrag index build-prefixes writes them, qa/prefix_store_build.h):
 //   DIR/prefixes.bin   one record per segment, segment id i at byte i · record_bytes: per LLM
 //                      layer its keys then its values, each [kvH, P, hd] row-major, in `dtype`
-//   DIR/prefixes.json  {"format": "kvrag-prefix-store-1", "dtype": "fp16" | "fp32",
+//                      (int8: keys [kvH, P, hd] int8, their scales [kvH, hd] fp32, values
+//                      [kvH, P, hd] int8, their scales [kvH, P] fp32)
+//   DIR/prefixes.json  {"format": "kvrag-prefix-store-1", "dtype": "fp16" | "fp32" | "int8",
 //                       "segments": N, "layers": L, "kv_heads": kvH, "entries": P,
 //                       "head_dim": hd, "encoder_fingerprint", "llm_fingerprint"}
 // written last, so that a folder with prefixes.json has a complete prefixes.bin. While a build
@@ -17,9 +19,14 @@
 // dtype: fp16 halves the store against fp32 (the encoder's output is fp32); keys and values of a
 // trained encoder are a few units at most, far inside fp16's range, where it keeps 11 bits of
 // mantissa, as many as the answers need (tests/qa/test_prefix_store.cpp compares answers).
+// int8 quarters it again (KIVI's split, as outliers in keys sit in channels and in values in
+// tokens): keys rounded per channel (one scale per head and dimension over the segment's
+// entries), values per entry (one per head and entry over its dimensions), scale = max|x| / 127,
+// so each number is within scale / 2 of what the encoder made (tested), and a zero (padding)
+// entry stays exactly zero.
 //
 // Size: L · 2 · kvH · P · hd values a segment: the demo's encoder 130 entries × 2 layers × 128
-// values × 2 = 133 KB in fp16; a 1.1B LLaMA (22 layers, 256 kv values) with 288-token segments
+// values × 2 = 133 KB in fp16 (72 KB in int8); a 1.1B LLaMA (22 layers, 256 kv values) with 288-token segments
 // 6.5 MB, so a store of every segment suits small and medium corpora only.
 #pragma once
 
@@ -38,15 +45,15 @@ namespace kvrag {
 
 // What a store holds and for which models.
 struct PrefixStoreHeader {
-  std::string dtype = "fp16";  // fp16 | fp32
+  std::string dtype = "fp16";  // fp16 | fp32 | int8
   int64_t segments = 0, layers = 0, kv_heads = 0, entries = 0, head_dim = 0;
   std::string encoder_fingerprint, llm_fingerprint;
 
-  int64_t element_bytes() const { return dtype == "fp16" ? 2 : 4; }
   int64_t record_bytes() const {
-    return layers * 2 * kv_heads * entries * head_dim * element_bytes();
+    const int64_t values = kv_heads * entries * head_dim;  // of one layer's keys (or values)
+    if (dtype == "int8") return layers * (2 * values + 4 * kv_heads * (head_dim + entries));
+    return layers * 2 * values * (dtype == "fp16" ? 2 : 4);
   }
-  torch::Dtype torch_dtype() const { return dtype == "fp16" ? torch::kFloat16 : torch::kFloat32; }
   nlohmann::json to_json() const;
   // Error naming `where` for a missing or malformed field.
   static PrefixStoreHeader from_json(const nlohmann::json& j, const std::string& where);

@@ -17,7 +17,7 @@ struct PrefixStoreBuildOptions {
   std::string index_dir;              // with segments.sqlite
   std::string llm_dir;                // the LLM the encoder was trained for (its tokenizer)
   std::string knowledge_encoder_dir;  // the encoder
-  std::string dtype = "fp16";         // fp16 | fp32
+  std::string dtype = "fp16";         // fp16 | fp32 | int8
   int64_t batch = 16;                 // segments per encoder call
   bool progress = true;
 };

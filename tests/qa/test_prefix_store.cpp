@@ -284,6 +284,39 @@ TEST_F(PrefixStoreTest, TimingsSplitTheTimeToTheFirstToken) {
   }
 }
 
+// int8 records: each key within half its channel's scale, each value within half its entry's,
+// of the encoder's numbers (the fp32 store).
+TEST_F(PrefixStoreTest, Int8RecordsStayWithinHalfAScale) {
+  for (const std::string ke : {"ke", "ke-pieces"}) {
+    const std::string exact_dir = fresh_index("int8-exact-" + ke),
+                      int8_dir = fresh_index("int8-" + ke);
+    const auto exact = build_prefix_store(build_options(exact_dir, ke, "fp32"));
+    const auto q8 = build_prefix_store(build_options(int8_dir, ke, "int8"));
+    const auto& h = exact.header;  // a byte a number, and an fp32 scale per channel and entry
+    EXPECT_EQ(q8.bytes, h.segments * h.layers *
+                            (2 * h.kv_heads * h.entries * h.head_dim +
+                             4 * h.kv_heads * (h.head_dim + h.entries)));
+    const std::vector<int64_t> ids = {0, 3, exact.header.segments - 1};
+    const KVPrefix a = PrefixStore::open(exact_dir)->get(ids);
+    const KVPrefix b = PrefixStore::open(int8_dir)->get(ids);
+    for (size_t l = 0; l < a.keys.size(); ++l) {
+      // [B, kvH, 1, hd] and [B, kvH, P, 1]: half of max|x| / 127, plus fp32 rounding
+      const auto key_bound = a.keys[l].abs().amax(2, true) / 254 * (1 + 1e-5) + 1e-12;
+      const auto value_bound = a.values[l].abs().amax(3, true) / 254 * (1 + 1e-5) + 1e-12;
+      EXPECT_TRUE(((a.keys[l] - b.keys[l]).abs() <= key_bound).all().item<bool>()) << ke << l;
+      EXPECT_TRUE(((a.values[l] - b.values[l]).abs() <= value_bound).all().item<bool>()) << ke << l;
+      EXPECT_TRUE(b.keys[l].ne(a.keys[l]).any().item<bool>());  // it did round
+      // zero (padding) entries stay zero
+      EXPECT_TRUE(b.values[l].masked_select(a.values[l].eq(0)).eq(0).all().item<bool>());
+    }
+    const auto answerer = Answerer::open(answerer_options(int8_dir, ke, true));
+    ASSERT_TRUE(answerer->uses_prefix_store());
+    EXPECT_TRUE(contains(answerer->prefix_store_status(), "int8"));
+    EXPECT_EQ(answerer->answer({questions_->front()}, AnswerMode::kPrefix, 2)[0].prefix_source,
+              "store");
+  }
+}
+
 TEST_F(PrefixStoreTest, DamagedFilesAreClearErrors) {
   const std::string index = fresh_index("damaged");
   const auto built = build_prefix_store(build_options(index, "ke"));
