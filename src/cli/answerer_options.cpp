@@ -31,6 +31,11 @@ void add_answerer_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
   cmd->add_option("--max-question-tokens", o.max_question_tokens, "longer questions are refused")
       ->check(kPositive)
       ->capture_default_str();
+  cmd->add_option("--prefix-cache-mb", o.prefix_cache_mb,
+                  "without a prefix store: keep this many MiB of segments' prefixes in memory, "
+                  "least recently used leaving first (0: encode every time)")
+      ->check(kNonNegative)
+      ->capture_default_str();
   cmd->add_flag_callback(
       "--no-prefix-store", [&o] { o.use_prefix_store = false; },
       "encode the segments for every question even where the index has a prefix store built by "

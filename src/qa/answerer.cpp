@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "eval/answer_match.h"
+#include "prefix/prefix_cache.h"
 #include "prefix/prefix_pipeline.h"
 #include "prefix/prefix_store.h"
 #include "text/tokenizer.h"
@@ -51,8 +52,56 @@ struct Answerer::Impl {
   AnswererOptions options;
   std::unique_ptr<PrefixPipeline> pipeline;
   std::shared_ptr<IndexRetriever> retriever;
-  std::unique_ptr<PrefixStore> prefix_store;  // null: encode every segment
+  std::unique_ptr<PrefixStore> prefix_store;  // null: encode (or take from the cache)
   std::string prefix_store_status;
+  std::unique_ptr<PrefixCache> prefix_cache;  // without a store, where options ask for one
+
+  // The prefixes of the segments (one row each, in order), as the encoder makes them: from the
+  // store, else from the cache, encoding (and caching) those it lacks.
+  KVPrefix segment_prefixes(const std::vector<const Evidence*>& segments) {
+    std::vector<int64_t> ids;
+    for (const auto* e : segments) ids.push_back(e->segment_id);
+    if (prefix_store != nullptr) return prefix_store->get(ids);
+    // Each distinct segment looked up once (two questions of a batch may share one).
+    std::map<int64_t, KVPrefix> found;
+    std::vector<const Evidence*> missing;
+    for (const auto* e : segments) {
+      if (found.count(e->segment_id) > 0) continue;
+      if (auto p = prefix_cache->get(e->segment_id)) {
+        found[e->segment_id] = std::move(*p);
+      } else {
+        found[e->segment_id] = {};
+        missing.push_back(e);
+      }
+    }
+    if (!missing.empty()) {
+      std::vector<KnowledgeTokens> tokens;
+      for (const auto* e : missing) tokens.push_back(pipeline->segment_tokens({e->title, e->text}));
+      const KVPrefix made = pipeline->encode_segments(tokens);
+      for (size_t j = 0; j < missing.size(); ++j) {
+        KVPrefix& row = found[missing[j]->segment_id];
+        for (size_t l = 0; l < made.keys.size(); ++l) {
+          const auto r = static_cast<int64_t>(j);
+          row.keys.push_back(made.keys[l].narrow(0, r, 1).clone());
+          row.values.push_back(made.values[l].narrow(0, r, 1).clone());
+        }
+        prefix_cache->put(missing[j]->segment_id, row);
+      }
+    }
+    std::vector<const KVPrefix*> rows;
+    for (const auto id : ids) rows.push_back(&found.at(id));
+    KVPrefix out;
+    for (size_t l = 0; l < rows.front()->keys.size(); ++l) {
+      std::vector<torch::Tensor> k, v;
+      for (const auto& r : rows) {
+        k.push_back(r->keys[l]);
+        v.push_back(r->values[l]);
+      }
+      out.keys.push_back(torch::cat(k, 0));
+      out.values.push_back(torch::cat(v, 0));
+    }
+    return out;
+  }
 
   // The index's prefix store where it is this encoder's for this LLM and index, else null with
   // the reason in prefix_store_status.
@@ -185,25 +234,28 @@ struct Answerer::Impl {
             questions[i],
             uses_context(mode) ? passages_of(evidence[i], top_k) : std::vector<PromptPassage>{},
             budget, i);
-        if (prefix_store != nullptr) continue;  // the segments' prefixes are stored
+        if (prefix_store != nullptr || prefix_cache != nullptr) continue;  // not encoded here
         for (const auto& s : passages_of(evidence[i], static_cast<size_t>(used)))
           ex.segments.push_back(pipeline->segment_tokens(s));
       }
       const PrefixBatch batch = pipeline->batch(examples, rows);
       KVPrefix prefix;
-      if (prefix_store != nullptr && used > 0) {
+      if ((prefix_store != nullptr || prefix_cache != nullptr) && used > 0) {
         std::vector<KVPrefix> per_rank;  // rank r of every row, as the encoder would make it
         for (int64_t r = 0; r < used; ++r) {
-          std::vector<int64_t> ids;
-          for (const size_t i : group) ids.push_back(evidence[i][r].segment_id);
-          per_rank.push_back(prefix_store->get(ids));
+          std::vector<const Evidence*> segments;
+          for (const size_t i : group) segments.push_back(&evidence[i][r]);
+          per_rank.push_back(segment_prefixes(segments));
         }
         prefix = pipeline->prefix_from(per_rank, batch);
       } else {
         prefix = pipeline->prefix(batch);
       }
       encode_ms += ms_since(t0);
-      const char* source = !uses_prefix(mode) ? "" : prefix_store != nullptr ? "store" : "encoder";
+      const char* source = !uses_prefix(mode)        ? ""
+                           : prefix_store != nullptr ? "store"
+                           : prefix_cache != nullptr ? "cache"
+                                                     : "encoder";
       for (const size_t i : group) answers[i].prefix_source = source;
 
       const auto t1 = Clock::now();
@@ -278,6 +330,10 @@ std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options,
   if (!options.knowledge_encoder_dir.empty())
     im.pipeline->load_encoder(options.knowledge_encoder_dir);
   im.open_prefix_store();
+  KVRAG_CHECK(options.prefix_cache_mb >= 0 && options.prefix_cache_mb <= (int64_t{1} << 30),
+              "prefix_cache_mb must be within [0, 2^30], not {}", options.prefix_cache_mb);
+  if (im.prefix_store == nullptr && options.prefix_cache_mb > 0 && im.pipeline->has_encoder())
+    im.prefix_cache = std::make_unique<PrefixCache>(options.prefix_cache_mb << 20);
   return self;
 }
 
@@ -349,6 +405,10 @@ bool Answerer::has_index() const { return impl_->retriever != nullptr; }
 bool Answerer::has_knowledge_encoder() const { return impl_->pipeline->has_encoder(); }
 IndexRetriever* Answerer::retriever() const { return impl_->retriever.get(); }
 bool Answerer::uses_prefix_store() const { return impl_->prefix_store != nullptr; }
+std::optional<PrefixCacheStats> Answerer::prefix_cache_stats() const {
+  if (impl_->prefix_cache == nullptr) return std::nullopt;
+  return impl_->prefix_cache->stats();
+}
 const std::string& Answerer::prefix_store_status() const { return impl_->prefix_store_status; }
 
 }  // namespace kvrag

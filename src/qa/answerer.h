@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "index/index_retriever.h"
 #include "index/retrieval_eval.h"
 #include "prefix/forced_score.h"
+#include "prefix/prefix_cache_stats.h"
 
 namespace kvrag {
 
@@ -60,6 +62,9 @@ struct AnswererOptions {
   // (prefix/prefix_store.h) where it was built by this knowledge encoder for this LLM, instead of
   // encoding them for every question; false: always encode.
   bool use_prefix_store = true;
+  // Without a usable store: keep up to this many MiB of segments' prefixes (least recently used
+  // leave first), so that a segment retrieved again is not encoded again. 0: no cache.
+  int64_t prefix_cache_mb = 0;
 };
 
 struct Groundedness {
@@ -81,13 +86,14 @@ struct Answer {
   double retrieve_ms = 0, encode_ms = 0, generate_ms = 0, total_ms = 0;
   double prefill_ms = 0, decode_ms = 0, ttft_ms = 0;
   int64_t prefill_tokens = 0;  // prompt tokens the LLM read for this question (BOS included)
-  // Where the prefix came from in the prefix modes: "store" or "encoder"; "" in the others.
+  // Where the prefix came from in the prefix modes: "store", "cache" (the cache, encoding the
+  // segments it lacked) or "encoder"; "" in the others.
   std::string prefix_source;
   // {"answer", "evidence": [{"segment_id","doc_id","title","text","score"}],
   //  "groundedness": {"answer_in_evidence","logprob_with","logprob_without"},
   //  "timings_ms": {"retrieve","encode","prefill","decode","generate","ttft","total"},
   //  "prefill_tokens",
-  //  "prefix_source": "store" | "encoder" (prefix modes only)}
+  //  "prefix_source": "store" | "cache" | "encoder" (prefix modes only)}
   nlohmann::json to_json() const;
 };
 
@@ -148,6 +154,8 @@ class Answerer {
   // ("no prefix store in DIR", "… built by another knowledge encoder: …").
   bool uses_prefix_store() const;
   const std::string& prefix_store_status() const;
+  // The prefix cache's counts; nullopt without one (no prefix_cache_mb, or a store is used).
+  std::optional<PrefixCacheStats> prefix_cache_stats() const;
 
  private:
   Answerer() = default;

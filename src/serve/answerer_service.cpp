@@ -101,6 +101,13 @@ nlohmann::json AnswererService::models() const {
     j["knowledge_encoder"] = folder_name(o.knowledge_encoder_dir);
     // whether the prefix modes read the index's prefix store (prefix/prefix_store.h)
     j["prefix_store"] = impl_->answerer->uses_prefix_store();
+    if (const auto c = impl_->answerer->prefix_cache_stats()) {
+      j["prefix_cache"] = {{"hits", c->hits},
+                           {"misses", c->misses},
+                           {"entries", c->entries},
+                           {"bytes", c->bytes},
+                           {"capacity_bytes", c->capacity_bytes}};
+    }
   }
   return j;
 }

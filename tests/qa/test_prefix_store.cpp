@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "model/knowledge_encoder.h"
 #include "model/llama.h"
+#include "prefix/prefix_cache.h"
 #include "prefix/prefix_store.h"
 #include "qa/answerer.h"
 #include "qa/prefix_store_build.h"
@@ -315,6 +316,58 @@ TEST_F(PrefixStoreTest, Int8RecordsStayWithinHalfAScale) {
     EXPECT_EQ(answerer->answer({questions_->front()}, AnswerMode::kPrefix, 2)[0].prefix_source,
               "store");
   }
+}
+
+// Without a store, a bounded cache: a segment retrieved again is not encoded again, and the
+// answers are those computed by encoding.
+TEST_F(PrefixStoreTest, ACacheKeepsRecentPrefixesWithinItsCapacity) {
+  const std::string index = fresh_index("cache");
+  auto o = answerer_options(index, "ke-pieces", true);
+  o.prefix_cache_mb = 1;
+  const auto cached = Answerer::open(o);
+  const auto encoded = Answerer::open(answerer_options(index, "ke-pieces", false));
+  EXPECT_FALSE(encoded->prefix_cache_stats().has_value());
+  const auto first = cached->answer(*questions_, AnswerMode::kPrefix, 2);
+  const auto s1 = cached->prefix_cache_stats().value();
+  EXPECT_GT(s1.misses, 0);
+  EXPECT_EQ(s1.entries, s1.misses);  // each distinct segment encoded once; 1 MiB holds them all
+  const auto again = cached->answer(*questions_, AnswerMode::kPrefix, 2);
+  const auto s2 = cached->prefix_cache_stats().value();
+  EXPECT_EQ(s2.misses, s1.misses);
+  EXPECT_EQ(s2.hits, 2 * s1.hits + s1.misses);  // the same lookups, all found
+  const auto truth = encoded->answer(*questions_, AnswerMode::kPrefix, 2);
+  for (size_t i = 0; i < truth.size(); ++i) {
+    EXPECT_EQ(first[i].prefix_source, "cache");
+    EXPECT_EQ(first[i].text, truth[i].text) << i;
+    EXPECT_EQ(again[i].text, truth[i].text) << i;
+    EXPECT_NEAR(again[i].groundedness.logprob_with, truth[i].groundedness.logprob_with, 1e-4);
+  }
+
+  // Least recently used leave first; a prefix larger than the cache is not kept.
+  const auto row = [](float v) {  // 2 layers of [1, 1, 2, 4] fp32: 128 bytes
+    KVPrefix p;
+    for (int l = 0; l < 2; ++l) {
+      p.keys.push_back(torch::full({1, 1, 2, 4}, v));
+      p.values.push_back(torch::full({1, 1, 2, 4}, -v));
+    }
+    return p;
+  };
+  PrefixCache cache(300);
+  cache.put(1, row(1));
+  cache.put(2, row(2));
+  ASSERT_TRUE(cache.get(1).has_value());  // 1 is now the most recent
+  cache.put(3, row(3));                   // 384 bytes > 300: 2 leaves
+  EXPECT_FALSE(cache.get(2).has_value());
+  EXPECT_EQ(cache.get(3)->keys[1][0][0][1][3].item<float>(), 3.0f);
+  EXPECT_EQ(cache.get(1)->values[0][0][0][0][0].item<float>(), -1.0f);
+  const auto st = cache.stats();
+  EXPECT_EQ(st.entries, 2);
+  EXPECT_EQ(st.bytes, 256);
+  EXPECT_EQ(st.hits, 3);
+  EXPECT_EQ(st.misses, 1);
+  PrefixCache tiny(100);
+  tiny.put(1, row(1));
+  EXPECT_EQ(tiny.stats().entries, 0);
 }
 
 TEST_F(PrefixStoreTest, DamagedFilesAreClearErrors) {
