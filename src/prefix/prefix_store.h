@@ -27,7 +27,8 @@
 //
 // Size: L · 2 · kvH · P · hd values a segment: the demo's encoder 130 entries × 2 layers × 128
 // values × 2 = 133 KB in fp16 (72 KB in int8); a 1.1B LLaMA (22 layers, 256 kv values) with
-// 288-token segments 6.5 MB, so a store of every segment suits small and medium corpora only.
+// 288-token segments 6.5 MB in fp16, so a store of every segment suits small and medium corpora
+// only (a bounded cache serves the rest: prefix/prefix_cache.h).
 #pragma once
 
 #include <torch/torch.h>

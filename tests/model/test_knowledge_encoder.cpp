@@ -372,14 +372,8 @@ TEST(KnowledgeEncoder, LlmPieceEmbeddingsFollowEachEntrysPiece) {
   const int64_t V = llm_config.vocab_size;
   const auto table = llm_embedding_table(llm->model->embed_tokens->weight);  // [V, H]
   EXPECT_NEAR(table.std().item<double>(), 1.0, 1e-4);
-  KnowledgeEncoderOptions options;
-  options.readout = Readout::kTokens;
-  options.max_segment_tokens = 8;
-  options.llm_embeddings = true;
-  options.segment_tokenizer = SegmentTokenizer::kLlm;
-  options.key_position = KeyPosition::kAnswer;
-  const auto config =
-      KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), llm_config, "", options);
+  const auto config = KnowledgeEncoderConfig::for_llm(test::tiny_bert_config(), llm_config, "",
+                                                      test::piece_encoder_options(8));
   auto ke = init_knowledge_encoder(dir / "bert", config, 4, 0.05, table);
   EXPECT_EQ(ke->config().segment_tokenizer, SegmentTokenizer::kLlm);
   EXPECT_EQ(ke->config().key_position, KeyPosition::kAnswer);

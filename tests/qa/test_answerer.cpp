@@ -20,6 +20,7 @@
 #include "support/cli_runner.h"
 #include "support/retrieval_fixture.h"
 #include "support/test_support.h"
+#include "support/tiny_models.h"
 #include "text/knowledge_tokenizer.h"
 #include "text/segmenter.h"
 #include "text/tokenizer.h"
@@ -97,14 +98,8 @@ class AnswererTest : public ::testing::Test {
     // hidden size is then the LLM's: a random BERT of 64) and places its keys at the answer.
     BertConfig wide = bert_config;
     wide.hidden_size = llm_config.hidden_size;
-    KnowledgeEncoderOptions options;
-    options.readout = Readout::kTokens;
-    options.max_segment_tokens = 40;
-    options.llm_embeddings = true;
-    options.segment_tokenizer = SegmentTokenizer::kLlm;
-    options.key_position = KeyPosition::kAnswer;
-    const auto config =
-        KnowledgeEncoderConfig::for_llm(wide, llm_config, llm_fingerprint(*llm_), options);
+    const auto config = KnowledgeEncoderConfig::for_llm(wide, llm_config, llm_fingerprint(*llm_),
+                                                        test::piece_encoder_options(40));
     KnowledgeEncoder pieces(config, torch::kFloat32);
     pieces->init_fresh(8, 0.3);
     {

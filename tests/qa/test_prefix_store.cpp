@@ -20,6 +20,7 @@
 #include "support/cli_runner.h"
 #include "support/retrieval_fixture.h"
 #include "support/test_support.h"
+#include "support/tiny_models.h"
 
 namespace kvrag {
 namespace {
@@ -67,14 +68,9 @@ class PrefixStoreTest : public ::testing::Test {
     save_knowledge_encoder(*ke, *root_ / "ke-other", *root_ / "encoder/vocab.txt");
 
     bert_config.hidden_size = llm_config.hidden_size;
-    KnowledgeEncoderOptions pieces;
-    pieces.readout = Readout::kTokens;
-    pieces.max_segment_tokens = 40;
-    pieces.llm_embeddings = true;
-    pieces.segment_tokenizer = SegmentTokenizer::kLlm;
-    pieces.key_position = KeyPosition::kAnswer;
     KnowledgeEncoder kp(
-        KnowledgeEncoderConfig::for_llm(bert_config, llm_config, llm_fingerprint(*llm_), pieces),
+        KnowledgeEncoderConfig::for_llm(bert_config, llm_config, llm_fingerprint(*llm_),
+                                        test::piece_encoder_options(40)),
         torch::kFloat32);
     kp->init_fresh(8, 0.3);
     save_knowledge_encoder(*kp, *root_ / "ke-pieces", *root_ / "encoder/vocab.txt");

@@ -78,6 +78,18 @@ inline void write_tiny_llama(const std::string& dir, uint64_t seed = 3) {
   save_parameters(*model, dir + "/model.safetensors");
 }
 
+// The demo's kind of encoder: one entry per LLM piece of the segment (at most
+// max_segment_tokens), with the LLM's embeddings, keys placed at the answer.
+inline KnowledgeEncoderOptions piece_encoder_options(int64_t max_segment_tokens) {
+  KnowledgeEncoderOptions options;
+  options.readout = Readout::kTokens;
+  options.max_segment_tokens = max_segment_tokens;
+  options.llm_embeddings = true;
+  options.segment_tokenizer = SegmentTokenizer::kLlm;
+  options.key_position = KeyPosition::kAnswer;
+  return options;
+}
+
 inline KnowledgeEncoderConfig tiny_encoder_config(int64_t prefix_length = 4) {
   KnowledgeEncoderOptions options;
   options.prefix_length = prefix_length;
