@@ -67,8 +67,8 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
                                  const GenerationOptions& options, const KVPrefix* prefix,
                                  GenerationStats* stats) {
   using Clock = std::chrono::steady_clock;
-  const auto ms_since = [](Clock::time_point t) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  const auto ms_between = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double, std::milli>(b - a).count();
   };
   const auto t_start = Clock::now();
   // No autograd bookkeeping at all (not even version counters): the model takes its inference
@@ -119,11 +119,7 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
   // [B, V]
   auto logits = model.logits(model.hidden_states(ids, args).select(1, T0 - 1)).contiguous();
   const auto t_first = Clock::now();
-  if (stats != nullptr) {
-    stats->prefill_ms = std::chrono::duration<double, std::milli>(t_first - t_start).count();
-    stats->prefill_tokens = 0;
-    for (const auto& p : prompts) stats->prefill_tokens += static_cast<int64_t>(p.size());
-  }
+  if (stats != nullptr) stats->prefill_ms = ms_between(t_start, t_first);
   std::vector<int64_t> next(B, 0);  // this step's token per row (0 for finished rows)
   for (int step = 0; step < options.max_new_tokens && remaining > 0; ++step) {
     for (int64_t b = 0; b < B; ++b) {
@@ -148,7 +144,7 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
     logits = model.forward(next_ids, args).select(1, 0).contiguous();            // [B, V]
     std::fill(next.begin(), next.end(), 0);
   }
-  if (stats != nullptr) stats->decode_ms = ms_since(t_first);
+  if (stats != nullptr) stats->decode_ms = ms_between(t_first, Clock::now());
   return out;
 }
 

@@ -29,9 +29,8 @@ struct Generation {
 
 // Where a generate() call's time went (a batch shares it).
 struct GenerationStats {
-  double prefill_ms = 0;       // the prompts' forward pass up to the first token's logits
-  double decode_ms = 0;        // every later step (with the sampling)
-  int64_t prefill_tokens = 0;  // prompt tokens the LLM read, over all rows (no padding)
+  double prefill_ms = 0;  // the prompts' forward pass up to the first token's logits
+  double decode_ms = 0;   // every later step (with the sampling)
 };
 
 // Generates a continuation for each prompt (token ids, BOS included by the caller). Prompts are

@@ -31,6 +31,11 @@ T field(const nlohmann::json& j, const char* key, const std::string& where) {
   }
 }
 
+// The torch dtype of a store's fp16 or fp32 records.
+torch::Dtype float_dtype(const PrefixStoreHeader& h) {
+  return h.dtype == "fp16" ? torch::kFloat16 : torch::kFloat32;
+}
+
 }  // namespace
 
 nlohmann::json PrefixStoreHeader::to_json() const {
@@ -51,8 +56,7 @@ PrefixStoreHeader PrefixStoreHeader::from_json(const nlohmann::json& j, const st
   KVRAG_CHECK(format == kFormat, "{}: format \"{}\", expected \"{}\"", where, format, kFormat);
   PrefixStoreHeader h;
   h.dtype = field<std::string>(j, "dtype", where);
-  KVRAG_CHECK(h.dtype == "fp16" || h.dtype == "fp32" || h.dtype == "int8",
-              "{}: dtype \"{}\" (fp16, fp32 or int8)", where, h.dtype);
+  check_prefix_store_dtype(h.dtype, where);
   h.segments = field<int64_t>(j, "segments", where);
   h.layers = field<int64_t>(j, "layers", where);
   h.kv_heads = field<int64_t>(j, "kv_heads", where);
@@ -65,6 +69,11 @@ PrefixStoreHeader PrefixStoreHeader::from_json(const nlohmann::json& j, const st
   h.encoder_fingerprint = field<std::string>(j, "encoder_fingerprint", where);
   h.llm_fingerprint = field<std::string>(j, "llm_fingerprint", where);
   return h;
+}
+
+void check_prefix_store_dtype(const std::string& dtype, const std::string& where) {
+  KVRAG_CHECK(dtype == "fp16" || dtype == "fp32" || dtype == "int8",
+              "{}: dtype \"{}\" (fp16, fp32 or int8)", where, dtype);
 }
 
 std::string prefix_store_bin(const std::string& dir) { return dir + "/prefixes.bin"; }
@@ -93,7 +102,7 @@ void append_prefix_records(const KVPrefix& prefix, const PrefixStoreHeader& h, s
                   fmt::join(t->sizes(), ", "), fmt::join(shape, ", "));
     }
     if (h.dtype != "int8") {
-      const auto dtype = h.dtype == "fp16" ? torch::kFloat16 : torch::kFloat32;
+      const auto dtype = float_dtype(h);
       parts.push_back(bytes(prefix.keys[l].to(dtype)));
       parts.push_back(bytes(prefix.values[l].to(dtype)));
       continue;
@@ -191,7 +200,7 @@ KVPrefix PrefixStore::get(const std::vector<int64_t>& segment_ids) const {
   KVPrefix prefix;
   for (int64_t l = 0; l < h.layers; ++l) {
     if (h.dtype != "int8") {
-      const auto dtype = h.dtype == "fp16" ? torch::kFloat16 : torch::kFloat32;
+      const auto dtype = float_dtype(h);
       prefix.keys.push_back(take(dtype, {kvH, P, hd}));
       prefix.values.push_back(take(dtype, {kvH, P, hd}));
       continue;

@@ -61,6 +61,9 @@ struct PrefixStoreHeader {
   bool operator==(const PrefixStoreHeader& o) const { return to_json() == o.to_json(); }
 };
 
+// Error (prefixed by `where`) unless `dtype` is one a store holds: fp16, fp32 or int8.
+void check_prefix_store_dtype(const std::string& dtype, const std::string& where);
+
 // The file names above, in index folder DIR.
 std::string prefix_store_bin(const std::string& dir);
 std::string prefix_store_json(const std::string& dir);

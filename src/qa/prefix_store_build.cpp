@@ -44,8 +44,7 @@ void write_synced(std::FILE* f, const std::string& bytes, const std::string& pat
 
 PrefixStoreBuildResult build_prefix_store(const PrefixStoreBuildOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
-  KVRAG_CHECK(o.dtype == "fp16" || o.dtype == "fp32" || o.dtype == "int8",
-              "prefix store dtype \"{}\" (fp16, fp32 or int8)", o.dtype);
+  check_prefix_store_dtype(o.dtype, "prefix store");
   KVRAG_CHECK(o.batch >= 1, "prefix store: batch {} (at least 1)", o.batch);
   const std::string dir = o.index_dir;
   const std::string segments_path = dir + "/segments.sqlite";
