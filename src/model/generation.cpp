@@ -83,11 +83,13 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
     KVRAG_CHECK(!p.empty(), "generate: empty prompt (it needs at least BOS)");
     T0 = std::max<int64_t>(T0, static_cast<int64_t>(p.size()));
   }
+  // A placed prefix's entries take room in the cache but no positions.
   const int64_t P = prefix != nullptr ? prefix->length() : 0;
+  const int64_t P_positions = prefix != nullptr ? prefix->positions() : 0;
   const int64_t longest = P + T0 + options.max_new_tokens;
-  KVRAG_CHECK(longest <= config.max_position_embeddings,
+  KVRAG_CHECK(P_positions + T0 + options.max_new_tokens <= config.max_position_embeddings,
               "generate: prefix {} + prompt {} + {} new tokens exceeds the model's context of {}",
-              P, T0, options.max_new_tokens, config.max_position_embeddings);
+              P_positions, T0, options.max_new_tokens, config.max_position_embeddings);
 
   std::vector<int64_t> stop_ids = options.stop_ids;
   if (options.stop_at_eos)

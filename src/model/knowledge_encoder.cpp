@@ -391,7 +391,7 @@ KVPrefix place_for_answer(const KnowledgeEncoderConfig& config, const LlamaForCa
   for (const auto n : prompt_lengths) {
     KVRAG_CHECK(n >= 1,
                 "knowledge encoder: an empty prompt has no position to place the prefix at");
-    positions.push_back(prefix.length() + n - 1);
+    positions.push_back(n - 1);
   }
   return llm.place_prefix(prefix, positions);
 }

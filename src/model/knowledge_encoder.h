@@ -38,9 +38,10 @@
 // key_position "answer": the keys are placed (rotary embedding, LlamaForCausalLMImpl::
 // place_prefix) at the position of the query that writes the answer's first token, so that a
 // key scores the same against that query whatever the question's length, and the answer's k-th
-// query sees it rotated by k only. "none": the keys go to the LLM as made (position-free in a
-// cache of rotated keys: their score with a query depends on the query's absolute position).
-// Demo world: test exact match 0.710 → 0.743.
+// query sees it rotated by k only. Placed entries take no positions of the LLM's context (rotary
+// attention depends on position differences only), so any number of segments' prefixes fit. "none":
+// the keys go to the LLM as made (position-free in a cache of rotated keys: their score with a
+// query depends on the query's absolute position). Demo world: test exact match 0.710 → 0.743.
 //
 // Only the LLM's cross-entropy on the answer trains it; the LLM stays frozen. The output heads
 // start with a small std so that the initial prefix perturbs the LLM only slightly.
@@ -158,9 +159,10 @@ KnowledgeEncoder init_knowledge_encoder(const std::string& init_dir,
 void init_induction_keys(KnowledgeEncoderImpl& encoder, const LlamaForCausalLMImpl& llm);
 
 // The prefix as `llm` takes it before prompts of prompt_lengths[b] tokens (BOS included): with
-// key_position "answer" row b's keys placed at rotary position P + prompt_lengths[b] − 1 (P =
-// prefix.length()), the position of the last prompt token, whose query writes the answer's first
-// token; with "none" `prefix` itself.
+// key_position "answer" row b's keys placed at rotary position prompt_lengths[b] − 1, the
+// position of the last prompt token, whose query writes the answer's first token (a placed prefix
+// takes no positions: the prompt starts at 0, see llama.h); with "none" `prefix` itself, whose
+// P entries the prompt follows at positions P, P+1, ….
 KVPrefix place_for_answer(const KnowledgeEncoderConfig& config, const LlamaForCausalLMImpl& llm,
                           const KVPrefix& prefix, const std::vector<int64_t>& prompt_lengths);
 

@@ -186,6 +186,7 @@ KVPrefix LlamaForCausalLMImpl::place_prefix(const KVPrefix& prefix,
   sin = sin.index_select(0, index).view({B, 1, 1, hd});
   KVPrefix out;
   out.values = prefix.values;
+  out.placed = true;
   for (const auto& k : prefix.keys) {
     KVRAG_CHECK(k.dim() == 4 && (k.size(0) == B || k.size(0) == 1) && k.size(3) == hd,
                 "place_prefix: keys of shape {} do not fit {} rows of head dim {}",
@@ -307,7 +308,7 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& ids,
         cache->values[l].narrow(2, 0, P).copy_(prefix->values[l].expand({B, -1, -1, -1}));
       }
       cache->valid.narrow(1, 0, P).fill_(true);
-      cache->next_position.fill_(P);
+      cache->next_position.fill_(prefix->positions());
       cache->length = P;
     }
     KVRAG_CHECK(cache->length + T <= cache->capacity(),
@@ -327,7 +328,8 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& ids,
     lay.past = prefix != nullptr ? prefix->length() : 0;
     lay.S = lay.past + T;
     lay.key_valid.assign(B * lay.S, 1);
-    std::fill(base_position.begin(), base_position.end(), lay.past);
+    std::fill(base_position.begin(), base_position.end(),
+              prefix != nullptr ? prefix->positions() : 0);
   }
   // Rotary positions: padding takes no position, so row b's tokens count on from its base.
   lay.positions.resize(B * T);

@@ -6,8 +6,10 @@
 // Dynamic prefix. A prefix is, for every layer, P key and P value vectors per kv head, in the HF
 // past_key_values convention: prepended to that layer's keys/values with no rotary embedding
 // applied; the input tokens then take positions P, P+1, … and attend to all P prefix entries
-// plus their causal past. Gradients flow into prefix tensors that require grad while the model's
-// own parameters stay frozen (see freeze()).
+// plus their causal past. A placed prefix (place_prefix: keys already rotated at a position) takes
+// no positions: the tokens start at 0, so any number of placed entries leaves the LLM's context
+// to the prompt and the answer. Gradients flow into prefix tensors that require grad while the
+// model's own parameters stay frozen (see freeze()).
 #pragma once
 
 #include <torch/torch.h>
@@ -25,8 +27,11 @@ namespace kvrag {
 struct KVPrefix {
   std::vector<torch::Tensor> keys;
   std::vector<torch::Tensor> values;
+  bool placed = false;  // keys rotated at their positions (place_prefix): they take none
 
   int64_t length() const { return keys.empty() ? 0 : keys[0].size(2); }
+  // Rotary positions the entries take before the first token: P, or 0 when placed.
+  int64_t positions() const { return placed ? 0 : length(); }
   bool empty() const { return keys.empty(); }
 };
 

@@ -86,6 +86,11 @@ int64_t PrefixPipeline::prefix_entries(int64_t k) const {
   return has_encoder() ? k * encoder_->config().prefix_length : 0;
 }
 
+int64_t PrefixPipeline::prefix_positions(int64_t k) const {
+  if (!has_encoder() || encoder_->config().key_position == KeyPosition::kAnswer) return 0;
+  return prefix_entries(k);
+}
+
 // --- text → ids --------------------------------------------------------------------------------
 
 std::vector<int64_t> PrefixPipeline::prompt_ids(const std::string& question) const {
@@ -147,8 +152,8 @@ PrefixExample PrefixPipeline::example(const std::string& question, const std::st
   ex.prompt = prompt_ids(question);
   ex.target = target_ids(answer);
   KVRAG_CHECK(ex.target.size() > 1, "{}: the answer \"{}\" has no tokens", where, answer);
-  const int64_t entries = prefix_entries(static_cast<int64_t>(segments.size()));
-  // The LLM sees prompt + target[:-1] after the prefix entries.
+  const int64_t entries = prefix_positions(static_cast<int64_t>(segments.size()));
+  // The LLM sees prompt + target[:-1] after the prefix entries (placed ones take no positions).
   const int64_t length = entries + static_cast<int64_t>(ex.prompt.size() + ex.target.size()) - 1;
   KVRAG_CHECK(length <= max_positions(),
               "{}: question and answer take {} tokens after a prefix of {}: {} in all, beyond the "

@@ -58,6 +58,9 @@ class PrefixPipeline {
   int64_t max_positions() const { return llm_->config().max_position_embeddings; }
   // Prefix entries the LLM attends to for `k` segments per question: k·P (0 without encoder).
   int64_t prefix_entries(int64_t k) const;
+  // LLM positions those entries take before the prompt: 0 where the encoder places its keys
+  // (key_position "answer", llama.h), else k·P. Budgets of the LLM's context count these.
+  int64_t prefix_positions(int64_t k) const;
 
   // --- text → ids ------------------------------------------------------------------------------
   // BOS + question_prompt(question).

@@ -160,13 +160,13 @@ struct Answerer::Impl {
                   const std::string& where) const {
     const auto prompt = static_cast<int64_t>(pipeline->prompt_ids(question).size());
     if (prompt <= budget) return;
-    const int64_t P = pipeline->prefix_entries(1);  // entries per segment (0: no prefix)
+    const int64_t P = pipeline->prefix_positions(1);  // positions per segment (0: none or placed)
     const int64_t left = pipeline->max_positions() - room - prompt;  // for the prefix
     std::string hint = "ask a shorter question or fewer new tokens";
     if (segments > 0 && P > 0 && left >= P)
       hint = fmt::format("ask with top_k {} or less", left / P);
-    throw Error(fmt::format("{}the prompt ({} tokens), the prefix ({} segments × {} entries) and "
-                            "the answer ({} tokens) exceed the LLM's {} positions: {}",
+    throw Error(fmt::format("{}the prompt ({} tokens), the prefix ({} segments × {} positions) "
+                            "and the answer ({} tokens) exceed the LLM's {} positions: {}",
                             where, prompt, segments, P, room, pipeline->max_positions(), hint),
                 ErrorKind::kInput);
   }
@@ -228,7 +228,7 @@ struct Answerer::Impl {
         if (references != nullptr) ex.target = pipeline->target_ids((*references)[i]);
         int64_t room = generate_answers ? options.max_new_tokens + 1 : 0;
         room = std::max<int64_t>(room, ex.target.size());
-        const int64_t budget = pipeline->max_positions() - pipeline->prefix_entries(used) - room;
+        const int64_t budget = pipeline->max_positions() - pipeline->prefix_positions(used) - room;
         check_room(questions[i], budget, used, room, where(i));
         ex.prompt = pipeline->fit_prompt(
             questions[i],
@@ -377,7 +377,7 @@ std::string Answerer::prompt_text(const std::string& question, AnswerMode mode,
                                   const std::vector<Evidence>& evidence) const {
   const auto& p = *impl_->pipeline;
   const int64_t entries =
-      uses_prefix(mode) ? p.prefix_entries(static_cast<int64_t>(evidence.size())) : 0;
+      uses_prefix(mode) ? p.prefix_positions(static_cast<int64_t>(evidence.size())) : 0;
   std::string text;
   p.fit_prompt(
       question,
@@ -395,7 +395,7 @@ int Answerer::max_top_k(AnswerMode mode, int cap, int64_t prompt_tokens) const {
   // As run() checks it: prompt + prefix + the answer's room within the positions.
   const int64_t left = p.max_positions() - (impl_->options.max_new_tokens + 1) - prompt_tokens;
   if (left < 0 || cap < 1) return 0;
-  const int64_t per_segment = uses_prefix(mode) ? p.prefix_entries(1) : 0;
+  const int64_t per_segment = uses_prefix(mode) ? p.prefix_positions(1) : 0;
   if (per_segment == 0) return cap;
   return static_cast<int>(std::min<int64_t>(cap, left / per_segment));
 }

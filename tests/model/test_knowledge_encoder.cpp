@@ -471,18 +471,22 @@ TEST(KnowledgeEncoder, PlacedKeysScoreByRelativePosition) {
   const auto score = [&](int64_t q, int64_t k) { return (at(query, q) * at(keys, k)).sum(-1); };
   EXPECT_TRUE(torch::allclose(score(30, 20), score(47, 37), 1e-4, 1e-5));
   EXPECT_FALSE(torch::allclose(score(30, 20), score(31, 20), 1e-4, 1e-5));
-  // Per row, values unchanged, and through place_for_answer: at P + prompt length − 1.
+  // Per row, values unchanged, and through place_for_answer: at prompt length − 1 (a placed
+  // prefix takes no positions: the prompt starts at 0).
   KVPrefix two;
   two.keys = {torch::cat({keys, keys}), torch::cat({keys, keys})};
   two.values = {torch::cat({keys, keys}), torch::cat({keys, keys})};
   auto config = test::tiny_encoder_config(5);
   config.key_position = KeyPosition::kAnswer;
   const auto placed = place_for_answer(config, *llm, two, {3, 9});
-  EXPECT_TRUE(torch::allclose(placed.keys[1][0], at(keys, 5 + 3 - 1)[0]));
-  EXPECT_TRUE(torch::allclose(placed.keys[1][1], at(keys, 5 + 9 - 1)[0]));
+  EXPECT_TRUE(placed.placed);
+  EXPECT_TRUE(torch::allclose(placed.keys[1][0], at(keys, 3 - 1)[0]));
+  EXPECT_TRUE(torch::allclose(placed.keys[1][1], at(keys, 9 - 1)[0]));
   EXPECT_TRUE(torch::equal(placed.values[0], two.values[0]));
   config.key_position = KeyPosition::kNone;
-  EXPECT_TRUE(torch::equal(place_for_answer(config, *llm, two, {3, 9}).keys[0], two.keys[0]));
+  const auto unplaced = place_for_answer(config, *llm, two, {3, 9});
+  EXPECT_FALSE(unplaced.placed);
+  EXPECT_TRUE(torch::equal(unplaced.keys[0], two.keys[0]));
 }
 
 TEST(KnowledgeEncoder, ConcatPrefixesInRankOrder) {

@@ -108,6 +108,54 @@ TEST_F(TinyLlama, CachedDecodingEqualsFullForwardWithPrefixAndPadding) {
   EXPECT_LT((stitched - full).abs().max().item<double>(), 1e-4);
 }
 
+// A placed prefix takes no positions: the tokens start at 0, and since rotary attention depends
+// on position differences only, that equals placing the keys P further on with the tokens after
+// the P entries (the layout before placed prefixes took no positions); through the cache too.
+// It also lets more entries than the LLM has positions attend.
+TEST_F(TinyLlama, PlacedPrefixTakesNoPositions) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  const auto e = load_json(dir + "/expected.json");
+  auto model = load_llama(dir);
+  torch::NoGradGuard no_grad;
+  const auto unplaced = fixture_prefix(e);
+  const auto ids = ids_tensor(e["input_ids"]);  // [2, 11]
+  const int64_t P = unplaced.length(), T = ids.size(1);
+  const auto placed = model->place_prefix(unplaced, {T - 1, T - 1});
+  ASSERT_TRUE(placed.placed);
+  EXPECT_EQ(placed.positions(), 0);
+  auto shifted = model->place_prefix(unplaced, {P + T - 1, P + T - 1});
+  shifted.placed = false;  // the tokens take positions P.. after the entries
+  EXPECT_EQ(shifted.positions(), P);
+  LlamaForwardArgs a, b;
+  a.prefix = &placed;
+  b.prefix = &shifted;
+  const auto at_zero = model->forward(ids, a);  // [2, T, V]
+  const auto after = model->forward(ids, b);
+  EXPECT_LT((at_zero - after).abs().max().item<double>(), 1e-4);
+  // The cache path reads the same positions.
+  auto cache = model->new_cache(2, P + T);
+  LlamaForwardArgs c{&placed, &cache, {}};
+  EXPECT_LT((model->forward(ids, c) - at_zero).abs().max().item<double>(), 1e-4);
+  EXPECT_EQ(cache.next_position[0].item<int64_t>(), T);
+
+  // Entries beyond the context: 3 × max_position_embeddings placed copies of the prefix.
+  const int64_t copies = 3 * model->config().max_position_embeddings / P + 1;
+  KVPrefix many;
+  for (int64_t l = 0; l < static_cast<int64_t>(placed.keys.size()); ++l) {
+    many.keys.push_back(placed.keys[l].narrow(0, 0, 1).repeat({1, 1, copies, 1}));
+    many.values.push_back(placed.values[l].narrow(0, 0, 1).repeat({1, 1, copies, 1}));
+  }
+  many.placed = true;
+  ASSERT_GT(many.length(), model->config().max_position_embeddings);
+  GenerationOptions options;
+  options.max_new_tokens = 4;
+  options.stop_at_eos = false;
+  const auto out = generate(*model, {{1, 5, 9}}, options, &many);
+  EXPECT_EQ(out[0].tokens.size(), 4u);
+  many.placed = false;  // unplaced, the same entries exceed the context: an error, not a crash
+  EXPECT_THROW(generate(*model, {{1, 5, 9}}, options, &many), Error);
+}
+
 TEST_F(TinyLlama, BatchOfDifferentLengthsMatchesOneByOne) {
   KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
   auto model = load_llama(dir);

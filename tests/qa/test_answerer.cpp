@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "model/knowledge_encoder.h"
 #include "model/llama.h"
@@ -284,12 +285,42 @@ TEST_F(AnswererTest, PiecePrefixIsCutByTheLlmAndPlacedAtTheAnswer) {
   static LlamaForCausalLM llm = load_llama(*llm_);
   const std::string prompt = question_prompt(q.question);
   const int64_t prompt_tokens = static_cast<int64_t>(sp->encode(prompt, true).size());
-  const KVPrefix placed = llm->place_prefix(made, {40 + prompt_tokens - 1});
+  const KVPrefix placed = llm->place_prefix(made, {prompt_tokens - 1});
   const auto s = answerer->score_answers({q.question}, {q.answer}, AnswerMode::kPrefix, 1).at(0);
   const double want = manual_logprob(prompt, q.answer, &placed);
   EXPECT_NEAR(s.logprob, want, 1e-4);
   // the placement matters
   EXPECT_GT(std::abs(want - manual_logprob(prompt, q.answer, &made)), 1e-4);
+}
+
+// Placed keys take no positions: 20 segments × 40 entries attend beside a prompt and an answer
+// that leave far fewer than 800 of stories260K's 512 positions, and max_top_k does not cap them.
+TEST_F(AnswererTest, PlacedPrefixesFitAnyTopK) {
+  auto o = options();
+  o.knowledge_encoder_dir = *root_ / "ke-pieces";
+  o.max_new_tokens = 440;
+  const auto answerer = Answerer::open(o);
+  const auto& q = (*questions_)[2];
+  EXPECT_EQ(answerer->max_top_k(AnswerMode::kPrefix, 20, answerer->prompt_tokens(q.question)), 20);
+  const auto a = answerer->answer({q.question}, AnswerMode::kPrefix, 20).at(0);
+  EXPECT_EQ(a.evidence.size(), 20u);
+  EXPECT_EQ(a.prefill_tokens, answerer->prompt_tokens(q.question));
+
+  // Without a record the default top-k is the cap, or the top-k the encoder was trained with.
+  AnswerSetup setup;
+  setup.options = o;
+  EXPECT_EQ(answer_defaults(*answerer, setup).top_k, kMaxDefaultTopK);
+  test::TempDir tmp;
+  const auto ke = std::filesystem::path(tmp.path()) / "ke";
+  std::filesystem::copy(*root_ / "ke-pieces", ke);
+  write_file_atomic((ke / "train_report.json").string(), R"({"top_k": 2, "epochs": []})");
+  o.knowledge_encoder_dir = ke.string();
+  setup.options = o;
+  const auto trained = Answerer::open(o);
+  EXPECT_EQ(answer_defaults(*trained, setup).top_k, 2);
+  EXPECT_EQ(answer_defaults(*trained, setup, {AnswerMode::kContext}).top_k, kMaxDefaultTopK);
+  setup.recorded = AnswerDefaults{RetrieverMode::kBm25, AnswerMode::kPrefix, 4};  // a record wins
+  EXPECT_EQ(answer_defaults(*trained, setup).top_k, 4);
 }
 
 TEST_F(AnswererTest, LongContextIsTruncatedToFitTheLlm) {
