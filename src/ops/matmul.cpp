@@ -153,6 +153,14 @@ torch::Tensor linear_bf16_in_fp32(const torch::Tensor& x, const torch::Tensor& w
 
 bool native_bf16_matmul() { return cpu_isa() >= CpuIsa::kAvx512; }
 
+torch::Tensor pad_rows_for_bf16_gemm(const torch::Tensor& x) {
+  constexpr int64_t kRows = 64;
+  const int64_t m = x.size(0);
+  if (m <= kRows || m % kRows == 0) return x;
+  const int64_t pad = kRows - m % kRows;
+  return torch::cat({x, torch::zeros({pad, x.size(1)}, x.options())});
+}
+
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
                      const torch::Tensor& bias) {
   const auto dtype = x.scalar_type();
@@ -177,6 +185,18 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
     return torch::nn::functional::linear(x.to(torch::kFloat32), weight.to(torch::kFloat32),
                                          bias.defined() ? bias.to(torch::kFloat32) : bias)
         .to(torch::kBFloat16);
+  }
+  if (dtype == torch::kBFloat16 && x.dim() >= 2 && x.size(-1) == in) {
+    const auto x2 = x.reshape({-1, in});  // [M, in]
+    const auto padded = pad_rows_for_bf16_gemm(x2);
+    if (padded.size(0) != x2.size(0)) {
+      auto sizes = x.sizes().vec();
+      sizes.back() = out;
+      // [..., out]
+      return torch::nn::functional::linear(padded, weight, bias)
+          .narrow(0, 0, x2.size(0))
+          .view(sizes);
+    }
   }
   return torch::nn::functional::linear(x, weight, bias);
 }

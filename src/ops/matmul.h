@@ -44,6 +44,15 @@ constexpr int64_t kGemvMaxRows = 8;
 // format can be chosen here from its dtype.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {});
 
+// x [M, K] with zero rows appended up to the row count at which libtorch's native bf16 GEMM
+// (oneDNN 2.6) runs at full speed: M rounded up to a multiple of 64 where M > 64 (x itself where
+// it is one, or where M ≤ 64). Why: measured with 2 threads on a Sapphire Rapids (K = 2048, N =
+// 5632 and 2048), M = 1416, 1464, 1488, 1696, 1888 or 1952 runs at 45-100 GFLOP/s against
+// 300-430 for its neighbours (a multiple of 8 or 32 times a prime: the split of M over threads
+// degenerates), so a 1,464-token prefill ran at a quarter of the speed of 1,472; every multiple
+// of 64 from 128 to 3072 ran at 250 or more. The zero rows cost at most 63/M more work; the
+// caller keeps the first M rows of the product. Differentiable.
+at::Tensor pad_rows_for_bf16_gemm(const at::Tensor& x);
 // a @ b (torch::matmul, broadcasting batch dimensions), in fp32 for bf16 operands without
 // native_bf16_matmul(); the result has the operands' dtype either way. Differentiable.
 at::Tensor matmul(const at::Tensor& a, const at::Tensor& b);

@@ -41,7 +41,8 @@ void dequantize_tile(const Q8Matrix& w, int64_t n0, int64_t n, torch::Tensor& ti
 torch::Tensor q8_matmul_gemm(const torch::Tensor& x, const Q8Matrix& w) {
   const int64_t M = x.size(0), N = w.rows, K = w.cols;
   const bool bf16 = native_bf16_matmul();
-  const auto xt = bf16 ? x.to(torch::kBFloat16) : x;  // [M, K]
+  // [M', K] (M' ≥ M: rows padded for the bf16 GEMM, ops/matmul.h)
+  const auto xt = bf16 ? pad_rows_for_bf16_gemm(x.to(torch::kBFloat16)) : x;
   const int64_t rows = tile_rows(w, bf16 ? 2 : 4);
   auto tile = torch::empty({rows, K}, bf16 ? torch::kBFloat16 : torch::kFloat32);
   auto y = torch::empty({M, N}, torch::kFloat32);  // [M, N]
@@ -49,8 +50,8 @@ torch::Tensor q8_matmul_gemm(const torch::Tensor& x, const Q8Matrix& w) {
     const int64_t n = std::min(rows, N - n0);
     auto t = tile.narrow(0, 0, n);  // [n, K]
     dequantize_tile(w, n0, n, t);
-    if (n == N) return torch::mm(xt, t.t()).to(torch::kFloat32);  // one tile: no copy
-    y.narrow(1, n0, n).copy_(torch::mm(xt, t.t()));               // [M, n]
+    if (n == N) return torch::mm(xt, t.t()).narrow(0, 0, M).to(torch::kFloat32);  // one tile
+    y.narrow(1, n0, n).copy_(torch::mm(xt, t.t()).narrow(0, 0, M));               // [M, n]
   }
   return y;
 }

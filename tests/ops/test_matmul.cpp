@@ -119,6 +119,35 @@ TEST(Linear, Bf16WeightInFp32TilesCoversEveryOutput) {
   });
 }
 
+// Row counts that oneDNN multiplies slowly go through a padded GEMM (ops/matmul.h): the padding,
+// and the product's rows, shape and gradient unchanged by it.
+TEST(Linear, PaddedBf16RowsKeepTheProduct) {
+  configure_threads(2);
+  torch::manual_seed(3);
+  for (const auto [m, padded] : std::vector<std::pair<int64_t, int64_t>>{
+           {1, 1}, {64, 64}, {65, 128}, {128, 128}, {1464, 1472}}) {
+    EXPECT_EQ(pad_rows_for_bf16_gemm(torch::zeros({m, 4})).size(0), padded) << m;
+  }
+  const auto w = test::randn({96, 256}, torch::kBFloat16);
+  const auto bias = test::randn({96}, torch::kBFloat16);
+  const auto x = test::randn({3, 61, 256}, torch::kBFloat16);  // 183 rows: padded to 192
+  const auto want = reference_linear(x, w, bias);
+  for_each_cpu_isa([&] {
+    {
+      torch::NoGradGuard no_grad;
+      expect_close(kvrag::linear(x, w, bias), want, torch::kBFloat16, "inference");
+    }
+    const auto xg = x.to(torch::kFloat32).requires_grad_(true);
+    const auto y = kvrag::linear(xg.to(torch::kBFloat16), w, bias);
+    expect_close(y.detach(), want, torch::kBFloat16, "autograd");
+    y.to(torch::kFloat32).sum().backward();
+    // d(sum y)/dx = the column sums of W, for every one of the 183 rows (none lost to padding).
+    const auto want_grad = w.to(torch::kFloat64).sum(0).expand({3, 61, 256});
+    EXPECT_LE((xg.grad().to(torch::kFloat64) - want_grad).abs().max().item<double>(),
+              want_grad.abs().max().item<double>() / 64);
+  });
+}
+
 // Batch dimensions of x ([2, 1, in]: two rows through the matrix-vector kernel, shaped back).
 TEST(Linear, KeepsLeadingDimensions) {
   torch::NoGradGuard no_grad;
