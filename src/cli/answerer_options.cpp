@@ -36,6 +36,10 @@ void add_answerer_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
                   "least recently used leaving first (0: encode every time)")
       ->check(kNonNegative)
       ->capture_default_str();
+  cmd->add_flag("--citations,!--no-citations", o.citations,
+                "prefix modes: cite each evidence segment by the attention the answer paid to its "
+                "prefix entries (one more pass over prompt and answer)")
+      ->capture_default_str();
   cmd->add_flag_callback(
       "--no-prefix-store", [&o] { o.use_prefix_store = false; },
       "encode the segments for every question even where the index has a prefix store built by "

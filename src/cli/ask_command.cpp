@@ -28,6 +28,7 @@ void add_ask_command(CLI::App& app, int& exit_code) {
     bool json = false, no_groundedness = false;
   };
   auto args = std::make_shared<Args>();
+  args->answerer.citations = true;
   auto* cmd = app.add_subcommand(
       "ask", "Answer a question: closed-book, in-context RAG, dynamic prefix, or both");
   add_answerer_options(cmd, args->sources, args->answerer);
@@ -39,8 +40,8 @@ void add_ask_command(CLI::App& app, int& exit_code) {
                   "segments used (ignored for --mode none); " + kTopKDefault)
       ->check(CLI::Range(1, 100));
   cmd->add_flag("--json", args->json,
-                "print {\"answer\", \"evidence\": [{segment_id, doc_id, title, text, score}], "
-                "\"groundedness\", \"timings_ms\"}");
+                "print {\"answer\", \"evidence\": [{segment_id, doc_id, title, text, score, "
+                "attention}], \"cited\", \"groundedness\", \"timings_ms\"}");
   cmd->add_flag("--no-groundedness", args->no_groundedness,
                 "skip the two teacher-forced likelihood passes");
   cmd->add_option("question", args->question, "the question")->required();
@@ -68,8 +69,10 @@ void add_ask_command(CLI::App& app, int& exit_code) {
         const auto& e = a.evidence[i];
         std::string text = e.text;
         if (text.size() > 200) text = text.substr(0, 200) + "…";
-        fmt::print("{:>3}. [{}] {} (doc {}, score {:.4f})\n     {}\n", i + 1, e.segment_id, e.title,
-                   e.doc_id, e.score, text);
+        const std::string cited =
+            i < a.citations.size() ? fmt::format(", attention {:.1f}%", 100 * a.citations[i]) : "";
+        fmt::print("{:>3}. [{}] {} (doc {}, score {:.4f}{})\n     {}\n", i + 1, e.segment_id,
+                   e.title, e.doc_id, e.score, cited, text);
       }
     }
     const auto& g = a.groundedness;
@@ -81,7 +84,10 @@ void add_ask_command(CLI::App& app, int& exit_code) {
           g.logprob_with, to_string(mode), g.logprob_without);
     }
     fmt::print("\ntime: {:.0f} ms (retrieve {:.0f}, {} {:.0f}, generate {:.0f})\n", a.total_ms,
-               a.retrieve_ms, a.prefix_source == "store" ? "prefixes from the store" : "encode",
+               a.retrieve_ms,
+               a.prefix_source == "store"   ? "prefixes from the store"
+               : a.prefix_source == "cache" ? "encode (through the cache)"
+                                            : "encode",
                a.encode_ms, a.generate_ms);
     exit_code = 0;
   });

@@ -28,6 +28,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
     ServerOptions server;
   };
   auto args = std::make_shared<Args>();
+  args->answerer.citations = true;  // each answer's evidence cited by attention (web page)
   auto* cmd = app.add_subcommand("serve", "Answer questions over HTTP: JSON API and a web page");
   auto& src = args->sources;
   cmd->add_option("--workspace", src.workspace,

@@ -21,6 +21,7 @@ struct ForwardLayout {
   std::vector<uint8_t> key_valid;  // [B, S]: entry may be attended (not padding)
   std::vector<int64_t> positions;  // [B, T]: rotary position (padding takes none)
   torch::Tensor cos, sin;          // [n, hd] fp32 rotary tables covering every position here
+  std::vector<torch::Tensor>* attention_probs = nullptr;  // LlamaForwardArgs::attention_probs
 
   // Additive mask [B, 1, T, S] fp32 (for attention()): causal over entry indices (query t sits
   // at entry past + t; every past entry precedes it), padding keys hidden.
@@ -58,10 +59,15 @@ torch::Tensor cached_attention(LlamaAttentionImpl& a, const torch::Tensor& x,
   rotary_inplace(k, lay.positions, lay.cos, lay.sin);
   write_cache(k, kc, lay.past);
   write_cache(v, vc, lay.past);
-  if (T == 1) return a.o_proj(decode_attention(q, kc, vc, lay.key_valid));  // [B, 1, H*hd]
-  const auto q4 = q.view({B, T, H, hd}).transpose(1, 2);                    // [B, H, T, hd]
+  if (T == 1 && lay.attention_probs == nullptr)
+    return a.o_proj(decode_attention(q, kc, vc, lay.key_valid));  // [B, 1, H*hd]
+  const auto q4 = q.view({B, T, H, hd}).transpose(1, 2);          // [B, H, T, hd]
+  torch::Tensor probs;                                            // [B, H, T, S] fp32
   // [B, T, H]
-  return a.o_proj(attention(q4, kc.narrow(2, 0, lay.S), vc.narrow(2, 0, lay.S), lay.mask()));
+  const auto y = a.o_proj(attention(q4, kc.narrow(2, 0, lay.S), vc.narrow(2, 0, lay.S), lay.mask(),
+                                    {}, lay.attention_probs != nullptr ? &probs : nullptr));
+  if (lay.attention_probs != nullptr) lay.attention_probs->push_back(probs);
+  return y;
 }
 
 }  // namespace
@@ -282,6 +288,9 @@ torch::Tensor LlamaForCausalLMImpl::hidden_states(const torch::Tensor& ids,
       }
     }
   }
+  KVRAG_CHECK(!record || args.attention_probs == nullptr,
+              "LLaMA forward: attention probabilities are kept on the inference path only");
+  lay.attention_probs = args.attention_probs;
   // Inference without a cache uses a temporary one: keys and values are written once and
   // attended in place.
   KVCache scratch;

@@ -98,6 +98,10 @@ struct LlamaForwardArgs {
   const KVPrefix* prefix = nullptr;  // only without cache, or on the cache's first call
   KVCache* cache = nullptr;          // appended to; entries are reused by later calls
   torch::Tensor attention_mask;      // [B, T] 1 = token, 0 = padding; undefined = all tokens
+  // Where given (inference only): each layer's attention probabilities [B, H, T, S] fp32 over
+  // the S entries before and of this call (prefix first), appended in layer order. For
+  // attributing an answer to the prefix entries it read (qa/answerer.h citations).
+  std::vector<torch::Tensor>* attention_probs = nullptr;
 };
 
 struct ForwardLayout;  // llama.cpp: one call's positions and attention visibility

@@ -77,7 +77,7 @@ void decode_rows(const T* q, const T* kc, const T* vc, T* out, const uint8_t* ke
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& keys,
                         const torch::Tensor& values, const torch::Tensor& mask,
-                        const torch::Tensor& out) {
+                        const torch::Tensor& out, torch::Tensor* probs_out) {
   KVRAG_CHECK(q.dim() == 4 && keys.dim() == 4 && values.sizes() == keys.sizes() &&
                   keys.size(1) > 0 && q.size(1) % keys.size(1) == 0 && q.size(3) == keys.size(3) &&
                   (q.size(0) == keys.size(0) || q.size(0) == 1),
@@ -109,7 +109,9 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& keys,
       scores = grad ? scores + m : scores.add_(m);
     }
   }
-  const auto probs = torch::softmax(scores, -1).to(values.scalar_type()).view({B, kvH, G * T, S});
+  const auto p32 = torch::softmax(scores, -1);  // [B, kvH, G, T, S] fp32
+  if (probs_out != nullptr) *probs_out = p32.view({B, H, T, S});
+  const auto probs = p32.to(values.scalar_type()).view({B, kvH, G * T, S});
   // [B, T, H, hd]
   const auto heads = kvrag::matmul(probs, values).view({B, H, T, hd}).transpose(1, 2);
   // [B, T, H*hd]

@@ -36,12 +36,15 @@ constexpr float kHiddenScore = -1e30f;
 //   out      undefined, or (inference) a [B, T, H·hd] tensor of the output dtype that viewing as
 //            [B, T, H, hd] does not copy (a row range of a larger one), written instead of a new
 //            one
+//   probs    nullptr, or (inference) set to the attention probabilities [B, H, T, S] fp32 (what
+//            multiplied the values, before their rounding to the dtype): for attribution
 //   returns  [B, T, H·hd] (out where given)
 //
 // The G query heads of one kv head are stacked along the rows of one product, so keys and
 // values are never repeated.
 at::Tensor attention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values,
-                     const at::Tensor& mask = {}, const at::Tensor& out = {});
+                     const at::Tensor& mask = {}, const at::Tensor& out = {},
+                     at::Tensor* probs = nullptr);
 
 // One decode step (one query per row) over a KV cache, for inference (not differentiable): the
 // same function as attention() with T = 1 and keys/values the first S cache entries, as one

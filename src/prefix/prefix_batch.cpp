@@ -162,4 +162,33 @@ std::vector<ForcedScore> answer_scores(LlamaForCausalLMImpl& llm, const PrefixBa
   return out;
 }
 
+torch::Tensor prefix_attention(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
+                               const KVPrefix& prefix, int64_t segments) {
+  KVRAG_CHECK(batch.has_targets(), "citations: the batch has no answers");
+  const int64_t B = batch.size(), P = prefix.length();
+  KVRAG_CHECK(segments >= 1 && P > 0 && P % segments == 0,
+              "citations: a prefix of {} entries is not {} segments' prefixes", P, segments);
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> probs;  // per layer [B, H, T, S] fp32
+  LlamaForwardArgs args;
+  args.prefix = &prefix;
+  args.attention_mask = batch.mask;
+  args.attention_probs = &probs;
+  llm.hidden_states(batch.ids, args);
+  const int64_t T = batch.ids.size(1);
+  auto mass = torch::zeros({B, T, segments}, torch::kFloat64);  // [B, T, k]
+  for (const auto& p : probs) {
+    // [B, H, T, k, P/k] → [B, T, k]: each segment's entries summed, heads averaged
+    mass += p.narrow(3, 0, P)
+                .reshape({B, p.size(1), T, segments, P / segments})
+                .sum(-1)
+                .mean(1)
+                .to(torch::kFloat64);
+  }
+  mass /= static_cast<double>(probs.size());
+  const auto answer = batch.labels.ne(-100).to(torch::kFloat64).unsqueeze(-1);  // [B, T, 1]
+  // [B, k]: averaged over each row's answer positions
+  return (mass * answer).sum(1) / answer.sum(1).clamp_min(1.0);
+}
+
 }  // namespace kvrag

@@ -201,6 +201,17 @@ std::vector<ForcedScore> PrefixPipeline::scores(const PrefixBatch& batch, const 
   return answer_scores(*llm_, batch, &prefix);
 }
 
+std::vector<std::vector<double>> PrefixPipeline::citations(const PrefixBatch& batch,
+                                                           const KVPrefix& prefix,
+                                                           int64_t segments) {
+  const auto mass = prefix_attention(*llm_, batch, prefix, segments).contiguous();  // [B, k]
+  const double* m = mass.data_ptr<double>();
+  std::vector<std::vector<double>> out(batch.size());
+  for (int64_t b = 0; b < batch.size(); ++b)
+    out[b].assign(m + b * segments, m + (b + 1) * segments);
+  return out;
+}
+
 std::vector<std::string> PrefixPipeline::generate(const PrefixBatch& batch, const KVPrefix& prefix,
                                                   int max_new_tokens, GenerationStats* stats) {
   GenerationOptions options;

@@ -275,9 +275,10 @@ struct Answerer::Impl {
           a.evidence = evidence[group[b]];
           a.groundedness.answer_in_evidence = answer_in(normalize_answer(a.text), a.evidence);
         }
-        if (groundedness) {
+        const bool cite = options.citations && uses_prefix(mode) && used > 0;
+        if (groundedness || cite) {
           // The generated answer scored with the mode's input (same prompts, same prefix) and
-          // closed-book.
+          // closed-book; cited by its attention on the prefix.
           std::vector<PrefixExample> with(group.size()), without(group.size());
           for (size_t b = 0; b < group.size(); ++b) {
             with[b].prompt = examples[b].prompt;
@@ -285,14 +286,21 @@ struct Answerer::Impl {
             without[b].prompt = pipeline->prompt_ids(questions[group[b]]);
             without[b].target = with[b].target;
           }
-          const auto s_with = pipeline->scores(pipeline->batch(with, rows), prefix);
-          const auto s_without = mode == AnswerMode::kNone
-                                     ? s_with
-                                     : pipeline->scores(pipeline->batch(without, rows), {});
-          for (size_t b = 0; b < group.size(); ++b) {
-            auto& g = answers[group[b]].groundedness;
-            g.logprob_with = s_with[b].logprob;
-            g.logprob_without = s_without[b].logprob;
+          const PrefixBatch with_batch = pipeline->batch(with, rows);
+          if (cite) {
+            const auto c = pipeline->citations(with_batch, prefix, used);
+            for (size_t b = 0; b < group.size(); ++b) answers[group[b]].citations = c[b];
+          }
+          if (groundedness) {
+            const auto s_with = pipeline->scores(with_batch, prefix);
+            const auto s_without = mode == AnswerMode::kNone
+                                       ? s_with
+                                       : pipeline->scores(pipeline->batch(without, rows), {});
+            for (size_t b = 0; b < group.size(); ++b) {
+              auto& g = answers[group[b]].groundedness;
+              g.logprob_with = s_with[b].logprob;
+              g.logprob_without = s_without[b].logprob;
+            }
           }
         }
       }

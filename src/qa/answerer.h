@@ -65,6 +65,9 @@ struct AnswererOptions {
   // Without a usable store: keep up to this many MiB of segments' prefixes (least recently used
   // leave first), so that a segment retrieved again is not encoded again. 0: no cache.
   int64_t prefix_cache_mb = 0;
+  // Prefix modes: cite each evidence segment by the attention the answer paid to its prefix
+  // entries (Answer::citations; one more teacher-forced pass over prompt + answer).
+  bool citations = false;
 };
 
 struct Groundedness {
@@ -89,11 +92,17 @@ struct Answer {
   // Where the prefix came from in the prefix modes: "store", "cache" (the cache, encoding the
   // segments it lacked) or "encoder"; "" in the others.
   std::string prefix_source;
-  // {"answer", "evidence": [{"segment_id","doc_id","title","text","score"}],
+  // With AnswererOptions::citations, in the prefix modes: per evidence segment (rank order), the
+  // attention mass the answer's tokens put on its prefix entries, averaged over every layer, head
+  // and answer token (prefix/prefix_batch.h prefix_attention); empty otherwise. Their sum is the
+  // prefix's share of the answer's attention; the largest names the segment the answer came from.
+  std::vector<double> citations;
+  // {"answer", "evidence": [{"segment_id","doc_id","title","text","score"[,"attention"]}],
   //  "groundedness": {"answer_in_evidence","logprob_with","logprob_without"},
   //  "timings_ms": {"retrieve","encode","prefill","decode","generate","ttft","total"},
   //  "prefill_tokens",
-  //  "prefix_source": "store" | "cache" | "encoder" (prefix modes only)}
+  //  "prefix_source": "store" | "cache" | "encoder" (prefix modes only),
+  //  "cited": index of the most-attended evidence segment (with citations)}
   nlohmann::json to_json() const;
 };
 

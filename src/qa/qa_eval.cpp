@@ -94,6 +94,9 @@ class BertScorer {
 struct Totals {
   int64_t n = 0;
   double em = 0, f1 = 0, contained = 0, token_accuracy = 0, bertscore = 0;
+  // Answers with citations and a gold passage, split by exact match: how many, and how many of
+  // them cite the gold passage's segment most.
+  int64_t cited[2] = {0, 0}, cited_gold[2] = {0, 0};  // [wrong, correct]
 };
 
 std::string fraction(const json& v) {
@@ -203,6 +206,17 @@ QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& 
         t.f1 += s.f1;
         t.contained += s.contained;
         t.token_accuracy += forced[i - b0].token_accuracy;
+        json cited = nullptr;
+        if (!a.citations.empty()) {
+          const size_t top =
+              std::max_element(a.citations.begin(), a.citations.end()) - a.citations.begin();
+          cited = top;
+          if (!questions[i].gold_passage_id.empty()) {
+            const int correct = s.em > 0.5 ? 1 : 0;
+            ++t.cited[correct];
+            t.cited_gold[correct] += a.evidence[top].doc_id == questions[i].gold_passage_id;
+          }
+        }
         if (!options.predictions_path.empty()) {
           auto ev = json::array();
           for (const auto& e : a.evidence) ev.push_back(e.segment_id);
@@ -217,6 +231,10 @@ QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& 
                     {"answer_logprob", forced[i - b0].logprob},
                     {"bertscore_f1", bs},
                     {"evidence", ev}};
+          if (!cited.is_null()) {
+            line["attention"] = a.citations;
+            line["cited"] = cited;
+          }
           predictions += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
         }
       }
@@ -237,6 +255,17 @@ QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& 
         {"bertscore_f1", mean(t.bertscore, scorer != nullptr)},
         {"ttft_ms",
          {{"p50", percentile(ttft, 50)}, {"p95", percentile(ttft, 95)}, {"batch", options.batch}}}};
+    if (t.cited[0] + t.cited[1] > 0) {
+      const auto share = [&](int correct) {
+        return t.cited[correct] > 0 ? json(static_cast<double>(t.cited_gold[correct]) /
+                                           static_cast<double>(t.cited[correct]))
+                                    : json(nullptr);
+      };
+      summary[name]["most_cited_is_gold"] = {{"correct", share(1)},
+                                             {"wrong", share(0)},
+                                             {"n_correct", t.cited[1]},
+                                             {"n_wrong", t.cited[0]}};
+    }
   }
   progress.finish(0, done);
 

@@ -11,11 +11,15 @@
 //   {"<mode>": {"n", "em", "f1", "contained", "token_accuracy", "bertscore_f1" (null without a
 //    model), "ttft_ms": {"p50", "p95", "batch"}: time to first token (retrieve + encode or read
 //    the stored prefixes + prefill, Answer::ttft_ms) of each batch of `batch` questions}, …,
+//    "most_cited_is_gold": {"correct", "wrong", "n_correct", "n_wrong"} (with citations,
+//    AnswererOptions::citations, and gold passage ids: among exactly matching and other answers,
+//    how often the segment the answer attended to most comes from the gold passage)}, …,
 //    "retrieval": {"answer_in_top": {"1", "5", "20"}} (null without an index)};
 //   the fractions are null when n is 0 (an empty questions file with allow_empty).
 // Predictions JSONL, one line per question and mode:
 //   {"question", "answers", "mode", "prediction", "em", "f1", "contained", "token_accuracy",
-//    "answer_logprob", "bertscore_f1", "evidence": [segment ids]}
+//    "answer_logprob", "bertscore_f1", "evidence": [segment ids],
+//    "attention": [per evidence segment], "cited": index of the most attended (with citations)}
 #pragma once
 
 #include <cstdint>

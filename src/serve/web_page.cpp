@@ -57,6 +57,9 @@ const std::string& web_page_html() {
   .ev-score, .ev-id { color: var(--muted); font-size: .8rem; }
   .ev-score { margin-left: auto; }
   .ev-text { margin: .3rem 0 0; white-space: pre-wrap; }
+  #evidence li.cited { border: 2px solid #1a73e8; }
+  .ev-attention { color: #1a73e8; font-size: .8rem; }
+  .ev-bar { height: 4px; background: #1a73e8; border-radius: 2px; margin-top: .3rem; }
   mark { background: #ffe58a; padding: 0 .1em; border-radius: 2px; }
 </style>
 </head>
@@ -174,18 +177,31 @@ function showAnswer(data) {
   list.replaceChildren();
   const evidence = Array.isArray(data.evidence) ? data.evidence : [];
   const needles = answerNeedles(answer);
-  for (const e of evidence) {
-    const item = el("li", "evidence");
+  // Citations from attention (prefix modes): each segment's share of the answer's attention; the
+  // most attended one is framed as the answer's source.
+  const attention = evidence.map((e) => (typeof e.attention === "number" && isFinite(e.attention) ? e.attention : null));
+  const most = Math.max(0, ...attention.filter((a) => a !== null));
+  evidence.forEach((e, i) => {
+    const item = el("li", Number.isInteger(data.cited) && data.cited === i ? "evidence cited" : "evidence");
     const head = el("div", "ev-head");
     head.appendChild(el("span", "ev-title", String(e.title ?? "")));
     head.appendChild(el("span", "ev-id", "#" + String(e.segment_id ?? "")));
+    if (attention[i] !== null) {
+      head.appendChild(el("span", "ev-attention", "attention " + (100 * attention[i]).toFixed(1) + "%" +
+                                                   (data.cited === i ? " (cited)" : "")));
+    }
     head.appendChild(el("span", "ev-score", "score " + formatNumber(e.score)));
     item.appendChild(head);
+    if (attention[i] !== null && most > 0) {
+      const bar = el("div", "ev-bar");
+      bar.style.width = Math.round(100 * attention[i] / most) + "%";
+      item.appendChild(bar);
+    }
     const body = el("p", "ev-text");
     appendHighlighted(body, String(e.text ?? ""), needles);
     item.appendChild(body);
     list.appendChild(item);
-  }
+  });
   $("evidence-heading").textContent = evidence.length ? "Evidence (" + evidence.length + ")" : "No evidence (closed-book)";
   $("result").hidden = false;
 }

@@ -156,6 +156,40 @@ TEST_F(TinyLlama, PlacedPrefixTakesNoPositions) {
   EXPECT_THROW(generate(*model, {{1, 5, 9}}, options, &many), Error);
 }
 
+// The attention probabilities kept for attribution: one [B, H, T, S] tensor per layer, each
+// query's row a distribution over the entries it may see (prefix, its causal past; not padding).
+TEST_F(TinyLlama, AttentionProbabilitiesAreKeptPerLayer) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  const auto e = load_json(dir + "/expected.json");
+  auto model = load_llama(dir);
+  torch::NoGradGuard no_grad;
+  const auto prefix = fixture_prefix(e);
+  const auto ids = ids_tensor(e["input_ids"]);  // [2, 11]
+  const int64_t B = ids.size(0), T = ids.size(1), P = prefix.length();
+  auto mask = torch::ones({B, T}, torch::kInt64);
+  mask[1].narrow(0, 0, 2).zero_();  // row 1 left-padded by 2
+  std::vector<torch::Tensor> probs;
+  LlamaForwardArgs args;
+  args.prefix = &prefix;
+  args.attention_mask = mask;
+  args.attention_probs = &probs;
+  const auto kept = model->forward(ids, args);
+  ASSERT_EQ(static_cast<int64_t>(probs.size()), model->config().num_hidden_layers);
+  for (const auto& p : probs) {
+    ASSERT_EQ(p.sizes().vec(),
+              (std::vector<int64_t>{B, model->config().num_attention_heads, T, P + T}));
+    EXPECT_LT((p.sum(-1) - 1).abs().max().item<double>(), 1e-5);
+    // causal: query t sees no entry past P + t
+    EXPECT_EQ(p.select(2, 3).narrow(-1, P + 4, T - 4).abs().max().item<double>(), 0.0);
+    // row 1's padding entries are not attended by its tokens
+    EXPECT_EQ(p[1].narrow(1, 2, T - 2).narrow(-1, P, 2).abs().max().item<double>(), 0.0);
+  }
+  LlamaForwardArgs plain;
+  plain.prefix = &prefix;
+  plain.attention_mask = mask;
+  EXPECT_TRUE(torch::equal(model->forward(ids, plain), kept));  // keeping them changes nothing
+}
+
 TEST_F(TinyLlama, BatchOfDifferentLengthsMatchesOneByOne) {
   KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
   auto model = load_llama(dir);

@@ -6,6 +6,7 @@
 
 #include <torch/torch.h>
 
+#include "core/error.h"
 #include "model/knowledge_encoder.h"
 #include "prefix/prefix_pipeline.h"
 #include "support/test_support.h"
@@ -142,6 +143,33 @@ TEST_F(PrefixPipelineTest, PrefixIsTheEncodersConcatenatedAndPlaced) {
   // The prefix changes what the LLM predicts.
   const auto with = p.scores(batch, prefix), without = p.scores(batch, {});
   EXPECT_GT(std::abs(with[0].logprob - without[0].logprob), 1e-3);
+}
+
+// Citations: the answer's attention on each segment's entries. Placed keys share one position,
+// so the attention on entries does not depend on their order: swapping the segments swaps the
+// masses; a segment given twice gets the same mass twice; the masses are shares of attention.
+TEST_F(PrefixPipelineTest, CitationsFollowTheSegmentsAttended) {
+  PrefixPipeline p(llm_, torch::kFloat32);
+  p.load_encoder(dir_ / "ke");
+  const PromptPassage a{"Cats", "lily had a cat."}, b{"", "ben had a dog named max."};
+  std::vector<PrefixExample> examples = {p.example("who had a cat?", "Lily", {a, b}, "q1"),
+                                         p.example("who had a cat?", "Lily", {b, a}, "q2"),
+                                         p.example("who had a cat?", "Lily", {a, a}, "q3")};
+  const auto batch = p.batch(examples, {0, 1, 2});
+  torch::NoGradGuard no_grad;
+  const auto c = p.citations(batch, p.prefix(batch), 2);
+  ASSERT_EQ(c.size(), 3u);
+  for (const auto& row : c) {
+    ASSERT_EQ(row.size(), 2u);
+    EXPECT_GT(row[0], 0.0);
+    EXPECT_GT(row[1], 0.0);
+    EXPECT_LT(row[0] + row[1], 1.0);  // the prompt's own tokens take the rest
+  }
+  EXPECT_NEAR(c[0][0], c[1][1], 1e-5);
+  EXPECT_NEAR(c[0][1], c[1][0], 1e-5);
+  EXPECT_GT(std::abs(c[0][0] - c[0][1]), 1e-4);  // two different segments are told apart
+  EXPECT_NEAR(c[2][0], c[2][1], 1e-5);
+  EXPECT_THROW(p.citations(batch, p.prefix(batch), 5), Error);  // 48 entries are not 5 segments
 }
 
 TEST_F(PrefixPipelineTest, AnswersAreOneTrimmedLineAndDoNotDependOnTheBatch) {

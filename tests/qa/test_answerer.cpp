@@ -541,6 +541,48 @@ TEST_F(AnswererTest, ClearErrors) {
   }
 }
 
+// Citations (AnswererOptions::citations): in the prefix modes one attention share per evidence
+// segment, in JSON as each item's "attention" and the answer's "cited"; none in context mode or
+// without the option. eval reports how often the most cited segment is the gold one.
+TEST_F(AnswererTest, PrefixAnswersCiteTheirEvidenceByAttention) {
+  auto o = options();
+  o.citations = true;
+  const auto answerer = Answerer::open(o);
+  const auto& q = (*questions_)[1];
+  const auto a = answerer->answer({q.question}, AnswerMode::kPrefix, 2).at(0);
+  ASSERT_EQ(a.citations.size(), 2u);
+  for (const double c : a.citations) {
+    EXPECT_GT(c, 0.0);
+    EXPECT_LT(c, 1.0);
+  }
+  EXPECT_LT(a.citations[0] + a.citations[1], 1.0);
+  const auto j = a.to_json();
+  EXPECT_EQ(j["evidence"][1]["attention"].get<double>(), a.citations[1]);
+  EXPECT_EQ(j["cited"].get<int64_t>(), a.citations[1] > a.citations[0] ? 1 : 0);
+  EXPECT_TRUE(answerer->answer({q.question}, AnswerMode::kContext, 2).at(0).citations.empty());
+  EXPECT_FALSE(Answerer::open(options())
+                   ->answer({q.question}, AnswerMode::kPrefix, 2)
+                   .at(0)
+                   .to_json()
+                   .contains("cited"));
+
+  QaEvalOptions eo;
+  eo.modes = {AnswerMode::kContext, AnswerMode::kPrefix};
+  eo.top_k = 2;
+  eo.limit = 6;
+  eo.progress = false;
+  const auto s = evaluate_qa(*answerer, *root_ / "questions.jsonl", eo).summary;
+  EXPECT_FALSE(s["context"].contains("most_cited_is_gold"));
+  const auto& g = s["prefix"]["most_cited_is_gold"];
+  EXPECT_EQ(g["n_correct"].get<int64_t>() + g["n_wrong"].get<int64_t>(), 6) << g.dump();
+  for (const char* k : {"correct", "wrong"}) {
+    if (!g[k].is_null()) {
+      EXPECT_GE(g[k].get<double>(), 0.0);
+      EXPECT_LE(g[k].get<double>(), 1.0);
+    }
+  }
+}
+
 TEST_F(AnswererTest, EvaluateQaScoresEveryModeConsistently) {
   const auto answerer = Answerer::open(options());
   QaEvalOptions eo;
