@@ -18,6 +18,7 @@
 #include "index/segment_corpus.h"
 #include "qa/answer_defaults.h"
 #include "qa/answerer.h"
+#include "qa/prefix_store_build.h"
 #include "qa/qa_eval.h"
 #include "text/sentencepiece_tokenizer.h"
 #include "text/sentencepiece_trainer.h"
@@ -328,6 +329,20 @@ DemoResult run_demo(const DemoOptions& o) {
              st.say(fmt::format("  dev EM {:.3f} -> {:.3f} (best epoch {})", r.initial_dev_em,
                                 r.best_dev_em, r.best_epoch + 1));
            });
+
+  st.stage("prefixes", "precomputing every segment's prefix (the index's prefix store)", [&] {
+    // Prefix mode then reads each retrieved segment's keys and values instead of running the
+    // encoder per question (prefix/prefix_store.h); fp16: the demo's answers as encoded.
+    PrefixStoreBuildOptions bo;
+    bo.index_dir = p("index");
+    bo.llm_dir = p("llm");
+    bo.knowledge_encoder_dir = p("knowledge_encoder");
+    bo.dtype = "fp16";
+    bo.progress = o.progress;
+    const auto r = build_prefix_store(bo);
+    st.say(fmt::format("  {} segments, {} ({} a segment)", r.header.segments, format_bytes(r.bytes),
+                       format_bytes(r.header.record_bytes())));
+  });
 
   st.stage("eval", "answering the held-out test questions: closed-book, in-context, prefix", [&] {
     AnswererOptions ao;

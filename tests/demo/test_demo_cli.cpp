@@ -21,7 +21,7 @@ TEST(DemoCli, TinyPipelineRunsEveryStageAndCachesThem) {
   const auto run = test::run_kvrag("--threads 2 demo --tiny --workspace " + ws);
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   for (const char* stage :
-       {"world", "tokenizer", "llm", "retriever", "index", "knowledge", "eval"}) {
+       {"world", "tokenizer", "llm", "retriever", "index", "knowledge", "prefixes", "eval"}) {
     EXPECT_TRUE(std::filesystem::exists(ws + "/stages/" + stage + ".done")) << stage;
   }
   // The folders `kvrag serve --workspace` opens.
@@ -36,6 +36,8 @@ TEST(DemoCli, TinyPipelineRunsEveryStageAndCachesThem) {
   EXPECT_EQ(ke.at("segment_tokenizer"), "llm");
   EXPECT_EQ(ke.at("key_position"), "answer");
   EXPECT_TRUE(std::filesystem::exists(ws + "/index/segments.sqlite"));
+  // Prefix mode answers from the store the demo built.
+  EXPECT_TRUE(std::filesystem::exists(ws + "/index/prefixes.json"));
   const auto results = nlohmann::json::parse(read_file(ws + "/results.json"));
   for (const char* mode : {"none", "context", "prefix"}) {
     ASSERT_TRUE(results.contains(mode)) << results.dump();
@@ -51,7 +53,10 @@ TEST(DemoCli, TinyPipelineRunsEveryStageAndCachesThem) {
   const auto asked = test::run_kvrag("--threads 2 ask --workspace " + ws +
                                      " --no-groundedness --json \"who founded the company?\"");
   ASSERT_EQ(asked.exit_code, 0) << asked.err;
-  EXPECT_EQ(nlohmann::json::parse(asked.out).at("evidence").size(), 1u) << asked.out;
+  const auto answer = nlohmann::json::parse(asked.out);
+  EXPECT_EQ(answer.at("evidence").size(), 1u) << asked.out;
+  EXPECT_EQ(answer.at("prefix_source"), "store") << asked.out;  // the store the demo built
+  EXPECT_EQ(answer.at("cited"), 0) << asked.out;
   EXPECT_TRUE(test::contains(run.out, "kvrag serve --workspace " + ws)) << run.out;
   EXPECT_TRUE(test::contains(run.out, "prefix")) << run.out;
 
