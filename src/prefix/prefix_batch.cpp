@@ -176,10 +176,14 @@ torch::Tensor prefix_attention(LlamaForCausalLMImpl& llm, const PrefixBatch& bat
   args.attention_probs = &probs;
   llm.hidden_states(batch.ids, args);
   const int64_t T = batch.ids.size(1);
+  // [B or 1, 1, 1, P]: entries that carry something (a shorter segment's padding entries have
+  // zero keys and values: they take some attention, but give the answer nothing)
+  const auto real =
+      prefix.values[0].abs().sum({1, 3}).gt(0).to(torch::kFloat32).unsqueeze(1).unsqueeze(1);
   auto mass = torch::zeros({B, T, segments}, torch::kFloat64);  // [B, T, k]
   for (const auto& p : probs) {
     // [B, H, T, k, P/k] → [B, T, k]: each segment's entries summed, heads averaged
-    mass += p.narrow(3, 0, P)
+    mass += (p.narrow(3, 0, P) * real)
                 .reshape({B, p.size(1), T, segments, P / segments})
                 .sum(-1)
                 .mean(1)

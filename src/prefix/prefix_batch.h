@@ -91,9 +91,9 @@ std::vector<ForcedScore> answer_scores(LlamaForCausalLMImpl& llm, const PrefixBa
 // Citations from attention: per row of `batch` (with answers) and per segment r of the `segments`
 // whose prefixes make up `prefix` (rank order, prefix.length() / segments entries each), the
 // attention mass that the queries writing the answer's tokens (the label positions) put on
-// segment r's entries: the probabilities summed over its entries, averaged over every layer,
-// every head and those queries → [B, segments] fp64, each row summing to the prefix's share of
-// the answer's attention (≤ 1). Every layer and head, because which of them read the prefix is
+// segment r's entries: the probabilities summed over its entries (but not its padding, whose
+// keys and values are zero), averaged over every layer, every head and those queries →
+// [B, segments] fp64, each row summing to at most the prefix's share of the answer's attention. Every layer and head, because which of them read the prefix is
 // learned with the encoder (its keys are made for every layer), not fixed in advance. Inference
 // only (one teacher-forced forward keeping the attention probabilities).
 torch::Tensor prefix_attention(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "model/knowledge_encoder.h"
+#include "prefix/prefix_batch.h"
 #include "prefix/prefix_pipeline.h"
 #include "support/test_support.h"
 #include "support/tiny_models.h"
@@ -170,6 +171,14 @@ TEST_F(PrefixPipelineTest, CitationsFollowTheSegmentsAttended) {
   EXPECT_GT(std::abs(c[0][0] - c[0][1]), 1e-4);  // two different segments are told apart
   EXPECT_NEAR(c[2][0], c[2][1], 1e-5);
   EXPECT_THROW(p.citations(batch, p.prefix(batch), 5), Error);  // 48 entries are not 5 segments
+  // Entries with zero keys and values (padding) are not cited: a segment of nothing gets 0.
+  auto blank = p.prefix(batch);
+  for (auto* v : {&blank.keys, &blank.values}) {
+    for (auto& t : *v) t.narrow(2, 24, 24).zero_();
+  }
+  const auto m = prefix_attention(p.llm(), batch, blank, 2);  // [3, 2]
+  EXPECT_EQ(m.select(1, 1).abs().max().item<double>(), 0.0);
+  EXPECT_GT(m.select(1, 0).min().item<double>(), 0.0);
 }
 
 TEST_F(PrefixPipelineTest, AnswersAreOneTrimmedLineAndDoNotDependOnTheBatch) {
