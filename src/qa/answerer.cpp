@@ -146,6 +146,14 @@ struct Answerer::Impl {
     prefix_store = std::move(store);
   }
 
+  // LLM positions left for the prompt in `mode` with `segments` segments per question, after the
+  // prefix's positions (none where its keys are placed) and `room` for the answer: what run()
+  // checks, prompt_text() fits and max_top_k() solves for.
+  int64_t prompt_budget(AnswerMode mode, int64_t segments, int64_t room) const {
+    const int64_t prefix = uses_prefix(mode) ? pipeline->prefix_positions(segments) : 0;
+    return pipeline->max_positions() - prefix - room;
+  }
+
   // `where`: "question I: " in a batch of questions, "" for a single one.
   void check_question(const std::string& q, const std::string& where) const {
     KVRAG_CHECK_INPUT(!blank(q), "{}empty question", where);
@@ -228,7 +236,7 @@ struct Answerer::Impl {
         if (references != nullptr) ex.target = pipeline->target_ids((*references)[i]);
         int64_t room = generate_answers ? options.max_new_tokens + 1 : 0;
         room = std::max<int64_t>(room, ex.target.size());
-        const int64_t budget = pipeline->max_positions() - pipeline->prefix_positions(used) - room;
+        const int64_t budget = prompt_budget(mode, used, room);
         check_room(questions[i], budget, used, room, where(i));
         ex.prompt = pipeline->fit_prompt(
             questions[i],
@@ -383,14 +391,13 @@ RetrievalReport Answerer::evaluate_retrieval(const std::vector<Question>& questi
 
 std::string Answerer::prompt_text(const std::string& question, AnswerMode mode,
                                   const std::vector<Evidence>& evidence) const {
-  const auto& p = *impl_->pipeline;
-  const int64_t entries =
-      uses_prefix(mode) ? p.prefix_positions(static_cast<int64_t>(evidence.size())) : 0;
   std::string text;
-  p.fit_prompt(
+  impl_->pipeline->fit_prompt(
       question,
       uses_context(mode) ? passages_of(evidence, evidence.size()) : std::vector<PromptPassage>{},
-      p.max_positions() - entries - impl_->options.max_new_tokens - 1, 0, &text);
+      impl_->prompt_budget(mode, static_cast<int64_t>(evidence.size()),
+                           impl_->options.max_new_tokens + 1),
+      0, &text);
   return text;
 }
 
@@ -399,11 +406,11 @@ int64_t Answerer::prompt_tokens(const std::string& question) const {
 }
 
 int Answerer::max_top_k(AnswerMode mode, int cap, int64_t prompt_tokens) const {
-  const auto& p = *impl_->pipeline;
   // As run() checks it: prompt + prefix + the answer's room within the positions.
-  const int64_t left = p.max_positions() - (impl_->options.max_new_tokens + 1) - prompt_tokens;
+  const int64_t room = impl_->options.max_new_tokens + 1;
+  const int64_t left = impl_->prompt_budget(mode, 0, room) - prompt_tokens;
   if (left < 0 || cap < 1) return 0;
-  const int64_t per_segment = uses_prefix(mode) ? p.prefix_positions(1) : 0;
+  const int64_t per_segment = uses_prefix(mode) ? impl_->pipeline->prefix_positions(1) : 0;
   if (per_segment == 0) return cap;
   return static_cast<int>(std::min<int64_t>(cap, left / per_segment));
 }
