@@ -6,14 +6,8 @@
 
 #include "ops/cpu_isa.h"
 #include "ops/op_support.h"
+#include "ops/simd.h"
 #include "ops/threads.h"
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define KVRAG_X86 1
-#else
-#define KVRAG_X86 0
-#endif
 
 namespace kvrag {
 namespace {
@@ -47,7 +41,6 @@ void gemv_portable(const W* w, const float* x, float* y, int64_t R, int64_t in, 
 }
 
 #if KVRAG_X86
-#define KVRAG_AVX2 __attribute__((target("avx2,fma")))
 
 KVRAG_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 KVRAG_AVX2 inline __m256 load8(const c10::BFloat16* p) {

@@ -9,14 +9,8 @@
 
 #include "core/error.h"
 #include "ops/cpu_isa.h"
+#include "ops/simd.h"
 #include "ops/threads.h"
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define KVRAG_X86 1
-#else
-#define KVRAG_X86 0
-#endif
 
 namespace kvrag {
 namespace {
@@ -120,9 +114,6 @@ void tile_generic(const Q8Matrix& w, const float* x, float* y, int64_t n0, int64
 }
 
 #if KVRAG_X86
-#define KVRAG_AVX2 __attribute__((target("avx2,fma")))
-#define KVRAG_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
-#define KVRAG_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma")))
 
 KVRAG_AVX2 inline __m256 load_q8x8(const int8_t* p) {  // 8 int8 → 8 fp32 (exact)
   return _mm256_cvtepi32_ps(
