@@ -161,10 +161,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "bench_bert: " << e.what() << "\n";
-    return 1;
-  }
+  return kvrag::bench::guarded_main("bench_bert", argc, argv, run);
 }

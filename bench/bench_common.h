@@ -49,6 +49,16 @@ class Args {
   std::vector<std::string> flags_;
 };
 
+// A benchmark's main(): run(argc, argv), an exception printed as "NAME: what" (exit status 1).
+inline int guarded_main(const char* name, int argc, char** argv, int (*run)(int, char**)) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << name << ": " << e.what() << "\n";
+    return 1;
+  }
+}
+
 inline double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }

@@ -191,10 +191,5 @@ int run(int argc, char** argv) {
 }  // namespace kvrag
 
 int main(int argc, char** argv) {
-  try {
-    return kvrag::run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_q8_matmul: %s\n", e.what());
-    return 1;
-  }
+  return kvrag::bench::guarded_main("bench_q8_matmul", argc, argv, kvrag::run);
 }

@@ -261,10 +261,5 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::cerr << "bench_ttft: " << e.what() << "\n";
-    return 1;
-  }
+  return kvrag::bench::guarded_main("bench_ttft", argc, argv, run);
 }
