@@ -4,7 +4,7 @@
 // plain vectorised read of memory in the same run for the ceiling (ops/q8_matmul.h says why
 // decoding is bound by it). Prints the CPU features it ran with, as llama-bench does.
 //
-//   bench_q8_matmul [--threads 2] [--repeats 10] [--hot] [--kernels all|int8]
+//   bench_q8_matmul [--threads 2] [--repeats 10] [--hot] [--kernels all|int8] [--rows 128]
 //
 // A timed pass goes through copies of the weight filling 512 MiB (about 5× the L3 here) and
 // reports the time per copy: as decoding reads one layer after another from a model far larger
@@ -13,6 +13,11 @@
 // which stays in cache where it fits. A last table times int8 on a weight that stays in L2: the
 // kernels' compute rate, which says whether a faster inner loop could help at M = 1 (it did: the
 // avx512vnni path on int8 activations, ops/q8_matmul.h).
+//
+// Then prefill: products with --rows rows of x (a prompt's tokens) by each weight of a 1.1B
+// TinyLlama layer, in GFLOP/s (2 M N K / time): int8 through q8_linear on every path (q8_gemm's
+// integer products with AVX-512 VNNI, else W dequantized to bf16 or fp32 tiles for libtorch's
+// GEMM), bf16 and fp32 weights through linear(). Compute-bound: the weights stay in cache.
 
 #include <torch/torch.h>
 
@@ -27,6 +32,8 @@
 #include "bench_memory.h"
 #include "ops/cpu_isa.h"
 #include "ops/matmul.h"
+#include "ops/q8_gemm.h"
+#include "ops/q8_linear.h"
 #include "ops/q8_matmul.h"
 #include "ops/threads.h"
 
@@ -130,8 +137,49 @@ void bench_weight(int64_t n, int64_t k, Timer& timer, bool int8_only) {
   }
 }
 
+void gemm_row(const std::string& shape, const char* kernel, const char* path, double flops,
+              double seconds) {
+  std::printf("| %-14s | %-16s | %-10s | %9.2f | %7.1f |\n", shape.c_str(), kernel, path,
+              seconds * 1e3, flops / seconds / 1e9);
+}
+
+// Prefill: x [m, K] · Wᵀ for W [n, K] in int8, bf16 and fp32, on every path.
+void bench_gemm(int64_t n, int64_t k, int64_t m, int repeats) {
+  torch::NoGradGuard no_grad;
+  const std::string shape = std::to_string(n) + " x " + std::to_string(k);
+  const double flops = 2.0 * m * n * k;
+  const auto w32 = torch::randn({n, k}) * 0.02;  // [N, K]
+  const auto w16 = w32.to(torch::kBFloat16);
+  const auto q = std::make_shared<const Q8Matrix>(quantize_q8(w32.data_ptr<float>(), n, k));
+  const auto x = torch::randn({m, k});  // [M, K]
+  const auto x16 = x.to(torch::kBFloat16);
+  auto time = [&](auto&& f) {
+    f();  // warm-up
+    return bench::best_time(repeats, f);
+  };
+  // The best path first: the others' BLAS threads spin on after their products (OpenBLAS's
+  // pthread pool waits busy for a while), taking the core that q8_gemm's helper needs.
+  const auto isas = supported_cpu_isas();
+  for (auto it = isas.rbegin(); it != isas.rend(); ++it) {
+    const CpuIsa isa = *it;
+    const ScopedCpuIsa scope(isa);
+    const char* how = q8_gemm_available()    ? "int8 q8_gemm"
+                      : native_bf16_matmul() ? "int8→bf16 GEMM"
+                                             : "int8→fp32 GEMM";
+    gemm_row(shape, how, cpu_isa_name(isa), flops, time([&] { q8_linear(x, q); }));
+  }
+  for (const auto isa : supported_cpu_isas()) {
+    const ScopedCpuIsa scope(isa);
+    if (isa == CpuIsa::kGeneric) continue;  // bf16 without AVX2: libtorch's scalar loop
+    gemm_row(shape, "bf16 linear", cpu_isa_name(isa), flops,
+             time([&] { kvrag::linear(x16, w16); }));
+  }
+  gemm_row(shape, "fp32 linear", "BLAS", flops, time([&] { kvrag::linear(x, w32); }));
+}
+
 int run(int argc, char** argv) {
-  const bench::Args args(argc, argv, {{"threads", "2"}, {"repeats", "10"}, {"kernels", "all"}},
+  const bench::Args args(argc, argv,
+                         {{"threads", "2"}, {"repeats", "10"}, {"kernels", "all"}, {"rows", "128"}},
                          {"hot"});
   const int threads = configure_threads(static_cast<int>(args.integer("threads")));
   const int repeats = static_cast<int>(args.integer("repeats"));
@@ -181,6 +229,18 @@ int run(int argc, char** argv) {
       q8_matmul(x.data_ptr<float>(), 1, m, y.data());
     });
     row("1024 x 1024", "int8 q8_matmul", cpu_isa_name(isa), static_cast<double>(q.bytes()), t);
+  }
+  const int64_t rows = args.integer("rows");
+  std::printf("\nprefill: %lld rows of x by a 1.1B layer's weights (in cache)\n",
+              static_cast<long long>(rows));
+  std::printf("| %-14s | %-16s | %-10s | %9s | %7s |\n", "weight [N, K]", "kernel", "path",
+              "time (ms)", "GFLOP/s");
+  std::printf("|%s|%s|%s|%s|%s|\n", std::string(16, '-').c_str(), std::string(18, '-').c_str(),
+              std::string(12, '-').c_str(), std::string(11, '-').c_str(),
+              std::string(9, '-').c_str());
+  for (const auto [n, k] :
+       {std::pair<int64_t, int64_t>{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}}) {
+    bench_gemm(n, k, rows, repeats);
   }
   std::printf("\n");
   stream("after");

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "ops/matmul.h"
+#include "ops/q8_gemm.h"
 #include "ops/threads.h"
 
 namespace kvrag {
@@ -112,7 +113,10 @@ torch::Tensor q8_linear(const torch::Tensor& x, const std::shared_ptr<const Q8Ma
     torch::NoGradGuard no_grad;
     const auto x32 = x.to(torch::kFloat32).contiguous().view({-1, K});  // [M, K]
     torch::Tensor y32;                                                  // [M, N]
-    if (x32.size(0) >= kQ8GemmMinRows) {
+    if (x32.size(0) >= kQ8GemmMinRows && q8_gemm_available()) {
+      y32 = torch::empty({x32.size(0), N}, torch::kFloat32);
+      q8_gemm(x32.data_ptr<float>(), x32.size(0), *w, y32.data_ptr<float>());
+    } else if (x32.size(0) >= kQ8GemmMinRows) {
       y32 = q8_matmul_gemm(x32, *w);
     } else {
       y32 = torch::empty({x32.size(0), N}, torch::kFloat32);

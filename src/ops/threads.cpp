@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "ops/matmul.h"
+#include "ops/q8_gemm.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -180,8 +181,10 @@ SerialIntraOpGuard::~SerialIntraOpGuard() {
 }
 
 bool matmul_uses_blas_threads(c10::ScalarType dtype) {
-  // int8 weights (q8_linear): many rows of x go to a GEMM over dequantized tiles, in fp32 (BLAS)
-  // or bf16 (libtorch's OpenMP threads) by the same rule as bf16 weights.
+  // int8 weights (q8_linear): many rows of x go to q8_gemm on kvrag's helper threads where the
+  // CPU has AVX-512 VNNI, else to a GEMM over dequantized tiles, in fp32 (BLAS) or bf16
+  // (libtorch's OpenMP threads) by the same rule as bf16 weights.
+  if (dtype == torch::kInt8 && q8_gemm_available()) return true;
   return dtype == torch::kFloat32 ||
          ((dtype == torch::kBFloat16 || dtype == torch::kInt8) && !native_bf16_matmul());
 }

@@ -42,9 +42,10 @@ class SerialIntraOpGuard {
 // products, attention over the cache). fn must not throw; chunks run concurrently.
 void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
-// Whether matrix products of `dtype` run on BLAS's own thread pool here (fp32 always; bf16 and
-// int8 weights (kInt8) when computed in fp32, see native_bf16_matmul() in ops/matmul.h and
-// q8_linear) rather than on libtorch's OpenMP threads.
+// Whether matrix products of `dtype` run on BLAS's own thread pool or kvrag's helpers here (fp32
+// always; bf16 and int8 weights (kInt8) when computed in fp32, see native_bf16_matmul() in
+// ops/matmul.h and q8_linear; int8 weights on q8_gemm's helpers with AVX-512 VNNI) rather than
+// on libtorch's OpenMP threads.
 bool matmul_uses_blas_threads(c10::ScalarType dtype);
 
 }  // namespace kvrag

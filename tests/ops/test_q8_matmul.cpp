@@ -14,12 +14,18 @@
 #include "core/error.h"
 #include "ops/cpu_isa.h"
 #include "ops/op_test_util.h"
+#include "ops/q8_test_util.h"
 #include "ops/threads.h"
 
 namespace kvrag {
 namespace {
 
+using test::dequantized;
 using test::for_each_cpu_isa;
+using test::magnitudes;
+using test::rounding_bound;
+using test::vnni_activations;
+using test::weights;
 
 // Wraps a Q8Matrix's buffers as tensors (no copy): q [N, K] int8, scales [N, K/32] fp32.
 torch::Tensor values(Q8Matrix& w) {
@@ -29,26 +35,11 @@ torch::Tensor scales(Q8Matrix& w) {
   return torch::from_blob(w.scales.data(), {w.rows, w.groups_per_row()}, torch::kFloat32);
 }
 
-torch::Tensor dequantized(const Q8Matrix& w) {  // [N, K] fp32
-  auto out = torch::empty({w.rows, w.cols}, torch::kFloat32);
-  dequantize_q8(w, out.data_ptr<float>());
-  return out;
-}
-
 // y [m, N] = q8_matmul(x [m, K], w) on the current cpu_isa().
 torch::Tensor product(const torch::Tensor& x, const Q8Matrix& w) {
   auto y = torch::full({x.size(0), w.rows}, std::nanf(""), torch::kFloat32);  // unwritten shows
   q8_matmul(x.data_ptr<float>(), x.size(0), w, y.data_ptr<float>());
   return y;
-}
-
-// Weights like a trained layer's: N(0, 0.02) with a few outliers 20× larger (the reason for
-// per-group scales), and one group of zeros.
-torch::Tensor weights(int64_t n, int64_t k) {
-  auto w = torch::randn({n, k}) * 0.02;
-  w.index_put_({torch::rand({n, k}) < 0.01}, 0.4);
-  w.index({0, torch::indexing::Slice(0, kQ8Group)}).zero_();
-  return w.contiguous();
 }
 
 TEST(Q8Quantize, RoundTripWithinHalfAScale) {
@@ -118,32 +109,6 @@ TEST(Q8Quantize, NonFiniteWeightIsAnError) {
   }
   w[64 + 40] = std::nanf("");
   EXPECT_THROW(quantize_q8(w.data(), 2, 64), Error);
-}
-
-// Σ_k |x_k| |w_k| in fp64: the scale of the rounding errors of one output.
-torch::Tensor magnitudes(const torch::Tensor& x, const torch::Tensor& w) {
-  return torch::matmul(x.to(torch::kFloat64).abs(), w.to(torch::kFloat64).abs().t());
-}
-
-// How far an fp32 sum of these products can be from the exact one, relative to magnitudes():
-// 2^-24 per rounding on the longest path of a term: its product (1), the group's 32-term sum (≤ 8
-// in the portable path's lanes and tree), its scaling (1), the accumulation over K/32 groups, and
-// a final reduction of at most 16 lanes (4). Two paths may each be that far off.
-double rounding_bound(int64_t k) { return (k / kQ8Group + 14) * std::ldexp(1.0, -24); }
-
-// x [m, K] as the VNNI path rounds it (ops/q8_matmul.h): per group of 32, scale s = max|x| / 127
-// in fp32 and q = round(x / s) (half to even, the fp32 quotient) in [-127, 127], 0 where s = 0.
-// Returns q · s in fp64, and sets *half [m, K] to each x's bound |x - q s| ≤ s (1/2 + 1e-5) (the
-// 1e-5: the quotient's rounding, ≤ 127.5 · 2⁻²⁴ in units of s).
-torch::Tensor vnni_activations(const torch::Tensor& x, torch::Tensor* half) {
-  const int64_t m = x.size(0), k = x.size(1);
-  const auto groups = x.view({m, k / kQ8Group, kQ8Group});
-  const auto s = groups.abs().amax(2, /*keepdim=*/true) / 127;  // [m, K/32, 1] fp32
-  const auto q =
-      torch::where(s > 0, (groups / s).round().clamp(-127, 127), torch::zeros_like(groups));
-  const auto sd = s.to(torch::kFloat64).expand({m, k / kQ8Group, kQ8Group});
-  *half = (sd * (0.5 + 1e-5)).reshape({m, k});
-  return (q.to(torch::kFloat64) * sd).reshape({m, k});
 }
 
 // Sizes: every block of x rows (1…8, and 9, 13, 17 for a full block plus a partial one), N not
