@@ -1,5 +1,6 @@
 #include "ops/threads.h"
 
+#include <dlfcn.h>
 #include <omp.h>
 #include <sched.h>
 
@@ -18,7 +19,6 @@
 
 #include "core/error.h"
 #include "ops/matmul.h"
-#include "ops/q8_gemm.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -26,6 +26,12 @@
 
 namespace kvrag {
 namespace {
+
+// parallel_chunks' thread count inside a HelperThreadsGuard on this thread (0: none).
+thread_local int t_chunk_threads = 0;
+
+using BlasThreadsFn = int (*)();
+using SetBlasThreadsFn = void (*)(int);
 
 inline void cpu_relax() {
 #if defined(__x86_64__)
@@ -158,7 +164,7 @@ int configure_threads(int requested) {
 
 void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
-  const int threads = std::max(1, at::get_num_threads());
+  const int threads = std::max(1, t_chunk_threads > 0 ? t_chunk_threads : at::get_num_threads());
   // A few chunks per thread, so that whoever is running takes the next one.
   const int64_t size = std::max<int64_t>({grain, 1, (n + 4 * threads - 1) / (4 * threads)});
   const int64_t chunks = (n + size - 1) / size;
@@ -180,11 +186,40 @@ SerialIntraOpGuard::~SerialIntraOpGuard() {
   if (saved_ > 0) omp_set_num_threads(saved_);
 }
 
+HelperThreadsGuard::HelperThreadsGuard(bool active) {
+  if (!active) return;
+  at::internal::lazy_init_num_threads();  // as SerialIntraOpGuard
+  saved_chunk_threads_ = t_chunk_threads;
+  t_chunk_threads = std::max(1, at::get_num_threads());
+  saved_omp_ = omp_get_max_threads();
+  omp_set_num_threads(1);
+  // Looked up, not linked: the BLAS behind libblas.so.3 is whichever Debian's alternatives
+  // chose, and only OpenBLAS has these.
+  static const auto get =
+      reinterpret_cast<BlasThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  static const auto set =
+      reinterpret_cast<SetBlasThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (get != nullptr && set != nullptr && get() > 1) {
+    saved_blas_ = get();
+    set(1);
+  }
+}
+
+HelperThreadsGuard::~HelperThreadsGuard() {
+  if (saved_omp_ == 0) return;
+  if (saved_blas_ > 0) {
+    reinterpret_cast<SetBlasThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))(
+        saved_blas_);
+  }
+  omp_set_num_threads(saved_omp_);
+  t_chunk_threads = saved_chunk_threads_;
+}
+
 bool matmul_uses_blas_threads(c10::ScalarType dtype) {
-  // int8 weights (q8_linear): many rows of x go to q8_gemm on kvrag's helper threads where the
-  // CPU has AVX-512 VNNI, else to a GEMM over dequantized tiles, in fp32 (BLAS) or bf16
-  // (libtorch's OpenMP threads) by the same rule as bf16 weights.
-  if (dtype == torch::kInt8 && q8_gemm_available()) return true;
+  // int8 weights (q8_linear): many rows of x go to a GEMM over dequantized tiles, in fp32 (BLAS)
+  // or bf16 (libtorch's OpenMP threads) by the same rule as bf16 weights; where the CPU has
+  // AVX-512 VNNI, to q8_gemm on kvrag's helpers instead (a forward then holds a
+  // HelperThreadsGuard; training's backward still multiplies dequantized tiles).
   return dtype == torch::kFloat32 ||
          ((dtype == torch::kBFloat16 || dtype == torch::kInt8) && !native_bf16_matmul());
 }

@@ -34,8 +34,32 @@ class SerialIntraOpGuard {
   int saved_ = 0;  // the thread's OpenMP team size before; 0 when inactive
 };
 
+// While alive (and `active`), a forward whose heavy products run on kvrag's helper threads
+// (q8_gemm, ops/q8_gemm.h) has the cores to itself: libtorch's intra-op loops run inline on this
+// thread (as SerialIntraOpGuard) and BLAS runs on the calling thread alone
+// (openblas_set_num_threads(1), where the BLAS loaded is OpenBLAS: found with dlsym, else
+// nothing changes), while parallel_chunks on this thread keeps the thread count it had. Why:
+// after a product, OpenBLAS's pthread workers spin on sched_yield for a while, as OpenMP's do
+// after a loop; on as many cores as threads they took the core q8_gemm's helper needed (perf of
+// 1.1B int8 prefill: the helper ran no tile, OpenBLAS's and OpenMP's workers took 36% of the
+// samples spinning). The BLAS setting is process-wide: products on other threads meanwhile also
+// run on one thread each.
+class HelperThreadsGuard {
+ public:
+  explicit HelperThreadsGuard(bool active = true);
+  ~HelperThreadsGuard();
+  HelperThreadsGuard(const HelperThreadsGuard&) = delete;
+  HelperThreadsGuard& operator=(const HelperThreadsGuard&) = delete;
+
+ private:
+  int saved_omp_ = 0;   // the thread's OpenMP team size before; 0 when inactive
+  int saved_blas_ = 0;  // OpenBLAS's thread count before; 0 when unchanged
+  int saved_chunk_threads_ = 0;
+};
+
 // Calls fn(begin, end) on chunks (at least `grain` long) covering [0, n), on the calling thread
-// and up to at::get_num_threads() - 1 helper threads of kvrag's own. Chunks are claimed as
+// and up to at::get_num_threads() - 1 helper threads of kvrag's own (inside a HelperThreadsGuard,
+// the count from before it). Chunks are claimed as
 // threads come free, and the caller waits only for a chunk a helper has already started: a
 // helper the OS has not scheduled (a busy machine) costs nothing, where an OpenMP team's barrier
 // waits for every member. Meant for decoding's short, frequent, memory-bound loops (matrix-vector

@@ -37,9 +37,7 @@ TEST(CpuPaths, LoweredLevelChangesPaths) {
   for_each_cpu_isa([] {
     EXPECT_EQ(native_bf16_matmul(), cpu_isa() >= CpuIsa::kAvx512);
     EXPECT_EQ(matmul_uses_blas_threads(torch::kBFloat16), !native_bf16_matmul());
-    // int8: q8_gemm on kvrag's helpers with VNNI, else the GEMM over dequantized tiles.
-    EXPECT_EQ(matmul_uses_blas_threads(torch::kInt8),
-              cpu_isa() >= CpuIsa::kAvx512Vnni || !native_bf16_matmul());
+    EXPECT_EQ(matmul_uses_blas_threads(torch::kInt8), !native_bf16_matmul());
     EXPECT_TRUE(matmul_uses_blas_threads(torch::kFloat32));
   });
   EXPECT_EQ(cpu_isa(), best_cpu_isa());
