@@ -296,20 +296,27 @@ KVRAG_VNNI Q8Activations quantize_activations(const float* x, int64_t m, int64_t
 
 // One 64-byte step (two groups) of B rows of W times R rows of x, into acc: q and s point at the
 // step's bytes and scales in W's first row (rows K and G apart), xm, xn and xs at x's first row
-// (P steps apart). `wmask`/`smask` select the bytes and scales of W that exist: all but for an
-// odd last group. Each lane's sum is converted to fp32, scaled by s_w s_x and accumulated: lane
-// l of an output's accumulator holds the groups' 4-product sums at its bytes 4l…4l+3.
-template <int R, int B>
+// (P steps apart). With kTail (an odd last group), masked loads read only the bytes and scales of
+// W that exist; elsewhere plain loads (masked ones in the main loop measured slower from memory).
+// Each lane's sum is converted to fp32, scaled by s_w s_x and accumulated: lane l of an output's
+// accumulator holds the groups' 4-product sums at its bytes 4l…4l+3.
+template <int R, int B, bool kTail>
 KVRAG_VNNI inline void step_vnni(__m512 (&acc)[B][R], const int8_t* q, const float* s, int64_t K,
                                  int64_t G, const uint8_t* xm, const uint64_t* xn, const float* xs,
-                                 int64_t P, __mmask64 wmask, __mmask8 smask) {
+                                 int64_t P) {
   const __m512i pick = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
   __m512i wv[B];  // [64] int8
   __m512 ws[B];   // lanes 0-7: s_w of the first group, lanes 8-15: of the second
   for (int b = 0; b < B; ++b) {
-    wv[b] = _mm512_maskz_loadu_epi8(wmask, q + b * K);
-    ws[b] =
-        _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(_mm_maskz_loadu_ps(smask, s + b * G)));
+    const __m128 sv = kTail ? _mm_maskz_loadu_ps(0x1, s + b * G)
+                            : _mm_castsi128_ps(_mm_loadl_epi64(
+                                  reinterpret_cast<const __m128i*>(s + b * G)));  // 2 scales
+    // Four steps ahead in each row: the hardware prefetcher alone kept too few of the B rows'
+    // lines in flight (bench_q8_matmul, 4096 × 11008 from memory, 2 threads: 35-46 GB/s without,
+    // 43-47 with; 128 or 512 bytes ahead did no better).
+    if (!kTail) _mm_prefetch(reinterpret_cast<const char*>(q + b * K) + 256, _MM_HINT_T0);
+    wv[b] = kTail ? _mm512_maskz_loadu_epi8(0xFFFFFFFF, q + b * K) : _mm512_loadu_si512(q + b * K);
+    ws[b] = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(sv));
   }
   for (int r = 0; r < R; ++r) {
     const __m512i mag = _mm512_loadu_si512(xm + r * P * 64);
@@ -340,12 +347,10 @@ KVRAG_VNNI void rows_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0,
   }
   int64_t p = 0;
   for (; p < G / 2; ++p) {
-    step_vnni<R, B>(acc, q + 64 * p, s + 2 * p, K, G, xm + 64 * p, xn + p, xs + 16 * p, P,
-                    ~__mmask64{0}, 0x3);
+    step_vnni<R, B, false>(acc, q + 64 * p, s + 2 * p, K, G, xm + 64 * p, xn + p, xs + 16 * p, P);
   }
   if (G % 2) {
-    step_vnni<R, B>(acc, q + 64 * p, s + 2 * p, K, G, xm + 64 * p, xn + p, xs + 16 * p, P,
-                    0xFFFFFFFF, 0x1);
+    step_vnni<R, B, true>(acc, q + 64 * p, s + 2 * p, K, G, xm + 64 * p, xn + p, xs + 16 * p, P);
   }
   for (int b = 0; b < B; ++b) {
     for (int r = 0; r < R; ++r) y[r * N + n + b] = hsum512(acc[b][r]);
@@ -468,15 +473,21 @@ constexpr VnniTileFn kVnniTiles[kMaxRows] = {tile_vnni<1>, tile_vnni<2>, tile_vn
 #endif
 
 // Calls tile_fn(m0, rows, n0, n1) for every block of ≤ 8 rows of x [m, K] and tile of W rows
-// [n0, n1), parallel over N (output features) on kvrag's helper threads.
+// [n0, n1), parallel over N (output features) on kvrag's helper threads. Tiles and chunks are
+// whole blocks of 8 rows of W (the kernels' widest block for one row of x) wherever N allows:
+// a tile of 23 rows (K = 5632) ran its last 7 one at a time, with fewer loads in flight.
 template <typename F>
 void for_each_tile(int64_t m, int64_t N, int64_t K, F&& tile_fn) {
+  constexpr int64_t kBlock = 8;
   // At least ~64K weights per task, as linear()'s matrix-vector kernel: below that a thread
   // costs more than it saves.
-  const int64_t grain = std::max<int64_t>(4, (int64_t{1} << 16) / K);
-  // Rows of W that stay in L2 (~128 KiB of them) while every block of x rows passes over them.
-  const int64_t tile_rows = std::max<int64_t>(1, (int64_t{128} << 10) / K);
-  parallel_chunks(N, grain, [&](int64_t n0, int64_t n1) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / (K * kBlock));
+  // Rows of W that stay in L2 (~128 KiB of them) while every block of x rows passes over them;
+  // with one block of x rows there is nothing to reuse.
+  const int64_t tile_rows =
+      m <= kMaxRows ? N : std::max<int64_t>(1, (int64_t{128} << 10) / (K * kBlock)) * kBlock;
+  parallel_chunks((N + kBlock - 1) / kBlock, grain, [&](int64_t b0, int64_t b1) {
+    const int64_t n0 = b0 * kBlock, n1 = std::min(N, b1 * kBlock);
     for (int64_t t0 = n0; t0 < n1; t0 += tile_rows) {
       const int64_t t1 = std::min(n1, t0 + tile_rows);
       for (int64_t m0 = 0; m0 < m; m0 += kMaxRows) {

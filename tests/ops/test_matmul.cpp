@@ -75,7 +75,7 @@ TEST(Linear, MatchesFp64ReferenceOnEveryPath) {
   torch::manual_seed(1);
   for_each_cpu_isa([] {
     for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
-      for (const int64_t in : {64, 67}) {
+      for (const int64_t in : {3, 64, 67, 95}) {
         const auto w = test::randn({37, in}, dtype);
         const auto bias = test::randn({37}, dtype);
         for (int64_t rows = 1; rows <= kGemvMaxRows + 1; ++rows) {
