@@ -46,26 +46,21 @@ void gemv_portable(const W* w, const float* x, float* y, int64_t R, int64_t in, 
 #if KVRAG_X86
 
 KVRAG_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-KVRAG_AVX2 inline __m256 load8(const c10::BFloat16* p) {
-  // bf16 is the top half of an fp32: widen to 32 bits and shift into place.
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
 KVRAG_AVX2 inline float hsum(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
 }
 
-template <typename W>
-KVRAG_AVX2 void gemv_avx2(const W* w, const float* x, float* y, int64_t R, int64_t in, int64_t out,
-                          int64_t o_begin, int64_t o_end) {
+// fp32 weights.
+KVRAG_AVX2 void gemv_avx2(const float* w, const float* x, float* y, int64_t R, int64_t in,
+                          int64_t out, int64_t o_begin, int64_t o_end) {
   const int64_t in8 = in - in % 8;
   int64_t o = o_begin;
   if (R == 1) {
     // One row of x: four rows of W at a time give four independent FMA chains.
     for (; o + 4 <= o_end; o += 4) {
-      const W* w0 = w + o * in;
+      const float* w0 = w + o * in;
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
       for (int64_t i = 0; i < in8; i += 8) {
         const __m256 xv = _mm256_loadu_ps(x + i);
@@ -84,7 +79,7 @@ KVRAG_AVX2 void gemv_avx2(const W* w, const float* x, float* y, int64_t R, int64
   // Several rows of x (up to kGemvMaxRows), or the last rows of W.
   __m256 acc[kGemvMaxRows];
   for (; o < o_end; ++o) {
-    const W* wo = w + o * in;
+    const float* wo = w + o * in;
     for (int64_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
     for (int64_t i = 0; i < in8; i += 8) {
       const __m256 wv = load8(wo + i);
