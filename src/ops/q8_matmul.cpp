@@ -28,6 +28,126 @@ inline float bf16_to_float(uint16_t bits) {
 inline float to_float(float v) { return v; }
 inline float to_float(uint16_t v) { return bf16_to_float(v); }
 
+// One group of 32 weights → q [32] and its scale; false (and zeros) if a weight is not finite.
+// Every path computes scale = max|w| / 127 and q = clamp(nearbyint(w / scale), ±127): division,
+// not a reciprocal's product, so the quotient is rounded once and |w - q scale| stays within
+// scale/2 up to fp32 rounding (the clamp covers fl(max|w| / scale) > 127). The vector paths round
+// to nearest even as nearbyint does in the default rounding mode: all paths give the same bytes.
+template <typename T>
+bool quantize_group_generic(const T* src, int8_t* q, float* scale) {
+  float v[kQ8Group];
+  float amax = 0;
+  for (int64_t j = 0; j < kQ8Group; ++j) {
+    v[j] = to_float(src[j]);
+    if (!std::isfinite(v[j])) {
+      std::fill(q, q + kQ8Group, int8_t{0});
+      *scale = 0;
+      return false;
+    }
+    amax = std::max(amax, std::fabs(v[j]));
+  }
+  *scale = amax / 127;
+  for (int64_t j = 0; j < kQ8Group; ++j) {
+    const float r = *scale > 0 ? std::nearbyint(v[j] / *scale) : 0.0f;
+    q[j] = static_cast<int8_t>(std::clamp(r, -127.0f, 127.0f));
+  }
+  return true;
+}
+
+#if KVRAG_X86
+KVRAG_AVX2 inline void load_group(const float* p, __m256 (&v)[4]) {
+  for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(p + 8 * i);
+}
+KVRAG_AVX2 inline void load_group(const uint16_t* p, __m256 (&v)[4]) {  // bf16: exact
+  for (int i = 0; i < 4; ++i) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8 * i));
+    v[i] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <typename T>
+KVRAG_AVX2 bool quantize_group_avx2(const T* src, int8_t* q, float* scale) {
+  __m256 v[4];
+  load_group(src, v);
+  const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(FLT_MAX);
+  __m256 amax = _mm256_setzero_ps(), finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (const __m256 x : v) {
+    const __m256 a = _mm256_andnot_ps(sign, x);
+    finite = _mm256_and_ps(finite, _mm256_cmp_ps(a, big, _CMP_LE_OQ));  // false for NaN
+    amax = _mm256_max_ps(amax, a);
+  }
+  if (_mm256_movemask_ps(finite) != 0xFF) {
+    std::memset(q, 0, kQ8Group);
+    *scale = 0;
+    return false;
+  }
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  *scale = _mm_cvtss_f32(m) / 127;
+  if (!(*scale > 0)) {
+    std::memset(q, 0, kQ8Group);
+    return true;
+  }
+  const __m256 s = _mm256_set1_ps(*scale), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127);
+  __m256i r[4];
+  for (int i = 0; i < 4; ++i) {
+    const __m256 t =
+        _mm256_round_ps(_mm256_div_ps(v[i], s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    r[i] = _mm256_cvttps_epi32(_mm256_min_ps(_mm256_max_ps(t, lo), hi));
+  }
+  // Packing works within 128-bit lanes: bytes come out as r0[0:4] r1[0:4] r2[0:4] r3[0:4]
+  // r0[4:8] …; the permutation puts each r's 8 back together.
+  const __m256i packed =
+      _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+  _mm256_storeu_si256(
+      reinterpret_cast<__m256i*>(q),
+      _mm256_permutevar8x32_epi32(packed, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  return true;
+}
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+KVRAG_AVX512 inline void load_group(const float* p, __m512 (&v)[2]) {
+  v[0] = _mm512_loadu_ps(p);
+  v[1] = _mm512_loadu_ps(p + 16);
+}
+KVRAG_AVX512 inline void load_group(const uint16_t* p, __m512 (&v)[2]) {  // bf16: exact
+  for (int i = 0; i < 2; ++i) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16 * i));
+    v[i] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <typename T>
+KVRAG_AVX512 bool quantize_group_avx512(const T* src, int8_t* q, float* scale) {
+  __m512 v[2];
+  load_group(src, v);
+  constexpr int kNotFinite = 0x01 | 0x08 | 0x10 | 0x80;  // vfpclassps: QNaN, ±inf, SNaN
+  if ((_mm512_fpclass_ps_mask(v[0], kNotFinite) | _mm512_fpclass_ps_mask(v[1], kNotFinite)) != 0) {
+    std::memset(q, 0, kQ8Group);
+    *scale = 0;
+    return false;
+  }
+  *scale = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_abs_ps(v[1]))) / 127;
+  if (!(*scale > 0)) {
+    std::memset(q, 0, kQ8Group);
+    return true;
+  }
+  const __m512 s = _mm512_set1_ps(*scale), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127);
+  for (int i = 0; i < 2; ++i) {
+    const __m512 t =
+        _mm512_roundscale_ps(_mm512_div_ps(v[i], s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i*>(q + 16 * i),
+        _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(_mm512_min_ps(_mm512_max_ps(t, lo), hi))));
+  }
+  return true;
+}
+#pragma GCC diagnostic pop
+#endif  // KVRAG_X86
+
 template <typename T>
 Q8Matrix quantize(const T* w, int64_t n, int64_t k, const char* what) {
   KVRAG_CHECK(n >= 0 && k > 0 && k % kQ8Group == 0,
@@ -39,35 +159,32 @@ Q8Matrix quantize(const T* w, int64_t n, int64_t k, const char* what) {
   out.cols = k;
   out.q.resize(n * k);
   out.scales.resize(n * groups);
-  // The first non-finite weight's index (parallel_chunks' fn must not throw).
+  const CpuIsa isa = cpu_isa();
+  // The first non-finite weight's group (parallel_chunks' fn must not throw).
   std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
   // A load of a 7B model quantizes ~7e9 weights: worth the helper threads.
   parallel_chunks(n, std::max<int64_t>(1, (int64_t{1} << 16) / k), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0 * groups; i < r1 * groups; ++i) {  // group i: weights [32 i, 32 i + 32)
       const T* src = w + i * kQ8Group;
-      float v[kQ8Group];
-      float amax = 0;
-      bool finite = true;
-      for (int64_t j = 0; j < kQ8Group; ++j) {
-        v[j] = to_float(src[j]);
-        finite = finite && std::isfinite(v[j]);
-        amax = std::max(amax, std::fabs(v[j]));
+      int8_t* q = out.q.data() + i * kQ8Group;
+      float* scale = out.scales.data() + i;
+      bool finite;
+#if KVRAG_X86
+      if (isa >= CpuIsa::kAvx512) {
+        finite = quantize_group_avx512(src, q, scale);
+      } else if (isa >= CpuIsa::kAvx2) {
+        finite = quantize_group_avx2(src, q, scale);
+      } else {
+        finite = quantize_group_generic(src, q, scale);
       }
-      if (!finite) {  // reported after the loop; zeros meanwhile
-        amax = 0;
+#else
+      finite = quantize_group_generic(src, q, scale);
+#endif
+      if (!finite) {  // reported after the loop
         int64_t seen = bad.load();
         while (i < seen && !bad.compare_exchange_weak(seen, i)) {
         }
       }
-      const float scale = amax / 127;
-      int8_t* q = out.q.data() + i * kQ8Group;
-      for (int64_t j = 0; j < kQ8Group; ++j) {
-        // Division, not a reciprocal's product: the quotient is rounded once, so |w - q scale|
-        // stays within scale/2 up to fp32 rounding. The clamp covers fl(amax / scale) > 127.
-        const float r = scale > 0 ? std::nearbyint(v[j] / scale) : 0.0f;
-        q[j] = static_cast<int8_t>(std::clamp(r, -127.0f, 127.0f));
-      }
-      out.scales[i] = scale;
     }
   });
   if (const int64_t i = bad.load(); i != std::numeric_limits<int64_t>::max()) {

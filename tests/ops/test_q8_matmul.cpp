@@ -82,6 +82,43 @@ TEST(Q8Quantize, Bf16BitsQuantizeLikeTheirFp32Values) {
   EXPECT_EQ(from_bits.scales, from_floats.scales);
 }
 
+// The vector paths (ops/q8_matmul.cpp) give the portable path's bytes and scales: random groups
+// of every magnitude, a group of zeros, subnormal weights, and ties (w / scale = k + 0.5, which
+// round to even), from fp32 and from bf16.
+TEST(Q8Quantize, EveryPathGivesThePortableBytes) {
+  torch::manual_seed(5);
+  const int64_t n = 9, k = 256;
+  auto w =
+      weights(n, k) * torch::pow(10.0, torch::randint(-6, 4, {n, k / kQ8Group, 1}, torch::kFloat64))
+                          .to(torch::kFloat32)
+                          .repeat_interleave(kQ8Group, 1)
+                          .view({n, k});
+  auto* p = w.data_ptr<float>();
+  std::fill(p + 32, p + 64, 0.0f);                             // a group of zeros
+  for (int j = 0; j < 32; ++j) p[64 + j] = 1e-42f * (j - 16);  // subnormals
+  p[96] = 127.0f;                                              // scale 1: the rest are ties
+  for (int j = 1; j < 32; ++j) p[96 + j] = (j % 2 ? 1.0f : -1.0f) * (j + 0.5f);
+  const auto bf = w.to(torch::kBFloat16);
+  std::vector<uint16_t> bits(n * k);
+  std::memcpy(bits.data(), bf.data_ptr<at::BFloat16>(), bits.size() * sizeof(uint16_t));
+  Q8Matrix want, want_bf16;
+  {
+    ScopedCpuIsa portable(CpuIsa::kGeneric);
+    want = quantize_q8(p, n, k);
+    want_bf16 = quantize_q8_bf16(bits.data(), n, k);
+  }
+  EXPECT_EQ(want.q[96 + 1], 2);   // 1.5 → 2
+  EXPECT_EQ(want.q[96 + 2], -2);  // -2.5 → -2
+  for_each_cpu_isa([&] {
+    const auto got = quantize_q8(p, n, k);
+    EXPECT_EQ(got.q, want.q) << cpu_isa_name(cpu_isa());
+    EXPECT_EQ(got.scales, want.scales) << cpu_isa_name(cpu_isa());
+    const auto got_bf16 = quantize_q8_bf16(bits.data(), n, k);
+    EXPECT_EQ(got_bf16.q, want_bf16.q) << cpu_isa_name(cpu_isa());
+    EXPECT_EQ(got_bf16.scales, want_bf16.scales) << cpu_isa_name(cpu_isa());
+  });
+}
+
 TEST(Q8Quantize, KNotAMultipleOf32IsAnError) {
   std::vector<float> w(3 * 48, 1.0f);
   for (const int64_t k : {0, 31, 48}) {
@@ -99,16 +136,28 @@ TEST(Q8Quantize, KNotAMultipleOf32IsAnError) {
 }
 
 TEST(Q8Quantize, NonFiniteWeightIsAnError) {
-  std::vector<float> w(2 * 64, 0.5f);
-  w[64 + 40] = std::numeric_limits<float>::infinity();
-  try {
-    quantize_q8(w.data(), 2, 64);
-    ADD_FAILURE() << "no error for inf";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("element [1, 40] is inf"), std::string::npos) << e.what();
-  }
-  w[64 + 40] = std::nanf("");
-  EXPECT_THROW(quantize_q8(w.data(), 2, 64), Error);
+  for_each_cpu_isa([] {
+    const std::string isa = cpu_isa_name(cpu_isa());
+    for (const int64_t at : {40, 32, 63}) {  // first and last lane of a group too
+      std::vector<float> w(2 * 64, 0.5f);
+      w[64 + at] = std::numeric_limits<float>::infinity();
+      try {
+        quantize_q8(w.data(), 2, 64);
+        ADD_FAILURE() << isa << ": no error for inf";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("element [1, " + std::to_string(at) + "] is inf"),
+                  std::string::npos)
+            << isa << ": " << e.what();
+      }
+      w[64 + at] = -std::numeric_limits<float>::infinity();
+      EXPECT_THROW(quantize_q8(w.data(), 2, 64), Error) << isa;
+      w[64 + at] = std::nanf("");
+      EXPECT_THROW(quantize_q8(w.data(), 2, 64), Error) << isa;
+      std::vector<uint16_t> bits(2 * 64, 0x3f00);  // 0.5
+      bits[64 + at] = 0x7fc0;                      // NaN
+      EXPECT_THROW(quantize_q8_bf16(bits.data(), 2, 64), Error) << isa;
+    }
+  });
 }
 
 // Sizes: every block of x rows (1…8, and 9, 13, 17 for a full block plus a partial one), N not
