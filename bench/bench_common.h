@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "core/malloc_tuning.h"
+
 namespace kvrag::bench {
 
 // --name value / --flag arguments. Unknown names are an error so that typos do not silently
@@ -50,7 +52,9 @@ class Args {
 };
 
 // A benchmark's main(): run(argc, argv), an exception printed as "NAME: what" (exit status 1).
+// malloc is tuned as in the kvrag binary (core/malloc_tuning.h), so that both time the same thing.
 inline int guarded_main(const char* name, int argc, char** argv, int (*run)(int, char**)) {
+  kvrag::tune_malloc();
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

@@ -599,6 +599,7 @@ int drive(const bench::Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kvrag::tune_malloc();  // as the kvrag binary does (core/malloc_tuning.h)
   try {
     const bench::Args args(argc, argv,
                            {{"work", "/tmp/kvrag-retrieval-scale"},

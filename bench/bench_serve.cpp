@@ -340,6 +340,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kvrag::tune_malloc();  // as the kvrag binary does (core/malloc_tuning.h)
   try {
     return run(argc, argv);
   } catch (const std::exception& e) {

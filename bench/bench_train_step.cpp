@@ -35,6 +35,7 @@
 using namespace kvrag;
 
 int main(int argc, char** argv) try {
+  tune_malloc();  // as the kvrag binary does (core/malloc_tuning.h)
   bench::Args args(argc, argv,
                    {{"llm-hidden", "256"},
                     {"llm-layers", "4"},

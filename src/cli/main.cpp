@@ -7,9 +7,11 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/malloc_tuning.h"
 #include "ops/threads.h"
 
 int main(int argc, char** argv) {
+  kvrag::tune_malloc();
   CLI::App app{"kvrag: retrieval-augmented QA with dynamic key/value prefixes for a frozen LLM"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "kvrag 0.1.0");

@@ -30,8 +30,19 @@ namespace {
 // parallel_chunks' thread count inside a HelperThreadsGuard on this thread (0: none).
 thread_local int t_chunk_threads = 0;
 
-using BlasThreadsFn = int (*)();
-using SetBlasThreadsFn = void (*)(int);
+// OpenBLAS's thread-count functions, looked up rather than linked: the BLAS behind libblas.so.3
+// is whichever Debian's alternatives chose, and only OpenBLAS has these (null elsewhere).
+struct OpenBlasThreads {
+  int (*get)() = nullptr;
+  void (*set)(int) = nullptr;
+};
+
+const OpenBlasThreads& openblas_threads() {
+  static const OpenBlasThreads fns{
+      reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads")),
+      reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))};
+  return fns;
+}
 
 inline void cpu_relax() {
 #if defined(__x86_64__)
@@ -193,24 +204,16 @@ HelperThreadsGuard::HelperThreadsGuard(bool active) {
   t_chunk_threads = std::max(1, at::get_num_threads());
   saved_omp_ = omp_get_max_threads();
   omp_set_num_threads(1);
-  // Looked up, not linked: the BLAS behind libblas.so.3 is whichever Debian's alternatives
-  // chose, and only OpenBLAS has these.
-  static const auto get =
-      reinterpret_cast<BlasThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-  static const auto set =
-      reinterpret_cast<SetBlasThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  if (get != nullptr && set != nullptr && get() > 1) {
-    saved_blas_ = get();
-    set(1);
+  const OpenBlasThreads& blas = openblas_threads();
+  if (blas.get != nullptr && blas.set != nullptr && blas.get() > 1) {
+    saved_blas_ = blas.get();
+    blas.set(1);
   }
 }
 
 HelperThreadsGuard::~HelperThreadsGuard() {
   if (saved_omp_ == 0) return;
-  if (saved_blas_ > 0) {
-    reinterpret_cast<SetBlasThreadsFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))(
-        saved_blas_);
-  }
+  if (saved_blas_ > 0) openblas_threads().set(saved_blas_);
   omp_set_num_threads(saved_omp_);
   t_chunk_threads = saved_chunk_threads_;
 }
