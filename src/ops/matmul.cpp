@@ -46,12 +46,6 @@ void gemv_portable(const W* w, const float* x, float* y, int64_t R, int64_t in, 
 #if KVRAG_X86
 
 KVRAG_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-KVRAG_AVX2 inline float hsum(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
-
 // fp32 weights.
 KVRAG_AVX2 void gemv_avx2(const float* w, const float* x, float* y, int64_t R, int64_t in,
                           int64_t out, int64_t o_begin, int64_t o_end) {
@@ -69,7 +63,7 @@ KVRAG_AVX2 void gemv_avx2(const float* w, const float* x, float* y, int64_t R, i
         a2 = _mm256_fmadd_ps(load8(w0 + 2 * in + i), xv, a2);
         a3 = _mm256_fmadd_ps(load8(w0 + 3 * in + i), xv, a3);
       }
-      float s[4] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3)};
+      float s[4] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
       for (int k = 0; k < 4; ++k) {
         for (int64_t i = in8; i < in; ++i) s[k] += to_float(w0[k * in + i]) * x[i];
         y[o + k] = s[k];
@@ -87,7 +81,7 @@ KVRAG_AVX2 void gemv_avx2(const float* w, const float* x, float* y, int64_t R, i
         acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * in + i), acc[r]);
     }
     for (int64_t r = 0; r < R; ++r) {
-      float s = hsum(acc[r]);
+      float s = hsum256(acc[r]);
       for (int64_t i = in8; i < in; ++i) s += to_float(wo[i]) * x[r * in + i];
       y[r * out + o] = s;
     }
@@ -174,7 +168,7 @@ KVRAG_AVX2 void rows_bf16_avx2(const uint16_t* w, const SplitX& xs, float* y, in
   for (int b = 0; b < B; ++b) {
     for (int r = 0; r < R; ++r)
       y[r * out + o + b] =
-          hsum(A == 2 ? _mm256_add_ps(acc[b][r][0], acc[b][r][A - 1]) : acc[b][r][0]);
+          hsum256(A == 2 ? _mm256_add_ps(acc[b][r][0], acc[b][r][A - 1]) : acc[b][r][0]);
   }
 }
 
@@ -183,10 +177,6 @@ KVRAG_AVX2 void rows_bf16_avx2(const uint16_t* w, const SplitX& xs, float* y, in
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
-
-KVRAG_AVX512 inline float hsum512(__m512 v) {
-  return hsum(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
-}
 
 // One block of 32 weights in each of B rows of W (wv) times R rows of x, at element 2h of x.
 template <int B, int R, int A>

@@ -237,12 +237,6 @@ KVRAG_AVX2 inline __m256 load_q8x8(const int8_t* p) {  // 8 int8 → 8 fp32 (exa
       _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
 
-KVRAG_AVX2 inline float hsum256(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
-
 // Rows of W processed together for R rows of x: with one or two rows of x, several rows of W
 // give independent accumulator chains (a group's FMA into its accumulator would otherwise wait
 // on the previous group's) and share each load of x. Every output's sum is formed the same way
@@ -304,10 +298,6 @@ KVRAG_AVX2 void tile_avx2(const Q8Matrix& w, const float* x, float* y, int64_t n
 KVRAG_AVX512 inline __m512 load_q8x16(const int8_t* p) {  // 16 int8 → 16 fp32 (exact)
   return _mm512_cvtepi32_ps(
       _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-}
-
-KVRAG_AVX512 inline float hsum512(__m512 v) {
-  return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
 }
 
 // Rows [n, n + B) of W times R rows of x, 16 lanes: lane l of a group's sum holds q_j x_j for

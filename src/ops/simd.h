@@ -13,3 +13,25 @@
 #else
 #define KVRAG_X86 0
 #endif
+
+#if KVRAG_X86
+namespace kvrag {
+
+// The sum of a vector's lanes, for the kernels' last step (one per output).
+KVRAG_AVX2 inline float hsum256(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() and warn that it is, or may be,
+// uninitialized (GCC bug 105593, fixed in 13).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+KVRAG_AVX512 inline float hsum512(__m512 v) {
+  return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
+}
+#pragma GCC diagnostic pop
+
+}  // namespace kvrag
+#endif
