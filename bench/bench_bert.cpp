@@ -1,7 +1,8 @@
 // BERT encoding throughput of the C++ BertModel, and the machine's matmul peak.
 //
 //   bench_bert --config bert-base --save DIR [--save-only]     # write a random HF checkpoint
-//   bench_bert --model DIR [--dtype fp32|bf16] [--batch 16] [--seq-len 288] [--json]
+//   bench_bert --model DIR [--dtype fp32|bf16|int8] [--batch 16] [--seq-len 288] [--json]
+//              [--isa generic|avx2|avx512|avx512vnni]   # kvrag's kernels as on a lesser CPU
 //   bench_bert --peak [--json]                                 # torch::matmul GFLOP/s
 //
 // Timing, identical in bench/reference_bert.py: one warm-up forward of the whole batch, then the
@@ -10,6 +11,7 @@
 // 4·T²·hidden per sequence and layer.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,6 +20,7 @@
 #include "core/error.h"
 #include "model/bert.h"
 #include "model/weights.h"
+#include "ops/cpu_isa.h"
 #include "ops/threads.h"
 
 namespace {
@@ -71,7 +74,8 @@ int run(int argc, char** argv) {
                           {"seq-len", "288"},
                           {"repeats", "2"},
                           {"threads", "2"},
-                          {"peak-n", "2048"}},
+                          {"peak-n", "2048"},
+                          {"isa", ""}},
                          {"json", "save-only", "peak"});
   const int threads = configure_threads(static_cast<int>(args.integer("threads")));
   if (args.flag("peak")) {
@@ -105,10 +109,16 @@ int run(int argc, char** argv) {
     if (args.flag("save-only")) return 0;
   }
   KVRAG_CHECK(!dir.empty(), "give --model DIR, --config NAME --save DIR, or --peak");
+  if (!args.str("isa").empty()) {
+    const auto isas = supported_cpu_isas();
+    const auto it = std::find_if(isas.begin(), isas.end(),
+                                 [&](CpuIsa isa) { return args.str("isa") == cpu_isa_name(isa); });
+    KVRAG_CHECK(it != isas.end(), "--isa {}: not one this CPU runs (best: {})", args.str("isa"),
+                cpu_isa_name(best_cpu_isa()));
+    set_cpu_isa(*it);
+  }
   const std::string dtype_name = args.str("dtype");
-  KVRAG_CHECK(dtype_name == "fp32" || dtype_name == "bf16", "--dtype must be fp32 or bf16");
-  const auto dtype = dtype_name == "bf16" ? torch::kBFloat16 : torch::kFloat32;
-  auto model = load_bert(dir, dtype);
+  auto model = load_bert(dir, parse_model_dtype(dtype_name));
   const auto& c = model->config();
 
   const int64_t B = args.integer("batch"), T = args.integer("seq-len");
@@ -139,6 +149,8 @@ int run(int argc, char** argv) {
       {"model", args.str("config").empty() ? std::filesystem::path(dir).filename().string()
                                            : args.str("config")},
       {"dtype", dtype_name},
+      {"isa", cpu_isa_name(cpu_isa())},
+      {"cpu_features", cpu_features()},
       {"threads", threads},
       {"batch", B},
       {"seq_len", T},
@@ -151,9 +163,9 @@ int run(int argc, char** argv) {
   if (args.flag("json")) {
     std::cout << out.dump() << std::endl;
   } else {
-    std::cout << fmt::format("{} {} batch {}×{}: {:.1f} tok/s, {:.1f} GFLOP/s\n",
-                             out["model"].get<std::string>(), dtype_name, B, T, B * T / t,
-                             flops / t / 1e9);
+    std::cout << fmt::format("{} {} batch {}×{} ({} kernels; {}): {:.1f} tok/s, {:.1f} GFLOP/s\n",
+                             out["model"].get<std::string>(), dtype_name, B, T,
+                             cpu_isa_name(cpu_isa()), cpu_features(), B * T / t, flops / t / 1e9);
   }
   return 0;
 }

@@ -95,7 +95,7 @@ int run(int argc, char** argv) {
   KVRAG_CHECK(!dir.empty(), "give --model DIR or --config NAME --save DIR");
 
   const std::string dtype_name = args.str("dtype");
-  const auto dtype = parse_llm_dtype(dtype_name);
+  const auto dtype = parse_model_dtype(dtype_name);
   const double t_load0 = bench::now_seconds();
   auto model = load_llama(dir, dtype);
   const double t_load = bench::now_seconds() - t_load0;

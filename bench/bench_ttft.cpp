@@ -112,9 +112,9 @@ int run(int argc, char** argv) {
   KVRAG_CHECK(S > 2 && Q > 1 && repeats > 0 && *std::min_element(ks.begin(), ks.end()) > 0,
               "bad --segment-tokens/--question-tokens/--repeats/--top-k");
 
-  auto llm = load_llama(args.str("llm"), parse_llm_dtype(args.str("dtype")));
+  auto llm = load_llama(args.str("llm"), parse_model_dtype(args.str("dtype")));
   const auto& lc = llm->config();
-  auto encoder = sized_encoder(lc, S, parse_llm_dtype(args.str("encoder-dtype")));
+  auto encoder = sized_encoder(lc, S, parse_model_dtype(args.str("encoder-dtype")));
   torch::NoGradGuard no_grad;
 
   // k_max segments: encoder ids, mask and the LLM piece of each entry.

@@ -1,4 +1,4 @@
-// kvrag embed --index DIR --encoder ENC [--dtype bf16|fp32] [--batch-tokens N] [--chunk N]
+// kvrag embed --index DIR --encoder ENC [--dtype bf16|fp32|int8] [--batch-tokens N] [--chunk N]
 //             [--shard i/n] [--max-length N] [--overwrite] [--force]
 //
 // Encodes every segment of DIR/segments.sqlite into float16 vectors in DIR/embeddings/: an
@@ -31,7 +31,9 @@ void add_embed_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--encoder", args->encoder,
                   "retriever encoder folder (BERT checkpoint + vocab.txt)")
       ->required();
-  cmd->add_option("--dtype", args->dtype, "compute dtype")->check(CLI::IsMember({"fp32", "bf16"}));
+  cmd->add_option("--dtype", args->dtype,
+                  "encoder dtype: bf16, fp32, or int8 (weight-only, fp32 compute)")
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
   cmd->add_option("--batch-tokens", args->batch_tokens, "padded tokens per forward batch")
       ->check(kPositive);
   cmd->add_option("--chunk", args->chunk, "segments per output file (the unit of resumption)")

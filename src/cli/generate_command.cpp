@@ -35,14 +35,14 @@ void add_generate_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--top-p", args->top_p, "nucleus sampling mass")->check(CLI::Range(0.0f, 1.0f));
   cmd->add_option("--seed", args->seed, "sampling seed");
   cmd->add_option("--dtype", args->dtype, "weights and compute: fp32, bf16, or int8 (weight-only)")
-      ->check(CLI::IsMember(kLlmDtypeNames));
+      ->check(CLI::IsMember(kModelDtypeNames));
   cmd->add_flag("--no-stop", args->no_stop, "do not stop at EOS");
   cmd->add_flag("--json", args->json,
                 "print {\"ids\": [whole sequence from BOS], \"text\": continuation}");
   cmd->callback([args, &exit_code] {
     check_model_folder(args->model, {ModelFolder::kLlama}, "generate");
     SentencePieceTokenizer tokenizer(args->model + "/tokenizer.model");
-    auto model = load_llama(args->model, parse_llm_dtype(args->dtype));
+    auto model = load_llama(args->model, parse_model_dtype(args->dtype));
     KVRAG_CHECK(tokenizer.vocab_size() <= model->config().vocab_size,
                 "{}: tokenizer.model has {} pieces but the model's vocabulary is {}", args->model,
                 tokenizer.vocab_size(), model->config().vocab_size);

@@ -12,8 +12,9 @@ void RetrieverOptions::add_to(CLI::App* cmd) {
                   "dense, bm25, or hybrid (reciprocal-rank fusion of both)");
   cmd->add_option("--encoder", spec.encoder,
                   "question encoder folder (default: the one that embedded the segments)");
-  cmd->add_option("--dtype", spec.dtype, "question encoder compute dtype")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
+  cmd->add_option("--dtype", spec.dtype,
+                  "question encoder dtype: fp32, bf16, or int8 (weight-only)")
+      ->check(CLI::IsMember({"fp32", "bf16", "int8"}))
       ->capture_default_str();
   cmd->add_option("--nprobe", spec.params.nprobe, "IVF lists to visit (default: the index's)")
       ->check(kNonNegative);

@@ -40,8 +40,7 @@ void add_field(Fnv1a64& fp, const std::string& s) {
 std::unique_ptr<Embedder> Embedder::load(const std::string& dir, const EmbedderOptions& options) {
   KVRAG_CHECK(fs::is_directory(dir), "encoder {}: no such folder", dir);
   check_model_folder(dir, {ModelFolder::kBert}, "--encoder");
-  KVRAG_CHECK(options.dtype == "fp32" || options.dtype == "bf16",
-              "encoder dtype must be fp32 or bf16, not '{}'", options.dtype);
+  const torch::Dtype dtype = parse_model_dtype(options.dtype);
   std::unique_ptr<Embedder> e(new Embedder());
   e->impl_ = std::make_unique<Impl>();
   auto& impl = *e->impl_;
@@ -74,7 +73,7 @@ std::unique_ptr<Embedder> Embedder::load(const std::string& dir, const EmbedderO
   }
 
   e->tokenizer_file_ = tokenizer_path;
-  impl.model = load_bert(dir, options.dtype == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+  impl.model = load_bert(dir, dtype);
   const auto& config = impl.model->config();
   KVRAG_CHECK(impl.tokenizer->vocab_size() <= config.vocab_size,
               "encoder {}: the tokenizer has {} tokens but the model's vocabulary is {}", dir,

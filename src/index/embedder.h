@@ -18,7 +18,7 @@ namespace kvrag {
 class WordPieceTokenizer;
 
 struct EmbedderOptions {
-  std::string dtype = "bf16";   // "fp32" or "bf16" (weights and matmuls; pooling in fp32)
+  std::string dtype = "bf16";   // "fp32", "bf16" or "int8" (weight-only; pooling in fp32)
   int max_length = 0;           // tokens per text incl. [CLS]/[SEP]; 0 = the model's max positions
   int64_t batch_tokens = 8192;  // padded tokens per forward batch (length bucketing fills it)
 };

@@ -42,7 +42,7 @@ struct RetrieverSpec {
   // also open every other mode the folder supports (dense where it has embeddings)
   bool all_modes = false;
   std::string encoder;         // question encoder folder; "": the one recorded with the embeddings
-  std::string dtype = "fp32";  // question encoder compute dtype: fp32 | bf16
+  std::string dtype = "fp32";  // question encoder dtype: fp32 | bf16 | int8
   SearchParams params;         // Faiss search parameters; defaults: the index's
 };
 

@@ -7,10 +7,12 @@
 #include "core/error.h"
 #include "model/weights.h"
 #include "ops/attention.h"
+#include "ops/q8_gemm.h"
 
 namespace kvrag {
 
 BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c, torch::TensorOptions options) {
+  options = non_linear_options(options);
   word_embeddings =
       register_module("word_embeddings", Embedding(c.vocab_size, c.hidden_size, options));
   position_embeddings = register_module(
@@ -58,7 +60,8 @@ torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, const torch
 BertResidualOutputImpl::BertResidualOutputImpl(int64_t in, int64_t hidden, double eps,
                                                torch::TensorOptions options) {
   dense = register_module("dense", Linear(in, hidden, true, options));
-  LayerNorm = register_module("LayerNorm", kvrag::LayerNorm(hidden, eps, options));
+  LayerNorm =
+      register_module("LayerNorm", kvrag::LayerNorm(hidden, eps, non_linear_options(options)));
 }
 
 torch::Tensor BertResidualOutputImpl::forward(const torch::Tensor& x,
@@ -98,10 +101,12 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor
 }
 
 BertModelImpl::BertModelImpl(const BertConfig& config, torch::Dtype dtype, bool with_pooler)
-    : config_(config), dtype_(dtype) {
-  KVRAG_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16,
-              "BERT compute dtype must be fp32 or bf16, not {}", c10::toString(dtype));
-  const auto options = torch::TensorOptions().dtype(dtype);
+    : config_(config),
+      dtype_(dtype == torch::kInt8 ? torch::kFloat32 : dtype),
+      weight_dtype_(dtype) {
+  KVRAG_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16 || dtype == torch::kInt8,
+              "BERT dtype must be fp32, bf16 or int8, not {}", c10::toString(dtype));
+  const auto options = torch::TensorOptions().dtype(dtype);  // kInt8: see LinearImpl
   embeddings = register_module("embeddings", BertEmbeddings(config, options));
   // HF nests the layers as encoder.layer.N; an anonymous container keeps those names.
   auto encoder = register_module("encoder", std::make_shared<torch::nn::Module>());
@@ -152,7 +157,11 @@ BertOutputs BertModelImpl::forward(const torch::Tensor& input_ids,
   if (torch::GradMode::is_enabled()) {
     for (const auto& p : parameters()) record = record || p.requires_grad();
   }
-  SerialIntraOpGuard serial(!record && matmul_uses_blas_threads(dtype_));
+  // int8 weights with AVX-512 VNNI multiply on kvrag's helpers (q8_gemm), which then have the
+  // cores to themselves; otherwise as bf16 or fp32 weights would.
+  const bool helpers = !record && weight_dtype_ == torch::kInt8 && q8_gemm_available();
+  SerialIntraOpGuard serial(!record && !helpers && matmul_uses_blas_threads(weight_dtype_));
+  HelperThreadsGuard helpers_only(helpers);
   BertOutputs out;
   auto x = embeddings(input_ids, types);  // [B, T, H]
   if (output_hidden_states) out.hidden_states.push_back(x);
@@ -184,7 +193,8 @@ BertModel load_bert(const std::string& dir, torch::Dtype dtype) {
       checkpoint.has("bert.embeddings.word_embeddings.weight") ? "bert." : "";
   const bool with_pooler = checkpoint.has(prefix + "pooler.dense.weight");
   BertModel model(config, dtype, with_pooler);
-  load_parameters(*model, checkpoint, prefix);
+  load_parameters(*model, checkpoint, prefix);  // everything but int8 weights
+  if (dtype == torch::kInt8) load_q8_weights(*model, checkpoint, prefix);
   model->eval();
   return model;
 }

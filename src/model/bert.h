@@ -86,7 +86,9 @@ struct BertOutputs {
 class BertModelImpl : public torch::nn::Module {
  public:
   // Parameters are allocated uninitialised in `dtype` (kFloat32 or kBFloat16); with_pooler
-  // adds "pooler.dense" (absent from some checkpoints).
+  // adds "pooler.dense" (absent from some checkpoints). kInt8: weight-only int8 (LinearImpl,
+  // model/layers.h) for every linear layer whose input width is a multiple of 32, fp32 for the
+  // rest (embeddings, LayerNorms, biases) and fp32 compute.
   BertModelImpl(const BertConfig& config, torch::Dtype dtype, bool with_pooler = true);
 
   // input_ids, attention_mask (1 = token, 0 = padding), token_type_ids (undefined = zeros), all
@@ -99,7 +101,10 @@ class BertModelImpl : public torch::nn::Module {
   bool has_pooler() const { return !pooler_dense_.is_empty(); }
 
   const BertConfig& config() const { return config_; }
+  // The compute dtype: activations and outputs (kFloat32 for int8 weights).
   torch::Dtype dtype() const { return dtype_; }
+  // The dtype the model was made with: kFloat32, kBFloat16 or kInt8.
+  torch::Dtype weight_dtype() const { return weight_dtype_; }
 
   BertEmbeddings embeddings{nullptr};
   torch::nn::ModuleList encoder_layers{nullptr};  // registered as "encoder.layer"
@@ -107,6 +112,7 @@ class BertModelImpl : public torch::nn::Module {
  private:
   BertConfig config_;
   torch::Dtype dtype_;
+  torch::Dtype weight_dtype_;
   Linear pooler_dense_{nullptr};
 };
 TORCH_MODULE(BertModel);
@@ -117,7 +123,8 @@ torch::Tensor mean_pool(const torch::Tensor& hidden, const torch::Tensor& attent
 torch::Tensor cls_pool(const torch::Tensor& hidden);
 
 // Loads DIR (config.json + safetensors). Tensor names may carry a "bert." prefix (as in
-// BertForMaskedLM checkpoints); a missing pooler is allowed. Errors name file and tensor.
+// BertForMaskedLM checkpoints); a missing pooler is allowed. Errors name file and tensor. With
+// kInt8 each linear weight is quantized as it is read (load_q8_weights, model/weights.h).
 BertModel load_bert(const std::string& dir, torch::Dtype dtype = torch::kFloat32);
 
 }  // namespace kvrag

@@ -224,8 +224,7 @@ bool FixtureReport::ok() const {
 
 FixtureReport check_fixture(const std::string& dir, const std::string& expected_path,
                             const std::string& dtype_name) {
-  KVRAG_CHECK(dtype_name == "fp32" || dtype_name == "bf16" || dtype_name == "int8",
-              "--dtype must be fp32, bf16 or int8, not '{}'", dtype_name);
+  const torch::Dtype dtype = parse_model_dtype(dtype_name);
   const std::string path = expected_path.empty() ? dir + "/expected.json" : expected_path;
   json e;
   try {
@@ -242,11 +241,9 @@ FixtureReport check_fixture(const std::string& dir, const std::string& expected_
     tol.abs = e["tolerance"]["abs"].get<double>();
   try {
     if (report.model_type == "llama") {
-      check_llama(dir, e, parse_llm_dtype(dtype_name), tol, report);
+      check_llama(dir, e, dtype, tol, report);
     } else if (report.model_type == "bert") {
-      KVRAG_CHECK(dtype_name != "int8", "{}: int8 is a LLaMA dtype; BERT runs in fp32 or bf16",
-                  dir);
-      check_bert(dir, e, dtype_name == "bf16" ? torch::kBFloat16 : torch::kFloat32, tol, report);
+      check_bert(dir, e, dtype, tol, report);
     } else {
       fail("{}/config.json: model_type '{}' is not supported (llama, bert)", dir,
            report.model_type);

@@ -4,6 +4,13 @@
 
 namespace kvrag {
 
+torch::Dtype parse_model_dtype(const std::string& name) {
+  if (name == "fp32") return torch::kFloat32;
+  if (name == "bf16") return torch::kBFloat16;
+  if (name == "int8") return torch::kInt8;
+  fail("dtype must be fp32, bf16 or int8, not '{}'", name);
+}
+
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias,
                        torch::TensorOptions options) {
   if (options.dtype() == torch::kInt8) {

@@ -10,6 +10,9 @@
 
 #include <torch/torch.h>
 
+#include <string>
+#include <vector>
+
 // The ops the modules wrap, and the thread controls their callers use (SerialIntraOpGuard,
 // matmul_uses_blas_threads, ...): whoever includes this header has them.
 #include "ops/matmul.h"
@@ -78,6 +81,19 @@ class LayerNormImpl : public torch::nn::Module {
   double eps;
 };
 TORCH_MODULE(LayerNorm);
+
+// The dtype a model is made with, as named on command lines and in options: "fp32" → kFloat32,
+// "bf16" → kBFloat16, "int8" → kInt8 (weight-only int8 linear layers, fp32 for everything else).
+// Error naming the choices otherwise.
+torch::Dtype parse_model_dtype(const std::string& name);
+// The names parse_model_dtype accepts, for option checks and help texts.
+inline const std::vector<std::string> kModelDtypeNames = {"fp32", "bf16", "int8"};
+
+// Options for the layers that are not Linear (embeddings, norms) of a model made with `options`:
+// kInt8 means int8 linear weights only, with fp32 for the rest.
+inline torch::TensorOptions non_linear_options(torch::TensorOptions options) {
+  return options.dtype() == torch::kInt8 ? options.dtype(torch::kFloat32) : options;
+}
 
 // Fills every parameter of `module` for training from scratch: matrices ~ N(0, std), vectors
 // named "*norm*"/"*LayerNorm*" weight = 1, biases = 0. Deterministic given `seed`.

@@ -124,14 +124,6 @@ torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
   return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
 }
 
-namespace {
-// Options for what is not a linear layer (embeddings, norms): kInt8 means int8 linear weights
-// only, with fp32 for the rest.
-torch::TensorOptions non_linear_options(torch::TensorOptions options) {
-  return options.dtype() == torch::kInt8 ? options.dtype(torch::kFloat32) : options;
-}
-}  // namespace
-
 LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c, torch::TensorOptions options) {
   self_attn = register_module("self_attn", LlamaAttention(c, options));
   mlp = register_module("mlp", LlamaMLP(c, options));
@@ -453,13 +445,6 @@ LlamaForCausalLM load_llama(const std::string& dir, torch::Dtype dtype) {
   if (dtype == torch::kInt8) load_q8_weights(*model, checkpoint);
   model->eval();
   return model;
-}
-
-torch::Dtype parse_llm_dtype(const std::string& name) {
-  if (name == "fp32") return torch::kFloat32;
-  if (name == "bf16") return torch::kBFloat16;
-  if (name == "int8") return torch::kInt8;
-  fail("LLM dtype must be fp32, bf16 or int8, not '{}'", name);
 }
 
 }  // namespace kvrag

@@ -178,12 +178,6 @@ TORCH_MODULE(LlamaForCausalLM);
 // peak is the int8 weights plus the fp32 rest, never a float copy of the whole model.
 LlamaForCausalLM load_llama(const std::string& dir, torch::Dtype dtype = torch::kFloat32);
 
-// The LLM dtype named on command lines and in options: "fp32" → kFloat32, "bf16" → kBFloat16,
-// "int8" → kInt8 (weight-only int8, fp32 compute). Error naming the choices otherwise.
-torch::Dtype parse_llm_dtype(const std::string& name);
-// The names parse_llm_dtype accepts, for option checks and help texts.
-inline const std::vector<std::string> kLlmDtypeNames = {"fp32", "bf16", "int8"};
-
 // Checks that `prefix` fits `config` for a batch of `batch` rows; throws Error otherwise.
 void check_prefix(const KVPrefix& prefix, const LlamaConfig& config, int64_t batch);
 

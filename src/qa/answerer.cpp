@@ -330,7 +330,7 @@ struct Answerer::Impl {
 
 std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options,
                                          std::shared_ptr<IndexRetriever> retriever) {
-  const torch::Dtype llm_dtype = parse_llm_dtype(options.dtype);
+  const torch::Dtype llm_dtype = parse_model_dtype(options.dtype);
   KVRAG_CHECK(options.max_new_tokens >= 1, "max_new_tokens must be at least 1, not {}",
               options.max_new_tokens);
   KVRAG_CHECK(options.max_question_tokens >= 1, "max_question_tokens must be at least 1, not {}",

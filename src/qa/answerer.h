@@ -55,7 +55,7 @@ struct AnswererOptions {
   std::string knowledge_encoder_dir;  // needed for the prefix modes
   std::string index_dir;              // needed for every mode but none
   RetrieverSpec retriever;            // mode, question encoder, dtype (index/index_retriever.h)
-  std::string dtype = "fp32";         // LLM dtype: fp32 | bf16 | int8 (parse_llm_dtype)
+  std::string dtype = "fp32";         // LLM dtype: fp32 | bf16 | int8 (parse_model_dtype)
   int max_new_tokens = 32;
   int max_question_tokens = 256;  // longer questions are an Error
   // Prefix modes: read the segments' prefixes from the index folder's prefix store

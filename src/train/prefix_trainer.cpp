@@ -138,7 +138,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   o.encoder.validate();
   KVRAG_CHECK(o.max_new_tokens >= 1, "train-prefix: max new tokens must be positive");
   o.optim.validate();
-  const auto llm_dtype = parse_llm_dtype(o.llm_dtype);
+  const auto llm_dtype = parse_model_dtype(o.llm_dtype);
   // The products run on BLAS's own threads (ops/threads.h, SerialIntraOpGuard): with an OpenMP
   // team beside them, 38 examples/s on 2 cores instead of 99.
   SerialIntraOpGuard serial(matmul_uses_blas_threads(llm_dtype));

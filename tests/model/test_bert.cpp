@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "model/bert.h"
 #include "model/fixture_check.h"
+#include "ops/cpu_isa.h"
 #include "ops/threads.h"
 #include "support/test_support.h"
 
@@ -29,6 +30,42 @@ TEST(TinyBert, Bf16StaysWithinItsStatedTolerance) {
     EXPECT_TRUE(line.ok) << line.name << " max_abs_err=" << line.max_abs_error
                          << " tol=" << line.tolerance;
   }
+}
+
+// Weight-only int8 (Q8_0 groups of 32 along the input): the same bound as bf16 (see
+// kBf16RelativeTolerance), on every kernel path this CPU runs. The fixture's 27 tokens go through
+// the int8 GEMM (q8_gemm with AVX-512 VNNI, dequantized tiles otherwise), its 3-row pooler through
+// the matrix-vector kernels.
+TEST(TinyBert, Int8StaysWithinItsStatedToleranceOnEveryPath) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-bert");
+  for (const CpuIsa isa : supported_cpu_isas()) {
+    ScopedCpuIsa scoped(isa);
+    const auto report = check_fixture(dir, "", "int8");
+    ASSERT_EQ(report.lines.size(), 7u);
+    for (const auto& line : report.lines) {
+      EXPECT_TRUE(line.ok) << cpu_isa_name(isa) << " " << line.name
+                           << " max_abs_err=" << line.max_abs_error << " tol=" << line.tolerance;
+      EXPECT_GT(line.max_abs_error, 0.0) << line.name << ": int8 should not be exact";
+    }
+  }
+}
+
+TEST(TinyBert, Int8HoldsEveryLinearWeightAsInt8AndTheRestInFp32) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-bert");
+  auto model = load_bert(dir, torch::kInt8);
+  EXPECT_EQ(model->dtype(), torch::kFloat32);
+  EXPECT_EQ(model->weight_dtype(), torch::kInt8);
+  int64_t int8 = 0;
+  for (const auto& m : model->modules(/*include_self=*/false)) {
+    if (const auto* linear = m->as<LinearImpl>()) {
+      ASSERT_TRUE(linear->q8) << "a linear layer of tiny-bert kept a float weight";
+      EXPECT_EQ(static_cast<int64_t>(linear->q8->q.size()), linear->q8->rows * linear->q8->cols);
+      ++int8;
+    }
+  }
+  // 2 layers × (query, key, value, attention output, intermediate, output) + the pooler.
+  EXPECT_EQ(int8, 13);
+  for (const auto& p : model->parameters()) EXPECT_EQ(p.scalar_type(), torch::kFloat32);
 }
 
 TEST(TinyBert, PaddingDoesNotChangeRealTokens) {
