@@ -10,9 +10,9 @@ namespace kvrag {
 
 void tune_malloc() {
 #if defined(__GLIBC__)
-  // Setting either disables glibc's adaptive thresholds, so both are set. 32 MiB is the most
-  // mallopt accepts for M_MMAP_THRESHOLD on 64-bit (a larger value is refused, silently).
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  // No block gets a mapping of its own (M_MMAP_THRESHOLD could only raise the bar to 32 MiB);
+  // setting the trim threshold also ends glibc's adaptive thresholds.
+  mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
 #endif
 }
