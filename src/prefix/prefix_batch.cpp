@@ -117,11 +117,12 @@ KVPrefix finish_prefix(const KnowledgeEncoderConfig& config, const LlamaForCausa
 }
 
 AnswerLogits answer_logits(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
-                           const KVPrefix* prefix) {
+                           const KVPrefix* prefix, std::vector<torch::Tensor>* attention_probs) {
   KVRAG_CHECK(batch.has_targets(), "scoring answers: the batch has no answers");
   LlamaForwardArgs args;
   args.prefix = prefix != nullptr && !prefix->empty() ? prefix : nullptr;
   args.attention_mask = batch.mask;
+  args.attention_probs = attention_probs;
   const auto hidden = llm.hidden_states(batch.ids, args);                           // [B, S, H]
   const auto flat_labels = batch.labels.view({-1});                                 // [B·S]
   const auto positions = flat_labels.ne(-100).nonzero().view({-1});                 // [N]
@@ -137,8 +138,9 @@ torch::Tensor answer_loss(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
 }
 
 std::vector<ForcedScore> answer_scores(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
-                                       const KVPrefix* prefix) {
-  const auto a = answer_logits(llm, batch, prefix);
+                                       const KVPrefix* prefix,
+                                       std::vector<torch::Tensor>* attention_probs) {
+  const auto a = answer_logits(llm, batch, prefix, attention_probs);
   // [N, V]
   const auto logp = torch::log_softmax(a.logits, -1);
   // [N]
@@ -162,19 +164,19 @@ std::vector<ForcedScore> answer_scores(LlamaForCausalLMImpl& llm, const PrefixBa
   return out;
 }
 
-torch::Tensor prefix_attention(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
-                               const KVPrefix& prefix, int64_t segments) {
-  KVRAG_CHECK(batch.has_targets(), "citations: the batch has no answers");
-  const int64_t B = batch.size(), P = prefix.length();
+void check_citable(const KVPrefix& prefix, int64_t segments) {
+  const int64_t P = prefix.length();
   KVRAG_CHECK(segments >= 1 && P > 0 && P % segments == 0,
               "citations: a prefix of {} entries is not {} segments' prefixes", P, segments);
+}
+
+torch::Tensor prefix_attention(const std::vector<torch::Tensor>& probs, const PrefixBatch& batch,
+                               const KVPrefix& prefix, int64_t segments) {
+  KVRAG_CHECK(batch.has_targets(), "citations: the batch has no answers");
+  check_citable(prefix, segments);
+  KVRAG_CHECK(!probs.empty(), "citations: no attention probabilities were kept");
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> probs;  // per layer [B, H, T, S] fp32
-  LlamaForwardArgs args;
-  args.prefix = &prefix;
-  args.attention_mask = batch.mask;
-  args.attention_probs = &probs;
-  llm.hidden_states(batch.ids, args);
+  const int64_t B = batch.size(), P = prefix.length();
   const int64_t T = batch.ids.size(1);
   // [B or 1, 1, 1, P]: entries that carry something (a shorter segment's padding entries have
   // zero keys and values: they take some attention, but give the answer nothing)

@@ -71,32 +71,40 @@ KVPrefix finish_prefix(const KnowledgeEncoderConfig& config, const LlamaForCausa
 // The LLM's logits [N, V] fp32 at the batch's N answer positions (row-major), given `prefix`
 // (nullptr: none), and the answer tokens they predict, labels [N] int64. Only these positions
 // are projected to the vocabulary (a 32k vocabulary makes the full [B, S, V] the largest tensor
-// of a training step). Differentiable with respect to the prefix.
+// of a training step). Differentiable with respect to the prefix. attention_probs (optional,
+// inference only): filled with every layer's attention probabilities of the same forward
+// ([B, H, T, S] fp32 each), for prefix_attention.
 struct AnswerLogits {
   torch::Tensor logits;  // [N, V] fp32
   torch::Tensor labels;  // [N] int64
 };
 AnswerLogits answer_logits(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
-                           const KVPrefix* prefix);
+                           const KVPrefix* prefix,
+                           std::vector<torch::Tensor>* attention_probs = nullptr);
 
 // The training loss: mean cross-entropy over the batch's answer tokens. Scalar fp32.
 torch::Tensor answer_loss(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
                           const KVPrefix* prefix);
 
 // Teacher-forced scores of each row's target, from the same logits as answer_loss (a row's mean
-// log-probability is minus its cross-entropy).
+// log-probability is minus its cross-entropy); attention_probs as for answer_logits.
 std::vector<ForcedScore> answer_scores(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
-                                       const KVPrefix* prefix);
+                                       const KVPrefix* prefix,
+                                       std::vector<torch::Tensor>* attention_probs = nullptr);
 
 // Citations from attention: per row of `batch` (with answers) and per segment r of the `segments`
 // whose prefixes make up `prefix` (rank order, prefix.length() / segments entries each), the
 // attention mass that the queries writing the answer's tokens (the label positions) put on
 // segment r's entries: the probabilities summed over its entries (but not its padding, whose
 // keys and values are zero), averaged over every layer, every head and those queries →
-// [B, segments] fp64, each row summing to at most the prefix's share of the answer's attention. Every layer and head, because which of them read the prefix is
-// learned with the encoder (its keys are made for every layer), not fixed in advance. Inference
-// only (one teacher-forced forward keeping the attention probabilities).
-torch::Tensor prefix_attention(LlamaForCausalLMImpl& llm, const PrefixBatch& batch,
+// [B, segments] fp64, each row summing to at most the prefix's share of the answer's attention.
+// Every layer and head, because which of them read the prefix is learned with the encoder (its
+// keys are made for every layer), not fixed in advance. `probs`: the attention probabilities of
+// the teacher-forced forward of `batch` with `prefix` (answer_scores' attention_probs), so that
+// scoring and citing an answer take one forward. Error (before any forward, with
+// check_citable) unless the prefix splits into `segments` equal parts.
+void check_citable(const KVPrefix& prefix, int64_t segments);
+torch::Tensor prefix_attention(const std::vector<torch::Tensor>& probs, const PrefixBatch& batch,
                                const KVPrefix& prefix, int64_t segments);
 
 }  // namespace kvrag

@@ -197,18 +197,18 @@ torch::Tensor PrefixPipeline::loss(const PrefixBatch& batch, const KVPrefix& pre
   return answer_loss(*llm_, batch, &prefix);
 }
 
-std::vector<ForcedScore> PrefixPipeline::scores(const PrefixBatch& batch, const KVPrefix& prefix) {
-  return answer_scores(*llm_, batch, &prefix);
-}
-
-std::vector<std::vector<double>> PrefixPipeline::citations(const PrefixBatch& batch,
-                                                           const KVPrefix& prefix,
-                                                           int64_t segments) {
-  const auto mass = prefix_attention(*llm_, batch, prefix, segments).contiguous();  // [B, k]
+std::vector<ForcedScore> PrefixPipeline::scores(const PrefixBatch& batch, const KVPrefix& prefix,
+                                                std::vector<std::vector<double>>* citations,
+                                                int64_t segments) {
+  if (citations == nullptr) return answer_scores(*llm_, batch, &prefix);
+  check_citable(prefix, segments);
+  std::vector<torch::Tensor> probs;  // per layer [B, H, T, S] fp32
+  const auto out = answer_scores(*llm_, batch, &prefix, &probs);
+  const auto mass = prefix_attention(probs, batch, prefix, segments).contiguous();  // [B, k]
   const double* m = mass.data_ptr<double>();
-  std::vector<std::vector<double>> out(batch.size());
+  citations->assign(batch.size(), {});
   for (int64_t b = 0; b < batch.size(); ++b)
-    out[b].assign(m + b * segments, m + (b + 1) * segments);
+    (*citations)[b].assign(m + b * segments, m + (b + 1) * segments);
   return out;
 }
 

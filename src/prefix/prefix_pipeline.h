@@ -96,10 +96,12 @@ class PrefixPipeline {
   // given by set_encoder.
   const std::string& encoder_fingerprint() const { return encoder_fingerprint_; }
   torch::Tensor loss(const PrefixBatch& batch, const KVPrefix& prefix);
-  std::vector<ForcedScore> scores(const PrefixBatch& batch, const KVPrefix& prefix);
-  // prefix_attention (prefix_batch.h): per row, the answer's attention on each segment's entries.
-  std::vector<std::vector<double>> citations(const PrefixBatch& batch, const KVPrefix& prefix,
-                                             int64_t segments);
+  // Teacher-forced scores of each row's target (answer_scores, prefix_batch.h). citations
+  // (optional, inference only): also, from the same forward, per row the answer's attention on
+  // each of the `segments` segments whose prefixes make up `prefix` (prefix_attention).
+  std::vector<ForcedScore> scores(const PrefixBatch& batch, const KVPrefix& prefix,
+                                  std::vector<std::vector<double>>* citations = nullptr,
+                                  int64_t segments = 0);
   // The answer to each row's prompt (greedy, at most max_new_tokens; see above).
   // stats (optional): the time split (model/generation.h).
   std::vector<std::string> generate(const PrefixBatch& batch, const KVPrefix& prefix,

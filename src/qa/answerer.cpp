@@ -286,21 +286,25 @@ struct Answerer::Impl {
         const bool cite = options.citations && uses_prefix(mode) && used > 0;
         if (groundedness || cite) {
           // The generated answer scored with the mode's input (same prompts, same prefix) and
-          // closed-book; cited by its attention on the prefix.
-          std::vector<PrefixExample> with(group.size()), without(group.size());
+          // cited by its attention on the prefix, both from one teacher-forced forward; for
+          // groundedness also scored closed-book.
+          std::vector<PrefixExample> with(group.size());
           for (size_t b = 0; b < group.size(); ++b) {
             with[b].prompt = examples[b].prompt;
             with[b].target = pipeline->target_ids(texts[b]);
-            without[b].prompt = pipeline->prompt_ids(questions[group[b]]);
-            without[b].target = with[b].target;
           }
-          const PrefixBatch with_batch = pipeline->batch(with, rows);
+          std::vector<std::vector<double>> cited;
+          const auto s_with =
+              pipeline->scores(pipeline->batch(with, rows), prefix, cite ? &cited : nullptr, used);
           if (cite) {
-            const auto c = pipeline->citations(with_batch, prefix, used);
-            for (size_t b = 0; b < group.size(); ++b) answers[group[b]].citations = c[b];
+            for (size_t b = 0; b < group.size(); ++b) answers[group[b]].citations = cited[b];
           }
           if (groundedness) {
-            const auto s_with = pipeline->scores(with_batch, prefix);
+            std::vector<PrefixExample> without(group.size());
+            for (size_t b = 0; b < group.size(); ++b) {
+              without[b].prompt = pipeline->prompt_ids(questions[group[b]]);
+              without[b].target = with[b].target;
+            }
             const auto s_without = mode == AnswerMode::kNone
                                        ? s_with
                                        : pipeline->scores(pipeline->batch(without, rows), {});
