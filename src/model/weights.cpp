@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/huge_pages.h"
 
 namespace kvrag {
 namespace {
@@ -110,6 +111,7 @@ std::vector<std::string> load_parameters(torch::nn::Module& module, const Checkp
                     info.dtype == DType::F64,
                 "{}: tensor {} has dtype {}, expected a floating-point dtype",
                 checkpoint.file_of(name), name, dtype_name(info.dtype));
+    advise_huge_pages(param.data_ptr(), param.nbytes());  // before its pages are first written
     param.copy_(checkpoint_tensor(info));
     release_pages(info);
   }

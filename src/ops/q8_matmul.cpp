@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/huge_pages.h"
 #include "ops/cpu_isa.h"
 #include "ops/simd.h"
 #include "ops/threads.h"
@@ -159,6 +160,7 @@ Q8Matrix quantize(const T* w, int64_t n, int64_t k, const char* what) {
   out.cols = k;
   out.q.resize(n * k);
   out.scales.resize(n * groups);
+  advise_huge_pages(out.q.data(), out.q.size());  // before the quantized values are written
   const CpuIsa isa = cpu_isa();
   // The first non-finite weight's group (parallel_chunks' fn must not throw).
   std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
