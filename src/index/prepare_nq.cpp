@@ -175,7 +175,7 @@ std::string parse_example(const std::string& line, Example& ex) {
     const json& la = a["long_answer"];
     const auto span = span_field(la);
     if (!span) return "a long_answer without start_token / end_token";
-    const auto candidate = la.is_object() ? int_field(la, "candidate_index") : std::nullopt;
+    const auto candidate = int_field(la, "candidate_index");  // -1: no long answer
     const bool has_long = candidate ? *candidate >= 0 : span->begin >= 0;
     if (has_long && !ex.long_answer) ex.long_answer = span;
     if (auto sa = a.find("short_answers"); sa != a.end() && !sa->is_null()) {
