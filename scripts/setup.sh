@@ -12,7 +12,7 @@ PACKAGES=(
   libtorch-dev libfaiss-dev libopenblas-dev libomp-dev
   libsentencepiece-dev sentencepiece libicu-dev
   libsqlite3-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
-  libmicrohttpd-dev
+  libmicrohttpd-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-numpy
   chromium  # headless, for the web page's browser test (tests/serve; skipped without it)

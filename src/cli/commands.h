@@ -12,6 +12,7 @@ void add_check_model_command(CLI::App& app, int& exit_code);
 void add_tokenize_command(CLI::App& app, int& exit_code);
 void add_generate_command(CLI::App& app, int& exit_code);
 void add_segment_command(CLI::App& app, int& exit_code);
+void add_prepare_nq_command(CLI::App& app, int& exit_code);  // prepare_nq_command.cpp
 void add_embed_command(CLI::App& app, int& exit_code);
 void add_index_command(CLI::App& app, int& exit_code);
 // `index build-prefixes` (index_prefixes_command.cpp), registered by add_index_command

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   kvrag::cli::add_check_model_command(app, exit_code);
   kvrag::cli::add_tokenize_command(app, exit_code);
   kvrag::cli::add_generate_command(app, exit_code);
+  kvrag::cli::add_prepare_nq_command(app, exit_code);
   kvrag::cli::add_segment_command(app, exit_code);
   kvrag::cli::add_embed_command(app, exit_code);
   kvrag::cli::add_index_command(app, exit_code);

@@ -24,8 +24,9 @@ test::CliRun kvrag(const std::string& args, const std::string& input = "") {
 TEST(Cli, HelpForEveryCommand) {
   const auto top = kvrag("--help");
   EXPECT_EQ(top.exit_code, 0);
-  for (const char* cmd : {"check-model", "tokenize", "generate", "segment", "embed", "index",
-                          "search", "eval-retrieval", "train-tokenizer", "train-lm"}) {
+  for (const char* cmd :
+       {"check-model", "tokenize", "generate", "segment", "embed", "index", "search",
+        "eval-retrieval", "train-tokenizer", "train-lm", "prepare-nq"}) {
     EXPECT_TRUE(contains(top.out, cmd)) << cmd;
     const auto r = kvrag(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
@@ -261,6 +262,32 @@ TEST(Cli, EmptyCorporaAndQuestionFilesAreErrorsUnlessAllowed) {
   r = kvrag("eval --llm " + tmp / "no-llm" + " --questions " + tmp / "q.jsonl");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(contains(r.err, no_questions)) << r.err;
+}
+
+TEST(Cli, PrepareNqPrintsItsCountsAndNamesAMissingFile) {
+  test::TempDir tmp;
+  const json example = {
+      {"example_id", 42},
+      {"question_text", "is the sky blue"},
+      {"document_url", "https://en.wikipedia.org/wiki/Sky"},
+      {"document_text", "<P> The sky is blue . </P>"},
+      {"annotations",
+       json::array(
+           {{{"long_answer", {{"start_token", 0}, {"end_token", 7}, {"candidate_index", 0}}},
+             {"short_answers", json::array()},
+             {"yes_no_answer", "YES"}}})}};
+  std::ofstream(tmp / "nq.jsonl") << example.dump() << "\nnot json\n";
+  auto r =
+      kvrag("prepare-nq --quiet --split 1 --input " + tmp / "nq.jsonl" + " --out " + tmp / "out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "1 train and 0 dev questions")) << r.out;
+  EXPECT_TRUE(contains(r.out, "1 documents")) << r.out;
+  EXPECT_TRUE(contains(r.out, "skipped 1 example; malformed line 1 (first malformed line 2"))
+      << r.out;
+  EXPECT_TRUE(fs::exists(tmp / "out/corpus.jsonl"));
+  r = kvrag("prepare-nq --input " + tmp / "missing.jsonl.gz" + " --out " + tmp / "out2");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(contains(r.err, "missing.jsonl.gz")) << r.err;
 }
 
 TEST(Cli, EvalAllowEmptyReportsNoQuestions) {
