@@ -66,7 +66,8 @@ struct AnswererOptions {
   // leave first), so that a segment retrieved again is not encoded again. 0: no cache.
   int64_t prefix_cache_mb = 0;
   // Prefix modes: cite each evidence segment by the attention the answer paid to its prefix
-  // entries (Answer::citations; one more teacher-forced pass over prompt + answer).
+  // entries (Answer::citations; a teacher-forced pass over prompt + answer, the one groundedness
+  // scores the answer with when both are on).
   bool citations = false;
 };
 
