@@ -160,7 +160,9 @@ Q8Matrix quantize(const T* w, int64_t n, int64_t k, const char* what) {
   out.cols = k;
   out.q.resize(n * k);
   out.scales.resize(n * groups);
-  advise_huge_pages(out.q.data(), out.q.size());  // before the quantized values are written
+  // Before the values are written; the scales are streamed beside them.
+  advise_huge_pages(out.q.data(), out.q.size());
+  advise_huge_pages(out.scales.data(), out.scales.size() * sizeof(float));
   const CpuIsa isa = cpu_isa();
   // The first non-finite weight's group (parallel_chunks' fn must not throw).
   std::atomic<int64_t> bad{std::numeric_limits<int64_t>::max()};
