@@ -18,10 +18,10 @@ void add_check_model_command(CLI::App& app, int& exit_code) {
                                  "max absolute error; exit 0 only if all are within tolerance");
   cmd->add_option("dir", args->dir, "checkpoint folder (config.json + safetensors)")->required();
   cmd->add_option("--expected", args->expected, "reference outputs (default: DIR/expected.json)");
-  cmd->add_option("--dtype", args->dtype,
-                  "compute dtype: fp32 (tolerance from the file), bf16 or int8 (weight-only, "
-                  "LLaMA only) (3% of each output's largest magnitude; greedy tokens reported, "
-                  "not required)")
+  cmd->add_option(
+         "--dtype", args->dtype,
+         "compute dtype: fp32 (tolerance from the file), bf16 or int8 (weight-only) (3% of "
+         "each output's largest magnitude; greedy tokens reported, not required)")
       ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
   cmd->callback([args, &exit_code] {
     const auto report = check_fixture(args->dir, args->expected, args->dtype);

@@ -13,6 +13,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/fingerprint.h"
 #include "core/line_reader.h"
 #include "core/progress.h"
 
@@ -97,15 +98,15 @@ std::string url_decode(std::string_view s, bool query) {
   return out;
 }
 
-// FNV-1a 64 then the splitmix64 finaliser: an even spread even for ids that differ in one digit.
+// FNV-1a 64 (the seed's bytes, little-endian on every platform, then the id) and the splitmix64
+// finaliser: an even spread even for ids that differ in one digit.
 uint64_t split_hash(const std::string& example_id, uint64_t seed) {
-  uint64_t h = 14695981039346656037ull;
-  auto add = [&h](unsigned char byte) {
-    h ^= byte;
-    h *= 1099511628211ull;
-  };
-  for (int i = 0; i < 8; ++i) add(static_cast<unsigned char>(seed >> (8 * i)));
-  for (char c : example_id) add(static_cast<unsigned char>(c));
+  unsigned char seed_bytes[8];
+  for (int i = 0; i < 8; ++i) seed_bytes[i] = static_cast<unsigned char>(seed >> (8 * i));
+  Fnv1a64 fnv;
+  fnv.add(seed_bytes, sizeof seed_bytes);
+  fnv.add(example_id.data(), example_id.size());
+  uint64_t h = fnv.value();
   h ^= h >> 30;
   h *= 0xbf58476d1ce4e5b9ull;
   h ^= h >> 27;

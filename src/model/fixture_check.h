@@ -22,7 +22,7 @@ struct FixtureReport {
   bool ok() const;
 };
 
-// Loads DIR in `dtype` ("fp32", "bf16" or "int8": weight-only int8, LLaMA only) and runs every case
+// Loads DIR in `dtype` ("fp32", "bf16" or "int8": weight-only int8) and runs every case
 // present in `expected_path` (DIR/expected.json if empty). fp32 uses the file's tolerance.abs; bf16
 // and int8 a looser bound, kBf16RelativeTolerance × the largest expected magnitude of each output
 // (at least tolerance.abs), and greedy outputs are reported but not required to match exactly.
