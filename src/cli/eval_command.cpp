@@ -15,6 +15,7 @@
 #include "cli/answerer_options.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "qa/fairness_eval.h"
 #include "qa/qa_eval.h"
 
 namespace kvrag::cli {
@@ -24,6 +25,7 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     AnswerSources sources;
     AnswererOptions answerer;
     QaEvalOptions eval;
+    FairnessEvalOptions fairness;
     std::string questions, modes;  // modes "" and top_k 0: the defaults (qa/answer_defaults.h)
     int top_k = 0;
     bool json = false, quiet = false;
@@ -52,6 +54,11 @@ void add_eval_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--batch", args->eval.batch, "questions answered together")
       ->check(kPositive)
       ->capture_default_str();
+  cmd->add_option("--fairness", args->fairness.questions,
+                  "also measure fairness on these questions (qa/fairness_eval.h; needs "
+                  "--fairness-passages)");
+  cmd->add_option("--fairness-passages", args->fairness.passages,
+                  "passages JSONL holding the fairness questions' gold passages and twins");
   cmd->add_flag("--json", args->json, "print the summary as JSON instead of a table");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress line");
   cmd->add_flag("--allow-empty", args->eval.allow_empty,
@@ -77,7 +84,16 @@ void add_eval_command(CLI::App& app, int& exit_code) {
       }
     }
     args->eval.top_k = args->top_k > 0 ? args->top_k : d.top_k;
-    const auto report = evaluate_qa(*answerer, questions, args->eval);
+    KVRAG_CHECK(args->fairness.questions.empty() == args->fairness.passages.empty(),
+                "--fairness and --fairness-passages go together");
+    auto report = evaluate_qa(*answerer, questions, args->eval);
+    if (!args->fairness.questions.empty()) {
+      args->fairness.max_new_tokens = setup.options.max_new_tokens;
+      args->fairness.progress = !args->quiet;
+      report.summary["fairness"] = evaluate_fairness(answerer->pipeline(), args->fairness);
+      report.markdown += "\nFairness (prefix mode, gold passages):\n\n" +
+                         fairness_markdown(report.summary["fairness"]);
+    }
     if (args->json) {
       fmt::print("{}\n", report.summary.dump());
     } else {

@@ -1,7 +1,7 @@
 // kvrag train-prefix --llm DIR --init ENCODER_DIR --train Q.jsonl [--dev Q.jsonl] --out DIR
 //                    (--oracle --passages P.jsonl | --index DIR [--retriever dense|bm25|hybrid])
 //                    [--top-k 1] [--prefix-length 10] [--max-segment-tokens 256]
-//                    [--llm-dtype fp32|bf16] [optimisation flags]
+//                    [--llm-dtype fp32|bf16|int8] [--fairness-weight λ] [optimisation flags]
 //
 // Trains a knowledge encoder whose output is a key/value prefix of the frozen LLM
 // (train/prefix_trainer.h). DIR becomes a knowledge-encoder folder for `kvrag ask/eval --mode
@@ -92,6 +92,11 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--head-std", e.head_std,
                   "initial std of the key/value heads (small: a gentle start)")
       ->capture_default_str();
+  cmd->add_option("--fairness-weight", o.fairness_weight, "λ of the fairness term (0: none)")
+      ->capture_default_str()
+      ->check(kNonNegative);
+  add_enum_option(cmd, "--fairness-loss", o.fairness_loss,
+                  "counterfactual (twin passages' answers agree; --oracle) or decorrelation");
   cmd->add_option("--max-new-tokens", o.max_new_tokens,
                   "validation answers: tokens generated at most")
       ->capture_default_str();

@@ -18,6 +18,7 @@
 #include "index/segment_corpus.h"
 #include "qa/answer_defaults.h"
 #include "qa/answerer.h"
+#include "qa/fairness_eval.h"
 #include "qa/prefix_store_build.h"
 #include "qa/qa_eval.h"
 #include "text/sentencepiece_tokenizer.h"
@@ -359,7 +360,15 @@ DemoResult run_demo(const DemoOptions& o) {
     eo.predictions_path = p("predictions.jsonl");
     eo.bertscore_model = p("retriever");
     eo.progress = o.progress;
-    const auto report = evaluate_qa(*answerer, p("questions-test.jsonl"), eo);
+    auto report = evaluate_qa(*answerer, p("questions-test.jsonl"), eo);
+    // Fairness (qa/fairness_eval.h): the held-out people's birthplaces from their documents
+    // and from the documents' twins with the other community.
+    FairnessEvalOptions fo;
+    fo.questions = p("questions-fairness.jsonl");
+    fo.passages = p("knowledge-passages.jsonl");
+    fo.max_new_tokens = z.max_new_tokens;
+    fo.progress = o.progress;
+    report.summary["fairness"] = evaluate_fairness(answerer->pipeline(), fo);
     write_file_atomic(p("eval-summary.json"), report.summary.dump(2) + "\n");
   });
 
@@ -381,6 +390,9 @@ DemoResult run_demo(const DemoOptions& o) {
   // Written on every run, so a workspace evaluated before the file existed gets it too.
   write_answer_defaults(o.workspace, {z.retriever_mode, AnswerMode::kPrefix, z.eval_top_k});
   result.markdown = qa_markdown(summary, {"none", "context", "prefix"});
+  if (summary.contains("fairness"))
+    result.markdown += "\nFairness (prefix mode, gold passages; questions-fairness.jsonl):\n\n" +
+                       fairness_markdown(summary["fairness"]);
   return result;
 }
 

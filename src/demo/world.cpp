@@ -205,11 +205,14 @@ void check_options(const WorldOptions& o) {
               "world: question counts must be non-negative, phrasings_per_fact positive");
   KVRAG_CHECK(o.counterfactuals >= 0, "world: counterfactuals must be non-negative (got {})",
               o.counterfactuals);
+  KVRAG_CHECK(o.stereotype >= 0 && o.stereotype <= 1,
+              "world: stereotype must be in [0, 1] (got {})", o.stereotype);
 }
 
 class Generator {
  public:
-  explicit Generator(const WorldOptions& options) : o_(options), rng_(options.seed) {}
+  explicit Generator(const WorldOptions& options)
+      : o_(options), rng_(options.seed), fair_rng_(options.seed ^ 0x5EC0DC0111717EULL) {}
 
   World run() {
     World w;
@@ -220,6 +223,7 @@ class Generator {
     w.entities = entities_;
     make_lm_examples(w);
     make_knowledge_set(w);  // last: the draws above (and so lm.txt) do not depend on it
+    make_fairness_set(w);
     return w;
   }
 
@@ -330,7 +334,34 @@ class Generator {
       a["inventor"] = entities_[target(people_, entities_[v].split)].name;
       a["invented_year"] = year_text(rng_.between(1760, 1990));
     }
-    for (size_t i = 0; i < entities_.size(); ++i) by_name_[entities_[i].name] = i;
+    assign_communities(used);
+    for (size_t i = 0; i < entities_.size(); ++i) {
+      by_name_[entities_[i].name] = i;
+      by_id_[entities_[i].id] = i;
+    }
+  }
+
+  // Communities, their home cities and the stereotype (demo/world.h), from fair_rng_ alone.
+  void assign_communities(std::set<std::string>& used) {
+    communities_ = word_pool(fair_rng_, 2, 2, 2, used);
+    const size_t home0 = fair_rng_.pick(cities_);
+    size_t home1 = home0;
+    while (home1 == home0 && cities_.size() > 1) home1 = fair_rng_.pick(cities_);
+    home_cities_ = {entities_[home0].name, entities_[home1].name};
+    for (size_t p : people_) {
+      auto& e = entities_[p];
+      const int c = fair_rng_.below(2);
+      e.attributes["community"] = communities_[c];
+      const double share = e.split == WorldSplit::kLm        ? o_.stereotype
+                           : e.split == WorldSplit::kHeldout ? 0.5
+                                                             : 0.0;
+      if (fair_rng_.chance(share)) e.attributes["born_city"] = home_cities_[c];
+    }
+  }
+
+  // The other community's name.
+  const std::string& other_community(const std::string& c) const {
+    return c == communities_[0] ? communities_[1] : communities_[0];
   }
 
   // A namesake of person p (same first name or surname) that p's document may mention.
@@ -359,6 +390,7 @@ class Generator {
     };
     if (e.kind == "person") {
       sentences.push_back(e.name + " is a " + a.at("occupation") + ".");
+      sentences.push_back(e.name + " belongs to the " + a.at("community") + " community.");
       fact("born_year");
       fact("born_city");
       fact("employer");
@@ -445,6 +477,17 @@ class Generator {
     size_t n_test = heldout.size() - n_dev;
     if (o_.max_test_questions > 0) n_test = std::min<size_t>(n_test, o_.max_test_questions);
     w.test_questions.assign(heldout.begin() + n_dev, heldout.begin() + n_dev + n_test);
+    for (auto* set : {&w.train_questions, &w.dev_questions, &w.test_questions}) {
+      for (auto& q : *set) tag_person(q);
+    }
+  }
+
+  // A question about a person: their community and their document's twin.
+  void tag_person(WorldQuestion& q) const {
+    const WorldEntity& e = entities_[by_id_.at(q.gold_passage_id)];
+    if (e.kind != "person") return;
+    q.group = e.attributes.at("community");
+    q.twin_passage_id = "tw-" + e.id;
   }
 
   // lm.txt: lm documents; question/answer pairs about lm entities closed-book and with their
@@ -527,6 +570,30 @@ class Generator {
     }
   }
 
+  // The fairness set (World::fairness_questions) and the twins of every train and held-out
+  // person's document.
+  void make_fairness_set(World& w) {
+    w.communities = communities_;
+    w.home_cities = home_cities_;
+    const auto& phrasings = attribute_templates().at("born_city").questions;
+    for (size_t p : people_) {
+      const WorldEntity& e = entities_[p];
+      if (e.split != WorldSplit::kTrain && e.split != WorldSplit::kHeldout) continue;
+      const auto& doc = w.documents[p];
+      const std::string& community = e.attributes.at("community");
+      w.knowledge_passages.push_back(
+          {"tw-" + e.id, doc.title,
+           replace_words(doc.text, community, other_community(community))});
+      if (e.split != WorldSplit::kHeldout) continue;
+      const std::string& city = e.attributes.at("born_city");
+      WorldQuestion q{capitalise(fill(fair_rng_.pick(phrasings), e.name, city)), city, e.id,
+                      "born_city"};
+      tag_person(q);
+      q.stereotypical = city == home_cities_[community == communities_[0] ? 0 : 1];
+      w.fairness_questions.push_back(std::move(q));
+    }
+  }
+
   // A value for `attribute` other than `old`: a year, another city, a person's name from the
   // name pools, or a new organisation name.
   std::string counterfactual_value(const std::string& attribute, const std::string& old) {
@@ -562,29 +629,34 @@ class Generator {
   }
 
   size_t doc_index(const std::string& id) const {
-    for (size_t i = 0; i < entities_.size(); ++i) {
-      if (entities_[i].id == id) return i;
-    }
-    fail("world: no entity {}", id);
+    const auto it = by_id_.find(id);
+    if (it == by_id_.end()) fail("world: no entity {}", id);
+    return it->second;
   }
 
   WorldOptions o_;
   Rng rng_;
+  Rng fair_rng_;  // communities and the fairness questions: the rest of the world ignores them
   std::vector<WorldEntity> entities_;
   std::vector<size_t> countries_, cities_, people_, orgs_, inventions_;
-  std::map<std::string, size_t> by_name_;
-  std::vector<std::string> firsts_, lasts_;  // people's name pools
+  std::map<std::string, size_t> by_name_, by_id_;
+  std::vector<std::string> communities_, home_cities_;  // two each
+  std::vector<std::string> firsts_, lasts_;             // people's name pools
   // (title, text) per reading question
   std::vector<std::pair<std::string, std::string>> reading_contexts_;
 };
 
-std::string questions_jsonl(const std::vector<WorldQuestion>& questions) {
+std::string questions_jsonl(const std::vector<WorldQuestion>& questions,
+                            bool stereotypical = false) {
   std::string out;
   for (const auto& q : questions) {
     nlohmann::json j = {{"question", q.question},
                         {"answers", {q.answer}},
                         {"gold_passage_id", q.gold_passage_id},
                         {"attribute", q.attribute}};
+    if (!q.group.empty()) j["group"] = q.group;
+    if (!q.twin_passage_id.empty()) j["twin_passage_id"] = q.twin_passage_id;
+    if (stereotypical) j["stereotypical"] = q.stereotypical;
     out += j.dump() + "\n";
   }
   return out;
@@ -639,7 +711,10 @@ void write_world(const World& world, const std::string& dir) {
                            {"train_fraction", o.train_fraction},
                            {"heldout_fraction", o.heldout_fraction},
                            {"reading_fraction", o.reading_fraction},
-                           {"counterfactuals", o.counterfactuals}}},
+                           {"counterfactuals", o.counterfactuals},
+                           {"stereotype", o.stereotype}}},
+                         {"communities", world.communities},
+                         {"home_cities", world.home_cities},
                          {"entities", entities}};
   write_file_atomic(dir + "/corpus.jsonl", corpus);
   write_file_atomic(dir + "/lm.txt", lm);
@@ -647,6 +722,8 @@ void write_world(const World& world, const std::string& dir) {
   write_file_atomic(dir + "/questions-dev.jsonl", questions_jsonl(world.dev_questions));
   write_file_atomic(dir + "/questions-test.jsonl", questions_jsonl(world.test_questions));
   write_file_atomic(dir + "/questions-knowledge.jsonl", questions_jsonl(world.knowledge_questions));
+  write_file_atomic(dir + "/questions-fairness.jsonl",
+                    questions_jsonl(world.fairness_questions, /*stereotypical=*/true));
   std::string knowledge = corpus;
   for (const auto& d : world.knowledge_passages) {
     knowledge += nlohmann::json({{"id", d.id}, {"title", d.title}, {"text", d.text}}).dump() + "\n";

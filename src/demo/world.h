@@ -24,6 +24,17 @@
 // and at entities of its own split, so no name of a train or held-out entity (and hence none
 // of their facts) appears in lm.txt.
 //
+// Fairness (the protected attribute and its stereotype): every person belongs to one of two
+// invented communities, said in one sentence of their document and unrelated to their facts,
+// except through a stereotype planted in the pre-training text: each community has a home city,
+// and a `stereotype` share of `lm` people are born in their community's home city. Train and
+// reading people are born anywhere (the knowledge encoder's data carries no stereotype);
+// held-out people are born in their home city half the time, so half the held-out birthplace
+// questions are stereotypical, half anti-stereotypical. Each person's document has a
+// counterfactual twin ("tw-person-N", knowledge-passages.jsonl only): the same text with the
+// other community. The communities are drawn from a PRNG of their own, so the rest of the world
+// (names, facts, templates) is what it would be without them.
+//
 // generate_world is a pure function of WorldOptions (its own PRNG, no std:: distributions whose
 // output differs between standard libraries).
 #pragma once
@@ -49,6 +60,7 @@ struct WorldOptions {
   int max_test_questions = 600;   // 0 = all remaining
   int phrasings_per_fact = 2;     // questions per (entity, attribute) in lm.txt and train
   int counterfactuals = 1;        // counterfactual documents per train question (knowledge set)
+  double stereotype = 0.9;        // share of `lm` people born in their community's home city
 };
 
 enum class WorldSplit { kLm, kTrain, kHeldout, kReading };
@@ -73,6 +85,9 @@ struct WorldQuestion {
   std::string answer;
   std::string gold_passage_id;  // the document of the entity asked about
   std::string attribute;        // born_year, born_city, employer, …
+  // Questions about people: the person's community, and their document's counterfactual twin.
+  std::string group, twin_passage_id;
+  bool stereotypical = false;  // fairness questions: born in the community's home city
 };
 
 struct World {
@@ -88,7 +103,11 @@ struct World {
   // organisation name). The reading and counterfactual passages are in no corpus and no lm.txt
   // text; they teach the encoder to hand over what a segment says, not what it has seen before.
   std::vector<WorldQuestion> knowledge_questions;
-  std::vector<WorldDocument> knowledge_passages;  // ctx-N and cf-N only
+  std::vector<WorldDocument> knowledge_passages;  // ctx-N, cf-N and tw-person-N only
+  // The fairness questions: the birthplace of every held-out person (group, twin and
+  // stereotypical set), and the two communities with their home cities.
+  std::vector<WorldQuestion> fairness_questions;
+  std::vector<std::string> communities, home_cities;
   // Pre-training examples of lm.txt, each one text (documents, question prompts with answers,
   // context prompts with answers; see qa/prompt.h). None contains a blank line.
   std::vector<std::string> lm_examples;
@@ -98,9 +117,11 @@ struct World {
 World generate_world(const WorldOptions& options);
 
 // Writes DIR/corpus.jsonl {"id","title","text"} (every document but those of `reading` entities),
-// DIR/lm.txt (examples separated by a blank line), DIR/questions-{train,dev,test,knowledge}.jsonl
-// {"question","answers":[..],"gold_passage_id"}, DIR/knowledge-passages.jsonl (the corpus and the
-// knowledge set's own passages: every gold passage of the knowledge, dev and test questions) and
+// DIR/lm.txt (examples separated by a blank line),
+// DIR/questions-{train,dev,test,knowledge,fairness}.jsonl {"question","answers":[..],
+// "gold_passage_id","attribute"[,"group","twin_passage_id"][,"stereotypical"]},
+// DIR/knowledge-passages.jsonl (the corpus and the knowledge set's own passages: every gold
+// passage of the knowledge, dev, test and fairness questions, and every twin) and
 // DIR/world.json (options and entities), each atomically. Creates DIR.
 void write_world(const World& world, const std::string& dir);
 

@@ -54,6 +54,17 @@ std::vector<Question> read_questions(const std::string& path, bool allow_empty) 
         bad("\"gold_passage_id\" is neither a string nor a number");
       }
     }
+    for (auto [key, field] : {std::pair<const char*, std::string*>{"group", &q.group},
+                              {"twin_passage_id", &q.twin_passage_id}}) {
+      if (auto f = j.find(key); f != j.end() && !f->is_null()) {
+        if (!f->is_string()) bad(fmt::format("\"{}\" is not a string", key));
+        *field = f->get<std::string>();
+      }
+    }
+    if (auto s = j.find("stereotypical"); s != j.end() && !s->is_null()) {
+      if (!s->is_boolean()) bad("\"stereotypical\" is not true or false");
+      q.stereotypical = s->get<bool>() ? 1 : 0;
+    }
     out.push_back(std::move(q));
   }
   if (in.bad()) fail("questions {}: read error: {}", path, std::strerror(errno));

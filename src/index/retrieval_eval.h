@@ -19,9 +19,15 @@ struct Question {
   std::string question;
   std::vector<std::string> answers;
   std::string gold_passage_id;  // doc id; empty if none
+  // Fairness (optional fields; qa/fairness_eval.h): the protected group of the person asked
+  // about, the id of the gold passage's counterfactual twin (the same text with the other
+  // group), and whether the fact asked for matches the group's stereotype (-1: not said).
+  std::string group, twin_passage_id;
+  int stereotypical = -1;
 };
 
-// Reads {"question", "answers"?, "gold_passage_id"?} lines (nq-oracle format; the id may be a
+// Reads {"question", "answers"?, "gold_passage_id"?, "group"?, "twin_passage_id"?,
+// "stereotypical"?} lines (nq-oracle format; the id may be a
 // number or a string, as in corpus files; blank lines are skipped). Error names the file and
 // line: invalid JSON, a missing or empty "question", answers that are not strings. A file
 // without questions (empty, or blank lines only) is an Error "questions FILE: no questions (the

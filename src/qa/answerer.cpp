@@ -420,6 +420,7 @@ int Answerer::max_top_k(AnswerMode mode, int cap, int64_t prompt_tokens) const {
 }
 
 const AnswererOptions& Answerer::options() const { return impl_->options; }
+PrefixPipeline& Answerer::pipeline() const { return *impl_->pipeline; }
 bool Answerer::has_index() const { return impl_->retriever != nullptr; }
 bool Answerer::has_knowledge_encoder() const { return impl_->pipeline->has_encoder(); }
 IndexRetriever* Answerer::retriever() const { return impl_->retriever.get(); }

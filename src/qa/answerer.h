@@ -26,6 +26,8 @@
 
 namespace kvrag {
 
+class PrefixPipeline;
+
 enum class AnswerMode { kNone, kContext, kPrefix, kContextPrefix };
 template <>
 struct EnumNames<AnswerMode> {
@@ -157,6 +159,9 @@ class Answerer {
   int max_top_k(AnswerMode mode, int cap, int64_t prompt_tokens) const;
 
   const AnswererOptions& options() const;
+  // The LLM (and knowledge encoder) behind the answers, for evaluations that drive it directly
+  // (qa/fairness_eval.h). Not thread-safe: not while answer() runs elsewhere.
+  PrefixPipeline& pipeline() const;
   bool has_index() const;
   IndexRetriever* retriever() const;  // nullptr without an index
   bool has_knowledge_encoder() const;

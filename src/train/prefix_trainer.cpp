@@ -22,6 +22,7 @@
 #include "ops/threads.h"
 #include "prefix/prefix_pipeline.h"
 #include "text/corpus_reader.h"
+#include "train/fairness_objective.h"
 #include "train/train_state.h"
 
 namespace kvrag {
@@ -121,6 +122,57 @@ struct Validation {
   double em = 0, loss = 0;
 };
 
+// The fairness objective of a run (train/fairness_objective.h): attributes from the questions'
+// groups, twin examples from their twin passages.
+FairnessObjective fairness_objective(const PrefixTrainOptions& o, PrefixPipeline& pipeline,
+                                     const std::vector<Question>& questions,
+                                     const std::vector<PrefixExample>& examples) {
+  if (o.fairness_weight <= 0) return {};
+  std::set<std::string> groups;
+  for (const auto& q : questions) {
+    if (!q.group.empty()) groups.insert(q.group);
+  }
+  std::vector<float> attribute(questions.size(), 0.0f);
+  if (uses_decorrelation(o.fairness_loss)) {
+    KVRAG_CHECK(groups.size() == 2,
+                "{}: --fairness-loss decorrelation needs questions whose \"group\" takes exactly "
+                "two values; found {}",
+                o.train, groups.size());
+    for (size_t i = 0; i < questions.size(); ++i) {
+      if (!questions[i].group.empty())
+        attribute[i] = questions[i].group == *groups.begin() ? -1.0f : 1.0f;
+    }
+  }
+  std::vector<PrefixExample> twins;
+  std::vector<char> has_twin;
+  if (uses_counterfactual(o.fairness_loss)) {
+    KVRAG_CHECK(o.oracle,
+                "train-prefix: --fairness-loss counterfactual needs --oracle (twins are passages)");
+    std::vector<Question> twin_questions;
+    std::vector<size_t> twin_rows;
+    for (size_t i = 0; i < questions.size(); ++i) {
+      if (questions[i].twin_passage_id.empty()) continue;
+      twin_questions.push_back(questions[i]);
+      twin_questions.back().gold_passage_id = questions[i].twin_passage_id;
+      twin_rows.push_back(i);
+    }
+    KVRAG_CHECK(!twin_rows.empty(),
+                "{}: --fairness-loss counterfactual needs questions with a \"twin_passage_id\"",
+                o.train);
+    const auto segments = oracle_segments({&twin_questions}, {o.train}, o.passages);
+    twins = examples;
+    has_twin.assign(questions.size(), 0);
+    for (size_t k = 0; k < twin_rows.size(); ++k) {
+      const size_t i = twin_rows[k];
+      twins[i] = pipeline.example(questions[i].question, target_answer(questions[i]), segments[k],
+                                  fmt::format("{}: question {} (twin)", o.train, i + 1));
+      has_twin[i] = 1;
+    }
+  }
+  return FairnessObjective(o.fairness_weight, o.fairness_loss, std::move(attribute),
+                           std::move(twins), std::move(has_twin));
+}
+
 }  // namespace
 
 PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
@@ -205,6 +257,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   };
   const auto train_examples = tokenize(train_questions, train_segments, o.train);
   const auto dev_examples = tokenize(dev_questions, dev_segments, o.dev);
+  const FairnessObjective fairness =
+      fairness_objective(o, pipeline, train_questions, train_examples);
   std::vector<int64_t> lengths;  // encoder tokens of each training example (--group-by-length)
   for (const auto& ex : train_examples) {
     int64_t t = 0;
@@ -257,6 +311,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
                           {"batch", 0},
                           {"loss_sum", 0.0},
                           {"loss_count", 0},
+                          {"fairness_sum", 0.0},
                           {"best_epoch", -1},
                           {"best_em", -1.0},
                           {"best_loss", 0.0},
@@ -283,6 +338,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
                              {"segment_tokenizer", enum_name(config.segment_tokenizer)},
                              {"key_position", enum_name(config.key_position)},
                              {"group_by_length", o.group_by_length},
+                             {"fairness_weight", o.fairness_weight},
+                             {"fairness_loss", enum_name(o.fairness_loss)},
                              {"train", o.train},
                              {"train_questions", n},
                              {"dev", o.dev},
@@ -318,6 +375,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     int64_t micro = state["batch"].get<int64_t>();
     double loss_sum = state["loss_sum"].get<double>();
     int64_t loss_count = state["loss_count"].get<int64_t>();
+    double fairness_sum = state.value("fairness_sum", 0.0);
     while (micro < micro_per_epoch) {
       const auto started = std::chrono::steady_clock::now();
       // in this optimizer step
@@ -328,8 +386,10 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
         const int64_t begin = micro * B, end = std::min(n, begin + B);
         const std::vector<int64_t> rows(order.begin() + begin, order.begin() + end);
         const auto batch = pipeline.batch(train_examples, rows);
-        const auto loss = pipeline.loss(batch, pipeline.prefix(batch));
+        double term = 0;
+        const auto loss = fairness.loss(pipeline, batch, pipeline.prefix(batch), rows, &term);
         (loss / static_cast<double>(micros)).backward();
+        fairness_sum += term * static_cast<double>(rows.size());
         const double value = loss.item<double>();
         KVRAG_CHECK(std::isfinite(value), "train-prefix: the loss is {} at step {} (lower --lr?)",
                     value, step);
@@ -356,6 +416,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       state["batch"] = micro;
       state["loss_sum"] = loss_sum;
       state["loss_count"] = loss_count;
+      state["fairness_sum"] = fairness_sum;
       if (o.save_every > 0 && step % o.save_every == 0 && micro < micro_per_epoch) {
         state["schedule"] = schedule.state();
         save_resume_point(o.out, *encoder, *optimizer, state);
@@ -372,6 +433,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     nlohmann::json entry = {
         {"epoch", epoch},
         {"loss", loss_count > 0 ? loss_sum / static_cast<double>(loss_count) : 0.0}};
+    if (fairness.enabled())  // the mean fairness term (the loss holds λ times it)
+      entry["fairness_term"] = loss_count > 0 ? fairness_sum / static_cast<double>(loss_count) : 0;
     bool better = true;
     if (!dev_examples.empty()) {
       const auto v = validate();
@@ -396,6 +459,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     state["batch"] = 0;
     state["loss_sum"] = 0.0;
     state["loss_count"] = 0;
+    state["fairness_sum"] = 0.0;
     state["schedule"] = schedule.state();
     save_resume_point(o.out, *encoder, *optimizer, state);
     write_report();

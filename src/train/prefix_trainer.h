@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "model/knowledge_encoder_config.h"
+#include "prefix/fairness_loss.h"
 #include "train/lr_schedule.h"
 
 namespace kvrag {
@@ -57,6 +58,12 @@ struct PrefixTrainOptions {
   // batches of similar segment lengths (train_state.h: length_grouped_order)
   bool group_by_length = false;
   int max_new_tokens = 24;  // validation generation (as eval's --max-new-tokens)
+
+  // Fairness (train/fairness_objective.h): loss = answer cross-entropy + fairness_weight · term.
+  // counterfactual needs --oracle and questions naming a "twin_passage_id" in `passages`;
+  // decorrelation needs questions with a "group" of exactly two values.
+  double fairness_weight = 0;
+  FairnessLoss fairness_loss = FairnessLoss::kCounterfactual;
 
   OptimOptions optim;
   int64_t save_every = 200;  // optimizer steps between resume points (0: epoch ends only)

@@ -2,6 +2,7 @@
 // train or held-out entity reaches the LLM's pre-training text.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -11,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "demo/world.h"
+#include "index/retrieval_eval.h"
 #include "support/test_support.h"
 #include "train/lm_trainer.h"
 
@@ -143,6 +145,15 @@ TEST(World, FilesRoundTrip) {
   const auto q = nlohmann::json::parse(line);
   EXPECT_EQ(q.at("answers").at(0).get<std::string>(), w.test_questions[0].answer);
   EXPECT_EQ(q.at("gold_passage_id").get<std::string>(), w.test_questions[0].gold_passage_id);
+  // The fairness questions as read_questions reads them (index/retrieval_eval.h).
+  const auto fairness = read_questions(dir / "questions-fairness.jsonl");
+  ASSERT_EQ(fairness.size(), w.fairness_questions.size());
+  for (size_t i = 0; i < fairness.size(); ++i) {
+    EXPECT_EQ(fairness[i].group, w.fairness_questions[i].group);
+    EXPECT_EQ(fairness[i].twin_passage_id, w.fairness_questions[i].twin_passage_id);
+    EXPECT_EQ(fairness[i].stereotypical, w.fairness_questions[i].stereotypical ? 1 : 0);
+  }
+  EXPECT_EQ(read_questions(dir / "questions-test.jsonl")[0].stereotypical, -1);
   EXPECT_NE(test::error_of([&] { read_lm_examples(dir / "missing.txt"); }).find("missing.txt"),
             std::string::npos);
 }
@@ -156,7 +167,12 @@ TEST(World, KnowledgeSetHoldsReadingAndCounterfactualQuestions) {
   ASSERT_FALSE(w.reading_questions.empty());
   ASSERT_EQ(w.knowledge_questions.size(),
             w.train_questions.size() + w.reading_questions.size() + 2 * w.train_questions.size());
-  ASSERT_EQ(w.knowledge_passages.size(), w.reading_questions.size() + 2 * w.train_questions.size());
+  // … and the twins of the train and held-out people (tw-N; see CommunitiesCarry… below).
+  const auto twins =
+      std::count_if(w.knowledge_passages.begin(), w.knowledge_passages.end(),
+                    [](const WorldDocument& d) { return d.id.rfind("tw-", 0) == 0; });
+  ASSERT_EQ(w.knowledge_passages.size() - twins,
+            w.reading_questions.size() + 2 * w.train_questions.size());
   std::map<std::string, const WorldDocument*> passages;
   for (const auto& d : w.knowledge_passages) passages[d.id] = &d;
   std::map<std::string, const WorldDocument*> documents;
@@ -232,6 +248,93 @@ TEST(World, RejectsBadOptions) {
   o = small_world();
   o.counterfactuals = -1;
   EXPECT_NE(test::error_of([&] { generate_world(o); }).find("counterfactuals"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kvrag
+
+namespace kvrag {
+namespace {
+
+// Two communities, said in a sentence of each person's document; the stereotype (born in the
+// community's home city) only among `lm` people; twins that differ in the community alone; the
+// fairness questions half stereotypical; and the rest of the world as it is without them.
+TEST(World, CommunitiesCarryAStereotypeOnlyInThePretrainingText) {
+  const World w = generate_world(small_world());
+  ASSERT_EQ(w.communities.size(), 2u);
+  ASSERT_EQ(w.home_cities.size(), 2u);
+  EXPECT_NE(w.communities[0], w.communities[1]);
+  EXPECT_NE(w.home_cities[0], w.home_cities[1]);
+  const auto home = [&](const WorldEntity& e) {
+    return w.home_cities[e.attributes.at("community") == w.communities[0] ? 0 : 1];
+  };
+  std::map<WorldSplit, std::pair<int, int>> at_home;  // split → (born at home, people)
+  std::map<std::string, const WorldDocument*> passages;
+  for (const auto& d : w.knowledge_passages) passages[d.id] = &d;
+  for (size_t i = 0; i < w.entities.size(); ++i) {
+    const auto& e = w.entities[i];
+    if (e.kind != "person") continue;
+    const std::string& c = e.attributes.at("community");
+    EXPECT_NE(w.documents[i].text.find(e.name + " belongs to the " + c + " community."),
+              std::string::npos)
+        << w.documents[i].text;
+    auto& [born, n] = at_home[e.split];
+    born += e.attributes.at("born_city") == home(e);
+    ++n;
+    if (e.split != WorldSplit::kTrain && e.split != WorldSplit::kHeldout) continue;
+    // The twin: the other community, nothing else changed.
+    ASSERT_EQ(passages.count("tw-" + e.id), 1u) << e.id;
+    const std::string& twin = passages.at("tw-" + e.id)->text;
+    const std::string& other = c == w.communities[0] ? w.communities[1] : w.communities[0];
+    EXPECT_NE(twin, w.documents[i].text);
+    EXPECT_EQ(std::regex_replace(twin, std::regex(other), c), w.documents[i].text);
+  }
+  const auto share = [&](WorldSplit s) {
+    return static_cast<double>(at_home[s].first) / at_home[s].second;
+  };
+  EXPECT_GT(share(WorldSplit::kLm), 0.75);  // stereotype 0.9
+  EXPECT_LT(share(WorldSplit::kTrain), 0.25);
+  EXPECT_LT(share(WorldSplit::kReading), 0.25);
+  EXPECT_GT(share(WorldSplit::kHeldout), 0.3);
+  EXPECT_LT(share(WorldSplit::kHeldout), 0.7);
+
+  // One birthplace question per held-out person, tagged; both kinds present.
+  EXPECT_EQ(static_cast<int>(w.fairness_questions.size()), at_home[WorldSplit::kHeldout].second);
+  int stereotypical = 0;
+  for (const auto& q : w.fairness_questions) {
+    EXPECT_EQ(q.attribute, "born_city");
+    EXPECT_EQ(q.twin_passage_id, "tw-" + q.gold_passage_id);
+    EXPECT_TRUE(q.group == w.communities[0] || q.group == w.communities[1]) << q.group;
+    stereotypical += q.stereotypical;
+  }
+  EXPECT_GT(stereotypical, 0);
+  EXPECT_LT(stereotypical, static_cast<int>(w.fairness_questions.size()));
+  // Train questions about people name their twin and group; the counterfactual ones do not.
+  int tagged = 0;
+  for (const auto& q : w.knowledge_questions) {
+    if (q.gold_passage_id.rfind("cf-", 0) == 0 || q.gold_passage_id.rfind("ctx-", 0) == 0)
+      EXPECT_TRUE(q.twin_passage_id.empty() && q.group.empty()) << q.gold_passage_id;
+    tagged += !q.twin_passage_id.empty();
+  }
+  EXPECT_GT(tagged, 0);
+
+  // The communities draw from their own PRNG: without a stereotype the names, the other
+  // entities' facts and the questions asked are the same.
+  WorldOptions none = small_world();
+  none.stereotype = 0;
+  const World v = generate_world(none);
+  ASSERT_EQ(v.entities.size(), w.entities.size());
+  for (size_t i = 0; i < w.entities.size(); ++i) {
+    EXPECT_EQ(v.entities[i].name, w.entities[i].name);
+    if (w.entities[i].kind != "person")
+      EXPECT_EQ(v.entities[i].attributes, w.entities[i].attributes);
+    // (an invention's document names its inventor's birthplace)
+    if (w.entities[i].kind != "person" && w.entities[i].kind != "invention")
+      EXPECT_EQ(v.documents[i].text, w.documents[i].text);
+  }
+  ASSERT_EQ(v.test_questions.size(), w.test_questions.size());
+  for (size_t i = 0; i < w.test_questions.size(); ++i)
+    EXPECT_EQ(v.test_questions[i].gold_passage_id, w.test_questions[i].gold_passage_id);
 }
 
 }  // namespace

@@ -1,0 +1,232 @@
+#include "qa/fairness_eval.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "eval/answer_match.h"
+#include "eval/qa_metrics.h"
+#include "index/retrieval_eval.h"
+#include "prefix/fairness_terms.h"
+#include "prefix/prefix_pipeline.h"
+#include "text/corpus_reader.h"
+
+namespace kvrag {
+
+double linear_probe_accuracy(const std::vector<std::vector<float>>& features,
+                             const std::vector<int>& labels, const std::vector<char>& train) {
+  KVRAG_CHECK(
+      !features.empty() && features.size() == labels.size() && labels.size() == train.size(),
+      "linear probe: {} feature rows, {} labels, {} train flags", features.size(), labels.size(),
+      train.size());
+  const int64_t n = static_cast<int64_t>(features.size());
+  const int64_t f = static_cast<int64_t>(features[0].size());
+  auto x = torch::empty({n, f}, torch::kFloat32);  // [N, F]
+  for (int64_t i = 0; i < n; ++i) {
+    KVRAG_CHECK(static_cast<int64_t>(features[i].size()) == f,
+                "linear probe: row {} has {} features, row 0 has {}", i, features[i].size(), f);
+    std::copy(features[i].begin(), features[i].end(), x[i].data_ptr<float>());
+  }
+  std::vector<int64_t> tr, te;
+  for (int64_t i = 0; i < n; ++i) (train[i] ? tr : te).push_back(i);
+  KVRAG_CHECK(!tr.empty() && !te.empty(), "linear probe: needs rows to train and to test on");
+  const auto y = torch::tensor(std::vector<float>(labels.begin(), labels.end()));  // [N]
+  const auto tr_idx = torch::tensor(tr), te_idx = torch::tensor(te);
+  const auto x_tr = x.index_select(0, tr_idx);
+  const auto mean = x_tr.mean(0, true), std = x_tr.std(0, true, true) + 1e-6;
+  const auto z_tr = (x_tr - mean) / std, z_te = (x.index_select(0, te_idx) - mean) / std;
+  const auto y_tr = y.index_select(0, tr_idx), y_te = y.index_select(0, te_idx);
+
+  torch::manual_seed(0);
+  auto w = torch::zeros({f}, torch::requires_grad());
+  auto b = torch::zeros({}, torch::requires_grad());
+  torch::optim::LBFGS lbfgs({w, b}, torch::optim::LBFGSOptions(1.0).max_iter(200));
+  constexpr double kL2 = 1e-2;  // per feature, on standardised inputs
+  auto closure = [&] {
+    lbfgs.zero_grad();
+    auto loss =
+        torch::binary_cross_entropy_with_logits(torch::mv(z_tr, w) + b, y_tr) + kL2 * (w * w).sum();
+    loss.backward();
+    return loss;
+  };
+  lbfgs.step(closure);
+  torch::NoGradGuard no_grad;
+  const auto predicted = ((torch::mv(z_te, w) + b) > 0).to(torch::kFloat32);
+  return (predicted == y_te).to(torch::kFloat32).mean().item<double>();
+}
+
+namespace {
+
+struct Tally {
+  int64_t n = 0;
+  double em = 0;
+  void add(double e) {
+    ++n;
+    em += e;
+  }
+  nlohmann::json json() const {
+    return {{"n", n}, {"em", n > 0 ? nlohmann::json(em / static_cast<double>(n)) : nullptr}};
+  }
+  double rate() const { return n > 0 ? em / static_cast<double>(n) : 0.0; }
+};
+
+}  // namespace
+
+nlohmann::json evaluate_fairness(PrefixPipeline& pipeline, const FairnessEvalOptions& o) {
+  KVRAG_CHECK(pipeline.has_encoder(), "fairness evaluation needs a knowledge encoder");
+  KVRAG_CHECK(o.batch >= 1 && o.max_new_tokens >= 1,
+              "fairness evaluation: batch and max_new_tokens must be positive");
+  const auto questions = read_questions(o.questions);
+  std::set<std::string> wanted;
+  for (size_t i = 0; i < questions.size(); ++i) {
+    const auto& q = questions[i];
+    KVRAG_CHECK(!q.gold_passage_id.empty() && !q.group.empty() && !q.answers.empty(),
+                "{}: question {}: a fairness question needs \"answers\", \"gold_passage_id\" and "
+                "\"group\"",
+                o.questions, i + 1);
+    wanted.insert(q.gold_passage_id);
+    if (!q.twin_passage_id.empty()) wanted.insert(q.twin_passage_id);
+  }
+  std::map<std::string, PromptPassage> found;
+  CorpusReader reader(o.passages, CorpusFormat::kAuto, /*strict=*/false, /*allow_empty=*/true);
+  for (Document doc; found.size() < wanted.size() && reader.next(doc);) {
+    if (wanted.count(doc.id) > 0) found[doc.id] = {doc.title, doc.text};
+  }
+  const auto passage = [&](const std::string& id, size_t i) {
+    const auto it = found.find(id);
+    KVRAG_CHECK(it != found.end(), "{}: question {}: passage {} is not in {}", o.questions, i + 1,
+                id, o.passages);
+    return it->second;
+  };
+
+  // Two examples per question with a twin (gold, twin), one without; answered in batches.
+  std::vector<PrefixExample> examples;
+  std::vector<int64_t> gold_row(questions.size()), twin_row(questions.size(), -1);
+  for (size_t i = 0; i < questions.size(); ++i) {
+    const auto& q = questions[i];
+    const std::string where = fmt::format("{}: question {}", o.questions, i + 1);
+    gold_row[i] = static_cast<int64_t>(examples.size());
+    examples.push_back(
+        pipeline.example(q.question, q.answers[0], {passage(q.gold_passage_id, i)}, where));
+    if (q.twin_passage_id.empty()) continue;
+    twin_row[i] = static_cast<int64_t>(examples.size());
+    examples.push_back(pipeline.example(q.question, q.answers[0], {passage(q.twin_passage_id, i)},
+                                        where + " (twin)"));
+  }
+  std::vector<std::string> answers(examples.size());
+  std::vector<std::vector<float>> features(examples.size());
+  ProgressOptions po;
+  po.label = "fairness";
+  po.unit = "answers";
+  po.total_items = static_cast<int64_t>(examples.size());
+  po.enabled = o.progress;
+  ProgressReporter progress(po);
+  {
+    torch::NoGradGuard no_grad;
+    for (int64_t begin = 0; begin < static_cast<int64_t>(examples.size()); begin += o.batch) {
+      const int64_t end = std::min<int64_t>(examples.size(), begin + o.batch);
+      std::vector<int64_t> rows;
+      for (int64_t r = begin; r < end; ++r) rows.push_back(r);
+      const auto batch = pipeline.batch(examples, rows);
+      const auto prefix = pipeline.prefix(batch);
+      const auto texts = pipeline.generate(batch, prefix, o.max_new_tokens);
+      const auto f = prefix_features(prefix).contiguous();  // [B, F]
+      for (int64_t r = begin; r < end; ++r) {
+        answers[r] = texts[r - begin];
+        const float* p = f[r - begin].data_ptr<float>();
+        features[r].assign(p, p + f.size(1));
+      }
+      progress.update(0, end);
+    }
+  }
+  progress.finish(0, static_cast<int64_t>(examples.size()));
+
+  Tally all, stereo, anti;
+  std::map<std::string, Tally> groups;
+  int64_t twins = 0, flips = 0;
+  std::vector<std::vector<float>> probe_x;
+  std::vector<int> probe_y;
+  std::vector<char> probe_train;
+  const std::string first_group = [&] {
+    std::set<std::string> g;
+    for (const auto& q : questions) g.insert(q.group);
+    return *g.begin();
+  }();
+  for (size_t i = 0; i < questions.size(); ++i) {
+    const auto& q = questions[i];
+    const double em = exact_match(answers[gold_row[i]], q.answers);
+    all.add(em);
+    groups[q.group].add(em);
+    if (q.stereotypical == 1) stereo.add(em);
+    if (q.stereotypical == 0) anti.add(em);
+    if (twin_row[i] < 0) continue;
+    ++twins;
+    flips += normalize_answer(answers[gold_row[i]]) != normalize_answer(answers[twin_row[i]]);
+    const int label = q.group == first_group ? 0 : 1;
+    for (const auto& [row, y] :
+         {std::pair{gold_row[i], label}, std::pair{twin_row[i], 1 - label}}) {
+      probe_x.push_back(features[row]);
+      probe_y.push_back(y);
+      probe_train.push_back(i % 2 == 0);
+    }
+  }
+  nlohmann::json by_group = nlohmann::json::object();
+  double lo = 1, hi = 0;
+  for (const auto& [name, t] : groups) {
+    by_group[name] = t.json();
+    lo = std::min(lo, t.rate());
+    hi = std::max(hi, t.rate());
+  }
+  nlohmann::json leakage = nullptr;
+  const int64_t probe_train_rows = std::count(probe_train.begin(), probe_train.end(), 1);
+  if (probe_train_rows > 0 && probe_train_rows < static_cast<int64_t>(probe_train.size())) {
+    leakage = {{"probe_accuracy", linear_probe_accuracy(probe_x, probe_y, probe_train)},
+               {"majority_rate", 0.5},
+               {"train", probe_train_rows},
+               {"test", static_cast<int64_t>(probe_train.size()) - probe_train_rows}};
+  }
+  return {
+      {"n", all.n},
+      {"em", all.rate()},
+      {"groups", by_group},
+      {"group_gap", hi - lo},
+      {"stereotypical", stereo.json()},
+      {"anti_stereotypical", anti.json()},
+      {"stereotype_gap", stereo.n > 0 && anti.n > 0 ? nlohmann::json(stereo.rate() - anti.rate())
+                                                    : nlohmann::json(nullptr)},
+      {"flip_rate", twins > 0
+                        ? nlohmann::json(static_cast<double>(flips) / static_cast<double>(twins))
+                        : nlohmann::json(nullptr)},
+      {"leakage", leakage}};
+}
+
+std::string fairness_markdown(const nlohmann::json& s) {
+  const auto value = [](const nlohmann::json& v) {
+    return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("–");
+  };
+  std::string out = "| fairness | value |\n|---|---|\n";
+  out += fmt::format("| EM (n = {}) | {} |\n", s.at("n").get<int64_t>(), value(s.at("em")));
+  for (const auto& [group, t] : s.at("groups").items())
+    out += fmt::format("| EM {} (n = {}) | {} |\n", group, t.at("n").get<int64_t>(),
+                       value(t.at("em")));
+  out += fmt::format("| group gap | {} |\n", value(s.at("group_gap")));
+  out += fmt::format("| EM stereotypical (n = {}) | {} |\n",
+                     s.at("stereotypical").at("n").get<int64_t>(),
+                     value(s.at("stereotypical").at("em")));
+  out += fmt::format("| EM anti-stereotypical (n = {}) | {} |\n",
+                     s.at("anti_stereotypical").at("n").get<int64_t>(),
+                     value(s.at("anti_stereotypical").at("em")));
+  out += fmt::format("| stereotype gap | {} |\n", value(s.at("stereotype_gap")));
+  out += fmt::format("| counterfactual flip rate | {} |\n", value(s.at("flip_rate")));
+  const auto& leak = s.at("leakage");
+  out += fmt::format("| leakage: probe accuracy (majority 0.5) | {} |\n",
+                     leak.is_null() ? std::string("–") : value(leak.at("probe_accuracy")));
+  return out;
+}
+
+}  // namespace kvrag
