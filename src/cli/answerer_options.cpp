@@ -2,6 +2,7 @@
 
 #include "cli/enum_option.h"
 #include "cli/number_check.h"
+#include "model/model_dtype_names.h"
 
 namespace kvrag::cli {
 
@@ -23,7 +24,7 @@ void add_answerer_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
   cmd->add_option("--knowledge-encoder", s.knowledge_encoder,
                   "knowledge encoder folder (kvrag train-prefix); needed by the prefix modes");
   cmd->add_option("--dtype", o.dtype, "LLM dtype: fp32, bf16, or int8 (weight-only, fp32 compute)")
-      ->check(CLI::IsMember({"fp32", "bf16", "int8"}))
+      ->check(CLI::IsMember(kModelDtypeNames))
       ->capture_default_str();
   cmd->add_option("--max-new-tokens", o.max_new_tokens, "longest answer in tokens")
       ->check(CLI::Range(1, 4096))

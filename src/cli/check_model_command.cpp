@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "model/fixture_check.h"
+#include "model/model_dtype_names.h"
 
 namespace kvrag::cli {
 
@@ -22,7 +23,7 @@ void add_check_model_command(CLI::App& app, int& exit_code) {
          "--dtype", args->dtype,
          "compute dtype: fp32 (tolerance from the file), bf16 or int8 (weight-only) (3% of "
          "each output's largest magnitude; greedy tokens reported, not required)")
-      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
+      ->check(CLI::IsMember(kModelDtypeNames));
   cmd->callback([args, &exit_code] {
     const auto report = check_fixture(args->dir, args->expected, args->dtype);
     fmt::print("{} ({}, {})\n", args->dir, report.model_type, report.dtype);

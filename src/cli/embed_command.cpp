@@ -12,6 +12,7 @@
 
 #include "cli/commands.h"
 #include "index/embed_job.h"
+#include "model/model_dtype_names.h"
 
 namespace kvrag::cli {
 
@@ -33,7 +34,7 @@ void add_embed_command(CLI::App& app, int& exit_code) {
       ->required();
   cmd->add_option("--dtype", args->dtype,
                   "encoder dtype: bf16, fp32, or int8 (weight-only, fp32 compute)")
-      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
+      ->check(CLI::IsMember(kModelDtypeNames));
   cmd->add_option("--batch-tokens", args->batch_tokens, "padded tokens per forward batch")
       ->check(kPositive);
   cmd->add_option("--chunk", args->chunk, "segments per output file (the unit of resumption)")

@@ -2,6 +2,7 @@
 
 #include "cli/enum_option.h"
 #include "cli/number_check.h"
+#include "model/model_dtype_names.h"
 
 namespace kvrag::cli {
 
@@ -14,7 +15,7 @@ void RetrieverOptions::add_to(CLI::App* cmd) {
                   "question encoder folder (default: the one that embedded the segments)");
   cmd->add_option("--dtype", spec.dtype,
                   "question encoder dtype: fp32, bf16, or int8 (weight-only)")
-      ->check(CLI::IsMember({"fp32", "bf16", "int8"}))
+      ->check(CLI::IsMember(kModelDtypeNames))
       ->capture_default_str();
   cmd->add_option("--nprobe", spec.params.nprobe, "IVF lists to visit (default: the index's)")
       ->check(kNonNegative);

@@ -14,6 +14,7 @@
 #include "cli/enum_option.h"
 #include "cli/server_options.h"
 #include "core/error.h"
+#include "model/model_dtype_names.h"
 #include "qa/answer_defaults.h"
 #include "serve/answerer_service.h"
 #include "serve/server.h"
@@ -52,7 +53,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--dtype", args->answerer.dtype,
                   "LLM dtype: fp32, bf16, or int8 (weight-only, fp32 compute)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "bf16", "int8"}));
+      ->check(CLI::IsMember(kModelDtypeNames));
   cmd->add_option("--max-new-tokens", args->answerer.max_new_tokens,
                   "answer length limit in tokens")
       ->capture_default_str()

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "index/index_retriever.h"
+#include "model/model_dtype_names.h"
 #include "train/prefix_trainer.h"
 
 namespace kvrag::cli {
@@ -41,7 +42,7 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
       ->required();
   cmd->add_option("--llm-dtype", o.llm_dtype,
                   "the frozen LLM's dtype (bf16 matmuls are slow without AMX; int8: weight-only)")
-      ->check(CLI::IsMember({"fp32", "bf16", "int8"}))
+      ->check(CLI::IsMember(kModelDtypeNames))
       ->capture_default_str();
   cmd->add_option("--init", o.init,
                   "encoder folder to start from: BERT/retriever checkpoint + vocab.txt, or a "
@@ -97,8 +98,7 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
       ->check(kNonNegative);
   add_enum_option(cmd, "--fairness-loss", o.fairness_loss,
                   "counterfactual (twin passages' answers agree; --oracle) or decorrelation");
-  cmd->add_option("--max-new-tokens", o.max_new_tokens,
-                  "validation answers: tokens generated at most")
+  cmd->add_option("--max-new-tokens", o.max_new_tokens, "validation answers: tokens at most")
       ->capture_default_str();
   cmd->add_option("--save-every", o.save_every,
                   "optimizer steps between resume points (0: epoch ends only)")

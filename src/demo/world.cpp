@@ -12,33 +12,29 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/splitmix64.h"
 #include "prefix/prompt.h"
 
 namespace kvrag {
 namespace {
 
-// splitmix64: small, fast and the same on every platform (unlike std:: distributions).
+// Draws from splitmix64 (core/splitmix64.h).
 class Rng {
  public:
   // The seed goes through the output mix first: seeds s and s + 1 must not give sequences
   // shifted by one draw.
-  explicit Rng(uint64_t seed) : state_(seed) { state_ = next() ^ 0x632BE59BD9B4E019ULL; }
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
+  explicit Rng(uint64_t seed) : gen_(SplitMix64(seed).next() ^ 0x632BE59BD9B4E019ULL) {}
+  uint64_t next() { return gen_.next(); }
   int below(int n) { return static_cast<int>(next() % static_cast<uint64_t>(n)); }
   int between(int lo, int hi) { return lo + below(hi - lo + 1); }  // inclusive
-  bool chance(double p) { return (next() >> 11) * (1.0 / 9007199254740992.0) < p; }
+  bool chance(double p) { return gen_.uniform() < p; }
   template <typename T>
   const T& pick(const std::vector<T>& v) {
     return v[below(static_cast<int>(v.size()))];
   }
 
  private:
-  uint64_t state_;
+  SplitMix64 gen_;
 };
 
 // Syllables that SentencePiece and WordPiece cut into a few pieces and that read as names.

@@ -16,6 +16,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/splitmix64.h"
 #include "index/dense_index.h"
 #include "index/embedding_set.h"
 
@@ -59,13 +60,7 @@ class Checksum {
     std::memcpy(last, pending_, npending_);
     h = round(h, load(last));
     h = round(h, total_);
-    // splitmix64 finaliser
-    h ^= h >> 30;
-    h *= 0xbf58476d1ce4e5b9ull;
-    h ^= h >> 27;
-    h *= 0x94d049bb133111ebull;
-    h ^= h >> 31;
-    return fmt::format("{:016x}", h);
+    return fmt::format("{:016x}", splitmix64_mix(h));
   }
   uint64_t bytes() const { return total_; }
 

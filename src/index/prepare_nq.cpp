@@ -16,6 +16,7 @@
 #include "core/fingerprint.h"
 #include "core/line_reader.h"
 #include "core/progress.h"
+#include "core/splitmix64.h"
 
 namespace kvrag {
 
@@ -106,13 +107,7 @@ uint64_t split_hash(const std::string& example_id, uint64_t seed) {
   Fnv1a64 fnv;
   fnv.add(seed_bytes, sizeof seed_bytes);
   fnv.add(example_id.data(), example_id.size());
-  uint64_t h = fnv.value();
-  h ^= h >> 30;
-  h *= 0xbf58476d1ce4e5b9ull;
-  h ^= h >> 27;
-  h *= 0x94d049bb133111ebull;
-  h ^= h >> 31;
-  return h;
+  return splitmix64_mix(fnv.value());
 }
 
 struct Span {

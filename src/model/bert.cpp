@@ -7,7 +7,6 @@
 #include "core/error.h"
 #include "model/weights.h"
 #include "ops/attention.h"
-#include "ops/q8_gemm.h"
 
 namespace kvrag {
 
@@ -151,17 +150,13 @@ BertOutputs BertModelImpl::forward(const torch::Tensor& input_ids,
                .masked_fill_(hidden, std::numeric_limits<float>::lowest())
                .view({B, 1, 1, T});
   }
-  // Inference whose matrix products run on BLAS threads keeps libtorch's own team idle (see
-  // SerialIntraOpGuard). Training loops hold their own guard (train/*_trainer.cpp).
+  // Inference: its threads as ForwardThreadsGuard says; training loops hold their own guard
+  // (train/*_trainer.cpp).
   bool record = false;
   if (torch::GradMode::is_enabled()) {
     for (const auto& p : parameters()) record = record || p.requires_grad();
   }
-  // int8 weights with AVX-512 VNNI multiply on kvrag's helpers (q8_gemm), which then have the
-  // cores to themselves; otherwise as bf16 or fp32 weights would.
-  const bool helpers = !record && weight_dtype_ == torch::kInt8 && q8_gemm_available();
-  SerialIntraOpGuard serial(!record && !helpers && matmul_uses_blas_threads(weight_dtype_));
-  HelperThreadsGuard helpers_only(helpers);
+  ForwardThreadsGuard threads(!record, weight_dtype_);
   BertOutputs out;
   auto x = embeddings(input_ids, types);  // [B, T, H]
   if (output_hidden_states) out.hidden_states.push_back(x);

@@ -9,20 +9,13 @@
 namespace kvrag {
 
 TokenSampler::TokenSampler(float temperature, float top_p, uint64_t seed)
-    : temperature_(temperature), top_p_(top_p), state_(seed) {
+    : temperature_(temperature), top_p_(top_p), rng_(seed) {
   KVRAG_CHECK(temperature >= 0.0f && std::isfinite(temperature), "temperature must be >= 0, got {}",
               temperature);
   KVRAG_CHECK(top_p > 0.0f && top_p <= 1.0f, "top_p must be in (0, 1], got {}", top_p);
 }
 
-// splitmix64: small, fast and identical on every platform (std::uniform_real_distribution is not).
-double TokenSampler::next_uniform() {
-  uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  z ^= z >> 31;
-  return static_cast<double>(z >> 11) * 0x1.0p-53;
-}
+double TokenSampler::next_uniform() { return rng_.uniform(); }
 
 int64_t TokenSampler::sample(const float* logits, int64_t n) {
   if (temperature_ == 0.0f) return std::max_element(logits, logits + n) - logits;  // first max

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/splitmix64.h"
 #include "model/llama.h"
 
 namespace kvrag {
@@ -50,7 +51,7 @@ class TokenSampler {
 
  private:
   float temperature_, top_p_;
-  uint64_t state_;
+  SplitMix64 rng_;        // the same draws on every platform
   double next_uniform();  // [0, 1)
   std::vector<std::pair<float, int64_t>> scratch_;
 };

@@ -15,6 +15,7 @@
 
 // The ops the modules wrap, and the thread controls their callers use (SerialIntraOpGuard,
 // matmul_uses_blas_threads, ...): whoever includes this header has them.
+#include "model/model_dtype_names.h"
 #include "ops/matmul.h"
 #include "ops/norm.h"
 #include "ops/q8_linear.h"
@@ -86,8 +87,7 @@ TORCH_MODULE(LayerNorm);
 // "bf16" → kBFloat16, "int8" → kInt8 (weight-only int8 linear layers, fp32 for everything else).
 // Error naming the choices otherwise.
 torch::Dtype parse_model_dtype(const std::string& name);
-// The names parse_model_dtype accepts, for option checks and help texts.
-inline const std::vector<std::string> kModelDtypeNames = {"fp32", "bf16", "int8"};
+// (The names it accepts: kModelDtypeNames, model/model_dtype_names.h.)
 
 // Options for the layers that are not Linear (embeddings, norms) of a model made with `options`:
 // kInt8 means int8 linear weights only, with fp32 for the rest.

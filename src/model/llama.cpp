@@ -8,7 +8,6 @@
 #include "core/error.h"
 #include "model/weights.h"
 #include "ops/attention.h"
-#include "ops/q8_gemm.h"
 #include "ops/rotary.h"
 
 namespace kvrag {
@@ -373,14 +372,9 @@ torch::Tensor LlamaForCausalLMImpl::inference_hidden_states(const torch::Tensor&
                     cache.values[l].scalar_type() == dtype_,
                 "LLaMA forward: cache tensors must be contiguous and of the model's dtype");
   }
-  // Several tokens: matrix products, on BLAS threads where they run there (see
-  // SerialIntraOpGuard). A decode step's products use kvrag's helper threads (linear()).
-  // int8 weights: the same, their GEMM running in fp32 or bf16 as bf16 weights' would; with
-  // AVX-512 VNNI, q8_gemm on kvrag's helpers, which then have the cores to themselves.
-  const bool gemm = lay.B * lay.T > kGemvMaxRows;
-  const bool helpers = gemm && weight_dtype_ == torch::kInt8 && q8_gemm_available();
-  SerialIntraOpGuard serial(gemm && !helpers && matmul_uses_blas_threads(weight_dtype_));
-  HelperThreadsGuard helpers_only(helpers);
+  // Several tokens: matrix products, their threads as ForwardThreadsGuard says. A decode step's
+  // products use kvrag's helper threads (linear()).
+  ForwardThreadsGuard threads(lay.B * lay.T > kGemvMaxRows, weight_dtype_);
   auto x = model->embed_tokens(ids);  // [B, T, H]
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     auto& layer = model->layers->at<LlamaDecoderLayerImpl>(l);

@@ -19,6 +19,7 @@
 
 #include "core/error.h"
 #include "ops/matmul.h"
+#include "ops/q8_gemm.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -226,5 +227,14 @@ bool matmul_uses_blas_threads(c10::ScalarType dtype) {
   return dtype == torch::kFloat32 ||
          ((dtype == torch::kBFloat16 || dtype == torch::kInt8) && !native_bf16_matmul());
 }
+
+bool ForwardThreadsGuard::on_helpers(bool active, c10::ScalarType weight_dtype) {
+  return active && weight_dtype == c10::kChar && q8_gemm_available();
+}
+
+ForwardThreadsGuard::ForwardThreadsGuard(bool active, c10::ScalarType weight_dtype)
+    : serial_(active && !on_helpers(active, weight_dtype) &&
+              matmul_uses_blas_threads(weight_dtype)),
+      helpers_(on_helpers(active, weight_dtype)) {}
 
 }  // namespace kvrag

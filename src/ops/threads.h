@@ -57,6 +57,22 @@ class HelperThreadsGuard {
   int saved_chunk_threads_ = 0;
 };
 
+// The threads of an inference forward made of matrix products with weights of `weight_dtype`
+// (BERT's, a LLaMA prefill): int8 weights with AVX-512 VNNI multiply on q8_gemm's helpers, which
+// then get the cores (HelperThreadsGuard); otherwise, where the products run on BLAS threads,
+// libtorch's own team stays idle (SerialIntraOpGuard). Inactive (`active` false) for a forward
+// that records a graph (training loops hold their own guard) or a decode step (its products use
+// kvrag's helpers already).
+class ForwardThreadsGuard {
+ public:
+  ForwardThreadsGuard(bool active, c10::ScalarType weight_dtype);
+
+ private:
+  static bool on_helpers(bool active, c10::ScalarType weight_dtype);
+  SerialIntraOpGuard serial_;
+  HelperThreadsGuard helpers_;
+};
+
 // Calls fn(begin, end) on chunks (at least `grain` long) covering [0, n), on the calling thread
 // and up to at::get_num_threads() - 1 helper threads of kvrag's own (inside a HelperThreadsGuard,
 // the count from before it). Chunks are claimed as
