@@ -44,6 +44,22 @@ void add_answerer_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
       "--no-prefix-store", [&o] { o.use_prefix_store = false; },
       "encode the segments for every question even where the index has a prefix store built by "
       "this knowledge encoder (kvrag index build-prefixes)");
+  add_threshold_options(cmd, o);
+}
+
+void add_threshold_options(CLI::App* cmd, AnswererOptions& o) {
+  cmd->add_option_function<std::string>(
+      "--abstain-below",
+      [&o](const std::string& v) { o.abstain_below = parse_number("--abstain-below", v); },
+      "answer \"unknown\" where the groundedness score (log-probability gain of the answer "
+      "over closed-book, nats per token) is under T");
+  cmd->add_option_function<std::string>(
+      "--auto-threshold",
+      [&o](const std::string& v) {
+        o.flag_below[AnswerMode::kPrefix] = parse_number("--auto-threshold", v);
+      },
+      "mode auto: answer again in context where the prefix answer's groundedness score is under "
+      "T (default: the workspace's calibration, kvrag eval --calibrate-on)");
 }
 
 }  // namespace kvrag::cli

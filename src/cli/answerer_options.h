@@ -25,6 +25,11 @@ inline const std::string kTopKDefault =
 
 // Registers --workspace, --llm, --index, --retriever, --knowledge-encoder (into `sources`) and
 // --encoder, --dtype, --max-new-tokens, --max-question-tokens (into `options`) on `cmd`.
+// Also the threshold options below.
 void add_answerer_options(CLI::App* cmd, AnswerSources& sources, AnswererOptions& options);
+
+// --abstain-below T and --auto-threshold T (AnswererOptions::abstain_below, flag_below[prefix]);
+// a T that is not a number is an Error.
+void add_threshold_options(CLI::App* cmd, AnswererOptions& options);
 
 }  // namespace kvrag::cli

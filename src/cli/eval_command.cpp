@@ -1,12 +1,15 @@
 // kvrag eval (--workspace DIR | --llm DIR [--index DIR] [--knowledge-encoder DIR])
 //            --questions Q.jsonl [--modes none,context,prefix] [--top-k K] [--predictions
 //            OUT.jsonl] [--bertscore-model DIR --bertscore-layer L] [--json] [--limit N]
-//            [--allow-empty]
+//            [--allow-empty] [--calibrate-on DEV.jsonl] [--abstain-below T] [--auto-threshold T]
 //
 // Answers every question in each mode and scores the answers: exact match, token F1, answer
 // contained, teacher-forced answer-token accuracy, BERTScore F1; plus retrieval top-1/5/20.
 // Prints a markdown table with the modes side by side, or with --json the summary
-// {"<mode>": {"n", "em", "f1", "contained", "token_accuracy", "bertscore_f1"}, "retrieval": …}.
+// {"<mode>": {"n", "em", "f1", "contained", "token_accuracy", "bertscore_f1", "ttft_ms",
+// "hallucination", "abstention"?}, "retrieval": …} (qa/qa_eval.h). --calibrate-on first answers
+// the dev questions and sets the flag thresholds (qa/qa_eval.h calibrate_flags), recording them
+// in the workspace's answer_defaults.json where one applies.
 
 #include <fmt/format.h>
 
@@ -24,7 +27,8 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     AnswerSources sources;
     AnswererOptions answerer;
     QaEvalOptions eval;
-    std::string questions, modes;  // modes "" and top_k 0: the defaults (qa/answer_defaults.h)
+    std::string questions, modes,
+        calibrate_on;  // modes "" and top_k 0: the defaults (qa/answer_defaults.h)
     int top_k = 0;
     bool json = false, quiet = false;
   };
@@ -36,7 +40,7 @@ void add_eval_command(CLI::App& app, int& exit_code) {
                   "{\"question\", \"answers\", \"gold_passage_id\"?} lines")
       ->required();
   cmd->add_option("--modes", args->modes,
-                  "comma-separated: none, context, prefix, context+prefix; " + kModeDefault);
+                  "comma-separated: none, context, prefix, context+prefix, auto; " + kModeDefault);
   cmd->add_option("--top-k", args->top_k,
                   "segments per question in the retrieval modes; " + kTopKDefault)
       ->check(CLI::Range(1, 100));
@@ -52,6 +56,10 @@ void add_eval_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--batch", args->eval.batch, "questions answered together")
       ->check(kPositive)
       ->capture_default_str();
+  cmd->add_option("--calibrate-on", args->calibrate_on,
+                  "dev questions: first set each mode's flag threshold (and auto's) to the "
+                  "groundedness score that best catches wrong answers there (F1), recorded in the "
+                  "workspace's answer_defaults.json");
   cmd->add_flag("--json", args->json, "print the summary as JSON instead of a table");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress line");
   cmd->add_flag("--allow-empty", args->eval.allow_empty,
@@ -77,6 +85,25 @@ void add_eval_command(CLI::App& app, int& exit_code) {
       }
     }
     args->eval.top_k = args->top_k > 0 ? args->top_k : d.top_k;
+    if (!args->calibrate_on.empty()) {
+      auto thresholds = answerer->options().flag_below;
+      for (const auto& [m, f] :
+           calibrate_flags(*answerer, read_questions(args->calibrate_on), args->eval)) {
+        thresholds[m] = f.threshold;
+        fmt::print(stderr,
+                   "eval: {} answers flagged below a groundedness score of {:.4f} (on {}: "
+                   "precision {:.3f}, recall {:.3f}, F1 {:.3f} at catching wrong answers)\n",
+                   to_string(m), f.threshold, args->calibrate_on, f.precision, f.recall, f.f1);
+      }
+      answerer->set_flag_below(thresholds);
+      if (!setup.workspace.empty()) {
+        AnswerDefaults record = setup.recorded.value_or(d);
+        record.flag_below = thresholds;
+        write_answer_defaults(setup.workspace, record);
+        fmt::print(stderr, "eval: thresholds recorded in {}/{}\n", setup.workspace,
+                   kAnswerDefaultsFile);
+      }
+    }
     const auto report = evaluate_qa(*answerer, questions, args->eval);
     if (args->json) {
       fmt::print("{}\n", report.summary.dump());

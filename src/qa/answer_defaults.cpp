@@ -13,7 +13,10 @@ namespace kvrag {
 namespace fs = std::filesystem;
 
 nlohmann::json AnswerDefaults::to_json() const {
-  return {{"retriever", enum_name(retriever)}, {"mode", to_string(mode)}, {"top_k", top_k}};
+  nlohmann::json j = {
+      {"retriever", enum_name(retriever)}, {"mode", to_string(mode)}, {"top_k", top_k}};
+  for (const auto& [m, t] : flag_below) j["flag_below"][to_string(m)] = t;
+  return j;
 }
 
 AnswerDefaults AnswerDefaults::from_json(const nlohmann::json& j, const std::string& where) {
@@ -30,6 +33,15 @@ AnswerDefaults AnswerDefaults::from_json(const nlohmann::json& j, const std::str
     KVRAG_CHECK(k.is_number_integer() && k.get<int64_t>() >= 1 && k.get<int64_t>() <= 10000,
                 "\"top_k\" must be an integer in [1, 10000], not {}", json_excerpt(k));
     d.top_k = k.get<int>();
+    if (j.contains("flag_below")) {
+      const auto& f = j["flag_below"];
+      KVRAG_CHECK(f.is_object(), "\"flag_below\" must be an object {{\"MODE\": threshold}}");
+      for (const auto& [name, t] : f.items()) {
+        KVRAG_CHECK(t.is_number(), "\"flag_below\": \"{}\" must be a number, not {}", name,
+                    json_excerpt(t));
+        d.flag_below[parse_answer_mode(name)] = t.get<double>();
+      }
+    }
   } catch (Error& e) {
     throw e.with_context(where);
   }
@@ -136,12 +148,17 @@ AnswerSetup resolve_answer_setup(const AnswerSources& sources, AnswererOptions o
                            ? r->retriever
                            : fallback_retriever(o.index_dir);
   }
+  if (setup.recorded) {
+    for (const auto& [m, t] : setup.recorded->flag_below) o.flag_below.emplace(m, t);  // keeps o's
+  }
   setup.options = std::move(o);
   return setup;
 }
 
 bool serves_mode(const Answerer& answerer, AnswerMode mode) {
   if (uses_index(mode) && !answerer.has_index()) return false;
+  if (mode == AnswerMode::kAuto && answerer.options().flag_below.count(AnswerMode::kPrefix) == 0)
+    return false;
   return !uses_prefix(mode) || answerer.has_knowledge_encoder();
 }
 
@@ -172,6 +189,7 @@ AnswerDefaults answer_defaults(const Answerer& answerer, const AnswerSetup& setu
     if (!r && uses_prefix(m) && trained) top_k = std::min(top_k, *trained);
   }
   d.top_k = std::max(top_k, 1);
+  d.flag_below = answerer.options().flag_below;
   return d;
 }
 
