@@ -1,7 +1,9 @@
 #include "qa/answer_defaults.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
@@ -15,7 +17,11 @@ namespace fs = std::filesystem;
 nlohmann::json AnswerDefaults::to_json() const {
   nlohmann::json j = {
       {"retriever", enum_name(retriever)}, {"mode", to_string(mode)}, {"top_k", top_k}};
-  for (const auto& [m, t] : flag_below) j["flag_below"][to_string(m)] = t;
+  // JSON has no infinities: "inf" / "-inf" (flag every answer / none)
+  for (const auto& [m, t] : flag_below) {
+    j["flag_below"][to_string(m)] =
+        std::isfinite(t) ? nlohmann::json(t) : nlohmann::json(t > 0 ? "inf" : "-inf");
+  }
   return j;
 }
 
@@ -37,9 +43,13 @@ AnswerDefaults AnswerDefaults::from_json(const nlohmann::json& j, const std::str
       const auto& f = j["flag_below"];
       KVRAG_CHECK(f.is_object(), "\"flag_below\" must be an object {{\"MODE\": threshold}}");
       for (const auto& [name, t] : f.items()) {
-        KVRAG_CHECK(t.is_number(), "\"flag_below\": \"{}\" must be a number, not {}", name,
+        const bool inf = t.is_string() && (t == "inf" || t == "-inf");
+        KVRAG_CHECK(t.is_number() || inf,
+                    "\"flag_below\": \"{}\" must be a number, \"inf\" or \"-inf\", not {}", name,
                     json_excerpt(t));
-        d.flag_below[parse_answer_mode(name)] = t.get<double>();
+        d.flag_below[parse_answer_mode(name)] =
+            !inf ? t.get<double>()
+                 : (t == "inf" ? 1 : -1) * std::numeric_limits<double>::infinity();
       }
     }
   } catch (Error& e) {

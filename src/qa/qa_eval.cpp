@@ -169,7 +169,8 @@ json hallucination_block(const Signals& s, const std::map<AnswerMode, double>& t
   if (s.with_flag > 0) {
     const auto n_wrong = std::count(s.wrong.begin(), s.wrong.end(), true);
     json t = json::object();
-    for (const auto& [m, v] : thresholds) t[to_string(m)] = v;
+    for (const auto& [m, v] : thresholds)
+      t[to_string(m)] = std::isfinite(v) ? json(v) : json(v > 0 ? "inf" : "-inf");
     j["flag"] = {
         {"thresholds", t},
         {"flagged", s.flagged},

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
@@ -55,10 +56,16 @@ TEST(AnswerDefaults, RecordRoundTripsAndIsWrittenAsDocumented) {
 TEST(AnswerDefaults, CalibratedThresholdsRoundTrip) {
   test::TempDir tmp;
   AnswerDefaults d{RetrieverMode::kHybrid, AnswerMode::kAuto, 1, {}};
-  d.flag_below = {{AnswerMode::kPrefix, -0.25}, {AnswerMode::kContext, 0.5}};
+  const double inf = std::numeric_limits<double>::infinity();
+  d.flag_below = {{AnswerMode::kPrefix, -0.25},
+                  {AnswerMode::kContext, 0.5},
+                  {AnswerMode::kNone, inf},
+                  {AnswerMode::kContextPrefix, -inf}};
   write_answer_defaults(tmp.path(), d);
   const auto j = nlohmann::json::parse(read_file(tmp / "answer_defaults.json"));
-  EXPECT_EQ(j["flag_below"], (nlohmann::json{{"prefix", -0.25}, {"context", 0.5}}));
+  EXPECT_EQ(j["flag_below"],
+            (nlohmann::json{
+                {"prefix", -0.25}, {"context", 0.5}, {"none", "inf"}, {"context+prefix", "-inf"}}));
   const auto back = read_answer_defaults(tmp.path());
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(back->mode, AnswerMode::kAuto);
@@ -81,7 +88,7 @@ TEST(AnswerDefaults, AMalformedRecordIsAnErrorNamingTheFile) {
            {R"({"retriever": "bm25", "mode": "prefix", "top_k": 1, "flag_below": 3})",
             "\"flag_below\" must be an object"},
            {R"({"retriever": "bm25", "mode": "prefix", "top_k": 1, "flag_below": {"prefix": "x"}})",
-            "\"prefix\" must be a number"},
+            "\"prefix\" must be a number, \"inf\" or \"-inf\""},
            {R"({"retriever": "bm25", "mode": "prefix", "top_k": 1, "flag_below": {"rag": 1}})",
             "must be one of none"}}) {
     write_file_atomic(file, text);
