@@ -51,8 +51,8 @@ void add_threshold_options(CLI::App* cmd, AnswererOptions& o) {
   cmd->add_option_function<std::string>(
       "--abstain-below",
       [&o](const std::string& v) { o.abstain_below = parse_number("--abstain-below", v); },
-      "answer \"unknown\" where the groundedness score (log-probability gain of the answer "
-      "over closed-book, nats per token) is under T");
+      "answer \"unknown\" where the groundedness score (1 if the answer occurs in the evidence, "
+      "plus its mean log-probability per token with the evidence) is under T");
   cmd->add_option_function<std::string>(
       "--auto-threshold",
       [&o](const std::string& v) {

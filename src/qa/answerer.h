@@ -92,12 +92,16 @@ struct Groundedness {
   double logprob_without = 0;  // the same, closed-book
   bool scored = false;         // the two log-probabilities were computed
 
-  // The groundedness score, defined here and nowhere else: how much likelier the evidence makes
-  // the answer, logprob_with - logprob_without (nats per answer token). The flag, abstention,
-  // auto mode and eval's AUROC all use it. Chosen by AUROC for "the answer is wrong" on the
-  // demo's test questions (README, "Hallucination"): the gain separated wrong answers better
-  // than logprob_with alone or answer_in_evidence; closed-book (none) it is 0.
-  double score() const { return logprob_with - logprob_without; }
+  // The groundedness score, defined here and nowhere else: answer_in_evidence (1 or 0) plus
+  // logprob_with; higher = better supported. The flag, abstention, auto mode and eval's AUROC
+  // all use it. Chosen by AUROC at telling wrong answers from right ones on the demo's 100 dev
+  // questions (README, "Hallucination"): 0.94 in context mode and 0.78 in prefix mode, against
+  // 0.81 and 0.24 for the gain logprob_with - logprob_without (in prefix mode the wrong answers
+  // gain more: the prefix makes the wrong segment's name likely) and 0.85 / 0.77 for
+  // logprob_with alone. The mean log-probability of an answer is rarely under -1, so the
+  // answers found in the evidence mostly rank above the others.
+  double gain() const { return logprob_with - logprob_without; }
+  double score() const { return (answer_in_evidence ? 1.0 : 0.0) + logprob_with; }
 };
 
 struct Answer {

@@ -95,7 +95,7 @@ class BertScorer {
 
 // What each answer of a mode says about hallucination, for the "hallucination" block.
 struct Signals {
-  std::vector<double> score, logprob_with, in_evidence;
+  std::vector<double> score, gain, logprob_with, in_evidence;
   std::vector<bool> wrong, correct, supported;
   int64_t flagged = 0, caught = 0, with_flag = 0;  // answers flagged; of them wrong; with a flag
   int64_t answered = 0;                            // not abstained
@@ -104,6 +104,7 @@ struct Signals {
   void add(const Answer& a, bool is_correct) {
     const auto& g = a.groundedness;
     score.push_back(g.score());
+    gain.push_back(g.gain());
     logprob_with.push_back(g.logprob_with);
     in_evidence.push_back(g.answer_in_evidence ? 1 : 0);
     supported.push_back(g.answer_in_evidence);
@@ -158,11 +159,12 @@ json hallucination_block(const Signals& s, const std::map<AnswerMode, double>& t
             {"n_correct", std::count(s.correct.begin(), s.correct.end(), true)},
             {"n_wrong", std::count(s.wrong.begin(), s.wrong.end(), true)},
             {"logprob_gain",
-             {{"all", mean_of(s.score)},
-              {"correct", mean_of(s.score, &s.wrong, false)},
-              {"wrong", mean_of(s.score, &s.wrong, true)}}},
+             {{"all", mean_of(s.gain)},
+              {"correct", mean_of(s.gain, &s.wrong, false)},
+              {"wrong", mean_of(s.gain, &s.wrong, true)}}},
             {"auroc_wrong",
              {{"score", or_null(auroc_of_low_scores(s.score, s.wrong))},
+              {"logprob_gain", or_null(auroc_of_low_scores(s.gain, s.wrong))},
               {"logprob_with", or_null(auroc_of_low_scores(s.logprob_with, s.wrong))},
               {"answer_in_evidence", or_null(auroc_of_low_scores(s.in_evidence, s.wrong))}}},
             {"flag", nullptr}};
@@ -358,6 +360,8 @@ QaEvalReport evaluate_qa(const Answerer& answerer, const std::vector<Question>& 
                     {"evidence", ev},
                     {"answered_by", a.answered_by},
                     {"groundedness_score", a.groundedness.score()},
+                    {"logprob_with", a.groundedness.logprob_with},
+                    {"logprob_without", a.groundedness.logprob_without},
                     {"answer_in_evidence", a.groundedness.answer_in_evidence}};
           if (a.flagged) line["flagged"] = *a.flagged;
           if (a.abstained) line["withheld_answer"] = a.withheld;

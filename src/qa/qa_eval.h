@@ -17,10 +17,11 @@
 //        in the evidence segments (Groundedness::answer_in_evidence), among all / exactly
 //        matching / other answers,
 //      "n_correct", "n_wrong",
-//      "logprob_gain": {"all", "correct", "wrong"}: mean groundedness score (Groundedness::score:
-//        log-probability gain per answer token with the mode's input over closed-book),
-//      "auroc_wrong": {"score", "logprob_with", "answer_in_evidence"}: AUROC of each signal,
-//        low = suspect, at telling wrong answers (not an exact match) from correct ones,
+//      "logprob_gain": {"all", "correct", "wrong"}: mean log-probability gain per answer token
+//        with the mode's input over closed-book (Groundedness::gain),
+//      "auroc_wrong": {"score", "logprob_gain", "logprob_with", "answer_in_evidence"}: AUROC of
+//        the groundedness score (Groundedness::score) and of each signal, low = suspect, at
+//        telling wrong answers (not an exact match) from correct ones,
 //      "flag": {"thresholds": {mode: T}, "flagged", "precision", "recall"} of Answer::flagged at
 //        catching wrong answers (null without thresholds, AnswererOptions::flag_below),
 //      "risk_coverage": [{"threshold", "coverage", "em"}]: answering only where the score is at
@@ -36,7 +37,8 @@
 // Predictions JSONL, one line per question and mode:
 //   {"question", "answers", "mode", "prediction", "em", "f1", "contained", "token_accuracy",
 //    "answer_logprob", "bertscore_f1", "evidence": [segment ids], "answered_by",
-//    "groundedness_score", "answer_in_evidence", "flagged"?, "withheld_answer"? (abstained),
+//    "groundedness_score", "logprob_with", "logprob_without", "answer_in_evidence", "flagged"?,
+//    "withheld_answer"? (abstained),
 //    "attention": [per evidence segment], "cited": index of the most attended (with citations)}
 #pragma once
 

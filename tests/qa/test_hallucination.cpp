@@ -221,6 +221,9 @@ TEST_F(HallucinationTest, EvalReportsHallucinationAndAbstention) {
     EXPECT_TRUE(h["unsupported"].contains(k));
     EXPECT_TRUE(h["logprob_gain"].contains(k));
   }
+  double gain = 0;
+  for (const auto& a : answers) gain += a.groundedness.gain();
+  EXPECT_NEAR(h["logprob_gain"]["all"].get<double>(), gain / qs.size(), 1e-12);
   // The curve ends answering everything, at the exact match of the answers as generated.
   EXPECT_DOUBLE_EQ(h["risk_coverage"].back()["coverage"].get<double>(), 1.0);
   EXPECT_DOUBLE_EQ(h["risk_coverage"].back()["em"].get<double>(), em / qs.size());
