@@ -1,5 +1,7 @@
 #include "cli/answerer_options.h"
 
+#include <fmt/format.h>
+
 #include "cli/enum_option.h"
 #include "cli/number_check.h"
 #include "model/model_dtype_names.h"
@@ -45,6 +47,41 @@ void add_answerer_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
       "--no-prefix-store", [&o] { o.use_prefix_store = false; },
       "encode the segments for every question even where the index has a prefix store built by "
       "this knowledge encoder (kvrag index build-prefixes)");
+  add_threshold_options(cmd, o);
+}
+
+void add_threshold_options(CLI::App* cmd, AnswererOptions& o) {
+  cmd->add_option_function<std::string>(
+      "--abstain-below",
+      [&o](const std::string& v) { o.abstain_below = parse_number("--abstain-below", v); },
+      "answer \"unknown\" where the groundedness score (1 if the answer occurs in the evidence, "
+      "plus its mean log-probability per token with the evidence) is under T");
+  cmd->add_option_function<std::string>(
+      "--auto-threshold",
+      [&o](const std::string& v) {
+        o.flag_below[AnswerMode::kPrefix] = parse_number("--auto-threshold", v);
+      },
+      "mode auto: answer again in context where the prefix answer's groundedness score is under "
+      "T (default: the workspace's calibration, kvrag eval --calibrate-on)");
+}
+
+void calibrate_flag_thresholds(Answerer& answerer, const AnswerSetup& setup,
+                               const AnswerDefaults& defaults, const std::string& dev_questions,
+                               const QaEvalOptions& eval) {
+  auto thresholds = answerer.options().flag_below;
+  for (const auto& [m, f] : calibrate_flags(answerer, read_questions(dev_questions), eval)) {
+    thresholds[m] = f.threshold;
+    fmt::print(stderr,
+               "eval: {} answers flagged below a groundedness score of {:.4f} (on {}: "
+               "precision {:.3f}, recall {:.3f}, F1 {:.3f} at catching wrong answers)\n",
+               to_string(m), f.threshold, dev_questions, f.precision, f.recall, f.f1);
+  }
+  answerer.set_flag_below(thresholds);
+  if (setup.workspace.empty()) return;
+  AnswerDefaults record = setup.recorded.value_or(defaults);
+  record.flag_below = thresholds;
+  write_answer_defaults(setup.workspace, record);
+  fmt::print(stderr, "eval: thresholds recorded in {}/{}\n", setup.workspace, kAnswerDefaultsFile);
 }
 
 }  // namespace kvrag::cli

@@ -10,6 +10,7 @@
 
 #include "qa/answer_defaults.h"
 #include "qa/answerer.h"
+#include "qa/qa_eval.h"
 
 namespace kvrag::cli {
 
@@ -25,6 +26,19 @@ inline const std::string kTopKDefault =
 
 // Registers --workspace, --llm, --index, --retriever, --knowledge-encoder (into `sources`) and
 // --encoder, --dtype, --max-new-tokens, --max-question-tokens (into `options`) on `cmd`.
+// Also the threshold options below.
 void add_answerer_options(CLI::App* cmd, AnswerSources& sources, AnswererOptions& options);
+
+// --abstain-below T and --auto-threshold T (AnswererOptions::abstain_below, flag_below[prefix]);
+// a T that is not a number is an Error.
+void add_threshold_options(CLI::App* cmd, AnswererOptions& options);
+
+// eval --calibrate-on DEV: sets each of `eval.modes`' flag threshold (and auto's) on `answerer`
+// to the groundedness score that best catches wrong answers on the dev questions (qa/qa_eval.h
+// calibrate_flags), says so on stderr and records the thresholds in the workspace's
+// answer_defaults.json where `setup` has a workspace (`defaults` where none was recorded yet).
+void calibrate_flag_thresholds(Answerer& answerer, const AnswerSetup& setup,
+                               const AnswerDefaults& defaults, const std::string& dev_questions,
+                               const QaEvalOptions& eval);
 
 }  // namespace kvrag::cli

@@ -1,6 +1,6 @@
 // kvrag ask (--workspace DIR | --llm DIR [--index DIR] [--knowledge-encoder DIR])
-//           [--retriever dense|bm25|hybrid] [--mode none|context|prefix|context+prefix]
-//           [--top-k K] [--json] "question"
+//           [--retriever dense|bm25|hybrid] [--mode none|context|prefix|context+prefix|auto]
+//           [--top-k K] [--abstain-below T] [--auto-threshold T] [--json] "question"
 //
 // Answers one question and shows what the answer rests on: the evidence segments (id, title,
 // score) and a groundedness signal — whether the answer occurs in the evidence, and the LLM's
@@ -34,7 +34,8 @@ void add_ask_command(CLI::App& app, int& exit_code) {
   add_answerer_options(cmd, args->sources, args->answerer);
   add_enum_name_option<AnswerMode>(cmd, "--mode", args->mode,
                                    "none (closed-book), context (segments in the prompt), prefix "
-                                   "(dynamic prefix), context+prefix; " +
+                                   "(dynamic prefix), context+prefix, auto (prefix, else "
+                                   "context where its groundedness is low); " +
                                        kModeDefault);
   cmd->add_option("--top-k", args->top_k,
                   "segments used (ignored for --mode none); " + kTopKDefault)
@@ -62,7 +63,9 @@ void add_ask_command(CLI::App& app, int& exit_code) {
       exit_code = 0;
       return;
     }
-    fmt::print("answer: {}\n", a.text.empty() ? "(empty)" : a.text);
+    fmt::print("answer: {}{}\n", a.text.empty() ? "(empty)" : a.text,
+               a.abstained ? fmt::format(" (withheld: \"{}\")", a.withheld) : "");
+    if (mode == AnswerMode::kAuto) fmt::print("answered by: {}\n", a.answered_by);
     if (!a.evidence.empty()) {
       fmt::print("\nevidence ({}):\n", to_string(mode));
       for (size_t i = 0; i < a.evidence.size(); ++i) {
@@ -82,6 +85,10 @@ void add_ask_command(CLI::App& app, int& exit_code) {
       fmt::print(
           "; mean log-probability per answer token {:.3f} with the {} input, {:.3f} closed-book",
           g.logprob_with, to_string(mode), g.logprob_without);
+      fmt::print("; score {:+.3f}{}", g.score(),
+                 !a.flagged   ? ""
+                 : *a.flagged ? " (flagged: likely wrong)"
+                              : " (not flagged)");
     }
     fmt::print("\ntime: {:.0f} ms (retrieve {:.0f}, {} {:.0f}, generate {:.0f})\n", a.total_ms,
                a.retrieve_ms,

@@ -1,12 +1,17 @@
 // kvrag eval (--workspace DIR | --llm DIR [--index DIR] [--knowledge-encoder DIR])
 //            --questions Q.jsonl [--modes none,context,prefix] [--top-k K] [--predictions
 //            OUT.jsonl] [--bertscore-model DIR --bertscore-layer L] [--json] [--limit N]
-//            [--allow-empty]
+//            [--allow-empty] [--calibrate-on DEV.jsonl] [--abstain-below T] [--auto-threshold T]
+//            [--fairness FAIR.jsonl --fairness-passages P.jsonl]
 //
 // Answers every question in each mode and scores the answers: exact match, token F1, answer
 // contained, teacher-forced answer-token accuracy, BERTScore F1; plus retrieval top-1/5/20.
 // Prints a markdown table with the modes side by side, or with --json the summary
-// {"<mode>": {"n", "em", "f1", "contained", "token_accuracy", "bertscore_f1"}, "retrieval": …}.
+// {"<mode>": {"n", "em", "f1", "contained", "token_accuracy", "bertscore_f1", "ttft_ms",
+// "hallucination", "abstention"?}, "retrieval": …} (qa/qa_eval.h). --calibrate-on first answers
+// the dev questions and sets the flag thresholds (qa/qa_eval.h calibrate_flags), recording them
+// in the workspace's answer_defaults.json where one applies. --fairness adds "fairness"
+// (qa/fairness_eval.h).
 
 #include <fmt/format.h>
 
@@ -26,7 +31,8 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     AnswererOptions answerer;
     QaEvalOptions eval;
     FairnessEvalOptions fairness;
-    std::string questions, modes;  // modes "" and top_k 0: the defaults (qa/answer_defaults.h)
+    std::string questions, modes,
+        calibrate_on;  // modes "" and top_k 0: the defaults (qa/answer_defaults.h)
     int top_k = 0;
     bool json = false, quiet = false;
   };
@@ -38,7 +44,7 @@ void add_eval_command(CLI::App& app, int& exit_code) {
                   "{\"question\", \"answers\", \"gold_passage_id\"?} lines")
       ->required();
   cmd->add_option("--modes", args->modes,
-                  "comma-separated: none, context, prefix, context+prefix; " + kModeDefault);
+                  "comma-separated: none, context, prefix, context+prefix, auto; " + kModeDefault);
   cmd->add_option("--top-k", args->top_k,
                   "segments per question in the retrieval modes; " + kTopKDefault)
       ->check(CLI::Range(1, 100));
@@ -59,6 +65,10 @@ void add_eval_command(CLI::App& app, int& exit_code) {
                   "--fairness-passages)");
   cmd->add_option("--fairness-passages", args->fairness.passages,
                   "passages JSONL holding the fairness questions' gold passages and twins");
+  cmd->add_option("--calibrate-on", args->calibrate_on,
+                  "dev questions: first set each mode's flag threshold (and auto's) to the "
+                  "groundedness score that best catches wrong answers there (F1), recorded in the "
+                  "workspace's answer_defaults.json");
   cmd->add_flag("--json", args->json, "print the summary as JSON instead of a table");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress line");
   cmd->add_flag("--allow-empty", args->eval.allow_empty,
@@ -86,6 +96,9 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     args->eval.top_k = args->top_k > 0 ? args->top_k : d.top_k;
     KVRAG_CHECK(args->fairness.questions.empty() == args->fairness.passages.empty(),
                 "--fairness and --fairness-passages go together");
+    if (!args->calibrate_on.empty()) {
+      calibrate_flag_thresholds(*answerer, setup, d, args->calibrate_on, args->eval);
+    }
     auto report = evaluate_qa(*answerer, questions, args->eval);
     if (!args->fairness.questions.empty()) {
       args->fairness.max_new_tokens = setup.options.max_new_tokens;

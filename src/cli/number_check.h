@@ -7,7 +7,18 @@
 #include <cstdlib>
 #include <string>
 
+#include "core/error.h"
+
 namespace kvrag::cli {
+
+// `text` as a number (a threshold: any sign, "inf" and "-inf" too); Error naming `option`.
+inline double parse_number(const std::string& option, const std::string& text) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  KVRAG_CHECK(!text.empty() && end != nullptr && *end == '\0' && v == v,
+              "{} must be a number, not \"{}\"", option, text);
+  return v;
+}
 
 // `positive`: the value must be > 0, else ≥ 0.
 inline CLI::Validator number_check(bool positive) {

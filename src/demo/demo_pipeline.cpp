@@ -388,7 +388,10 @@ DemoResult run_demo(const DemoOptions& o) {
   result.results_path = p("results.json");
   write_file_atomic(result.results_path, summary.dump(2) + "\n");
   // Written on every run, so a workspace evaluated before the file existed gets it too.
-  write_answer_defaults(o.workspace, {z.retriever_mode, AnswerMode::kPrefix, z.eval_top_k});
+  AnswerDefaults record{z.retriever_mode, AnswerMode::kPrefix, z.eval_top_k, {}};
+  // thresholds calibrated since (kvrag eval --calibrate-on) stay
+  if (const auto old = read_answer_defaults(o.workspace)) record.flag_below = old->flag_below;
+  write_answer_defaults(o.workspace, record);
   result.markdown = qa_markdown(summary, {"none", "context", "prefix"});
   if (summary.contains("fairness"))
     result.markdown += "\nFairness (prefix mode, gold passages; questions-fairness.jsonl):\n\n" +

@@ -24,7 +24,9 @@ nlohmann::json Answer::to_json() const {
                       {"groundedness",
                        {{"answer_in_evidence", groundedness.answer_in_evidence},
                         {"logprob_with", groundedness.logprob_with},
-                        {"logprob_without", groundedness.logprob_without}}},
+                        {"logprob_without", groundedness.logprob_without},
+                        {"score", groundedness.score()}}},
+                      {"answered_by", answered_by},
                       {"timings_ms",
                        {{"retrieve", retrieve_ms},
                         {"encode", encode_ms},
@@ -35,6 +37,11 @@ nlohmann::json Answer::to_json() const {
                         {"total", total_ms}}},
                       {"prefill_tokens", prefill_tokens}};
   if (!prefix_source.empty()) j["prefix_source"] = prefix_source;
+  if (flagged) j["flagged"] = *flagged;
+  if (abstained) {
+    j["abstained"] = true;
+    j["withheld_answer"] = withheld;
+  }
   if (!citations.empty())
     j["cited"] = std::max_element(citations.begin(), citations.end()) - citations.begin();
   return j;

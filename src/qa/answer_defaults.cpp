@@ -1,7 +1,9 @@
 #include "qa/answer_defaults.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
@@ -13,7 +15,14 @@ namespace kvrag {
 namespace fs = std::filesystem;
 
 nlohmann::json AnswerDefaults::to_json() const {
-  return {{"retriever", enum_name(retriever)}, {"mode", to_string(mode)}, {"top_k", top_k}};
+  nlohmann::json j = {
+      {"retriever", enum_name(retriever)}, {"mode", to_string(mode)}, {"top_k", top_k}};
+  // JSON has no infinities: "inf" / "-inf" (flag every answer / none)
+  for (const auto& [m, t] : flag_below) {
+    j["flag_below"][to_string(m)] =
+        std::isfinite(t) ? nlohmann::json(t) : nlohmann::json(t > 0 ? "inf" : "-inf");
+  }
+  return j;
 }
 
 AnswerDefaults AnswerDefaults::from_json(const nlohmann::json& j, const std::string& where) {
@@ -30,6 +39,19 @@ AnswerDefaults AnswerDefaults::from_json(const nlohmann::json& j, const std::str
     KVRAG_CHECK(k.is_number_integer() && k.get<int64_t>() >= 1 && k.get<int64_t>() <= 10000,
                 "\"top_k\" must be an integer in [1, 10000], not {}", json_excerpt(k));
     d.top_k = k.get<int>();
+    if (j.contains("flag_below")) {
+      const auto& f = j["flag_below"];
+      KVRAG_CHECK(f.is_object(), "\"flag_below\" must be an object {{\"MODE\": threshold}}");
+      for (const auto& [name, t] : f.items()) {
+        const bool inf = t.is_string() && (t == "inf" || t == "-inf");
+        KVRAG_CHECK(t.is_number() || inf,
+                    "\"flag_below\": \"{}\" must be a number, \"inf\" or \"-inf\", not {}", name,
+                    json_excerpt(t));
+        d.flag_below[parse_answer_mode(name)] =
+            !inf ? t.get<double>()
+                 : (t == "inf" ? 1 : -1) * std::numeric_limits<double>::infinity();
+      }
+    }
   } catch (Error& e) {
     throw e.with_context(where);
   }
@@ -136,12 +158,17 @@ AnswerSetup resolve_answer_setup(const AnswerSources& sources, AnswererOptions o
                            ? r->retriever
                            : fallback_retriever(o.index_dir);
   }
+  if (setup.recorded) {
+    for (const auto& [m, t] : setup.recorded->flag_below) o.flag_below.emplace(m, t);  // keeps o's
+  }
   setup.options = std::move(o);
   return setup;
 }
 
 bool serves_mode(const Answerer& answerer, AnswerMode mode) {
   if (uses_index(mode) && !answerer.has_index()) return false;
+  if (mode == AnswerMode::kAuto && answerer.options().flag_below.count(AnswerMode::kPrefix) == 0)
+    return false;
   return !uses_prefix(mode) || answerer.has_knowledge_encoder();
 }
 
@@ -172,6 +199,7 @@ AnswerDefaults answer_defaults(const Answerer& answerer, const AnswerSetup& setu
     if (!r && uses_prefix(m) && trained) top_k = std::min(top_k, *trained);
   }
   d.top_k = std::max(top_k, 1);
+  d.flag_below = answerer.options().flag_below;
   return d;
 }
 

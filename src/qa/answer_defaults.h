@@ -5,7 +5,13 @@
 // A workspace (the folder `kvrag demo` builds: llm/, index/, knowledge_encoder/) records what
 // it was evaluated with in WORKSPACE/answer_defaults.json, written by the demo:
 //
-//   {"retriever": "hybrid", "mode": "prefix", "top_k": 1}
+//   {"retriever": "hybrid", "mode": "prefix", "top_k": 1,
+//    "flag_below": {"prefix": -0.05, "context": 0.4}}
+//
+// flag_below (optional, written by `kvrag eval --calibrate-on DEV.jsonl`): per mode, the
+// groundedness score under which an answer is flagged as likely wrong, and under which auto mode
+// answers a prefix answer again in context (AnswererOptions::flag_below). Explicit thresholds
+// (--auto-threshold) win.
 //
 // Its record applies where the workspace is named (--workspace) or where every model folder
 // given lies directly in one folder that holds the file (--llm WS/llm --index WS/index). A
@@ -27,6 +33,7 @@
 // Torch-free header.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,8 +52,9 @@ struct AnswerDefaults {
   RetrieverMode retriever = RetrieverMode::kHybrid;
   AnswerMode mode = AnswerMode::kPrefix;
   int top_k = 1;
+  std::map<AnswerMode, double> flag_below;  // calibrated thresholds; empty: none
 
-  nlohmann::json to_json() const;  // {"retriever", "mode", "top_k"}
+  nlohmann::json to_json() const;  // {"retriever", "mode", "top_k"[, "flag_below"]}
   // Error naming `where` (the file) for a missing or malformed field.
   static AnswerDefaults from_json(const nlohmann::json& j, const std::string& where);
 };
@@ -84,7 +92,7 @@ AnswerDefaults answer_defaults(const Answerer& answerer, const AnswerSetup& setu
                                const std::vector<AnswerMode>& modes = {});
 
 // Whether `answerer` can answer in `mode` (none always; context with an index; the prefix modes
-// with an index and a knowledge encoder).
+// with an index and a knowledge encoder; auto as well with a prefix threshold, flag_below).
 bool serves_mode(const Answerer& answerer, AnswerMode mode);
 
 }  // namespace kvrag

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -312,6 +313,7 @@ struct Answerer::Impl {
               auto& g = answers[group[b]].groundedness;
               g.logprob_with = s_with[b].logprob;
               g.logprob_without = s_without[b].logprob;
+              g.scored = true;
             }
           }
         }
@@ -320,6 +322,7 @@ struct Answerer::Impl {
     }
     const double total_ms = ms_since(t_start);
     for (auto& a : answers) {
+      a.answered_by = to_string(mode);
       a.retrieve_ms = retrieve_ms;
       a.encode_ms = encode_ms;
       a.generate_ms = generate_ms;
@@ -327,6 +330,76 @@ struct Answerer::Impl {
       a.decode_ms = decode_ms;
       a.ttft_ms = retrieve_ms + encode_ms + prefill_ms;
       a.total_ms = total_ms;
+    }
+    return answers;
+  }
+
+  // run() in any mode, auto included, then the flags and abstention (answerer.h).
+  std::vector<Answer> answer(const std::vector<std::string>& questions, AnswerMode mode, int top_k,
+                             bool groundedness, const std::vector<std::string>* references,
+                             std::vector<ForcedScore>* scores) {
+    const bool abstaining = options.abstain_below > -std::numeric_limits<double>::infinity();
+    std::vector<Answer> answers;
+    if (mode != AnswerMode::kAuto) {
+      answers = run(questions, mode, top_k, true, groundedness || abstaining, references, scores);
+    } else {
+      answers = answer_auto(questions, top_k, references, scores);
+    }
+    for (auto& a : answers) {
+      if (!a.groundedness.scored) continue;
+      const double score = a.groundedness.score();
+      const auto t = options.flag_below.find(parse_answer_mode(a.answered_by));
+      if (t != options.flag_below.end()) a.flagged = score < t->second;
+      if (score < options.abstain_below) {
+        a.abstained = true;
+        a.withheld = std::move(a.text);
+        a.text = "unknown";
+      }
+    }
+    return answers;
+  }
+
+  // auto: every question in prefix mode; those whose answer scores under the prefix threshold
+  // again in context mode, their timings adding both passes.
+  std::vector<Answer> answer_auto(const std::vector<std::string>& questions, int top_k,
+                                  const std::vector<std::string>* references,
+                                  std::vector<ForcedScore>* scores) {
+    KVRAG_CHECK(pipeline->has_encoder(),
+                "mode auto answers in prefix mode first and needs a knowledge encoder "
+                "(--knowledge-encoder); none was given");
+    const auto t = options.flag_below.find(AnswerMode::kPrefix);
+    KVRAG_CHECK(t != options.flag_below.end(),
+                "mode auto needs a threshold on the prefix answers' groundedness score: calibrate "
+                "one with kvrag eval --calibrate-on DEV.jsonl (recorded in the workspace's {}), "
+                "or give --auto-threshold",
+                "answer_defaults.json");
+    auto answers = run(questions, AnswerMode::kPrefix, top_k, true, true, references, scores);
+    std::vector<size_t> again;
+    for (size_t i = 0; i < answers.size(); ++i) {
+      if (answers[i].groundedness.score() < t->second) again.push_back(i);
+    }
+    if (again.empty()) return answers;
+    std::vector<std::string> qs, refs;
+    for (const size_t i : again) {
+      qs.push_back(questions[i]);
+      if (references != nullptr) refs.push_back((*references)[i]);
+    }
+    std::vector<ForcedScore> again_scores;
+    auto redone = run(qs, AnswerMode::kContext, top_k, true, true,
+                      references != nullptr ? &refs : nullptr, &again_scores);
+    for (size_t j = 0; j < again.size(); ++j) {
+      const Answer& first = answers[again[j]];
+      Answer& a = redone[j];
+      a.ttft_ms += first.total_ms;  // the prefix answer, scored, came first
+      a.retrieve_ms += first.retrieve_ms;
+      a.encode_ms += first.encode_ms;
+      a.prefill_ms += first.prefill_ms;
+      a.decode_ms += first.decode_ms;
+      a.generate_ms += first.generate_ms;
+      a.total_ms += first.total_ms;
+      a.prefill_tokens += first.prefill_tokens;
+      answers[again[j]] = std::move(a);
+      if (references != nullptr) (*scores)[again[j]] = again_scores[j];
     }
     return answers;
   }
@@ -361,13 +434,16 @@ Answerer::~Answerer() = default;
 
 std::vector<Answer> Answerer::answer(const std::vector<std::string>& questions, AnswerMode mode,
                                      int top_k, bool groundedness) const {
-  return impl_->run(questions, mode, top_k, true, groundedness, nullptr, nullptr);
+  return impl_->answer(questions, mode, top_k, groundedness, nullptr, nullptr);
 }
 
 std::vector<Answerer::ForcedScore> Answerer::score_answers(
     const std::vector<std::string>& questions, const std::vector<std::string>& answers,
     AnswerMode mode, int top_k) const {
   std::vector<ForcedScore> scores;
+  KVRAG_CHECK(mode != AnswerMode::kAuto,
+              "mode auto picks its mode by the answer it generates: score answers in prefix or "
+              "context mode");
   impl_->run(questions, mode, top_k, false, false, &answers, &scores);
   return scores;
 }
@@ -377,7 +453,7 @@ std::vector<Answer> Answerer::answer_and_score(const std::vector<std::string>& q
                                                AnswerMode mode, int top_k, bool groundedness,
                                                std::vector<ForcedScore>* scores) const {
   KVRAG_CHECK(scores != nullptr, "answer_and_score: no output for the scores");
-  return impl_->run(questions, mode, top_k, true, groundedness, &references, scores);
+  return impl_->answer(questions, mode, top_k, groundedness, &references, scores);
 }
 
 std::vector<std::vector<Evidence>> Answerer::retrieve(const std::vector<std::string>& questions,
@@ -421,6 +497,10 @@ int Answerer::max_top_k(AnswerMode mode, int cap, int64_t prompt_tokens) const {
 
 const AnswererOptions& Answerer::options() const { return impl_->options; }
 PrefixPipeline& Answerer::pipeline() const { return *impl_->pipeline; }
+
+void Answerer::set_flag_below(const std::map<AnswerMode, double>& thresholds) {
+  impl_->options.flag_below = thresholds;
+}
 bool Answerer::has_index() const { return impl_->retriever != nullptr; }
 bool Answerer::has_knowledge_encoder() const { return impl_->pipeline->has_encoder(); }
 IndexRetriever* Answerer::retriever() const { return impl_->retriever.get(); }

@@ -48,9 +48,9 @@ std::vector<Evidence> AnswererService::search(const std::string& question, int t
 
 std::vector<AnswerMode> AnswererService::modes() const {
   const Answerer& a = *impl_->answerer;
-  std::vector<AnswerMode> out;  // the richest first
-  for (const auto m :
-       {AnswerMode::kPrefix, AnswerMode::kContextPrefix, AnswerMode::kContext, AnswerMode::kNone}) {
+  std::vector<AnswerMode> out;  // the richest first; auto (where calibrated) last
+  for (const auto m : {AnswerMode::kPrefix, AnswerMode::kContextPrefix, AnswerMode::kContext,
+                       AnswerMode::kNone, AnswerMode::kAuto}) {
     if (serves_mode(a, m)) out.push_back(m);
   }
   if (impl_->default_mode) {

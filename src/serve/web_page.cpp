@@ -76,6 +76,7 @@ const std::string& web_page_html() {
         <label><input type="radio" name="mode" value="context"> context</label>
         <label><input type="radio" name="mode" value="prefix"> prefix</label>
         <label><input type="radio" name="mode" value="context+prefix"> context+prefix</label>
+        <label><input type="radio" name="mode" value="auto"> auto</label>
       </fieldset>
       <label>top-k <input id="top-k" name="top_k" type="number" min="1" max="20" placeholder="default"></label>
       <button id="ask-button" type="submit">Ask</button>

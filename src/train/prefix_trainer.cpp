@@ -120,6 +120,10 @@ std::string target_answer(const Question& q) {
 
 struct Validation {
   double em = 0, loss = 0;
+  // Reliance on the evidence: the answers' teacher-forced mean log-probability per token with
+  // the prefix (-loss) and closed-book, and the share of answer tokens (EOS aside) whose argmax
+  // with the prefix is a token of the question's segments.
+  double logprob_with = 0, logprob_without = 0, argmax_in_evidence = 0;
 };
 
 // The fairness objective of a run (train/fairness_objective.h): attributes from the questions'
@@ -259,6 +263,16 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   const auto dev_examples = tokenize(dev_questions, dev_segments, o.dev);
   const FairnessObjective fairness =
       fairness_objective(o, pipeline, train_questions, train_examples);
+  std::vector<std::set<int64_t>> dev_evidence;  // the LLM's tokens of each dev question's segments
+  for (const auto& segments : dev_segments) {
+    std::set<int64_t> ids;
+    for (const auto& seg : segments) {
+      for (const auto* text : {&seg.title, &seg.text}) {
+        for (const auto id : pipeline.tokenizer().encode(*text, false)) ids.insert(id);
+      }
+    }
+    dev_evidence.push_back(std::move(ids));
+  }
   std::vector<int64_t> lengths;  // encoder tokens of each training example (--group-by-length)
   for (const auto& ex : train_examples) {
     int64_t t = 0;
@@ -283,7 +297,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     torch::NoGradGuard no_grad;
     encoder->eval();
     Validation v;
-    double loss_sum = 0, exact = 0;
+    double loss_sum = 0, exact = 0, without_sum = 0, in_evidence = 0, words = 0;
     int64_t loss_tokens = 0;
     for (int64_t begin = 0; begin < static_cast<int64_t>(dev_examples.size());
          begin += kValidationBatch) {
@@ -292,9 +306,27 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       for (int64_t i = begin; i < end; ++i) rows.push_back(i);
       const auto batch = pipeline.batch(dev_examples, rows);
       const auto prefix = pipeline.prefix(batch);
+      // [N, V], [N]: with the prefix (the loss, as pipeline.loss) and closed-book
+      const auto with = answer_logits(pipeline.llm(), batch, &prefix);
+      const auto without = answer_logits(pipeline.llm(), batch, nullptr);
+      const auto tokens = static_cast<double>(batch.answer_tokens);
       loss_sum +=
-          pipeline.loss(batch, prefix).item<double>() * static_cast<double>(batch.answer_tokens);
+          torch::nn::functional::cross_entropy(with.logits, with.labels).item<double>() * tokens;
+      without_sum +=
+          torch::nn::functional::cross_entropy(without.logits, without.labels).item<double>() *
+          tokens;
       loss_tokens += batch.answer_tokens;
+      const auto argmax = with.logits.argmax(1).contiguous();  // [N]
+      const int64_t* top = argmax.data_ptr<int64_t>();
+      int64_t k = 0;  // answer positions, row-major
+      for (int64_t b = 0; b < batch.size(); ++b) {
+        const auto& ids = dev_evidence[begin + b];
+        for (int64_t j = 0; j < batch.target_lengths[b]; ++j, ++k) {
+          if (j + 1 == batch.target_lengths[b]) continue;  // EOS
+          words += 1;
+          in_evidence += ids.count(top[k]) > 0 ? 1 : 0;
+        }
+      }
       const auto answers = pipeline.generate(batch, prefix, o.max_new_tokens);
       for (int64_t i = begin; i < end; ++i)
         exact += exact_match(answers[i - begin], dev_questions[i].answers);
@@ -302,6 +334,9 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     encoder->train();
     v.em = dev_examples.empty() ? 0.0 : exact / static_cast<double>(dev_examples.size());
     v.loss = loss_tokens > 0 ? loss_sum / static_cast<double>(loss_tokens) : 0.0;
+    v.logprob_with = -v.loss;
+    v.logprob_without = loss_tokens > 0 ? -without_sum / static_cast<double>(loss_tokens) : 0.0;
+    v.argmax_in_evidence = words > 0 ? in_evidence / words : 0.0;
     return v;
   };
 
@@ -368,6 +403,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   int64_t step = state["step"].get<int64_t>();
   int64_t steps_this_run = 0;
   double train_seconds = 0;
+  std::string dev_note;  // the last validation's reliance on the evidence, for the progress line
   for (int64_t epoch = state["epoch"].get<int64_t>(); epoch < o.optim.epochs; ++epoch) {
     auto order = epoch_order(n, o.optim.seed, epoch);
     if (o.group_by_length)
@@ -407,9 +443,9 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
           std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       result.examples_per_s =
           train_seconds > 0 ? static_cast<double>(result.examples) / train_seconds : 0;
-      progress.set_note(fmt::format("epoch {}  loss {:.4f}  lr {:.2e}  {:.1f} ex/s", epoch + 1,
+      progress.set_note(fmt::format("epoch {}  loss {:.4f}  lr {:.2e}  {:.1f} ex/s{}", epoch + 1,
                                     step_loss / static_cast<double>(step_rows), lr,
-                                    result.examples_per_s));
+                                    result.examples_per_s, dev_note));
       progress.update(0, epoch * n + std::min(n, micro * B));
       state["step"] = step;
       state["epoch"] = epoch;
@@ -440,6 +476,12 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       const auto v = validate();
       entry["dev_em"] = v.em;
       entry["dev_loss"] = v.loss;
+      entry["dev_logprob_with"] = v.logprob_with;
+      entry["dev_logprob_without"] = v.logprob_without;
+      entry["dev_logprob_gap"] = v.logprob_with - v.logprob_without;
+      entry["dev_argmax_in_evidence"] = v.argmax_in_evidence;
+      dev_note = fmt::format("  dev EM {:.3f} gap {:+.3f} in-evidence {:.3f}", v.em,
+                             v.logprob_with - v.logprob_without, v.argmax_in_evidence);
       schedule.on_validation(v.em);
       const double best_em = state["best_em"].get<double>(),
                    best_loss = state["best_loss"].get<double>();

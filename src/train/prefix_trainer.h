@@ -11,7 +11,12 @@
 // The run folder OUT is also the exported knowledge encoder (model/knowledge_encoder.h):
 //   OUT/config.json, OUT/model.safetensors, OUT/vocab.txt   the best epoch's encoder (dev EM,
 //                          ties broken by the lower dev answer loss; without dev, the last epoch)
-//   OUT/train_report.json  per-epoch loss, dev EM and loss, best epoch, examples/s, peak RSS
+//   OUT/train_report.json  per-epoch loss, dev EM and loss, best epoch, examples/s, peak RSS;
+//                          per epoch also how much the answers rely on the evidence (dev):
+//                          dev_logprob_with / dev_logprob_without (teacher-forced mean
+//                          log-probability per answer token with the prefix / closed-book),
+//                          dev_logprob_gap (their difference) and dev_argmax_in_evidence (the
+//                          share of answer tokens, EOS aside, whose argmax is a segment token)
 //   OUT/resume/            the resume point (train/train_state.h), every save_every optimizer
 //                          steps and at each epoch's end
 // Every file is written atomically; rerunning an interrupted run (kill -9 included) continues

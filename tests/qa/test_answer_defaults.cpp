@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
@@ -52,6 +53,25 @@ TEST(AnswerDefaults, RecordRoundTripsAndIsWrittenAsDocumented) {
   EXPECT_EQ(d->top_k, 3);
 }
 
+TEST(AnswerDefaults, CalibratedThresholdsRoundTrip) {
+  test::TempDir tmp;
+  AnswerDefaults d{RetrieverMode::kHybrid, AnswerMode::kAuto, 1, {}};
+  const double inf = std::numeric_limits<double>::infinity();
+  d.flag_below = {{AnswerMode::kPrefix, -0.25},
+                  {AnswerMode::kContext, 0.5},
+                  {AnswerMode::kNone, inf},
+                  {AnswerMode::kContextPrefix, -inf}};
+  write_answer_defaults(tmp.path(), d);
+  const auto j = nlohmann::json::parse(read_file(tmp / "answer_defaults.json"));
+  EXPECT_EQ(j["flag_below"],
+            (nlohmann::json{
+                {"prefix", -0.25}, {"context", 0.5}, {"none", "inf"}, {"context+prefix", "-inf"}}));
+  const auto back = read_answer_defaults(tmp.path());
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->mode, AnswerMode::kAuto);
+  EXPECT_EQ(back->flag_below, d.flag_below);
+}
+
 TEST(AnswerDefaults, AMalformedRecordIsAnErrorNamingTheFile) {
   test::TempDir tmp;
   const std::string file = tmp / "answer_defaults.json";
@@ -64,7 +84,13 @@ TEST(AnswerDefaults, AMalformedRecordIsAnErrorNamingTheFile) {
            {R"({"retriever": "bm25", "mode": "rag", "top_k": 1})",
             "must be one of none, context, prefix, context+prefix"},
            {R"({"retriever": "bm25", "mode": "prefix", "top_k": 0})", "\"top_k\" must be"},
-           {R"({"retriever": "bm25", "mode": "prefix", "top_k": "3"})", "\"top_k\" must be"}}) {
+           {R"({"retriever": "bm25", "mode": "prefix", "top_k": "3"})", "\"top_k\" must be"},
+           {R"({"retriever": "bm25", "mode": "prefix", "top_k": 1, "flag_below": 3})",
+            "\"flag_below\" must be an object"},
+           {R"({"retriever": "bm25", "mode": "prefix", "top_k": 1, "flag_below": {"prefix": "x"}})",
+            "\"prefix\" must be a number, \"inf\" or \"-inf\""},
+           {R"({"retriever": "bm25", "mode": "prefix", "top_k": 1, "flag_below": {"rag": 1}})",
+            "must be one of none"}}) {
     write_file_atomic(file, text);
     const auto e = test::error_of([&] { read_answer_defaults(tmp.path()); });
     EXPECT_TRUE(contains(e, file)) << text << ": " << e;

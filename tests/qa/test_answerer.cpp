@@ -605,7 +605,7 @@ TEST_F(AnswererTest, EvaluateQaScoresEveryModeConsistently) {
     }
     EXPECT_TRUE(s[mode]["bertscore_f1"].is_number());
     EXPECT_TRUE(s[mode]["ttft_ms"]["p50"].is_number());
-    EXPECT_EQ(s[mode].size(), 7u);
+    EXPECT_EQ(s[mode].size(), 8u);  // and "hallucination"
   }
   EXPECT_EQ(s.size(), 4u);  // three modes and retrieval
   EXPECT_EQ(s["retrieval"]["answer_in_top"].size(), 3u);

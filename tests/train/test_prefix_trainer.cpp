@@ -164,6 +164,15 @@ TEST(TrainPrefix, TrainsExportsAndResumesExactly) {
   const auto report = nlohmann::json::parse(read_file(straight.options.out + "/train_report.json"));
   EXPECT_EQ(report["epochs"].size(), 2u);
   EXPECT_GT(report["peak_rss_bytes"].get<int64_t>(), 0);
+  // Each epoch says how much the dev answers rely on the evidence.
+  for (const auto& e : report["epochs"]) {
+    const double with = e["dev_logprob_with"], without = e["dev_logprob_without"];
+    EXPECT_DOUBLE_EQ(with, -e["dev_loss"].get<double>());
+    EXPECT_LT(without, 0.0);
+    EXPECT_DOUBLE_EQ(e["dev_logprob_gap"].get<double>(), with - without);
+    EXPECT_GE(e["dev_argmax_in_evidence"].get<double>(), 0.0);
+    EXPECT_LE(e["dev_argmax_in_evidence"].get<double>(), 1.0);
+  }
 
   // 1 epoch, then the same run asked for 2 epochs resumes at epoch 2.
   split.options.optim.epochs = 1;
