@@ -6,7 +6,8 @@
 // Trains a knowledge encoder whose output is a key/value prefix of the frozen LLM
 // (train/prefix_trainer.h). DIR becomes a knowledge-encoder folder for `kvrag ask/eval --mode
 // prefix` (best epoch by dev EM) and holds the resume point: rerunning the same command after an
-// interruption continues the run.
+// interruption continues the run. `mpirun -np N kvrag …` trains data parallel
+// (train/data_parallel.h).
 
 #include <fmt/format.h>
 
@@ -18,6 +19,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "index/index_retriever.h"
+#include "train/data_parallel.h"
 #include "train/prefix_trainer.h"
 
 namespace kvrag::cli {
@@ -103,6 +105,7 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
                   "run folder; becomes the knowledge-encoder folder (resumes if it holds a run)")
       ->required();
   cmd->add_flag("--json", args->json, "print the result as JSON");
+  cmd->add_option("--stop-after-steps", o.stop_after_steps)->group("");  // tests: as if killed
   add_optim_options(cmd, o.optim);
   cmd->callback([args, &exit_code] {
     auto& o = args->options;
@@ -114,6 +117,8 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
       o.retriever = retriever.get();
     }
     const auto r = train_prefix(o);
+    exit_code = 0;
+    if (!Communicator::world().is_root()) return;  // mpirun: rank 0 reports
     nlohmann::json j = {{"out", o.out},
                         {"initial_dev_em", r.initial_dev_em},
                         {"dev_em", r.dev_em},
@@ -137,7 +142,6 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
       if (r.truncated_segments > 0) fmt::print(", {} segments truncated", r.truncated_segments);
       fmt::print("\n");
     }
-    exit_code = 0;
   });
 }
 
