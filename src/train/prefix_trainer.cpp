@@ -225,9 +225,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   const int64_t n = static_cast<int64_t>(train_examples.size());
   const int64_t B = o.optim.batch_size, accumulation = o.optim.accumulation;
   KVRAG_CHECK(B >= comm.size(),
-              "train-prefix: a batch of {} examples cannot be shared by {} "
-              "processes",
-              B, comm.size());
+              "train-prefix: a batch of {} examples cannot be shared by {} processes", B,
+              comm.size());
   const int64_t micro_per_epoch = (n + B - 1) / B;
   const int64_t steps_per_epoch = (micro_per_epoch + accumulation - 1) / accumulation;
   LrSchedule schedule(o.optim, steps_per_epoch * o.optim.epochs);

@@ -203,6 +203,17 @@ TEST(DataParallel, RetrieverResumesOnTheSameRanksAndRefusesOthers) {
   EXPECT_TRUE(test::contains(other.err, "trained on 2 processes")) << other.err;
 }
 
+// train-lm has no data-parallel mode: two ranks would each write the whole run into one folder.
+TEST(DataParallel, TrainLmRefusesMpirun) {
+  SKIP_WITHOUT_MPIRUN();
+  TempDir dir;
+  const auto r = run_ranks(2, "train-lm --text " + (dir / "none.txt") + " --tokenizer " +
+                                  (dir / "none.model") + " --out " + (dir / "lm"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(test::contains(r.err, "train-lm does not train data parallel")) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "lm"));
+}
+
 // --- train-prefix: stories260K (shared) as the frozen LLM ---------------------------------------
 
 TEST(DataParallel, PrefixOnTwoRanksFollowsOneProcess) {
