@@ -13,6 +13,7 @@ PACKAGES=(
   libsentencepiece-dev sentencepiece libicu-dev
   libsqlite3-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
   libmicrohttpd-dev zlib1g-dev
+  libopenmpi-dev openmpi-bin  # data-parallel training: mpirun -np N kvrag train-*
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-numpy
   chromium  # headless, for the web page's browser test (tests/serve; skipped without it)

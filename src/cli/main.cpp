@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/malloc_tuning.h"
 #include "ops/threads.h"
+#include "train/data_parallel.h"
 
 int main(int argc, char** argv) {
   kvrag::tune_malloc();
@@ -53,9 +54,11 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const kvrag::Error& e) {
     std::cerr << "kvrag: error: " << e.what() << "\n";
+    kvrag::abort_distributed_run(1);  // the other ranks of `mpirun kvrag train-*` stop too
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "kvrag: internal error: " << e.what() << "\n";
+    kvrag::abort_distributed_run(2);
     return 2;
   }
   return exit_code;

@@ -6,7 +6,8 @@
 // Trains a knowledge encoder whose output is a key/value prefix of the frozen LLM
 // (train/prefix_trainer.h). DIR becomes a knowledge-encoder folder for `kvrag ask/eval --mode
 // prefix` (best epoch by dev EM) and holds the resume point: rerunning the same command after an
-// interruption continues the run.
+// interruption continues the run. `mpirun -np N kvrag …` trains data parallel
+// (train/data_parallel.h).
 
 #include <fmt/format.h>
 
@@ -19,6 +20,7 @@
 #include "core/progress.h"
 #include "index/index_retriever.h"
 #include "model/model_dtype_names.h"
+#include "train/data_parallel.h"
 #include "train/prefix_trainer.h"
 
 namespace kvrag::cli {
@@ -65,34 +67,10 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
                   "question encoder folder (default: the one that embedded the segments)");
   cmd->add_option("--top-k", o.top_k, "segments per question; their prefixes are concatenated")
       ->capture_default_str();
-  auto& e = o.encoder;
-  cmd->add_option("--prefix-length", e.prefix_length,
-                  "P: prefix entries per segment (readout queries)")
-      ->capture_default_str();
-  add_enum_option(cmd, "--readout", e.readout,
-                  "queries: P learned queries read the segment; tokens: one prefix entry per "
-                  "segment token (P = --max-segment-tokens), learns much faster");
-  cmd->add_flag(
-      "--llm-embeddings", e.llm_embeddings,
-      "readout tokens: add the LLM's own embedding of each segment token to its entry, and of the "
-      "token before it to its key (the LLM's and the encoder's hidden sizes must be equal)");
-  add_enum_option(
-      cmd, "--segment-tokenizer", e.segment_tokenizer,
-      "who cuts a segment into prefix entries: encoder (its WordPiece vocabulary) or llm (the "
-      "LLM's tokenizer: one entry per LLM piece, spelled into the encoder's vocabulary)");
-  add_enum_option(
-      cmd, "--key-position", e.key_position,
-      "none: keys go to the LLM as made; answer: keys placed at the rotary position of the query "
-      "that writes the answer's first token (scores independent of the question's length)");
+  add_knowledge_encoder_options(cmd, o.encoder);
   cmd->add_flag(
       "--group-by-length", o.group_by_length,
       "batches of similar segment lengths (less padding: faster when segment lengths vary)");
-  cmd->add_option("--max-segment-tokens", e.max_segment_tokens,
-                  "encoder tokens per segment incl. [CLS]/[SEP]")
-      ->capture_default_str();
-  cmd->add_option("--head-std", e.head_std,
-                  "initial std of the key/value heads (small: a gentle start)")
-      ->capture_default_str();
   cmd->add_option("--fairness-weight", o.fairness_weight, "λ of the fairness term (0: none)")
       ->capture_default_str()
       ->check(kNonNegative);
@@ -108,6 +86,7 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
                   "run folder; becomes the knowledge-encoder folder (resumes if it holds a run)")
       ->required();
   cmd->add_flag("--json", args->json, "print the result as JSON");
+  cmd->add_option("--stop-after-steps", o.stop_after_steps)->group("");  // tests: as if killed
   add_optim_options(cmd, o.optim);
   cmd->callback([args, &exit_code] {
     auto& o = args->options;
@@ -119,6 +98,8 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
       o.retriever = retriever.get();
     }
     const auto r = train_prefix(o);
+    exit_code = 0;
+    if (!Communicator::world().is_root()) return;  // mpirun: rank 0 reports
     nlohmann::json j = {{"out", o.out},
                         {"initial_dev_em", r.initial_dev_em},
                         {"dev_em", r.dev_em},
@@ -142,7 +123,6 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
       if (r.truncated_segments > 0) fmt::print(", {} segments truncated", r.truncated_segments);
       fmt::print("\n");
     }
-    exit_code = 0;
   });
 }
 

@@ -7,7 +7,8 @@
 //
 // Contrastive retriever training (train/retriever_trainer.h). DIR becomes an encoder folder for
 // `kvrag embed` (best epoch by dev top-5) and holds the resume point: rerunning the same command
-// after an interruption continues the run.
+// after an interruption continues the run. `mpirun -np N kvrag …` trains data parallel
+// (train/data_parallel.h).
 
 #include <fmt/format.h>
 
@@ -17,6 +18,7 @@
 #include "cli/commands.h"
 #include "cli/train_options.h"
 #include "core/error.h"
+#include "train/data_parallel.h"
 #include "train/retriever_trainer.h"
 
 namespace kvrag::cli {
@@ -78,6 +80,7 @@ void add_train_retriever_command(CLI::App& app, int& exit_code) {
       ->capture_default_str()
       ->check(kNonNegative);
   cmd->add_flag("--json", args->json, "print the result as JSON");
+  cmd->add_option("--stop-after-steps", o.stop_after_steps)->group("");  // tests: as if killed
   add_optim_options(cmd, o.optim);
   cmd->callback([args, &exit_code] {
     auto& o = args->options;
@@ -97,6 +100,8 @@ void add_train_retriever_command(CLI::App& app, int& exit_code) {
       o.vicreg_covariance = c[2];
     }
     const auto r = train_retriever(o);
+    exit_code = 0;
+    if (!Communicator::world().is_root()) return;  // mpirun: rank 0 reports
     nlohmann::json j = {{"out", o.out},
                         {"initial_dev_top5", r.initial_dev_top5},
                         {"dev_top5", r.dev_top5},
@@ -117,7 +122,6 @@ void add_train_retriever_command(CLI::App& app, int& exit_code) {
       }
       fmt::print("\n");
     }
-    exit_code = 0;
   });
 }
 

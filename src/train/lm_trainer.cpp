@@ -19,6 +19,7 @@
 #include "model/llama.h"
 #include "model/weights.h"
 #include "text/sentencepiece_tokenizer.h"
+#include "train/data_parallel.h"
 #include "train/train_state.h"
 
 namespace kvrag {
@@ -163,6 +164,9 @@ std::vector<std::string> read_lm_examples(const std::string& path) {
 LmTrainResult train_lm(const LmTrainOptions& o) {
   o.optim.validate();
   KVRAG_CHECK(!o.out_dir.empty(), "train-lm: --out is required");
+  // N copies would each train the whole model into the same folder.
+  KVRAG_CHECK(!Communicator::world().distributed(),
+              "train-lm does not train data parallel: run it without mpirun");
   KVRAG_CHECK(o.context >= 8, "train-lm: context must be at least 8 tokens (got {})", o.context);
   KVRAG_CHECK(o.resume_every > 0, "train-lm: resume_every must be positive");
   KVRAG_CHECK(o.answer_weight > 0, "train-lm: answer weight must be positive (got {})",

@@ -22,7 +22,9 @@
 #include "ops/threads.h"
 #include "prefix/prefix_pipeline.h"
 #include "text/corpus_reader.h"
+#include "train/data_parallel.h"
 #include "train/fairness_objective.h"
+#include "train/rank_sync.h"
 #include "train/train_state.h"
 
 namespace kvrag {
@@ -198,6 +200,9 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   // The products run on BLAS's own threads (ops/threads.h, SerialIntraOpGuard): with an OpenMP
   // team beside them, 38 examples/s on 2 cores instead of 99.
   SerialIntraOpGuard serial(matmul_uses_blas_threads(llm_dtype));
+  // Data parallel (train/data_parallel.h): every rank reads the data, sees the same order and
+  // computes its slice of each batch; rank 0 alone validates, writes files and talks.
+  Communicator& comm = Communicator::world();
 
   // The frozen LLM (no gradients, and make_adamw takes the encoder only: no optimizer state)
   // with its tokenizer, in the pipeline that answering uses too.
@@ -284,8 +289,12 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   // Optimisation.
   encoder->train();
   auto optimizer = make_adamw(*encoder, o.optim);
+  const auto params = trainable_parameters(*encoder);
   const int64_t n = static_cast<int64_t>(train_examples.size());
   const int64_t B = o.optim.batch_size, accumulation = o.optim.accumulation;
+  KVRAG_CHECK(B >= comm.size(),
+              "train-prefix: a batch of {} examples cannot be shared by {} processes", B,
+              comm.size());
   const int64_t micro_per_epoch = (n + B - 1) / B;
   const int64_t steps_per_epoch = (micro_per_epoch + accumulation - 1) / accumulation;
   LrSchedule schedule(o.optim, steps_per_epoch * o.optim.epochs);
@@ -352,14 +361,18 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
                           {"best_loss", 0.0},
                           {"initial_dev_em", -1.0},
                           {"history", nlohmann::json::array()}};
-  if (load_resume_point(o.out, *encoder, *optimizer, &state)) {
+  if (load_resume_point_on_ranks(o.out, *encoder, *optimizer, &state, comm)) {
     schedule.load_state(state.at("schedule"));
   } else if (!dev_examples.empty()) {
-    state["initial_dev_em"] = validate().em;
+    double em = comm.is_root() ? validate().em : 0.0;  // on rank 0, the others wait
+    comm.broadcast(&em);
+    state["initial_dev_em"] = em;
   }
   result.initial_dev_em = state["initial_dev_em"].get<double>();
 
+  nlohmann::json data_parallel = {{"ranks", comm.size()}};
   const auto write_report = [&] {
+    if (!comm.is_root()) return;
     nlohmann::json report = {{"llm", o.llm},
                              {"llm_dtype", o.llm_dtype},
                              {"llm_fingerprint", pipeline.llm_fingerprint()},
@@ -387,7 +400,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
                              {"steps", state["step"]},
                              {"examples_per_s", result.examples_per_s},
                              {"peak_rss_bytes", peak_rss_bytes()},
-                             {"truncated_segments", result.truncated_segments}};
+                             {"truncated_segments", result.truncated_segments},
+                             {"data_parallel", data_parallel}};
     write_file_atomic(o.out + "/train_report.json", report.dump(2) + "\n");
   };
 
@@ -397,7 +411,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   progress_options.total_items = n * o.optim.epochs;
   progress_options.start_items =
       std::min(n, state["batch"].get<int64_t>() * B) + state["epoch"].get<int64_t>() * n;
-  progress_options.enabled = o.progress;
+  progress_options.enabled = o.progress && comm.is_root();
   ProgressReporter progress(progress_options);
 
   int64_t step = state["step"].get<int64_t>();
@@ -416,27 +430,59 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       const auto started = std::chrono::steady_clock::now();
       // in this optimizer step
       const int64_t micros = std::min(accumulation, micro_per_epoch - micro);
-      double step_loss = 0;
+      double step_loss = 0, step_fairness = 0;
       int64_t step_rows = 0;
       for (int64_t a = 0; a < micros; ++a, ++micro) {
         const int64_t begin = micro * B, end = std::min(n, begin + B);
-        const std::vector<int64_t> rows(order.begin() + begin, order.begin() + end);
-        const auto batch = pipeline.batch(train_examples, rows);
-        double term = 0;
-        const auto loss = fairness.loss(pipeline, batch, pipeline.prefix(batch), rows, &term);
-        (loss / static_cast<double>(micros)).backward();
-        fairness_sum += term * static_cast<double>(rows.size());
-        const double value = loss.item<double>();
-        KVRAG_CHECK(std::isfinite(value), "train-prefix: the loss is {} at step {} (lower --lr?)",
-                    value, step);
-        step_loss += value * static_cast<double>(rows.size());
-        step_rows += static_cast<int64_t>(rows.size());
+        const int64_t global_rows = end - begin;
+        if (!comm.distributed()) {
+          const std::vector<int64_t> rows(order.begin() + begin, order.begin() + end);
+          const auto batch = pipeline.batch(train_examples, rows);
+          double term = 0;
+          const auto loss = fairness.loss(pipeline, batch, pipeline.prefix(batch), rows, &term);
+          (loss / static_cast<double>(micros)).backward();
+          step_fairness += term * static_cast<double>(rows.size());
+          const double value = loss.item<double>();
+          KVRAG_CHECK(std::isfinite(value), "train-prefix: the loss is {} at step {} (lower --lr?)",
+                      value, step);
+          step_loss += value * static_cast<double>(rows.size());
+          step_rows += global_rows;
+          continue;
+        }
+        // This rank's slice of the micro-batch. The loss is a mean over answer tokens, so the
+        // slice's loss is weighted by its share of the micro-batch's tokens: summed over ranks,
+        // losses and gradients are the whole micro-batch's. A fairness term (a mean over the
+        // slice's twins, or a correlation within the slice) is weighted the same way: close to,
+        // not exactly, one process's term over the whole micro-batch.
+        const auto [lo, hi] = rank_slice(global_rows, comm.rank(), comm.size());
+        int64_t tokens = 0;
+        for (int64_t r = begin; r < end; ++r) tokens += train_examples[order[r]].target.size();
+        if (hi > lo) {
+          const std::vector<int64_t> rows(order.begin() + begin + lo, order.begin() + begin + hi);
+          const auto batch = pipeline.batch(train_examples, rows);
+          const double share = static_cast<double>(batch.answer_tokens) / tokens;
+          double term = 0;
+          const auto loss = fairness.loss(pipeline, batch, pipeline.prefix(batch), rows, &term);
+          (loss * (share / static_cast<double>(micros))).backward();
+          step_fairness += term * share * static_cast<double>(global_rows);
+          const double value = loss.item<double>();
+          KVRAG_CHECK(std::isfinite(value), "train-prefix: the loss is {} at step {} (lower --lr?)",
+                      value, step);
+          step_loss += value * share * static_cast<double>(global_rows);
+        }
+        step_rows += global_rows;
+      }
+      if (comm.distributed()) {
+        comm.allreduce_sum(&step_loss, 1);
+        comm.allreduce_sum(&step_fairness, 1);
+        allreduce_gradients(params, comm);  // the whole batch's gradient on every rank
       }
       const double lr = schedule.lr(step);
       optimizer_step(*optimizer, lr, o.optim.clip_norm);
       ++step;
       ++steps_this_run;
       loss_sum += step_loss;
+      fairness_sum += step_fairness;
       loss_count += step_rows;
       result.examples += step_rows;
       train_seconds +=
@@ -455,7 +501,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       state["fairness_sum"] = fairness_sum;
       if (o.save_every > 0 && step % o.save_every == 0 && micro < micro_per_epoch) {
         state["schedule"] = schedule.state();
-        save_resume_point(o.out, *encoder, *optimizer, state);
+        save_resume_point_on_ranks(o.out, *encoder, *optimizer, state, comm);
       }
       if (o.stop_after_steps > 0 && steps_this_run >= o.stop_after_steps) {
         result.stopped = true;
@@ -473,7 +519,10 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       entry["fairness_term"] = loss_count > 0 ? fairness_sum / static_cast<double>(loss_count) : 0;
     bool better = true;
     if (!dev_examples.empty()) {
-      const auto v = validate();
+      Validation v;  // on rank 0, the others wait
+      if (comm.is_root()) v = validate();
+      comm.broadcast(&v.em);
+      comm.broadcast(&v.loss);
       entry["dev_em"] = v.em;
       entry["dev_loss"] = v.loss;
       entry["dev_logprob_with"] = v.logprob_with;
@@ -494,7 +543,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     }
     if (better) {
       state["best_epoch"] = epoch;
-      save_knowledge_encoder(*encoder, o.out, vocab);
+      if (comm.is_root()) save_knowledge_encoder(*encoder, o.out, vocab);
     }
     state["history"].push_back(entry);
     state["epoch"] = epoch + 1;
@@ -503,7 +552,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     state["loss_count"] = 0;
     state["fairness_sum"] = 0.0;
     state["schedule"] = schedule.state();
-    save_resume_point(o.out, *encoder, *optimizer, state);
+    save_resume_point_on_ranks(o.out, *encoder, *optimizer, state, comm);
     write_report();
   }
   progress.finish(0, n * o.optim.epochs);
@@ -519,6 +568,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   result.best_dev_em = dev_examples.empty() ? -1.0 : state["best_em"].get<double>();
   result.steps = step;
   result.peak_rss_bytes = peak_rss_bytes();
+  // Every rank's parameter fingerprint (they must agree; check_ranks_agree fails otherwise).
+  data_parallel["parameter_fingerprints"] = check_ranks_agree(*encoder, comm, o.out);
   write_report();
   return result;
 }

@@ -27,6 +27,8 @@
 #include "text/segmenter.h"
 #include "text/wordpiece_tokenizer.h"
 #include "train/contrastive_loss.h"
+#include "train/data_parallel.h"
+#include "train/rank_sync.h"
 #include "train/train_state.h"
 
 namespace kvrag {
@@ -361,8 +363,13 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
   validate_options(o);
   // fp32 training: the products run on BLAS's own threads (layers.h, SerialIntraOpGuard).
   SerialIntraOpGuard serial;
+  // Data parallel (train/data_parallel.h): every rank reads the data, sees the same order and
+  // computes its slice of each batch; rank 0 alone writes files and talks.
+  Communicator& comm = Communicator::world();
+  const bool talk = o.progress && comm.is_root();
   fs::create_directories(o.out);
-  const StartPoint start = resolve_start(o);
+  StartPoint start;
+  root_first(comm, [&] { start = resolve_start(o); });  // rank 0 creates OUT/init
   const auto tok = start.tokenizer_file == "vocab.txt"
                        ? WordPieceTokenizer::from_vocab_file(start.dir + "/vocab.txt")
                        : WordPieceTokenizer::from_tokenizer_json(start.dir + "/tokenizer.json");
@@ -383,8 +390,14 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
       train_queries.push_back(encode(*tok, q.question, o.max_length));
       train_gold.push_back(q.gold);
     }
-    if (o.hard_negatives)
-      train_negative = mine_hard_negatives(qs, passages, o.out + "/bm25-negatives.sqlite");
+    if (o.hard_negatives) {
+      // Mined once, on rank 0 (its work file is in OUT).
+      train_negative.resize(qs.size());
+      if (comm.is_root())
+        train_negative = mine_hard_negatives(qs, passages, o.out + "/bm25-negatives.sqlite");
+      comm.broadcast(train_negative.data(),
+                     static_cast<int64_t>(train_negative.size() * sizeof(int64_t)));
+    }
   } else {
     CorpusReader reader(o.pretrain_corpus, CorpusFormat::kAuto, /*strict=*/true,
                         /*allow_empty=*/true);
@@ -423,6 +436,10 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
       static_cast<int64_t>(o.questions.empty() ? pretrain_tokens.size() : train_queries.size());
   const int64_t B = std::min<int64_t>(o.optim.batch_size, n);
   KVRAG_CHECK(o.loss != "vicreg" || B >= 2, "VICReg needs at least 2 training examples");
+  KVRAG_CHECK(B >= comm.size(), "a batch of {} examples cannot be shared by {} processes", B,
+              comm.size());
+  const auto [row_begin, row_end] = rank_slice(B, comm.rank(), comm.size());  // this rank's rows
+  const auto params = trainable_parameters(*model);
   const int64_t batches_per_epoch = n / B;  // the remainder is dropped (order changes each epoch)
   const int64_t A = o.optim.accumulation;
   const int64_t steps_per_epoch = (batches_per_epoch + A - 1) / A;
@@ -434,7 +451,7 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
   int64_t step = 0, epoch = 0, batch = 0;
   double best = -1;
   json history = json::array();
-  if (load_resume_point(o.out, *model, *optimizer, &state)) {
+  if (load_resume_point_on_ranks(o.out, *model, *optimizer, &state, comm)) {
     const json& saved = state.at("identity");
     for (const auto& [key, value] : identity.items()) {
       KVRAG_CHECK(
@@ -453,14 +470,17 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
     schedule.load_state(state.at("schedule"));
     result.resumed = true;
   } else if (!dev_queries.empty()) {
-    result.initial_dev_top5 =
-        top5_accuracy(model, dev_queries, dev_gold, passage_ids, tok->pad_id(), start.pooling);
-    if (o.progress)
+    if (comm.is_root())  // validation on rank 0, the others wait
+      result.initial_dev_top5 =
+          top5_accuracy(model, dev_queries, dev_gold, passage_ids, tok->pad_id(), start.pooling);
+    comm.broadcast(&result.initial_dev_top5);
+    if (talk)
       fmt::print(stderr, "train-retriever: dev top-5 before training {:.4f}\n",
                  result.initial_dev_top5);
   }
 
   auto report = [&] {
+    if (!comm.is_root()) return;
     json r = {{"initial_dev_top5", result.initial_dev_top5},
               {"epochs", history},
               {"best_epoch", result.best_epoch},
@@ -482,7 +502,7 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
               {"identity", identity},
               {"epoch_loss_sum", loss_sum},
               {"epoch_loss_count", loss_count}};
-    save_resume_point(o.out, *model, *optimizer, s);
+    save_resume_point_on_ranks(o.out, *model, *optimizer, s, comm);
   };
 
   ProgressOptions progress_options;
@@ -490,7 +510,7 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
   progress_options.unit = "examples";
   progress_options.total_items = o.optim.epochs * batches_per_epoch * B;
   progress_options.start_items = (epoch * batches_per_epoch + batch) * B;
-  progress_options.enabled = o.progress;
+  progress_options.enabled = talk;
   ProgressReporter progress(progress_options);
 
   const VicRegCoefficients vicreg{o.vicreg_invariance, o.vicreg_variance, o.vicreg_covariance};
@@ -507,15 +527,18 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
       const int64_t group = std::min<int64_t>(A, batches_per_epoch - batch);
       double step_loss = 0;
       for (int64_t g = 0; g < group; ++g, ++batch) {
+        // This rank embeds rows [row_begin, row_end) of the batch (all of it in one process);
+        // the exclusion mask needs every row's passage identity.
         std::vector<Ids> crops;  // pre-training views (kept alive for the batch)
         std::vector<const Ids*> queries, docs;
-        std::vector<int64_t> doc_pos;  // passage identity of each docs row (exclusion mask)
+        std::vector<int64_t> doc_pos;  // passage identity of each batch row (exclusion mask)
         for (int64_t r = 0; r < B; ++r) {
           const int64_t i = order[batch * B + r];
+          doc_pos.push_back(o.questions.empty() ? i : train_gold[i]);
+          if (r < row_begin || r >= row_end) continue;
           if (!o.questions.empty()) {
             queries.push_back(&train_queries[i]);
             docs.push_back(&passage_ids[train_gold[i]]);
-            doc_pos.push_back(train_gold[i]);
           } else {
             // The crops of example i in epoch e depend on (seed, epoch, i) only: resumable.
             std::mt19937_64 rng((o.optim.seed + 1) * 0x9E3779B97F4A7C15ULL ^
@@ -524,11 +547,11 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
                 random_crop(pretrain_tokens[i], o.crop_min, o.crop_max, rng, *tok, o.max_length));
             crops.push_back(
                 random_crop(pretrain_tokens[i], o.crop_min, o.crop_max, rng, *tok, o.max_length));
-            doc_pos.push_back(i);
           }
         }
+        const int64_t b = row_end - row_begin;
         if (o.questions.empty()) {
-          for (int64_t r = 0; r < B; ++r) {
+          for (int64_t r = 0; r < b; ++r) {
             queries.push_back(&crops[2 * r]);
             docs.push_back(&crops[2 * r + 1]);
           }
@@ -536,23 +559,31 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
         if (!train_negative.empty()) {
           for (int64_t r = 0; r < B; ++r) {
             const int64_t neg = train_negative[order[batch * B + r]];
-            docs.push_back(&passage_ids[neg]);
+            if (r >= row_begin && r < row_end) docs.push_back(&passage_ids[neg]);
             doc_pos.push_back(neg);
           }
         }
-        const auto q = embed(model->query, queries, tok->pad_id(), start.pooling);  // [B, H]
-        const auto p = embed(model->passage, docs, tok->pad_id(), start.pooling);   // [B or 2B, H]
+        auto q = embed(model->query, queries, tok->pad_id(), start.pooling);  // [b, H]
+        auto p = embed(model->passage, docs, tok->pad_id(), start.pooling);   // [b or 2b, H]
+        if (comm.distributed()) {
+          // Every rank's embeddings (DPR's and Contriever's cross-device negatives): the loss is
+          // the whole batch's on every rank, and its gradient reaches this rank's rows.
+          q = gather_rows(q, B, comm);  // [B, H]
+          p = train_negative.empty()
+                  ? gather_rows(p, B, comm)
+                  : torch::cat({gather_rows(p.narrow(0, 0, b), B, comm),
+                                gather_rows(p.narrow(0, b, b), B, comm)});  // [B or 2B, H]
+        }
+        const int64_t D = static_cast<int64_t>(doc_pos.size());
         torch::Tensor loss;
         if (o.loss == "vicreg") {
           loss = vicreg_loss(q, p, vicreg).loss;
         } else {
           // A passage that is q[i]'s own positive elsewhere in the batch is not a negative.
-          auto exclude = torch::zeros({B, static_cast<int64_t>(docs.size())}, torch::kBool);
+          auto exclude = torch::zeros({B, D}, torch::kBool);
           auto* ex = exclude.data_ptr<bool>();
           for (int64_t r = 0; r < B; ++r) {
-            for (size_t c = 0; c < docs.size(); ++c) {
-              ex[r * docs.size() + c] = static_cast<int64_t>(c) != r && doc_pos[c] == doc_pos[r];
-            }
+            for (int64_t c = 0; c < D; ++c) ex[r * D + c] = c != r && doc_pos[c] == doc_pos[r];
           }
           loss = info_nce_loss(q, p, o.temperature, o.normalize, exclude);
         }
@@ -562,6 +593,7 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
                     value, step);
         step_loss += value / group;
       }
+      allreduce_gradients(params, comm);  // the whole batch's gradient on every rank
       const double lr = schedule.lr(step);
       optimizer_step(*optimizer, lr, o.optim.clip_norm);
       ++step;
@@ -589,8 +621,11 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
         {"epoch", epoch}, {"loss", loss_count > 0 ? loss_sum / loss_count : 0.0}, {"steps", step}};
     bool improved = true;  // without dev: the latest epoch is exported
     if (!dev_queries.empty()) {
-      const double top5 =
-          top5_accuracy(model, dev_queries, dev_gold, passage_ids, tok->pad_id(), start.pooling);
+      double top5 = 0;  // on rank 0, the others wait
+      if (comm.is_root())
+        top5 =
+            top5_accuracy(model, dev_queries, dev_gold, passage_ids, tok->pad_id(), start.pooling);
+      comm.broadcast(&top5);
       entry["dev_top5"] = top5;
       improved = top5 > best;
       schedule.on_validation(top5);
@@ -598,12 +633,14 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
     }
     if (improved) {
       result.best_epoch = static_cast<int>(epoch);
-      export_encoder(model->passage, start, o.out);
-      if (o.separate_encoders) export_encoder(model->query, start, o.out + "/query", "..");
+      if (comm.is_root()) {
+        export_encoder(model->passage, start, o.out);
+        if (o.separate_encoders) export_encoder(model->query, start, o.out + "/query", "..");
+      }
     }
     history.push_back(entry);
     progress.break_line();
-    if (o.progress) {
+    if (talk) {
       fmt::print(stderr, "train-retriever: epoch {}/{}: loss {:.4f}{}{}\n", epoch + 1,
                  o.optim.epochs, entry["loss"].get<double>(),
                  entry.contains("dev_top5")
@@ -627,9 +664,12 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
     result.epoch_loss.push_back(e["loss"].get<double>());
     if (e.contains("dev_top5")) result.dev_top5.push_back(e["dev_top5"].get<double>());
   }
-  if (!history.empty()) {
+  // Every rank's parameter fingerprint (they must agree; check_ranks_agree fails otherwise).
+  const auto fingerprints = check_ranks_agree(*model, comm, o.out);
+  if (!history.empty() && comm.is_root()) {
     json r = json::parse(read_file(o.out + "/train_report.json"));
     if (steps_this_run > 0) r["examples_per_s"] = result.examples_per_s;
+    r["data_parallel"] = {{"ranks", comm.size()}, {"parameter_fingerprints", fingerprints}};
     write_file_atomic(o.out + "/train_report.json", r.dump(2) + "\n");
   }
   result.finished = true;

@@ -17,14 +17,12 @@ struct CliRun {
   std::string out, err;
 };
 
-// Runs `kvrag ARGS` through the shell with stdin from `input`, capturing stdout and stderr.
-// `env` is prepended to the command line (e.g. "KVRAG_THREADS=1 ").
-inline CliRun run_kvrag(const std::string& args, const std::string& input = "",
-                        const std::string& env = "") {
+// Runs the shell command line `command` with stdin from `input`, capturing stdout and stderr.
+inline CliRun run_command(const std::string& command, const std::string& input = "") {
   TempDir tmp;
   std::ofstream(tmp / "in") << input;
-  const std::string cmd = env + std::string(KVRAG_CLI_PATH) + " " + args + " <" + (tmp / "in") +
-                          " >" + (tmp / "out") + " 2>" + (tmp / "err");
+  const std::string cmd =
+      command + " <" + (tmp / "in") + " >" + (tmp / "out") + " 2>" + (tmp / "err");
   const int status = std::system(cmd.c_str());
   auto slurp = [](const std::string& p) {
     std::ifstream in(p);
@@ -33,6 +31,13 @@ inline CliRun run_kvrag(const std::string& args, const std::string& input = "",
     return ss.str();
   };
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(tmp / "out"), slurp(tmp / "err")};
+}
+
+// Runs `kvrag ARGS` through the shell with stdin from `input`, capturing stdout and stderr.
+// `env` is prepended to the command line (e.g. "KVRAG_THREADS=1 ").
+inline CliRun run_kvrag(const std::string& args, const std::string& input = "",
+                        const std::string& env = "") {
+  return run_command(env + std::string(KVRAG_CLI_PATH) + " " + args, input);
 }
 
 inline bool contains(const std::string& s, const std::string& part) {
