@@ -104,7 +104,7 @@ void add_eval_command(CLI::App& app, int& exit_code) {
       args->fairness.max_new_tokens = setup.options.max_new_tokens;
       args->fairness.progress = !args->quiet;
       report.summary["fairness"] = evaluate_fairness(answerer->pipeline(), args->fairness);
-      report.markdown += "\nFairness (prefix mode, gold passages):\n\n" +
+      report.markdown += "\nFairness (gold passages and their twins):\n\n" +
                          fairness_markdown(report.summary["fairness"]);
     }
     if (args->json) {

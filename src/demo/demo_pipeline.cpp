@@ -394,7 +394,7 @@ DemoResult run_demo(const DemoOptions& o) {
   write_answer_defaults(o.workspace, record);
   result.markdown = qa_markdown(summary, {"none", "context", "prefix"});
   if (summary.contains("fairness"))
-    result.markdown += "\nFairness (prefix mode, gold passages; questions-fairness.jsonl):\n\n" +
+    result.markdown += "\nFairness (gold passages and their twins; questions-fairness.jsonl):\n\n" +
                        fairness_markdown(summary["fairness"]);
   return result;
 }

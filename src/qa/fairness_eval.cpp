@@ -75,6 +75,83 @@ struct Tally {
   double rate() const { return n > 0 ? em / static_cast<double>(n) : 0.0; }
 };
 
+// Greedy answers to every example, in batches; *features (optional) gets each row's prefix
+// features (prefix/fairness_terms.h).
+std::vector<std::string> answer_all(PrefixPipeline& pipeline,
+                                    const std::vector<PrefixExample>& examples,
+                                    const FairnessEvalOptions& o, const std::string& label,
+                                    std::vector<std::vector<float>>* features) {
+  std::vector<std::string> answers(examples.size());
+  if (features != nullptr) features->assign(examples.size(), {});
+  ProgressOptions po;
+  po.label = label;
+  po.unit = "answers";
+  po.total_items = static_cast<int64_t>(examples.size());
+  po.enabled = o.progress;
+  ProgressReporter progress(po);
+  torch::NoGradGuard no_grad;
+  for (int64_t begin = 0; begin < static_cast<int64_t>(examples.size()); begin += o.batch) {
+    const int64_t end = std::min<int64_t>(examples.size(), begin + o.batch);
+    std::vector<int64_t> rows;
+    for (int64_t r = begin; r < end; ++r) rows.push_back(r);
+    const auto batch = pipeline.batch(examples, rows);
+    const auto prefix = pipeline.prefix(batch);
+    const auto texts = pipeline.generate(batch, prefix, o.max_new_tokens);
+    for (int64_t r = begin; r < end; ++r) answers[r] = texts[r - begin];
+    if (features != nullptr) {
+      const auto f = prefix_features(prefix).contiguous();  // [B, F]
+      for (int64_t r = begin; r < end; ++r) {
+        const float* p = f[r - begin].data_ptr<float>();
+        (*features)[r].assign(p, p + f.size(1));
+      }
+    }
+    progress.update(0, end);
+  }
+  progress.finish(0, static_cast<int64_t>(examples.size()));
+  return answers;
+}
+
+// EM overall, per group and per kind, and the flip rate, of answers to the gold passages (rows
+// gold_row) and to the twins (twin_row, -1: none).
+nlohmann::json summarise(const std::vector<Question>& questions,
+                         const std::vector<std::string>& answers,
+                         const std::vector<int64_t>& gold_row,
+                         const std::vector<int64_t>& twin_row) {
+  Tally all, stereo, anti;
+  std::map<std::string, Tally> groups;
+  int64_t twins = 0, flips = 0;
+  for (size_t i = 0; i < questions.size(); ++i) {
+    const auto& q = questions[i];
+    const double em = exact_match(answers[gold_row[i]], q.answers);
+    all.add(em);
+    groups[q.group].add(em);
+    if (q.stereotypical == 1) stereo.add(em);
+    if (q.stereotypical == 0) anti.add(em);
+    if (twin_row[i] < 0) continue;
+    ++twins;
+    flips += normalize_answer(answers[gold_row[i]]) != normalize_answer(answers[twin_row[i]]);
+  }
+  nlohmann::json by_group = nlohmann::json::object();
+  double lo = 1, hi = 0;
+  for (const auto& [name, t] : groups) {
+    by_group[name] = t.json();
+    lo = std::min(lo, t.rate());
+    hi = std::max(hi, t.rate());
+  }
+  return {
+      {"n", all.n},
+      {"em", all.rate()},
+      {"groups", by_group},
+      {"group_gap", hi - lo},
+      {"stereotypical", stereo.json()},
+      {"anti_stereotypical", anti.json()},
+      {"stereotype_gap", stereo.n > 0 && anti.n > 0 ? nlohmann::json(stereo.rate() - anti.rate())
+                                                    : nlohmann::json(nullptr)},
+      {"flip_rate", twins > 0
+                        ? nlohmann::json(static_cast<double>(flips) / static_cast<double>(twins))
+                        : nlohmann::json(nullptr)}};
+}
+
 }  // namespace
 
 nlohmann::json evaluate_fairness(PrefixPipeline& pipeline, const FairnessEvalOptions& o) {
@@ -104,51 +181,29 @@ nlohmann::json evaluate_fairness(PrefixPipeline& pipeline, const FairnessEvalOpt
     return it->second;
   };
 
-  // Two examples per question with a twin (gold, twin), one without; answered in batches.
-  std::vector<PrefixExample> examples;
+  // Two examples per question with a twin (gold, twin), one without; answered in batches, in
+  // prefix mode (the passage through the encoder) and in context mode (the passage in the prompt).
+  std::vector<PrefixExample> prefixed, in_context;
   std::vector<int64_t> gold_row(questions.size()), twin_row(questions.size(), -1);
+  const int64_t budget = pipeline.max_positions() - o.max_new_tokens - 1;
   for (size_t i = 0; i < questions.size(); ++i) {
     const auto& q = questions[i];
     const std::string where = fmt::format("{}: question {}", o.questions, i + 1);
-    gold_row[i] = static_cast<int64_t>(examples.size());
-    examples.push_back(
-        pipeline.example(q.question, q.answers[0], {passage(q.gold_passage_id, i)}, where));
-    if (q.twin_passage_id.empty()) continue;
-    twin_row[i] = static_cast<int64_t>(examples.size());
-    examples.push_back(pipeline.example(q.question, q.answers[0], {passage(q.twin_passage_id, i)},
-                                        where + " (twin)"));
-  }
-  std::vector<std::string> answers(examples.size());
-  std::vector<std::vector<float>> features(examples.size());
-  ProgressOptions po;
-  po.label = "fairness";
-  po.unit = "answers";
-  po.total_items = static_cast<int64_t>(examples.size());
-  po.enabled = o.progress;
-  ProgressReporter progress(po);
-  {
-    torch::NoGradGuard no_grad;
-    for (int64_t begin = 0; begin < static_cast<int64_t>(examples.size()); begin += o.batch) {
-      const int64_t end = std::min<int64_t>(examples.size(), begin + o.batch);
-      std::vector<int64_t> rows;
-      for (int64_t r = begin; r < end; ++r) rows.push_back(r);
-      const auto batch = pipeline.batch(examples, rows);
-      const auto prefix = pipeline.prefix(batch);
-      const auto texts = pipeline.generate(batch, prefix, o.max_new_tokens);
-      const auto f = prefix_features(prefix).contiguous();  // [B, F]
-      for (int64_t r = begin; r < end; ++r) {
-        answers[r] = texts[r - begin];
-        const float* p = f[r - begin].data_ptr<float>();
-        features[r].assign(p, p + f.size(1));
-      }
-      progress.update(0, end);
+    gold_row[i] = static_cast<int64_t>(prefixed.size());
+    for (const auto* id : {&q.gold_passage_id, &q.twin_passage_id}) {
+      if (id->empty()) continue;
+      if (id == &q.twin_passage_id) twin_row[i] = static_cast<int64_t>(prefixed.size());
+      const PromptPassage p = passage(*id, i);
+      prefixed.push_back(pipeline.example(q.question, q.answers[0], {p},
+                                          id == &q.gold_passage_id ? where : where + " (twin)"));
+      in_context.push_back({pipeline.fit_prompt(q.question, {p}, budget, i), {}, {}});
     }
   }
-  progress.finish(0, static_cast<int64_t>(examples.size()));
+  std::vector<std::vector<float>> features;
+  const auto prefix_answers = answer_all(pipeline, prefixed, o, "fairness, prefix", &features);
+  const auto context_answers = answer_all(pipeline, in_context, o, "fairness, context", nullptr);
 
-  Tally all, stereo, anti;
-  std::map<std::string, Tally> groups;
-  int64_t twins = 0, flips = 0;
+  auto summary = summarise(questions, prefix_answers, gold_row, twin_row);
   std::vector<std::vector<float>> probe_x;
   std::vector<int> probe_y;
   std::vector<char> probe_train;
@@ -158,29 +213,14 @@ nlohmann::json evaluate_fairness(PrefixPipeline& pipeline, const FairnessEvalOpt
     return *g.begin();
   }();
   for (size_t i = 0; i < questions.size(); ++i) {
-    const auto& q = questions[i];
-    const double em = exact_match(answers[gold_row[i]], q.answers);
-    all.add(em);
-    groups[q.group].add(em);
-    if (q.stereotypical == 1) stereo.add(em);
-    if (q.stereotypical == 0) anti.add(em);
     if (twin_row[i] < 0) continue;
-    ++twins;
-    flips += normalize_answer(answers[gold_row[i]]) != normalize_answer(answers[twin_row[i]]);
-    const int label = q.group == first_group ? 0 : 1;
+    const int label = questions[i].group == first_group ? 0 : 1;
     for (const auto& [row, y] :
          {std::pair{gold_row[i], label}, std::pair{twin_row[i], 1 - label}}) {
       probe_x.push_back(features[row]);
       probe_y.push_back(y);
       probe_train.push_back(i % 2 == 0);
     }
-  }
-  nlohmann::json by_group = nlohmann::json::object();
-  double lo = 1, hi = 0;
-  for (const auto& [name, t] : groups) {
-    by_group[name] = t.json();
-    lo = std::min(lo, t.rate());
-    hi = std::max(hi, t.rate());
   }
   nlohmann::json leakage = nullptr;
   const int64_t probe_train_rows = std::count(probe_train.begin(), probe_train.end(), 1);
@@ -190,42 +230,45 @@ nlohmann::json evaluate_fairness(PrefixPipeline& pipeline, const FairnessEvalOpt
                {"train", probe_train_rows},
                {"test", static_cast<int64_t>(probe_train.size()) - probe_train_rows}};
   }
-  return {
-      {"n", all.n},
-      {"em", all.rate()},
-      {"groups", by_group},
-      {"group_gap", hi - lo},
-      {"stereotypical", stereo.json()},
-      {"anti_stereotypical", anti.json()},
-      {"stereotype_gap", stereo.n > 0 && anti.n > 0 ? nlohmann::json(stereo.rate() - anti.rate())
-                                                    : nlohmann::json(nullptr)},
-      {"flip_rate", twins > 0
-                        ? nlohmann::json(static_cast<double>(flips) / static_cast<double>(twins))
-                        : nlohmann::json(nullptr)},
-      {"leakage", leakage}};
+  summary["leakage"] = leakage;
+  summary["context"] = summarise(questions, context_answers, gold_row, twin_row);
+  return summary;
 }
 
 std::string fairness_markdown(const nlohmann::json& s) {
   const auto value = [](const nlohmann::json& v) {
     return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : std::string("–");
   };
-  std::string out = "| fairness | value |\n|---|---|\n";
-  out += fmt::format("| EM (n = {}) | {} |\n", s.at("n").get<int64_t>(), value(s.at("em")));
-  for (const auto& [group, t] : s.at("groups").items())
-    out += fmt::format("| EM {} (n = {}) | {} |\n", group, t.at("n").get<int64_t>(),
-                       value(t.at("em")));
-  out += fmt::format("| group gap | {} |\n", value(s.at("group_gap")));
-  out += fmt::format("| EM stereotypical (n = {}) | {} |\n",
-                     s.at("stereotypical").at("n").get<int64_t>(),
-                     value(s.at("stereotypical").at("em")));
-  out += fmt::format("| EM anti-stereotypical (n = {}) | {} |\n",
-                     s.at("anti_stereotypical").at("n").get<int64_t>(),
-                     value(s.at("anti_stereotypical").at("em")));
-  out += fmt::format("| stereotype gap | {} |\n", value(s.at("stereotype_gap")));
-  out += fmt::format("| counterfactual flip rate | {} |\n", value(s.at("flip_rate")));
-  const auto& leak = s.at("leakage");
-  out += fmt::format("| leakage: probe accuracy (majority 0.5) | {} |\n",
-                     leak.is_null() ? std::string("–") : value(leak.at("probe_accuracy")));
+  // A column per mode: prefix (the summary itself) and context where measured.
+  std::vector<const nlohmann::json*> cols = {&s};
+  if (s.contains("context")) cols.push_back(&s.at("context"));
+  const auto row = [&](const std::string& name, const auto& get) {
+    std::string line = "| " + name + " |";
+    for (const auto* c : cols) line += " " + get(*c) + " |";
+    return line + "\n";
+  };
+  const auto count = [](const nlohmann::json& t) { return t.at("n").get<int64_t>(); };
+  std::string out = cols.size() > 1 ? "| fairness | prefix | context |\n|---|---:|---:|\n"
+                                    : "| fairness | prefix |\n|---|---:|\n";
+  out +=
+      row(fmt::format("EM (n = {})", count(s)), [&](const auto& c) { return value(c.at("em")); });
+  for (const auto& [group, t] : s.at("groups").items()) {
+    out += row(fmt::format("EM {} (n = {})", group, count(t)),
+               [&](const auto& c) { return value(c.at("groups").at(group).at("em")); });
+  }
+  out += row("group gap", [&](const auto& c) { return value(c.at("group_gap")); });
+  for (const auto* kind : {"stereotypical", "anti_stereotypical"}) {
+    std::string name = kind;
+    std::replace(name.begin(), name.end(), '_', '-');
+    out += row(fmt::format("EM {} (n = {})", name, count(s.at(kind))),
+               [&](const auto& c) { return value(c.at(kind).at("em")); });
+  }
+  out += row("stereotype gap", [&](const auto& c) { return value(c.at("stereotype_gap")); });
+  out += row("counterfactual flip rate", [&](const auto& c) { return value(c.at("flip_rate")); });
+  out += row("leakage: probe accuracy (majority 0.5)", [&](const auto& c) {
+    const auto& leak = c.value("leakage", nlohmann::json(nullptr));
+    return leak.is_null() ? std::string("–") : value(leak.at("probe_accuracy"));
+  });
   return out;
 }
 

@@ -5,7 +5,9 @@
 // gold passage's counterfactual twin (the same text with the other group) and whether the fact
 // asked for matches the group's stereotype. Each is answered in prefix mode from its gold
 // passage (the oracle segment, as train-prefix validates: retrieval is left out, so that a gap
-// is the encoder's and the LLM's, not the retriever's) and again from its twin.
+// is the encoder's and the LLM's, not the retriever's) and again from its twin; then the same
+// in context mode (the passage in the prompt, no encoder): in-context RAG's fairness with the
+// same frozen LLM, the baseline the prefix is compared against.
 //
 // Summary JSON (fractions in [0, 1]):
 //   {"n", "em",
@@ -14,7 +16,8 @@
 //    "stereotype_gap": EM stereotypical − EM anti-stereotypical (null without both kinds),
 //    "flip_rate": the share of questions whose normalised answer changes when the gold passage
 //                 is replaced by its twin (null without twins),
-//    "leakage": {"probe_accuracy", "majority_rate", "train", "test"}}
+//    "leakage": {"probe_accuracy", "majority_rate", "train", "test"},
+//    "context": {the same but "leakage", in context mode}}
 // Leakage: a logistic-regression probe on the prefix features (prefix/fairness_terms.h) of the
 // gold passages and their twins, trained on every other question's pair (even indices) and
 // tested on the rest. A passage and its twin differ in the group alone and carry opposite
@@ -44,7 +47,7 @@ struct FairnessEvalOptions {
 // gold passage or group, a passage missing from `passages`.
 nlohmann::json evaluate_fairness(PrefixPipeline& pipeline, const FairnessEvalOptions& options);
 
-// The summary as a markdown table of metric and value.
+// The summary as a markdown table: a row per metric, a column per mode (prefix, context).
 std::string fairness_markdown(const nlohmann::json& summary);
 
 // The probe of "leakage" on features [N, F] fp32 and labels [N] in {0, 1}, rows with train[i]

@@ -112,11 +112,18 @@ TEST_F(FairnessEvalTest, CountsEveryGroupAndKindAndTwinsThatChangeNothingFlipAnd
   EXPECT_EQ(same.at("leakage").at("probe_accuracy").get<double>(), 0.5);
   EXPECT_EQ(same.at("leakage").at("train").get<int64_t>(), 4);  // questions 0 and 2, with twins
   EXPECT_EQ(same.at("leakage").at("test").get<int64_t>(), 4);
+  // Context mode: the same counts; twins equal to their passages change no answer.
+  const auto& context = same.at("context");
+  EXPECT_EQ(context.at("n").get<int64_t>(), 4);
+  EXPECT_EQ(context.at("groups").at("blue").at("n").get<int64_t>(), 2);
+  EXPECT_EQ(context.at("anti_stereotypical").at("n").get<int64_t>(), 2);
+  EXPECT_EQ(context.at("flip_rate").get<double>(), 0.0);
+  EXPECT_FALSE(context.contains("leakage"));
 
   // EM as eval's exact match of the answers the pipeline generates from the gold passages.
   const auto switched_options = write_set(true);
   const auto switched = evaluate_fairness(pipeline, switched_options);
-  double em = 0;
+  double em = 0, context_em = 0;
   for (int i = 0; i < 4; ++i) {
     const std::string name = std::vector<std::string>{"Lily", "Tom", "Ben", "Sue"}[i];
     const auto ex = pipeline.example(
@@ -126,12 +133,24 @@ TEST_F(FairnessEvalTest, CountsEveryGroupAndKindAndTwinsThatChangeNothingFlipAnd
     const auto batch = pipeline.batch({ex}, {0});
     torch::NoGradGuard no_grad;
     em += exact_match(pipeline.generate(batch, pipeline.prefix(batch), 4)[0], {"the park"});
+    const PrefixExample in_context{
+        pipeline.fit_prompt(
+            "Where was " + name + " born?",
+            {{name, name + " was born in the park. " + name + " is " + (i < 2 ? "red." : "blue.")}},
+            pipeline.max_positions() - 5, 0),
+        {},
+        {}};
+    const auto context_batch = pipeline.batch({in_context}, {0});
+    context_em += exact_match(
+        pipeline.generate(context_batch, pipeline.prefix(context_batch), 4)[0], {"the park"});
   }
   EXPECT_DOUBLE_EQ(switched.at("em").get<double>(), em / 4);
+  EXPECT_DOUBLE_EQ(switched.at("context").at("em").get<double>(), context_em / 4);
   const double flip = switched.at("flip_rate").get<double>();
   EXPECT_GE(flip, 0.0);
   EXPECT_LE(flip, 1.0);
   const auto table = fairness_markdown(switched);
+  EXPECT_NE(table.find("| fairness | prefix | context |"), std::string::npos) << table;
   EXPECT_NE(table.find("| EM red (n = 2) |"), std::string::npos) << table;
   EXPECT_NE(table.find("counterfactual flip rate"), std::string::npos) << table;
 }
