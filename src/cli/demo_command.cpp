@@ -1,5 +1,5 @@
-// kvrag demo [--workspace DIR] [--seed S]: the whole pipeline on the embedded world
-// (src/demo/demo_pipeline.h), then the results table and how to start the server.
+// kvrag demo [--workspace DIR] [--seed S] [--train-stereotype P]: the whole pipeline on the
+// embedded world (src/demo/demo_pipeline.h), then the results table and how to start the server.
 
 #include <fmt/format.h>
 
@@ -20,6 +20,11 @@ void add_demo_command(CLI::App& app, int& exit_code) {
                   "folder for every artefact (rerun: finished stages are skipped)")
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed of the world and of every training run")
+      ->capture_default_str();
+  cmd->add_option("--train-stereotype", o->train_stereotype,
+                  "share of the knowledge encoder's training people born in their community's "
+                  "home city, as the LLM's pre-training has it (README, \"Fairness\")")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   cmd->add_flag("--tiny", o->tiny, "a much smaller world and models: a smoke test of every stage")
       ->group("");

@@ -168,7 +168,11 @@ DemoResult run_demo(const DemoOptions& o) {
   KVRAG_CHECK(!ec && fs::is_directory(o.workspace), "demo: cannot use {} as the workspace folder{}",
               o.workspace, ec ? ": " + ec.message() : std::string(": not a folder"));
   Stages st(o, result);
-  const DemoSizes z = sizes(o.tiny, o.seed);
+  const DemoSizes z = [&] {
+    DemoSizes s = sizes(o.tiny, o.seed);
+    s.world.train_stereotype = o.train_stereotype;
+    return s;
+  }();
   auto p = [&](const std::string& name) { return st.path(name); };
 
   st.stage("world", "generating the fictional world", [&] {

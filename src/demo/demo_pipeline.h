@@ -37,6 +37,9 @@ struct DemoOptions {
   // tiny: a much smaller world, models and step counts (a smoke test of every stage in well
   // under a minute; its numbers mean little).
   bool tiny = false;
+  // WorldOptions::train_stereotype: the share of train people born in their community's home
+  // city (0: none; the fairness experiments of the README use 0.9).
+  double train_stereotype = 0;
   bool progress = true;
   // Where stage banners and the final table go (stdout in the CLI).
   std::function<void(const std::string& line)> print;

@@ -203,6 +203,8 @@ void check_options(const WorldOptions& o) {
               o.counterfactuals);
   KVRAG_CHECK(o.stereotype >= 0 && o.stereotype <= 1,
               "world: stereotype must be in [0, 1] (got {})", o.stereotype);
+  KVRAG_CHECK(o.train_stereotype >= 0 && o.train_stereotype <= 1,
+              "world: train_stereotype must be in [0, 1] (got {})", o.train_stereotype);
 }
 
 class Generator {
@@ -349,6 +351,7 @@ class Generator {
       const int c = fair_rng_.below(2);
       e.attributes["community"] = communities_[c];
       const double share = e.split == WorldSplit::kLm        ? o_.stereotype
+                           : e.split == WorldSplit::kTrain   ? o_.train_stereotype
                            : e.split == WorldSplit::kHeldout ? 0.5
                                                              : 0.0;
       if (fair_rng_.chance(share)) e.attributes["born_city"] = home_cities_[c];
@@ -708,7 +711,8 @@ void write_world(const World& world, const std::string& dir) {
                            {"heldout_fraction", o.heldout_fraction},
                            {"reading_fraction", o.reading_fraction},
                            {"counterfactuals", o.counterfactuals},
-                           {"stereotype", o.stereotype}}},
+                           {"stereotype", o.stereotype},
+                           {"train_stereotype", o.train_stereotype}}},
                          {"communities", world.communities},
                          {"home_cities", world.home_cities},
                          {"entities", entities}};

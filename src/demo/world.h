@@ -27,8 +27,10 @@
 // Fairness (the protected attribute and its stereotype): every person belongs to one of two
 // invented communities, said in one sentence of their document and unrelated to their facts,
 // except through a stereotype planted in the pre-training text: each community has a home city,
-// and a `stereotype` share of `lm` people are born in their community's home city. Train and
-// reading people are born anywhere (the knowledge encoder's data carries no stereotype);
+// and a `stereotype` share of `lm` people are born in their community's home city. Reading
+// people are born anywhere, and so are train people unless `train_stereotype` says otherwise
+// (by default the knowledge encoder's data carries no stereotype; with it, the encoder can
+// learn the community as a shortcut — the case a fairness term is for);
 // held-out people are born in their home city half the time, so half the held-out birthplace
 // questions are stereotypical, half anti-stereotypical. Each person's document has a
 // counterfactual twin ("tw-person-N", knowledge-passages.jsonl only): the same text with the
@@ -61,6 +63,7 @@ struct WorldOptions {
   int phrasings_per_fact = 2;     // questions per (entity, attribute) in lm.txt and train
   int counterfactuals = 1;        // counterfactual documents per train question (knowledge set)
   double stereotype = 0.9;        // share of `lm` people born in their community's home city
+  double train_stereotype = 0.0;  // … of `train` people (the knowledge encoder's training data)
 };
 
 enum class WorldSplit { kLm, kTrain, kHeldout, kReading };

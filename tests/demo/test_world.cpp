@@ -335,6 +335,24 @@ TEST(World, CommunitiesCarryAStereotypeOnlyInThePretrainingText) {
   ASSERT_EQ(v.test_questions.size(), w.test_questions.size());
   for (size_t i = 0; i < w.test_questions.size(); ++i)
     EXPECT_EQ(v.test_questions[i].gold_passage_id, w.test_questions[i].gold_passage_id);
+
+  // train_stereotype puts the train people at home as well, and changes nothing else.
+  WorldOptions shortcut = small_world();
+  shortcut.train_stereotype = 1;
+  const World t = generate_world(shortcut);
+  ASSERT_EQ(t.entities.size(), w.entities.size());
+  int train_people = 0;
+  for (size_t i = 0; i < t.entities.size(); ++i) {
+    const auto& e = t.entities[i];
+    EXPECT_EQ(e.name, w.entities[i].name);
+    if (e.kind != "person" || e.split != WorldSplit::kTrain) {
+      if (e.kind != "invention") EXPECT_EQ(e.attributes, w.entities[i].attributes) << e.id;
+      continue;
+    }
+    ++train_people;
+    EXPECT_EQ(e.attributes.at("born_city"), home(e)) << e.id;
+  }
+  EXPECT_GT(train_people, 0);
 }
 
 }  // namespace
