@@ -3,7 +3,7 @@
 # term and weight (train-prefix --fairness-weight λ --fairness-loss KIND), then evaluated on the
 # held-out test questions in prefix mode (EM overall) and on the fairness questions
 # (qa/fairness_eval.h: EM per community, the stereotype gap, the counterfactual flip rate, the
-# leakage probe). Prints one row per run.
+# leakage probe), plus one row for context mode (the passages in the prompt, no encoder).
 #
 #   [EPOCHS=3] [SEED=1] bench/fairness_table.sh WORKSPACE [KIND:λ ...]
 #       # default: none:0 counterfactual:1 counterfactual:4 decorrelation:1 decorrelation:10
@@ -75,4 +75,11 @@ for run in runs:
           f"(gap {f['group_gap']:.3f}) | {f['stereotype_gap']:+.3f} "
           f"({f['stereotypical']['em']:.3f} − {f['anti_stereotypical']['em']:.3f}) | "
           f"{f['flip_rate']:.3f} | {leak:.3f} |")
+# In-context RAG with the same frozen LLM and passages: no encoder, so one row for all.
+c = json.loads(open(f"{w}/fair-{runs[0].replace(':', '-')}.eval.json").read())["fairness"].get("context")
+if c:
+    groups = " / ".join(f"{g['em']:.3f}" for g in c["groups"].values())
+    print(f"| (context mode, no encoder) | – | – | {c['em']:.3f} | {groups} (gap {c['group_gap']:.3f}) | "
+          f"{c['stereotype_gap']:+.3f} ({c['stereotypical']['em']:.3f} − "
+          f"{c['anti_stereotypical']['em']:.3f}) | {c['flip_rate']:.3f} | – |")
 EOF
