@@ -40,15 +40,8 @@ class HallucinationTest : public ::testing::Test {
     root_ = new test::TempDir();
     test::write_tiny_encoder(*root_ / "encoder", 1);
     test::write_corpus(*root_ / "corpus.jsonl", 24, 40);
-    const std::string index = *root_ / "index";
-    auto r =
-        run_kvrag("segment --corpus " + (*root_ / "corpus.jsonl") + " --tokenizer " +
-                  (*root_ / "encoder") + "/vocab.txt --index " + index + " --window 48 --stride 8");
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    r = run_kvrag("embed --index " + index + " --encoder " + (*root_ / "encoder") +
-                  " --dtype fp32");
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    r = run_kvrag("index build --index " + index + " --factory Flat");
+    const auto r =
+        test::build_index_with_cli(*root_ / "encoder", *root_ / "corpus.jsonl", *root_ / "index");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     // Questions: the first words of a document; answer: its 6th word.
     std::ifstream in(*root_ / "corpus.jsonl");

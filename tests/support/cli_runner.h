@@ -40,6 +40,22 @@ inline CliRun run_kvrag(const std::string& args, const std::string& input = "",
   return run_command(env + std::string(KVRAG_CLI_PATH) + " " + args, input);
 }
 
+// Indexes `corpus` into `index` as a user would: segment (windows of 48 tokens of `encoder`'s
+// vocabulary, stride 8), embed (fp32), index build (Flat). The first run that fails, else the
+// last.
+inline CliRun build_index_with_cli(const std::string& encoder, const std::string& corpus,
+                                   const std::string& index) {
+  for (const std::string& args :
+       {"segment --corpus " + corpus + " --tokenizer " + encoder + "/vocab.txt --index " + index +
+            " --window 48 --stride 8",
+        "embed --index " + index + " --encoder " + encoder + " --dtype fp32",
+        "index build --index " + index + " --factory Flat"}) {
+    auto r = run_kvrag(args);
+    if (r.exit_code != 0 || args.rfind("index build", 0) == 0) return r;
+  }
+  return {};
+}
+
 inline bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
 }
