@@ -12,9 +12,7 @@ import json
 import math
 import sys
 
-W, H, L, R, T, B = 560, 380, 60, 190, 30, 50  # size and margins (px)
-COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
-
+from line_chart_svg import line_chart
 
 def points(report):
     pts = []
@@ -35,47 +33,17 @@ def main():
         runs.append((label, points(json.load(open(path)))))
     xmax = max([p[0] for _, pts in runs for p in pts] + [1])
     ymax = max(0.1, math.ceil(max([p[1] for _, pts in runs for p in pts] + [0]) * 10) / 10)
-    pw, ph = W - L - R, H - T - B
-
-    def x(e):
-        return L + e / xmax * pw
-
-    def y(v):
-        return T + (1 - v / ymax) * ph
-
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-           f'font-family="sans-serif" font-size="12">',
-           f'<rect width="{W}" height="{H}" fill="white"/>']
-    for e in range(xmax + 1):  # one tick per epoch
-        out.append(f'<line x1="{x(e):.1f}" y1="{T}" x2="{x(e):.1f}" y2="{T + ph}" '
-                   f'stroke="#eee"/>')
-        out.append(f'<text x="{x(e):.1f}" y="{T + ph + 16}" text-anchor="middle">{e}</text>')
-    steps = round(ymax * 10)
-    for i in range(steps + 1):  # ticks every 0.1 (every 0.05 below 0.3)
+    x_ticks = [(e, str(e)) for e in range(xmax + 1)]  # one tick per epoch
+    y_ticks = []  # every 0.1 (every 0.05 up to 0.3)
+    for i in range(round(ymax * 10) + 1):
         for v in ([i / 10] if ymax > 0.3 else [i / 10, i / 10 + 0.05]):
-            if v > ymax + 1e-9:
-                continue
-            out.append(f'<line x1="{L}" y1="{y(v):.1f}" x2="{L + pw}" y2="{y(v):.1f}" '
-                       f'stroke="#eee"/>')
-            out.append(f'<text x="{L - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{v:.2f}</text>')
-    out.append(f'<rect x="{L}" y="{T}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>')
-    out.append(f'<text x="{L + pw / 2}" y="{H - 10}" text-anchor="middle">epoch '
-               '(0 = before fine-tuning)</text>')
-    out.append(f'<text transform="translate(16,{T + ph / 2}) rotate(-90)" '
-               'text-anchor="middle">dev top-5 (gold passage)</text>')
-    for k, (label, pts) in enumerate(runs):
-        color = COLORS[k % len(COLORS)]
-        path = " ".join(f"{x(e):.1f},{y(v):.1f}" for e, v in pts)
-        out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
-        for e, v in pts:
-            out.append(f'<circle cx="{x(e):.1f}" cy="{y(v):.1f}" r="2.5" fill="{color}"/>')
-        ly = T + 14 + 18 * k
-        out.append(f'<line x1="{L + pw + 10}" y1="{ly - 4}" x2="{L + pw + 28}" y2="{ly - 4}" '
-                   f'stroke="{color}" stroke-width="2"/>')
-        out.append(f'<text x="{L + pw + 32}" y="{ly}">{label}</text>')
-    out.append("</svg>")
+            if v <= ymax + 1e-9:
+                y_ticks.append((v, f"{v:.2f}"))
+    svg = line_chart(runs, (0, xmax), (0, ymax), x_ticks, y_ticks,
+                     "epoch (0 = before fine-tuning)", "dev top-5 (gold passage)",
+                     legend_width=190)
     with open(sys.argv[1], "w") as f:
-        f.write("\n".join(out) + "\n")
+        f.write(svg)
 
 
 if __name__ == "__main__":
