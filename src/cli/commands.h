@@ -23,6 +23,8 @@ void add_train_retriever_command(CLI::App& app, int& exit_code);  // train_retri
 void add_train_tokenizer_command(CLI::App& app, int& exit_code);  // train_tokenizer_command.cpp
 void add_train_lm_command(CLI::App& app, int& exit_code);         // train_lm_command.cpp
 void add_train_prefix_command(CLI::App& app, int& exit_code);     // train_prefix_command.cpp
+// train_query_encoder_command.cpp
+void add_train_query_encoder_command(CLI::App& app, int& exit_code);
 void add_ask_command(CLI::App& app, int& exit_code);              // ask_command.cpp
 void add_eval_command(CLI::App& app, int& exit_code);             // eval_command.cpp
 void add_demo_command(CLI::App& app, int& exit_code);             // demo_command.cpp

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   kvrag::cli::add_train_tokenizer_command(app, exit_code);
   kvrag::cli::add_train_lm_command(app, exit_code);
   kvrag::cli::add_train_prefix_command(app, exit_code);
+  kvrag::cli::add_train_query_encoder_command(app, exit_code);
   kvrag::cli::add_ask_command(app, exit_code);
   kvrag::cli::add_eval_command(app, exit_code);
   kvrag::cli::add_demo_command(app, exit_code);

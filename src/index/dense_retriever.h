@@ -29,6 +29,7 @@ class DenseRetriever final : public Retriever {
 
   const Embedder& embedder() const { return *embedder_; }
   const DenseIndex& index() const { return *index_; }
+  const EmbeddingSet& vectors() const { return *vectors_; }  // the index's exact vectors
 
  private:
   DenseRetriever() = default;

@@ -112,14 +112,6 @@ std::vector<SegmentTexts> retrieved_segments(const std::vector<Question>& questi
   return out;
 }
 
-// The first answer that is not blank (the training target); "" if none.
-std::string target_answer(const Question& q) {
-  for (const auto& a : q.answers) {
-    if (a.find_first_not_of(" \t\r\n") != std::string::npos) return a;
-  }
-  return "";
-}
-
 struct Validation {
   double em = 0, loss = 0;
   // Reliance on the evidence: the answers' teacher-forced mean log-probability per token with
@@ -180,6 +172,13 @@ FairnessObjective fairness_objective(const PrefixTrainOptions& o, PrefixPipeline
 }
 
 }  // namespace
+
+std::string target_answer(const Question& q) {
+  for (const auto& a : q.answers) {
+    if (a.find_first_not_of(" \t\r\n") != std::string::npos) return a;
+  }
+  return "";
+}
 
 PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   KVRAG_CHECK(!o.out.empty(), "train-prefix: --out is required");

@@ -41,6 +41,7 @@
 namespace kvrag {
 
 class IndexRetriever;
+struct Question;
 
 struct PrefixTrainOptions {
   std::string out;  // run folder and exported encoder (required)
@@ -95,6 +96,9 @@ struct PrefixTrainResult {
 // Runs (or resumes) the training described by `options`. Errors name the file, question or flag
 // at fault: missing files, an encoder/LLM mismatch, empty answers, over-long inputs.
 PrefixTrainResult train_prefix(const PrefixTrainOptions& options);
+
+// The answer a question is trained on: its first one that is not blank; "" if none.
+std::string target_answer(const Question& q);
 
 // Peak resident memory of this process (VmHWM of /proc/self/status), bytes; 0 if unknown.
 int64_t peak_rss_bytes();

@@ -26,6 +26,7 @@
 #include "text/corpus_reader.h"
 #include "text/segmenter.h"
 #include "text/wordpiece_tokenizer.h"
+#include "train/bert_encoder.h"
 #include "train/contrastive_loss.h"
 #include "train/data_parallel.h"
 #include "train/rank_sync.h"
@@ -35,7 +36,6 @@ namespace kvrag {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-using Ids = std::vector<TokenId>;
 
 namespace {
 
@@ -113,16 +113,6 @@ std::string passage_input(const Passage& p) {
   return encoder_input(s, /*prepend_title=*/true);
 }
 
-// [CLS] tokens [SEP], truncated to max_length keeping the final [SEP].
-Ids encode(const WordPieceTokenizer& tok, const std::string& text, int max_length) {
-  Ids ids = tok.encode(text, /*add_special=*/true);
-  if (static_cast<int64_t>(ids.size()) > max_length) {
-    ids.resize(max_length);
-    ids.back() = tok.sep_id();
-  }
-  return ids;
-}
-
 // --- the encoders -------------------------------------------------------------------------------
 
 // The trained encoders: "passage" and, if separate, "query" (else query aliases passage).
@@ -136,53 +126,9 @@ class DualEncoderImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DualEncoder);
 
-// Pads `rows` into [B, T] ids and mask, runs the encoder, pools → [B, H] (fp32).
-torch::Tensor embed(BertModel& model, const std::vector<const Ids*>& rows, TokenId pad,
-                    const std::string& pooling) {
-  const int64_t B = static_cast<int64_t>(rows.size());
-  int64_t T = 1;
-  for (const Ids* r : rows) T = std::max<int64_t>(T, static_cast<int64_t>(r->size()));
-  auto input = torch::full({B, T}, static_cast<int64_t>(pad), torch::kInt64);  // [B, T]
-  auto mask = torch::zeros({B, T}, torch::kInt64);                             // [B, T]
-  auto* in_p = input.data_ptr<int64_t>();
-  auto* mask_p = mask.data_ptr<int64_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    for (size_t t = 0; t < rows[b]->size(); ++t) {
-      in_p[b * T + t] = (*rows[b])[t];
-      mask_p[b * T + t] = 1;
-    }
-  }
-  const auto hidden = model->forward(input, mask).last_hidden_state;     // [B, T, H]
-  return pooling == "cls" ? cls_pool(hidden) : mean_pool(hidden, mask);  // [B, H]
-}
-
-// Vectors of many texts without gradients, in length-sorted batches → [N, H].
-torch::Tensor embed_all(BertModel& model, const std::vector<Ids>& texts, TokenId pad,
-                        const std::string& pooling) {
-  torch::NoGradGuard no_grad;
-  const int64_t n = static_cast<int64_t>(texts.size());
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int64_t a, int64_t b) { return texts[a].size() > texts[b].size(); });
-  auto out = torch::empty({n, model->config().hidden_size}, torch::kFloat32);  // [N, H]
-  constexpr int64_t kBatchTokens = 8192;
-  for (int64_t start = 0; start < n;) {
-    const int64_t T = std::max<int64_t>(1, static_cast<int64_t>(texts[order[start]].size()));
-    const int64_t rows = std::clamp<int64_t>(kBatchTokens / T, 1, n - start);
-    std::vector<const Ids*> batch;
-    for (int64_t r = 0; r < rows; ++r) batch.push_back(&texts[order[start + r]]);
-    const auto v = embed(model, batch, pad, pooling).to(torch::kFloat32);  // [rows, H]
-    const auto idx = torch::from_blob(order.data() + start, {rows}, torch::kInt64).clone();
-    out.index_copy_(0, idx, v);
-    start += rows;
-  }
-  return out;
-}
-
 // Fraction of dev questions whose gold passage is among the top 5 by inner product.
-double top5_accuracy(DualEncoder& model, const std::vector<Ids>& questions,
-                     const std::vector<int64_t>& gold, const std::vector<Ids>& passages,
+double top5_accuracy(DualEncoder& model, const std::vector<TokenIds>& questions,
+                     const std::vector<int64_t>& gold, const std::vector<TokenIds>& passages,
                      TokenId pad, const std::string& pooling) {
   const auto p = embed_all(model->passage, passages, pad, pooling);  // [N, H]
   const auto q = embed_all(model->query, questions, pad, pooling);   // [Q, H]
@@ -196,58 +142,21 @@ double top5_accuracy(DualEncoder& model, const std::vector<Ids>& questions,
 
 // --- starting point and export ------------------------------------------------------------------
 
-struct StartPoint {
-  std::string dir;             // encoder folder
-  std::string tokenizer_file;  // vocab.txt or tokenizer.json inside it
-  std::string pooling = "mean";
-};
-
-StartPoint resolve_start(const RetrieverTrainOptions& o) {
-  StartPoint s;
+EncoderFolder resolve_start(const RetrieverTrainOptions& o) {
+  std::string dir;
   if (!o.init.empty()) {
     KVRAG_CHECK(o.init_config.empty(), "give either --init or --init-config, not both");
-    s.dir = o.init;
+    dir = o.init;
   } else {
     KVRAG_CHECK(!o.init_config.empty() && !o.vocab.empty(),
                 "a starting encoder is needed: --init DIR, or --init-config CONFIG.json with "
                 "--vocab VOCAB.txt");
-    s.dir = o.out + "/init";
-    if (!fs::exists(s.dir + "/model.safetensors")) {
-      create_encoder(s.dir, BertConfig::load(o.init_config), o.vocab, o.optim.seed, o.init_std);
+    dir = o.out + "/init";
+    if (!fs::exists(dir + "/model.safetensors")) {
+      create_encoder(dir, BertConfig::load(o.init_config), o.vocab, o.optim.seed, o.init_std);
     }
   }
-  KVRAG_CHECK(fs::is_directory(s.dir), "encoder {}: no such folder", s.dir);
-  check_model_folder(s.dir, {ModelFolder::kBert}, "train-retriever --init");
-  if (fs::exists(s.dir + "/tokenizer.json")) {
-    s.tokenizer_file = "tokenizer.json";
-  } else if (fs::exists(s.dir + "/vocab.txt")) {
-    s.tokenizer_file = "vocab.txt";
-  } else {
-    fail("encoder {}: no tokenizer (vocab.txt or tokenizer.json)", s.dir);
-  }
-  const std::string config_path = s.dir + "/config.json";
-  try {
-    s.pooling = json::parse(read_file(config_path)).value("kvrag_pooling", std::string("mean"));
-  } catch (const json::exception& e) {
-    fail("{}: invalid JSON: {}", config_path, e.what());
-  }
-  KVRAG_CHECK(s.pooling == "mean" || s.pooling == "cls",
-              "{}: kvrag_pooling must be \"mean\" or \"cls\"", config_path);
-  return s;
-}
-
-// `passage_encoder`: for a separate query encoder, the folder of its passage encoder relative
-// to `dir` (see Embedder::passage_encoder).
-void export_encoder(BertModel& model, const StartPoint& start, const std::string& dir,
-                    const std::string& passage_encoder = "") {
-  fs::create_directories(dir);
-  auto config = model->config().to_json();
-  config["kvrag_pooling"] = start.pooling;
-  if (!passage_encoder.empty()) config["kvrag_passage_encoder"] = passage_encoder;
-  save_parameters(*model, dir + "/model.safetensors");
-  write_file_atomic(dir + "/" + start.tokenizer_file,
-                    read_file(start.dir + "/" + start.tokenizer_file));
-  write_file_atomic(dir + "/config.json", config.dump(2) + "\n");
+  return read_encoder_folder(dir, "train-retriever --init");
 }
 
 // The options a resumed run must share with the run it continues.
@@ -302,14 +211,14 @@ std::vector<int64_t> mine_hard_negatives(const std::vector<LabelledQuestion>& qu
 }
 
 // Contriever's random crop: a span of ratio ∈ [lo, hi] of the tokens, as [CLS] span [SEP].
-Ids random_crop(const Ids& tokens, double lo, double hi, std::mt19937_64& rng,
+TokenIds random_crop(const TokenIds& tokens, double lo, double hi, std::mt19937_64& rng,
                 const WordPieceTokenizer& tok, int max_length) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   const double ratio = std::uniform_real_distribution<double>(lo, hi)(rng);
   int64_t len = std::clamp<int64_t>(static_cast<int64_t>(std::llround(ratio * n)), 1, n);
   len = std::min<int64_t>(len, max_length - 2);
   const int64_t begin = std::uniform_int_distribution<int64_t>(0, n - len)(rng);
-  Ids out;
+  TokenIds out;
   out.reserve(len + 2);
   out.push_back(tok.cls_id());
   out.insert(out.end(), tokens.begin() + begin, tokens.begin() + begin + len);
@@ -368,26 +277,24 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
   Communicator& comm = Communicator::world();
   const bool talk = o.progress && comm.is_root();
   fs::create_directories(o.out);
-  StartPoint start;
+  EncoderFolder start;
   root_first(comm, [&] { start = resolve_start(o); });  // rank 0 creates OUT/init
-  const auto tok = start.tokenizer_file == "vocab.txt"
-                       ? WordPieceTokenizer::from_vocab_file(start.dir + "/vocab.txt")
-                       : WordPieceTokenizer::from_tokenizer_json(start.dir + "/tokenizer.json");
+  const auto tok = load_tokenizer(start);
 
   // --- data ---
   Passages passages;
   if (!o.passages.empty()) passages = read_passages(o.passages);
-  std::vector<Ids> passage_ids;  // encoder input of every passage
+  std::vector<TokenIds> passage_ids;  // encoder input of every passage
   for (const auto& p : passages.items)
-    passage_ids.push_back(encode(*tok, passage_input(p), o.max_length));
+    passage_ids.push_back(encode_text(*tok, passage_input(p), o.max_length));
 
-  std::vector<Ids> train_queries;  // supervised: question tokens
+  std::vector<TokenIds> train_queries;  // supervised: question tokens
   std::vector<int64_t> train_gold, train_negative;
-  std::vector<Ids> pretrain_tokens;  // pre-training: passage tokens without specials
+  std::vector<TokenIds> pretrain_tokens;  // pre-training: passage tokens without specials
   if (!o.questions.empty()) {
     const auto qs = read_labelled_questions(o.questions, passages, o.passages);
     for (const auto& q : qs) {
-      train_queries.push_back(encode(*tok, q.question, o.max_length));
+      train_queries.push_back(encode_text(*tok, q.question, o.max_length));
       train_gold.push_back(q.gold);
     }
     if (o.hard_negatives) {
@@ -403,32 +310,22 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
                         /*allow_empty=*/true);
     Document doc;
     while (reader.next(doc)) {
-      Ids t = tok->encode(passage_input({doc.id, doc.title, doc.text}), /*add_special=*/false);
+      TokenIds t = tok->encode(passage_input({doc.id, doc.title, doc.text}), /*add_special=*/false);
       if (!t.empty()) pretrain_tokens.push_back(std::move(t));
     }
     KVRAG_CHECK(!pretrain_tokens.empty(), "pretrain corpus {}: no passages", o.pretrain_corpus);
   }
-  std::vector<Ids> dev_queries;
+  std::vector<TokenIds> dev_queries;
   std::vector<int64_t> dev_gold;
   if (!o.dev.empty()) {
     for (const auto& q : read_labelled_questions(o.dev, passages, o.passages)) {
-      dev_queries.push_back(encode(*tok, q.question, o.max_length));
+      dev_queries.push_back(encode_text(*tok, q.question, o.max_length));
       dev_gold.push_back(q.gold);
     }
   }
 
   // --- model and optimiser ---
-  auto load = [&] {
-    auto m = load_bert(start.dir, torch::kFloat32);
-    KVRAG_CHECK(tok->vocab_size() <= m->config().vocab_size,
-                "encoder {}: the tokenizer has {} tokens but the model {}", start.dir,
-                tok->vocab_size(), m->config().vocab_size);
-    for (auto& item : m->named_parameters()) {
-      // unused by pooling
-      if (item.key().rfind("pooler.", 0) == 0) item.value().set_requires_grad(false);
-    }
-    return m;
-  };
+  auto load = [&] { return load_trainable_bert(start, *tok); };
   DualEncoder model(load(), o.separate_encoders ? load() : BertModel(nullptr));
   auto optimizer = make_adamw(*model, o.optim);
 
@@ -529,8 +426,8 @@ RetrieverTrainResult train_retriever(const RetrieverTrainOptions& o) {
       for (int64_t g = 0; g < group; ++g, ++batch) {
         // This rank embeds rows [row_begin, row_end) of the batch (all of it in one process);
         // the exclusion mask needs every row's passage identity.
-        std::vector<Ids> crops;  // pre-training views (kept alive for the batch)
-        std::vector<const Ids*> queries, docs;
+        std::vector<TokenIds> crops;  // pre-training views (kept alive for the batch)
+        std::vector<const TokenIds*> queries, docs;
         std::vector<int64_t> doc_pos;  // passage identity of each batch row (exclusion mask)
         for (int64_t r = 0; r < B; ++r) {
           const int64_t i = order[batch * B + r];
