@@ -42,8 +42,7 @@ void add_train_query_encoder_command(CLI::App& app, int& exit_code) {
       ->required();
   cmd->add_option("--init", o.init,
                   "question encoder to start from (default: the index's passage encoder)");
-  cmd->add_option("--train", o.train, "training questions {\"question\", \"answers\"}")
-      ->required();
+  cmd->add_option("--train", o.train, "training questions {\"question\", \"answers\"}")->required();
   cmd->add_option("--dev", o.dev,
                   "validation questions: the dev loss after each epoch picks the best encoder");
   cmd->add_option("--max-dev", o.max_dev, "validate on the first N dev questions (0 = all)")

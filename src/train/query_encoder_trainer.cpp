@@ -79,6 +79,7 @@ class Trainer {
           SegmentStore& store)
       : o_(o), pipeline_(pipeline), dense_(dense), store_(store) {
     k_ = static_cast<int>(std::min<int64_t>(o.top_k, dense.index().size()));
+    KVRAG_CHECK(k_ >= 1, "index {}: the dense index holds no vectors", o.index);
   }
 
   int k() const { return k_; }
@@ -136,10 +137,10 @@ class Trainer {
     for (const int64_t id : ids) valid_ids.push_back(std::max<int64_t>(id, 0));
     auto passages = torch::empty({B * k_, D}, torch::kFloat32);  // [B·k, D]
     dense_.vectors().get(valid_ids, passages.data_ptr<float>());
-    passages = passages.view({B, k_, D});                                   // [B, k, D]
+    passages = passages.view({B, k_, D});                                      // [B, k, D]
     auto logits = (queries.unsqueeze(1) * passages).sum(-1) / o_.temperature;  // [B, k]
-    auto lm = torch::zeros({B, k_}, torch::kFloat32);                        // [B, k]
-    auto mask = torch::zeros({B, k_}, torch::kBool);                         // [B, k] missing
+    auto lm = torch::zeros({B, k_}, torch::kFloat32);                          // [B, k]
+    auto mask = torch::zeros({B, k_}, torch::kBool);                           // [B, k] missing
     auto* lm_p = lm.data_ptr<float>();
     auto* mask_p = mask.data_ptr<bool>();
     for (int64_t r = 0; r < B; ++r) {
@@ -225,8 +226,10 @@ QueryEncoderTrainResult train_query_encoder(const QueryEncoderTrainOptions& o) {
   KVRAG_CHECK(!o.knowledge_encoder.empty(), "train-query-encoder: --knowledge-encoder is required");
   KVRAG_CHECK(!o.index.empty(), "train-query-encoder: --index is required");
   KVRAG_CHECK(!o.train.empty(), "train-query-encoder: --train is required");
-  KVRAG_CHECK(o.top_k >= 2, "train-query-encoder: --top-k must be at least 2 (the retriever "
-              "learns from how the LLM's likelihood differs between segments), got {}", o.top_k);
+  KVRAG_CHECK(o.top_k >= 2,
+              "train-query-encoder: --top-k must be at least 2 (the retriever "
+              "learns from how the LLM's likelihood differs between segments), got {}",
+              o.top_k);
   KVRAG_CHECK(o.temperature > 0, "train-query-encoder: --temperature must be positive, got {}",
               o.temperature);
   o.optim.validate();
@@ -282,9 +285,15 @@ QueryEncoderTrainResult train_query_encoder(const QueryEncoderTrainOptions& o) {
   LrSchedule schedule(o.optim, steps_per_epoch * o.optim.epochs);
 
   QueryEncoderTrainResult result;
-  json state = {{"step", 0},          {"epoch", 0},          {"batch", 0},
-                {"loss_sum", 0.0},    {"loss_count", 0},     {"best_epoch", -1},
-                {"best_loss", 0.0},   {"initial_dev_loss", -1.0}, {"initial_dev", nullptr},
+  json state = {{"step", 0},
+                {"epoch", 0},
+                {"batch", 0},
+                {"loss_sum", 0.0},
+                {"loss_count", 0},
+                {"best_epoch", -1},
+                {"best_loss", 0.0},
+                {"initial_dev_loss", -1.0},
+                {"initial_dev", nullptr},
                 {"history", json::array()}};
   if (load_resume_point(o.out, *query, *optimizer, &state)) {
     schedule.load_state(state.at("schedule"));

@@ -41,17 +41,17 @@
 namespace kvrag {
 
 struct QueryEncoderTrainOptions {
-  std::string out;                // run folder and exported query encoder (required)
-  std::string llm;                // LLaMA folder with tokenizer.model (frozen)
-  std::string llm_dtype = "fp32"; // fp32 | bf16 | int8
-  std::string knowledge_encoder;  // made for that LLM (frozen)
-  std::string index;              // index folder with dense vectors (their encoder: frozen)
+  std::string out;                 // run folder and exported query encoder (required)
+  std::string llm;                 // LLaMA folder with tokenizer.model (frozen)
+  std::string llm_dtype = "fp32";  // fp32 | bf16 | int8
+  std::string knowledge_encoder;   // made for that LLM (frozen)
+  std::string index;               // index folder with dense vectors (their encoder: frozen)
   // The query encoder to start from: the index's passage encoder (default) or a query encoder
   // paired with it.
   std::string init;
-  std::string train, dev;  // questions JSONL {"question", "answers", "gold_passage_id"?}
-  int64_t max_dev = 0;     // validate on the first max_dev dev questions; 0 = all
-  int top_k = 8;           // segments marginalised over per question
+  std::string train, dev;     // questions JSONL {"question", "answers", "gold_passage_id"?}
+  int64_t max_dev = 0;        // validate on the first max_dev dev questions; 0 = all
+  int top_k = 8;              // segments marginalised over per question
   double temperature = 0.05;  // of p(z | q) (as train-retriever's InfoNCE)
 
   OptimOptions optim;

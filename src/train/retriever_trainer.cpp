@@ -212,7 +212,7 @@ std::vector<int64_t> mine_hard_negatives(const std::vector<LabelledQuestion>& qu
 
 // Contriever's random crop: a span of ratio ∈ [lo, hi] of the tokens, as [CLS] span [SEP].
 TokenIds random_crop(const TokenIds& tokens, double lo, double hi, std::mt19937_64& rng,
-                const WordPieceTokenizer& tok, int max_length) {
+                     const WordPieceTokenizer& tok, int max_length) {
   const int64_t n = static_cast<int64_t>(tokens.size());
   const double ratio = std::uniform_real_distribution<double>(lo, hi)(rng);
   int64_t len = std::clamp<int64_t>(static_cast<int64_t>(std::llround(ratio * n)), 1, n);

@@ -22,6 +22,7 @@
 #include "support/retrieval_fixture.h"
 #include "support/test_support.h"
 #include "support/tiny_models.h"
+#include "support/tiny_qa_world.h"
 #include "text/knowledge_tokenizer.h"
 #include "text/segmenter.h"
 #include "text/tokenizer.h"
@@ -42,10 +43,7 @@ KnowledgeEncoderOptions queries(int64_t P) {
   return o;
 }
 
-// Questions made of words of document d, answered by another word of it.
-struct TinyQuestion {
-  std::string question, answer;
-};
+using test::TinyQuestion;
 
 class AnswererTest : public ::testing::Test {
  protected:
@@ -54,29 +52,8 @@ class AnswererTest : public ::testing::Test {
     if (shared.empty() || !fs::exists(shared + "/models/stories260K/tokenizer.model")) return;
     llm_ = new std::string(shared + "/models/stories260K");
     root_ = new test::TempDir();
-    test::write_tiny_encoder(*root_ / "encoder", 1);
-    test::write_corpus(*root_ / "corpus.jsonl", 24, 40);
-    const auto r =
-        test::build_index_with_cli(*root_ / "encoder", *root_ / "corpus.jsonl", *root_ / "index");
+    const auto r = test::write_tiny_qa_world(root_->path(), 6, /*gold=*/true, {"zzz"}, questions_);
     ASSERT_EQ(r.exit_code, 0) << r.err;
-
-    // Questions: the first words of a document; answer: its 6th word.
-    std::ifstream in(*root_ / "corpus.jsonl");
-    std::ofstream qf(*root_ / "questions.jsonl");
-    std::string line;
-    for (int d = 0; std::getline(in, line) && d < 6; ++d) {
-      const auto doc = json::parse(line);
-      std::istringstream words(doc["text"].get<std::string>());
-      std::vector<std::string> w;
-      for (std::string x; words >> x;) w.push_back(x);
-      TinyQuestion q{"what follows " + w[0] + " " + w[1] + " " + w[2] + "?", w[5]};
-      questions_->push_back(q);
-      qf << json{{"question", q.question},
-                 {"answers", {q.answer, "zzz"}},
-                 {"gold_passage_id", doc["id"]}}
-                .dump()
-         << "\n";
-    }
 
     // A fresh knowledge encoder for stories260K over the tiny BERT; output heads large enough
     // that the prefix visibly changes the LLM's predictions.

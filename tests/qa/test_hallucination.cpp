@@ -20,6 +20,7 @@
 #include "support/cli_runner.h"
 #include "support/retrieval_fixture.h"
 #include "support/test_support.h"
+#include "support/tiny_qa_world.h"
 
 namespace kvrag {
 namespace {
@@ -38,24 +39,10 @@ class HallucinationTest : public ::testing::Test {
     if (shared.empty() || !fs::exists(shared + "/models/stories260K/tokenizer.model")) return;
     llm_ = new std::string(shared + "/models/stories260K");
     root_ = new test::TempDir();
-    test::write_tiny_encoder(*root_ / "encoder", 1);
-    test::write_corpus(*root_ / "corpus.jsonl", 24, 40);
-    const auto r =
-        test::build_index_with_cli(*root_ / "encoder", *root_ / "corpus.jsonl", *root_ / "index");
+    std::vector<test::TinyQuestion> questions;
+    const auto r = test::write_tiny_qa_world(root_->path(), 8, /*gold=*/false, {}, &questions);
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    // Questions: the first words of a document; answer: its 6th word.
-    std::ifstream in(*root_ / "corpus.jsonl");
-    std::ofstream qf(*root_ / "questions.jsonl");
-    std::string line;
-    for (int d = 0; std::getline(in, line) && d < 8; ++d) {
-      const auto doc = json::parse(line);
-      std::istringstream words(doc["text"].get<std::string>());
-      std::vector<std::string> w;
-      for (std::string x; words >> x;) w.push_back(x);
-      const std::string q = "what follows " + w[0] + " " + w[1] + " " + w[2] + "?";
-      questions_->push_back(q);
-      qf << json{{"question", q}, {"answers", {w[5]}}}.dump() << "\n";
-    }
+    for (const auto& q : questions) questions_->push_back(q.question);
     const auto llm_config = LlamaConfig::load(*llm_ + "/config.json");
     const auto bert_config = BertConfig::load(*root_ / "encoder/config.json");
     KnowledgeEncoderOptions ko;
