@@ -47,6 +47,11 @@ void add_answerer_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
       "--no-prefix-store", [&o] { o.use_prefix_store = false; },
       "encode the segments for every question even where the index has a prefix store built by "
       "this knowledge encoder (kvrag index build-prefixes)");
+  cmd->add_option("--contrast", o.contrast,
+                  "context-aware decoding: pick each answer token by (1 + α)·logits with the "
+                  "evidence − α·logits without it, against the LLM's prior (0: off)")
+      ->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str();
   add_threshold_options(cmd, o);
 }
 

@@ -102,6 +102,7 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     auto report = evaluate_qa(*answerer, questions, args->eval);
     if (!args->fairness.questions.empty()) {
       args->fairness.max_new_tokens = setup.options.max_new_tokens;
+      args->fairness.contrast = setup.options.contrast;
       args->fairness.progress = !args->quiet;
       report.summary["fairness"] = evaluate_fairness(answerer->pipeline(), args->fairness);
       report.markdown += "\nFairness (gold passages and their twins):\n\n" +

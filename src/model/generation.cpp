@@ -3,10 +3,19 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 
 #include "core/error.h"
 
 namespace kvrag {
+
+namespace {
+// Contrast's adaptive plausibility constraint (Li et al., 2023, contrastive decoding): only
+// tokens whose probability with the evidence is at least this share of the most likely one's
+// may be picked, so that subtracting the prior never promotes a token the evidence itself finds
+// implausible.
+constexpr double kPlausibility = 0.1;
+}  // namespace
 
 TokenSampler::TokenSampler(float temperature, float top_p, uint64_t seed)
     : temperature_(temperature), top_p_(top_p), rng_(seed) {
@@ -88,20 +97,60 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
   if (options.stop_at_eos)
     stop_ids.insert(stop_ids.end(), config.eos_token_ids.begin(), config.eos_token_ids.end());
 
-  // Left-pad the prompts so every row's next token lands in the same column.
-  auto ids = torch::zeros({B, T0}, torch::kInt64);
-  auto mask = torch::zeros({B, T0}, torch::kInt64);
-  for (int64_t b = 0; b < B; ++b) {
-    const auto& p = prompts[b];
-    const int64_t n = static_cast<int64_t>(p.size());
-    ids[b].narrow(0, T0 - n, n).copy_(torch::tensor(p, torch::kInt64));
-    mask[b].narrow(0, T0 - n, n).fill_(1);
+  const bool contrast = options.contrast > 0.0f;
+  KVRAG_CHECK(std::isfinite(options.contrast) && options.contrast >= 0.0f,
+              "generate: contrast must be >= 0, got {}", options.contrast);
+  int64_t T_plain = 0;  // the contrast prompts' longest
+  if (contrast) {
+    KVRAG_CHECK(static_cast<int64_t>(options.contrast_prompts.size()) == B,
+                "generate: contrast needs one plain prompt per prompt ({}), got {}", B,
+                options.contrast_prompts.size());
+    for (const auto& p : options.contrast_prompts) {
+      KVRAG_CHECK(!p.empty(), "generate: empty contrast prompt (it needs at least BOS)");
+      T_plain = std::max<int64_t>(T_plain, static_cast<int64_t>(p.size()));
+    }
+    KVRAG_CHECK(T_plain + options.max_new_tokens <= config.max_position_embeddings,
+                "generate: contrast prompt {} + {} new tokens exceeds the model's context of {}",
+                T_plain, options.max_new_tokens, config.max_position_embeddings);
   }
+
+  // Left-pad the prompts so every row's next token lands in the same column.
+  const auto left_pad = [B](const std::vector<std::vector<int64_t>>& rows, int64_t T) {
+    auto ids = torch::zeros({B, T}, torch::kInt64);   // [B, T]
+    auto mask = torch::zeros({B, T}, torch::kInt64);  // [B, T]
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = static_cast<int64_t>(rows[b].size());
+      ids[b].narrow(0, T - n, n).copy_(torch::tensor(rows[b], torch::kInt64));
+      mask[b].narrow(0, T - n, n).fill_(1);
+    }
+    return std::pair{ids, mask};
+  };
+  const auto [ids, mask] = left_pad(prompts, T0);
 
   std::vector<Generation> out(B);
   if (options.max_new_tokens == 0) return out;
   KVCache cache = model.new_cache(B, longest);
   LlamaForwardArgs args{prefix, &cache, mask};
+  // The contrast's own cache and arguments: the plain prompts, no prefix.
+  KVCache plain_cache;
+  LlamaForwardArgs plain_args{nullptr, nullptr, torch::Tensor()};
+  torch::Tensor plain_ids;
+  if (contrast) {
+    plain_cache = model.new_cache(B, T_plain + options.max_new_tokens);
+    auto padded = left_pad(options.contrast_prompts, T_plain);
+    plain_ids = padded.first;
+    plain_args = {nullptr, &plain_cache, padded.second};
+  }
+  const float alpha = options.contrast;
+  // (1 + α)·logits − α·plain over the plausible tokens: [B, V]
+  const auto contrasted = [alpha](const torch::Tensor& logits, const torch::Tensor& plain) {
+    const auto log_probs = torch::log_softmax(logits, -1);  // [B, V]
+    const auto plausible =
+        log_probs >= std::get<0>(log_probs.max(-1, true)) + std::log(kPlausibility);
+    return (logits * (1.0f + alpha) - plain * alpha)
+        .masked_fill(plausible.logical_not(), -std::numeric_limits<float>::infinity())
+        .contiguous();
+  };
   std::vector<TokenSampler> samplers;
   for (int64_t b = 0; b < B; ++b) {
     samplers.emplace_back(options.temperature, options.top_p,
@@ -113,6 +162,10 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
   // Only the last column's logits are needed: the LM head runs on one position, not T0.
   // [B, V]
   auto logits = model.logits(model.hidden_states(ids, args).select(1, T0 - 1)).contiguous();
+  if (contrast) {
+    logits = contrasted(
+        logits, model.logits(model.hidden_states(plain_ids, plain_args).select(1, T_plain - 1)));
+  }
   const auto t_first = Clock::now();
   if (stats != nullptr) stats->prefill_ms = ms_between(t_start, t_first);
   std::vector<int64_t> next(B, 0);  // this step's token per row (0 for finished rows)
@@ -137,6 +190,10 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
     args.attention_mask = torch::Tensor();
     const auto next_ids = torch::from_blob(next.data(), {B, 1}, torch::kInt64);  // [B, 1], no copy
     logits = model.forward(next_ids, args).select(1, 0).contiguous();            // [B, V]
+    if (contrast) {
+      plain_args.attention_mask = torch::Tensor();
+      logits = contrasted(logits, model.forward(next_ids, plain_args).select(1, 0));
+    }
     std::fill(next.begin(), next.end(), 0);
   }
   if (stats != nullptr) stats->decode_ms = ms_between(t_first, Clock::now());

@@ -18,6 +18,15 @@ struct GenerationOptions {
   uint64_t seed = 0;              // sampling is deterministic given the seed
   bool stop_at_eos = true;        // stop a row at any of the config's eos ids
   std::vector<int64_t> stop_ids;  // further ids that end a row
+
+  // Context-aware decoding (Shi et al., 2023, "Trusting Your Evidence"): with contrast α > 0,
+  // every step's logits become (1 + α)·logits − α·plain, where `plain` are the model's logits for
+  // contrast_prompts[b] (the same question without its evidence: no prefix, no passages in the
+  // prompt) fed the same new tokens. The next token is then picked by how much the evidence
+  // raises its probability over what the LLM would say anyway — its prior, a stereotype learned
+  // in pre-training included. Costs a second forward per step (the plain prompts are short).
+  float contrast = 0.0f;
+  std::vector<std::vector<int64_t>> contrast_prompts;  // one per prompt when contrast > 0
 };
 
 enum class StopReason { kLength, kStopToken };

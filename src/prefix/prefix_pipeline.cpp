@@ -212,11 +212,16 @@ std::vector<ForcedScore> PrefixPipeline::scores(const PrefixBatch& batch, const 
   return out;
 }
 
-std::vector<std::string> PrefixPipeline::generate(const PrefixBatch& batch, const KVPrefix& prefix,
-                                                  int max_new_tokens, GenerationStats* stats) {
+std::vector<std::string> PrefixPipeline::generate(
+    const PrefixBatch& batch, const KVPrefix& prefix, int max_new_tokens, GenerationStats* stats,
+    float contrast, const std::vector<std::vector<int64_t>>* closed_book) {
   GenerationOptions options;
   options.max_new_tokens = max_new_tokens;
   options.stop_ids = newline_ids_;
+  if (contrast > 0.0f) {
+    options.contrast = contrast;
+    options.contrast_prompts = closed_book != nullptr ? *closed_book : batch.prompts;
+  }
   const auto generations =
       kvrag::generate(*llm_, batch.prompts, options, prefix.empty() ? nullptr : &prefix, stats);
   std::vector<std::string> out;

@@ -103,9 +103,14 @@ class PrefixPipeline {
                                   std::vector<std::vector<double>>* citations = nullptr,
                                   int64_t segments = 0);
   // The answer to each row's prompt (greedy, at most max_new_tokens; see above).
-  // stats (optional): the time split (model/generation.h).
+  // stats (optional): the time split (model/generation.h). contrast α > 0: context-aware
+  // decoding against `closed_book` (each row's bare question prompt, prompt_ids(); nullptr: the
+  // batch's own prompts, which is right where the evidence is in the prefix only), see
+  // GenerationOptions::contrast.
   std::vector<std::string> generate(const PrefixBatch& batch, const KVPrefix& prefix,
-                                    int max_new_tokens, GenerationStats* stats = nullptr);
+                                    int max_new_tokens, GenerationStats* stats = nullptr,
+                                    float contrast = 0.0f,
+                                    const std::vector<std::vector<int64_t>>* closed_book = nullptr);
 
  private:
   std::string llm_dir_, fingerprint_, encoder_fingerprint_;

@@ -274,7 +274,12 @@ struct Answerer::Impl {
       }
       if (generate_answers) {
         GenerationStats stats;
-        const auto texts = pipeline->generate(batch, prefix, options.max_new_tokens, &stats);
+        std::vector<std::vector<int64_t>> closed_book;  // the contrast (options.contrast)
+        const bool contrast = options.contrast > 0.0f && mode != AnswerMode::kNone;
+        for (size_t b = 0; contrast && b < group.size(); ++b)
+          closed_book.push_back(pipeline->prompt_ids(questions[group[b]]));
+        const auto texts = pipeline->generate(batch, prefix, options.max_new_tokens, &stats,
+                                              contrast ? options.contrast : 0.0f, &closed_book);
         prefill_ms += stats.prefill_ms;
         decode_ms += stats.decode_ms;
         for (size_t b = 0; b < group.size(); ++b) {

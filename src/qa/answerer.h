@@ -85,6 +85,10 @@ struct AnswererOptions {
   // Answer "unknown" (Answer::abstained) where the score is under this; -inf: never. Computes
   // groundedness whether asked or not.
   double abstain_below = -std::numeric_limits<double>::infinity();
+  // The debiasing layer on the LLM's output: context-aware decoding with this α in every mode
+  // that gives evidence (GenerationOptions::contrast; the closed-book question prompt is the
+  // contrast). 0: plain greedy decoding.
+  float contrast = 0.0f;
 };
 
 struct Groundedness {

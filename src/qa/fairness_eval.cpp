@@ -77,8 +77,10 @@ struct Tally {
 
 // Greedy answers to every example, in batches; *features (optional) gets each row's prefix
 // features (prefix/fairness_terms.h).
+// closed_book[i]: example i's bare question prompt (the contrast, o.contrast).
 std::vector<std::string> answer_all(PrefixPipeline& pipeline,
                                     const std::vector<PrefixExample>& examples,
+                                    const std::vector<std::vector<int64_t>>& closed_book,
                                     const FairnessEvalOptions& o, const std::string& label,
                                     std::vector<std::vector<float>>* features) {
   std::vector<std::string> answers(examples.size());
@@ -96,7 +98,10 @@ std::vector<std::string> answer_all(PrefixPipeline& pipeline,
     for (int64_t r = begin; r < end; ++r) rows.push_back(r);
     const auto batch = pipeline.batch(examples, rows);
     const auto prefix = pipeline.prefix(batch);
-    const auto texts = pipeline.generate(batch, prefix, o.max_new_tokens);
+    const std::vector<std::vector<int64_t>> plain(closed_book.begin() + begin,
+                                                  closed_book.begin() + end);
+    const auto texts =
+        pipeline.generate(batch, prefix, o.max_new_tokens, nullptr, o.contrast, &plain);
     for (int64_t r = begin; r < end; ++r) answers[r] = texts[r - begin];
     if (features != nullptr) {
       const auto f = prefix_features(prefix).contiguous();  // [B, F]
@@ -184,6 +189,7 @@ nlohmann::json evaluate_fairness(PrefixPipeline& pipeline, const FairnessEvalOpt
   // Two examples per question with a twin (gold, twin), one without; answered in batches, in
   // prefix mode (the passage through the encoder) and in context mode (the passage in the prompt).
   std::vector<PrefixExample> prefixed, in_context;
+  std::vector<std::vector<int64_t>> closed_book;  // per row of both
   std::vector<int64_t> gold_row(questions.size()), twin_row(questions.size(), -1);
   const int64_t budget = pipeline.max_positions() - o.max_new_tokens - 1;
   for (size_t i = 0; i < questions.size(); ++i) {
@@ -197,11 +203,14 @@ nlohmann::json evaluate_fairness(PrefixPipeline& pipeline, const FairnessEvalOpt
       prefixed.push_back(pipeline.example(q.question, q.answers[0], {p},
                                           id == &q.gold_passage_id ? where : where + " (twin)"));
       in_context.push_back({pipeline.fit_prompt(q.question, {p}, budget, i), {}, {}});
+      closed_book.push_back(pipeline.prompt_ids(q.question));
     }
   }
   std::vector<std::vector<float>> features;
-  const auto prefix_answers = answer_all(pipeline, prefixed, o, "fairness, prefix", &features);
-  const auto context_answers = answer_all(pipeline, in_context, o, "fairness, context", nullptr);
+  const auto prefix_answers =
+      answer_all(pipeline, prefixed, closed_book, o, "fairness, prefix", &features);
+  const auto context_answers =
+      answer_all(pipeline, in_context, closed_book, o, "fairness, context", nullptr);
 
   auto summary = summarise(questions, prefix_answers, gold_row, twin_row);
   std::vector<std::vector<float>> probe_x;

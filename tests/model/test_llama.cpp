@@ -243,6 +243,66 @@ TEST_F(TinyLlama, StopsAtEosAndGivenIds) {
   EXPECT_EQ(stopped.stop_token, free_run[4]);
 }
 
+// Context-aware decoding against a reference without a cache: at every step, full forwards of
+// prompt + tokens so far with the prefix and of plain prompt + the same tokens without it,
+// (1 + α)·logits − α·plain over the tokens within a tenth of the top probability, argmax. Rows of
+// different lengths in one batch (left padding in both caches).
+TEST_F(TinyLlama, ContrastDecodingEqualsItsDefinitionStepByStep) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  const auto e = load_json(dir + "/expected.json");
+  auto model = load_llama(dir);
+  const auto two = fixture_prefix(e);  // batch 2
+  const std::vector<std::vector<int64_t>> prompts = {{1, 5, 9, 200, 17, 8, 3}, {1, 44, 12}};
+  const std::vector<std::vector<int64_t>> plain = {{1, 17, 8, 3}, {1, 12}};
+  const float alpha = 1.5f;
+  GenerationOptions options;
+  options.max_new_tokens = 8;
+  options.stop_at_eos = false;
+  options.contrast = alpha;
+  options.contrast_prompts = plain;
+  const auto got = generate(*model, prompts, options, &two);
+  const auto without = generate(*model, prompts, GenerationOptions{8, 0, 1, 0, false}, &two);
+
+  torch::NoGradGuard no_grad;
+  bool differs = false;
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    KVPrefix row;  // row b of the prefix
+    for (size_t l = 0; l < two.keys.size(); ++l) {
+      row.keys.push_back(two.keys[l].narrow(0, b, 1));
+      row.values.push_back(two.values[l].narrow(0, b, 1));
+    }
+    std::vector<int64_t> with_ids = prompts[b], plain_ids = plain[b], tokens;
+    for (int step = 0; step < options.max_new_tokens; ++step) {
+      LlamaForwardArgs with_args;
+      with_args.prefix = &row;
+      const auto last = [&](const std::vector<int64_t>& ids, LlamaForwardArgs& args) {
+        const auto t = torch::tensor(ids, torch::kInt64).unsqueeze(0);  // [1, T]
+        return model->forward(t, args).select(1, t.size(1) - 1)[0];    // [V]
+      };
+      LlamaForwardArgs plain_args;
+      const auto l = last(with_ids, with_args), p = last(plain_ids, plain_args);
+      const auto log_probs = torch::log_softmax(l, -1);
+      auto score = (1 + alpha) * l - alpha * p;
+      score.masked_fill_(log_probs < log_probs.max() + std::log(0.1), -1e30);
+      const int64_t token = score.argmax().item<int64_t>();
+      tokens.push_back(token);
+      with_ids.push_back(token);
+      plain_ids.push_back(token);
+    }
+    EXPECT_EQ(got[b].tokens, tokens) << "row " << b;
+    differs = differs || got[b].tokens != without[b].tokens;
+  }
+  EXPECT_TRUE(differs) << "the contrast changed no token: the test would not see it";
+
+  // Contrasting a prompt with itself is plain decoding; the plain prompts must match the batch.
+  options.contrast_prompts = prompts;
+  const auto self = generate(*model, prompts, options);
+  const auto greedy = generate(*model, prompts, GenerationOptions{8, 0, 1, 0, false});
+  for (size_t b = 0; b < prompts.size(); ++b) EXPECT_EQ(self[b].tokens, greedy[b].tokens);
+  options.contrast_prompts = {plain[0]};
+  EXPECT_THROW(generate(*model, prompts, options), Error);
+}
+
 // d(loss)/d(prefix) by autograd equals the central finite difference along random directions,
 // and the frozen LLM's own weights receive no gradient.
 TEST_F(TinyLlama, PrefixGradientMatchesFiniteDifferences) {
