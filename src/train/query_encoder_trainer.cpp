@@ -244,6 +244,7 @@ QueryEncoderTrainResult train_query_encoder(const QueryEncoderTrainOptions& o) {
 
   // The index: its frozen passage vectors and segments, and the start encoder checked against
   // them (DenseRetriever::open refuses an encoder the index was not embedded with or paired to).
+  KVRAG_CHECK(fs::is_directory(o.index), "index {}: no such folder", o.index);
   KVRAG_CHECK(has_dense_vectors(o.index),
               "index {}: no dense vectors (embeddings/ and dense.faiss): the query encoder is "
               "trained against them (kvrag embed, kvrag index build)",
