@@ -4,8 +4,8 @@
 //
 // Trains the dense retriever's question encoder from the frozen LLM's answer likelihood alone,
 // marginalising over the top-k segments (train/query_encoder_trainer.h). DIR becomes a query
-// encoder paired with the index's passage encoder: `kvrag ask/eval/search --retriever-encoder
-// DIR` on the same index. Rerunning the same command after an interruption continues the run.
+// encoder paired with the index's passage encoder: `kvrag ask/eval/search --encoder DIR` on the
+// same index. Rerunning the same command after an interruption continues the run.
 
 #include <fmt/format.h>
 
@@ -65,15 +65,11 @@ void add_train_query_encoder_command(CLI::App& app, int& exit_code) {
     const auto& o = args->options;
     const auto r = train_query_encoder(o);
     exit_code = 0;
-    const auto at = [](const RetrievalAtK& a) -> nlohmann::json {
-      if (a.top1 < 0) return nullptr;
-      return {{"gold_in_top1", a.top1}, {"gold_in_top5", a.top5}};
-    };
     nlohmann::json dev = nlohmann::json::array();
-    for (const auto& d : r.dev) dev.push_back(at(d));
+    for (const auto& d : r.dev) dev.push_back(d.to_json());
     const nlohmann::json j = {{"out", o.out},
                               {"initial_dev_loss", r.initial_dev_loss},
-                              {"initial_dev", at(r.initial_dev)},
+                              {"initial_dev", r.initial_dev.to_json()},
                               {"epoch_loss", r.epoch_loss},
                               {"dev_loss", r.dev_loss},
                               {"dev", dev},

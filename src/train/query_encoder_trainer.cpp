@@ -204,11 +204,6 @@ class Trainer {
   int64_t llm_scores_ = 0;
 };
 
-json at_json(const RetrievalAtK& at) {
-  if (at.top1 < 0) return nullptr;
-  return {{"gold_in_top1", at.top1}, {"gold_in_top5", at.top5}};
-}
-
 RetrievalAtK at_from(const json& j) {
   RetrievalAtK at;
   if (j.is_object()) {
@@ -219,6 +214,11 @@ RetrievalAtK at_from(const json& j) {
 }
 
 }  // namespace
+
+json RetrievalAtK::to_json() const {
+  if (top1 < 0) return nullptr;
+  return {{"gold_in_top1", top1}, {"gold_in_top5", top5}};
+}
 
 QueryEncoderTrainResult train_query_encoder(const QueryEncoderTrainOptions& o) {
   KVRAG_CHECK(!o.out.empty(), "train-query-encoder: --out is required");
@@ -301,7 +301,7 @@ QueryEncoderTrainResult train_query_encoder(const QueryEncoderTrainOptions& o) {
   } else if (!o.dev.empty()) {
     const auto [loss, at] = trainer.validate(query, dev, tok->pad_id(), folder.pooling);
     state["initial_dev_loss"] = loss;
-    state["initial_dev"] = at_json(at);
+    state["initial_dev"] = at.to_json();
   }
 
   const auto write_report = [&] {
@@ -397,7 +397,7 @@ QueryEncoderTrainResult train_query_encoder(const QueryEncoderTrainOptions& o) {
     if (!o.dev.empty()) {
       const auto [loss, at] = trainer.validate(query, dev, tok->pad_id(), folder.pooling);
       entry["dev_loss"] = loss;
-      entry["dev"] = at_json(at);
+      entry["dev"] = at.to_json();
       schedule.on_validation(-loss);
       better = state["best_epoch"].get<int64_t>() < 0 || loss < state["best_loss"].get<double>();
       if (better) state["best_loss"] = loss;

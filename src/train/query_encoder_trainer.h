@@ -24,7 +24,7 @@
 //     refresh (RAG keeps its document encoder fixed for the same reason; REALM re-embeds its
 //     corpus every few hundred steps). The output is a separate query encoder paired with the
 //     index's passage encoder (index/embedder.h: "kvrag_passage_encoder"): `ask`, `eval`,
-//     `search` and `serve` take it with `--retriever-encoder OUT` on the same index.
+//     `search` and `serve` take it with `--encoder OUT` on the same index.
 //
 // The run folder OUT is the exported query encoder (config.json, model.safetensors, vocab.txt:
 // the best epoch by dev loss; without dev, the last), with OUT/train_report.json (per epoch:
@@ -35,6 +35,8 @@
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "train/lr_schedule.h"
 
@@ -62,6 +64,9 @@ struct QueryEncoderTrainOptions {
 
 struct RetrievalAtK {
   double top1 = -1, top5 = -1;  // gold passage among the first 1 / 5 segments; -1: no gold ids
+
+  // {"gold_in_top1", "gold_in_top5"} as train_report.json has it; null without gold ids.
+  nlohmann::json to_json() const;
 };
 
 struct QueryEncoderTrainResult {

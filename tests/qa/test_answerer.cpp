@@ -57,13 +57,9 @@ class AnswererTest : public ::testing::Test {
 
     // A fresh knowledge encoder for stories260K over the tiny BERT; output heads large enough
     // that the prefix visibly changes the LLM's predictions.
+    test::write_fresh_knowledge_encoder(root_->path(), *llm_, "ke", queries(4), 7);
     const auto llm_config = LlamaConfig::load(*llm_ + "/config.json");
     const auto bert_config = BertConfig::load(*root_ / "encoder/config.json");
-    KnowledgeEncoder ke(KnowledgeEncoderConfig::for_llm(bert_config, llm_config,
-                                                        llm_fingerprint(*llm_), queries(4)),
-                        torch::kFloat32);
-    ke->init_fresh(7, 0.3);
-    save_knowledge_encoder(*ke, *root_ / "ke", *root_ / "encoder/vocab.txt");
 
     // One that reads the segment in the LLM's pieces with their LLM embeddings (the encoder's
     // hidden size is then the LLM's: a random BERT of 64) and places its keys at the answer.

@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "model/bert.h"
+#include "model/knowledge_encoder.h"
+#include "model/llama.h"
 #include "support/cli_runner.h"
 #include "support/retrieval_fixture.h"
 
@@ -48,6 +51,21 @@ inline CliRun write_tiny_qa_world(const std::string& root, int count, bool gold,
     questions->push_back(std::move(q));
   }
   return r;
+}
+
+// Writes ROOT/NAME: a fresh knowledge encoder (`options`, init_fresh(seed, 0.3)) for the LLaMA of
+// LLM_DIR over the world's encoder ROOT/encoder, with output heads large enough that a segment's
+// prefix visibly moves the LLM's predictions.
+inline void write_fresh_knowledge_encoder(const std::string& root, const std::string& llm_dir,
+                                          const std::string& name,
+                                          const KnowledgeEncoderOptions& options, uint64_t seed) {
+  KnowledgeEncoder ke(
+      KnowledgeEncoderConfig::for_llm(BertConfig::load(root + "/encoder/config.json"),
+                                      LlamaConfig::load(llm_dir + "/config.json"),
+                                      llm_fingerprint(llm_dir), options),
+      torch::kFloat32);
+  ke->init_fresh(seed, 0.3);
+  save_knowledge_encoder(*ke, root + "/" + name, root + "/encoder/vocab.txt");
 }
 
 }  // namespace kvrag::test

@@ -52,15 +52,9 @@ class QueryEncoderTrainerTest : public ::testing::Test {
     std::vector<test::TinyQuestion> questions;
     const auto r = test::write_tiny_qa_world(root_->path(), 12, /*gold=*/true, {}, &questions);
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    const auto llm_config = LlamaConfig::load(*llm_ + "/config.json");
-    const auto bert_config = BertConfig::load(*root_ / "encoder/config.json");
     KnowledgeEncoderOptions ko;
     ko.prefix_length = 4;
-    KnowledgeEncoder ke(
-        KnowledgeEncoderConfig::for_llm(bert_config, llm_config, llm_fingerprint(*llm_), ko),
-        torch::kFloat32);
-    ke->init_fresh(7, 0.3);  // large heads: the segment's prefix moves the answer's likelihood
-    save_knowledge_encoder(*ke, *root_ / "ke", *root_ / "encoder/vocab.txt");
+    test::write_fresh_knowledge_encoder(root_->path(), *llm_, "ke", ko, 7);
   }
   static void TearDownTestSuite() {
     delete root_;
