@@ -59,6 +59,11 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
       ->capture_default_str()
       ->check(kNonNegative);
   cmd->add_flag("--oracle", o.oracle, "segment = the question's gold passage (needs --passages)");
+  cmd->add_option("--distractors", o.distractors,
+                  "with --oracle: up to N other passages beside the gold one (0 to N, at random "
+                  "ranks), for an encoder that answers from top-k up to 1 + N")
+      ->capture_default_str()
+      ->check(kNonNegative);
   cmd->add_option("--passages", o.passages,
                   "passages {\"id\", \"title\", \"text\"} the gold ids refer to");
   cmd->add_option("--index", args->index, "segment = top-k of this index (instead of --oracle)");

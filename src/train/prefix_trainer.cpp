@@ -15,6 +15,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/splitmix64.h"
 #include "eval/qa_metrics.h"
 #include "index/index_retriever.h"
 #include "index/retrieval_eval.h"
@@ -88,6 +89,46 @@ std::vector<SegmentTexts> oracle_segments(const std::vector<std::vector<Question
   return out;
 }
 
+// Oracle mode's distractors: after each question's gold passage, `n` passages drawn from `pool`
+// (none with the gold's title, so never a twin of the same entity; a pool short of such passages
+// gives fewer). Drawn once, from the seed and the question's place in its set (`stream` tells the
+// sets apart), so a resumed run reads the same; each batch then reads some of them (read_view).
+void add_distractors(std::vector<SegmentTexts>& segments, const std::vector<PromptPassage>& pool,
+                     int n, uint64_t seed, uint64_t stream) {
+  for (size_t i = 0; i < segments.size(); ++i) {
+    SplitMix64 rng(splitmix64_mix(seed ^ splitmix64_mix(stream)) + i);
+    const std::string title = segments[i].front().title;
+    std::set<size_t> used;
+    for (int tries = 0; static_cast<int>(used.size()) < n && tries < 16 * (n + 1); ++tries) {
+      const size_t j = rng.next() % pool.size();
+      if (pool[j].title != title && used.insert(j).second) segments[i].push_back(pool[j]);
+    }
+  }
+}
+
+// What one batch reads with distractors: each row's gold passage and the first c of its
+// distractors, c uniform in [0, n] for the whole batch (batch rows need equal segment counts),
+// the gold at a rank uniform in [0, c] drawn per row. c comes from (seed, stream, batch) and the
+// rank from (seed, row), so every rank of a data-parallel run, and a resumed run, read the same;
+// over the epochs every k from 1 to 1 + n is trained, the gold at every rank.
+std::vector<PrefixExample> read_view(const std::vector<PrefixExample>& examples,
+                                     const std::vector<int64_t>& rows, int n, uint64_t seed,
+                                     uint64_t stream, int64_t batch) {
+  SplitMix64 batch_rng(splitmix64_mix(seed ^ splitmix64_mix(stream)) + batch);
+  auto c = static_cast<size_t>(batch_rng.next() % static_cast<uint64_t>(n + 1));
+  for (const auto r : rows) c = std::min(c, examples[r].segments.size() - 1);
+  std::vector<PrefixExample> view;
+  for (const auto r : rows) {
+    const auto& ex = examples[r];
+    SplitMix64 row_rng(splitmix64_mix(seed ^ 0x5eedULL) + static_cast<uint64_t>(r));
+    PrefixExample v{ex.prompt, ex.target, {ex.segments.begin() + 1, ex.segments.begin() + 1 + c}};
+    const auto rank = static_cast<int64_t>(row_rng.next() % (c + 1));
+    v.segments.insert(v.segments.begin() + rank, ex.segments.front());
+    view.push_back(std::move(v));
+  }
+  return view;
+}
+
 // The top-k segments of every question from the index, best first.
 std::vector<SegmentTexts> retrieved_segments(const std::vector<Question>& questions,
                                              const std::string& file, IndexRetriever& retriever,
@@ -110,6 +151,12 @@ std::vector<SegmentTexts> retrieved_segments(const std::vector<Question>& questi
     }
   }
   return out;
+}
+
+std::vector<int64_t> iota_rows(size_t n) {
+  std::vector<int64_t> rows(n);
+  for (size_t i = 0; i < n; ++i) rows[i] = static_cast<int64_t>(i);
+  return rows;
 }
 
 struct Validation {
@@ -186,6 +233,12 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   KVRAG_CHECK(!o.init.empty(),
               "train-prefix: --init is required (a BERT/retriever folder or a knowledge encoder)");
   KVRAG_CHECK(!o.train.empty(), "train-prefix: --train is required");
+  KVRAG_CHECK(o.distractors >= 0, "train-prefix: --distractors must not be negative, got {}",
+              o.distractors);
+  KVRAG_CHECK(o.oracle || o.distractors == 0,
+              "train-prefix: --distractors needs --oracle (an index's top-k brings its own)");
+  KVRAG_CHECK(o.distractors == 0 || o.fairness_weight <= 0,
+              "train-prefix: --distractors and --fairness-weight together are not supported");
   KVRAG_CHECK(o.oracle != (o.retriever != nullptr),
               "train-prefix: choose one segment source: --oracle --passages FILE, or --index DIR");
   KVRAG_CHECK(!o.oracle || !o.passages.empty(), "train-prefix: --oracle needs --passages");
@@ -242,10 +295,21 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       dev_questions.resize(o.max_dev);
   }
   std::vector<SegmentTexts> train_segments, dev_segments;
+  constexpr uint64_t kTrainStream = 1, kDevStream = 2;
   if (o.oracle) {
     auto all = oracle_segments({&train_questions, &dev_questions}, {o.train, o.dev}, o.passages);
     train_segments.assign(all.begin(), all.begin() + static_cast<int64_t>(train_questions.size()));
     dev_segments.assign(all.begin() + static_cast<int64_t>(train_questions.size()), all.end());
+    if (o.distractors > 0) {  // the training set's gold passages, each once
+      std::vector<PromptPassage> pool;
+      std::set<std::pair<std::string, std::string>> seen;
+      for (const auto& segments : train_segments) {
+        if (seen.insert({segments.front().title, segments.front().text}).second)
+          pool.push_back(segments.front());
+      }
+      add_distractors(train_segments, pool, o.distractors, o.optim.seed, kTrainStream);
+      add_distractors(dev_segments, pool, o.distractors, o.optim.seed, kDevStream);
+    }
   } else {
     train_segments = retrieved_segments(train_questions, o.train, *o.retriever, o.top_k);
     dev_segments = retrieved_segments(dev_questions, o.dev, *o.retriever, o.top_k);
@@ -270,7 +334,9 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   std::vector<std::set<int64_t>> dev_evidence;  // the LLM's tokens of each dev question's segments
   for (const auto& segments : dev_segments) {
     std::set<int64_t> ids;
-    for (const auto& seg : segments) {
+    // with distractors, the gold passage's (the rows read vary by batch)
+    const size_t read = o.distractors > 0 ? 1 : segments.size();
+    for (const auto& seg : std::vector<PromptPassage>(segments.begin(), segments.begin() + read)) {
       for (const auto* text : {&seg.title, &seg.text}) {
         for (const auto id : pipeline.tokenizer().encode(*text, false)) ids.insert(id);
       }
@@ -312,7 +378,12 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
       const int64_t end = std::min<int64_t>(dev_examples.size(), begin + kValidationBatch);
       std::vector<int64_t> rows;
       for (int64_t i = begin; i < end; ++i) rows.push_back(i);
-      const auto batch = pipeline.batch(dev_examples, rows);
+      const auto batch =
+          o.distractors > 0
+              ? pipeline.batch(read_view(dev_examples, rows, o.distractors, o.optim.seed,
+                                         kDevStream, begin / kValidationBatch),
+                               iota_rows(rows.size()))
+              : pipeline.batch(dev_examples, rows);
       const auto prefix = pipeline.prefix(batch);
       // [N, V], [N]: with the prefix (the loss, as pipeline.loss) and closed-book
       const auto with = answer_logits(pipeline.llm(), batch, &prefix);
@@ -377,7 +448,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
                              {"llm_fingerprint", pipeline.llm_fingerprint()},
                              {"init", o.init},
                              {"segments", o.oracle ? "oracle" : "index"},
-                             {"top_k", o.top_k},
+                             {"top_k", o.top_k + o.distractors},
+                             {"distractors", o.distractors},
                              {"prefix_length", config.prefix_length},
                              {"max_segment_tokens", config.segment_limit()},
                              {"readout", enum_name(config.readout)},
@@ -413,6 +485,14 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
   progress_options.enabled = o.progress && comm.is_root();
   ProgressReporter progress(progress_options);
 
+  // A training micro-batch; with distractors, of the segments it reads (read_view).
+  const auto train_batch = [&](const std::vector<int64_t>& rows, int64_t epoch, int64_t micro) {
+    if (o.distractors == 0) return pipeline.batch(train_examples, rows);
+    return pipeline.batch(read_view(train_examples, rows, o.distractors, o.optim.seed,
+                                    kTrainStream + static_cast<uint64_t>(epoch) * 16, micro),
+                          iota_rows(rows.size()));
+  };
+
   int64_t step = state["step"].get<int64_t>();
   int64_t steps_this_run = 0;
   double train_seconds = 0;
@@ -436,7 +516,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
         const int64_t global_rows = end - begin;
         if (!comm.distributed()) {
           const std::vector<int64_t> rows(order.begin() + begin, order.begin() + end);
-          const auto batch = pipeline.batch(train_examples, rows);
+          const auto batch = train_batch(rows, epoch, micro);
           double term = 0;
           const auto loss = fairness.loss(pipeline, batch, pipeline.prefix(batch), rows, &term);
           (loss / static_cast<double>(micros)).backward();
@@ -458,7 +538,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
         for (int64_t r = begin; r < end; ++r) tokens += train_examples[order[r]].target.size();
         if (hi > lo) {
           const std::vector<int64_t> rows(order.begin() + begin + lo, order.begin() + begin + hi);
-          const auto batch = pipeline.batch(train_examples, rows);
+          const auto batch = train_batch(rows, epoch, micro);
           const double share = static_cast<double>(batch.answer_tokens) / tokens;
           double term = 0;
           const auto loss = fairness.loss(pipeline, batch, pipeline.prefix(batch), rows, &term);

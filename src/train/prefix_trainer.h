@@ -5,8 +5,8 @@
 // no optimizer state.
 //
 // Segments come from the gold passage (`oracle`: the question's gold_passage_id looked up in a
-// passages JSONL) or from an index (the top-k of `retriever`, in rank order); they are fetched
-// and tokenized once, before training.
+// passages JSONL, optionally among distractors) or from an index (the top-k of `retriever`, in
+// rank order); they are fetched and tokenized once, before training.
 //
 // The run folder OUT is also the exported knowledge encoder (model/knowledge_encoder.h):
 //   OUT/config.json, OUT/model.safetensors, OUT/vocab.txt   the best epoch's encoder (dev EM,
@@ -59,6 +59,11 @@ struct PrefixTrainOptions {
   std::string passages;
   IndexRetriever* retriever = nullptr;  // not owned; index mode (its default mode)
   int top_k = 1;
+  // oracle mode: besides its gold passage, each question reads up to this many other training
+  // questions' gold passages (add_distractors in the .cpp), so that the encoder learns to answer
+  // from the top-k of a retriever at any k up to 1 + distractors; train_report.json's "top_k"
+  // is that bound
+  int distractors = 0;
 
   KnowledgeEncoderOptions encoder;  // how a fresh encoder is made (not used when init is one)
   // batches of similar segment lengths (train_state.h: length_grouped_order)

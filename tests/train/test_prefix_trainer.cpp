@@ -246,6 +246,34 @@ TEST(TrainPrefix, LlmPiecesPlacedKeysAndLengthGroupsTrainAndResumeExactly) {
   expect_stopped_run_resumes_to(stopped, full);
 }
 
+// Gold passages among distractors (oracle mode): every batch reads 1 to 1 + N segments, the
+// report bounds the top-k at 1 + N, and an interrupted run resumes exactly (the draws depend on
+// the seed and the batch, not on the process).
+TEST(TrainPrefix, DistractorsTrainAndResumeExactly) {
+  KVRAG_SHARED_PATH_OR_SKIP(llm, "models/stories260K");
+  PrefixRun plain, straight, stopped;
+  for (auto* run : {&plain, &straight, &stopped}) {
+    setup(*run, llm);
+    run->options.encoder.readout = Readout::kTokens;
+    run->options.encoder.max_segment_tokens = 40;
+    run->options.encoder.segment_tokenizer = SegmentTokenizer::kLlm;
+    run->options.encoder.key_position = KeyPosition::kAnswer;
+    run->options.optim.epochs = 3;
+    if (run != &plain) run->options.distractors = 2;
+  }
+  const auto without = train_prefix(plain.options);
+  const auto full = train_prefix(straight.options);
+  EXPECT_EQ(full.steps, 6);
+  EXPECT_LT(full.epoch_loss.back(), full.epoch_loss.front());
+  // The other passages reach the LLM: the same examples, seed and steps give other losses.
+  EXPECT_NE(full.epoch_loss, without.epoch_loss);
+  const auto report = nlohmann::json::parse(read_file(straight.options.out + "/train_report.json"));
+  EXPECT_EQ(report["distractors"], 2);
+  EXPECT_EQ(report["top_k"], 3);  // what the answer defaults cap a prefix top-k at
+
+  expect_stopped_run_resumes_to(stopped, full);
+}
+
 TEST(TrainPrefix, ClearErrors) {
   KVRAG_SHARED_PATH_OR_SKIP(llm, "models/stories260K");
   PrefixRun run;
@@ -296,6 +324,17 @@ TEST(TrainPrefix, ClearErrors) {
   o.encoder.readout = Readout::kTokens;
   e = test::error_of([&] { train_prefix(o); });
   EXPECT_NE(e.find("hidden size"), std::string::npos) << e;
+
+  // Distractors come with gold passages only, and not with the fairness term.
+  o = run.options;
+  o.distractors = 2;
+  o.fairness_weight = 1;
+  EXPECT_NE(test::error_of([&] { train_prefix(o); }).find("--distractors and --fairness-weight"),
+            std::string::npos);
+  o.oracle = false;
+  o.fairness_weight = 0;
+  EXPECT_NE(test::error_of([&] { train_prefix(o); }).find("--distractors needs --oracle"),
+            std::string::npos);
 
   // No segment source.
   o = run.options;
