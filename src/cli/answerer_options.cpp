@@ -52,6 +52,14 @@ void add_answerer_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
                   "evidence − α·logits without it, against the LLM's prior (0: off)")
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
+  add_enum_option(cmd, "--combine", o.combine,
+                  "prefix modes at top-k > 1: concat (every segment's entries in one prefix) or "
+                  "mixture (one prefix per segment; the answer from the mixture of the LLM's "
+                  "next-token distributions, weighted by the retrieval posterior)");
+  cmd->add_option("--mixture-temperature", o.mixture_temperature,
+                  "--combine mixture: the posterior is softmax(q·d / T) of the dense scores")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   add_threshold_options(cmd, o);
 }
 

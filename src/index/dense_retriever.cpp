@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <numeric>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -45,6 +46,29 @@ std::unique_ptr<DenseRetriever> DenseRetriever::open(const std::string& index_di
               "index {} has dimension {}, encoder {} produces {}", index_dir, r->index_->dim(),
               encoder, r->embedder_->dim());
   return r;
+}
+
+std::vector<std::vector<float>> DenseRetriever::scores(
+    const std::vector<std::string>& questions,
+    const std::vector<std::vector<int64_t>>& segment_ids) {
+  KVRAG_CHECK(segment_ids.size() == questions.size(), "{} questions but {} segment lists",
+              questions.size(), segment_ids.size());
+  const int64_t dim = embedder_->dim();
+  std::vector<float> queries(questions.size() * dim);
+  embedder_->encode(questions, queries.data());
+  std::vector<std::vector<float>> out(questions.size());
+  std::vector<float> passages;
+  for (size_t q = 0; q < questions.size(); ++q) {
+    const auto& ids = segment_ids[q];
+    passages.resize(ids.size() * dim);
+    vectors_->get(ids, passages.data());
+    for (size_t j = 0; j < ids.size(); ++j) {
+      const float* a = queries.data() + q * dim;
+      const float* b = passages.data() + j * dim;
+      out[q].push_back(std::inner_product(a, a + dim, b, 0.0f));
+    }
+  }
+  return out;
 }
 
 std::vector<std::vector<ScoredSegment>> DenseRetriever::search(

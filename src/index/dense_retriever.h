@@ -27,6 +27,11 @@ class DenseRetriever final : public Retriever {
   std::vector<std::vector<ScoredSegment>> search(const std::vector<std::string>& questions,
                                                  int k) override;
 
+  // Each question's inner product with each of its segments' exact vectors (the scores search()
+  // would give them, re-ranking aside): [question][j] for segment_ids[question][j].
+  std::vector<std::vector<float>> scores(const std::vector<std::string>& questions,
+                                         const std::vector<std::vector<int64_t>>& segment_ids);
+
   const Embedder& embedder() const { return *embedder_; }
   const DenseIndex& index() const { return *index_; }
   const EmbeddingSet& vectors() const { return *vectors_; }  // the index's exact vectors

@@ -75,6 +75,17 @@ std::vector<std::vector<Evidence>> IndexRetriever::search(const std::vector<std:
   return out;
 }
 
+std::vector<std::vector<float>> IndexRetriever::dense_scores(
+    const std::vector<std::string>& questions, const std::vector<std::vector<Evidence>>& evidence) {
+  KVRAG_CHECK(dense_ != nullptr, "index {}: no dense vectors to score segments with", dir_);
+  std::vector<std::vector<int64_t>> ids(evidence.size());
+  for (size_t q = 0; q < evidence.size(); ++q) {
+    for (const auto& e : evidence[q]) ids[q].push_back(e.segment_id);
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  return dense_->scores(questions, ids);
+}
+
 RetrievalReport IndexRetriever::evaluate(const std::vector<Question>& questions,
                                          const std::vector<int>& ks) {
   std::lock_guard<std::mutex> lock(mutex_);

@@ -62,6 +62,11 @@ class IndexRetriever {
   std::vector<std::vector<Evidence>> search(const std::vector<std::string>& questions, int k);
   std::vector<std::vector<Evidence>> search(const std::vector<std::string>& questions, int k,
                                             RetrieverMode mode);
+  // The dense inner product of each question with each of its evidence segments (whichever
+  // mode found them): [question][rank]. Error where the folder was opened without dense vectors.
+  std::vector<std::vector<float>> dense_scores(const std::vector<std::string>& questions,
+                                               const std::vector<std::vector<Evidence>>& evidence);
+  bool has_dense() const { return dense_ != nullptr; }
   // Retrieval top-k accuracy (index/retrieval_eval.h) with the default mode.
   RetrievalReport evaluate(const std::vector<Question>& questions, const std::vector<int>& ks);
 

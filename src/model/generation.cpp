@@ -114,6 +114,26 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
                 T_plain, options.max_new_tokens, config.max_position_embeddings);
   }
 
+  const int64_t m = options.mixture;
+  KVRAG_CHECK(m >= 1 && B % m == 0, "generate: {} prompts do not split into mixture groups of {}",
+              B, m);
+  torch::Tensor log_weights;  // [B, 1]
+  if (m > 1) {
+    KVRAG_CHECK(!contrast, "generate: mixture and contrast decoding do not combine");
+    KVRAG_CHECK(static_cast<int64_t>(options.mixture_log_weights.size()) == B,
+                "generate: mixture needs one log-weight per prompt ({}), got {}", B,
+                options.mixture_log_weights.size());
+    log_weights = torch::tensor(options.mixture_log_weights, torch::kFloat32).unsqueeze(1);
+  }
+  // log Σ_r w_r p_r over each group, repeated for its rows: [B, V]
+  const auto mixed = [&](const torch::Tensor& logits) {
+    const int64_t V = logits.size(1);
+    const auto log_probs = torch::log_softmax(logits, -1) + log_weights;  // [B, V]
+    return torch::logsumexp(log_probs.view({B / m, m, V}), 1)             // [B / m, V]
+        .repeat_interleave(m, 0)
+        .contiguous();
+  };
+
   // Left-pad the prompts so every row's next token lands in the same column.
   const auto left_pad = [B](const std::vector<std::vector<int64_t>>& rows, int64_t T) {
     auto ids = torch::zeros({B, T}, torch::kInt64);   // [B, T]
@@ -166,13 +186,19 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
     logits = contrasted(
         logits, model.logits(model.hidden_states(plain_ids, plain_args).select(1, T_plain - 1)));
   }
+  if (m > 1) logits = mixed(logits);
   const auto t_first = Clock::now();
   if (stats != nullptr) stats->prefill_ms = ms_between(t_start, t_first);
-  std::vector<int64_t> next(B, 0);  // this step's token per row (0 for finished rows)
+  std::vector<int64_t> next(B, 0);    // this step's token per row (0 for finished rows)
+  std::vector<int64_t> picked(B, 0);  // this step's pick per row, stop tokens included
   for (int step = 0; step < options.max_new_tokens && remaining > 0; ++step) {
     for (int64_t b = 0; b < B; ++b) {
       if (done[b]) continue;
-      const int64_t token = samplers[b].sample(logits[b].data_ptr<float>(), logits.size(1));
+      // a mixture group's rows all take its first row's pick
+      const int64_t token = b % m == 0
+                                ? samplers[b].sample(logits[b].data_ptr<float>(), logits.size(1))
+                                : picked[b - b % m];
+      picked[b] = token;
       if (std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end()) {
         out[b].stop_reason = StopReason::kStopToken;
         out[b].stop_token = token;
@@ -194,6 +220,7 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
       plain_args.attention_mask = torch::Tensor();
       logits = contrasted(logits, model.forward(next_ids, plain_args).select(1, 0));
     }
+    if (m > 1) logits = mixed(logits);
     std::fill(next.begin(), next.end(), 0);
   }
   if (stats != nullptr) stats->decode_ms = ms_between(t_first, Clock::now());

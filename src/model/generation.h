@@ -27,6 +27,15 @@ struct GenerationOptions {
   // in pre-training included. Costs a second forward per step (the plain prompts are short).
   float contrast = 0.0f;
   std::vector<std::vector<int64_t>> contrast_prompts;  // one per prompt when contrast > 0
+
+  // Mixture decoding (RAG-Token; Lewis et al., 2020): with mixture m > 1 the prompts come in
+  // groups of m consecutive rows, one question each row with another evidence prefix, and every
+  // step the group's next-token distribution is the mixture Σ_r w_r · p_r of its rows', w_r =
+  // exp(mixture_log_weights[row]) (each group's weights summing to 1: a retrieval posterior). The
+  // group's first row picks the token from it (its sampler) and every row of the group takes it:
+  // they all return the same generation. Not with contrast.
+  int64_t mixture = 1;
+  std::vector<float> mixture_log_weights;  // one per prompt when mixture > 1
 };
 
 enum class StopReason { kLength, kStopToken };

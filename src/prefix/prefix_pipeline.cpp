@@ -212,16 +212,19 @@ std::vector<ForcedScore> PrefixPipeline::scores(const PrefixBatch& batch, const 
   return out;
 }
 
-std::vector<std::string> PrefixPipeline::generate(
-    const PrefixBatch& batch, const KVPrefix& prefix, int max_new_tokens, GenerationStats* stats,
-    float contrast, const std::vector<std::vector<int64_t>>* closed_book) {
+std::vector<std::string> PrefixPipeline::generate(const PrefixBatch& batch, const KVPrefix& prefix,
+                                                  int max_new_tokens, GenerationStats* stats,
+                                                  const PrefixDecoding& decoding) {
   GenerationOptions options;
   options.max_new_tokens = max_new_tokens;
   options.stop_ids = newline_ids_;
-  if (contrast > 0.0f) {
-    options.contrast = contrast;
-    options.contrast_prompts = closed_book != nullptr ? *closed_book : batch.prompts;
+  if (decoding.contrast > 0.0f) {
+    options.contrast = decoding.contrast;
+    options.contrast_prompts =
+        decoding.closed_book != nullptr ? *decoding.closed_book : batch.prompts;
   }
+  options.mixture = decoding.mixture;
+  options.mixture_log_weights = decoding.mixture_log_weights;
   const auto generations =
       kvrag::generate(*llm_, batch.prompts, options, prefix.empty() ? nullptr : &prefix, stats);
   std::vector<std::string> out;

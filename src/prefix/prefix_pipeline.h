@@ -33,6 +33,21 @@ class KnowledgeTokenizer;
 class Tokenizer;
 class WordPieceTokenizer;
 
+// Decoding beyond each row on its own (PrefixPipeline::generate).
+struct PrefixDecoding {
+  // contrast α > 0: context-aware decoding against `closed_book` (each row's bare question
+  // prompt, prompt_ids(); nullptr: the batch's own prompts, which is right where the evidence is
+  // in the prefix only), see GenerationOptions::contrast.
+  float contrast = 0.0f;
+  const std::vector<std::vector<int64_t>>* closed_book = nullptr;
+  // mixture m > 1: the rows in groups of m, one question's prompt each with one of its segments'
+  // prefixes, decoded from the mixture of their distributions weighted by
+  // exp(mixture_log_weights[row]) (GenerationOptions::mixture); each row returns its group's
+  // answer.
+  int64_t mixture = 1;
+  std::vector<float> mixture_log_weights;
+};
+
 class PrefixPipeline {
  public:
   // The LLaMA of LLM_DIR (config.json + safetensors) in `dtype`, frozen and in eval mode, and
@@ -102,15 +117,11 @@ class PrefixPipeline {
   std::vector<ForcedScore> scores(const PrefixBatch& batch, const KVPrefix& prefix,
                                   std::vector<std::vector<double>>* citations = nullptr,
                                   int64_t segments = 0);
-  // The answer to each row's prompt (greedy, at most max_new_tokens; see above).
-  // stats (optional): the time split (model/generation.h). contrast α > 0: context-aware
-  // decoding against `closed_book` (each row's bare question prompt, prompt_ids(); nullptr: the
-  // batch's own prompts, which is right where the evidence is in the prefix only), see
-  // GenerationOptions::contrast.
+  // The answer to each row's prompt (greedy, at most max_new_tokens; see above), decoded as
+  // `decoding` says. stats (optional): the time split (model/generation.h).
   std::vector<std::string> generate(const PrefixBatch& batch, const KVPrefix& prefix,
                                     int max_new_tokens, GenerationStats* stats = nullptr,
-                                    float contrast = 0.0f,
-                                    const std::vector<std::vector<int64_t>>* closed_book = nullptr);
+                                    const PrefixDecoding& decoding = {});
 
  private:
   std::string llm_dir_, fingerprint_, encoder_fingerprint_;

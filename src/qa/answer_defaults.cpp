@@ -85,19 +85,6 @@ std::string workspace_of(const AnswererOptions& o) {
   return parent->string();
 }
 
-// The top-k a knowledge encoder was trained with (its train_report.json, written by
-// train-prefix); nullopt where the folder has no readable report.
-std::optional<int> trained_top_k(const std::string& knowledge_encoder_dir) {
-  if (knowledge_encoder_dir.empty()) return std::nullopt;
-  const auto path = fs::path(knowledge_encoder_dir) / "train_report.json";
-  if (!fs::exists(path)) return std::nullopt;
-  const auto j = nlohmann::json::parse(read_file(path.string()), nullptr, false);
-  if (!j.is_object() || !j.contains("top_k") || !j["top_k"].is_number_integer() ||
-      j["top_k"].get<int64_t>() < 1)
-    return std::nullopt;
-  return static_cast<int>(std::min<int64_t>(j["top_k"].get<int64_t>(), 10000));
-}
-
 bool retriever_serves(const std::string& index_dir, RetrieverMode mode) {
   return mode == RetrieverMode::kBm25 ? fs::exists(index_dir + "/segments.sqlite")
                                       : has_dense_vectors(index_dir);

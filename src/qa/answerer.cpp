@@ -6,10 +6,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "eval/answer_match.h"
 #include "prefix/prefix_cache.h"
@@ -47,7 +51,44 @@ std::vector<PromptPassage> passages_of(const std::vector<Evidence>& evidence, si
   return out;
 }
 
+// A question's teacher-forced score under the mixture of its m rows (one segment each, log
+// prior weights `log_w`), for an answer of `tokens` tokens: the sequence's log-likelihood
+// log Σ_z w_z p(y | q, z) per token, token accuracy averaged under the posterior p(z | q, y),
+// which goes to *posterior. (The sequence-level mixture: the answer is decoded token by token
+// from the token-level one, RAG-Token; both agree where one segment dominates.)
+ForcedScore mix_scores(const std::vector<ForcedScore>& rows, const std::vector<float>& log_w,
+                       double tokens, std::vector<double>* posterior) {
+  std::vector<double> joint(rows.size());
+  double top = -std::numeric_limits<double>::infinity();
+  for (size_t r = 0; r < rows.size(); ++r) {
+    joint[r] = log_w[r] + rows[r].logprob * tokens;
+    top = std::max(top, joint[r]);
+  }
+  double sum = 0;
+  for (const double j : joint) sum += std::exp(j - top);
+  const double log_likelihood = top + std::log(sum);
+  ForcedScore out;
+  out.logprob = tokens > 0 ? log_likelihood / tokens : 0.0;
+  posterior->resize(rows.size());
+  for (size_t r = 0; r < rows.size(); ++r) {
+    (*posterior)[r] = std::exp(joint[r] - log_likelihood);
+    out.token_accuracy += (*posterior)[r] * rows[r].token_accuracy;
+  }
+  return out;
+}
+
 }  // namespace
+
+std::optional<int> trained_top_k(const std::string& knowledge_encoder_dir) {
+  if (knowledge_encoder_dir.empty()) return std::nullopt;
+  const auto path = std::filesystem::path(knowledge_encoder_dir) / "train_report.json";
+  if (!std::filesystem::exists(path)) return std::nullopt;
+  const auto j = nlohmann::json::parse(read_file(path.string()), nullptr, false);
+  if (!j.is_object() || !j.contains("top_k") || !j["top_k"].is_number_integer() ||
+      j["top_k"].get<int64_t>() < 1)
+    return std::nullopt;
+  return static_cast<int>(std::min<int64_t>(j["top_k"].get<int64_t>(), 10000));
+}
 
 struct Answerer::Impl {
   AnswererOptions options;
@@ -56,6 +97,20 @@ struct Answerer::Impl {
   std::unique_ptr<PrefixStore> prefix_store;  // null: encode (or take from the cache)
   std::string prefix_store_status;
   std::unique_ptr<PrefixCache> prefix_cache;  // without a store, where options ask for one
+  std::optional<int> trained_k;               // the knowledge encoder's training top-k
+
+  // Whether `used` > 1 segments per question are mixed rather than concatenated.
+  bool mixes(int64_t used) const {
+    switch (options.combine) {
+      case PrefixCombine::kConcat:
+        return false;
+      case PrefixCombine::kMixture:
+        return used > 1;
+      case PrefixCombine::kAuto:
+        return used > 1 && options.contrast <= 0.0f && trained_k && used > *trained_k;
+    }
+    return false;
+  }
 
   // The prefixes of the segments (one row each, in order), as the encoder makes them: from the
   // store, else from the cache, encoding (and caching) those it lacks.
@@ -100,6 +155,28 @@ struct Answerer::Impl {
       }
       out.keys.push_back(torch::cat(k, 0));
       out.values.push_back(torch::cat(v, 0));
+    }
+    return out;
+  }
+
+  // The mixture's log prior weights over each question's evidence: log softmax of q·d /
+  // mixture_temperature from the dense retriever; uniform without dense vectors.
+  std::vector<std::vector<float>> mixture_log_weights(
+      const std::vector<std::string>& questions,
+      const std::vector<std::vector<Evidence>>& evidence) {
+    std::vector<std::vector<float>> out(evidence.size());
+    const bool dense = retriever->has_dense();
+    const auto scores = dense ? retriever->dense_scores(questions, evidence)
+                              : std::vector<std::vector<float>>(evidence.size());
+    for (size_t q = 0; q < evidence.size(); ++q) {
+      const size_t k = evidence[q].size();
+      std::vector<double> z(k, 0.0);
+      for (size_t j = 0; dense && j < k; ++j) z[j] = scores[q][j] / options.mixture_temperature;
+      double top = -std::numeric_limits<double>::infinity();
+      for (const double v : z) top = std::max(top, v);
+      double sum = 0;
+      for (const double v : z) sum += std::exp(v - top);
+      for (const double v : z) out[q].push_back(static_cast<float>(v - top - std::log(sum)));
     }
     return out;
   }
@@ -225,35 +302,52 @@ struct Answerer::Impl {
       groups[uses_prefix(mode) ? std::min<int64_t>(top_k, evidence[i].size()) : 0].push_back(i);
     }
     std::vector<Answer> answers(n);
+    // Mixture (AnswererOptions::combine): a question's `used` segments become `used` rows, one
+    // segment's prefix each, decoded together (PrefixDecoding::mixture).
+    std::vector<std::vector<float>> log_weights;  // [question][rank] where mixing
     for (const auto& [used, group] : groups) {
-      // Room after the prompt: the answer to generate and/or the reference to score.
+      if (uses_prefix(mode) && mixes(used) && log_weights.empty())
+        log_weights = mixture_log_weights(questions, evidence);
+    }
+    for (const auto& [used, group] : groups) {
+      const int64_t m = uses_prefix(mode) && mixes(used) ? used : 1;  // rows per question
+      const int64_t per_row = m > 1 ? 1 : used;                       // segments per row
+      const auto row_of = [m](size_t b) { return static_cast<int64_t>(b) * m; };
       const auto t0 = Clock::now();
-      std::vector<PrefixExample> examples(group.size());
-      std::vector<int64_t> rows(group.size());
+      std::vector<PrefixExample> examples(group.size() * m);
+      std::vector<int64_t> rows(examples.size());
       for (size_t b = 0; b < group.size(); ++b) {
         const size_t i = group[b];
-        auto& ex = examples[b];
-        rows[b] = static_cast<int64_t>(b);
+        PrefixExample ex;
         if (references != nullptr) ex.target = pipeline->target_ids((*references)[i]);
+        // Room after the prompt: the answer to generate and/or the reference to score.
         int64_t room = generate_answers ? options.max_new_tokens + 1 : 0;
         room = std::max<int64_t>(room, ex.target.size());
-        const int64_t budget = prompt_budget(mode, used, room);
-        check_room(questions[i], budget, used, room, where(i));
+        const int64_t budget = prompt_budget(mode, per_row, room);
+        check_room(questions[i], budget, per_row, room, where(i));
         ex.prompt = pipeline->fit_prompt(
             questions[i],
             uses_context(mode) ? passages_of(evidence[i], top_k) : std::vector<PromptPassage>{},
             budget, i);
-        if (prefix_store != nullptr || prefix_cache != nullptr) continue;  // not encoded here
-        for (const auto& s : passages_of(evidence[i], static_cast<size_t>(used)))
-          ex.segments.push_back(pipeline->segment_tokens(s));
+        const auto segments = passages_of(evidence[i], static_cast<size_t>(used));
+        for (int64_t r = 0; r < m; ++r) {
+          const int64_t row = row_of(b) + r;
+          rows[row] = row;
+          examples[row] = ex;
+          if (prefix_store != nullptr || prefix_cache != nullptr) continue;  // not encoded here
+          for (int64_t j = 0; j < per_row; ++j)
+            examples[row].segments.push_back(pipeline->segment_tokens(segments[m > 1 ? r : j]));
+        }
       }
       const PrefixBatch batch = pipeline->batch(examples, rows);
       KVPrefix prefix;
       if ((prefix_store != nullptr || prefix_cache != nullptr) && used > 0) {
-        std::vector<KVPrefix> per_rank;  // rank r of every row, as the encoder would make it
-        for (int64_t r = 0; r < used; ++r) {
+        std::vector<KVPrefix> per_rank;  // rank j of every row, as the encoder would make it
+        for (int64_t j = 0; j < per_row; ++j) {
           std::vector<const Evidence*> segments;
-          for (const size_t i : group) segments.push_back(&evidence[i][r]);
+          for (size_t b = 0; b < group.size(); ++b) {
+            for (int64_t r = 0; r < m; ++r) segments.push_back(&evidence[group[b]][m > 1 ? r : j]);
+          }
           per_rank.push_back(segment_prefixes(segments));
         }
         prefix = pipeline->prefix_from(per_rank, batch);
@@ -266,10 +360,36 @@ struct Answerer::Impl {
                            : prefix_cache != nullptr ? "cache"
                                                      : "encoder";
       for (const size_t i : group) answers[i].prefix_source = source;
+      std::vector<float> row_log_weights;  // [rows] where mixing
+      for (size_t b = 0; m > 1 && b < group.size(); ++b) {
+        for (int64_t r = 0; r < m; ++r) row_log_weights.push_back(log_weights[group[b]][r]);
+      }
+      // Per question, from its rows' teacher-forced scores: the row's own, or where mixing the
+      // answer's likelihood under the mixture and each segment's posterior p(z | q, y).
+      const auto question_scores = [&](const PrefixBatch& scored,
+                                       std::vector<std::vector<double>>* citations,
+                                       std::vector<std::vector<double>>* posterior) {
+        const auto s = pipeline->scores(scored, prefix, citations, used);
+        std::vector<ForcedScore> out(group.size());
+        if (posterior != nullptr) posterior->assign(group.size(), {});
+        for (size_t b = 0; b < group.size(); ++b) {
+          if (m == 1) {
+            out[b] = s[b];
+            continue;
+          }
+          const std::vector<ForcedScore> r(s.begin() + row_of(b), s.begin() + row_of(b) + m);
+          std::vector<double> post;
+          out[b] = mix_scores(
+              r, {row_log_weights.begin() + row_of(b), row_log_weights.begin() + row_of(b) + m},
+              static_cast<double>(scored.target_lengths[row_of(b)]), &post);
+          if (posterior != nullptr) (*posterior)[b] = std::move(post);
+        }
+        return out;
+      };
 
       const auto t1 = Clock::now();
       if (references != nullptr) {
-        const auto s = pipeline->scores(batch, prefix);
+        const auto s = question_scores(batch, nullptr, nullptr);
         for (size_t b = 0; b < group.size(); ++b) (*scores)[group[b]] = s[b];
       }
       if (generate_answers) {
@@ -278,42 +398,52 @@ struct Answerer::Impl {
         const bool contrast = options.contrast > 0.0f && mode != AnswerMode::kNone;
         for (size_t b = 0; contrast && b < group.size(); ++b)
           closed_book.push_back(pipeline->prompt_ids(questions[group[b]]));
-        const auto texts = pipeline->generate(batch, prefix, options.max_new_tokens, &stats,
-                                              contrast ? options.contrast : 0.0f, &closed_book);
+        PrefixDecoding decoding;
+        decoding.contrast = contrast ? options.contrast : 0.0f;
+        decoding.closed_book = &closed_book;
+        decoding.mixture = m;
+        decoding.mixture_log_weights = row_log_weights;
+        const auto texts =
+            pipeline->generate(batch, prefix, options.max_new_tokens, &stats, decoding);
         prefill_ms += stats.prefill_ms;
         decode_ms += stats.decode_ms;
         for (size_t b = 0; b < group.size(); ++b) {
           Answer& a = answers[group[b]];
-          a.text = texts[b];
-          a.prefill_tokens = static_cast<int64_t>(batch.prompts[b].size());
+          a.text = texts[row_of(b)];
+          a.prefill_tokens = m * static_cast<int64_t>(batch.prompts[row_of(b)].size());
           a.evidence = evidence[group[b]];
           a.groundedness.answer_in_evidence = answer_in(normalize_answer(a.text), a.evidence);
         }
         const bool cite = options.citations && uses_prefix(mode) && used > 0;
         if (groundedness || cite) {
           // The generated answer scored with the mode's input (same prompts, same prefix) and
-          // cited by its attention on the prefix, both from one teacher-forced forward; for
-          // groundedness also scored closed-book.
-          std::vector<PrefixExample> with(group.size());
-          for (size_t b = 0; b < group.size(); ++b) {
-            with[b].prompt = examples[b].prompt;
-            with[b].target = pipeline->target_ids(texts[b]);
+          // cited by its attention on the prefix (where mixing: by each segment's posterior
+          // given the answer), both from one teacher-forced forward; for groundedness also
+          // scored closed-book.
+          std::vector<PrefixExample> with(examples.size());
+          for (size_t row = 0; row < examples.size(); ++row) {
+            with[row].prompt = examples[row].prompt;
+            with[row].target = pipeline->target_ids(texts[row]);
           }
           std::vector<std::vector<double>> cited;
           const auto s_with =
-              pipeline->scores(pipeline->batch(with, rows), prefix, cite ? &cited : nullptr, used);
+              question_scores(pipeline->batch(with, rows), cite && m == 1 ? &cited : nullptr,
+                              cite && m > 1 ? &cited : nullptr);
           if (cite) {
             for (size_t b = 0; b < group.size(); ++b) answers[group[b]].citations = cited[b];
           }
           if (groundedness) {
             std::vector<PrefixExample> without(group.size());
+            std::vector<int64_t> question_rows(group.size());
             for (size_t b = 0; b < group.size(); ++b) {
               without[b].prompt = pipeline->prompt_ids(questions[group[b]]);
-              without[b].target = with[b].target;
+              without[b].target = with[row_of(b)].target;
+              question_rows[b] = static_cast<int64_t>(b);
             }
-            const auto s_without = mode == AnswerMode::kNone
-                                       ? s_with
-                                       : pipeline->scores(pipeline->batch(without, rows), {});
+            const auto s_without =
+                mode == AnswerMode::kNone
+                    ? s_with
+                    : pipeline->scores(pipeline->batch(without, question_rows), {});
             for (size_t b = 0; b < group.size(); ++b) {
               auto& g = answers[group[b]].groundedness;
               g.logprob_with = s_with[b].logprob;
@@ -417,6 +547,10 @@ std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options,
               options.max_new_tokens);
   KVRAG_CHECK(options.max_question_tokens >= 1, "max_question_tokens must be at least 1, not {}",
               options.max_question_tokens);
+  KVRAG_CHECK(options.mixture_temperature > 0 && std::isfinite(options.mixture_temperature),
+              "mixture_temperature must be positive, not {}", options.mixture_temperature);
+  KVRAG_CHECK(options.combine != PrefixCombine::kMixture || options.contrast <= 0.0f,
+              "the mixture combination and contrast decoding do not combine");
   std::unique_ptr<Answerer> self(new Answerer());
   self->impl_ = std::make_unique<Impl>();
   Impl& im = *self->impl_;
@@ -427,6 +561,7 @@ std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options,
     im.retriever = open_retriever(options.index_dir, options.retriever);
   if (!options.knowledge_encoder_dir.empty())
     im.pipeline->load_encoder(options.knowledge_encoder_dir);
+  im.trained_k = trained_top_k(options.knowledge_encoder_dir);
   im.open_prefix_store();
   KVRAG_CHECK(options.prefix_cache_mb >= 0 && options.prefix_cache_mb <= (int64_t{1} << 30),
               "prefix_cache_mb must be within [0, 2^30], not {}", options.prefix_cache_mb);

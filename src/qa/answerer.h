@@ -57,6 +57,30 @@ inline bool uses_prefix(AnswerMode m) {
 }
 inline bool uses_index(AnswerMode m) { return m != AnswerMode::kNone; }
 
+// How the prefix modes give the LLM top-k > 1 segments.
+//   concat   every segment's entries in one prefix the LLM attends over (the encoder's training
+//            layout where it was trained at that k)
+//   mixture  one prefix per segment, answered by the mixture of the LLM's next-token
+//            distributions, each weighted by its segment's retrieval posterior softmax(q·d / τ)
+//            (RAG-Token; GenerationOptions::mixture): every segment is read as the encoder was
+//            trained at top-1, and the retriever decides how much each one counts
+//   auto     concat up to the top-k the knowledge encoder was trained with (its
+//            train_report.json; unknown: any), mixture beyond it; concat with contrast decoding.
+//            On the demo (encoder trained at top-1), test EM at top-5: concat 0.133, mixture
+//            0.687 (README "Answering")
+enum class PrefixCombine { kAuto, kConcat, kMixture };
+template <>
+struct EnumNames<PrefixCombine> {
+  static constexpr const char* what = "prefix combination";
+  static constexpr EnumName<PrefixCombine> values[] = {{PrefixCombine::kAuto, "auto"},
+                                                       {PrefixCombine::kConcat, "concat"},
+                                                       {PrefixCombine::kMixture, "mixture"}};
+};
+
+// The top-k a knowledge encoder was trained with (its train_report.json, written by
+// train-prefix); nullopt where the folder has no readable report.
+std::optional<int> trained_top_k(const std::string& knowledge_encoder_dir);
+
 struct AnswererOptions {
   // LLaMA checkpoint folder with its tokenizer (tokenizer.model)
   std::string llm_dir;
@@ -89,6 +113,12 @@ struct AnswererOptions {
   // that gives evidence (GenerationOptions::contrast; the closed-book question prompt is the
   // contrast). 0: plain greedy decoding.
   float contrast = 0.0f;
+  // Prefix modes at top-k > 1 (PrefixCombine). mixture's posterior is a softmax of the dense
+  // retriever's inner products q·d (whichever retriever found the segments; uniform over an
+  // index without dense vectors) at this temperature: 0.05, what train-retriever's InfoNCE and
+  // train-query-encoder's marginal train the inner products for. Not with contrast.
+  PrefixCombine combine = PrefixCombine::kAuto;
+  double mixture_temperature = 0.05;
 };
 
 struct Groundedness {

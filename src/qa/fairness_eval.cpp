@@ -100,8 +100,10 @@ std::vector<std::string> answer_all(PrefixPipeline& pipeline,
     const auto prefix = pipeline.prefix(batch);
     const std::vector<std::vector<int64_t>> plain(closed_book.begin() + begin,
                                                   closed_book.begin() + end);
-    const auto texts =
-        pipeline.generate(batch, prefix, o.max_new_tokens, nullptr, o.contrast, &plain);
+    PrefixDecoding decoding;
+    decoding.contrast = o.contrast;
+    decoding.closed_book = &plain;
+    const auto texts = pipeline.generate(batch, prefix, o.max_new_tokens, nullptr, decoding);
     for (int64_t r = begin; r < end; ++r) answers[r] = texts[r - begin];
     if (features != nullptr) {
       const auto f = prefix_features(prefix).contiguous();  // [B, F]

@@ -277,7 +277,7 @@ TEST_F(TinyLlama, ContrastDecodingEqualsItsDefinitionStepByStep) {
       with_args.prefix = &row;
       const auto last = [&](const std::vector<int64_t>& ids, LlamaForwardArgs& args) {
         const auto t = torch::tensor(ids, torch::kInt64).unsqueeze(0);  // [1, T]
-        return model->forward(t, args).select(1, t.size(1) - 1)[0];    // [V]
+        return model->forward(t, args).select(1, t.size(1) - 1)[0];     // [V]
       };
       LlamaForwardArgs plain_args;
       const auto l = last(with_ids, with_args), p = last(plain_ids, plain_args);
@@ -301,6 +301,67 @@ TEST_F(TinyLlama, ContrastDecodingEqualsItsDefinitionStepByStep) {
   for (size_t b = 0; b < prompts.size(); ++b) EXPECT_EQ(self[b].tokens, greedy[b].tokens);
   options.contrast_prompts = {plain[0]};
   EXPECT_THROW(generate(*model, prompts, options), Error);
+}
+
+// Mixture decoding (RAG-Token): one prompt with two prefixes, each step's token the argmax of
+// w·p_0 + (1 − w)·p_1 from the two rows' own forwards; both rows return it. All the weight on one
+// row is that row's greedy decoding.
+TEST_F(TinyLlama, MixtureDecodingEqualsItsDefinitionStepByStep) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  const auto e = load_json(dir + "/expected.json");
+  auto model = load_llama(dir);
+  const auto two = fixture_prefix(e);  // batch 2: the two rows' prefixes
+  const std::vector<int64_t> prompt = {1, 5, 9, 200, 17, 8, 3};
+  const std::vector<std::vector<int64_t>> prompts = {prompt, prompt};
+  const std::vector<double> w = {0.3, 0.7};
+  GenerationOptions options;
+  options.max_new_tokens = 8;
+  options.stop_at_eos = false;
+  options.mixture = 2;
+  options.mixture_log_weights = {static_cast<float>(std::log(w[0])),
+                                 static_cast<float>(std::log(w[1]))};
+  const auto got = generate(*model, prompts, options, &two);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].tokens, got[1].tokens);
+
+  torch::NoGradGuard no_grad;
+  std::vector<KVPrefix> rows(2);
+  for (int64_t b = 0; b < 2; ++b) {
+    for (size_t l = 0; l < two.keys.size(); ++l) {
+      rows[b].keys.push_back(two.keys[l].narrow(0, b, 1));
+      rows[b].values.push_back(two.values[l].narrow(0, b, 1));
+    }
+  }
+  std::vector<int64_t> ids = prompt, tokens;
+  for (int step = 0; step < options.max_new_tokens; ++step) {
+    const auto t = torch::tensor(ids, torch::kInt64).unsqueeze(0);  // [1, T]
+    torch::Tensor mixed;                                            // [V]
+    for (int64_t b = 0; b < 2; ++b) {
+      LlamaForwardArgs args;
+      args.prefix = &rows[b];
+      const auto p = torch::softmax(model->forward(t, args).select(1, t.size(1) - 1)[0], -1);
+      mixed = b == 0 ? w[0] * p : mixed + w[1] * p;
+    }
+    tokens.push_back(mixed.argmax().item<int64_t>());
+    ids.push_back(tokens.back());
+  }
+  EXPECT_EQ(got[0].tokens, tokens);
+
+  // All the weight on row 1: its own greedy answer.
+  options.mixture_log_weights = {-std::numeric_limits<float>::infinity(), 0.0f};
+  const auto alone = generate(*model, {prompt}, GenerationOptions{8, 0, 1, 0, false}, &rows[1]);
+  EXPECT_EQ(generate(*model, prompts, options, &two)[0].tokens, alone[0].tokens);
+
+  // Groups must divide the batch, weights come one per row, and contrast does not combine.
+  options.mixture_log_weights = {0.0f};
+  EXPECT_THROW(generate(*model, prompts, options, &two), Error);
+  options.mixture = 3;
+  EXPECT_THROW(generate(*model, prompts, options, &two), Error);
+  options.mixture = 2;
+  options.mixture_log_weights = {0.0f, 0.0f};
+  options.contrast = 1.0f;
+  options.contrast_prompts = prompts;
+  EXPECT_THROW(generate(*model, prompts, options, &two), Error);
 }
 
 // d(loss)/d(prefix) by autograd equals the central finite difference along random directions,

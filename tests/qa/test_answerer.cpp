@@ -549,6 +549,49 @@ TEST_F(AnswererTest, PrefixAnswersCiteTheirEvidenceByAttention) {
   }
 }
 
+// --combine mixture: one prefix per segment, decoded from the mixture weighted by the dense
+// posterior. At a vanishing temperature that is the dense top-1 segment alone: the same answer,
+// score and a posterior of 1 on it; at a huge one every segment counts alike and the citations
+// are the posterior given the answer. auto mixes beyond the encoder's training top-k.
+TEST_F(AnswererTest, MixtureCombinesOnePrefixPerSegmentByTheRetrievalPosterior) {
+  const auto& q = (*questions_)[1];
+  const auto top1 = Answerer::open(options("dense"))->answer({q.question}, AnswerMode::kPrefix, 1);
+  auto o = options("dense");
+  o.combine = PrefixCombine::kMixture;
+  o.mixture_temperature = 1e-6;
+  o.citations = true;
+  const auto sharp = Answerer::open(o)->answer({q.question}, AnswerMode::kPrefix, 3).at(0);
+  ASSERT_EQ(sharp.evidence.size(), 3u);
+  EXPECT_EQ(sharp.evidence[0].segment_id, top1[0].evidence[0].segment_id);
+  EXPECT_EQ(sharp.text, top1[0].text);
+  EXPECT_NEAR(sharp.groundedness.logprob_with, top1[0].groundedness.logprob_with, 1e-4);
+  ASSERT_EQ(sharp.citations.size(), 3u);
+  EXPECT_GT(sharp.citations[0], 0.999);
+
+  o.mixture_temperature = 1e6;
+  const auto answerer = Answerer::open(o);
+  const auto flat = answerer->answer({q.question}, AnswerMode::kPrefix, 3).at(0);
+  ASSERT_EQ(flat.citations.size(), 3u);
+  EXPECT_NEAR(flat.citations[0] + flat.citations[1] + flat.citations[2], 1.0, 1e-9);
+  EXPECT_EQ(flat.prefill_tokens, 3 * answerer->prompt_tokens(q.question));  // a row per segment
+
+  // auto: concatenated up to the encoder's training top-k (1 here), mixed beyond it.
+  test::TempDir tmp;
+  const auto ke = std::filesystem::path(tmp.path()) / "ke";
+  std::filesystem::copy(*root_ / "ke", ke);
+  write_file_atomic((ke / "train_report.json").string(), R"({"top_k": 1, "epochs": []})");
+  o.knowledge_encoder_dir = ke.string();
+  o.combine = PrefixCombine::kAuto;
+  EXPECT_EQ(Answerer::open(o)->answer({q.question}, AnswerMode::kPrefix, 3).at(0).text, flat.text);
+  o.combine = PrefixCombine::kConcat;
+  const auto concat = Answerer::open(o)->answer({q.question}, AnswerMode::kPrefix, 3).at(0);
+  EXPECT_EQ(concat.prefill_tokens, answerer->prompt_tokens(q.question));
+
+  o.combine = PrefixCombine::kMixture;
+  o.contrast = 1.0f;
+  EXPECT_THROW(Answerer::open(o), Error);
+}
+
 TEST_F(AnswererTest, EvaluateQaScoresEveryModeConsistently) {
   const auto answerer = Answerer::open(options());
   QaEvalOptions eo;
