@@ -22,6 +22,7 @@ nlohmann::json AnswerDefaults::to_json() const {
     j["flag_below"][to_string(m)] =
         std::isfinite(t) ? nlohmann::json(t) : nlohmann::json(t > 0 ? "inf" : "-inf");
   }
+  if (!question_encoder.empty()) j["question_encoder"] = question_encoder;
   return j;
 }
 
@@ -51,6 +52,18 @@ AnswerDefaults AnswerDefaults::from_json(const nlohmann::json& j, const std::str
             !inf ? t.get<double>()
                  : (t == "inf" ? 1 : -1) * std::numeric_limits<double>::infinity();
       }
+    }
+    if (j.contains("question_encoder")) {
+      const auto& q = j["question_encoder"];
+      const bool inside =
+          q.is_string() && !q.get<std::string>().empty() &&
+          fs::path(q.get<std::string>()).is_relative() &&
+          fs::path(q.get<std::string>()).lexically_normal().begin()->string() != "..";
+      KVRAG_CHECK(inside,
+                  "\"question_encoder\" must name a folder inside the workspace (a relative "
+                  "path), not {}",
+                  json_excerpt(q));
+      d.question_encoder = q.get<std::string>();
     }
   } catch (Error& e) {
     throw e.with_context(where);
@@ -147,6 +160,18 @@ AnswerSetup resolve_answer_setup(const AnswerSources& sources, AnswererOptions o
   }
   if (setup.recorded) {
     for (const auto& [m, t] : setup.recorded->flag_below) o.flag_below.emplace(m, t);  // keeps o's
+    // The recorded question encoder, for the workspace's own index only (it is paired with it).
+    const auto& qe = setup.recorded->question_encoder;
+    const bool own_index =
+        !o.index_dir.empty() && normal_dir(o.index_dir) == normal_dir(setup.workspace + "/index");
+    if (!qe.empty() && own_index && o.retriever.encoder.empty() &&
+        o.retriever.mode != RetrieverMode::kBm25) {
+      o.retriever.encoder = (fs::path(setup.workspace) / qe).string();
+      KVRAG_CHECK(fs::is_directory(o.retriever.encoder),
+                  "{}: the recorded question encoder {} does not exist (give --encoder, or remove "
+                  "\"question_encoder\" from the record)",
+                  record_path(setup.workspace), o.retriever.encoder);
+    }
   }
   setup.options = std::move(o);
   return setup;
@@ -187,6 +212,7 @@ AnswerDefaults answer_defaults(const Answerer& answerer, const AnswerSetup& setu
   }
   d.top_k = std::max(top_k, 1);
   d.flag_below = answerer.options().flag_below;
+  if (r) d.question_encoder = r->question_encoder;
   return d;
 }
 

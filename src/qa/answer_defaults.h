@@ -5,8 +5,13 @@
 // A workspace (the folder `kvrag demo` builds: llm/, index/, knowledge_encoder/) records what
 // it was evaluated with in WORKSPACE/answer_defaults.json, written by the demo:
 //
-//   {"retriever": "hybrid", "mode": "prefix", "top_k": 1,
+//   {"retriever": "hybrid", "mode": "prefix", "top_k": 1, "question_encoder": "question_encoder",
 //    "flag_below": {"prefix": -0.05, "context": 0.4}}
+//
+// question_encoder (optional, written by the demo): a folder of the workspace holding a question
+// encoder trained for its index (kvrag train-query-encoder); dense and hybrid retrieval over the
+// workspace's index/ encode questions with it unless --encoder names another. Over another index
+// it does not apply (it is paired with the index's passage encoder).
 //
 // flag_below (optional, written by `kvrag eval --calibrate-on DEV.jsonl`): per mode, the
 // groundedness score under which an answer is flagged as likely wrong, and under which auto mode
@@ -53,8 +58,12 @@ struct AnswerDefaults {
   AnswerMode mode = AnswerMode::kPrefix;
   int top_k = 1;
   std::map<AnswerMode, double> flag_below;  // calibrated thresholds; empty: none
+  // A question encoder trained for the workspace's index (`kvrag train-query-encoder`), as a
+  // folder name inside the workspace; "": the index's own encoder.
+  std::string question_encoder;
 
-  nlohmann::json to_json() const;  // {"retriever", "mode", "top_k"[, "flag_below"]}
+  // {"retriever", "mode", "top_k"[, "flag_below"][, "question_encoder"]}
+  nlohmann::json to_json() const;
   // Error naming `where` (the file) for a missing or malformed field.
   static AnswerDefaults from_json(const nlohmann::json& j, const std::string& where);
 };

@@ -20,8 +20,8 @@ TEST(DemoCli, TinyPipelineRunsEveryStageAndCachesThem) {
   const std::string ws = dir / "ws";
   const auto run = test::run_kvrag("--threads 2 demo --tiny --workspace " + ws);
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
-  for (const char* stage :
-       {"world", "tokenizer", "llm", "retriever", "index", "knowledge", "prefixes", "eval"}) {
+  for (const char* stage : {"world", "tokenizer", "llm", "retriever", "index", "knowledge",
+                            "question-encoder", "prefixes", "eval"}) {
     EXPECT_TRUE(std::filesystem::exists(ws + "/stages/" + stage + ".done")) << stage;
   }
   // The folders `kvrag serve --workspace` opens.
@@ -49,7 +49,14 @@ TEST(DemoCli, TinyPipelineRunsEveryStageAndCachesThem) {
   EXPECT_GT(results.at("seconds").get<double>(), 0.0);
   // What it was evaluated with, which ask, eval and serve then default to (qa/answer_defaults.h).
   EXPECT_EQ(nlohmann::json::parse(read_file(ws + "/answer_defaults.json")),
-            (nlohmann::json{{"retriever", "hybrid"}, {"mode", "prefix"}, {"top_k", 1}}));
+            (nlohmann::json{{"retriever", "hybrid"},
+                            {"mode", "prefix"},
+                            {"top_k", 1},
+                            {"question_encoder", "question_encoder"}}));
+  // The question encoder trained by the LLM's loss, paired with the index it was trained for.
+  const auto qe = nlohmann::json::parse(read_file(ws + "/question_encoder/config.json"));
+  EXPECT_TRUE(qe.contains("kvrag_passage_encoder")) << qe.dump();
+  EXPECT_TRUE(std::filesystem::exists(ws + "/question_encoder/train_report.json"));
   const auto asked = test::run_kvrag("--threads 2 ask --workspace " + ws +
                                      " --no-groundedness --json \"who founded the company?\"");
   ASSERT_EQ(asked.exit_code, 0) << asked.err;

@@ -90,7 +90,13 @@ TEST(AnswerDefaults, AMalformedRecordIsAnErrorNamingTheFile) {
            {R"({"retriever": "bm25", "mode": "prefix", "top_k": 1, "flag_below": {"prefix": "x"}})",
             "\"prefix\" must be a number, \"inf\" or \"-inf\""},
            {R"({"retriever": "bm25", "mode": "prefix", "top_k": 1, "flag_below": {"rag": 1}})",
-            "must be one of none"}}) {
+            "must be one of none"},
+           {R"({"retriever": "dense", "mode": "prefix", "top_k": 1, "question_encoder": "/qe"})",
+            "\"question_encoder\" must name a folder inside the workspace"},
+           {R"({"retriever": "dense", "mode": "prefix", "top_k": 1, "question_encoder": "../qe"})",
+            "\"question_encoder\" must name a folder inside the workspace"},
+           {R"({"retriever": "dense", "mode": "prefix", "top_k": 1, "question_encoder": 3})",
+            "\"question_encoder\" must name a folder inside the workspace"}}) {
     write_file_atomic(file, text);
     const auto e = test::error_of([&] { read_answer_defaults(tmp.path()); });
     EXPECT_TRUE(contains(e, file)) << text << ": " << e;
@@ -166,6 +172,45 @@ TEST(AnswerDefaults, ARecordedRetrieverTheIndexCannotServeFallsBack) {
   const auto setup = resolve_answer_setup(s, {});
   ASSERT_TRUE(setup.recorded.has_value());
   EXPECT_EQ(setup.options.retriever.mode, RetrieverMode::kBm25);
+}
+
+// The demo's question encoder (trained by the LLM's loss for the workspace's index): recorded,
+// read back, and used by dense and hybrid retrieval over that index unless --encoder names
+// another; not over another index, and not by BM25.
+TEST(AnswerDefaults, ARecordedQuestionEncoderAppliesToTheWorkspaceIndexOnly) {
+  test::TempDir tmp;
+  const std::string ws = make_workspace(tmp, "ws", true);
+  AnswerDefaults d{RetrieverMode::kHybrid, AnswerMode::kPrefix, 1};
+  d.question_encoder = "question_encoder";
+  write_answer_defaults(ws, d);
+  EXPECT_EQ(nlohmann::json::parse(read_file(ws + "/answer_defaults.json"))["question_encoder"],
+            "question_encoder");
+  ASSERT_EQ(read_answer_defaults(ws)->question_encoder, "question_encoder");
+
+  AnswerSources s;
+  s.workspace = ws;
+  // Recorded but missing: an error naming the record, not a silent fall-back.
+  auto e = test::error_of([&] { resolve_answer_setup(s, {}); });
+  EXPECT_TRUE(contains(e, ws + "/answer_defaults.json")) << e;
+  EXPECT_TRUE(contains(e, "question encoder " + ws + "/question_encoder does not exist")) << e;
+
+  fs::create_directories(ws + "/question_encoder");
+  EXPECT_EQ(resolve_answer_setup(s, {}).options.retriever.encoder, ws + "/question_encoder");
+  AnswererOptions explicit_encoder;
+  explicit_encoder.retriever.encoder = tmp / "mine";
+  EXPECT_EQ(resolve_answer_setup(s, explicit_encoder).options.retriever.encoder, tmp / "mine");
+  s.retriever = "bm25";
+  EXPECT_EQ(resolve_answer_setup(s, {}).options.retriever.encoder, "");
+  s.retriever = "";
+  const std::string other = make_workspace(tmp, "other", true);
+  s.index = other + "/index";
+  EXPECT_EQ(resolve_answer_setup(s, {}).options.retriever.encoder, "");
+  // The workspace's folders named one by one: the record, and its encoder, apply.
+  AnswerSources folders;
+  folders.llm = ws + "/llm";
+  folders.index = ws + "/index/";
+  EXPECT_EQ(fs::path(resolve_answer_setup(folders, {}).options.retriever.encoder),
+            fs::absolute(ws) / "question_encoder");
 }
 
 TEST(AnswerDefaults, SourcesErrors) {
