@@ -52,6 +52,12 @@ void add_answerer_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
                   "evidence − α·logits without it, against the LLM's prior (0: off)")
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
+  cmd->add_flag_callback(
+      "--extractive", [&s] { s.extractive = 1; },
+      "answers are spans of the evidence: the LLM picks each token among those that continue a "
+      "span of the retrieved segments (default: the workspace's record, else off)");
+  cmd->add_flag_callback(
+      "--no-extractive", [&s] { s.extractive = 0; }, "free answers, whatever the record says");
   add_enum_option(cmd, "--combine", o.combine,
                   "prefix modes at top-k > 1: concat (every segment's entries in one prefix) or "
                   "mixture (one prefix per segment; the answer from the mixture of the LLM's "

@@ -103,6 +103,7 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     if (!args->fairness.questions.empty()) {
       args->fairness.max_new_tokens = setup.options.max_new_tokens;
       args->fairness.contrast = setup.options.contrast;
+      args->fairness.extractive = setup.options.extractive;
       args->fairness.progress = !args->quiet;
       report.summary["fairness"] = evaluate_fairness(answerer->pipeline(), args->fairness);
       report.markdown += "\nFairness (gold passages and their twins):\n\n" +

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "core/error.h"
 
@@ -15,6 +16,46 @@ namespace {
 // may be picked, so that subtracting the prior never promotes a token the evidence itself finds
 // implausible.
 constexpr double kPlausibility = 0.1;
+
+// Extractive decoding's state for one row (GenerationOptions::copy_from): the source positions
+// where what the row has written so far could go on.
+class SpanCopier {
+ public:
+  explicit SpanCopier(const std::vector<int64_t>* source) : source_(source) {
+    for (size_t j = 0; j < source->size(); ++j) {
+      if ((*source)[j] >= 0) active_.push_back(j);
+    }
+  }
+  // `logits` [V] with every token but the span's continuations (and, once a token is written,
+  // the stop tokens) at -inf, into *out; false where nothing is left to pick.
+  bool mask(const float* logits, int64_t V, const std::vector<int64_t>& stop_ids,
+            std::vector<float>* out) const {
+    out->assign(V, -std::numeric_limits<float>::infinity());
+    bool any = false;
+    const auto allow = [&](int64_t t) {
+      if (t < 0 || t >= V) return;
+      (*out)[t] = logits[t];
+      any = true;
+    };
+    for (const size_t j : active_) allow((*source_)[j]);
+    for (const int64_t t : written_ ? stop_ids : std::vector<int64_t>{}) allow(t);
+    return any;
+  }
+  void advance(int64_t token) {
+    std::vector<size_t> next;
+    for (const size_t j : active_) {
+      if ((*source_)[j] == token && j + 1 < source_->size() && (*source_)[j + 1] >= 0)
+        next.push_back(j + 1);
+    }
+    active_ = std::move(next);
+    written_ = true;
+  }
+
+ private:
+  const std::vector<int64_t>* source_;
+  std::vector<size_t> active_;  // positions whose token may come next
+  bool written_ = false;
+};
 }  // namespace
 
 TokenSampler::TokenSampler(float temperature, float top_p, uint64_t seed)
@@ -178,6 +219,14 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
   }
   std::vector<bool> done(B, false);
   int64_t remaining = B;
+  KVRAG_CHECK(options.copy_from.empty() || static_cast<int64_t>(options.copy_from.size()) == B,
+              "generate: copy_from needs one source per prompt ({}), got {}", B,
+              options.copy_from.size());
+  std::vector<std::optional<SpanCopier>> copiers(B);  // extractive rows
+  for (int64_t b = 0; b < B && !options.copy_from.empty(); ++b) {
+    if (!options.copy_from[b].empty()) copiers[b].emplace(&options.copy_from[b]);
+  }
+  std::vector<float> masked;  // a constrained row's logits
 
   // Only the last column's logits are needed: the LM head runs on one position, not T0.
   // [B, V]
@@ -194,11 +243,24 @@ std::vector<Generation> generate(LlamaForCausalLMImpl& model,
   for (int step = 0; step < options.max_new_tokens && remaining > 0; ++step) {
     for (int64_t b = 0; b < B; ++b) {
       if (done[b]) continue;
-      // a mixture group's rows all take its first row's pick
-      const int64_t token = b % m == 0
-                                ? samplers[b].sample(logits[b].data_ptr<float>(), logits.size(1))
-                                : picked[b - b % m];
+      // a mixture group's rows all take its first row's pick, and end with it
+      if (b % m != 0 && done[b - b % m]) {
+        done[b] = true;
+        --remaining;
+        continue;
+      }
+      int64_t token = picked[b - b % m];
+      if (b % m == 0) {
+        const float* row = logits[b].data_ptr<float>();
+        if (copiers[b] && !copiers[b]->mask(row, logits.size(1), stop_ids, &masked)) {
+          done[b] = true;  // the span cannot go on and there is no stop token to end it
+          --remaining;
+          continue;
+        }
+        token = samplers[b].sample(copiers[b] ? masked.data() : row, logits.size(1));
+      }
       picked[b] = token;
+      if (copiers[b]) copiers[b]->advance(token);
       if (std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end()) {
         out[b].stop_reason = StopReason::kStopToken;
         out[b].stop_token = token;

@@ -36,6 +36,12 @@ struct GenerationOptions {
   // they all return the same generation. Not with contrast.
   int64_t mixture = 1;
   std::vector<float> mixture_log_weights;  // one per prompt when mixture > 1
+
+  // Extractive decoding: where copy_from[b] is not empty, row b writes a contiguous span of it
+  // (token ids; -1 separates sources a span may not cross): each step's candidates are the
+  // tokens that continue a match of what the row wrote so far, and the stop tokens once it wrote
+  // one. The LLM still picks among them. Empty (or empty rows): unconstrained.
+  std::vector<std::vector<int64_t>> copy_from;
 };
 
 enum class StopReason { kLength, kStopToken };

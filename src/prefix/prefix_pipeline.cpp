@@ -212,6 +212,18 @@ std::vector<ForcedScore> PrefixPipeline::scores(const PrefixBatch& batch, const 
   return out;
 }
 
+std::vector<int64_t> PrefixPipeline::extractive_source(
+    const std::vector<PromptPassage>& passages) const {
+  std::vector<int64_t> out;
+  for (const auto& p : passages) {
+    for (const auto* text : {&p.title, &p.text}) {
+      if (!out.empty()) out.push_back(-1);
+      for (const auto id : tokenizer_->encode(*text, false)) out.push_back(id);
+    }
+  }
+  return out;
+}
+
 std::vector<std::string> PrefixPipeline::generate(const PrefixBatch& batch, const KVPrefix& prefix,
                                                   int max_new_tokens, GenerationStats* stats,
                                                   const PrefixDecoding& decoding) {
@@ -225,6 +237,7 @@ std::vector<std::string> PrefixPipeline::generate(const PrefixBatch& batch, cons
   }
   options.mixture = decoding.mixture;
   options.mixture_log_weights = decoding.mixture_log_weights;
+  options.copy_from = decoding.copy_from;
   const auto generations =
       kvrag::generate(*llm_, batch.prompts, options, prefix.empty() ? nullptr : &prefix, stats);
   std::vector<std::string> out;

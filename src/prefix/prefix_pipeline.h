@@ -46,6 +46,9 @@ struct PrefixDecoding {
   // answer.
   int64_t mixture = 1;
   std::vector<float> mixture_log_weights;
+  // extractive: each row's answer a span of its evidence, copy_from[row] (extractive_source();
+  // GenerationOptions::copy_from); empty: free generation.
+  std::vector<std::vector<int64_t>> copy_from;
 };
 
 class PrefixPipeline {
@@ -87,6 +90,9 @@ class PrefixPipeline {
                                   int64_t budget, size_t index, std::string* text = nullptr) const;
   // answer_token_ids(answer) + EOS: what the LLM is trained to write after a prompt.
   std::vector<int64_t> target_ids(const std::string& answer) const;
+  // The LLM's tokens of `passages` (each title, then each text, as the LLM cuts them) separated
+  // by -1: what an extractive answer may copy a span of (PrefixDecoding::copy_from).
+  std::vector<int64_t> extractive_source(const std::vector<PromptPassage>& passages) const;
   // A segment as the encoder reads it, at most its segment length (model/knowledge_encoder.h).
   KnowledgeTokens segment_tokens(const PromptPassage& segment) const;
 

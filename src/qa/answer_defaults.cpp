@@ -23,6 +23,7 @@ nlohmann::json AnswerDefaults::to_json() const {
         std::isfinite(t) ? nlohmann::json(t) : nlohmann::json(t > 0 ? "inf" : "-inf");
   }
   if (!question_encoder.empty()) j["question_encoder"] = question_encoder;
+  if (extractive) j["extractive"] = true;
   return j;
 }
 
@@ -52,6 +53,11 @@ AnswerDefaults AnswerDefaults::from_json(const nlohmann::json& j, const std::str
             !inf ? t.get<double>()
                  : (t == "inf" ? 1 : -1) * std::numeric_limits<double>::infinity();
       }
+    }
+    if (j.contains("extractive")) {
+      KVRAG_CHECK(j["extractive"].is_boolean(), "\"extractive\" must be true or false, not {}",
+                  json_excerpt(j["extractive"]));
+      d.extractive = j["extractive"].get<bool>();
     }
     if (j.contains("question_encoder")) {
       const auto& q = j["question_encoder"];
@@ -158,7 +164,9 @@ AnswerSetup resolve_answer_setup(const AnswerSources& sources, AnswererOptions o
                            ? r->retriever
                            : fallback_retriever(o.index_dir);
   }
+  if (sources.extractive >= 0) o.extractive = sources.extractive == 1;
   if (setup.recorded) {
+    if (sources.extractive < 0) o.extractive = setup.recorded->extractive;
     for (const auto& [m, t] : setup.recorded->flag_below) o.flag_below.emplace(m, t);  // keeps o's
     // The recorded question encoder, for the workspace's own index only (it is paired with it).
     const auto& qe = setup.recorded->question_encoder;
@@ -213,6 +221,7 @@ AnswerDefaults answer_defaults(const Answerer& answerer, const AnswerSetup& setu
   d.top_k = std::max(top_k, 1);
   d.flag_below = answerer.options().flag_below;
   if (r) d.question_encoder = r->question_encoder;
+  d.extractive = answerer.options().extractive;
   return d;
 }
 

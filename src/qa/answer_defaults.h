@@ -6,7 +6,10 @@
 // it was evaluated with in WORKSPACE/answer_defaults.json, written by the demo:
 //
 //   {"retriever": "hybrid", "mode": "prefix", "top_k": 1, "question_encoder": "question_encoder",
-//    "flag_below": {"prefix": -0.05, "context": 0.4}}
+//    "extractive": true, "flag_below": {"prefix": -0.05, "context": 0.4}}
+//
+// extractive (optional, written by the demo): answer with spans of the evidence
+// (AnswererOptions::extractive) unless --no-extractive.
 //
 // question_encoder (optional, written by the demo): a folder of the workspace holding a question
 // encoder trained for its index (kvrag train-query-encoder); dense and hybrid retrieval over the
@@ -61,8 +64,10 @@ struct AnswerDefaults {
   // A question encoder trained for the workspace's index (`kvrag train-query-encoder`), as a
   // folder name inside the workspace; "": the index's own encoder.
   std::string question_encoder;
+  // Extractive answers (AnswererOptions::extractive), written only where true.
+  bool extractive = false;
 
-  // {"retriever", "mode", "top_k"[, "flag_below"][, "question_encoder"]}
+  // {"retriever", "mode", "top_k"[, "flag_below"][, "question_encoder"][, "extractive"]}
   nlohmann::json to_json() const;
   // Error naming `where` (the file) for a missing or malformed field.
   static AnswerDefaults from_json(const nlohmann::json& j, const std::string& where);
@@ -78,6 +83,7 @@ std::optional<AnswerDefaults> read_answer_defaults(const std::string& workspace)
 struct AnswerSources {
   std::string workspace, llm, index, knowledge_encoder;
   std::string retriever;  // "dense", "bm25", "hybrid"; "": the default
+  int extractive = -1;    // 1 / 0: --extractive / --no-extractive; -1: the record's, else off
 };
 
 // What is settled before the models are loaded.

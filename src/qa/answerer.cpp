@@ -306,8 +306,10 @@ struct Answerer::Impl {
     // segment's prefix each, decoded together (PrefixDecoding::mixture).
     std::vector<std::vector<float>> log_weights;  // [question][rank] where mixing
     for (const auto& [used, group] : groups) {
-      if (uses_prefix(mode) && mixes(used) && log_weights.empty())
-        log_weights = mixture_log_weights(questions, evidence);
+      if (!uses_prefix(mode) || !mixes(used) || !log_weights.empty()) continue;
+      const auto t0 = Clock::now();  // the dense scores are retrieval's work
+      log_weights = mixture_log_weights(questions, evidence);
+      retrieve_ms += ms_since(t0);
     }
     for (const auto& [used, group] : groups) {
       const int64_t m = uses_prefix(mode) && mixes(used) ? used : 1;  // rows per question
@@ -403,6 +405,12 @@ struct Answerer::Impl {
         decoding.closed_book = &closed_book;
         decoding.mixture = m;
         decoding.mixture_log_weights = row_log_weights;
+        for (size_t b = 0; options.extractive && mode != AnswerMode::kNone && b < group.size();
+             ++b) {
+          const auto source = pipeline->extractive_source(
+              passages_of(evidence[group[b]], uses_context(mode) ? top_k : used));
+          for (int64_t r = 0; r < m; ++r) decoding.copy_from.push_back(source);
+        }
         const auto texts =
             pipeline->generate(batch, prefix, options.max_new_tokens, &stats, decoding);
         prefill_ms += stats.prefill_ms;

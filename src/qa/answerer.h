@@ -119,6 +119,11 @@ struct AnswererOptions {
   // train-query-encoder's marginal train the inner products for. Not with contrast.
   PrefixCombine combine = PrefixCombine::kAuto;
   double mixture_temperature = 0.05;
+  // Extractive answers: in every mode that gives evidence, the answer is a contiguous span of
+  // the evidence segments' tokens (titles and texts), the LLM choosing which
+  // (GenerationOptions::copy_from). For extractive questions (the demo's; most of NQ's) it
+  // keeps a reading that starts right from drifting off the span.
+  bool extractive = false;
 };
 
 struct Groundedness {

@@ -77,10 +77,12 @@ struct Tally {
 
 // Greedy answers to every example, in batches; *features (optional) gets each row's prefix
 // features (prefix/fairness_terms.h).
-// closed_book[i]: example i's bare question prompt (the contrast, o.contrast).
+// closed_book[i]: example i's bare question prompt (the contrast, o.contrast); sources[i]: its
+// passage's tokens (o.extractive).
 std::vector<std::string> answer_all(PrefixPipeline& pipeline,
                                     const std::vector<PrefixExample>& examples,
                                     const std::vector<std::vector<int64_t>>& closed_book,
+                                    const std::vector<std::vector<int64_t>>& sources,
                                     const FairnessEvalOptions& o, const std::string& label,
                                     std::vector<std::vector<float>>* features) {
   std::vector<std::string> answers(examples.size());
@@ -103,6 +105,7 @@ std::vector<std::string> answer_all(PrefixPipeline& pipeline,
     PrefixDecoding decoding;
     decoding.contrast = o.contrast;
     decoding.closed_book = &plain;
+    if (o.extractive) decoding.copy_from.assign(sources.begin() + begin, sources.begin() + end);
     const auto texts = pipeline.generate(batch, prefix, o.max_new_tokens, nullptr, decoding);
     for (int64_t r = begin; r < end; ++r) answers[r] = texts[r - begin];
     if (features != nullptr) {
@@ -191,7 +194,7 @@ nlohmann::json evaluate_fairness(PrefixPipeline& pipeline, const FairnessEvalOpt
   // Two examples per question with a twin (gold, twin), one without; answered in batches, in
   // prefix mode (the passage through the encoder) and in context mode (the passage in the prompt).
   std::vector<PrefixExample> prefixed, in_context;
-  std::vector<std::vector<int64_t>> closed_book;  // per row of both
+  std::vector<std::vector<int64_t>> closed_book, sources;  // per row of both
   std::vector<int64_t> gold_row(questions.size()), twin_row(questions.size(), -1);
   const int64_t budget = pipeline.max_positions() - o.max_new_tokens - 1;
   for (size_t i = 0; i < questions.size(); ++i) {
@@ -206,13 +209,14 @@ nlohmann::json evaluate_fairness(PrefixPipeline& pipeline, const FairnessEvalOpt
                                           id == &q.gold_passage_id ? where : where + " (twin)"));
       in_context.push_back({pipeline.fit_prompt(q.question, {p}, budget, i), {}, {}});
       closed_book.push_back(pipeline.prompt_ids(q.question));
+      sources.push_back(pipeline.extractive_source({p}));
     }
   }
   std::vector<std::vector<float>> features;
   const auto prefix_answers =
-      answer_all(pipeline, prefixed, closed_book, o, "fairness, prefix", &features);
+      answer_all(pipeline, prefixed, closed_book, sources, o, "fairness, prefix", &features);
   const auto context_answers =
-      answer_all(pipeline, in_context, closed_book, o, "fairness, context", nullptr);
+      answer_all(pipeline, in_context, closed_book, sources, o, "fairness, context", nullptr);
 
   auto summary = summarise(questions, prefix_answers, gold_row, twin_row);
   std::vector<std::vector<float>> probe_x;

@@ -40,7 +40,8 @@ struct FairnessEvalOptions {
   std::string passages;  // {"id", "title", "text"} holding every gold passage and twin
   int batch = 16;
   int max_new_tokens = 16;
-  float contrast = 0.0f;  // context-aware decoding's α in both modes (AnswererOptions::contrast)
+  float contrast = 0.0f;    // context-aware decoding's α in both modes (AnswererOptions::contrast)
+  bool extractive = false;  // answers are spans of the passage (AnswererOptions::extractive)
   bool progress = true;
 };
 

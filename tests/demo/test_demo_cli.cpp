@@ -52,7 +52,8 @@ TEST(DemoCli, TinyPipelineRunsEveryStageAndCachesThem) {
             (nlohmann::json{{"retriever", "hybrid"},
                             {"mode", "prefix"},
                             {"top_k", 1},
-                            {"question_encoder", "question_encoder"}}));
+                            {"question_encoder", "question_encoder"},
+                            {"extractive", true}}));
   // The question encoder trained by the LLM's loss, paired with the index it was trained for.
   const auto qe = nlohmann::json::parse(read_file(ws + "/question_encoder/config.json"));
   EXPECT_TRUE(qe.contains("kvrag_passage_encoder")) << qe.dump();

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -362,6 +363,55 @@ TEST_F(TinyLlama, MixtureDecodingEqualsItsDefinitionStepByStep) {
   options.contrast = 1.0f;
   options.contrast_prompts = prompts;
   EXPECT_THROW(generate(*model, prompts, options, &two), Error);
+}
+
+// Extractive decoding: a constrained row writes a contiguous span of its source, never across a
+// -1, each token the model's favourite among the span's continuations; a row without a source is
+// plain greedy decoding.
+TEST_F(TinyLlama, ExtractiveDecodingCopiesASpanOfItsSource) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "fixtures/tiny-llama");
+  auto model = load_llama(dir);
+  const std::vector<std::vector<int64_t>> prompts = {{1, 5, 9, 200, 17, 8, 3}, {1, 44, 12}};
+  const std::vector<int64_t> source = {30, 31, 32, 33, -1, 40, 41, 30, 42};
+  GenerationOptions options{6, 0, 1, 0, false};
+  const auto free = generate(*model, prompts, options);
+  options.copy_from = {source, {}};
+  const auto got = generate(*model, prompts, options);
+  EXPECT_EQ(got[1].tokens, free[1].tokens);
+  const auto& t = got[0].tokens;
+  ASSERT_FALSE(t.empty());
+  // Where the span runs out with no stop token to end it, the row ends.
+  EXPECT_LE(t.size(), 4u);
+  bool found = false;
+  for (size_t start = 0; start + t.size() <= source.size() && !found; ++start)
+    found = std::equal(t.begin(), t.end(), source.begin() + static_cast<int64_t>(start));
+  EXPECT_TRUE(found) << "not a span of the source";
+
+  // Step by step: each token is the argmax among the tokens that continue a match.
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> ids = prompts[0];
+  std::vector<size_t> active;
+  for (size_t j = 0; j < source.size(); ++j) {
+    if (source[j] >= 0) active.push_back(j);
+  }
+  for (const int64_t token : t) {
+    const auto logits =
+        model->forward(torch::tensor(ids).unsqueeze(0)).select(1, ids.size() - 1)[0];
+    int64_t best = -1;
+    for (const size_t j : active) {
+      if (best < 0 || logits[source[j]].item<float>() > logits[best].item<float>())
+        best = source[j];
+    }
+    EXPECT_EQ(token, best);
+    std::vector<size_t> next;
+    for (const size_t j : active) {
+      if (source[j] == token && j + 1 < source.size() && source[j + 1] >= 0) next.push_back(j + 1);
+    }
+    active = next;
+    ids.push_back(token);
+  }
+  options.copy_from = {source};
+  EXPECT_THROW(generate(*model, prompts, options), Error);
 }
 
 // d(loss)/d(prefix) by autograd equals the central finite difference along random directions,

@@ -213,6 +213,34 @@ TEST(AnswerDefaults, ARecordedQuestionEncoderAppliesToTheWorkspaceIndexOnly) {
             fs::absolute(ws) / "question_encoder");
 }
 
+// A recorded "extractive": true applies unless --no-extractive; --extractive applies anyway.
+TEST(AnswerDefaults, ARecordedExtractiveSettingAppliesUnlessOverridden) {
+  test::TempDir tmp;
+  const std::string ws = make_workspace(tmp, "ws", true);
+  AnswerDefaults d{RetrieverMode::kHybrid, AnswerMode::kPrefix, 1};
+  write_answer_defaults(ws, d);
+  EXPECT_FALSE(
+      nlohmann::json::parse(read_file(ws + "/answer_defaults.json")).contains("extractive"));
+  AnswerSources s;
+  s.workspace = ws;
+  EXPECT_FALSE(resolve_answer_setup(s, {}).options.extractive);
+  s.extractive = 1;
+  EXPECT_TRUE(resolve_answer_setup(s, {}).options.extractive);
+
+  d.extractive = true;
+  write_answer_defaults(ws, d);
+  EXPECT_EQ(nlohmann::json::parse(read_file(ws + "/answer_defaults.json"))["extractive"], true);
+  s.extractive = -1;
+  EXPECT_TRUE(resolve_answer_setup(s, {}).options.extractive);
+  s.extractive = 0;
+  EXPECT_FALSE(resolve_answer_setup(s, {}).options.extractive);
+
+  write_file_atomic(ws + "/answer_defaults.json",
+                    R"({"retriever": "bm25", "mode": "prefix", "top_k": 1, "extractive": 1})");
+  EXPECT_TRUE(contains(test::error_of([&] { read_answer_defaults(ws); }),
+                       "\"extractive\" must be true or false"));
+}
+
 TEST(AnswerDefaults, SourcesErrors) {
   test::TempDir tmp;
   AnswerSources s;

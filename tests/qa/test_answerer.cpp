@@ -592,6 +592,25 @@ TEST_F(AnswererTest, MixtureCombinesOnePrefixPerSegmentByTheRetrievalPosterior) 
   EXPECT_THROW(Answerer::open(o), Error);
 }
 
+// --extractive: in the modes with evidence every answer is a span of it.
+TEST_F(AnswererTest, ExtractiveAnswersAreSpansOfTheEvidence) {
+  auto o = options();
+  o.extractive = true;
+  const auto answerer = Answerer::open(o);
+  std::vector<std::string> qs;
+  for (const auto& q : *questions_) qs.push_back(q.question);
+  for (const auto mode : {AnswerMode::kContext, AnswerMode::kPrefix}) {
+    for (const auto& a : answerer->answer(qs, mode, 2)) {
+      EXPECT_FALSE(a.text.empty()) << to_string(mode);
+      // a span of one title or text (it may start or end inside a word)
+      bool found = false;
+      for (const auto& e : a.evidence)
+        found = found || contains(e.title, a.text) || contains(e.text, a.text);
+      EXPECT_TRUE(found) << to_string(mode) << ": " << a.text;
+    }
+  }
+}
+
 TEST_F(AnswererTest, EvaluateQaScoresEveryModeConsistently) {
   const auto answerer = Answerer::open(options());
   QaEvalOptions eo;
