@@ -52,6 +52,11 @@ void add_answerer_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
                   "evidence − α·logits without it, against the LLM's prior (0: off)")
       ->check(CLI::Range(0.0, 100.0))
       ->capture_default_str();
+  add_decoding_options(cmd, s, o);
+  add_threshold_options(cmd, o);
+}
+
+void add_decoding_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
   cmd->add_flag_callback(
       "--extractive", [&s] { s.extractive = 1; },
       "answers are spans of the evidence: the LLM picks each token among those that continue a "
@@ -59,14 +64,14 @@ void add_answerer_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
   cmd->add_flag_callback(
       "--no-extractive", [&s] { s.extractive = 0; }, "free answers, whatever the record says");
   add_enum_option(cmd, "--combine", o.combine,
-                  "prefix modes at top-k > 1: concat (every segment's entries in one prefix) or "
+                  "prefix modes at top-k > 1: concat (every segment's entries in one prefix), "
                   "mixture (one prefix per segment; the answer from the mixture of the LLM's "
-                  "next-token distributions, weighted by the retrieval posterior)");
+                  "next-token distributions, weighted by the retrieval posterior), or auto "
+                  "(mixture beyond the top-k the knowledge encoder was trained with)");
   cmd->add_option("--mixture-temperature", o.mixture_temperature,
                   "--combine mixture: the posterior is softmax(q·d / T) of the dense scores")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  add_threshold_options(cmd, o);
 }
 
 void add_threshold_options(CLI::App* cmd, AnswererOptions& o) {

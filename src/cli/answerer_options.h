@@ -29,6 +29,9 @@ inline const std::string kTopKDefault =
 // Also the threshold options below.
 void add_answerer_options(CLI::App* cmd, AnswerSources& sources, AnswererOptions& options);
 
+// --extractive / --no-extractive, --combine and --mixture-temperature (ask, eval, serve).
+void add_decoding_options(CLI::App* cmd, AnswerSources& sources, AnswererOptions& options);
+
 // --abstain-below T and --auto-threshold T (AnswererOptions::abstain_below, flag_below[prefix]);
 // a T that is not a number is an Error.
 void add_threshold_options(CLI::App* cmd, AnswererOptions& options);

@@ -58,6 +58,7 @@ void add_serve_command(CLI::App& app, int& exit_code) {
                   "answer length limit in tokens")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  add_decoding_options(cmd, args->sources, args->answerer);
   add_threshold_options(cmd, args->answerer);
   add_server_options(cmd, args->server);
 
