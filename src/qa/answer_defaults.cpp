@@ -164,9 +164,9 @@ AnswerSetup resolve_answer_setup(const AnswerSources& sources, AnswererOptions o
                            ? r->retriever
                            : fallback_retriever(o.index_dir);
   }
-  if (sources.extractive >= 0) o.extractive = sources.extractive == 1;
+  if (sources.extractive >= 0 || setup.recorded)  // the flag, else the record
+    o.extractive = sources.extractive >= 0 ? sources.extractive == 1 : setup.recorded->extractive;
   if (setup.recorded) {
-    if (sources.extractive < 0) o.extractive = setup.recorded->extractive;
     for (const auto& [m, t] : setup.recorded->flag_below) o.flag_below.emplace(m, t);  // keeps o's
     // The recorded question encoder, for the workspace's own index only (it is paired with it).
     const auto& qe = setup.recorded->question_encoder;
@@ -213,7 +213,7 @@ AnswerDefaults answer_defaults(const Answerer& answerer, const AnswerSetup& setu
   const int64_t prompt = answerer.prompt_tokens("") +
                          std::min(kTypicalQuestionTokens, answerer.options().max_question_tokens);
   int top_k = r ? r->top_k : kMaxDefaultTopK;
-  const auto trained = trained_top_k(answerer.options().knowledge_encoder_dir);
+  const auto trained = answerer.trained_top_k();
   for (const auto m : modes.empty() ? std::vector<AnswerMode>{d.mode} : modes) {
     top_k = std::min(top_k, answerer.max_top_k(m, top_k, prompt));
     if (!r && uses_prefix(m) && trained) top_k = std::min(top_k, *trained);

@@ -77,9 +77,8 @@ ForcedScore mix_scores(const std::vector<ForcedScore>& rows, const std::vector<f
   return out;
 }
 
-}  // namespace
-
-std::optional<int> trained_top_k(const std::string& knowledge_encoder_dir) {
+// The top-k a knowledge encoder was trained with (Answerer::trained_top_k).
+std::optional<int> read_trained_top_k(const std::string& knowledge_encoder_dir) {
   if (knowledge_encoder_dir.empty()) return std::nullopt;
   const auto path = std::filesystem::path(knowledge_encoder_dir) / "train_report.json";
   if (!std::filesystem::exists(path)) return std::nullopt;
@@ -89,6 +88,8 @@ std::optional<int> trained_top_k(const std::string& knowledge_encoder_dir) {
     return std::nullopt;
   return static_cast<int>(std::min<int64_t>(j["top_k"].get<int64_t>(), 10000));
 }
+
+}  // namespace
 
 struct Answerer::Impl {
   AnswererOptions options;
@@ -569,7 +570,7 @@ std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options,
     im.retriever = open_retriever(options.index_dir, options.retriever);
   if (!options.knowledge_encoder_dir.empty())
     im.pipeline->load_encoder(options.knowledge_encoder_dir);
-  im.trained_k = trained_top_k(options.knowledge_encoder_dir);
+  im.trained_k = read_trained_top_k(options.knowledge_encoder_dir);
   im.open_prefix_store();
   KVRAG_CHECK(options.prefix_cache_mb >= 0 && options.prefix_cache_mb <= (int64_t{1} << 30),
               "prefix_cache_mb must be within [0, 2^30], not {}", options.prefix_cache_mb);
@@ -651,6 +652,8 @@ void Answerer::set_flag_below(const std::map<AnswerMode, double>& thresholds) {
 }
 bool Answerer::has_index() const { return impl_->retriever != nullptr; }
 bool Answerer::has_knowledge_encoder() const { return impl_->pipeline->has_encoder(); }
+
+std::optional<int> Answerer::trained_top_k() const { return impl_->trained_k; }
 IndexRetriever* Answerer::retriever() const { return impl_->retriever.get(); }
 bool Answerer::uses_prefix_store() const { return impl_->prefix_store != nullptr; }
 std::optional<PrefixCacheStats> Answerer::prefix_cache_stats() const {

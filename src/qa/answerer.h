@@ -77,10 +77,6 @@ struct EnumNames<PrefixCombine> {
                                                        {PrefixCombine::kMixture, "mixture"}};
 };
 
-// The top-k a knowledge encoder was trained with (its train_report.json, written by
-// train-prefix); nullopt where the folder has no readable report.
-std::optional<int> trained_top_k(const std::string& knowledge_encoder_dir);
-
 struct AnswererOptions {
   // LLaMA checkpoint folder with its tokenizer (tokenizer.model)
   std::string llm_dir;
@@ -248,6 +244,9 @@ class Answerer {
   bool has_index() const;
   IndexRetriever* retriever() const;  // nullptr without an index
   bool has_knowledge_encoder() const;
+  // The top-k the knowledge encoder was trained with (its train_report.json, written by
+  // train-prefix), read when opened; nullopt without an encoder or a readable report.
+  std::optional<int> trained_top_k() const;
   // Whether the prefix modes read the index's prefix store, and why not where they do not
   // ("no prefix store in DIR", "… built by another knowledge encoder: …").
   bool uses_prefix_store() const;

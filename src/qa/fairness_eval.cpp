@@ -78,7 +78,7 @@ struct Tally {
 // Greedy answers to every example, in batches; *features (optional) gets each row's prefix
 // features (prefix/fairness_terms.h).
 // closed_book[i]: example i's bare question prompt (the contrast, o.contrast); sources[i]: its
-// passage's tokens (o.extractive).
+// passage's tokens (only with o.extractive).
 std::vector<std::string> answer_all(PrefixPipeline& pipeline,
                                     const std::vector<PrefixExample>& examples,
                                     const std::vector<std::vector<int64_t>>& closed_book,
@@ -209,7 +209,7 @@ nlohmann::json evaluate_fairness(PrefixPipeline& pipeline, const FairnessEvalOpt
                                           id == &q.gold_passage_id ? where : where + " (twin)"));
       in_context.push_back({pipeline.fit_prompt(q.question, {p}, budget, i), {}, {}});
       closed_book.push_back(pipeline.prompt_ids(q.question));
-      sources.push_back(pipeline.extractive_source({p}));
+      if (o.extractive) sources.push_back(pipeline.extractive_source({p}));
     }
   }
   std::vector<std::vector<float>> features;

@@ -336,8 +336,8 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
     std::set<int64_t> ids;
     // with distractors, the gold passage's (the rows read vary by batch)
     const size_t read = o.distractors > 0 ? 1 : segments.size();
-    for (const auto& seg : std::vector<PromptPassage>(segments.begin(), segments.begin() + read)) {
-      for (const auto* text : {&seg.title, &seg.text}) {
+    for (size_t r = 0; r < read; ++r) {
+      for (const auto* text : {&segments[r].title, &segments[r].text}) {
         for (const auto id : pipeline.tokenizer().encode(*text, false)) ids.insert(id);
       }
     }
