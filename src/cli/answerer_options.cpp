@@ -68,10 +68,10 @@ void add_decoding_options(CLI::App* cmd, AnswerSources& s, AnswererOptions& o) {
                   "mixture (one prefix per segment; the answer from the mixture of the LLM's "
                   "next-token distributions, weighted by the retrieval posterior), or auto "
                   "(mixture beyond the top-k the knowledge encoder was trained with)");
-  cmd->add_option("--mixture-temperature", o.mixture_temperature,
-                  "--combine mixture: the posterior is softmax(q·d / T) of the dense scores")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  cmd->add_option("--mixture-temperature", s.mixture_temperature,
+                  "--combine mixture: weigh segments by softmax(q·d / T) of the dense scores "
+                  "(default: the workspace's fitted posterior, else T = 0.05)")
+      ->check(CLI::PositiveNumber);
 }
 
 void add_threshold_options(CLI::App* cmd, AnswererOptions& o) {
@@ -89,11 +89,26 @@ void add_threshold_options(CLI::App* cmd, AnswererOptions& o) {
       "T (default: the workspace's calibration, kvrag eval --calibrate-on)");
 }
 
-void calibrate_flag_thresholds(Answerer& answerer, const AnswerSetup& setup,
-                               const AnswerDefaults& defaults, const std::string& dev_questions,
-                               const QaEvalOptions& eval) {
+void calibrate_on_dev(Answerer& answerer, const AnswerSetup& setup, const AnswerDefaults& defaults,
+                      const std::string& dev_questions, const QaEvalOptions& eval) {
+  const auto dev = read_questions(dev_questions);
+  AnswerDefaults record = setup.recorded.value_or(defaults);
+  if (answerer.has_index()) {
+    const auto fit = answerer.retriever()->fit_posterior(dev, kPosteriorFitDepth);
+    if (fit.n > 0) {
+      record.posterior = fit.posterior;
+      if (!setup.posterior_given) answerer.set_posterior(fit.posterior);
+    }
+    fmt::print(stderr,
+               "eval: retrieval posterior fitted on {} ({} questions with their gold segment in "
+               "the top {}): dense weight {:.3f}, BM25 weight {:.4f}; the gold segment is the "
+               "most likely for {:.3f}{}\n",
+               dev_questions, fit.n, kPosteriorFitDepth, fit.posterior.dense, fit.posterior.bm25,
+               fit.gold_at_top,
+               setup.posterior_given ? " (recorded; --mixture-temperature wins)" : "");
+  }
   auto thresholds = answerer.options().flag_below;
-  for (const auto& [m, f] : calibrate_flags(answerer, read_questions(dev_questions), eval)) {
+  for (const auto& [m, f] : calibrate_flags(answerer, dev, eval)) {
     thresholds[m] = f.threshold;
     fmt::print(stderr,
                "eval: {} answers flagged below a groundedness score of {:.4f} (on {}: "
@@ -102,10 +117,9 @@ void calibrate_flag_thresholds(Answerer& answerer, const AnswerSetup& setup,
   }
   answerer.set_flag_below(thresholds);
   if (setup.workspace.empty()) return;
-  AnswerDefaults record = setup.recorded.value_or(defaults);
   record.flag_below = thresholds;
   write_answer_defaults(setup.workspace, record);
-  fmt::print(stderr, "eval: thresholds recorded in {}/{}\n", setup.workspace, kAnswerDefaultsFile);
+  fmt::print(stderr, "eval: calibration recorded in {}/{}\n", setup.workspace, kAnswerDefaultsFile);
 }
 
 }  // namespace kvrag::cli

@@ -36,12 +36,12 @@ void add_decoding_options(CLI::App* cmd, AnswerSources& sources, AnswererOptions
 // a T that is not a number is an Error.
 void add_threshold_options(CLI::App* cmd, AnswererOptions& options);
 
-// eval --calibrate-on DEV: sets each of `eval.modes`' flag threshold (and auto's) on `answerer`
-// to the groundedness score that best catches wrong answers on the dev questions (qa/qa_eval.h
-// calibrate_flags), says so on stderr and records the thresholds in the workspace's
+// eval --calibrate-on DEV: on the dev questions, fits the retrieval posterior of --combine
+// mixture (IndexRetriever::fit_posterior; unless --mixture-temperature was given) and sets each
+// of `eval.modes`' flag threshold (and auto's) to the groundedness score that best catches wrong
+// answers (qa/qa_eval.h calibrate_flags); says so on stderr and records both in the workspace's
 // answer_defaults.json where `setup` has a workspace (`defaults` where none was recorded yet).
-void calibrate_flag_thresholds(Answerer& answerer, const AnswerSetup& setup,
-                               const AnswerDefaults& defaults, const std::string& dev_questions,
-                               const QaEvalOptions& eval);
+void calibrate_on_dev(Answerer& answerer, const AnswerSetup& setup, const AnswerDefaults& defaults,
+                      const std::string& dev_questions, const QaEvalOptions& eval);
 
 }  // namespace kvrag::cli

@@ -8,9 +8,10 @@
 // contained, teacher-forced answer-token accuracy, BERTScore F1; plus retrieval top-1/5/20.
 // Prints a markdown table with the modes side by side, or with --json the summary
 // {"<mode>": {"n", "em", "f1", "contained", "token_accuracy", "bertscore_f1", "ttft_ms",
-// "hallucination", "abstention"?}, "retrieval": …} (qa/qa_eval.h). --calibrate-on first answers
-// the dev questions and sets the flag thresholds (qa/qa_eval.h calibrate_flags), recording them
-// in the workspace's answer_defaults.json where one applies. --fairness adds "fairness"
+// "hallucination", "abstention"?}, "retrieval": …} (qa/qa_eval.h). --calibrate-on first fits
+// the mixture's retrieval posterior and answers the dev questions to set the flag thresholds
+// (cli/answerer_options.h calibrate_on_dev), recording both in the workspace's
+// answer_defaults.json where one applies. --fairness adds "fairness"
 // (qa/fairness_eval.h).
 
 #include <fmt/format.h>
@@ -66,9 +67,10 @@ void add_eval_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--fairness-passages", args->fairness.passages,
                   "passages JSONL holding the fairness questions' gold passages and twins");
   cmd->add_option("--calibrate-on", args->calibrate_on,
-                  "dev questions: first set each mode's flag threshold (and auto's) to the "
-                  "groundedness score that best catches wrong answers there (F1), recorded in the "
-                  "workspace's answer_defaults.json");
+                  "dev questions: first fit the retrieval posterior of --combine mixture there "
+                  "and set each mode's flag threshold (and auto's) to the groundedness score "
+                  "that best catches wrong answers there (F1), both recorded in the workspace's "
+                  "answer_defaults.json");
   cmd->add_flag("--json", args->json, "print the summary as JSON instead of a table");
   cmd->add_flag("-q,--quiet", args->quiet, "no progress line");
   cmd->add_flag("--allow-empty", args->eval.allow_empty,
@@ -97,7 +99,7 @@ void add_eval_command(CLI::App& app, int& exit_code) {
     KVRAG_CHECK(args->fairness.questions.empty() == args->fairness.passages.empty(),
                 "--fairness and --fairness-passages go together");
     if (!args->calibrate_on.empty()) {
-      calibrate_flag_thresholds(*answerer, setup, d, args->calibrate_on, args->eval);
+      calibrate_on_dev(*answerer, setup, d, args->calibrate_on, args->eval);
     }
     auto report = evaluate_qa(*answerer, questions, args->eval);
     if (!args->fairness.questions.empty()) {

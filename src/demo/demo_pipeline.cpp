@@ -397,6 +397,10 @@ DemoResult run_demo(const DemoOptions& o) {
     ao.max_new_tokens = z.max_new_tokens;
     ao.extractive = z.extractive;
     const auto answerer = Answerer::open(ao);
+    // The retrieval posterior that --combine mixture weighs segments by at top-k > 1, fitted on
+    // the dev questions (a few seconds: retrieval only); recorded in answer_defaults.json below.
+    const auto fit = answerer->retriever()->fit_posterior(read_questions(p("questions-dev.jsonl")),
+                                                          kPosteriorFitDepth);
     QaEvalOptions eo;
     eo.modes = {AnswerMode::kNone, AnswerMode::kContext, AnswerMode::kPrefix};
     eo.top_k = z.eval_top_k;
@@ -414,6 +418,7 @@ DemoResult run_demo(const DemoOptions& o) {
     fo.extractive = z.extractive;
     fo.progress = o.progress;
     report.summary["fairness"] = evaluate_fairness(answerer->pipeline(), fo);
+    report.summary["retrieval_posterior"] = fit.to_json();
     write_file_atomic(p("eval-summary.json"), report.summary.dump(2) + "\n");
   });
 
@@ -437,6 +442,8 @@ DemoResult run_demo(const DemoOptions& o) {
                         kQuestionEncoder, z.extractive};
   // thresholds calibrated since (kvrag eval --calibrate-on) stay
   if (const auto old = read_answer_defaults(o.workspace)) record.flag_below = old->flag_below;
+  if (const auto it = summary.find("retrieval_posterior"); it != summary.end())
+    record.posterior = RetrievalPosterior::from_json(*it, p("eval-summary.json"));
   write_answer_defaults(o.workspace, record);
   result.markdown = qa_markdown(summary, {"none", "context", "prefix"});
   if (summary.contains("fairness"))

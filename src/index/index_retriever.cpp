@@ -1,8 +1,10 @@
 #include "index/index_retriever.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "core/error.h"
+#include "eval/answer_match.h"
 #include "index/dense_retriever.h"
 
 namespace kvrag {
@@ -84,6 +86,63 @@ std::vector<std::vector<float>> IndexRetriever::dense_scores(
   }
   std::lock_guard<std::mutex> lock(mutex_);
   return dense_->scores(questions, ids);
+}
+
+std::vector<std::vector<float>> IndexRetriever::bm25_scores(
+    const std::vector<std::string>& questions, const std::vector<std::vector<Evidence>>& evidence) {
+  KVRAG_CHECK(questions.size() == evidence.size(), "{} questions, {} evidence lists",
+              questions.size(), evidence.size());
+  std::vector<std::vector<float>> out;
+  for (size_t q = 0; q < evidence.size(); ++q) {
+    std::vector<int64_t> ids;
+    for (const auto& e : evidence[q]) ids.push_back(e.segment_id);
+    out.push_back(store_->bm25_scores(questions[q], ids));  // the store serialises its calls
+  }
+  return out;
+}
+
+std::vector<std::vector<float>> IndexRetriever::log_posterior(
+    const std::vector<std::string>& questions, const std::vector<std::vector<Evidence>>& evidence,
+    const RetrievalPosterior& posterior) {
+  const bool use_dense = posterior.dense != 0 && has_dense();
+  const bool use_bm25 = posterior.bm25 != 0;
+  const auto dense =
+      use_dense ? dense_scores(questions, evidence) : std::vector<std::vector<float>>();
+  const auto bm25 = use_bm25 ? bm25_scores(questions, evidence) : std::vector<std::vector<float>>();
+  std::vector<std::vector<float>> out;
+  for (size_t q = 0; q < evidence.size(); ++q) {
+    out.push_back(kvrag::log_posterior(posterior, use_dense ? dense[q].data() : nullptr,
+                                       use_bm25 ? bm25[q].data() : nullptr, evidence[q].size()));
+  }
+  return out;
+}
+
+PosteriorFit IndexRetriever::fit_posterior(const std::vector<Question>& questions, int depth) {
+  constexpr size_t kBatch = 256;
+  std::vector<std::vector<float>> dense, bm25;
+  std::vector<int> gold;
+  for (size_t begin = 0; begin < questions.size(); begin += kBatch) {
+    const size_t end = std::min(questions.size(), begin + kBatch);
+    std::vector<std::string> texts;
+    for (size_t q = begin; q < end; ++q) texts.push_back(questions[q].question);
+    const auto evidence = search(texts, depth);
+    for (size_t q = begin; q < end; ++q) {
+      const Question& want = questions[q];
+      const auto& candidates = evidence[q - begin];
+      gold.push_back(-1);
+      for (size_t j = 0; j < candidates.size() && gold.back() < 0; ++j) {
+        const bool is_gold = !want.gold_passage_id.empty()
+                                 ? candidates[j].doc_id == want.gold_passage_id
+                                 : contains_any_answer(candidates[j].text, want.answers);
+        if (is_gold) gold.back() = static_cast<int>(j);
+      }
+    }
+    if (has_dense()) {
+      for (auto& s : dense_scores(texts, evidence)) dense.push_back(std::move(s));
+    }
+    for (auto& s : bm25_scores(texts, evidence)) bm25.push_back(std::move(s));
+  }
+  return fit_retrieval_posterior(dense, bm25, gold);
 }
 
 RetrievalReport IndexRetriever::evaluate(const std::vector<Question>& questions,

@@ -21,6 +21,7 @@
 #include "core/enum_names.h"
 #include "index/dense_index.h"
 #include "index/retrieval_eval.h"
+#include "index/retrieval_posterior.h"
 #include "index/retriever.h"
 #include "index/segment_store.h"
 
@@ -67,6 +68,20 @@ class IndexRetriever {
   std::vector<std::vector<float>> dense_scores(const std::vector<std::string>& questions,
                                                const std::vector<std::vector<Evidence>>& evidence);
   bool has_dense() const { return dense_ != nullptr; }
+  // Their BM25 scores (SegmentStore::bm25_scores): [question][rank].
+  std::vector<std::vector<float>> bm25_scores(const std::vector<std::string>& questions,
+                                              const std::vector<std::vector<Evidence>>& evidence);
+  // log p(z | q) of each question's evidence (index/retrieval_posterior.h): [question][rank].
+  // Reads only the scores with a nonzero weight; the dense term is left out where the folder was
+  // opened without dense vectors.
+  std::vector<std::vector<float>> log_posterior(const std::vector<std::string>& questions,
+                                                const std::vector<std::vector<Evidence>>& evidence,
+                                                const RetrievalPosterior& posterior);
+  // Fits the posterior's weights on `questions`' top-`depth` segments with the default mode
+  // (fit_retrieval_posterior). A question's gold segment is its first from the gold passage
+  // (gold_passage_id), else its first that contains an answer; questions without one among
+  // their candidates do not count.
+  PosteriorFit fit_posterior(const std::vector<Question>& questions, int depth);
   // Retrieval top-k accuracy (index/retrieval_eval.h) with the default mode.
   RetrievalReport evaluate(const std::vector<Question>& questions, const std::vector<int>& ks);
 

@@ -93,7 +93,7 @@ std::string describe_difference(const nlohmann::json& was, const nlohmann::json&
 }  // namespace
 
 struct SegmentStore::Statements {
-  Stmt insert_segment, insert_fts, get, size, search, meta_get, meta_set;
+  Stmt insert_segment, insert_fts, get, size, search, score, meta_get, meta_set;
 };
 
 SegmentStore::SegmentStore() = default;
@@ -158,6 +158,7 @@ std::unique_ptr<SegmentStore> SegmentStore::open(const std::string& path, bool c
   prepare(
       st->search,
       "SELECT rowid, rank FROM segments_fts WHERE segments_fts MATCH ?1 ORDER BY rank LIMIT ?2");
+  prepare(st->score, "SELECT rank FROM segments_fts WHERE segments_fts MATCH ?1 AND rowid = ?2");
   prepare(st->meta_get, "SELECT value FROM meta WHERE key = ?1");
   prepare(st->meta_set, "INSERT OR REPLACE INTO meta(key, value) VALUES (?1, ?2)");
   return store;
@@ -408,6 +409,27 @@ std::vector<ScoredSegment> SegmentStore::bm25(const std::string& query, int k) c
     out.push_back({sqlite3_column_int64(s, 0), -sqlite3_column_double(s, 1)});
   }
   if (rc != SQLITE_DONE) fail_sqlite(fmt::format("BM25 query '{}' failed", match));
+  return out;
+}
+
+std::vector<float> SegmentStore::bm25_scores(const std::string& query,
+                                             const std::vector<int64_t>& ids) const {
+  std::vector<float> out(ids.size(), 0.0f);
+  const std::string match = fts_query(query);
+  if (match.empty()) return out;
+  std::lock_guard<std::mutex> lock(mutex_);
+  sqlite3_stmt* s = st_->score;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ResetOnExit r{s};
+    bind_text(s, 1, match);
+    sqlite3_bind_int64(s, 2, ids[i]);
+    const int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+      out[i] = static_cast<float>(-sqlite3_column_double(s, 0));
+    } else if (rc != SQLITE_DONE) {
+      fail_sqlite(fmt::format("BM25 score of segment {} for '{}' failed", ids[i], match));
+    }
+  }
   return out;
 }
 

@@ -71,6 +71,9 @@ class SegmentStore {
   // query_terms), each quoted and OR-ed, so any term may match; no term → no results.
   // score = −bm25() (FTS5 returns lower = better).
   std::vector<ScoredSegment> bm25(const std::string& query, int k) const;
+  // The same scores for the given segments, in order (0 where no term matches, as BM25 sums
+  // over matching terms): what bm25() would rank them by, wherever they rank.
+  std::vector<float> bm25_scores(const std::string& query, const std::vector<int64_t>& ids) const;
 
   // The terms bm25() searches for: the query lowercased (ASCII), split at every character that
   // is not a letter, digit or combining mark (which also drops FTS5's syntax characters), and

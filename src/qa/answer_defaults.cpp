@@ -24,6 +24,7 @@ nlohmann::json AnswerDefaults::to_json() const {
   }
   if (!question_encoder.empty()) j["question_encoder"] = question_encoder;
   if (extractive) j["extractive"] = true;
+  if (posterior) j["retrieval_posterior"] = posterior->to_json();
   return j;
 }
 
@@ -59,6 +60,9 @@ AnswerDefaults AnswerDefaults::from_json(const nlohmann::json& j, const std::str
                   json_excerpt(j["extractive"]));
       d.extractive = j["extractive"].get<bool>();
     }
+    if (j.contains("retrieval_posterior"))
+      d.posterior =
+          RetrievalPosterior::from_json(j["retrieval_posterior"], "\"retrieval_posterior\"");
     if (j.contains("question_encoder")) {
       const auto& q = j["question_encoder"];
       const bool inside =
@@ -166,6 +170,12 @@ AnswerSetup resolve_answer_setup(const AnswerSources& sources, AnswererOptions o
   }
   if (sources.extractive >= 0 || setup.recorded)  // the flag, else the record
     o.extractive = sources.extractive >= 0 ? sources.extractive == 1 : setup.recorded->extractive;
+  setup.posterior_given = sources.mixture_temperature > 0;
+  if (setup.posterior_given) {
+    o.posterior = {1.0 / sources.mixture_temperature, 0.0};
+  } else if (setup.recorded && setup.recorded->posterior) {
+    o.posterior = *setup.recorded->posterior;
+  }
   if (setup.recorded) {
     for (const auto& [m, t] : setup.recorded->flag_below) o.flag_below.emplace(m, t);  // keeps o's
     // The recorded question encoder, for the workspace's own index only (it is paired with it).
@@ -222,6 +232,7 @@ AnswerDefaults answer_defaults(const Answerer& answerer, const AnswerSetup& setu
   d.flag_below = answerer.options().flag_below;
   if (r) d.question_encoder = r->question_encoder;
   d.extractive = answerer.options().extractive;
+  if (r) d.posterior = r->posterior;
   return d;
 }
 

@@ -6,7 +6,8 @@
 // it was evaluated with in WORKSPACE/answer_defaults.json, written by the demo:
 //
 //   {"retriever": "hybrid", "mode": "prefix", "top_k": 1, "question_encoder": "question_encoder",
-//    "extractive": true, "flag_below": {"prefix": -0.05, "context": 0.4}}
+//    "extractive": true, "retrieval_posterior": {"dense": 9.1, "bm25": 0.62},
+//    "flag_below": {"prefix": -0.05, "context": 0.4}}
 //
 // extractive (optional, written by the demo): answer with spans of the evidence
 // (AnswererOptions::extractive) unless --no-extractive.
@@ -15,6 +16,10 @@
 // encoder trained for its index (kvrag train-query-encoder); dense and hybrid retrieval over the
 // workspace's index/ encode questions with it unless --encoder names another. Over another index
 // it does not apply (it is paired with the index's passage encoder).
+//
+// retrieval_posterior (optional, written by the demo and by `kvrag eval --calibrate-on`): the
+// weights of the posterior over retrieved segments that --combine mixture weighs segments by
+// (AnswererOptions::posterior), fitted on dev questions; --mixture-temperature wins.
 //
 // flag_below (optional, written by `kvrag eval --calibrate-on DEV.jsonl`): per mode, the
 // groundedness score under which an answer is flagged as likely wrong, and under which auto mode
@@ -66,8 +71,11 @@ struct AnswerDefaults {
   std::string question_encoder;
   // Extractive answers (AnswererOptions::extractive), written only where true.
   bool extractive = false;
+  // The mixture's retrieval posterior fitted for this workspace (AnswererOptions::posterior).
+  std::optional<RetrievalPosterior> posterior;
 
-  // {"retriever", "mode", "top_k"[, "flag_below"][, "question_encoder"][, "extractive"]}
+  // {"retriever", "mode", "top_k"[, "flag_below"][, "question_encoder"][, "extractive"]
+  //  [, "retrieval_posterior"]}
   nlohmann::json to_json() const;
   // Error naming `where` (the file) for a missing or malformed field.
   static AnswerDefaults from_json(const nlohmann::json& j, const std::string& where);
@@ -84,6 +92,9 @@ struct AnswerSources {
   std::string workspace, llm, index, knowledge_encoder;
   std::string retriever;  // "dense", "bm25", "hybrid"; "": the default
   int extractive = -1;    // 1 / 0: --extractive / --no-extractive; -1: the record's, else off
+  // --mixture-temperature T: the posterior softmax(q·d / T) whatever the record says; 0: the
+  // record's, else AnswererOptions' default
+  double mixture_temperature = 0;
 };
 
 // What is settled before the models are loaded.
@@ -91,6 +102,7 @@ struct AnswerSetup {
   AnswererOptions options;                 // the folders and the retriever mode
   std::string workspace;                   // the workspace whose record applies ("": none)
   std::optional<AnswerDefaults> recorded;  // that record
+  bool posterior_given = false;            // --mixture-temperature: not the record's posterior
 };
 
 // `options` with the sources' folders and retriever filled in, and the record that applies. An

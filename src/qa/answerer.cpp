@@ -160,26 +160,11 @@ struct Answerer::Impl {
     return out;
   }
 
-  // The mixture's log prior weights over each question's evidence: log softmax of q·d /
-  // mixture_temperature from the dense retriever; uniform without dense vectors.
+  // The mixture's log prior weights over each question's evidence: the retrieval posterior.
   std::vector<std::vector<float>> mixture_log_weights(
       const std::vector<std::string>& questions,
       const std::vector<std::vector<Evidence>>& evidence) {
-    std::vector<std::vector<float>> out(evidence.size());
-    const bool dense = retriever->has_dense();
-    const auto scores = dense ? retriever->dense_scores(questions, evidence)
-                              : std::vector<std::vector<float>>(evidence.size());
-    for (size_t q = 0; q < evidence.size(); ++q) {
-      const size_t k = evidence[q].size();
-      std::vector<double> z(k, 0.0);
-      for (size_t j = 0; dense && j < k; ++j) z[j] = scores[q][j] / options.mixture_temperature;
-      double top = -std::numeric_limits<double>::infinity();
-      for (const double v : z) top = std::max(top, v);
-      double sum = 0;
-      for (const double v : z) sum += std::exp(v - top);
-      for (const double v : z) out[q].push_back(static_cast<float>(v - top - std::log(sum)));
-    }
-    return out;
+    return retriever->log_posterior(questions, evidence, options.posterior);
   }
 
   // The index's prefix store where it is this encoder's for this LLM and index, else null with
@@ -556,8 +541,9 @@ std::unique_ptr<Answerer> Answerer::open(const AnswererOptions& options,
               options.max_new_tokens);
   KVRAG_CHECK(options.max_question_tokens >= 1, "max_question_tokens must be at least 1, not {}",
               options.max_question_tokens);
-  KVRAG_CHECK(options.mixture_temperature > 0 && std::isfinite(options.mixture_temperature),
-              "mixture_temperature must be positive, not {}", options.mixture_temperature);
+  KVRAG_CHECK(std::isfinite(options.posterior.dense) && std::isfinite(options.posterior.bm25),
+              "the retrieval posterior's weights must be finite, not dense {} and bm25 {}",
+              options.posterior.dense, options.posterior.bm25);
   KVRAG_CHECK(options.combine != PrefixCombine::kMixture || options.contrast <= 0.0f,
               "the mixture combination and contrast decoding do not combine");
   std::unique_ptr<Answerer> self(new Answerer());
@@ -649,6 +635,9 @@ PrefixPipeline& Answerer::pipeline() const { return *impl_->pipeline; }
 
 void Answerer::set_flag_below(const std::map<AnswerMode, double>& thresholds) {
   impl_->options.flag_below = thresholds;
+}
+void Answerer::set_posterior(const RetrievalPosterior& posterior) {
+  impl_->options.posterior = posterior;
 }
 bool Answerer::has_index() const { return impl_->retriever != nullptr; }
 bool Answerer::has_knowledge_encoder() const { return impl_->pipeline->has_encoder(); }

@@ -26,6 +26,7 @@
 #include "core/enum_names.h"
 #include "index/index_retriever.h"
 #include "index/retrieval_eval.h"
+#include "index/retrieval_posterior.h"
 #include "prefix/forced_score.h"
 #include "prefix/prefix_cache_stats.h"
 
@@ -109,12 +110,14 @@ struct AnswererOptions {
   // that gives evidence (GenerationOptions::contrast; the closed-book question prompt is the
   // contrast). 0: plain greedy decoding.
   float contrast = 0.0f;
-  // Prefix modes at top-k > 1 (PrefixCombine). mixture's posterior is a softmax of the dense
-  // retriever's inner products q·d (whichever retriever found the segments; uniform over an
-  // index without dense vectors) at this temperature: 0.05, what train-retriever's InfoNCE and
-  // train-query-encoder's marginal train the inner products for. Not with contrast.
+  // Prefix modes at top-k > 1 (PrefixCombine). mixture weighs each segment by the retrieval
+  // posterior p(z | q) (index/retrieval_posterior.h) over the segments retrieved: by default a
+  // softmax of the dense inner products q·d at temperature 0.05, what train-retriever's InfoNCE
+  // and train-query-encoder's marginal train them for; `kvrag eval --calibrate-on` and the demo
+  // fit dense and BM25 weights on dev questions instead (answer_defaults.json). A score the
+  // index lacks (dense vectors) is left out. Not with contrast.
   PrefixCombine combine = PrefixCombine::kAuto;
-  double mixture_temperature = 0.05;
+  RetrievalPosterior posterior;
   // Extractive answers: in every mode that gives evidence, the answer is a contiguous span of
   // the evidence segments' tokens (titles and texts), the LLM choosing which
   // (GenerationOptions::copy_from). For extractive questions (the demo's; most of NQ's) it
@@ -241,6 +244,8 @@ class Answerer {
 
   // Sets the flag thresholds (a calibration made after opening); before answering concurrently.
   void set_flag_below(const std::map<AnswerMode, double>& thresholds);
+  // Sets the mixture's retrieval posterior (a calibration made after opening), likewise.
+  void set_posterior(const RetrievalPosterior& posterior);
   bool has_index() const;
   IndexRetriever* retriever() const;  // nullptr without an index
   bool has_knowledge_encoder() const;

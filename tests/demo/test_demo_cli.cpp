@@ -48,12 +48,20 @@ TEST(DemoCli, TinyPipelineRunsEveryStageAndCachesThem) {
   }
   EXPECT_GT(results.at("seconds").get<double>(), 0.0);
   // What it was evaluated with, which ask, eval and serve then default to (qa/answer_defaults.h).
-  EXPECT_EQ(nlohmann::json::parse(read_file(ws + "/answer_defaults.json")),
-            (nlohmann::json{{"retriever", "hybrid"},
-                            {"mode", "prefix"},
-                            {"top_k", 1},
-                            {"question_encoder", "question_encoder"},
-                            {"extractive", true}}));
+  // The retrieval posterior the mixture of top-k prefixes weighs segments by, fitted on the dev
+  // questions, is in the record and in the results.
+  auto record = nlohmann::json::parse(read_file(ws + "/answer_defaults.json"));
+  ASSERT_TRUE(record.contains("retrieval_posterior")) << record.dump();
+  const auto posterior = record["retrieval_posterior"];
+  record.erase("retrieval_posterior");
+  EXPECT_EQ(record, (nlohmann::json{{"retriever", "hybrid"},
+                                    {"mode", "prefix"},
+                                    {"top_k", 1},
+                                    {"question_encoder", "question_encoder"},
+                                    {"extractive", true}}));
+  EXPECT_EQ(results.at("retrieval_posterior").at("dense"), posterior.at("dense"));
+  EXPECT_EQ(results.at("retrieval_posterior").at("bm25"), posterior.at("bm25"));
+  EXPECT_GT(results["retrieval_posterior"].at("n").get<int>(), 0);
   // The question encoder trained by the LLM's loss, paired with the index it was trained for.
   const auto qe = nlohmann::json::parse(read_file(ws + "/question_encoder/config.json"));
   EXPECT_TRUE(qe.contains("kvrag_passage_encoder")) << qe.dump();

@@ -3,6 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
 #include "index/dense_retriever.h"
 #include "index/index_retriever.h"
 #include "support/cli_runner.h"
@@ -93,6 +98,46 @@ TEST_F(IndexRetrieverTest, EvidenceIsTheRetrieversHitsWithTheirSegments) {
     EXPECT_FALSE(ev[1].empty()) << enum_name(mode);
   }
   EXPECT_EQ(r->search(questions, 4)[0][0].segment_id, evidence[0][0].segment_id);  // default: dense
+}
+
+// The retrieval posterior over a question's evidence (index/retrieval_posterior.h): a softmax of
+// the weighted scores; fitted on questions whose gold passage is known, BM25 (which finds these
+// word-for-word questions) gets a positive weight and puts the gold segment first.
+TEST_F(IndexRetrieverTest, PosteriorWeighsTheScoresAndFitsOnGoldPassages) {
+  RetrieverSpec spec;
+  spec.mode = RetrieverMode::kHybrid;
+  const auto r = open_retriever(*root_ / "dense", spec);
+  std::vector<Question> questions;
+  std::ifstream corpus(*root_ / "corpus.jsonl");
+  for (std::string line; std::getline(corpus, line);) {
+    const auto doc = nlohmann::json::parse(line);
+    std::istringstream words(doc["text"].get<std::string>());
+    std::string question, word;
+    for (int i = 0; i < 20 && words >> word; ++i) question += (i % 3 == 0 ? word + " " : "");
+    questions.push_back({question, {}, doc["id"].get<std::string>()});
+  }
+  std::vector<std::string> texts;
+  for (const auto& q : questions) texts.push_back(q.question);
+  const auto evidence = r->search(texts, 5);
+  const auto dense = r->dense_scores(texts, evidence);
+  const auto bm25 = r->bm25_scores(texts, evidence);
+  const auto mixed = r->log_posterior(texts, evidence, {2.0, 0.5});
+  for (size_t q = 0; q < texts.size(); ++q) {
+    ASSERT_EQ(mixed[q].size(), 5u);
+    std::vector<double> z;
+    for (size_t j = 0; j < 5; ++j) z.push_back(2.0 * dense[q][j] + 0.5 * bm25[q][j]);
+    double sum = 0;
+    for (size_t j = 0; j < 5; ++j) sum += std::exp(mixed[q][j]);
+    EXPECT_NEAR(sum, 1.0, 1e-5);
+    for (size_t j = 1; j < 5; ++j)  // differences of log-probabilities are differences of scores
+      EXPECT_NEAR(mixed[q][j] - mixed[q][0], z[j] - z[0], 1e-3);
+  }
+  const auto fit = r->fit_posterior(questions, 5);
+  EXPECT_GT(fit.n, 10);  // of 30: the others' gold is not in their top 5
+  EXPECT_GT(fit.posterior.bm25, 0.0);
+  EXPECT_GE(fit.gold_at_top, 0.9);
+  EXPECT_LT(fit.log_likelihood, 0.0);
+  EXPECT_GT(fit.log_likelihood, std::log(1.0 / 5));  // better than uniform over 5
 }
 
 }  // namespace

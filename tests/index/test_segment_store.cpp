@@ -114,6 +114,15 @@ TEST(SegmentStore, Bm25Ranking) {
   EXPECT_EQ(store->bm25("the cats and dogs", 1).size(), 1u);
   EXPECT_TRUE(store->bm25("zebra", 5).empty());
   EXPECT_TRUE(store->bm25("cats", 0).empty());
+
+  // Scores of given segments: what bm25() ranks by, in the order asked; 0 where nothing matches.
+  const auto scores = store->bm25_scores("cats", {0, 1, 4});
+  ASSERT_EQ(scores.size(), 3u);
+  EXPECT_FLOAT_EQ(scores[0], static_cast<float>(cats[1].score));
+  EXPECT_EQ(scores[1], 0.0f);
+  EXPECT_FLOAT_EQ(scores[2], static_cast<float>(cats[0].score));
+  EXPECT_EQ(store->bm25_scores("zebra", {0, 4}), (std::vector<float>{0.0f, 0.0f}));
+  EXPECT_TRUE(store->bm25_scores("cats", {}).empty());
 }
 
 TEST(SegmentStore, QueriesAreSanitised) {

@@ -241,6 +241,41 @@ TEST(AnswerDefaults, ARecordedExtractiveSettingAppliesUnlessOverridden) {
                        "\"extractive\" must be true or false"));
 }
 
+// A recorded "retrieval_posterior" weighs the mixture's segments unless --mixture-temperature T
+// gives softmax(q·d / T); a malformed one is an error naming the file and the field.
+TEST(AnswerDefaults, ARecordedRetrievalPosteriorAppliesUnlessATemperatureIsGiven) {
+  test::TempDir tmp;
+  const std::string ws = make_workspace(tmp, "ws", true);
+  AnswerDefaults d{RetrieverMode::kHybrid, AnswerMode::kPrefix, 1};
+  write_answer_defaults(ws, d);
+  AnswerSources s;
+  s.workspace = ws;
+  const RetrievalPosterior fallback;
+  EXPECT_EQ(resolve_answer_setup(s, {}).options.posterior.dense, fallback.dense);
+
+  d.posterior = RetrievalPosterior{5.5, 0.25};
+  write_answer_defaults(ws, d);
+  auto setup = resolve_answer_setup(s, {});
+  EXPECT_EQ(setup.options.posterior.dense, 5.5);
+  EXPECT_EQ(setup.options.posterior.bm25, 0.25);
+  EXPECT_FALSE(setup.posterior_given);
+  ASSERT_TRUE(setup.recorded && setup.recorded->posterior);
+  EXPECT_EQ(setup.recorded->posterior->bm25, 0.25);
+
+  s.mixture_temperature = 0.1;
+  setup = resolve_answer_setup(s, {});
+  EXPECT_DOUBLE_EQ(setup.options.posterior.dense, 10.0);
+  EXPECT_EQ(setup.options.posterior.bm25, 0.0);
+  EXPECT_TRUE(setup.posterior_given);
+
+  write_file_atomic(ws + "/answer_defaults.json",
+                    R"({"retriever": "bm25", "mode": "prefix", "top_k": 1,
+                        "retrieval_posterior": {"dense": "x", "bm25": 1}})");
+  const auto e = test::error_of([&] { read_answer_defaults(ws); });
+  EXPECT_TRUE(contains(e, "answer_defaults.json") && contains(e, "\"dense\" must be a finite"))
+      << e;
+}
+
 TEST(AnswerDefaults, SourcesErrors) {
   test::TempDir tmp;
   AnswerSources s;

@@ -549,16 +549,17 @@ TEST_F(AnswererTest, PrefixAnswersCiteTheirEvidenceByAttention) {
   }
 }
 
-// --combine mixture: one prefix per segment, decoded from the mixture weighted by the dense
-// posterior. At a vanishing temperature that is the dense top-1 segment alone: the same answer,
-// score and a posterior of 1 on it; at a huge one every segment counts alike and the citations
-// are the posterior given the answer. auto mixes beyond the encoder's training top-k.
+// --combine mixture: one prefix per segment, decoded from the mixture weighted by the retrieval
+// posterior. At a vanishing dense temperature that is the dense top-1 segment alone: the same
+// answer, score and a posterior of 1 on it; at a huge one every segment counts alike and the
+// citations are the posterior given the answer; a sharp BM25 weight picks BM25's best. auto
+// mixes beyond the encoder's training top-k.
 TEST_F(AnswererTest, MixtureCombinesOnePrefixPerSegmentByTheRetrievalPosterior) {
   const auto& q = (*questions_)[1];
   const auto top1 = Answerer::open(options("dense"))->answer({q.question}, AnswerMode::kPrefix, 1);
   auto o = options("dense");
   o.combine = PrefixCombine::kMixture;
-  o.mixture_temperature = 1e-6;
+  o.posterior = {1e6, 0.0};  // softmax(q·d / 1e-6)
   o.citations = true;
   const auto sharp = Answerer::open(o)->answer({q.question}, AnswerMode::kPrefix, 3).at(0);
   ASSERT_EQ(sharp.evidence.size(), 3u);
@@ -568,12 +569,22 @@ TEST_F(AnswererTest, MixtureCombinesOnePrefixPerSegmentByTheRetrievalPosterior) 
   ASSERT_EQ(sharp.citations.size(), 3u);
   EXPECT_GT(sharp.citations[0], 0.999);
 
-  o.mixture_temperature = 1e6;
+  o.posterior = {1e-6, 0.0};
   const auto answerer = Answerer::open(o);
   const auto flat = answerer->answer({q.question}, AnswerMode::kPrefix, 3).at(0);
   ASSERT_EQ(flat.citations.size(), 3u);
   EXPECT_NEAR(flat.citations[0] + flat.citations[1] + flat.citations[2], 1.0, 1e-9);
   EXPECT_EQ(flat.prefill_tokens, 3 * answerer->prompt_tokens(q.question));  // a row per segment
+
+  // A sharp BM25 weight: the posterior sits on the segment BM25 scores highest.
+  o.posterior = {0.0, 1e6};
+  const auto by_bm25 = Answerer::open(o);
+  const auto lexical = by_bm25->answer({q.question}, AnswerMode::kPrefix, 3).at(0);
+  const auto bm25 = by_bm25->retriever()->bm25_scores({q.question}, {lexical.evidence}).at(0);
+  ASSERT_EQ(bm25.size(), 3u);
+  const auto best = std::max_element(bm25.begin(), bm25.end()) - bm25.begin();
+  ASSERT_EQ(lexical.citations.size(), 3u);
+  EXPECT_GT(lexical.citations[best], 0.999);
 
   // auto: concatenated up to the encoder's training top-k (1 here), mixed beyond it.
   test::TempDir tmp;
