@@ -7,6 +7,7 @@
 #
 #   [EPOCHS=3] [SEED=1] bench/fairness_table.sh WORKSPACE [KIND:λ ...]
 #       # default: none:0 counterfactual:1 counterfactual:4 decorrelation:1 decorrelation:10
+#       # KIND balance: answer balancing (train-prefix --balance-answers λ), no term
 #
 # WORKSPACE: a finished `kvrag demo` workspace (the world with its communities, demo/world.h).
 # Each run goes to WORKSPACE/fair-KIND-λ (resumed if interrupted, reused if finished); the
@@ -44,7 +45,11 @@ for run in "${RUNS[@]}"; do
   weight=${run#*:}
   out="$W/fair-$kind-$weight"
   flags=(--fairness-weight "$weight")
-  [[ $kind == none ]] || flags+=(--fairness-loss "$kind")
+  if [[ $kind == balance ]]; then
+    flags=(--fairness-weight 0 --balance-answers "$weight")
+  elif [[ $kind != none ]]; then
+    flags+=(--fairness-loss "$kind")
+  fi
   echo "[$(date +%T)] $kind λ=$weight: training" >&2
   "$KVRAG" train-prefix --llm "$W/llm" --init "$W/retriever" \
     --train "$W/questions-knowledge.jsonl" --dev "$W/questions-dev.jsonl" --max-dev 100 \

@@ -1,7 +1,8 @@
 // kvrag train-prefix --llm DIR --init ENCODER_DIR --train Q.jsonl [--dev Q.jsonl] --out DIR
 //                    (--oracle --passages P.jsonl | --index DIR [--retriever dense|bm25|hybrid])
 //                    [--top-k 1] [--prefix-length 10] [--max-segment-tokens 256]
-//                    [--llm-dtype fp32|bf16|int8] [--fairness-weight λ] [optimisation flags]
+//                    [--llm-dtype fp32|bf16|int8] [--fairness-weight λ] [--balance-answers Q]
+//                    [optimisation flags]
 //
 // Trains a knowledge encoder whose output is a key/value prefix of the frozen LLM
 // (train/prefix_trainer.h). DIR becomes a knowledge-encoder folder for `kvrag ask/eval --mode
@@ -81,6 +82,13 @@ void add_train_prefix_command(CLI::App& app, int& exit_code) {
       ->check(kNonNegative);
   add_enum_option(cmd, "--fairness-loss", o.fairness_loss,
                   "counterfactual (twin passages' answers agree; --oracle) or decorrelation");
+  cmd->add_option("--balance-answers", o.balance_answers,
+                  "Q: a question whose answer c training questions share, more than the "
+                  "Q-quantile c_Q of that count, weighs c_Q / c (weights scaled to mean 1): "
+                  "answers repeated far more than most, such as a stereotype's, count less "
+                  "(0: off; 0.9: capped at what 90 % of questions do not exceed)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--max-new-tokens", o.max_new_tokens, "validation answers: tokens at most")
       ->capture_default_str();
   cmd->add_option("--save-every", o.save_every,

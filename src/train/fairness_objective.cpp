@@ -1,19 +1,25 @@
 #include "train/fairness_objective.h"
 
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
 #include <utility>
 
 #include "core/error.h"
+#include "eval/answer_match.h"
 #include "prefix/fairness_terms.h"
 
 namespace kvrag {
 
 FairnessObjective::FairnessObjective(double weight, FairnessLoss loss, std::vector<float> attribute,
-                                     std::vector<PrefixExample> twins, std::vector<char> has_twin)
+                                     std::vector<PrefixExample> twins, std::vector<char> has_twin,
+                                     std::vector<float> row_weight)
     : weight_(weight),
       kind_(loss),
       attribute_(std::move(attribute)),
       twins_(std::move(twins)),
-      has_twin_(std::move(has_twin)) {
+      has_twin_(std::move(has_twin)),
+      row_weight_(std::move(row_weight)) {
   KVRAG_CHECK(weight >= 0, "fairness weight must be non-negative, got {}", weight);
   KVRAG_CHECK(!uses_counterfactual(loss) || twins_.size() == has_twin_.size(),
               "fairness objective: {} twins for {} flags", twins_.size(), has_twin_.size());
@@ -23,9 +29,23 @@ torch::Tensor FairnessObjective::loss(PrefixPipeline& pipeline, const PrefixBatc
                                       const KVPrefix& prefix, const std::vector<int64_t>& rows,
                                       double* term) const {
   *term = 0;
-  if (!enabled()) return pipeline.loss(batch, prefix);
+  if (!enabled() && !balanced()) return pipeline.loss(batch, prefix);
   const auto a = answer_logits(pipeline.llm(), batch, &prefix);  // logits [N, V], labels [N]
-  auto loss = torch::nn::functional::cross_entropy(a.logits, a.labels);
+  torch::Tensor loss;
+  if (balanced()) {
+    // [N]: each answer position weighs its row's weight; rows hold target_lengths[r] positions
+    // each, in row order (answer_logits). A mean over positions, as without weights.
+    std::vector<float> weight;
+    for (size_t r = 0; r < rows.size(); ++r)
+      weight.insert(weight.end(), batch.target_lengths[r], row_weight_.at(rows[r]));
+    namespace F = torch::nn::functional;
+    const auto per_token =
+        F::cross_entropy(a.logits, a.labels, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+    loss = (per_token * torch::tensor(weight)).mean();
+  } else {
+    loss = torch::nn::functional::cross_entropy(a.logits, a.labels);
+  }
+  if (!enabled()) return loss;
   torch::Tensor fair = torch::zeros({}, torch::kFloat32);
   if (uses_counterfactual(kind_)) {
     // Per answer position, whether its row has a twin: rows hold target_lengths[r] positions
@@ -54,6 +74,29 @@ torch::Tensor FairnessObjective::loss(PrefixPipeline& pipeline, const PrefixBatc
   }
   *term = fair.item<double>();
   return loss + weight_ * fair;
+}
+
+std::vector<float> answer_balance_weights(const std::vector<std::string>& answers,
+                                          double quantile) {
+  KVRAG_CHECK(quantile > 0 && quantile <= 1,
+              "answer balancing: the quantile must be in (0, 1], not {}", quantile);
+  std::vector<std::string> keys;
+  std::unordered_map<std::string, int64_t> count;
+  for (const auto& a : answers) ++count[keys.emplace_back(normalize_answer(a))];
+  if (keys.empty()) return {};
+  std::vector<int64_t> sorted;
+  for (const auto& k : keys) sorted.push_back(count[k]);
+  std::sort(sorted.begin(), sorted.end());
+  const auto rank = static_cast<size_t>(std::ceil(quantile * static_cast<double>(sorted.size())));
+  const double cap = static_cast<double>(sorted[std::max<size_t>(rank, 1) - 1]);
+  std::vector<double> w;
+  double sum = 0;
+  for (const auto& k : keys)
+    sum += w.emplace_back(std::min(1.0, cap / static_cast<double>(count[k])));
+  std::vector<float> out;
+  for (const double v : w)
+    out.push_back(static_cast<float>(v * static_cast<double>(w.size()) / sum));
+  return out;
 }
 
 }  // namespace kvrag

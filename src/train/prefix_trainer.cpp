@@ -168,11 +168,18 @@ struct Validation {
 };
 
 // The fairness objective of a run (train/fairness_objective.h): attributes from the questions'
-// groups, twin examples from their twin passages.
+// groups, twin examples from their twin passages, answer-balancing weights from their answers.
 FairnessObjective fairness_objective(const PrefixTrainOptions& o, PrefixPipeline& pipeline,
                                      const std::vector<Question>& questions,
                                      const std::vector<PrefixExample>& examples) {
-  if (o.fairness_weight <= 0) return {};
+  std::vector<float> row_weight;
+  if (o.balance_answers > 0) {
+    std::vector<std::string> answers;
+    for (const auto& q : questions) answers.push_back(target_answer(q));
+    row_weight = answer_balance_weights(answers, o.balance_answers);
+  }
+  if (o.fairness_weight <= 0)
+    return FairnessObjective(0, o.fairness_loss, {}, {}, {}, std::move(row_weight));
   std::set<std::string> groups;
   for (const auto& q : questions) {
     if (!q.group.empty()) groups.insert(q.group);
@@ -215,7 +222,7 @@ FairnessObjective fairness_objective(const PrefixTrainOptions& o, PrefixPipeline
     }
   }
   return FairnessObjective(o.fairness_weight, o.fairness_loss, std::move(attribute),
-                           std::move(twins), std::move(has_twin));
+                           std::move(twins), std::move(has_twin), std::move(row_weight));
 }
 
 }  // namespace
@@ -459,6 +466,7 @@ PrefixTrainResult train_prefix(const PrefixTrainOptions& o) {
                              {"group_by_length", o.group_by_length},
                              {"fairness_weight", o.fairness_weight},
                              {"fairness_loss", enum_name(o.fairness_loss)},
+                             {"balance_answers", o.balance_answers},
                              {"train", o.train},
                              {"train_questions", n},
                              {"dev", o.dev},

@@ -75,6 +75,9 @@ struct PrefixTrainOptions {
   // decorrelation needs questions with a "group" of exactly two values.
   double fairness_weight = 0;
   FairnessLoss fairness_loss = FairnessLoss::kCounterfactual;
+  // Answer balancing: questions whose answer more training questions share than the
+  // balance_answers quantile of that count weigh down to it (answer_balance_weights). 0: off.
+  double balance_answers = 0;
 
   OptimOptions optim;
   int64_t save_every = 200;  // optimizer steps between resume points (0: epoch ends only)

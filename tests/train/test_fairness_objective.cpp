@@ -3,13 +3,16 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
+#include "core/error.h"
 #include "support/test_support.h"
 #include "support/tiny_models.h"
+#include "train/fairness_objective.h"
 #include "train/prefix_trainer.h"
 
 namespace kvrag {
@@ -115,6 +118,74 @@ TEST(FairnessObjective, ZeroWeightIsPlainTraining) {
   EXPECT_EQ(train_prefix(plain).epoch_loss, train_prefix(zero).epoch_loss);
   const auto report = nlohmann::json::parse(read_file(zero.out + "/train_report.json"));
   EXPECT_FALSE(report.at("epochs")[0].contains("fairness_term"));
+}
+
+// Answer balancing: an answer more frequent than the quantile's count weighs down to it, the
+// weights scaled to mean 1.
+TEST(FairnessObjective, AnswerBalanceWeightsCapFrequentAnswers) {
+  std::vector<std::string> answers(6, "Stek");
+  answers[1] = "stek.";  // the same answer, normalised
+  for (const char* a : {"Tros", "the Tros", "Bamaford", "Norvale"}) answers.push_back(a);
+  // counts 6 (×6), 2 (×2), 1, 1; sorted 1 1 2 2 6 6 6 6 6 6: the 0.4-quantile is 2
+  const auto w = answer_balance_weights(answers, 0.4);
+  ASSERT_EQ(w.size(), 10u);
+  for (int i = 0; i < 6; ++i) EXPECT_NEAR(w[i], 10.0 / 6.0 / 3.0, 1e-6);  // 2/6, scaled by 10/6
+  for (int i = 6; i < 10; ++i) EXPECT_NEAR(w[i], 10.0 / 6.0, 1e-6);
+  for (const float v : answer_balance_weights(answers, 1.0)) EXPECT_EQ(v, 1.0f);  // the largest
+  const auto median = answer_balance_weights(answers, 0.5);  // the 5th count: 6, nothing capped
+  for (const float v : median) EXPECT_EQ(v, 1.0f);
+  EXPECT_TRUE(answer_balance_weights({}, 0.9).empty());
+  EXPECT_THROW(answer_balance_weights(answers, 0.0), Error);
+  EXPECT_THROW(answer_balance_weights(answers, 1.5), Error);
+}
+
+// Balanced training: with every answer distinct the weights are all 1 and the losses those of
+// plain training; with repeated answers the run weighs them down, reports Q and resumes exactly.
+TEST(FairnessObjective, BalancedAnswersWeighTheLossAndResume) {
+  KVRAG_SHARED_PATH_OR_SKIP(llm, "models/stories260K");
+  TempDir a, b, c, d;
+  auto plain = setup(a, llm);
+  plain.fairness_weight = 0;
+  plain.optim.epochs = 2;
+  auto balanced = setup(b, llm);
+  balanced.fairness_weight = 0;
+  balanced.balance_answers = 0.5;
+  balanced.optim.epochs = 2;
+  const auto p = train_prefix(plain).epoch_loss;
+  const auto q = train_prefix(balanced).epoch_loss;
+  ASSERT_EQ(p.size(), q.size());
+  for (size_t e = 0; e < p.size(); ++e) EXPECT_NEAR(p[e], q[e], 1e-5 * std::abs(p[e]));
+  EXPECT_EQ(nlohmann::json::parse(read_file(balanced.out + "/train_report.json"))
+                .at("balance_answers")
+                .get<double>(),
+            0.5);
+
+  // Four of the six things answered "cat": capped at the 0.3-quantile's count, 1, those four
+  // weigh 1/4 before scaling, the other two 1.
+  const auto repeated = [&](const TempDir& dir) {
+    auto o = setup(dir, llm);
+    std::ifstream in(o.train);
+    std::vector<nlohmann::json> questions;
+    for (std::string line; std::getline(in, line);)
+      questions.push_back(nlohmann::json::parse(line));
+    for (int i = 1; i < 4; ++i) questions[i]["answers"] = {"cat"};
+    write_lines(dir / "train.jsonl", questions);
+    o.fairness_weight = 0;
+    o.balance_answers = 0.3;
+    o.optim.epochs = 2;
+    return o;
+  };
+  auto straight = repeated(c);
+  const auto full = train_prefix(straight).epoch_loss;
+  auto unweighted = repeated(c);
+  unweighted.balance_answers = 0;
+  unweighted.out = c / "unweighted";
+  EXPECT_NE(train_prefix(unweighted).epoch_loss, full);
+  auto stopped = repeated(d);
+  stopped.stop_after_steps = 1;
+  EXPECT_TRUE(train_prefix(stopped).stopped);
+  stopped.stop_after_steps = 0;
+  EXPECT_EQ(train_prefix(stopped).epoch_loss, full);
 }
 
 TEST(FairnessObjective, ClearErrors) {
