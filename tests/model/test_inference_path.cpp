@@ -131,7 +131,11 @@ TEST(InferencePath, LlamaInferenceEqualsAutogradPath) {
 
     // Padding positions' outputs are unused; compare real tokens only.
     const auto real = mask.to(torch::kBool).unsqueeze(-1).expand_as(reference);
-    const double tol = dtype == torch::kFloat32 ? 1e-5 : 0.1;
+    // Relative to the logits' scale (~5 here): the paths sum in different orders, and under load
+    // (ctest -j2 beside other work) the kernels' thread splits change the order again, which
+    // moved the largest difference to 1.3e-5 (fp32) and 0.103 (bf16, 3 ulps at 4-8).
+    const double scale = reference.abs().max().item<double>();
+    const double tol = (dtype == torch::kFloat32 ? 5e-6 : 0.03) * scale;
     EXPECT_LE(max_abs_diff(direct.masked_select(real), reference.masked_select(real)), tol)
         << c10::toString(dtype);
     EXPECT_LE(max_abs_diff(cached.masked_select(real), reference.masked_select(real)), tol)
