@@ -25,6 +25,21 @@ FairnessObjective::FairnessObjective(double weight, FairnessLoss loss, std::vect
               "fairness objective: {} twins for {} flags", twins_.size(), has_twin_.size());
 }
 
+namespace {
+
+// [N]: per_example[rows[r]] at each of row r's answer positions; rows hold target_lengths[r]
+// positions each, in row order (answer_logits).
+template <typename T>
+torch::Tensor per_answer_position(const PrefixBatch& batch, const std::vector<int64_t>& rows,
+                                  const std::vector<T>& per_example) {
+  std::vector<float> out;
+  for (size_t r = 0; r < rows.size(); ++r)
+    out.insert(out.end(), batch.target_lengths[r], static_cast<float>(per_example.at(rows[r])));
+  return torch::tensor(out);
+}
+
+}  // namespace
+
 torch::Tensor FairnessObjective::loss(PrefixPipeline& pipeline, const PrefixBatch& batch,
                                       const KVPrefix& prefix, const std::vector<int64_t>& rows,
                                       double* term) const {
@@ -33,38 +48,27 @@ torch::Tensor FairnessObjective::loss(PrefixPipeline& pipeline, const PrefixBatc
   const auto a = answer_logits(pipeline.llm(), batch, &prefix);  // logits [N, V], labels [N]
   torch::Tensor loss;
   if (balanced()) {
-    // [N]: each answer position weighs its row's weight; rows hold target_lengths[r] positions
-    // each, in row order (answer_logits). A mean over positions, as without weights.
-    std::vector<float> weight;
-    for (size_t r = 0; r < rows.size(); ++r)
-      weight.insert(weight.end(), batch.target_lengths[r], row_weight_.at(rows[r]));
+    // Each answer position weighs its row's weight; a mean over positions, as without weights.
     namespace F = torch::nn::functional;
     const auto per_token =
         F::cross_entropy(a.logits, a.labels, F::CrossEntropyFuncOptions().reduction(torch::kNone));
-    loss = (per_token * torch::tensor(weight)).mean();
+    loss = (per_token * per_answer_position(batch, rows, row_weight_)).mean();
   } else {
     loss = torch::nn::functional::cross_entropy(a.logits, a.labels);
   }
   if (!enabled()) return loss;
   torch::Tensor fair = torch::zeros({}, torch::kFloat32);
   if (uses_counterfactual(kind_)) {
-    // Per answer position, whether its row has a twin: rows hold target_lengths[r] positions
-    // each, in row order (answer_logits).
-    std::vector<float> weight;
-    bool any = false;
-    for (size_t r = 0; r < rows.size(); ++r) {
-      const bool twin = has_twin_.at(rows[r]) != 0;
-      any = any || twin;
-      weight.insert(weight.end(), batch.target_lengths[r], twin ? 1.0f : 0.0f);
-    }
-    if (any) {
+    // Per answer position, whether its row has a twin (1 / 0).
+    const auto twin = per_answer_position(batch, rows, has_twin_);
+    if (twin.sum().item<float>() > 0) {
       const auto twin_batch = pipeline.batch(twins_, rows);
       const auto twin_prefix = pipeline.prefix(twin_batch);
       const auto b = answer_logits(pipeline.llm(), twin_batch, &twin_prefix);
       KVRAG_CHECK(b.logits.size(0) == a.logits.size(0),
                   "fairness objective: a twin's answer positions ({}) differ from its row's ({})",
                   b.logits.size(0), a.logits.size(0));
-      fair = fair + symmetric_kl(a.logits, b.logits, torch::tensor(weight));
+      fair = fair + symmetric_kl(a.logits, b.logits, twin);
     }
   }
   if (uses_decorrelation(kind_)) {
