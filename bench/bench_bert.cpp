@@ -2,7 +2,7 @@
 //
 //   bench_bert --config bert-base --save DIR [--save-only]     # write a random HF checkpoint
 //   bench_bert --model DIR [--dtype fp32|bf16|int8] [--batch 16] [--seq-len 288] [--json]
-//              [--isa generic|avx2|avx512|avx512vnni]   # kvrag's kernels as on a lesser CPU
+//              [--isa generic|avx2|avx512|avx512vnni|avx512bf16]  # kernels of a lesser CPU
 //   bench_bert --peak [--json]                                 # torch::matmul GFLOP/s
 //
 // Timing, identical in bench/reference_bert.py: one warm-up forward of the whole batch, then the

@@ -14,9 +14,11 @@ enum class CpuIsa {
   kAvx2,        // AVX2 + FMA: linear()'s matrix-vector kernel
   kAvx512,      // AVX-512 BW/VL/DQ: libtorch's oneDNN multiplies bf16 natively (native_bf16_matmul)
   kAvx512Vnni,  // and AVX-512 VNNI (vpdpbusd): q8_matmul's int8 × int8 dot products
+  kAvx512Bf16,  // and AVX512_BF16 (vdpbf16ps): linear()'s bf16 matrix-vector kernel. Every CPU
+                // with it has VNNI too (Cooper Lake, Sapphire Rapids and later, AMD Zen 4 and 5).
 };
 
-// "generic", "avx2", "avx512", "avx512vnni".
+// "generic", "avx2", "avx512", "avx512vnni", "avx512bf16".
 const char* cpu_isa_name(CpuIsa isa);
 
 // The best level this CPU supports.

@@ -37,7 +37,9 @@ constexpr int64_t kGemvMaxRows = 8;
 // of generation — runs a matrix-vector kernel that streams W once for all rows, reading bf16
 // weights as bf16 (half the memory traffic of fp32) and accumulating in fp32 (the bias is added
 // in fp32 before the one rounding, as addmm does); it parallelises over output features on
-// kvrag's helper threads (parallel_chunks), with AVX2/FMA where cpu_isa() allows. Everything
+// kvrag's helper threads (parallel_chunks), with AVX2/FMA or AVX-512 where cpu_isa() allows, and
+// for bf16 with AVX512_BF16 multiplies pairs of bf16 weights and x directly (vdpbf16ps: exact
+// products, fp32 sums, subnormals flushed to zero). Everything
 // else goes to torch::nn::functional::linear (BLAS / oneDNN), in fp32 for bf16 without
 // native_bf16_matmul() (in inference converting W to fp32 16 MB of rows at a time, so that no fp32
 // copy of a whole weight is held). The weight is taken as a tensor, so a kernel for another weight

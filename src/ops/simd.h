@@ -10,6 +10,8 @@
 #define KVRAG_AVX2 __attribute__((target("avx2,fma")))
 #define KVRAG_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
 #define KVRAG_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma")))
+#define KVRAG_AVX512BF16 \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,avx2,fma")))
 #else
 #define KVRAG_X86 0
 #endif
