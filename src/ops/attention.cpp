@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "core/error.h"
+#include "ops/cpu_isa.h"
 #include "ops/matmul.h"
 #include "ops/op_support.h"
+#include "ops/simd.h"
 #include "ops/threads.h"
 
 namespace kvrag {
@@ -22,15 +24,98 @@ bool fp32_or_bf16(const torch::Tensor& t) {
   return t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kBFloat16;
 }
 
+// One (row, head) of a decode step, in two halves around the softmax. Scores: p[s] ← (q·k_s
+// rounded to T) · scale over the valid entries (all S where none is valid); returns their maximum.
+// Values: out ← Σ_s round_T(p[s] / total) v_s, accumulated in fp32.
+template <typename T>
+float scores_generic(const float* q, const T* K, const uint8_t* valid, bool any, int64_t S,
+                     int64_t hd, float scale, float* p) {
+  float max_score = -std::numeric_limits<float>::infinity();
+  for (int64_t s = 0; s < S; ++s) {
+    if (any && !valid[s]) continue;
+    const T* k = K + s * hd;
+    float dot[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= hd; i += 4) {
+      for (int j = 0; j < 4; ++j) dot[j] += q[i + j] * static_cast<float>(k[i + j]);
+    }
+    float d = (dot[0] + dot[1]) + (dot[2] + dot[3]);
+    for (; i < hd; ++i) d += q[i] * static_cast<float>(k[i]);
+    p[s] = round_to(d, T()) * scale;
+    max_score = std::max(max_score, p[s]);
+  }
+  return max_score;
+}
+
+template <typename T>
+void values_generic(const float* p, float total, const T* V, const uint8_t* valid, bool any,
+                    int64_t S, int64_t hd, float* acc) {
+  std::fill(acc, acc + hd, 0.0f);
+  for (int64_t s = 0; s < S; ++s) {
+    if (any && !valid[s]) continue;
+    const float w = round_to(p[s] / total, T());
+    const T* v = V + s * hd;
+    for (int64_t i = 0; i < hd; ++i) acc[i] += w * static_cast<float>(v[i]);
+  }
+}
+
+#if KVRAG_X86
+// The same with AVX2 for hd a multiple of 8 (every LLaMA's: 64 or 128): 8 lanes of a key or value
+// at a time, bf16 widened in registers. Only the order of the fp32 additions differs from above.
+KVRAG_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+KVRAG_AVX2 inline __m256 load8(const c10::BFloat16* p) {
+  const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+}
+
+template <typename T>
+KVRAG_AVX2 float scores_avx2(const float* q, const T* K, const uint8_t* valid, bool any, int64_t S,
+                             int64_t hd, float scale, float* p) {
+  float max_score = -std::numeric_limits<float>::infinity();
+  for (int64_t s = 0; s < S; ++s) {
+    if (any && !valid[s]) continue;
+    const T* k = K + s * hd;
+    __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(q), load8(k)), a1 = _mm256_setzero_ps();
+    int64_t i = 8;
+    for (; i + 16 <= hd; i += 16) {
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), a1);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load8(k + i + 8), a0);
+    }
+    if (i < hd) a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), a1);
+    p[s] = round_to(hsum256(_mm256_add_ps(a0, a1)), T()) * scale;
+    max_score = std::max(max_score, p[s]);
+  }
+  return max_score;
+}
+
+template <typename T>
+KVRAG_AVX2 void values_avx2(const float* p, float total, const T* V, const uint8_t* valid, bool any,
+                            int64_t S, int64_t hd, float* acc) {
+  std::fill(acc, acc + hd, 0.0f);
+  for (int64_t s = 0; s < S; ++s) {
+    if (any && !valid[s]) continue;
+    const __m256 w = _mm256_set1_ps(round_to(p[s] / total, T()));
+    const T* v = V + s * hd;
+    for (int64_t i = 0; i < hd; i += 8)
+      _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(w, load8(v + i), _mm256_loadu_ps(acc + i)));
+  }
+}
+#endif
+
 // One decode step: out [B·H, hd] ← softmax(q·Kᵀ/√hd) V over the valid ones of the first S cache
 // entries. q [B·H, hd]; k/v cache [B, kvH, capacity, hd]; key_valid [B, S]. Scores and
-// probabilities pass through T, accumulation is fp32 (attention()'s roundings).
+// probabilities pass through T, accumulation is fp32 (attention()'s roundings). The dot products
+// and the weighted sum of values are vectorised (AVX2) where cpu_isa() allows and hd is a
+// multiple of 8: a scalar loop over a bf16 cache took 35% of a 110M decode step at 1,000 entries.
 template <typename T>
 void decode_rows(const T* q, const T* kc, const T* vc, T* out, const uint8_t* key_valid, int64_t B,
                  int64_t H, int64_t kvH, int64_t hd, int64_t capacity, int64_t S) {
   const int64_t G = H / kvH;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(S * hd, 1));
+#if KVRAG_X86
+  const bool simd = cpu_isa() >= CpuIsa::kAvx2 && hd % 8 == 0;
+#endif
   parallel_chunks(B * H, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> p(S), acc(hd), qf(hd);
     for (int64_t bh = begin; bh < end; ++bh) {
@@ -41,33 +126,25 @@ void decode_rows(const T* q, const T* kc, const T* vc, T* out, const uint8_t* ke
       // A padding query may see nothing; it then attends to everything (its output is unused).
       const bool any = std::any_of(valid, valid + S, [](uint8_t v) { return v != 0; });
       for (int64_t i = 0; i < hd; ++i) qf[i] = static_cast<float>(q[bh * hd + i]);
-      float max_score = -std::numeric_limits<float>::infinity();
-      for (int64_t s = 0; s < S; ++s) {
-        if (any && !valid[s]) continue;
-        const T* k = K + s * hd;
-        float dot[4] = {0, 0, 0, 0};
-        int64_t i = 0;
-        for (; i + 4 <= hd; i += 4) {
-          for (int j = 0; j < 4; ++j) dot[j] += qf[i + j] * static_cast<float>(k[i + j]);
-        }
-        float d = (dot[0] + dot[1]) + (dot[2] + dot[3]);
-        for (; i < hd; ++i) d += qf[i] * static_cast<float>(k[i]);
-        p[s] = round_to(d, T()) * scale;
-        max_score = std::max(max_score, p[s]);
-      }
+      float max_score = 0;
+#if KVRAG_X86
+      if (simd) {
+        max_score = scores_avx2(qf.data(), K, valid, any, S, hd, scale, p.data());
+      } else
+#endif
+        max_score = scores_generic(qf.data(), K, valid, any, S, hd, scale, p.data());
       float total = 0.0f;
       for (int64_t s = 0; s < S; ++s) {
         if (any && !valid[s]) continue;
         p[s] = std::exp(p[s] - max_score);
         total += p[s];
       }
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t s = 0; s < S; ++s) {
-        if (any && !valid[s]) continue;
-        const float w = round_to(p[s] / total, T());
-        const T* v = V + s * hd;
-        for (int64_t i = 0; i < hd; ++i) acc[i] += w * static_cast<float>(v[i]);
-      }
+#if KVRAG_X86
+      if (simd) {
+        values_avx2(p.data(), total, V, valid, any, S, hd, acc.data());
+      } else
+#endif
+        values_generic(p.data(), total, V, valid, any, S, hd, acc.data());
       for (int64_t i = 0; i < hd; ++i) out[bh * hd + i] = static_cast<T>(acc[i]);
     }
   });

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -174,14 +175,15 @@ TEST(Attention, RejectsShapesThatDoNotFit) {
 }
 
 // A cache of `capacity` entries holding S = 7 for B = 3 rows, some hidden (row 2: none visible
-// but the last; row 1: padding in the middle).
+// but the last; row 1: padding in the middle). Heads of hd values (12: the portable loops only;
+// multiples of 8: the vectorised ones, and each of their tails).
 struct Cache {
   int64_t B = 3, kvH = 2, capacity = 10, S = 7, hd = 12;
   torch::Tensor keys, values, key_valid;      // [B, kvH, capacity, hd] x2, [B, S] uint8
   std::vector<uint8_t> valid_bytes() const {  // decode_attention's form of key_valid
     return {key_valid.data_ptr<uint8_t>(), key_valid.data_ptr<uint8_t>() + B * S};
   }
-  explicit Cache(torch::Dtype dtype) {
+  explicit Cache(torch::Dtype dtype, int64_t head_dim = 12) : hd(head_dim) {
     keys = test::randn({B, kvH, capacity, hd}, dtype);
     values = test::randn({B, kvH, capacity, hd}, dtype);
     key_valid = torch::ones({B, S}, torch::kUInt8);
@@ -196,8 +198,9 @@ TEST(DecodeAttention, MatchesPrefillFormAndFp64Reference) {
   torch::manual_seed(7);
   for_each_cpu_isa([] {
     for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
-      for (const int64_t H : {2, 6}) {
-        const Cache c(dtype);
+      for (const auto [H, hd] :
+           std::vector<std::pair<int64_t, int64_t>>{{2, 12}, {6, 12}, {2, 16}, {6, 24}, {4, 32}}) {
+        const Cache c(dtype, hd);
         const auto q = test::randn({c.B, H, c.hd}, dtype);
         const auto got = decode_attention(q, c.keys, c.values, c.valid_bytes());  // [B, H, hd]
         ASSERT_EQ(got.sizes(), q.sizes());
@@ -212,7 +215,8 @@ TEST(DecodeAttention, MatchesPrefillFormAndFp64Reference) {
         torch::NoGradGuard no_grad;
         const auto prefill = attention(q4, keys, values, visible).view({c.B, H, c.hd});
         const auto want = reference_attention(q4, keys, values, visible).view({c.B, H, c.hd});
-        const std::string what = dtype_name(dtype) + " H=" + std::to_string(H);
+        const std::string what =
+            dtype_name(dtype) + " H=" + std::to_string(H) + " hd=" + std::to_string(hd);
         // fp32: summation order. bf16: the two may round a score or a probability to neighbouring
         // bf16 values (different summation orders before the rounding).
         EXPECT_LE(max_abs_diff(got, prefill), tolerance(dtype, want)) << what;
