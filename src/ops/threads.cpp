@@ -78,12 +78,20 @@ class HelperTeam {
       wake_.notify_all();
     }
     work(*job);
-    // Every chunk is claimed; wait for those a helper is still running (usually none or one).
+    // Every chunk is claimed; wait for those a helper is still running (usually none or one, a
+    // few microseconds). Only after kYieldAfter does the wait yield the core, which a helper
+    // the OS has not scheduled may be waiting for: a yield is a system call (1-2 µs in a VM), and
+    // yielding every 64 spins from the start took 5% of the calling thread's samples in a 110M
+    // decode (perf); waiting 50 µs first cut the run's system time by a fifth.
+    constexpr auto kYieldAfter = std::chrono::microseconds(50);
+    std::chrono::steady_clock::time_point wait_start{};
     for (int spins = 1; job->done.load(std::memory_order_acquire) < chunks; ++spins) {
-      if (spins % 64 == 0) {
-        std::this_thread::yield();  // the helper may be waiting for this very core
-      } else {
+      if (spins % 64 != 0) {
         cpu_relax();
+      } else if (wait_start == std::chrono::steady_clock::time_point{}) {
+        wait_start = std::chrono::steady_clock::now();
+      } else if (std::chrono::steady_clock::now() - wait_start > kYieldAfter) {
+        std::this_thread::yield();
       }
     }
   }
