@@ -22,7 +22,13 @@
 # for fp32 and the bf16 one for bf16 and int8 (quantized at load), as a user with a bf16
 # checkpoint would.
 #
-# Settings (environment): THREADS (2), PROMPT (128), NEW (64), REPEATS (3), STREAM_MB (1024).
+# Settings (environment): THREADS (2), PROMPT (128), NEW (64), REPEATS (3), STREAM_MB (1024),
+# ROUNDS (1). With ROUNDS > 1 each dtype's pair of runs (llama.cpp, then kvrag) is repeated that
+# many times in turn and each figure is the median of its rounds, the read stream too (measured
+# with every kvrag run): on a shared machine whose memory bandwidth drifts by 1.5x within
+# minutes, alternating keeps the two sides' conditions alike, and the median drops a round whose
+# prefill was slowed (bench_llama's decode is a difference of two timings, which such a round
+# inflates: one gave 1.1B fp32 decode at 129% of the read stream).
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -43,6 +49,7 @@ PROMPT=${PROMPT:-128}
 NEW=${NEW:-64}
 REPEATS=${REPEATS:-3}
 STREAM_MB=${STREAM_MB:-1024}
+ROUNDS=${ROUNDS:-1}
 
 die() {
   echo "compare_llamacpp.sh: $*" >&2
@@ -137,26 +144,40 @@ for size in "${SIZES[@]}"; do
   prepare "$size"
   for pair in "fp32 f32 f32" "bf16 bf16 bf16" "int8 q8_0 bf16"; do
     read -r dtype gguf hf <<<"$pair"
-    run_llamacpp "$size" "$dtype" "$WORK/$size-$gguf.gguf"
-    run_kvrag "$size" "$dtype" "$WORK/hf$size-$hf" "$stream"
-    stream=0  # the memory read stream once per run, with the first kvrag row
+    for ((round = 1; round <= ROUNDS; round++)); do
+      run_llamacpp "$size" "$dtype" "$WORK/$size-$gguf.gguf"
+      run_kvrag "$size" "$dtype" "$WORK/hf$size-$hf" "$stream"
+      # The memory read stream with the first kvrag row, or with every one over several rounds.
+      [[ $ROUNDS -gt 1 ]] || stream=0
+    done
   done
 done
 
 step "done"
 $PY - "$RESULTS" "$THREADS" "$PROMPT" "$NEW" <<'EOF'
-import json, sys
+import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 threads, prompt, new = sys.argv[2:5]
-read = next(r["read_gb_s"] for r in rows if r.get("read_gb_s"))
+read = statistics.median(r["read_gb_s"] for r in rows if r.get("read_gb_s"))
 kv = next(r for r in rows if r["engine"] == "kvrag")
+rounds = sum(1 for r in rows if r["engine"] == "kvrag" and r["size"] == kv["size"]
+             and r["dtype"] == kv["dtype"])
 print(f"CPU features: {kv['cpu']}; {threads} threads; prompt {prompt}, {new} new tokens; "
-      f"memory read stream {read:.1f} GB/s")
+      f"memory read stream {read:.1f} GB/s" + (f" (median of {rounds} rounds, as each figure)"
+                                              if rounds > 1 else ""))
 print("decode GB/s = bytes of weights a step reads x tokens/s (llama.cpp: its model size)\n")
 print("| model | dtype | llama.cpp prefill / decode | kvrag prefill / decode | ratio prefill / decode "
       "| decode GB/s llama.cpp / kvrag (of read) | peak RSS llama.cpp / kvrag |")
 print("|---|---|---|---|---|---|---|")
-by = {(r["size"], r["engine"], r["dtype"]): r for r in rows}
+by = {}  # over the rounds: the median of each speed, the largest peak RSS
+for r in rows:
+    by.setdefault((r["size"], r["engine"], r["dtype"]), []).append(r)
+for key, rounds in by.items():
+    b = dict(rounds[0])
+    for f in ("prefill", "decode"):
+        b[f] = statistics.median(r[f] or 0 for r in rounds)
+    b["peak_rss"] = max(r["peak_rss"] for r in rounds)
+    by[key] = b
 for (size, engine, dtype), k in by.items():
     if engine != "kvrag": continue
     l = by[(size, "llama.cpp", dtype)]
