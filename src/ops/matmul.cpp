@@ -21,6 +21,31 @@ namespace {
 // AVX2/FMA versions (and AVX-512 for bf16 weights, below) are chosen at run time; the portable one
 // has the same structure.
 
+// Calls f(std::integral_constant<int, R>{}) for a row count 1 ≤ R ≤ kGemvMaxRows of x, so that a
+// kernel takes R as a template argument and keeps its accumulators in registers.
+template <typename F>
+void with_row_count(int64_t R, F&& f) {
+  static_assert(kGemvMaxRows == 8, "one case per row count below");
+  switch (R) {
+    case 1:
+      return f(std::integral_constant<int, 1>{});
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    case 3:
+      return f(std::integral_constant<int, 3>{});
+    case 4:
+      return f(std::integral_constant<int, 4>{});
+    case 5:
+      return f(std::integral_constant<int, 5>{});
+    case 6:
+      return f(std::integral_constant<int, 6>{});
+    case 7:
+      return f(std::integral_constant<int, 7>{});
+    default:
+      return f(std::integral_constant<int, 8>{});
+  }
+}
+
 inline float to_float(float v) { return v; }
 inline float to_float(c10::BFloat16 v) { return static_cast<float>(v); }
 
@@ -283,29 +308,12 @@ void tile_bf16(const uint16_t* w, const SplitX& xs, float* y, int64_t in, int64_
   for (; o < o_end; ++o) rows(std::integral_constant<int, 1>{}, o);
 }
 
-// R (1 ≤ R ≤ kGemvMaxRows) as a template argument, so that the accumulators stay in registers.
 template <bool kAvx512>
 void gemv_bf16(const uint16_t* w, const SplitX& xs, float* y, int64_t R, int64_t in, int64_t out,
                int64_t o_begin, int64_t o_end) {
-  static_assert(kGemvMaxRows == 8, "one case per row count below");
-  switch (R) {
-    case 1:
-      return tile_bf16<1, kAvx512>(w, xs, y, in, out, o_begin, o_end);
-    case 2:
-      return tile_bf16<2, kAvx512>(w, xs, y, in, out, o_begin, o_end);
-    case 3:
-      return tile_bf16<3, kAvx512>(w, xs, y, in, out, o_begin, o_end);
-    case 4:
-      return tile_bf16<4, kAvx512>(w, xs, y, in, out, o_begin, o_end);
-    case 5:
-      return tile_bf16<5, kAvx512>(w, xs, y, in, out, o_begin, o_end);
-    case 6:
-      return tile_bf16<6, kAvx512>(w, xs, y, in, out, o_begin, o_end);
-    case 7:
-      return tile_bf16<7, kAvx512>(w, xs, y, in, out, o_begin, o_end);
-    default:
-      return tile_bf16<8, kAvx512>(w, xs, y, in, out, o_begin, o_end);
-  }
+  with_row_count(R, [&](auto rows) {
+    tile_bf16<decltype(rows)::value, kAvx512>(w, xs, y, in, out, o_begin, o_end);
+  });
 }
 
 #pragma GCC diagnostic push  // as above
@@ -379,25 +387,8 @@ void tile_dpbf16(const uint16_t* w, const uint16_t* x, float* y, int64_t in, int
 
 void gemv_dpbf16(const uint16_t* w, const uint16_t* x, float* y, int64_t R, int64_t in, int64_t out,
                  int64_t o_begin, int64_t o_end) {
-  static_assert(kGemvMaxRows == 8, "one case per row count below");
-  switch (R) {
-    case 1:
-      return tile_dpbf16<1>(w, x, y, in, out, o_begin, o_end);
-    case 2:
-      return tile_dpbf16<2>(w, x, y, in, out, o_begin, o_end);
-    case 3:
-      return tile_dpbf16<3>(w, x, y, in, out, o_begin, o_end);
-    case 4:
-      return tile_dpbf16<4>(w, x, y, in, out, o_begin, o_end);
-    case 5:
-      return tile_dpbf16<5>(w, x, y, in, out, o_begin, o_end);
-    case 6:
-      return tile_dpbf16<6>(w, x, y, in, out, o_begin, o_end);
-    case 7:
-      return tile_dpbf16<7>(w, x, y, in, out, o_begin, o_end);
-    default:
-      return tile_dpbf16<8>(w, x, y, in, out, o_begin, o_end);
-  }
+  with_row_count(
+      R, [&](auto rows) { tile_dpbf16<decltype(rows)::value>(w, x, y, in, out, o_begin, o_end); });
 }
 #pragma GCC diagnostic pop
 
