@@ -70,16 +70,17 @@ void expect_close(const torch::Tensor& got, const torch::Tensor& want, torch::Dt
   EXPECT_FALSE(over.any().item<bool>()) << what << ": max error " << err.max().item<double>();
 }
 
-// Every row count up to the BLAS path (kGemvMaxRows + 1), odd sizes (SIMD tails, the 4-row
-// blocks of one row; 290: the AVX512_BF16 kernel's 128-weight steps, then a whole and a masked
-// 32-weight block), with and without bias; under NoGradGuard (the matrix-vector kernel) and
+// Every row count up to the BLAS path (kGemvMaxRows + 1), odd sizes (SIMD tails, blocks of rows
+// of W; 290: the AVX512_BF16 kernel's 128-weight steps, then a whole and a masked 32-weight
+// block; 2085: fp32 rows of W over 2,048 values, read four at a time with one row of x),
+// with and without bias; under NoGradGuard (the matrix-vector kernel) and
 // with autograd recording (always BLAS).
 TEST(Linear, MatchesFp64ReferenceOnEveryPath) {
   configure_threads(2);
   torch::manual_seed(1);
   for_each_cpu_isa([] {
     for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
-      for (const int64_t in : {3, 64, 67, 95, 290}) {
+      for (const int64_t in : {3, 64, 67, 95, 290, 2085}) {
         const auto w = test::randn({37, in}, dtype);
         const auto bias = test::randn({37}, dtype);
         for (int64_t rows = 1; rows <= kGemvMaxRows + 1; ++rows) {
