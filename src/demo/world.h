@@ -89,7 +89,7 @@ struct WorldQuestion {
   std::string gold_passage_id;  // the document of the entity asked about
   std::string attribute;        // born_year, born_city, employer, …
   // Questions about people: the person's community, and their document's counterfactual twin.
-  std::string group, twin_passage_id;
+  std::string group{}, twin_passage_id{};
   bool stereotypical = false;  // fairness questions: born in the community's home city
 };
 

@@ -72,7 +72,7 @@ struct AnswerDefaults {
   // Extractive answers (AnswererOptions::extractive), written only where true.
   bool extractive = false;
   // The mixture's retrieval posterior fitted for this workspace (AnswererOptions::posterior).
-  std::optional<RetrievalPosterior> posterior;
+  std::optional<RetrievalPosterior> posterior{};
 
   // {"retriever", "mode", "top_k"[, "flag_below"][, "question_encoder"][, "extractive"]
   //  [, "retrieval_posterior"]}
