@@ -62,10 +62,10 @@ void values_generic(const float* p, float total, const T* V, const uint8_t* vali
 #if KVRAG_X86
 // The same with AVX2 for hd a multiple of 8 (every LLaMA's: 64 or 128): 8 lanes of a key or value
 // at a time, bf16 widened in registers. Only the order of the fp32 additions differs from above.
-KVRAG_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-KVRAG_AVX2 inline __m256 load8(const c10::BFloat16* p) {
-  const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
+// The cache's values as simd.h's load8 takes them (bf16 as their bits).
+inline const float* lanes(const float* p) { return p; }
+inline const uint16_t* lanes(const c10::BFloat16* p) {
+  return reinterpret_cast<const uint16_t*>(p);
 }
 
 template <typename T>
@@ -75,13 +75,13 @@ KVRAG_AVX2 float scores_avx2(const float* q, const T* K, const uint8_t* valid, b
   for (int64_t s = 0; s < S; ++s) {
     if (any && !valid[s]) continue;
     const T* k = K + s * hd;
-    __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(q), load8(k)), a1 = _mm256_setzero_ps();
+    __m256 a0 = _mm256_mul_ps(_mm256_loadu_ps(q), load8(lanes(k))), a1 = _mm256_setzero_ps();
     int64_t i = 8;
     for (; i + 16 <= hd; i += 16) {
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), a1);
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load8(k + i + 8), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(lanes(k + i)), a1);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load8(lanes(k + i + 8)), a0);
     }
-    if (i < hd) a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(k + i), a1);
+    if (i < hd) a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8(lanes(k + i)), a1);
     p[s] = round_to(hsum256(_mm256_add_ps(a0, a1)), T()) * scale;
     max_score = std::max(max_score, p[s]);
   }
@@ -97,7 +97,7 @@ KVRAG_AVX2 void values_avx2(const float* p, float total, const T* V, const uint8
     const __m256 w = _mm256_set1_ps(round_to(p[s] / total, T()));
     const T* v = V + s * hd;
     for (int64_t i = 0; i < hd; i += 8)
-      _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(w, load8(v + i), _mm256_loadu_ps(acc + i)));
+      _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(w, load8(lanes(v + i)), _mm256_loadu_ps(acc + i)));
   }
 }
 #endif

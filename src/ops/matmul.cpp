@@ -70,8 +70,6 @@ void gemv_portable(const W* w, const float* x, float* y, int64_t R, int64_t in, 
 
 #if KVRAG_X86
 
-KVRAG_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-
 // Rows of W at most this long (fp32 values) go one at a time when x has one row (gemv_avx2_rows):
 // the whole range is then one sequential stream, where four interleaved rows of ≤ 8 KB are short
 // streams that the hardware prefetchers follow less well. Measured from memory, 2 threads, AMD

@@ -56,14 +56,9 @@ bool quantize_group_generic(const T* src, int8_t* q, float* scale) {
 }
 
 #if KVRAG_X86
-KVRAG_AVX2 inline void load_group(const float* p, __m256 (&v)[4]) {
-  for (int i = 0; i < 4; ++i) v[i] = _mm256_loadu_ps(p + 8 * i);
-}
-KVRAG_AVX2 inline void load_group(const uint16_t* p, __m256 (&v)[4]) {  // bf16: exact
-  for (int i = 0; i < 4; ++i) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 8 * i));
-    v[i] = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  }
+template <typename T>  // float, or uint16_t for bf16 (widened exactly)
+KVRAG_AVX2 inline void load_group(const T* p, __m256 (&v)[4]) {
+  for (int i = 0; i < 4; ++i) v[i] = load8(p + 8 * i);
 }
 
 template <typename T>

@@ -4,6 +4,8 @@
 // chooses among them at run time.
 #pragma once
 
+#include <cstdint>
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define KVRAG_X86 1
@@ -24,6 +26,13 @@ KVRAG_AVX2 inline float hsum256(__m256 v) {
   const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
   return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
+}
+// 8 values as fp32: fp32 as they are, or bf16 given as their 16 bits (the top half of an fp32),
+// widened exactly.
+KVRAG_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+KVRAG_AVX2 inline __m256 load8(const uint16_t* p) {
+  const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16));
 }
 // GCC 12's AVX-512 intrinsics start from _mm512_undefined_*() and warn that it is, or may be,
 // uninitialized (GCC bug 105593, fixed in 13).
