@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   build-essential cmake pkg-config
-  libtorch-dev libfaiss-dev libopenblas-dev libomp-dev
+  libtorch-dev libfaiss-dev libopenblas-dev libomp-dev libdnnl-dev
   libsentencepiece-dev sentencepiece libicu-dev
   libsqlite3-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
   libmicrohttpd-dev zlib1g-dev

@@ -22,6 +22,15 @@ namespace kvrag {
 // fp32 and the result is rounded to bf16 once, as natively.
 bool native_bf16_matmul();
 
+// True where linear() multiplies fp32 x (more than kGemvMaxRows rows) by an fp32 weight through
+// oneDNN's sgemm in inference, rather than BLAS: where the CPU has AVX-512 (cpu_isa() ≥
+// CpuIsa::kAvx512), for which oneDNN JITs its kernel whatever the BLAS was built or told to use
+// (OpenBLAS under OPENBLAS_CORETYPE=Haswell runs AVX2 code on such a CPU). Its threads are the
+// calling thread's OpenMP team (libtorch's), not BLAS's pool. With autograd, on AVX2 CPUs (where
+// oneDNN measured no faster than OpenBLAS) and where that team is smaller than BLAS's (inside a
+// SerialIntraOpGuard), fp32 products stay with BLAS.
+bool fp32_gemm_on_onednn();
+
 // Where a weight is converted to a float dtype for a GEMM (bf16 → fp32 without native bf16
 // matmul; int8 → bf16 or fp32 in q8_linear), it is converted in tiles of rows of at most this many
 // bytes: all the float weight memory a product holds (a 7B's lm_head whole would be 262 MB in
@@ -39,7 +48,8 @@ constexpr int64_t kGemvMaxRows = 8;
 // in fp32 before the one rounding, as addmm does); it parallelises over output features on
 // kvrag's helper threads (parallel_chunks), with AVX2/FMA or AVX-512 where cpu_isa() allows, and
 // for bf16 with AVX512_BF16 multiplies pairs of bf16 weights and x directly (vdpbf16ps: exact
-// products, fp32 sums, subnormals flushed to zero). Everything
+// products, fp32 sums, subnormals flushed to zero). More rows of fp32 in inference go to oneDNN's
+// sgemm where fp32_gemm_on_onednn(). Everything
 // else goes to torch::nn::functional::linear (BLAS / oneDNN), in fp32 for bf16 without
 // native_bf16_matmul() (in inference converting W to fp32 16 MB of rows at a time, so that no fp32
 // copy of a whole weight is held). The weight is taken as a tensor, so a kernel for another weight

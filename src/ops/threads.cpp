@@ -206,25 +206,36 @@ SerialIntraOpGuard::~SerialIntraOpGuard() {
   if (saved_ > 0) omp_set_num_threads(saved_);
 }
 
-HelperThreadsGuard::HelperThreadsGuard(bool active) {
+SerialBlasGuard::SerialBlasGuard(bool active) {
+  const OpenBlasThreads& blas = openblas_threads();
+  if (active && blas.get != nullptr && blas.set != nullptr && blas.get() > 1) {
+    saved_ = blas.get();
+    blas.set(1);
+  }
+}
+
+SerialBlasGuard::~SerialBlasGuard() {
+  if (saved_ > 0) openblas_threads().set(saved_);
+}
+
+HelperThreadsGuard::HelperThreadsGuard(bool active) : blas_(active) {
   if (!active) return;
   at::internal::lazy_init_num_threads();  // as SerialIntraOpGuard
   saved_chunk_threads_ = t_chunk_threads;
   t_chunk_threads = std::max(1, at::get_num_threads());
   saved_omp_ = omp_get_max_threads();
   omp_set_num_threads(1);
-  const OpenBlasThreads& blas = openblas_threads();
-  if (blas.get != nullptr && blas.set != nullptr && blas.get() > 1) {
-    saved_blas_ = blas.get();
-    blas.set(1);
-  }
 }
 
 HelperThreadsGuard::~HelperThreadsGuard() {
   if (saved_omp_ == 0) return;
-  if (saved_blas_ > 0) openblas_threads().set(saved_blas_);
   omp_set_num_threads(saved_omp_);
   t_chunk_threads = saved_chunk_threads_;
+}
+
+int blas_threads() {
+  const OpenBlasThreads& blas = openblas_threads();
+  return blas.get != nullptr ? blas.get() : 0;
 }
 
 bool matmul_uses_blas_threads(c10::ScalarType dtype) {
@@ -240,9 +251,19 @@ bool ForwardThreadsGuard::on_helpers(bool active, c10::ScalarType weight_dtype) 
   return active && weight_dtype == c10::kChar && q8_gemm_available();
 }
 
+bool ForwardThreadsGuard::on_onednn_fp32(bool active, c10::ScalarType weight_dtype) {
+  // An inference forward's fp32 products (training's stay with BLAS: matmul_uses_blas_threads).
+  return active && weight_dtype == c10::kFloat && fp32_gemm_on_onednn();
+}
+
+bool ForwardThreadsGuard::on_blas(bool active, c10::ScalarType weight_dtype) {
+  return active && !on_helpers(active, weight_dtype) && !on_onednn_fp32(active, weight_dtype) &&
+         matmul_uses_blas_threads(weight_dtype);
+}
+
 ForwardThreadsGuard::ForwardThreadsGuard(bool active, c10::ScalarType weight_dtype)
-    : serial_(active && !on_helpers(active, weight_dtype) &&
-              matmul_uses_blas_threads(weight_dtype)),
-      helpers_(on_helpers(active, weight_dtype)) {}
+    : serial_(on_blas(active, weight_dtype)),
+      helpers_(on_helpers(active, weight_dtype)),
+      blas_(on_onednn_fp32(active, weight_dtype)) {}
 
 }  // namespace kvrag

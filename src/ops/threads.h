@@ -34,16 +34,31 @@ class SerialIntraOpGuard {
   int saved_ = 0;  // the thread's OpenMP team size before; 0 when inactive
 };
 
+// While alive (and `active`), BLAS runs on the calling thread alone (openblas_set_num_threads(1),
+// where the BLAS loaded is OpenBLAS: found with dlsym, else nothing changes). For a forward whose
+// heavy products run on another team (kvrag's helpers, oneDNN's OpenMP threads) and whose few
+// BLAS products are small: after a product OpenBLAS's pthread workers spin on sched_yield for a
+// while, and on as many cores as threads they take the cores the other team needs. The setting is
+// process-wide: products on other threads meanwhile also run on one thread each.
+class SerialBlasGuard {
+ public:
+  explicit SerialBlasGuard(bool active = true);
+  ~SerialBlasGuard();
+  SerialBlasGuard(const SerialBlasGuard&) = delete;
+  SerialBlasGuard& operator=(const SerialBlasGuard&) = delete;
+
+ private:
+  int saved_ = 0;  // OpenBLAS's thread count before; 0 when unchanged
+};
+
 // While alive (and `active`), a forward whose heavy products run on kvrag's helper threads
 // (q8_gemm, ops/q8_gemm.h) has the cores to itself: libtorch's intra-op loops run inline on this
-// thread (as SerialIntraOpGuard) and BLAS runs on the calling thread alone
-// (openblas_set_num_threads(1), where the BLAS loaded is OpenBLAS: found with dlsym, else
-// nothing changes), while parallel_chunks on this thread keeps the thread count it had. Why:
+// thread (as SerialIntraOpGuard) and BLAS runs on the calling thread alone (as
+// SerialBlasGuard), while parallel_chunks on this thread keeps the thread count it had. Why:
 // after a product, OpenBLAS's pthread workers spin on sched_yield for a while, as OpenMP's do
 // after a loop; on as many cores as threads they took the core q8_gemm's helper needed (perf of
 // 1.1B int8 prefill: the helper ran no tile, OpenBLAS's and OpenMP's workers took 36% of the
-// samples spinning). The BLAS setting is process-wide: products on other threads meanwhile also
-// run on one thread each.
+// samples spinning).
 class HelperThreadsGuard {
  public:
   explicit HelperThreadsGuard(bool active = true);
@@ -52,25 +67,30 @@ class HelperThreadsGuard {
   HelperThreadsGuard& operator=(const HelperThreadsGuard&) = delete;
 
  private:
-  int saved_omp_ = 0;   // the thread's OpenMP team size before; 0 when inactive
-  int saved_blas_ = 0;  // OpenBLAS's thread count before; 0 when unchanged
+  int saved_omp_ = 0;  // the thread's OpenMP team size before; 0 when inactive
   int saved_chunk_threads_ = 0;
+  SerialBlasGuard blas_;
 };
 
 // The threads of an inference forward made of matrix products with weights of `weight_dtype`
 // (BERT's, a LLaMA prefill): int8 weights with AVX-512 VNNI multiply on q8_gemm's helpers, which
-// then get the cores (HelperThreadsGuard); otherwise, where the products run on BLAS threads,
-// libtorch's own team stays idle (SerialIntraOpGuard). Inactive (`active` false) for a forward
-// that records a graph (training loops hold their own guard) or a decode step (its products use
-// kvrag's helpers already).
+// then get the cores (HelperThreadsGuard); fp32 weights where fp32_gemm_on_onednn() multiply on
+// libtorch's OpenMP team, and the attention's small BLAS products run on this thread
+// (SerialBlasGuard); otherwise, where the products run on BLAS threads, libtorch's own team stays
+// idle (SerialIntraOpGuard). Inactive (`active` false) for a forward that records a graph
+// (training loops hold their own guard) or a decode step (its products use kvrag's helpers
+// already).
 class ForwardThreadsGuard {
  public:
   ForwardThreadsGuard(bool active, c10::ScalarType weight_dtype);
 
  private:
   static bool on_helpers(bool active, c10::ScalarType weight_dtype);
+  static bool on_onednn_fp32(bool active, c10::ScalarType weight_dtype);
+  static bool on_blas(bool active, c10::ScalarType weight_dtype);
   SerialIntraOpGuard serial_;
   HelperThreadsGuard helpers_;
+  SerialBlasGuard blas_;
 };
 
 // Calls fn(begin, end) on chunks (at least `grain` long) covering [0, n), on the calling thread
@@ -81,6 +101,10 @@ class ForwardThreadsGuard {
 // waits for every member. Meant for decoding's short, frequent, memory-bound loops (matrix-vector
 // products, attention over the cache). fn must not throw; chunks run concurrently.
 void parallel_chunks(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+// OpenBLAS's thread count now (its pool is process-wide), or 0 where the BLAS loaded is not
+// OpenBLAS.
+int blas_threads();
 
 // Whether matrix products of `dtype` run on BLAS's own thread pool or kvrag's helpers here (fp32
 // always; bf16 and int8 weights (kInt8) when computed in fp32, see native_bf16_matmul() in

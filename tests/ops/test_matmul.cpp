@@ -1,5 +1,5 @@
-// linear() (its matrix-vector kernel and the BLAS path) and matmul() against fp64 references, on
-// every CPU path this machine runs (ops/cpu_isa.h), in fp32 and bf16.
+// linear() (its matrix-vector kernel, oneDNN's sgemm and the BLAS path) and matmul() against fp64
+// references, on every CPU path this machine runs (ops/cpu_isa.h), in fp32 and bf16.
 
 #include <torch/torch.h>
 
@@ -40,6 +40,7 @@ TEST(CpuPaths, LoweredLevelChangesPaths) {
     EXPECT_EQ(matmul_uses_blas_threads(torch::kBFloat16), !native_bf16_matmul());
     EXPECT_EQ(matmul_uses_blas_threads(torch::kInt8), !native_bf16_matmul());
     EXPECT_TRUE(matmul_uses_blas_threads(torch::kFloat32));
+    EXPECT_EQ(fp32_gemm_on_onednn(), cpu_isa() >= CpuIsa::kAvx512);
   });
   EXPECT_EQ(cpu_isa(), best_cpu_isa());
   // Above the best level is an error (levels are ordered: the top one is above every other).
@@ -151,6 +152,54 @@ TEST(Linear, PaddedBf16RowsKeepTheProduct) {
     EXPECT_LE((xg.grad().to(torch::kFloat64) - want_grad).abs().max().item<double>(),
               want_grad.abs().max().item<double>() / 64);
   });
+}
+
+// fp32 inference with more rows than the matrix-vector kernel takes: oneDNN's sgemm where
+// fp32_gemm_on_onednn() (yᵀ = W xᵀ, transposed into y), BLAS on lower paths and inside a
+// SerialIntraOpGuard (BLAS then has more threads than libtorch's team). Row counts around
+// oneDNN's thread split, leading dimensions, odd sizes, bias, a 2-D and a 3-D x.
+TEST(Linear, Fp32GemmMatchesFp64ReferenceOnEveryPath) {
+  configure_threads(2);
+  torch::manual_seed(4);
+  torch::NoGradGuard no_grad;
+  for_each_cpu_isa([] {
+    for (const int64_t in : {67, 768}) {
+      const auto w = test::randn({301, in}, torch::kFloat32);
+      const auto bias = test::randn({301}, torch::kFloat32);
+      for (const auto& shape : std::vector<std::vector<int64_t>>{{9, in}, {64, in}, {2, 65, in}}) {
+        const auto x = test::randn(shape, torch::kFloat32);
+        for (const auto& b : {torch::Tensor(), bias}) {
+          const auto want = reference_linear(x, w, b);
+          const std::string what = std::string(cpu_isa_name(cpu_isa())) +
+                                   " rows=" + std::to_string(x.numel() / in) +
+                                   " in=" + std::to_string(in) + (b.defined() ? " bias" : "");
+          expect_close(kvrag::linear(x, w, b), want, torch::kFloat32, what, in);
+          {
+            SerialIntraOpGuard serial;
+            expect_close(kvrag::linear(x, w, b), want, torch::kFloat32, what + " serial", in);
+          }
+        }
+      }
+    }
+  });
+}
+
+// SerialBlasGuard leaves OpenBLAS one thread while alive (where the BLAS is OpenBLAS) and gives
+// the count back; ForwardThreadsGuard holds one for an fp32 forward on oneDNN.
+TEST(Threads, SerialBlasGuardRestoresBlasThreads) {
+  configure_threads(2);
+  const int before = blas_threads();
+  if (before <= 1) GTEST_SKIP() << "BLAS is not OpenBLAS or has one thread: " << before;
+  {
+    SerialBlasGuard guard;
+    EXPECT_EQ(blas_threads(), 1);
+  }
+  EXPECT_EQ(blas_threads(), before);
+  {
+    ForwardThreadsGuard forward(true, torch::kFloat32);
+    EXPECT_EQ(blas_threads(), fp32_gemm_on_onednn() ? 1 : before);
+  }
+  EXPECT_EQ(blas_threads(), before);
 }
 
 // Batch dimensions of x ([2, 1, in]: two rows through the matrix-vector kernel, shaped back).
