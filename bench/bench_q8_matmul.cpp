@@ -174,7 +174,13 @@ void bench_gemm(int64_t n, int64_t k, int64_t m, int repeats) {
     gemm_row(shape, "bf16 linear", cpu_isa_name(isa), flops,
              time([&] { kvrag::linear(x16, w16); }));
   }
-  gemm_row(shape, "fp32 linear", "BLAS", flops, time([&] { kvrag::linear(x, w32); }));
+  // fp32: oneDNN's sgemm where fp32_gemm_on_onednn(), and then BLAS (the AVX2 path's) beside it.
+  const auto fp32 = [&] { return time([&] { kvrag::linear(x, w32); }); };
+  gemm_row(shape, "fp32 linear", fp32_gemm_on_onednn() ? "oneDNN" : "BLAS", flops, fp32());
+  if (fp32_gemm_on_onednn()) {
+    const ScopedCpuIsa scope(CpuIsa::kAvx2);
+    gemm_row(shape, "fp32 linear", "BLAS", flops, fp32());
+  }
 }
 
 int run(int argc, char** argv) {

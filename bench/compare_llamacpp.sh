@@ -28,7 +28,8 @@
 # with every kvrag run): on a shared machine whose memory bandwidth drifts by 1.5x within
 # minutes, alternating keeps the two sides' conditions alike, and the median drops a round whose
 # prefill was slowed (bench_llama's decode is a difference of two timings, which such a round
-# inflates: one gave 1.1B fp32 decode at 129% of the read stream).
+# inflates: one gave 1.1B fp32 decode at 129% of the read stream). DTYPES ("fp32 bf16 int8"):
+# the dtypes to run, e.g. DTYPES=fp32 after a change to fp32 products only.
 set -euo pipefail
 
 if [[ $# -lt 1 ]]; then
@@ -50,6 +51,7 @@ NEW=${NEW:-64}
 REPEATS=${REPEATS:-3}
 STREAM_MB=${STREAM_MB:-1024}
 ROUNDS=${ROUNDS:-1}
+DTYPES=${DTYPES:-fp32 bf16 int8}
 
 die() {
   echo "compare_llamacpp.sh: $*" >&2
@@ -144,6 +146,7 @@ for size in "${SIZES[@]}"; do
   prepare "$size"
   for pair in "fp32 f32 f32" "bf16 bf16 bf16" "int8 q8_0 bf16"; do
     read -r dtype gguf hf <<<"$pair"
+    [[ " $DTYPES " == *" $dtype "* ]] || continue
     for ((round = 1; round <= ROUNDS; round++)); do
       run_llamacpp "$size" "$dtype" "$WORK/$size-$gguf.gguf"
       run_kvrag "$size" "$dtype" "$WORK/hf$size-$hf" "$stream"
