@@ -9,6 +9,7 @@
 namespace kvrag::cli {
 
 void add_check_model_command(CLI::App& app, int& exit_code);
+void add_quantize_command(CLI::App& app, int& exit_code);  // quantize_command.cpp
 void add_tokenize_command(CLI::App& app, int& exit_code);
 void add_generate_command(CLI::App& app, int& exit_code);
 void add_segment_command(CLI::App& app, int& exit_code);
@@ -25,9 +26,9 @@ void add_train_lm_command(CLI::App& app, int& exit_code);         // train_lm_co
 void add_train_prefix_command(CLI::App& app, int& exit_code);     // train_prefix_command.cpp
 // train_query_encoder_command.cpp
 void add_train_query_encoder_command(CLI::App& app, int& exit_code);
-void add_ask_command(CLI::App& app, int& exit_code);              // ask_command.cpp
-void add_eval_command(CLI::App& app, int& exit_code);             // eval_command.cpp
-void add_demo_command(CLI::App& app, int& exit_code);             // demo_command.cpp
-void add_serve_command(CLI::App& app, int& exit_code);            // serve_command.cpp
+void add_ask_command(CLI::App& app, int& exit_code);    // ask_command.cpp
+void add_eval_command(CLI::App& app, int& exit_code);   // eval_command.cpp
+void add_demo_command(CLI::App& app, int& exit_code);   // demo_command.cpp
+void add_serve_command(CLI::App& app, int& exit_code);  // serve_command.cpp
 
 }  // namespace kvrag::cli

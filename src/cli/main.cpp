@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
 
   int exit_code = 0;
   kvrag::cli::add_check_model_command(app, exit_code);
+  kvrag::cli::add_quantize_command(app, exit_code);
   kvrag::cli::add_tokenize_command(app, exit_code);
   kvrag::cli::add_generate_command(app, exit_code);
   kvrag::cli::add_prepare_nq_command(app, exit_code);

@@ -1,6 +1,9 @@
 #include "model/llama.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <limits>
 
 #include "checkpoint/checkpoint.h"
@@ -439,6 +442,39 @@ LlamaForCausalLM load_llama(const std::string& dir, torch::Dtype dtype) {
   if (dtype == torch::kInt8) load_q8_weights(*model, checkpoint);
   model->eval();
   return model;
+}
+
+int64_t write_int8_llama(const std::string& dir, const std::string& out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  KVRAG_CHECK(!fs::exists(out, ec), "{}: already exists; quantize writes a new folder", out);
+  const auto model = load_llama(dir, torch::kInt8);
+  int64_t saved = 0;
+  for (const auto& item : model->named_modules("", false)) {
+    const auto* linear = dynamic_cast<const LinearImpl*>(item.value().get());
+    if (linear != nullptr && linear->q8) ++saved;
+  }
+  const fs::path partial = out + ".partial-" + std::to_string(::getpid());
+  try {
+    fs::create_directories(partial);
+    for (const auto& entry : fs::directory_iterator(dir)) {
+      const std::string name = entry.path().filename().string();
+      const bool weights = entry.path().extension() == ".safetensors" ||
+                           (name.size() >= 11 && name.substr(name.size() - 11) == ".index.json");
+      if (entry.is_regular_file() && !weights) fs::copy_file(entry.path(), partial / name);
+    }
+    save_q8_parameters(
+        *model, (partial / "model.safetensors").string(),
+        {{"format", "pt"}, {"kvrag_int8", "q8_0: groups of 32 along in, fp32 scales"}});
+    fs::rename(partial, out);
+  } catch (const fs::filesystem_error& e) {
+    fs::remove_all(partial, ec);
+    fail("quantize {} into {}: {}", dir, out, e.what());
+  } catch (...) {
+    fs::remove_all(partial, ec);
+    throw;
+  }
+  return saved;
 }
 
 }  // namespace kvrag

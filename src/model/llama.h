@@ -178,6 +178,14 @@ TORCH_MODULE(LlamaForCausalLM);
 // peak is the int8 weights plus the fp32 rest, never a float copy of the whole model.
 LlamaForCausalLM load_llama(const std::string& dir, torch::Dtype dtype = torch::kFloat32);
 
+// `kvrag quantize`: writes the int8 model of DIR (load_llama(dir, kInt8)) as a new folder OUT:
+// DIR's other files (config.json, the tokenizer, …) copied, and one model.safetensors with the
+// int8 weights saved as load_q8_weights reads them (model/weights.h) and the rest in fp32, as the
+// int8 model holds it. load_llama(OUT, kInt8) then computes exactly what load_llama(DIR, kInt8)
+// does, without quantizing. OUT must not exist (Error otherwise: nothing is overwritten); it
+// appears whole or not at all (written beside it, then renamed). Returns the int8 weights saved.
+int64_t write_int8_llama(const std::string& dir, const std::string& out);
+
 // Checks that `prefix` fits `config` for a batch of `batch` rows; throws Error otherwise.
 void check_prefix(const KVPrefix& prefix, const LlamaConfig& config, int64_t batch);
 

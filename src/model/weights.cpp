@@ -3,6 +3,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+
 #include "core/error.h"
 #include "core/huge_pages.h"
 
@@ -107,6 +112,10 @@ std::vector<std::string> load_parameters(torch::nn::Module& module, const Checkp
       checkpoint.tensor(name);  // throws "missing tensor" with the checkpoint's context
     }
     const TensorInfo& info = checkpoint.expect(name, param.sizes().vec());
+    KVRAG_CHECK(info.dtype != DType::I8 || !checkpoint.has(name + kQ8ScaleSuffix),
+                "{}: tensor {} holds saved int8 weights (kvrag quantize): load this checkpoint "
+                "with --dtype int8",
+                checkpoint.file_of(name), name);
     KVRAG_CHECK(info.dtype == DType::F32 || info.dtype == DType::F16 || info.dtype == DType::BF16 ||
                     info.dtype == DType::F64,
                 "{}: tensor {} has dtype {}, expected a floating-point dtype",
@@ -118,6 +127,62 @@ std::vector<std::string> load_parameters(torch::nn::Module& module, const Checkp
   return absent;
 }
 
+namespace {
+
+// A saved int8 weight `name` [n, k] (info: its I8 tensor) and its scales, checked and copied.
+std::shared_ptr<const Q8Matrix> read_saved_q8(const Checkpoint& checkpoint, const std::string& name,
+                                              const TensorInfo& info, int64_t n, int64_t k) {
+  const std::string file = checkpoint.file_of(name);
+  const std::string scale_name = name + kQ8ScaleSuffix;
+  KVRAG_CHECK(k % kQ8Group == 0, "{}: int8 tensor {} has {} columns, not a multiple of {}", file,
+              name, k, kQ8Group);
+  KVRAG_CHECK(checkpoint.has(scale_name),
+              "{}: int8 tensor {} has no scales (tensor {} is missing): a saved int8 weight is "
+              "a pair written by kvrag quantize",
+              file, name, scale_name);
+  const TensorInfo& scales = checkpoint.expect(scale_name, {n, k / kQ8Group});
+  KVRAG_CHECK(scales.dtype == DType::F32, "{}: tensor {} has dtype {}, expected F32",
+              checkpoint.file_of(scale_name), scale_name, dtype_name(scales.dtype));
+  auto q8 = std::make_shared<Q8Matrix>();
+  q8->rows = n;
+  q8->cols = k;
+  q8->q.resize(n * k);
+  q8->scales.resize(n * (k / kQ8Group));
+  advise_huge_pages(q8->q.data(), q8->q.size());  // before its pages are first written
+  advise_huge_pages(q8->scales.data(), q8->scales.size() * sizeof(float));
+  // Copied and checked a range of rows per task, on the helper threads (a 1.1B's 1.1 GB from the
+  // mapped file: one pass, as quantizing does). The kernels negate weights and multiply
+  // magnitudes up to 127 (ops/q8_matmul.h): -128 would overflow.
+  std::atomic<bool> has_min{false};
+  const auto* src = reinterpret_cast<const int8_t*>(info.data);
+  parallel_chunks(n, std::max<int64_t>(1, (int64_t{1} << 16) / k), [&](int64_t r0, int64_t r1) {
+    int8_t* dst = q8->q.data() + r0 * k;
+    std::memcpy(dst, src + r0 * k, (r1 - r0) * k);
+    int8_t lowest = 0;
+    for (int64_t i = 0; i < (r1 - r0) * k; ++i) lowest = std::min(lowest, dst[i]);
+    if (lowest == -128) has_min = true;
+  });
+  if (has_min) {
+    const auto at = std::find(q8->q.begin(), q8->q.end(), int8_t{-128}) - q8->q.begin();
+    fail("{}: int8 tensor {} holds -128 at [{}, {}]; values must lie in [-127, 127]", file, name,
+         at / k, at % k);
+  }
+  // A scale must be what quantize_q8 writes: finite and not negative.
+  std::memcpy(q8->scales.data(), scales.data, q8->scales.size() * sizeof(float));
+  for (size_t i = 0; i < q8->scales.size(); ++i) {
+    const float s = q8->scales[i];
+    KVRAG_CHECK(std::isfinite(s) && s >= 0,
+                "{}: tensor {} holds scale {} at [{}, {}]; scales must be finite and not negative",
+                checkpoint.file_of(scale_name), scale_name, s, i / (k / kQ8Group),
+                i % (k / kQ8Group));
+  }
+  release_pages(info);
+  release_pages(scales);
+  return q8;
+}
+
+}  // namespace
+
 int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
                         const std::string& name_prefix) {
   int64_t count = 0;
@@ -127,6 +192,11 @@ int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
     const std::string name = name_prefix + item.key() + ".weight";
     const int64_t n = linear->q8->rows, k = linear->q8->cols;
     const TensorInfo& info = checkpoint.expect(name, {n, k});
+    if (info.dtype == DType::I8) {
+      linear->q8 = read_saved_q8(checkpoint, name, info, n, k);
+      ++count;
+      continue;
+    }
     KVRAG_CHECK(info.dtype == DType::F32 || info.dtype == DType::F16 || info.dtype == DType::BF16 ||
                     info.dtype == DType::F64,
                 "{}: tensor {} has dtype {}, expected a floating-point dtype",
@@ -152,6 +222,27 @@ int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
     ++count;
   }
   return count;
+}
+
+void save_q8_parameters(const torch::nn::Module& module, const std::string& path,
+                        const std::map<std::string, std::string>& metadata) {
+  std::vector<torch::Tensor> keep;  // contiguous tensors stay alive until written
+  std::vector<TensorToWrite> tensors;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    keep.push_back(item.value().detach().contiguous());
+    tensors.push_back({item.key(), from_torch_dtype(keep.back().scalar_type()),
+                       keep.back().sizes().vec(), keep.back().data_ptr()});
+  }
+  for (const auto& item : module.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
+    const auto* linear = dynamic_cast<const LinearImpl*>(item.value().get());
+    if (linear == nullptr || !linear->q8) continue;
+    const Q8Matrix& q8 = *linear->q8;
+    const std::string name = item.key() + ".weight";
+    tensors.push_back({name, DType::I8, {q8.rows, q8.cols}, q8.q.data()});
+    tensors.push_back(
+        {name + kQ8ScaleSuffix, DType::F32, {q8.rows, q8.groups_per_row()}, q8.scales.data()});
+  }
+  write_safetensors(path, tensors, metadata);
 }
 
 void save_parameters(const torch::nn::Module& module, const std::string& path, torch::Dtype dtype,

@@ -34,9 +34,22 @@ std::vector<std::string> load_parameters(
 // by quantizing the checkpoint tensor `name_prefix + <module name> + ".weight"`, one weight at a
 // time: fp32 and bf16 tensors are quantized straight from the mapped file, others through one
 // temporary fp32 copy of that weight alone, so a load never holds a float copy of the int8
-// weights. Returns how many were quantized. Errors name the file and the tensor.
+// weights; saved int8 weights (above) are copied, after checking their values and scales.
+// Returns how many were filled. Errors name the file and the tensor.
 int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
                         const std::string& name_prefix = "");
+
+// Saved int8 weights (`kvrag quantize`, write_int8_llama in model/llama.h): a Linear's int8
+// weight NAME ("….weight") is stored as NAME, I8 [out, in] with values in [-127, 127], and
+// NAME + kQ8ScaleSuffix, F32 [out, in/32]: each group's scale (ops/q8_matmul.h). load_q8_weights
+// copies such a pair as it is, so that an int8 load makes no pass over float weights (a 7B's
+// 13.5 GB of bf16); a float load of one is an error that says to load it with --dtype int8.
+inline constexpr const char* kQ8ScaleSuffix = "_scale";
+
+// Writes every parameter of `module` in its own dtype and every int8 weight (LinearImpl::q8) as
+// the pair above, to a safetensors file, atomically.
+void save_q8_parameters(const torch::nn::Module& module, const std::string& path,
+                        const std::map<std::string, std::string>& metadata = {});
 
 // Writes the parameters of `module` (names prefixed by `name_prefix`) to a safetensors file,
 // atomically, in `dtype` (kFloat32, kBFloat16 or kFloat16).

@@ -25,7 +25,7 @@ TEST(Cli, HelpForEveryCommand) {
   const auto top = kvrag("--help");
   EXPECT_EQ(top.exit_code, 0);
   for (const char* cmd :
-       {"check-model", "tokenize", "generate", "segment", "embed", "index", "search",
+       {"check-model", "quantize", "tokenize", "generate", "segment", "embed", "index", "search",
         "eval-retrieval", "train-tokenizer", "train-lm", "prepare-nq"}) {
     EXPECT_TRUE(contains(top.out, cmd)) << cmd;
     const auto r = kvrag(std::string(cmd) + " --help");
@@ -391,6 +391,28 @@ TEST(Cli, GenerateInt8) {
   EXPECT_EQ(std::vector<int64_t>(ids.begin(), ids.begin() + 5),
             (std::vector<int64_t>{1, 403, 407, 261, 378}));
   EXPECT_NE(kvrag("generate --dtype int4 --model " + dir + " --prompt hi").exit_code, 0);
+}
+
+// quantize writes a folder that generate --dtype int8 reads (tokenizer included) to the same
+// tokens as the checkpoint it came from; a float load of it, or a second quantize into it, is
+// refused with a message saying why.
+TEST(Cli, QuantizeSavesWhatGenerateInt8Reads) {
+  KVRAG_SHARED_PATH_OR_SKIP(dir, "models/stories260K");
+  test::TempDir tmp;
+  const auto q = kvrag("quantize " + dir + " --out " + (tmp / "int8"));
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_TRUE(contains(q.out, "int8 weights saved")) << q.out;
+  const std::string args = " --prompt 'Once upon a time' --max-new-tokens 24 --no-stop";
+  const auto from_float = kvrag("generate --json --dtype int8 --model " + dir + args);
+  const auto from_saved = kvrag("generate --json --dtype int8 --model " + (tmp / "int8") + args);
+  ASSERT_EQ(from_saved.exit_code, 0) << from_saved.err;
+  EXPECT_EQ(json::parse(from_saved.out)["ids"], json::parse(from_float.out)["ids"]);
+  const auto fp32 = kvrag("generate --model " + (tmp / "int8") + args);
+  EXPECT_NE(fp32.exit_code, 0);
+  EXPECT_TRUE(contains(fp32.err, "--dtype int8")) << fp32.err;
+  const auto again = kvrag("quantize " + dir + " --out " + (tmp / "int8"));
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_TRUE(contains(again.err, "already exists")) << again.err;
 }
 
 TEST(Cli, GenerateSamplingIsSeeded) {

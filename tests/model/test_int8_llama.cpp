@@ -1,7 +1,7 @@
 // LLaMA with weight-only int8 linear layers (load_llama(dir, torch::kInt8)): what it holds in
 // memory, that it computes the fp32 model on the dequantized weights (forward and prefix
 // gradient), and how far its logits and greedy generations move from fp32 on tiny-llama and
-// stories260K.
+// stories260K; int8 weights saved by `kvrag quantize` (write_int8_llama) and loaded back.
 //
 // The tolerance for int8 against fp32 logits is check-model's for bf16 and int8
 // (kBf16RelativeTolerance = 3% of the largest |logit|): a Q8_0 weight's error is at most
@@ -19,10 +19,12 @@
 #include "model/fixture_check.h"
 #include "model/generation.h"
 #include "model/llama.h"
+#include "model/weights.h"
 #include "ops/cpu_isa.h"
 #include "ops/matmul.h"
 #include "ops/threads.h"
 #include "support/test_support.h"
+#include "support/tiny_models.h"
 
 namespace kvrag {
 namespace {
@@ -283,6 +285,99 @@ TEST_F(Int8Llama, Stories260KLogitsAndGreedyAgreement) {
       "stories260K int8 greedy: %d of %d generations identical; %lld of %lld steps "
       "before the first difference\n",
       identical, cases, static_cast<long long>(agreed_total), static_cast<long long>(steps_total));
+}
+
+// write_int8_llama saves the int8 weights as they are: the folder it writes loads (kInt8) to the
+// same int8 values and scales, and so to bitwise the same logits, with the tokenizer files beside;
+// it never overwrites; a float load of it says to load it as int8.
+TEST_F(Int8Llama, SavedInt8WeightsLoadBackExactly) {
+  test::TempDir tmp;
+  test::write_tiny_llama(tmp / "fp32");
+  std::ofstream(tmp / "fp32/tokenizer.model") << "not read here";
+  const int64_t saved = write_int8_llama(tmp / "fp32", tmp / "int8");
+  EXPECT_EQ(saved, 2 * 7 + 1);  // q, k, v, o, gate, up, down per layer; lm_head
+  EXPECT_TRUE(std::filesystem::exists(tmp / "int8/tokenizer.model"));
+  EXPECT_TRUE(std::filesystem::exists(tmp / "int8/config.json"));
+
+  auto quantized = load_llama(tmp / "fp32", torch::kInt8);
+  auto reloaded = load_llama(tmp / "int8", torch::kInt8);
+  const auto a = linears(*quantized), b = linears(*reloaded);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_TRUE(a[i].second->q8 && b[i].second->q8) << a[i].first;
+    EXPECT_TRUE(a[i].second->q8->q == b[i].second->q8->q) << a[i].first;
+    EXPECT_TRUE(a[i].second->q8->scales == b[i].second->q8->scales) << a[i].first;
+  }
+  torch::NoGradGuard no_grad;
+  const auto ids = torch::tensor({{1, 5, 9, 14, 3, 7, 22, 40, 2, 11, 8}}, torch::kInt64);
+  EXPECT_TRUE(torch::equal(quantized->forward(ids, {}), reloaded->forward(ids, {})));
+
+  try {
+    write_int8_llama(tmp / "fp32", tmp / "int8");
+    FAIL() << "quantize overwrote a folder";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("already exists"), std::string::npos) << e.what();
+  }
+  try {
+    load_llama(tmp / "int8", torch::kFloat32);
+    FAIL() << "saved int8 weights loaded as fp32";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--dtype int8"), std::string::npos) << e.what();
+  }
+}
+
+// A saved int8 weight that the kernels cannot take is refused at load, naming the file and tensor:
+// a value of -128, a NaN or negative scale, a weight without its scales.
+TEST_F(Int8Llama, BadSavedInt8WeightsAreRefusedByName) {
+  test::TempDir tmp;
+  test::write_tiny_llama(tmp / "fp32");
+  auto model = load_llama(tmp / "fp32", torch::kInt8);
+  auto* up = model->model->layers[1]->as<LlamaDecoderLayerImpl>()->mlp->up_proj.get();
+  const auto original = up->q8;
+  auto write = [&](const std::string& name, auto&& change) {
+    auto bad = std::make_shared<Q8Matrix>(*original);
+    change(*bad);
+    up->q8 = bad;
+    std::filesystem::create_directories(tmp / name);
+    std::filesystem::copy_file(tmp / "fp32/config.json", tmp / (name + "/config.json"));
+    save_q8_parameters(*model, tmp / (name + "/model.safetensors"));
+    up->q8 = original;
+    return tmp / name;
+  };
+  auto expect_refused = [](const std::string& dir, const std::string& what) {
+    try {
+      load_llama(dir, torch::kInt8);
+      FAIL() << dir << " loaded";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("model.layers.1.mlp.up_proj.weight"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("model.safetensors"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(what), std::string::npos) << msg;
+    }
+  };
+  expect_refused(write("minus128", [](Q8Matrix& q) { q.q[70] = -128; }), "-128 at [2, 6]");
+  expect_refused(write("nan", [](Q8Matrix& q) { q.scales[3] = std::nanf(""); }), "scale nan");
+  expect_refused(write("negative", [](Q8Matrix& q) { q.scales[0] = -1; }), "scale -1");
+  // Without the scales: the pair written by hand, less one tensor.
+  std::vector<TensorToWrite> tensors;
+  std::vector<torch::Tensor> keep;
+  for (const auto& item : model->named_parameters()) {
+    keep.push_back(item.value().contiguous());
+    tensors.push_back({item.key(), DType::F32, keep.back().sizes().vec(), keep.back().data_ptr()});
+  }
+  for (const auto& [name, linear] : linears(*model)) {
+    tensors.push_back(
+        {name + ".weight", DType::I8, {linear->q8->rows, linear->q8->cols}, linear->q8->q.data()});
+    if (name == "model.layers.1.mlp.up_proj") continue;
+    tensors.push_back({name + ".weight" + kQ8ScaleSuffix,
+                       DType::F32,
+                       {linear->q8->rows, linear->q8->groups_per_row()},
+                       linear->q8->scales.data()});
+  }
+  std::filesystem::create_directories(tmp / "unscaled");
+  std::filesystem::copy_file(tmp / "fp32/config.json", tmp / "unscaled/config.json");
+  write_safetensors(tmp / "unscaled/model.safetensors", tensors);
+  expect_refused(tmp / "unscaled", "has no scales");
 }
 
 }  // namespace
