@@ -20,6 +20,10 @@ namespace kvrag {
 
 class Checkpoint {
  public:
+  // The files a checkpoint's weights are in: one file, or an index naming *.safetensors shards.
+  static constexpr const char* kSingleFile = "model.safetensors";
+  static constexpr const char* kIndexFile = "model.safetensors.index.json";
+
   // Opens DIR/model.safetensors, or every shard named by DIR/model.safetensors.index.json
   // (which must exist and hold exactly the tensors the index assigns to it; each shard is
   // opened once). If both exist the single file wins, as in transformers. Shard names must be

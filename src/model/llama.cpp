@@ -450,21 +450,17 @@ int64_t write_int8_llama(const std::string& dir, const std::string& out) {
   KVRAG_CHECK(!fs::exists(out, ec), "{}: already exists; quantize writes a new folder", out);
   const auto model = load_llama(dir, torch::kInt8);
   int64_t saved = 0;
-  for (const auto& item : model->named_modules("", false)) {
-    const auto* linear = dynamic_cast<const LinearImpl*>(item.value().get());
-    if (linear != nullptr && linear->q8) ++saved;
-  }
   const fs::path partial = out + ".partial-" + std::to_string(::getpid());
   try {
     fs::create_directories(partial);
     for (const auto& entry : fs::directory_iterator(dir)) {
       const std::string name = entry.path().filename().string();
-      const bool weights = entry.path().extension() == ".safetensors" ||
-                           (name.size() >= 11 && name.substr(name.size() - 11) == ".index.json");
+      const bool weights =
+          entry.path().extension() == ".safetensors" || name == Checkpoint::kIndexFile;
       if (entry.is_regular_file() && !weights) fs::copy_file(entry.path(), partial / name);
     }
-    save_q8_parameters(
-        *model, (partial / "model.safetensors").string(),
+    saved = save_q8_parameters(
+        *model, (partial / Checkpoint::kSingleFile).string(),
         {{"format", "pt"}, {"kvrag_int8", "q8_0: groups of 32 along in, fp32 scales"}});
     fs::rename(partial, out);
   } catch (const fs::filesystem_error& e) {

@@ -224,10 +224,11 @@ int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
   return count;
 }
 
-void save_q8_parameters(const torch::nn::Module& module, const std::string& path,
-                        const std::map<std::string, std::string>& metadata) {
+int64_t save_q8_parameters(const torch::nn::Module& module, const std::string& path,
+                           const std::map<std::string, std::string>& metadata) {
   std::vector<torch::Tensor> keep;  // contiguous tensors stay alive until written
   std::vector<TensorToWrite> tensors;
+  int64_t saved = 0;
   for (const auto& item : module.named_parameters(/*recurse=*/true)) {
     keep.push_back(item.value().detach().contiguous());
     tensors.push_back({item.key(), from_torch_dtype(keep.back().scalar_type()),
@@ -241,8 +242,10 @@ void save_q8_parameters(const torch::nn::Module& module, const std::string& path
     tensors.push_back({name, DType::I8, {q8.rows, q8.cols}, q8.q.data()});
     tensors.push_back(
         {name + kQ8ScaleSuffix, DType::F32, {q8.rows, q8.groups_per_row()}, q8.scales.data()});
+    ++saved;
   }
   write_safetensors(path, tensors, metadata);
+  return saved;
 }
 
 void save_parameters(const torch::nn::Module& module, const std::string& path, torch::Dtype dtype,

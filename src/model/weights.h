@@ -47,9 +47,9 @@ int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
 inline constexpr const char* kQ8ScaleSuffix = "_scale";
 
 // Writes every parameter of `module` in its own dtype and every int8 weight (LinearImpl::q8) as
-// the pair above, to a safetensors file, atomically.
-void save_q8_parameters(const torch::nn::Module& module, const std::string& path,
-                        const std::map<std::string, std::string>& metadata = {});
+// the pair above, to a safetensors file, atomically. Returns how many int8 weights it wrote.
+int64_t save_q8_parameters(const torch::nn::Module& module, const std::string& path,
+                           const std::map<std::string, std::string>& metadata = {});
 
 // Writes the parameters of `module` (names prefixed by `name_prefix`) to a safetensors file,
 // atomically, in `dtype` (kFloat32, kBFloat16 or kFloat16).
