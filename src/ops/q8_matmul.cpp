@@ -402,11 +402,12 @@ KVRAG_VNNI Q8Activations quantize_activations(const float* x, int64_t m, int64_t
 
 // One 64-byte step (two groups) of B rows of W times R rows of x, into acc: q and s point at the
 // step's bytes and scales in W's first row (rows K and G apart), xm, xn and xs at x's first row
-// (P steps apart). With kTail (an odd last group), masked loads read only the bytes and scales of
-// W that exist; elsewhere plain loads (masked ones in the main loop measured slower from memory).
+// (P steps apart), and each row's bytes kAhead further on are prefetched. With kTail (an odd last
+// group), masked loads read only the bytes and scales of W that exist; elsewhere plain loads
+// (masked ones in the main loop measured slower from memory).
 // Each lane's sum is converted to fp32, scaled by s_w s_x and accumulated: lane l of an output's
 // accumulator holds the groups' 4-product sums at its bytes 4l…4l+3.
-template <int R, int B, bool kTail>
+template <int R, int B, bool kTail, int kAhead>
 KVRAG_VNNI inline void step_vnni(__m512 (&acc)[B][R], const int8_t* q, const float* s, int64_t K,
                                  int64_t G, const uint8_t* xm, const uint64_t* xn, const float* xs,
                                  int64_t P) {
@@ -417,10 +418,8 @@ KVRAG_VNNI inline void step_vnni(__m512 (&acc)[B][R], const int8_t* q, const flo
     const __m128 sv = kTail ? _mm_maskz_loadu_ps(0x1, s + b * G)
                             : _mm_castsi128_ps(_mm_loadl_epi64(
                                   reinterpret_cast<const __m128i*>(s + b * G)));  // 2 scales
-    // Four steps ahead in each row: the hardware prefetcher alone kept too few of the B rows'
-    // lines in flight (bench_q8_matmul, 4096 × 11008 from memory, 2 threads: 35-46 GB/s without,
-    // 43-47 with; 128 or 512 bytes ahead did no better).
-    if (!kTail) _mm_prefetch(reinterpret_cast<const char*>(q + b * K) + 256, _MM_HINT_T0);
+    // The hardware prefetcher alone kept too few lines in flight (below, rows_of_w_vnni).
+    if (!kTail) _mm_prefetch(reinterpret_cast<const char*>(q + b * K) + kAhead, _MM_HINT_T0);
     wv[b] = kTail ? _mm512_maskz_loadu_epi8(0xFFFFFFFF, q + b * K) : _mm512_loadu_si512(q + b * K);
     ws[b] = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(sv));
   }
@@ -451,19 +450,31 @@ KVRAG_VNNI void rows_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0,
   for (int b = 0; b < B; ++b) {
     for (int r = 0; r < R; ++r) acc[b][r] = _mm512_setzero_ps();
   }
+  constexpr int kAhead = R == 1 ? 4096 : 256;  // bytes (below, rows_of_w_vnni)
   int64_t p = 0;
   for (; p < G / 2; ++p) {
-    step_vnni<R, B, false>(acc, q + 64 * p, s + 2 * p, K, G, xm + 64 * p, xn + p, xs + 16 * p, P);
+    step_vnni<R, B, false, kAhead>(acc, q + 64 * p, s + 2 * p, K, G, xm + 64 * p, xn + p,
+                                   xs + 16 * p, P);
   }
   if (G % 2) {
-    step_vnni<R, B, true>(acc, q + 64 * p, s + 2 * p, K, G, xm + 64 * p, xn + p, xs + 16 * p, P);
+    step_vnni<R, B, true, kAhead>(acc, q + 64 * p, s + 2 * p, K, G, xm + 64 * p, xn + p,
+                                  xs + 16 * p, P);
   }
   for (int b = 0; b < B; ++b) {
     for (int r = 0; r < R; ++r) y[r * N + n + b] = hsum512(acc[b][r]);
   }
 }
 
-constexpr int rows_of_w_vnni(int R) { return R == 1 ? 8 : R == 2 ? 4 : R <= 4 ? 2 : 1; }
+// Rows of W per pass, and how far ahead each is prefetched. With several rows of x, a block of W
+// rows shares each load of x, 256 bytes ahead (bench_q8_matmul, 4096 × 11008 from memory, 2
+// threads: 35-46 GB/s without prefetching, 43-47 with; 128 or 512 bytes ahead did no better).
+// With one row of x (decoding), one row of W at a time read as a single stream, prefetched 4 KB
+// ahead (rows follow each other, so this runs into the next rows). In a stand-alone test from
+// memory, 2 threads, GB/s against 8 rows 256 bytes ahead: 2048 × 5632 37.7 / 29.6, 4096 × 11008
+// 38.7 / 29.0, 2048 × 2048 36.6 / 25.0 (1 KB or 2 KB ahead, no prefetch, or four accumulators
+// each did worse). Decoding (bench_llama, int8, prompt 128, runs alternated): 1.1B 26.0-30.7 →
+// 30.4-32.5 tok/s, 110M 215-240 → 284-303.
+constexpr int rows_of_w_vnni(int R) { return R == 1 ? 1 : R == 2 ? 4 : R <= 4 ? 2 : 1; }
 
 // Rows [n0, n1) of W times rows [r0, r0 + R) of a, into y [R, N].
 template <int R>
