@@ -29,7 +29,7 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool with_bias
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  return q8 ? q8_linear(x, q8, bias) : kvrag::linear(x, weight, bias);
+  return q8 ? q8_linear(x, q8, bias, many_rows) : kvrag::linear(x, weight, bias);
 }
 
 torch::Tensor LinearImpl::float_weight() const {

@@ -44,6 +44,8 @@ class LinearImpl : public torch::nn::Module {
   // [out, in] int8 weights, or null. Shared and const: the values never change after loading,
   // and a backward node keeps them alive beyond the module if need be.
   std::shared_ptr<const Q8Matrix> q8;
+  // How q8_linear multiplies many rows of x by `q8` on a CPU without AVX-512 VNNI.
+  Q8ManyRows many_rows = Q8ManyRows::kDequantized;
 };
 TORCH_MODULE(Linear);
 

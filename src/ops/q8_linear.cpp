@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "ops/matmul.h"
+#include "ops/q8_channel_gemm.h"
 #include "ops/q8_gemm.h"
 #include "ops/threads.h"
 
@@ -93,8 +94,12 @@ struct Q8LinearBackward : torch::autograd::Node {
 
 }  // namespace
 
+bool q8_row_codes_in_use(Q8ManyRows many_rows) {
+  return many_rows == Q8ManyRows::kRowCodes && q8_channel_gemm_available();
+}
+
 torch::Tensor q8_linear(const torch::Tensor& x, const std::shared_ptr<const Q8Matrix>& w,
-                        const torch::Tensor& bias) {
+                        const torch::Tensor& bias, Q8ManyRows many_rows) {
   KVRAG_CHECK(w != nullptr && static_cast<int64_t>(w->q.size()) == w->rows * w->cols,
               "int8 linear: the weight [{}, {}] holds no values (not loaded)", w ? w->rows : 0,
               w ? w->cols : 0);
@@ -116,6 +121,9 @@ torch::Tensor q8_linear(const torch::Tensor& x, const std::shared_ptr<const Q8Ma
     if (x32.size(0) >= kQ8GemmMinRows && q8_gemm_available()) {
       y32 = torch::empty({x32.size(0), N}, torch::kFloat32);
       q8_gemm(x32.data_ptr<float>(), x32.size(0), *w, y32.data_ptr<float>());
+    } else if (x32.size(0) >= kQ8GemmMinRows && q8_row_codes_in_use(many_rows)) {
+      y32 = torch::empty({x32.size(0), N}, torch::kFloat32);
+      q8_channel_gemm(x32.data_ptr<float>(), x32.size(0), *w, y32.data_ptr<float>());
     } else if (x32.size(0) >= kQ8GemmMinRows) {
       y32 = q8_matmul_gemm(x32, *w);
     } else {

@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "ops/matmul.h"
 #include "ops/q8_gemm.h"
+#include "ops/q8_linear.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -251,19 +252,22 @@ bool ForwardThreadsGuard::on_helpers(bool active, c10::ScalarType weight_dtype) 
   return active && weight_dtype == c10::kChar && q8_gemm_available();
 }
 
-bool ForwardThreadsGuard::on_onednn_fp32(bool active, c10::ScalarType weight_dtype) {
-  // An inference forward's fp32 products (training's stay with BLAS: matmul_uses_blas_threads).
-  return active && weight_dtype == c10::kFloat && fp32_gemm_on_onednn();
+bool ForwardThreadsGuard::on_onednn(bool active, c10::ScalarType weight_dtype,
+                                    Q8ManyRows many_rows) {
+  // An inference forward's products (training's stay with BLAS: matmul_uses_blas_threads).
+  return active && ((weight_dtype == c10::kFloat && fp32_gemm_on_onednn()) ||
+                    (weight_dtype == c10::kChar && q8_row_codes_in_use(many_rows)));
 }
 
-bool ForwardThreadsGuard::on_blas(bool active, c10::ScalarType weight_dtype) {
-  return active && !on_helpers(active, weight_dtype) && !on_onednn_fp32(active, weight_dtype) &&
-         matmul_uses_blas_threads(weight_dtype);
+bool ForwardThreadsGuard::on_blas(bool active, c10::ScalarType weight_dtype, Q8ManyRows many_rows) {
+  return active && !on_helpers(active, weight_dtype) &&
+         !on_onednn(active, weight_dtype, many_rows) && matmul_uses_blas_threads(weight_dtype);
 }
 
-ForwardThreadsGuard::ForwardThreadsGuard(bool active, c10::ScalarType weight_dtype)
-    : serial_(on_blas(active, weight_dtype)),
+ForwardThreadsGuard::ForwardThreadsGuard(bool active, c10::ScalarType weight_dtype,
+                                         Q8ManyRows many_rows)
+    : serial_(on_blas(active, weight_dtype, many_rows)),
       helpers_(on_helpers(active, weight_dtype)),
-      blas_(on_onednn_fp32(active, weight_dtype)) {}
+      blas_(on_onednn(active, weight_dtype, many_rows)) {}
 
 }  // namespace kvrag

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <functional>
 
+#include "ops/q8_channel_gemm.h"
+
 namespace kvrag {
 
 // The thread count to use: `requested` if > 0, else $KVRAG_THREADS, else the number of cores
@@ -74,20 +76,22 @@ class HelperThreadsGuard {
 
 // The threads of an inference forward made of matrix products with weights of `weight_dtype`
 // (BERT's, a LLaMA prefill): int8 weights with AVX-512 VNNI multiply on q8_gemm's helpers, which
-// then get the cores (HelperThreadsGuard); fp32 weights where fp32_gemm_on_onednn() multiply on
-// libtorch's OpenMP team, and the attention's small BLAS products run on this thread
-// (SerialBlasGuard); otherwise, where the products run on BLAS threads, libtorch's own team stays
-// idle (SerialIntraOpGuard). Inactive (`active` false) for a forward that records a graph
+// then get the cores (HelperThreadsGuard); fp32 weights where fp32_gemm_on_onednn(), and int8
+// weights multiplied as `many_rows` says where q8_row_codes_in_use() (ops/q8_linear.h), multiply
+// through oneDNN on libtorch's OpenMP team, and the attention's small BLAS products run on this
+// thread (SerialBlasGuard); otherwise, where the products run on BLAS threads, libtorch's own team
+// stays idle (SerialIntraOpGuard). Inactive (`active` false) for a forward that records a graph
 // (training loops hold their own guard) or a decode step (its products use kvrag's helpers
 // already).
 class ForwardThreadsGuard {
  public:
-  ForwardThreadsGuard(bool active, c10::ScalarType weight_dtype);
+  ForwardThreadsGuard(bool active, c10::ScalarType weight_dtype,
+                      Q8ManyRows many_rows = Q8ManyRows::kDequantized);
 
  private:
   static bool on_helpers(bool active, c10::ScalarType weight_dtype);
-  static bool on_onednn_fp32(bool active, c10::ScalarType weight_dtype);
-  static bool on_blas(bool active, c10::ScalarType weight_dtype);
+  static bool on_onednn(bool active, c10::ScalarType weight_dtype, Q8ManyRows many_rows);
+  static bool on_blas(bool active, c10::ScalarType weight_dtype, Q8ManyRows many_rows);
   SerialIntraOpGuard serial_;
   HelperThreadsGuard helpers_;
   SerialBlasGuard blas_;

@@ -11,6 +11,7 @@
 #include "ops/cpu_isa.h"
 #include "ops/matmul.h"
 #include "ops/op_test_util.h"
+#include "ops/q8_gemm.h"
 #include "ops/threads.h"
 
 namespace kvrag {
@@ -200,6 +201,30 @@ TEST(Threads, SerialBlasGuardRestoresBlasThreads) {
     EXPECT_EQ(blas_threads(), fp32_gemm_on_onednn() ? 1 : before);
   }
   EXPECT_EQ(blas_threads(), before);
+}
+
+// An int8 forward that rounds rows of x to codes (BERT's, Q8ManyRows::kRowCodes) multiplies on
+// libtorch's OpenMP team through oneDNN where the CPU lacks VNNI: the team keeps its threads and
+// OpenBLAS gets one; multiplied over dequantized tiles instead, BLAS has the threads and the team
+// one.
+TEST(Threads, Int8ForwardThreadsFollowTheGemmThatRuns) {
+  configure_threads(2);
+  const int blas = blas_threads();
+  for (const auto isa : supported_cpu_isas()) {
+    const ScopedCpuIsa scope(isa);
+    if (isa < CpuIsa::kAvx2 || q8_gemm_available() || native_bf16_matmul()) continue;
+    {
+      ForwardThreadsGuard forward(true, torch::kInt8, Q8ManyRows::kRowCodes);
+      EXPECT_EQ(at::get_num_threads(), 2) << cpu_isa_name(isa);
+      if (blas > 1) EXPECT_EQ(blas_threads(), 1) << cpu_isa_name(isa);
+    }
+    {
+      ForwardThreadsGuard forward(true, torch::kInt8, Q8ManyRows::kDequantized);
+      EXPECT_EQ(at::get_num_threads(), 1) << cpu_isa_name(isa);
+      EXPECT_EQ(blas_threads(), blas) << cpu_isa_name(isa);
+    }
+    EXPECT_EQ(at::get_num_threads(), 2);
+  }
 }
 
 // Batch dimensions of x ([2, 1, in]: two rows through the matrix-vector kernel, shaped back).
