@@ -186,17 +186,14 @@ bool q8_channel_gemm_available() {
 }
 
 void q8_channel_gemm(const float* x, int64_t m, const Q8Matrix& w, float* y) {
-  const int64_t N = w.rows, K = w.cols;
-  KVRAG_CHECK(K > 0 && K % kQ8Group == 0 && static_cast<int64_t>(w.q.size()) == N * K &&
-                  static_cast<int64_t>(w.scales.size()) == N * (K / kQ8Group),
-              "q8_channel_gemm: malformed int8 weight [{}, {}] ({} values, {} scales)", N, K,
-              w.q.size(), w.scales.size());
-  KVRAG_CHECK(K <= kMaxK, "q8_channel_gemm: rows of {} values (at most {}: int32 sums)", K, kMaxK);
+  check_q8_matrix(w, "q8_channel_gemm");
+  KVRAG_CHECK(w.cols <= kMaxK, "q8_channel_gemm: rows of {} values (at most {}: int32 sums)",
+              w.cols, kMaxK);
   KVRAG_CHECK(m >= 0, "q8_channel_gemm: {} rows of x", m);
   KVRAG_CHECK(q8_channel_gemm_available(),
               "q8_channel_gemm: needs AVX2 without AVX-512 VNNI; the CPU level in use is {}",
               cpu_isa_name(cpu_isa()));
-  if (m == 0 || N == 0) return;
+  if (m == 0 || w.rows == 0) return;
 #if KVRAG_X86
   gemm_channels(x, m, w, y);
 #endif

@@ -265,15 +265,11 @@ bool q8_gemm_available() {
 }
 
 void q8_gemm(const float* x, int64_t m, const Q8Matrix& w, float* y) {
-  const int64_t N = w.rows, K = w.cols;
-  KVRAG_CHECK(K > 0 && K % kQ8Group == 0 && static_cast<int64_t>(w.q.size()) == N * K &&
-                  static_cast<int64_t>(w.scales.size()) == N * (K / kQ8Group),
-              "q8_gemm: malformed int8 weight [{}, {}] ({} values, {} scales)", N, K, w.q.size(),
-              w.scales.size());
+  check_q8_matrix(w, "q8_gemm");
   KVRAG_CHECK(m >= 0, "q8_gemm: {} rows of x", m);
   KVRAG_CHECK(q8_gemm_available(), "q8_gemm: needs AVX-512 VNNI; the CPU level in use is {}",
               cpu_isa_name(cpu_isa()));
-  if (m == 0 || N == 0) return;
+  if (m == 0 || w.rows == 0) return;
 #if KVRAG_X86
   gemm_vnni(x, m, w, y);
 #endif

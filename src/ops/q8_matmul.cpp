@@ -616,6 +616,14 @@ void for_each_tile(int64_t m, int64_t N, int64_t K, F&& tile_fn) {
 
 }  // namespace
 
+void check_q8_matrix(const Q8Matrix& w, const char* what) {
+  const int64_t N = w.rows, K = w.cols;
+  KVRAG_CHECK(K > 0 && K % kQ8Group == 0 && static_cast<int64_t>(w.q.size()) == N * K &&
+                  static_cast<int64_t>(w.scales.size()) == N * (K / kQ8Group),
+              "{}: malformed int8 weight [{}, {}] ({} values, {} scales)", what, N, K, w.q.size(),
+              w.scales.size());
+}
+
 Q8Matrix quantize_q8(const float* w, int64_t n, int64_t k) {
   return quantize(w, n, k, "quantize_q8");
 }
@@ -640,10 +648,7 @@ void dequantize_q8_rows_bf16(const Q8Matrix& w, int64_t n0, int64_t n1, uint16_t
 
 void q8_matmul(const float* x, int64_t m, const Q8Matrix& w, float* y) {
   const int64_t N = w.rows, K = w.cols;
-  KVRAG_CHECK(K > 0 && K % kQ8Group == 0 && static_cast<int64_t>(w.q.size()) == N * K &&
-                  static_cast<int64_t>(w.scales.size()) == N * (K / kQ8Group),
-              "q8_matmul: malformed int8 weight [{}, {}] ({} values, {} scales)", N, K, w.q.size(),
-              w.scales.size());
+  check_q8_matrix(w, "q8_matmul");
   KVRAG_CHECK(m >= 0, "q8_matmul: {} rows of x", m);
   if (m == 0 || N == 0) return;
   const CpuIsa isa = cpu_isa();

@@ -83,6 +83,10 @@ struct Q8Matrix {
   int64_t bytes() const { return static_cast<int64_t>(q.size() + scales.size() * sizeof(float)); }
 };
 
+// Error "WHAT: malformed int8 weight [N, K] (… values, … scales)" unless K is a positive
+// multiple of kQ8Group and w holds N × K values and N × K/32 scales: the products' first check.
+void check_q8_matrix(const Q8Matrix& w, const char* what);
+
 // Quantizes a row-major fp32 W [n, k]. Error (naming the shape) unless k is a positive multiple
 // of kQ8Group, or if a weight is not finite (naming its place). Parallel over rows on kvrag's
 // helper threads (ops/threads.h).

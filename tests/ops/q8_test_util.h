@@ -1,11 +1,14 @@
-// Helpers of the int8 ops tests (test_q8_matmul.cpp, test_q8_gemm.cpp): weights like a trained
-// layer's, their dequantized values, and fp64 references with the bounds of fp32 rounding and of
-// the VNNI paths' rounding of activations to int8.
+// Helpers of the int8 ops tests (test_q8_matmul.cpp, test_q8_gemm.cpp, test_q8_channel_gemm.cpp):
+// weights like a trained layer's, their dequantized values, fp64 references with the bounds of
+// fp32 rounding and of the VNNI paths' rounding of activations to int8, and the GEMMs' shared
+// check of non-finite activations.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
 
 #include "ops/q8_matmul.h"
 
@@ -50,6 +53,28 @@ inline torch::Tensor vnni_activations(const torch::Tensor& x, torch::Tensor* hal
   const auto sd = s.to(torch::kFloat64).expand({m, k / kQ8Group, kQ8Group});
   *half = (sd * (0.5 + 1e-5)).reshape({m, k});
   return (q.to(torch::kFloat64) * sd).reshape({m, k});
+}
+
+// A NaN or an infinity in row 4 of x [6, 96] makes that row's outputs NaN and leaves the other
+// rows finite, for product(x, w) → y [6, 40] over a 40 × 96 int8 weight with no zero group (so
+// that every output reads every x).
+template <typename Product>
+void expect_non_finite_x_reaches_its_row_only(Product&& product) {
+  const int64_t n = 40, k = 96;
+  const auto wf = weights(n, k) + 0.01;
+  const auto w = quantize_q8(wf.data_ptr<float>(), n, k);
+  for (const float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    auto x = torch::randn({6, k});
+    x[4][70] = bad;
+    const torch::Tensor y = product(x, w);
+    for (int64_t r = 0; r < 6; ++r) {
+      if (r == 4) {
+        EXPECT_TRUE(y[r].isnan().all().item<bool>()) << y[r];
+      } else {
+        EXPECT_TRUE(torch::isfinite(y[r]).all().item<bool>()) << "row " << r;
+      }
+    }
+  }
 }
 
 }  // namespace kvrag::test

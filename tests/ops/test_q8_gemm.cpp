@@ -7,7 +7,6 @@
 
 #include <torch/torch.h>
 
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -111,21 +110,7 @@ TEST(Q8Gemm, NonFiniteActivationReachesTheOutputs) {
   SKIP_WITHOUT_VNNI();
   configure_threads(2);
   torch::manual_seed(13);
-  const int64_t n = 40, k = 96;
-  const auto wf = weights(n, k) + 0.01;  // no zero group: every output reaches every x
-  const auto w = quantize_q8(wf.data_ptr<float>(), n, k);
-  for (const float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
-    auto x = torch::randn({6, k});
-    x[4][70] = bad;
-    const auto y = product(x, w);
-    for (int64_t r = 0; r < 6; ++r) {
-      if (r == 4) {
-        EXPECT_TRUE(y[r].isnan().all().item<bool>()) << y[r];
-      } else {
-        EXPECT_TRUE(torch::isfinite(y[r]).all().item<bool>()) << "row " << r;
-      }
-    }
-  }
+  test::expect_non_finite_x_reaches_its_row_only(product);
 }
 
 TEST(Q8Gemm, ErrorsWithoutVnniAndForAMalformedWeight) {
