@@ -119,9 +119,11 @@ BertModelImpl::BertModelImpl(const BertConfig& config, torch::Dtype dtype, bool 
   }
   // int8 on a CPU without AVX-512 VNNI: many rows of x go through q8_channel_gemm (7-bit codes
   // per row of x: see Q8ManyRows), ~1.7× fp32's rate on AVX2 where dequantized tiles run at 1.0×.
-  for (auto& module : modules(/*include_self=*/false)) {
-    if (auto* linear = dynamic_cast<LinearImpl*>(module.get())) {
-      linear->many_rows = Q8ManyRows::kRowCodes;
+  if (dtype == torch::kInt8) {
+    for (auto& module : modules(/*include_self=*/false)) {
+      if (auto* linear = dynamic_cast<LinearImpl*>(module.get())) {
+        linear->many_rows = Q8ManyRows::kRowCodes;
+      }
     }
   }
 }

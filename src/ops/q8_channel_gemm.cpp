@@ -42,8 +42,8 @@ KVRAG_AVX2 inline float hmax256(__m256 v) {
   return _mm_cvtss_f32(_mm_max_ss(s, _mm_shuffle_ps(s, s, 1)));
 }
 
-// Row x [K] (K a multiple of 32) into u [K] = clamp(round(x / s) + z, 0, 127); its scale s into
-// *scale (NaN where x holds a non-finite value, 0 for a row of zeros) and z into *zero.
+// Row x [K] (K a multiple of 32) into u [K] = clamp(round(x · (1 / s)) + z, 0, 127); its scale s
+// into *scale (NaN where x holds a non-finite value, 0 for a row of zeros) and z into *zero.
 KVRAG_AVX2 void quantize_row(const float* x, int64_t K, uint8_t* u, float* scale, int32_t* zero) {
   const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(FLT_MAX);
   __m256 lo = _mm256_setzero_ps(), hi = lo, finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
