@@ -9,6 +9,14 @@
 #include "ops/attention.h"
 
 namespace kvrag {
+namespace {
+
+// How BERT's int8 linears multiply many rows where the CPU lacks AVX-512 VNNI: 7-bit codes per row
+// of x (Q8ManyRows), ~1.7× fp32's rate on AVX2 where dequantized tiles run at 1.0×. Its forward's
+// threads follow the same choice (ForwardThreadsGuard).
+constexpr Q8ManyRows kManyRows = Q8ManyRows::kRowCodes;
+
+}  // namespace
 
 BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c, torch::TensorOptions options) {
   options = non_linear_options(options);
@@ -117,12 +125,10 @@ BertModelImpl::BertModelImpl(const BertConfig& config, torch::Dtype dtype, bool 
     pooler_dense_ = pooler->register_module(
         "dense", Linear(config.hidden_size, config.hidden_size, true, options));
   }
-  // int8 on a CPU without AVX-512 VNNI: many rows of x go through q8_channel_gemm (7-bit codes
-  // per row of x: see Q8ManyRows), ~1.7× fp32's rate on AVX2 where dequantized tiles run at 1.0×.
   if (dtype == torch::kInt8) {
     for (auto& module : modules(/*include_self=*/false)) {
       if (auto* linear = dynamic_cast<LinearImpl*>(module.get())) {
-        linear->many_rows = Q8ManyRows::kRowCodes;
+        linear->many_rows = kManyRows;
       }
     }
   }
@@ -165,7 +171,7 @@ BertOutputs BertModelImpl::forward(const torch::Tensor& input_ids,
   if (torch::GradMode::is_enabled()) {
     for (const auto& p : parameters()) record = record || p.requires_grad();
   }
-  ForwardThreadsGuard threads(!record, weight_dtype_, Q8ManyRows::kRowCodes);
+  ForwardThreadsGuard threads(!record, weight_dtype_, kManyRows);
   BertOutputs out;
   auto x = embeddings(input_ids, types);  // [B, T, H]
   if (output_hidden_states) out.hidden_states.push_back(x);

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "core/error.h"
 #include "core/huge_pages.h"
@@ -129,6 +130,22 @@ std::vector<std::string> load_parameters(torch::nn::Module& module, const Checkp
 
 namespace {
 
+// Every parameter of `module` as a tensor to write, named name_prefix + its name, in `dtype` (its
+// own where none is given); `keep` holds the contiguous CPU copies until they are written.
+std::vector<TensorToWrite> parameters_to_write(const torch::nn::Module& module,
+                                               std::optional<torch::Dtype> dtype,
+                                               const std::string& name_prefix,
+                                               std::vector<torch::Tensor>& keep) {
+  std::vector<TensorToWrite> tensors;
+  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
+    const auto& p = item.value();
+    keep.push_back(p.detach().to(torch::kCPU, dtype.value_or(p.scalar_type())).contiguous());
+    tensors.push_back({name_prefix + item.key(), from_torch_dtype(keep.back().scalar_type()),
+                       keep.back().sizes().vec(), keep.back().data_ptr()});
+  }
+  return tensors;
+}
+
 // A saved int8 weight `name` [n, k] (info: its I8 tensor) and its scales, checked and copied.
 std::shared_ptr<const Q8Matrix> read_saved_q8(const Checkpoint& checkpoint, const std::string& name,
                                               const TensorInfo& info, int64_t n, int64_t k) {
@@ -226,14 +243,9 @@ int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
 
 int64_t save_q8_parameters(const torch::nn::Module& module, const std::string& path,
                            const std::map<std::string, std::string>& metadata) {
-  std::vector<torch::Tensor> keep;  // contiguous tensors stay alive until written
-  std::vector<TensorToWrite> tensors;
+  std::vector<torch::Tensor> keep;
+  std::vector<TensorToWrite> tensors = parameters_to_write(module, std::nullopt, "", keep);
   int64_t saved = 0;
-  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
-    keep.push_back(item.value().detach().contiguous());
-    tensors.push_back({item.key(), from_torch_dtype(keep.back().scalar_type()),
-                       keep.back().sizes().vec(), keep.back().data_ptr()});
-  }
   for (const auto& item : module.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
     const auto* linear = dynamic_cast<const LinearImpl*>(item.value().get());
     if (linear == nullptr || !linear->q8) continue;
@@ -251,15 +263,8 @@ int64_t save_q8_parameters(const torch::nn::Module& module, const std::string& p
 void save_parameters(const torch::nn::Module& module, const std::string& path, torch::Dtype dtype,
                      const std::string& name_prefix,
                      const std::map<std::string, std::string>& metadata) {
-  std::vector<torch::Tensor> keep;  // converted tensors stay alive until written
-  std::vector<TensorToWrite> tensors;
-  for (const auto& item : module.named_parameters(/*recurse=*/true)) {
-    auto t = item.value().detach().to(torch::kCPU, dtype).contiguous();
-    keep.push_back(t);
-    tensors.push_back(
-        {name_prefix + item.key(), from_torch_dtype(dtype), t.sizes().vec(), t.data_ptr()});
-  }
-  write_safetensors(path, tensors, metadata);
+  std::vector<torch::Tensor> keep;
+  write_safetensors(path, parameters_to_write(module, dtype, name_prefix, keep), metadata);
 }
 
 }  // namespace kvrag

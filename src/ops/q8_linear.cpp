@@ -117,18 +117,19 @@ torch::Tensor q8_linear(const torch::Tensor& x, const std::shared_ptr<const Q8Ma
   {
     torch::NoGradGuard no_grad;
     const auto x32 = x.to(torch::kFloat32).contiguous().view({-1, K});  // [M, K]
-    torch::Tensor y32;                                                  // [M, N]
-    if (x32.size(0) >= kQ8GemmMinRows && q8_gemm_available()) {
-      y32 = torch::empty({x32.size(0), N}, torch::kFloat32);
-      q8_gemm(x32.data_ptr<float>(), x32.size(0), *w, y32.data_ptr<float>());
-    } else if (x32.size(0) >= kQ8GemmMinRows && q8_row_codes_in_use(many_rows)) {
-      y32 = torch::empty({x32.size(0), N}, torch::kFloat32);
-      q8_channel_gemm(x32.data_ptr<float>(), x32.size(0), *w, y32.data_ptr<float>());
-    } else if (x32.size(0) >= kQ8GemmMinRows) {
-      y32 = q8_matmul_gemm(x32, *w);
+    const int64_t M = x32.size(0);
+    // The kernel that writes y [M, N] from x, or none: a GEMM over dequantized tiles of W.
+    using Product = void (*)(const float*, int64_t, const Q8Matrix&, float*);
+    const Product product = M < kQ8GemmMinRows               ? q8_matmul
+                            : q8_gemm_available()            ? q8_gemm
+                            : q8_row_codes_in_use(many_rows) ? q8_channel_gemm
+                                                             : nullptr;
+    torch::Tensor y32;  // [M, N]
+    if (product != nullptr) {
+      y32 = torch::empty({M, N}, torch::kFloat32);
+      product(x32.data_ptr<float>(), M, *w, y32.data_ptr<float>());
     } else {
-      y32 = torch::empty({x32.size(0), N}, torch::kFloat32);
-      q8_matmul(x32.data_ptr<float>(), x32.size(0), *w, y32.data_ptr<float>());
+      y32 = q8_matmul_gemm(x32, *w);
     }
     y32 = y32.view(out_sizes);
     if (bias.defined()) y32.add_(bias.to(torch::kFloat32));
