@@ -376,8 +376,13 @@ torch::Tensor LlamaForCausalLMImpl::inference_hidden_states(const torch::Tensor&
                 "LLaMA forward: cache tensors must be contiguous and of the model's dtype");
   }
   // Several tokens: matrix products, their threads as ForwardThreadsGuard says. A decode step's
-  // products use kvrag's helper threads (linear()).
-  ForwardThreadsGuard threads(lay.B * lay.T > kGemvMaxRows, weight_dtype_);
+  // products (at most kGemvMaxRows rows) run on kvrag's helper threads (linear(), q8_matmul), so
+  // its elementwise ops run inline: with several rows ([8, 5632] in a 1.1B MLP) libtorch ran them
+  // on its OpenMP team, whose workers then spun on the cores the helpers needed (perf of a batch-8
+  // bf16 decode: 33% of the samples in libgomp).
+  const bool decode_step = lay.B * lay.T <= kGemvMaxRows;
+  ForwardThreadsGuard threads(!decode_step, weight_dtype_);
+  HelperThreadsGuard decode_threads(decode_step);
   auto x = model->embed_tokens(ids);  // [B, T, H]
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
     auto& layer = model->layers->at<LlamaDecoderLayerImpl>(l);
