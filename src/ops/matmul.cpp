@@ -101,14 +101,50 @@ KVRAG_AVX2 void gemv_avx2_rows(const float* w, const float* x, float* y, int64_t
   }
 }
 
+// Row o of fp32 W times R ≥ 2 rows of x, U blocks of 8 weights per step (independent
+// accumulators), W prefetched kAhead bytes ahead (0: not at all).
+template <int R, int U, int kAhead>
+KVRAG_AVX2 void row_avx2(const float* w, const float* x, float* y, int64_t in, int64_t out,
+                         int64_t o) {
+  const float* wo = w + o * in;  // [in]
+  __m256 acc[U][R];
+  for (auto& accu : acc) {
+    for (auto& v : accu) v = _mm256_setzero_ps();
+  }
+  int64_t i = 0;
+  for (; i + 8 * U <= in; i += 8 * U) {
+    for (int u = 0; u < U; ++u) {
+      if constexpr (kAhead > 0) {  // once a 64-byte line
+        if (u % 2 == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(wo + i + 8 * u) + kAhead, _MM_HINT_T0);
+      }
+      const __m256 wv = _mm256_loadu_ps(wo + i + 8 * u);
+      for (int r = 0; r < R; ++r)
+        acc[u][r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * in + i + 8 * u), acc[u][r]);
+    }
+  }
+  for (; i + 8 <= in; i += 8) {
+    const __m256 wv = _mm256_loadu_ps(wo + i);
+    for (int r = 0; r < R; ++r)
+      acc[0][r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * in + i), acc[0][r]);
+  }
+  for (int r = 0; r < R; ++r) {
+    __m256 sum = acc[0][r];
+    for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[u][r]);
+    float s = hsum256(sum);
+    for (int64_t k = i; k < in; ++k) s += wo[k] * x[r * in + k];
+    y[r * out + o] = s;
+  }
+}
+
 // fp32 weights.
 KVRAG_AVX2 void gemv_avx2(const float* w, const float* x, float* y, int64_t R, int64_t in,
                           int64_t out, int64_t o_begin, int64_t o_end) {
-  const int64_t in8 = in - in % 8;
-  int64_t o = o_begin;
   if (R == 1 && in <= kGemvSingleRowMaxIn) return gemv_avx2_rows(w, x, y, in, o_begin, o_end);
   if (R == 1) {
     // One row of x: four rows of W at a time give four independent FMA chains.
+    const int64_t in8 = in - in % 8;
+    int64_t o = o_begin;
     for (; o + 4 <= o_end; o += 4) {
       const float* w0 = w + o * in;
       __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -125,23 +161,20 @@ KVRAG_AVX2 void gemv_avx2(const float* w, const float* x, float* y, int64_t R, i
         y[o + k] = s[k];
       }
     }
+    return gemv_avx2_rows(w, x, y, in, o, o_end);  // the last rows
   }
-  // Several rows of x (up to kGemvMaxRows), or the last rows of W.
-  __m256 acc[kGemvMaxRows];
-  for (; o < o_end; ++o) {
-    const float* wo = w + o * in;
-    for (int64_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < in8; i += 8) {
-      const __m256 wv = load8(wo + i);
-      for (int64_t r = 0; r < R; ++r)
-        acc[r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * in + i), acc[r]);
-    }
-    for (int64_t r = 0; r < R; ++r) {
-      float s = hsum256(acc[r]);
-      for (int64_t i = in8; i < in; ++i) s += to_float(wo[i]) * x[r * in + i];
-      y[r * out + o] = s;
-    }
-  }
+  // Several rows of x (a batch decoding): one row of W at a time, a single stream per thread,
+  // its R products accumulated in registers; from three rows on each block costs R FMAs, near
+  // the kernel's compute rate, so W is also prefetched 4 KB ahead. A stand-alone test of 5632 ×
+  // 2048 from memory (AMD EPYC, Zen 5, 2 threads, two rounds), GB/s against the loop over a
+  // run-time R this replaced: R = 2 27-38 → 32-37, R = 3 18 → 33-35, R = 4 16 → 29-32, R = 6 15-17
+  // → 24-30, R = 8 12-14 → 18-21.
+  with_row_count(R, [&](auto rows) {
+    constexpr int kR = decltype(rows)::value;
+    constexpr int U = kR <= 3 ? 4 : kR == 4 ? 2 : 1;
+    constexpr int kAhead = kR <= 2 ? 0 : 4096;
+    for (int64_t o = o_begin; o < o_end; ++o) row_avx2<kR, U, kAhead>(w, x, y, in, out, o);
+  });
 }
 
 // --- bf16 weights without a widening shuffle -----------------------------------------------------
@@ -194,8 +227,9 @@ KVRAG_AVX2 inline void block_bf16_avx2(__m256 (&acc)[B][R][A], const __m256i (&w
   }
 }
 
-// Rows [o, o + B) of W (bf16 bits) times R rows of x, 8 lanes (16 weights a load).
-template <int B, int R>
+// Rows [o, o + B) of W (bf16 bits) times R rows of x, 8 lanes (16 weights a load), W prefetched
+// kAhead bytes ahead (0: not at all).
+template <int B, int R, int kAhead>
 KVRAG_AVX2 void rows_bf16_avx2(const uint16_t* w, const SplitX& xs, float* y, int64_t in,
                                int64_t out, int64_t o) {
   constexpr int A = accumulators_bf16(R);
@@ -209,8 +243,13 @@ KVRAG_AVX2 void rows_bf16_avx2(const uint16_t* w, const SplitX& xs, float* y, in
   int64_t i = 0;
   __m256i wv[B];
   for (; i + 16 <= in; i += 16) {
-    for (int b = 0; b < B; ++b)
+    for (int b = 0; b < B; ++b) {
+      if constexpr (kAhead > 0) {  // once a 64-byte line
+        if (i % 32 == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(wo + b * in + i) + kAhead, _MM_HINT_T0);
+      }
       wv[b] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wo + b * in + i));
+    }
     block_bf16_avx2<B, R, A>(acc, wv, xs, i / 2);
   }
   if (i < in) {  // the last < 16 weights of each row, through a zero-padded copy
@@ -252,7 +291,7 @@ KVRAG_AVX512 inline void block_bf16_avx512(__m512 (&acc)[B][R][A], const __m512i
 
 // As rows_bf16_avx2 with 16 lanes (32 weights a load); the tail is a masked load (only the
 // tail: masked loads in the main loop ran at half the rate from memory).
-template <int B, int R>
+template <int B, int R, int kAhead>
 KVRAG_AVX512 void rows_bf16_avx512(const uint16_t* w, const SplitX& xs, float* y, int64_t in,
                                    int64_t out, int64_t o) {
   constexpr int A = accumulators_bf16(R);
@@ -266,7 +305,11 @@ KVRAG_AVX512 void rows_bf16_avx512(const uint16_t* w, const SplitX& xs, float* y
   int64_t i = 0;
   __m512i wv[B];
   for (; i + 32 <= in; i += 32) {
-    for (int b = 0; b < B; ++b) wv[b] = _mm512_loadu_si512(wo + b * in + i);
+    for (int b = 0; b < B; ++b) {
+      if constexpr (kAhead > 0)
+        _mm_prefetch(reinterpret_cast<const char*>(wo + b * in + i) + kAhead, _MM_HINT_T0);
+      wv[b] = _mm512_loadu_si512(wo + b * in + i);
+    }
     block_bf16_avx512<B, R, A>(acc, wv, xs, i / 2);
   }
   if (i < in) {
@@ -282,25 +325,24 @@ KVRAG_AVX512 void rows_bf16_avx512(const uint16_t* w, const SplitX& xs, float* y
 }
 #pragma GCC diagnostic pop
 
-// Rows [o_begin, o_end) of bf16 W times R rows of x: blocks of B rows of W (independent chains,
-// several streams from memory in flight), then one at a time. AVX2 has 16 vector registers,
-// AVX-512 32: the block sizes keep the accumulators, x and the weights in them.
+// Rows [o_begin, o_end) of bf16 W times R rows of x. With one row of x, blocks of B rows of W
+// (independent chains, several streams from memory in flight), then one at a time; AVX2 has 16
+// vector registers, AVX-512 32, and the block sizes keep the accumulators, x and the weights in
+// them. With several rows of x (a batch decoding) the R rows already give independent chains, and
+// one row of W at a time, a single stream per thread, prefetched 4 KB ahead from three rows on
+// (where each block's 2R FMAs near the kernel's compute rate), measured faster from memory than
+// blocks of 2-4 rows (bench_llama --batch, README "Batch decoding").
 template <int R, bool kAvx512>
 void tile_bf16(const uint16_t* w, const SplitX& xs, float* y, int64_t in, int64_t out,
                int64_t o_begin, int64_t o_end) {
-  constexpr int B = kAvx512 ? (R == 1   ? 8
-                               : R == 2 ? 4
-                               : R <= 4 ? 2
-                                        : 1)
-                            : (R == 1   ? 4
-                               : R == 2 ? 2
-                                        : 1);
+  constexpr int B = R > 1 ? 1 : kAvx512 ? 8 : 4;
+  constexpr int kAhead = R <= 2 ? 0 : 4096;
   auto rows = [&](auto block, int64_t o) {
     constexpr int b = decltype(block)::value;
     if constexpr (kAvx512) {
-      rows_bf16_avx512<b, R>(w, xs, y, in, out, o);
+      rows_bf16_avx512<b, R, kAhead>(w, xs, y, in, out, o);
     } else {
-      rows_bf16_avx2<b, R>(w, xs, y, in, out, o);
+      rows_bf16_avx2<b, R, kAhead>(w, xs, y, in, out, o);
     }
   };
   int64_t o = o_begin;
@@ -330,59 +372,58 @@ void gemv_bf16(const uint16_t* w, const SplitX& xs, float* y, int64_t R, int64_t
 // memory on the AMD EPYC (Zen 5) of bench_q8_matmul, 2 threads, 5632 × 2048, five alternations:
 // 52-55 GB/s with the shift-and-mask kernel, 59-63 with this one.
 
-// B rows of W from row o, times R rows of x, U blocks of 32 weights per step of the main loop
-// (independent accumulators: with one row of x, U = 4 keeps four chains in flight).
-template <int B, int R, int U>
-KVRAG_AVX512BF16 void rows_dpbf16(const uint16_t* w, const uint16_t* x, float* y, int64_t in,
-                                  int64_t out, int64_t o) {
-  __m512 acc[U][B][R];
+// Row o of W times R rows of x, U blocks of 32 weights per step of the main loop (independent
+// accumulators: with one row of x, U = 4 keeps four chains in flight), W prefetched kAhead bytes
+// ahead (0: not at all).
+template <int R, int U, int kAhead>
+KVRAG_AVX512BF16 void row_dpbf16(const uint16_t* w, const uint16_t* x, float* y, int64_t in,
+                                 int64_t out, int64_t o) {
+  __m512 acc[U][R];
   for (auto& accu : acc) {
-    for (auto& accb : accu) {
-      for (auto& v : accb) v = _mm512_setzero_ps();
-    }
+    for (auto& v : accu) v = _mm512_setzero_ps();
   }
-  const uint16_t* wo = w + o * in;
+  const uint16_t* wo = w + o * in;  // [in]
   int64_t i = 0;
   for (; i + 32 * U <= in; i += 32 * U) {
     for (int u = 0; u < U; ++u) {
-      __m512bh xv[R];
-      for (int r = 0; r < R; ++r) xv[r] = (__m512bh)_mm512_loadu_si512(x + r * in + i + 32 * u);
-      for (int b = 0; b < B; ++b) {
-        const auto wv = (__m512bh)_mm512_loadu_si512(wo + b * in + i + 32 * u);
-        for (int r = 0; r < R; ++r) acc[u][b][r] = _mm512_dpbf16_ps(acc[u][b][r], wv, xv[r]);
+      if constexpr (kAhead > 0)
+        _mm_prefetch(reinterpret_cast<const char*>(wo + i + 32 * u) + kAhead, _MM_HINT_T0);
+      const auto wv = (__m512bh)_mm512_loadu_si512(wo + i + 32 * u);
+      for (int r = 0; r < R; ++r) {
+        const auto xv = (__m512bh)_mm512_loadu_si512(x + r * in + i + 32 * u);
+        acc[u][r] = _mm512_dpbf16_ps(acc[u][r], wv, xv);
       }
     }
   }
-  for (; i < in; i += 32) {  // the last < 32 U weights of each row; the final block masked
+  for (; i < in; i += 32) {  // the last < 32 U weights; the final block masked
     const int64_t n = std::min<int64_t>(32, in - i);
     const __mmask32 mask = _cvtu32_mask32(n == 32 ? ~0u : (1u << n) - 1);
-    __m512bh xv[R];
-    for (int r = 0; r < R; ++r) xv[r] = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + r * in + i);
-    for (int b = 0; b < B; ++b) {
-      const auto wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, wo + b * in + i);
-      for (int r = 0; r < R; ++r) acc[0][b][r] = _mm512_dpbf16_ps(acc[0][b][r], wv, xv[r]);
+    const auto wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, wo + i);
+    for (int r = 0; r < R; ++r) {
+      const auto xv = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + r * in + i);
+      acc[0][r] = _mm512_dpbf16_ps(acc[0][r], wv, xv);
     }
   }
-  for (int b = 0; b < B; ++b) {
-    for (int r = 0; r < R; ++r) {
-      __m512 sum = acc[0][b][r];
-      for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][b][r]);
-      y[r * out + o + b] = hsum512(sum);
-    }
+  for (int r = 0; r < R; ++r) {
+    __m512 sum = acc[0][r];
+    for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][r]);
+    y[r * out + o] = hsum512(sum);
   }
 }
 
-// Rows [o_begin, o_end) of W times R rows of x. With one row of x, one row of W at a time (a single
-// sequential stream per thread measured best, 59-63 GB/s against 56-60 for blocks of 4 rows);
-// with more, blocks of 2 rows keep the accumulators and x in the 32 registers.
+// Rows [o_begin, o_end) of W times R rows of x, one row of W at a time for every R: a single
+// sequential stream per thread. With one row of x it measured best (59-63 GB/s against 56-60 for
+// blocks of 4 rows); with 2-8 rows (a batch decoding) blocks of 2 rows of W ran at 20-44 GB/s from
+// memory. With three or more rows of x each block costs R instructions and the kernel nears its
+// compute rate, so W is also prefetched 4 KB ahead. A stand-alone test of 5632 × 2048 from memory
+// (AMD EPYC, Zen 5, 2 threads, three rounds), GB/s, blocks of 2 rows → one row: R = 2 40-44 →
+// 46-53 (U = 4), R = 3 24-30 → 44-49, R = 4 28-29 → 41-46 (U = 2), R = 8 20-22 → 30-32.
 template <int R>
 void tile_dpbf16(const uint16_t* w, const uint16_t* x, float* y, int64_t in, int64_t out,
                  int64_t o_begin, int64_t o_end) {
-  constexpr int B = R == 1 ? 1 : 2;
-  constexpr int U = R == 1 ? 4 : R == 2 ? 2 : 1;
-  int64_t o = o_begin;
-  for (; o + B <= o_end; o += B) rows_dpbf16<B, R, U>(w, x, y, in, out, o);
-  for (; o < o_end; ++o) rows_dpbf16<1, R, U>(w, x, y, in, out, o);
+  constexpr int U = R <= 2 ? 4 : 2;
+  constexpr int kAhead = R <= 2 ? 0 : 4096;
+  for (int64_t o = o_begin; o < o_end; ++o) row_dpbf16<R, U, kAhead>(w, x, y, in, out, o);
 }
 
 void gemv_dpbf16(const uint16_t* w, const uint16_t* x, float* y, int64_t R, int64_t in, int64_t out,

@@ -241,9 +241,14 @@ KVRAG_AVX2 inline __m256 load_q8x8(const int8_t* p) {  // 8 int8 → 8 fp32 (exa
 // on the previous group's) and share each load of x. Every output's sum is formed the same way
 // whatever the blocking, so results do not depend on how N is split.
 // AVX2 has 16 vector registers: four rows of W's converted weights fill them.
-constexpr int rows_of_w_avx2(int R) { return R == 1 ? 4 : R == 2 ? 2 : 1; }
+// With several rows of x (a batch decoding) those rows give the independent chains, and one row of
+// W at a time, a single stream per thread prefetched 4 KB ahead (rows_prefetch), measured faster
+// from memory than blocks of rows (bench_llama --batch, README "Batch decoding").
+constexpr int rows_of_w_avx2(int R) { return R == 1 ? 4 : 1; }
 // AVX-512 has 32, enough for eight (more loads in flight from memory).
-constexpr int rows_of_w_avx512(int R) { return R == 1 ? 8 : R == 2 ? 4 : R <= 4 ? 2 : 1; }
+constexpr int rows_of_w_avx512(int R) { return R == 1 ? 8 : 1; }
+// Bytes of W prefetched ahead with R rows of x (0: none).
+constexpr int rows_prefetch(int R) { return R == 1 ? 0 : 4096; }
 
 // Rows [n, n + B) of W times R rows of x, 8 lanes: lane l of a group's sum holds q_j x_j for
 // j ≡ l (mod 8).
@@ -260,6 +265,11 @@ KVRAG_AVX2 void rows_avx2(const Q8Matrix& w, const float* x, float* y, int64_t n
     // Each weight is converted once and used for all R rows of x.
     __m256 wv[B][4];
     for (int b = 0; b < B; ++b) {
+      if constexpr (rows_prefetch(R) > 0) {  // once a 64-byte line
+        if (g % 2 == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(q + b * K + g * kQ8Group) + rows_prefetch(R),
+                       _MM_HINT_T0);
+      }
       for (int i = 0; i < 4; ++i) wv[b][i] = load_q8x8(q + b * K + g * kQ8Group + 8 * i);
     }
     for (int r = 0; r < R; ++r) {
@@ -313,6 +323,11 @@ KVRAG_AVX512 void rows_avx512(const Q8Matrix& w, const float* x, float* y, int64
   for (int64_t g = 0; g < G; ++g) {
     __m512 w0[B], w1[B];
     for (int b = 0; b < B; ++b) {
+      if constexpr (rows_prefetch(R) > 0) {  // once a 64-byte line
+        if (g % 2 == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(q + b * K + g * kQ8Group) + rows_prefetch(R),
+                       _MM_HINT_T0);
+      }
       w0[b] = load_q8x16(q + b * K + g * kQ8Group);
       w1[b] = load_q8x16(q + b * K + g * kQ8Group + 16);
     }
@@ -400,90 +415,72 @@ KVRAG_VNNI Q8Activations quantize_activations(const float* x, int64_t m, int64_t
   return a;
 }
 
-// One 64-byte step (two groups) of B rows of W times R rows of x, into acc: q and s point at the
-// step's bytes and scales in W's first row (rows K and G apart), xm, xn and xs at x's first row
-// (P steps apart), and each row's bytes kAhead further on are prefetched. With kTail (an odd last
-// group), masked loads read only the bytes and scales of W that exist; elsewhere plain loads
-// (masked ones in the main loop measured slower from memory).
+// One 64-byte step (two groups) of a row of W times R rows of x, into acc: q and s point at the
+// step's bytes and scales in W's row, xm, xn and xs at x's first row (P steps apart), and W's
+// bytes kVnniAhead further on are prefetched. With kTail (an odd last group), masked loads read
+// only the bytes and scales of W that exist; elsewhere plain loads (masked ones in the main loop
+// measured slower from memory).
 // Each lane's sum is converted to fp32, scaled by s_w s_x and accumulated: lane l of an output's
 // accumulator holds the groups' 4-product sums at its bytes 4l…4l+3.
-template <int R, int B, bool kTail, int kAhead>
-KVRAG_VNNI inline void step_vnni(__m512 (&acc)[B][R], const int8_t* q, const float* s, int64_t K,
-                                 int64_t G, const uint8_t* xm, const uint64_t* xn, const float* xs,
+constexpr int kVnniAhead = 4096;  // bytes of W prefetched ahead (tile_vnni)
+
+template <int R, bool kTail>
+KVRAG_VNNI inline void step_vnni(__m512 (&acc)[R], const int8_t* q, const float* s,
+                                 const uint8_t* xm, const uint64_t* xn, const float* xs,
                                  int64_t P) {
   const __m512i pick = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  __m512i wv[B];  // [64] int8
-  __m512 ws[B];   // lanes 0-7: s_w of the first group, lanes 8-15: of the second
-  for (int b = 0; b < B; ++b) {
-    const __m128 sv = kTail ? _mm_maskz_loadu_ps(0x1, s + b * G)
-                            : _mm_castsi128_ps(_mm_loadl_epi64(
-                                  reinterpret_cast<const __m128i*>(s + b * G)));  // 2 scales
-    // The hardware prefetcher alone kept too few lines in flight (below, rows_of_w_vnni).
-    if (!kTail) _mm_prefetch(reinterpret_cast<const char*>(q + b * K) + kAhead, _MM_HINT_T0);
-    wv[b] = kTail ? _mm512_maskz_loadu_epi8(0xFFFFFFFF, q + b * K) : _mm512_loadu_si512(q + b * K);
-    ws[b] = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(sv));
-  }
+  const __m128 sv =
+      kTail ? _mm_maskz_loadu_ps(0x1, s)
+            : _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)));  // 2 scales
+  // The hardware prefetcher alone kept too few lines in flight (below, tile_vnni).
+  if (!kTail) _mm_prefetch(reinterpret_cast<const char*>(q) + kVnniAhead, _MM_HINT_T0);
+  const __m512i wv =  // [64] int8
+      kTail ? _mm512_maskz_loadu_epi8(0xFFFFFFFF, q) : _mm512_loadu_si512(q);
+  // lanes 0-7: s_w of the first group, lanes 8-15: of the second
+  const __m512 ws = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(sv));
   for (int r = 0; r < R; ++r) {
     const __m512i mag = _mm512_loadu_si512(xm + r * P * 64);
     const __mmask64 neg = _cvtu64_mask64(xn[r * P]);
     const __m512 x_scales = _mm512_loadu_ps(xs + r * P * 16);
-    for (int b = 0; b < B; ++b) {
-      const __m512i signed_w = _mm512_mask_sub_epi8(wv[b], neg, _mm512_setzero_si512(), wv[b]);
-      const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), mag, signed_w);
-      acc[b][r] =
-          _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[b], x_scales), acc[b][r]);
-    }
+    const __m512i signed_w = _mm512_mask_sub_epi8(wv, neg, _mm512_setzero_si512(), wv);
+    const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), mag, signed_w);
+    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws, x_scales), acc[r]);
   }
 }
 
-// Rows [n, n + B) of W times rows [r0, r0 + R) of a, into y [R, N].
-template <int R, int B>
-KVRAG_VNNI void rows_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0, float* y,
-                          int64_t n) {
+// Row n of W times rows [r0, r0 + R) of a, into y [R, N].
+template <int R>
+KVRAG_VNNI void row_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0, float* y,
+                         int64_t n) {
   const int64_t K = w.cols, N = w.rows, G = w.groups_per_row(), P = a.steps;
-  const int8_t* q = w.q.data() + n * K;             // [B, K]
-  const float* s = w.scales.data() + n * G;         // [B, K/32]
+  const int8_t* q = w.q.data() + n * K;             // [K]
+  const float* s = w.scales.data() + n * G;         // [K/32]
   const uint8_t* xm = a.mag.data() + r0 * P * 64;   // [R, P, 64]
   const uint64_t* xn = a.neg.data() + r0 * P;       // [R, P]
   const float* xs = a.scales.data() + r0 * P * 16;  // [R, P, 16]
-  __m512 acc[B][R];
-  for (int b = 0; b < B; ++b) {
-    for (int r = 0; r < R; ++r) acc[b][r] = _mm512_setzero_ps();
-  }
-  constexpr int kAhead = R == 1 ? 4096 : 256;  // bytes (below, rows_of_w_vnni)
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   int64_t p = 0;
-  for (; p < G / 2; ++p) {
-    step_vnni<R, B, false, kAhead>(acc, q + 64 * p, s + 2 * p, K, G, xm + 64 * p, xn + p,
-                                   xs + 16 * p, P);
-  }
-  if (G % 2) {
-    step_vnni<R, B, true, kAhead>(acc, q + 64 * p, s + 2 * p, K, G, xm + 64 * p, xn + p,
-                                  xs + 16 * p, P);
-  }
-  for (int b = 0; b < B; ++b) {
-    for (int r = 0; r < R; ++r) y[r * N + n + b] = hsum512(acc[b][r]);
-  }
+  for (; p < G / 2; ++p)
+    step_vnni<R, false>(acc, q + 64 * p, s + 2 * p, xm + 64 * p, xn + p, xs + 16 * p, P);
+  if (G % 2) step_vnni<R, true>(acc, q + 64 * p, s + 2 * p, xm + 64 * p, xn + p, xs + 16 * p, P);
+  for (int r = 0; r < R; ++r) y[r * N + n] = hsum512(acc[r]);
 }
 
-// Rows of W per pass, and how far ahead each is prefetched. With several rows of x, a block of W
-// rows shares each load of x, 256 bytes ahead (bench_q8_matmul, 4096 × 11008 from memory, 2
-// threads: 35-46 GB/s without prefetching, 43-47 with; 128 or 512 bytes ahead did no better).
-// With one row of x (decoding), one row of W at a time read as a single stream, prefetched 4 KB
-// ahead (rows follow each other, so this runs into the next rows). In a stand-alone test from
-// memory, 2 threads, GB/s against 8 rows 256 bytes ahead: 2048 × 5632 37.7 / 29.6, 4096 × 11008
-// 38.7 / 29.0, 2048 × 2048 36.6 / 25.0 (1 KB or 2 KB ahead, no prefetch, or four accumulators
-// each did worse). Decoding (bench_llama, int8, prompt 128, runs alternated): 1.1B 26.0-30.7 →
-// 30.4-32.5 tok/s, 110M 215-240 → 284-303.
-constexpr int rows_of_w_vnni(int R) { return R == 1 ? 1 : R == 2 ? 4 : R <= 4 ? 2 : 1; }
-
-// Rows [n0, n1) of W times rows [r0, r0 + R) of a, into y [R, N].
+// Rows [n0, n1) of W times rows [r0, r0 + R) of a, into y [R, N]: one row of W at a time, a single
+// sequential stream per thread, prefetched 4 KB ahead (rows follow each other, so this runs into
+// the next rows). Blocks of rows of W, each prefetched 256 bytes ahead, were slower from memory.
+// In a stand-alone test from memory, 2 threads, GB/s against blocks of 8 rows with one row of x
+// (decoding): 2048 × 5632 37.7 / 29.6, 4096 × 11008 38.7 / 29.0, 2048 × 2048 36.6 / 25.0 (1 KB or
+// 2 KB ahead, no prefetch, or four accumulators each did worse); bench_llama, int8, prompt 128,
+// runs alternated: 1.1B 26.0-30.7 → 30.4-32.5 tok/s, 110M 215-240 → 284-303. With several rows of
+// x (a batch decoding), 5632 × 2048, three rounds, GB/s against the blocks used before (4 rows of
+// W for R = 2, 2 for R = 4, 1 prefetched 256 bytes ahead for R = 8): R = 2 22 → 30-32, R = 4 19
+// → 27, R = 8 10 → 14 (where the R conversions and scalings of each step bound it).
 template <int R>
 KVRAG_VNNI void tile_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0, float* y,
                           int64_t n0, int64_t n1) {
-  constexpr int B = rows_of_w_vnni(R);
-  int64_t n = n0;
-  for (; n + B <= n1; n += B) rows_vnni<R, B>(w, a, r0, y, n);
-  for (; n < n1; ++n) rows_vnni<R, 1>(w, a, r0, y, n);
+  for (int64_t n = n0; n < n1; ++n) row_vnni<R>(w, a, r0, y, n);
 }
 #pragma GCC diagnostic pop
 #endif  // KVRAG_X86
