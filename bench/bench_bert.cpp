@@ -109,14 +109,7 @@ int run(int argc, char** argv) {
     if (args.flag("save-only")) return 0;
   }
   KVRAG_CHECK(!dir.empty(), "give --model DIR, --config NAME --save DIR, or --peak");
-  if (!args.str("isa").empty()) {
-    const auto isas = supported_cpu_isas();
-    const auto it = std::find_if(isas.begin(), isas.end(),
-                                 [&](CpuIsa isa) { return args.str("isa") == cpu_isa_name(isa); });
-    KVRAG_CHECK(it != isas.end(), "--isa {}: not one this CPU runs (best: {})", args.str("isa"),
-                cpu_isa_name(best_cpu_isa()));
-    set_cpu_isa(*it);
-  }
+  bench::set_isa(args.str("isa"));
   const std::string dtype_name = args.str("dtype");
   auto model = load_bert(dir, parse_model_dtype(dtype_name));
   const auto& c = model->config();

@@ -15,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/malloc_tuning.h"
+#include "ops/cpu_isa.h"
 
 namespace kvrag::bench {
 
@@ -50,6 +52,18 @@ class Args {
   std::map<std::string, std::string> values_;
   std::vector<std::string> flags_;
 };
+
+// Lowers the kernels' instruction set to the one named (--isa: generic, avx2, …, as cpu_isa_name()
+// writes them), to time the paths of a lesser CPU on this one; "" leaves the best.
+inline void set_isa(const std::string& name) {
+  if (name.empty()) return;
+  const auto isas = supported_cpu_isas();
+  const auto it =
+      std::find_if(isas.begin(), isas.end(), [&](CpuIsa isa) { return name == cpu_isa_name(isa); });
+  KVRAG_CHECK(it != isas.end(), "--isa {}: not one this CPU runs (best: {})", name,
+              cpu_isa_name(best_cpu_isa()));
+  set_cpu_isa(*it);
+}
 
 // A benchmark's main(): run(argc, argv), an exception printed as "NAME: what" (exit status 1).
 // malloc is tuned as in the kvrag binary (core/malloc_tuning.h), so that both time the same thing.

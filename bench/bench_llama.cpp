@@ -1,7 +1,7 @@
 // Prefill and decode throughput of the C++ LLaMA (kvrag::generate with its KV cache).
 //
 //   bench_llama --model DIR [--dtype fp32|bf16|int8] [--prompt-len 128] [--new-tokens 64] [--json]
-//               [--stream-mb 1024]
+//               [--batch 1] [--stream-mb 1024] [--isa generic|avx2|avx512|avx512vnni|avx512bf16]
 //   bench_llama --config random-100m --save DIR [--save-only]   # write a random HF checkpoint
 //
 // Timing, identical in bench/reference_llama.py: after a warm-up generation of 4 tokens, the
@@ -11,10 +11,11 @@
 //
 // Also reported: the bytes of weights a decode step reads (parameters in the run dtype plus int8
 // weights with their scales; an untied embedding table, of which a step reads one row, not), the
-// decode's effective bandwidth (those bytes × tokens/s), the peak resident memory after loading and
-// at the end (VmHWM), and, with --stream-mb, the rate at which this machine reads memory in the
-// same run (bench::read_bandwidth): decode is memory-bound, so effective / read bandwidth says how
-// close to the physical limit it runs.
+// decode's effective bandwidth (those bytes × steps/s: a step of a --batch reads them once), the
+// peak resident memory after loading and at the end (VmHWM), and, with --stream-mb, the rate at
+// which this machine reads memory in the same run (bench::read_bandwidth): decode is memory-bound,
+// so effective / read bandwidth says how close to the physical limit it runs. --isa runs the
+// kernels of a lesser CPU (ops/cpu_isa.h).
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -82,7 +83,8 @@ int run(int argc, char** argv) {
                           {"batch", "1"},
                           {"repeats", "3"},
                           {"threads", "2"},
-                          {"stream-mb", "0"}},
+                          {"stream-mb", "0"},
+                          {"isa", ""}},
                          {"json", "save-only"});
   const int threads = configure_threads(static_cast<int>(args.integer("threads")));
   std::string dir = args.str("model");
@@ -94,6 +96,7 @@ int run(int argc, char** argv) {
   }
   KVRAG_CHECK(!dir.empty(), "give --model DIR or --config NAME --save DIR");
 
+  bench::set_isa(args.str("isa"));
   const std::string dtype_name = args.str("dtype");
   const auto dtype = parse_model_dtype(dtype_name);
   const double t_load0 = bench::now_seconds();
@@ -161,23 +164,25 @@ int run(int argc, char** argv) {
       {"tokens", tokens},
       {"load_s", t_load},
       {"weight_bytes", weight_bytes},
-      {"decode_gb_s", t_decode > 0
-                          ? json(static_cast<double>(weight_bytes) * B * (N - 1) / t_decode / 1e9)
-                          : json()},
+      {"decode_gb_s",
+       t_decode > 0 ? json(static_cast<double>(weight_bytes) * (N - 1) / t_decode / 1e9) : json()},
       {"read_gb_s", stream_mb > 0 ? json(read_gb_s) : json()},
       {"peak_rss_after_load", peak_after_load},
       {"peak_rss", peak_rss},
       {"cpu", cpu_features()},
+      {"isa", cpu_isa_name(cpu_isa())},
   };
   if (args.flag("json")) {
     std::cout << out.dump() << std::endl;
   } else {
     std::cout << fmt::format(
-        "{} {} ({} params, {:.2f} GB of weights a step reads, {} threads; {}): prefill {:.1f} "
+        "{} {} ({} params, {:.2f} GB of weights a step reads, {} threads; {}; kernels: {}): "
+        "prefill {:.1f} "
         "tok/s, decode {:.1f} tok/s = {:.1f} GB/s of weights (memory read: {:.1f} GB/s), peak "
         "RSS {:.2f} GB\n",
         out["model"].get<std::string>(), dtype_name, params, weight_bytes / 1e9, threads,
-        out["cpu"].get<std::string>(), out["prefill_tok_s"].get<double>(),
+        out["cpu"].get<std::string>(), out["isa"].get<std::string>(),
+        out["prefill_tok_s"].get<double>(),
         decode_tok_s.is_null() ? 0.0 : decode_tok_s.get<double>(),
         t_decode > 0 ? out["decode_gb_s"].get<double>() : 0.0, read_gb_s,
         out["peak_rss"].get<int64_t>() / 1e9);
