@@ -236,14 +236,14 @@ KVRAG_AVX2 inline __m256 load_q8x8(const int8_t* p) {  // 8 int8 → 8 fp32 (exa
       _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
 }
 
-// Rows of W processed together for R rows of x: with one or two rows of x, several rows of W
-// give independent accumulator chains (a group's FMA into its accumulator would otherwise wait
-// on the previous group's) and share each load of x. Every output's sum is formed the same way
-// whatever the blocking, so results do not depend on how N is split.
+// Rows of W processed together for R rows of x: with one row of x, several rows of W give
+// independent accumulator chains (a group's FMA into its accumulator would otherwise wait on the
+// previous group's) and share each load of x. With several rows of x (a batch decoding) those rows
+// give the independent chains, and one row of W at a time, a single stream per thread prefetched
+// 4 KB ahead (rows_prefetch), measured faster from memory than blocks of rows (bench_llama
+// --batch, README "Batch decoding"). Every output's sum is formed the same way whatever the
+// blocking, so results do not depend on how N is split.
 // AVX2 has 16 vector registers: four rows of W's converted weights fill them.
-// With several rows of x (a batch decoding) those rows give the independent chains, and one row of
-// W at a time, a single stream per thread prefetched 4 KB ahead (rows_prefetch), measured faster
-// from memory than blocks of rows (bench_llama --batch, README "Batch decoding").
 constexpr int rows_of_w_avx2(int R) { return R == 1 ? 4 : 1; }
 // AVX-512 has 32, enough for eight (more loads in flight from memory).
 constexpr int rows_of_w_avx512(int R) { return R == 1 ? 8 : 1; }
