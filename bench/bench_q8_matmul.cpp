@@ -5,14 +5,17 @@
 // decoding is bound by it). Prints the CPU features it ran with, as llama-bench does.
 //
 //   bench_q8_matmul [--threads 2] [--repeats 10] [--hot] [--kernels all|int8] [--rows 128]
+//                   [--decode-rows 1]
 //
 // A timed pass goes through copies of the weight filling 512 MiB (about 5× the L3 here) and
 // reports the time per copy: as decoding reads one layer after another from a model far larger
 // than the caches, each copy comes from memory. (Reading another buffer in between evicts
 // less than it seems: Xeons' non-inclusive L3 keeps much of the weight.) --hot uses one copy,
-// which stays in cache where it fits. A last table times int8 on a weight that stays in L2: the
-// kernels' compute rate, which says whether a faster inner loop could help at M = 1 (it did: the
-// avx512vnni path on int8 activations, ops/q8_matmul.h).
+// which stays in cache where it fits. --decode-rows R (1-8) multiplies R rows of x instead of
+// one, as a decode step of a batch of R does (GB/s are still bytes of the weight, read once for
+// all R). A last table times int8 on a weight that stays in L2: the kernels' compute rate, which
+// says whether a faster inner loop could help at M = 1 (it did: the avx512vnni path on int8
+// activations, ops/q8_matmul.h).
 //
 // Then prefill: products with --rows rows of x (a prompt's tokens) by each weight of a 1.1B
 // TinyLlama layer, in GFLOP/s (2 M N K / time): int8 through q8_linear on every path (q8_gemm's
@@ -85,20 +88,20 @@ void header() {
               std::string(11, '-').c_str(), std::string(8, '-').c_str());
 }
 
-void bench_weight(int64_t n, int64_t k, Timer& timer, bool int8_only) {
+void bench_weight(int64_t n, int64_t k, int64_t m, Timer& timer, bool int8_only) {
   torch::NoGradGuard no_grad;
   const std::string shape = std::to_string(n) + " x " + std::to_string(k);
   const auto w32 = torch::randn({n, k}) * 0.02;  // [N, K] fp32
   const auto w16 = w32.to(torch::kBFloat16);     // [N, K] bf16
   const auto q = quantize_q8(w32.data_ptr<float>(), n, k);
-  const auto x = torch::randn({1, k});  // [1, K]
+  const auto x = torch::randn({m, k});  // [M, K]: a decode step of a batch of M
   const auto x16 = x.to(torch::kBFloat16);
-  std::vector<float> y(n);  // [1, N]
+  std::vector<float> y(m * n);  // [M, N]
   const double q_bytes = static_cast<double>(q.bytes());
   for (const auto isa : supported_cpu_isas()) {
     const ScopedCpuIsa scope(isa);
     const double t = timer.best(
-        q, q_bytes, [&](const Q8Matrix& w) { q8_matmul(x.data_ptr<float>(), 1, w, y.data()); });
+        q, q_bytes, [&](const Q8Matrix& w) { q8_matmul(x.data_ptr<float>(), m, w, y.data()); });
     row(shape, "int8 q8_matmul", cpu_isa_name(isa), q_bytes, t);
   }
   // Dequantizing to bf16, as q8_linear does for each product with many rows (prefill): bytes
@@ -125,7 +128,7 @@ void bench_weight(int64_t n, int64_t k, Timer& timer, bool int8_only) {
         timer.best(w16, 2.0 * n * k, [&](const torch::Tensor& w) { kvrag::linear(x16, w); });
     row(shape, "bf16 linear", cpu_isa_name(isa), 2.0 * n * k, t);
   }
-  // libtorch's own products at M = 1, for the choice of a hand-written matrix-vector kernel:
+  // libtorch's own products at the same M, for the choice of a hand-written matrix-vector kernel:
   // fp32 through OpenBLAS, bf16 through oneDNN where the CPU has AVX-512 (else its scalar loop).
   const double t32 = timer.best(
       w32, 4.0 * n * k, [&](const torch::Tensor& w) { torch::nn::functional::linear(x, w); });
@@ -185,7 +188,11 @@ void bench_gemm(int64_t n, int64_t k, int64_t m, int repeats) {
 
 int run(int argc, char** argv) {
   const bench::Args args(argc, argv,
-                         {{"threads", "2"}, {"repeats", "10"}, {"kernels", "all"}, {"rows", "128"}},
+                         {{"threads", "2"},
+                          {"repeats", "10"},
+                          {"kernels", "all"},
+                          {"rows", "128"},
+                          {"decode-rows", "1"}},
                          {"hot"});
   const int threads = configure_threads(static_cast<int>(args.integer("threads")));
   const int repeats = static_cast<int>(args.integer("repeats"));
@@ -196,6 +203,10 @@ int run(int argc, char** argv) {
   const std::string kernels = args.str("kernels");
   if (kernels != "all" && kernels != "int8") throw std::runtime_error("--kernels all|int8");
   const bool int8_only = kernels == "int8";
+  const int64_t decode_rows = args.integer("decode-rows");
+  KVRAG_CHECK(decode_rows >= 1 && decode_rows <= kGemvMaxRows,
+              "--decode-rows {}: the matrix-vector kernels take 1 to {} rows", decode_rows,
+              kGemvMaxRows);
   std::printf("cpu: best isa %s (paths: %s); threads %d; %s\n", cpu_isa_name(best_cpu_isa()),
               paths.c_str(), threads,
               hot ? "one copy of each weight (cache-resident where it fits)"
@@ -216,9 +227,10 @@ int run(int argc, char** argv) {
   std::printf("\n");
 
   Timer timer{repeats, hot ? 0.0 : double(int64_t{512} << 20)};
+  std::printf("decode: %lld row(s) of x by each weight\n", static_cast<long long>(decode_rows));
   header();
-  bench_weight(2048, 5632, timer, int8_only);
-  bench_weight(4096, 11008, timer, int8_only);
+  bench_weight(2048, 5632, decode_rows, timer, int8_only);
+  bench_weight(4096, 11008, decode_rows, timer, int8_only);
 
   // In L2 (1.1 MiB of int8, half per thread), repeated: the rate the kernels could reach if
   // memory kept up.
