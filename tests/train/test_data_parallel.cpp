@@ -55,11 +55,14 @@ const char* kMpiEnv =
     "OMPI_MCA_btl_vader_single_copy_mechanism=none ";
 
 // `kvrag --threads 1 ARGS`, in `ranks` processes (mpirun) or in one (ranks == 0: no mpirun).
+// Each mpirun keeps its session directory in a folder of its own: two started at once (ctest -j2)
+// both created /tmp/ompi.HOST.UID, and the second failed with "File exists" before any rank ran.
 test::CliRun run_ranks(int ranks, const std::string& args) {
   if (ranks == 0) return test::run_kvrag("--threads 1 " + args);
-  return test::run_command(std::string(kMpiEnv) + find_mpirun() +
-                           " --oversubscribe --bind-to none -np " + std::to_string(ranks) + " " +
-                           KVRAG_CLI_PATH + " --threads 1 " + args);
+  const TempDir session;
+  return test::run_command(std::string(kMpiEnv) + "OMPI_MCA_orte_tmpdir_base=" + session.path() +
+                           " " + find_mpirun() + " --oversubscribe --bind-to none -np " +
+                           std::to_string(ranks) + " " + KVRAG_CLI_PATH + " --threads 1 " + args);
 }
 
 #define SKIP_WITHOUT_MPIRUN()                                                                \
