@@ -72,7 +72,7 @@ void gemv_portable(const W* w, const float* x, float* y, int64_t R, int64_t in, 
 
 #if KVRAG_X86
 
-// Rows of W at most this long (fp32 values) go one at a time when x has one row (gemv_avx2_rows):
+// Rows of W at most this long (fp32 values) go one at a time when x has one row (row_avx2):
 // the whole range is then one sequential stream, where four interleaved rows of ≤ 8 KB are short
 // streams that the hardware prefetchers follow less well. Measured from memory, 2 threads, AMD
 // EPYC (Zen 5), three alternations, GB/s four rows / one row: 2048 × 768 45 / 56-60, 32000 × 768
@@ -80,29 +80,8 @@ void gemv_portable(const W* w, const float* x, float* y, int64_t R, int64_t in, 
 // fast or faster (39-56 / 41-49).
 constexpr int64_t kGemvSingleRowMaxIn = 2048;
 
-// One row of x, one row of W at a time, four accumulators (32 values) deep.
-KVRAG_AVX2 void gemv_avx2_rows(const float* w, const float* x, float* y, int64_t in,
-                               int64_t o_begin, int64_t o_end) {
-  const int64_t in32 = in - in % 32;
-  for (int64_t o = o_begin; o < o_end; ++o) {
-    const float* wo = w + o * in;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i < in32; i += 32) {
-      a0 = _mm256_fmadd_ps(load8(wo + i), _mm256_loadu_ps(x + i), a0);
-      a1 = _mm256_fmadd_ps(load8(wo + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-      a2 = _mm256_fmadd_ps(load8(wo + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-      a3 = _mm256_fmadd_ps(load8(wo + i + 24), _mm256_loadu_ps(x + i + 24), a3);
-    }
-    for (; i + 8 <= in; i += 8) a0 = _mm256_fmadd_ps(load8(wo + i), _mm256_loadu_ps(x + i), a0);
-    float sum = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < in; ++i) sum += wo[i] * x[i];
-    y[o] = sum;
-  }
-}
-
-// Row o of fp32 W times R ≥ 2 rows of x, U blocks of 8 weights per step (independent
-// accumulators), W prefetched kAhead bytes ahead (0: not at all).
+// Row o of fp32 W times R rows of x, U blocks of 8 weights per step (independent accumulators,
+// summed pairwise at the end), W prefetched kAhead bytes ahead (0: not at all).
 template <int R, int U, int kAhead>
 KVRAG_AVX2 void row_avx2(const float* w, const float* x, float* y, int64_t in, int64_t out,
                          int64_t o) {
@@ -129,9 +108,11 @@ KVRAG_AVX2 void row_avx2(const float* w, const float* x, float* y, int64_t in, i
       acc[0][r] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + r * in + i), acc[0][r]);
   }
   for (int r = 0; r < R; ++r) {
-    __m256 sum = acc[0][r];
-    for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[u][r]);
-    float s = hsum256(sum);
+    for (int step = 1; step < U; step *= 2) {  // U = 4: (a0 + a1) + (a2 + a3)
+      for (int u = 0; u + step < U; u += 2 * step)
+        acc[u][r] = _mm256_add_ps(acc[u][r], acc[u + step][r]);
+    }
+    float s = hsum256(acc[0][r]);
     for (int64_t k = i; k < in; ++k) s += wo[k] * x[r * in + k];
     y[r * out + o] = s;
   }
@@ -140,7 +121,11 @@ KVRAG_AVX2 void row_avx2(const float* w, const float* x, float* y, int64_t in, i
 // fp32 weights.
 KVRAG_AVX2 void gemv_avx2(const float* w, const float* x, float* y, int64_t R, int64_t in,
                           int64_t out, int64_t o_begin, int64_t o_end) {
-  if (R == 1 && in <= kGemvSingleRowMaxIn) return gemv_avx2_rows(w, x, y, in, o_begin, o_end);
+  // One row of x and W's rows short: one row of W at a time, four accumulators (32 values) deep.
+  const auto single_rows = [&](int64_t o0) {
+    for (int64_t o = o0; o < o_end; ++o) row_avx2<1, 4, 0>(w, x, y, in, out, o);
+  };
+  if (R == 1 && in <= kGemvSingleRowMaxIn) return single_rows(o_begin);
   if (R == 1) {
     // One row of x: four rows of W at a time give four independent FMA chains.
     const int64_t in8 = in - in % 8;
@@ -161,7 +146,7 @@ KVRAG_AVX2 void gemv_avx2(const float* w, const float* x, float* y, int64_t R, i
         y[o + k] = s[k];
       }
     }
-    return gemv_avx2_rows(w, x, y, in, o, o_end);  // the last rows
+    return single_rows(o);  // the last rows
   }
   // Several rows of x (a batch decoding): one row of W at a time, a single stream per thread,
   // its R products accumulated in registers; from three rows on each block costs R FMAs, near

@@ -82,7 +82,7 @@ class HelperThreadsGuard {
 // thread (SerialBlasGuard); otherwise, where the products run on BLAS threads, libtorch's own team
 // stays idle (SerialIntraOpGuard). Inactive (`active` false) for a forward that records a graph
 // (training loops hold their own guard) or a decode step (its products use kvrag's helpers
-// already).
+// already: it holds a HelperThreadsGuard instead, model/llama.cpp).
 class ForwardThreadsGuard {
  public:
   ForwardThreadsGuard(bool active, c10::ScalarType weight_dtype,
