@@ -345,7 +345,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
     std::optional<uint64_t> nbytes = checked_nbytes(t.shape, dtype_size(t.dtype));
     if (!nbytes)
       fail("safetensors file {}: tensor {}: invalid shape {}", path, t.name, shape_string(t.shape));
-    if (*nbytes > 0 && t.data == nullptr)
+    if (*nbytes > 0 && t.data == nullptr && !t.fill)
       fail("safetensors file {}: tensor {}: no data for {} bytes", path, t.name, *nbytes);
     header[t.name] = {{"dtype", dtype_name(t.dtype)},
                       {"shape", t.shape},
@@ -368,8 +368,16 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   AtomicFile out(path);
   out.write(length, sizeof(length));
   out.write(text);
-  for (size_t i = 0; i < tensors.size(); ++i)
-    if (sizes[i] > 0) out.write(tensors[i].data, sizes[i]);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (sizes[i] == 0) continue;
+    if (tensors[i].data != nullptr) {
+      out.write(tensors[i].data, sizes[i]);
+    } else {
+      std::vector<char> bytes(sizes[i]);
+      tensors[i].fill(bytes.data());
+      out.write(bytes.data(), sizes[i]);
+    }
+  }
   out.commit();
 }
 

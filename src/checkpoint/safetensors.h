@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -91,6 +92,10 @@ struct TensorToWrite {
   DType dtype;
   std::vector<int64_t> shape;
   const void* data;  // numel(shape) * dtype_size(dtype) bytes (may be null when that is 0)
+  // Instead of data (null then): writes the tensor's bytes into a buffer of that size, called
+  // when the tensor is written, so that a tensor made on the fly (a reordered copy) exists one at
+  // a time.
+  std::function<void(void* out)> fill = {};
 };
 
 // Writes a safetensors file atomically (see AtomicFile): the JSON header is padded with

@@ -147,8 +147,8 @@ std::vector<TensorToWrite> parameters_to_write(const torch::nn::Module& module,
 }
 
 // A saved int8 weight `name` [n, k] (info: its I8 tensor) and its scales, checked and copied.
-std::shared_ptr<const Q8Matrix> read_saved_q8(const Checkpoint& checkpoint, const std::string& name,
-                                              const TensorInfo& info, int64_t n, int64_t k) {
+std::shared_ptr<Q8Matrix> read_saved_q8(const Checkpoint& checkpoint, const std::string& name,
+                                        const TensorInfo& info, int64_t n, int64_t k) {
   const std::string file = checkpoint.file_of(name);
   const std::string scale_name = name + kQ8ScaleSuffix;
   KVRAG_CHECK(k % kQ8Group == 0, "{}: int8 tensor {} has {} columns, not a multiple of {}", file,
@@ -210,7 +210,9 @@ int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
     const int64_t n = linear->q8->rows, k = linear->q8->cols;
     const TensorInfo& info = checkpoint.expect(name, {n, k});
     if (info.dtype == DType::I8) {
-      linear->q8 = read_saved_q8(checkpoint, name, info, n, k);
+      auto q8 = read_saved_q8(checkpoint, name, info, n, k);
+      use_fastest_q8_order(*q8);
+      linear->q8 = std::move(q8);
       ++count;
       continue;
     }
@@ -218,23 +220,24 @@ int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
                     info.dtype == DType::F64,
                 "{}: tensor {} has dtype {}, expected a floating-point dtype",
                 checkpoint.file_of(name), name, dtype_name(info.dtype));
-    std::shared_ptr<const Q8Matrix> q8;
+    std::shared_ptr<Q8Matrix> q8;
     try {  // quantize_q8 names the shape and a non-finite weight's place; this adds the tensor
       if (info.dtype == DType::F32 || info.dtype == DType::BF16) {
         // From the mapped bytes (copied once by checkpoint_tensor only if unaligned).
         const auto t = checkpoint_tensor(info);  // [n, k]
-        q8 = std::make_shared<const Q8Matrix>(
+        q8 = std::make_shared<Q8Matrix>(
             info.dtype == DType::F32
                 ? quantize_q8(t.data_ptr<float>(), n, k)
                 : quantize_q8_bf16(reinterpret_cast<const uint16_t*>(t.data_ptr()), n, k));
       } else {
         const auto t = checkpoint_tensor(info).to(torch::kFloat32).contiguous();  // [n, k]
-        q8 = std::make_shared<const Q8Matrix>(quantize_q8(t.data_ptr<float>(), n, k));
+        q8 = std::make_shared<Q8Matrix>(quantize_q8(t.data_ptr<float>(), n, k));
       }
     } catch (const Error& e) {
       fail("{}: tensor {}: {}", checkpoint.file_of(name), name, e.what());
     }
     release_pages(info);
+    use_fastest_q8_order(*q8);
     linear->q8 = std::move(q8);
     ++count;
   }
@@ -251,7 +254,14 @@ int64_t save_q8_parameters(const torch::nn::Module& module, const std::string& p
     if (linear == nullptr || !linear->q8) continue;
     const Q8Matrix& q8 = *linear->q8;
     const std::string name = item.key() + ".weight";
-    tensors.push_back({name, DType::I8, {q8.rows, q8.cols}, q8.q.data()});
+    if (q8.interleaved) {  // files hold natural order: a copy of one weight at a time
+      tensors.push_back({name, DType::I8, {q8.rows, q8.cols}, nullptr, [&q8](void* out) {
+                           for (int64_t n = 0; n < q8.rows; ++n)
+                             q8_natural_row(q8, n, static_cast<int8_t*>(out) + n * q8.cols);
+                         }});
+    } else {
+      tensors.push_back({name, DType::I8, {q8.rows, q8.cols}, q8.q.data()});
+    }
     tensors.push_back(
         {name + kQ8ScaleSuffix, DType::F32, {q8.rows, q8.groups_per_row()}, q8.scales.data()});
     ++saved;

@@ -34,7 +34,8 @@ std::vector<std::string> load_parameters(
 // by quantizing the checkpoint tensor `name_prefix + <module name> + ".weight"`, one weight at a
 // time: fp32 and bf16 tensors are quantized straight from the mapped file, others through one
 // temporary fp32 copy of that weight alone, so a load never holds a float copy of the int8
-// weights; saved int8 weights (above) are copied, after checking their values and scales.
+// weights; saved int8 weights (above) are copied, after checking their values and scales. Each is
+// then left in the order its CPU level multiplies fastest (use_fastest_q8_order, ops/q8_matmul.h).
 // Returns how many were filled. Errors name the file and the tensor.
 int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
                         const std::string& name_prefix = "");
@@ -47,7 +48,9 @@ int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
 inline constexpr const char* kQ8ScaleSuffix = "_scale";
 
 // Writes every parameter of `module` in its own dtype and every int8 weight (LinearImpl::q8) as
-// the pair above, to a safetensors file, atomically. Returns how many int8 weights it wrote.
+// the pair above, values in natural order (a weight held in the decode order is reordered as it
+// is written, one at a time), to a safetensors file, atomically.
+// Returns how many int8 weights it wrote.
 int64_t save_q8_parameters(const torch::nn::Module& module, const std::string& path,
                            const std::map<std::string, std::string>& metadata = {});
 

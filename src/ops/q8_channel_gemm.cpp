@@ -195,6 +195,9 @@ void q8_channel_gemm(const float* x, int64_t m, const Q8Matrix& w, float* y) {
               cpu_isa_name(cpu_isa()));
   if (m == 0 || w.rows == 0) return;
 #if KVRAG_X86
+  // Reads natural order: a weight reordered for VNNI (Q8Matrix::interleaved) and then multiplied
+  // at a lower CPU level (set_cpu_isa) goes through a natural copy, each call.
+  if (w.interleaved) return gemm_channels(x, m, q8_natural(w), y);
   gemm_channels(x, m, w, y);
 #endif
 }

@@ -24,7 +24,8 @@ constexpr int kNv = 2;      // blocks of W per micro-tile
 // row of x passes over it, and a micro-tile's 4 rows of x (8 KB of the chunk) stay in L1 while
 // they pass over its 6 blocks.
 constexpr int64_t kTileBlocks = 6;
-constexpr int64_t kChunkGroups = 64;  // even: a chunk starts at a 64-byte step
+constexpr int64_t kChunkGroups = 64;  // a chunk starts a run of the decode order (pack_block)
+static_assert(kChunkGroups % kQ8Interleave == 0);
 
 // x [m, K] rounded to int8 per group, as the kernel reads it.
 struct QuantizedRows {
@@ -111,15 +112,30 @@ KVRAG_VNNI inline void transpose16(__m512i (&r)[16]) {
 }
 
 // Groups [g0, g1) of rows [n, n + 16) of W (zeros past N) packed into out
-// (vectors_per_block(g1 - g0) vectors); g0 even.
+// (vectors_per_block(g1 - g0) vectors); g0 a multiple of 16 (a chunk start).
 KVRAG_VNNI void pack_block(const Q8Matrix& w, int64_t n, int64_t g0, int64_t g1, __m512i* out) {
   const int64_t K = w.cols, G = w.groups_per_row(), groups = g1 - g0;
   const int64_t valid = std::min<int64_t>(kLanes, w.rows - n);
   __m512i* weights = out;                                                      // [groups][8]
   float* scales = reinterpret_cast<float*>(out + groups * kSteps);             // [groups][16]
   int32_t* offsets = reinterpret_cast<int32_t*>(out + groups * (kSteps + 1));  // [groups][16]
-  const __m512i u128 = _mm512_set1_epi8(static_cast<char>(0x80));  // unsigned 128 in every byte
-  for (int64_t g = g0; g < g1; g += 2) {  // 64 bytes of each row: two groups
+  // In the decode order (Q8Matrix::interleaved) a run's step t holds 4-byte step t of its 16
+  // groups: the same transpose that turns two natural groups' 64 bytes into 16 steps turns the
+  // run's step t into step t of each of its 16 groups.
+  const int64_t run_end = w.interleaved ? G / kQ8Interleave * kQ8Interleave : 0;
+  int64_t g = g0;
+  for (; g + kQ8Interleave <= std::min(g1, run_end); g += kQ8Interleave) {  // a run
+    for (int s = 0; s < kSteps; ++s) {
+      __m512i r[16];
+      for (int l = 0; l < kLanes; ++l) {
+        r[l] = l < valid ? _mm512_loadu_si512(w.q.data() + (n + l) * K + g * kQ8Group + 64 * s)
+                         : _mm512_setzero_si512();
+      }
+      transpose16(r);  // r[i]: step s of group g + i, of every row
+      for (int i = 0; i < kLanes; ++i) weights[(g - g0 + i) * kSteps + s] = r[i];
+    }
+  }
+  for (; g < g1; g += 2) {  // natural order: 64 bytes of each row, two groups
     const int64_t pair = std::min<int64_t>(2, g1 - g);
     const __mmask64 mask = pair == 2 ? ~__mmask64{0} : __mmask64{0xFFFFFFFF};
     __m512i r[16];
@@ -129,16 +145,16 @@ KVRAG_VNNI void pack_block(const Q8Matrix& w, int64_t n, int64_t g0, int64_t g1,
     }
     transpose16(r);  // r[s]: 4-byte step s of the 64 bytes, of every row
     for (int64_t h = 0; h < pair; ++h) {
-      const int64_t i = g - g0 + h;          // the group's place in the chunk
-      __m512i sum = _mm512_setzero_si512();  // 128 Σ_j q_w,j per row
-      for (int s = 0; s < kSteps; ++s) {
-        weights[i * kSteps + s] = r[h * kSteps + s];
-        sum = _mm512_dpbusd_epi32(sum, u128, r[h * kSteps + s]);
-      }
-      _mm512_store_si512(offsets + i * kLanes, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
-      for (int l = 0; l < kLanes; ++l) {
-        scales[i * kLanes + l] = l < valid ? w.scales[(n + l) * G + g + h] : 0.0f;
-      }
+      for (int s = 0; s < kSteps; ++s) weights[(g - g0 + h) * kSteps + s] = r[h * kSteps + s];
+    }
+  }
+  const __m512i u128 = _mm512_set1_epi8(static_cast<char>(0x80));  // unsigned 128 in every byte
+  for (int64_t i = 0; i < groups; ++i) {
+    __m512i sum = _mm512_setzero_si512();  // 128 Σ_j q_w,j per row
+    for (int s = 0; s < kSteps; ++s) sum = _mm512_dpbusd_epi32(sum, u128, weights[i * kSteps + s]);
+    _mm512_store_si512(offsets + i * kLanes, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+    for (int l = 0; l < kLanes; ++l) {
+      scales[i * kLanes + l] = l < valid ? w.scales[(n + l) * G + g0 + i] : 0.0f;
     }
   }
 }

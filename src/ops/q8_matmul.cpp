@@ -358,19 +358,28 @@ KVRAG_AVX512 void tile_avx512(const Q8Matrix& w, const float* x, float* y, int64
 //
 // x quantized like the weights (per group of 32: scale max|x|/127, values rounded to nearest in
 // [-127, 127]), so that a group's 32 products are integer: Σ_g (s_w,g · s_x,g) · Σ_j q_w,j q_x,j.
-// vpdpbusd multiplies unsigned by signed bytes, so x is stored as |q_x| (≤ 127: fits u8) and its
-// signs, which move onto the weight (q_w · sign(q_x), never -128): the products are exact, four
-// summed into each int32 lane (|sum| ≤ 4 · 127² fits, and converts to fp32 exactly).
+// vpdpbusd multiplies unsigned by signed bytes: the weight's bytes are flipped to q_w + 128 (an
+// xor of the top bit, in [1, 255]) and x's group offset -128 Σ_j q_x,j starts the sum, so that
+// Σ_j (q_w,j + 128) q_x,j - 128 Σ_j q_x,j = Σ_j q_w,j q_x,j exactly (|partial sums| < 2²¹ in
+// int32; the group's sum ≤ 32 · 127² converts to fp32 exactly).
+//
+// In the decode order (Q8Matrix::interleaved) a run of 16 groups is 8 steps of 64 bytes, and
+// lane l of every step belongs to group l: one vpdpbusd per step and row of x, started from the
+// 16 groups' offsets, leaves each group's exact sum in its lane, which is converted and scaled
+// once per run (s_w of 16 groups: one load). Groups outside runs (the last G mod 16 of a row, or
+// every group of a matrix in natural order) go one at a time: a 256-bit vpdpbusd, a horizontal
+// sum, one scaling. Per 64 weights and row of x that is 1 instruction in a run against ~6 for a
+// step of two natural groups (sign flip, vpdpbusd, conversion, scale permute, multiply, FMA):
+// from memory, the 1.1B's decode sequence of weights read 30-34 GB/s against 27-28 with the
+// natural-order kernel it replaced (stream 39-43 GB/s); from L2 ~110 against 68-82 (README
+// "int8 decode order").
 
-// x [m, K] in the layout the kernel reads, one 64-byte step (two groups) at a time: P = ⌈G/2⌉
-// steps a row, an odd last group paired with zeros.
+// x [m, K] in the order of W's values (interleaved or not), as the kernel reads it.
 struct Q8Activations {
-  int64_t steps = 0;          // P
-  std::vector<uint8_t> mag;   // [m, P, 64]: |q_x|
-  std::vector<uint64_t> neg;  // [m, P]: bit j set where q_x,j < 0
-  // [m, P, 16]: the scale of each int32 lane of vpdpbusd's result: lanes 0-7 hold bytes 0-31
-  // (group 2p), lanes 8-15 bytes 32-63 (group 2p + 1). NaN for a group holding a non-finite x,
-  // so that its outputs are NaN as on the fp32 paths (instead of a silently wrong number).
+  std::vector<int8_t> q;         // [m, K]: q_x in W's order
+  std::vector<int32_t> offsets;  // [m, G]: -128 Σ_j q_x,j of each group
+  // [m, G]: s_x of each group; NaN for a group holding a non-finite x, so that its outputs are
+  // NaN as on the fp32 paths (instead of a silently wrong number).
   std::vector<float> scales;
 };
 
@@ -383,13 +392,13 @@ KVRAG_VNNI inline __m128i quantize16(__m512 v, __m512 scale) {
       _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127)));
 }
 
-KVRAG_VNNI Q8Activations quantize_activations(const float* x, int64_t m, int64_t K) {
-  const int64_t G = K / kQ8Group, P = (G + 1) / 2;
+KVRAG_VNNI Q8Activations quantize_activations(const float* x, int64_t m, int64_t K,
+                                              bool interleaved) {
+  const int64_t G = K / kQ8Group, runs = interleaved ? G / kQ8Interleave : 0;
   Q8Activations a;
-  a.steps = P;
-  a.mag.assign(m * P * 64, 0);
-  a.neg.assign(m * P, 0);
-  a.scales.assign(m * P * 16, 0.0f);
+  a.q.assign(m * K, 0);
+  a.offsets.assign(m * G, 0);
+  a.scales.assign(m * G, 0.0f);
   const __m512 sign = _mm512_set1_ps(-0.0f), big = _mm512_set1_ps(FLT_MAX);
   for (int64_t r = 0; r < m; ++r) {
     for (int64_t g = 0; g < G; ++g) {
@@ -401,82 +410,93 @@ KVRAG_VNNI Q8Activations quantize_activations(const float* x, int64_t m, int64_t
       // As quantize_q8: the scale exactly max|x| / 127, and a quotient rounded once.
       const float scale =
           finite ? _mm512_reduce_max_ps(_mm512_max_ps(a0, a1)) / 127 : std::nanf("");
-      const int64_t step = r * P + g / 2, half = g % 2;
-      std::fill_n(&a.scales[step * 16 + half * 8], 8, scale);
+      a.scales[r * G + g] = scale;
       if (!(scale > 0)) continue;  // zeros (a zero group: exact; NaN: carried by the scale)
       const __m512 sv = _mm512_set1_ps(scale);
-      const __m256i q = _mm256_set_m128i(quantize16(v1, sv), quantize16(v0, sv));  // [32] int8
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(&a.mag[step * 64 + half * 32]),
-                          _mm256_abs_epi8(q));
-      a.neg[step] |= static_cast<uint64_t>(static_cast<uint32_t>(_mm256_movemask_epi8(q)))
-                     << (32 * half);
+      alignas(32) int8_t q[kQ8Group];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(q),
+                         _mm256_set_m128i(quantize16(v1, sv), quantize16(v0, sv)));
+      int32_t sum = 0;
+      for (const int8_t v : q) sum += v;
+      a.offsets[r * G + g] = -128 * sum;
+      int8_t* row = a.q.data() + r * K;
+      if (g < runs * kQ8Interleave) {  // 4-byte step t of group l at 512 run + 64 t + 4 l
+        const int64_t run = g / kQ8Interleave, l = g % kQ8Interleave;
+        for (int t = 0; t < 8; ++t) std::memcpy(row + 512 * run + 64 * t + 4 * l, q + 4 * t, 4);
+      } else {
+        std::memcpy(row + g * kQ8Group, q, kQ8Group);
+      }
     }
   }
   return a;
 }
 
-// One 64-byte step (two groups) of a row of W times R rows of x, into acc: q and s point at the
-// step's bytes and scales in W's row, xm, xn and xs at x's first row (P steps apart), and W's
-// bytes kVnniAhead further on are prefetched. With kTail (an odd last group), masked loads read
-// only the bytes and scales of W that exist; elsewhere plain loads (masked ones in the main loop
-// measured slower from memory).
-// Each lane's sum is converted to fp32, scaled by s_w s_x and accumulated: lane l of an output's
-// accumulator holds the groups' 4-product sums at its bytes 4l…4l+3.
-constexpr int kVnniAhead = 4096;  // bytes of W prefetched ahead (tile_vnni)
-
-template <int R, bool kTail>
-KVRAG_VNNI inline void step_vnni(__m512 (&acc)[R], const int8_t* q, const float* s,
-                                 const uint8_t* xm, const uint64_t* xn, const float* xs,
-                                 int64_t P) {
-  const __m512i pick = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-  const __m128 sv =
-      kTail ? _mm_maskz_loadu_ps(0x1, s)
-            : _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)));  // 2 scales
-  // The hardware prefetcher alone kept too few lines in flight (below, tile_vnni).
-  if (!kTail) _mm_prefetch(reinterpret_cast<const char*>(q) + kVnniAhead, _MM_HINT_T0);
-  const __m512i wv =  // [64] int8
-      kTail ? _mm512_maskz_loadu_epi8(0xFFFFFFFF, q) : _mm512_loadu_si512(q);
-  // lanes 0-7: s_w of the first group, lanes 8-15: of the second
-  const __m512 ws = _mm512_permutexvar_ps(pick, _mm512_castps128_ps512(sv));
-  for (int r = 0; r < R; ++r) {
-    const __m512i mag = _mm512_loadu_si512(xm + r * P * 64);
-    const __mmask64 neg = _cvtu64_mask64(xn[r * P]);
-    const __m512 x_scales = _mm512_loadu_ps(xs + r * P * 16);
-    const __m512i signed_w = _mm512_mask_sub_epi8(wv, neg, _mm512_setzero_si512(), wv);
-    const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), mag, signed_w);
-    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws, x_scales), acc[r]);
-  }
+// Σ of 8 int32 lanes.
+KVRAG_AVX2 inline int32_t hsum256i(__m256i v) {
+  __m128i t = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+  t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+  return _mm_cvtsi128_si32(t);
 }
+
+// Bytes of W prefetched ahead (the hardware prefetcher alone kept too few lines in flight).
+constexpr int kVnniAhead = 4096;
 
 // Row n of W times rows [r0, r0 + R) of a, into y [R, N].
 template <int R>
 KVRAG_VNNI void row_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0, float* y,
                          int64_t n) {
-  const int64_t K = w.cols, N = w.rows, G = w.groups_per_row(), P = a.steps;
-  const int8_t* q = w.q.data() + n * K;             // [K]
-  const float* s = w.scales.data() + n * G;         // [K/32]
-  const uint8_t* xm = a.mag.data() + r0 * P * 64;   // [R, P, 64]
-  const uint64_t* xn = a.neg.data() + r0 * P;       // [R, P]
-  const float* xs = a.scales.data() + r0 * P * 16;  // [R, P, 16]
+  const int64_t K = w.cols, N = w.rows, G = w.groups_per_row();
+  const int64_t runs = w.interleaved ? G / kQ8Interleave : 0;
+  const int8_t* q = w.q.data() + n * K;           // [K]
+  const float* s = w.scales.data() + n * G;       // [G]
+  const int8_t* xq = a.q.data() + r0 * K;         // [R, K]
+  const int32_t* xo = a.offsets.data() + r0 * G;  // [R, G]
+  const float* xs = a.scales.data() + r0 * G;     // [R, G]
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  int64_t p = 0;
-  for (; p < G / 2; ++p)
-    step_vnni<R, false>(acc, q + 64 * p, s + 2 * p, xm + 64 * p, xn + p, xs + 16 * p, P);
-  if (G % 2) step_vnni<R, true>(acc, q + 64 * p, s + 2 * p, xm + 64 * p, xn + p, xs + 16 * p, P);
-  for (int r = 0; r < R; ++r) y[r * N + n] = hsum512(acc[r]);
+  for (int64_t run = 0; run < runs; ++run) {  // 16 groups: 8 steps of 64 bytes
+    const int64_t g = run * kQ8Interleave;
+    const int8_t* qr = q + run * 512;
+    __m512i dot[R];  // lane l: group g + l
+    for (int r = 0; r < R; ++r) dot[r] = _mm512_loadu_si512(xo + r * G + g);
+    for (int t = 0; t < 8; ++t) {
+      _mm_prefetch(reinterpret_cast<const char*>(qr + 64 * t) + kVnniAhead, _MM_HINT_T0);
+      const __m512i wu = _mm512_xor_si512(_mm512_loadu_si512(qr + 64 * t), flip);  // q_w + 128
+      for (int r = 0; r < R; ++r) {
+        dot[r] =
+            _mm512_dpbusd_epi32(dot[r], wu, _mm512_loadu_si512(xq + r * K + run * 512 + 64 * t));
+      }
+    }
+    const __m512 ws = _mm512_loadu_ps(s + g);
+    for (int r = 0; r < R; ++r) {
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]),
+                               _mm512_mul_ps(ws, _mm512_loadu_ps(xs + r * G + g)), acc[r]);
+    }
+  }
+  float rest[R] = {};  // groups outside runs, one at a time
+  const __m256i flip8 = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t g = runs * kQ8Interleave; g < G; ++g) {
+    const __m256i wu = _mm256_xor_si256(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + g * kQ8Group)), flip8);
+    for (int r = 0; r < R; ++r) {
+      const __m256i dot = _mm256_dpbusd_epi32(
+          _mm256_setzero_si256(), wu,
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + r * K + g * kQ8Group)));
+      const int32_t sum = hsum256i(dot) + xo[r * G + g];
+      rest[r] = std::fma(static_cast<float>(sum), s[g] * xs[r * G + g], rest[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[r * N + n] = hsum512(acc[r]) + rest[r];
 }
 
 // Rows [n0, n1) of W times rows [r0, r0 + R) of a, into y [R, N]: one row of W at a time, a single
 // sequential stream per thread, prefetched 4 KB ahead (rows follow each other, so this runs into
 // the next rows). Blocks of rows of W, each prefetched 256 bytes ahead, were slower from memory.
-// In a stand-alone test from memory, 2 threads, GB/s against blocks of 8 rows with one row of x
-// (decoding): 2048 × 5632 37.7 / 29.6, 4096 × 11008 38.7 / 29.0, 2048 × 2048 36.6 / 25.0 (1 KB or
-// 2 KB ahead, no prefetch, or four accumulators each did worse); bench_llama, int8, prompt 128,
-// runs alternated: 1.1B 26.0-30.7 → 30.4-32.5 tok/s, 110M 215-240 → 284-303. With several rows of
-// x (a batch decoding), 5632 × 2048, three rounds, GB/s against the blocks used before (4 rows of
-// W for R = 2, 2 for R = 4, 1 prefetched 256 bytes ahead for R = 8): R = 2 22 → 30-32, R = 4 19
-// → 27, R = 8 10 → 14 (where the R conversions and scalings of each step bound it).
+// In a stand-alone test from memory (natural order), 2 threads, GB/s against blocks of 8 rows
+// with one row of x (decoding): 2048 × 5632 37.7 / 29.6, 4096 × 11008 38.7 / 29.0, 2048 × 2048
+// 36.6 / 25.0 (1 KB or 2 KB ahead, no prefetch, or four accumulators each did worse).
 template <int R>
 KVRAG_VNNI void tile_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0, float* y,
                           int64_t n0, int64_t n1) {
@@ -497,12 +517,11 @@ inline uint16_t float_to_bf16(float f) {
 inline void store(float* out, float v) { *out = v; }
 inline void store(uint16_t* out, float v) { *out = float_to_bf16(v); }
 
-// Groups [g0, g1) of W (group g: weights [32 g, 32 g + 32) of the flat [N, K] array) into out.
+// `groups` groups of natural-order values q [32 groups] and their scales s into out.
 template <typename T>
-void dequantize_generic(const Q8Matrix& w, int64_t g0, int64_t g1, T* out) {
-  for (int64_t g = g0; g < g1; ++g) {
-    const float s = w.scales[g];
-    for (int j = 0; j < kQ8Group; ++j) store(out++, w.q[g * kQ8Group + j] * s);
+void dequantize_generic(const int8_t* q, const float* s, int64_t groups, T* out) {
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int j = 0; j < kQ8Group; ++j) store(out++, q[g * kQ8Group + j] * s[g]);
   }
 }
 
@@ -520,11 +539,11 @@ KVRAG_AVX2 inline void store8(uint16_t* out, __m256 v) {
 }
 
 template <typename T>
-KVRAG_AVX2 void dequantize_avx2(const Q8Matrix& w, int64_t g0, int64_t g1, T* out) {
-  for (int64_t g = g0; g < g1; ++g, out += kQ8Group) {
-    const __m256 s = _mm256_broadcast_ss(&w.scales[g]);
+KVRAG_AVX2 void dequantize_avx2(const int8_t* q, const float* s, int64_t groups, T* out) {
+  for (int64_t g = 0; g < groups; ++g, out += kQ8Group) {
+    const __m256 sv = _mm256_broadcast_ss(s + g);
     for (int i = 0; i < 4; ++i)
-      store8(out + 8 * i, _mm256_mul_ps(load_q8x8(w.q.data() + g * kQ8Group + 8 * i), s));
+      store8(out + 8 * i, _mm256_mul_ps(load_q8x8(q + g * kQ8Group + 8 * i), sv));
   }
 }
 
@@ -541,28 +560,41 @@ KVRAG_AVX512 inline void store16(uint16_t* out, __m512 v) {
 }
 
 template <typename T>
-KVRAG_AVX512 void dequantize_avx512(const Q8Matrix& w, int64_t g0, int64_t g1, T* out) {
-  for (int64_t g = g0; g < g1; ++g, out += kQ8Group) {
-    const __m512 s = _mm512_set1_ps(w.scales[g]);
-    const int8_t* q = w.q.data() + g * kQ8Group;
-    store16(out, _mm512_mul_ps(load_q8x16(q), s));
-    store16(out + 16, _mm512_mul_ps(load_q8x16(q + 16), s));
+KVRAG_AVX512 void dequantize_avx512(const int8_t* q, const float* s, int64_t groups, T* out) {
+  for (int64_t g = 0; g < groups; ++g, out += kQ8Group) {
+    const __m512 sv = _mm512_set1_ps(s[g]);
+    const int8_t* qg = q + g * kQ8Group;
+    store16(out, _mm512_mul_ps(load_q8x16(qg), sv));
+    store16(out + 16, _mm512_mul_ps(load_q8x16(qg + 16), sv));
   }
 }
 #pragma GCC diagnostic pop
 #endif  // KVRAG_X86
 
+// Groups [0, groups) of values q and scales s into out.
+template <typename T>
+void dequantize_groups(const int8_t* q, const float* s, int64_t groups, T* out) {
+#if KVRAG_X86
+  const CpuIsa isa = cpu_isa();
+  if (isa >= CpuIsa::kAvx512) return dequantize_avx512(q, s, groups, out);
+  if (isa >= CpuIsa::kAvx2) return dequantize_avx2(q, s, groups, out);
+#endif
+  dequantize_generic(q, s, groups, out);
+}
+
 template <typename T>
 void dequantize_rows(const Q8Matrix& w, int64_t n0, int64_t n1, T* out, const char* what) {
   KVRAG_CHECK(0 <= n0 && n0 <= n1 && n1 <= w.rows, "{}: rows [{}, {}) of a weight [{}, {}]", what,
               n0, n1, w.rows, w.cols);
-  const int64_t G = w.groups_per_row(), g0 = n0 * G, g1 = n1 * G;
-#if KVRAG_X86
-  const CpuIsa isa = cpu_isa();
-  if (isa >= CpuIsa::kAvx512) return dequantize_avx512(w, g0, g1, out);
-  if (isa >= CpuIsa::kAvx2) return dequantize_avx2(w, g0, g1, out);
-#endif
-  dequantize_generic(w, g0, g1, out);
+  const int64_t K = w.cols, G = w.groups_per_row();
+  if (!w.interleaved) {
+    return dequantize_groups(w.q.data() + n0 * K, w.scales.data() + n0 * G, (n1 - n0) * G, out);
+  }
+  std::vector<int8_t> row(K);
+  for (int64_t n = n0; n < n1; ++n) {
+    q8_natural_row(w, n, row.data());
+    dequantize_groups(row.data(), w.scales.data() + n * G, G, out + (n - n0) * K);
+  }
 }
 
 template <int R>
@@ -611,6 +643,24 @@ void for_each_tile(int64_t m, int64_t N, int64_t K, F&& tile_fn) {
   });
 }
 
+// Row n of W from one order into the other: `interleave` from natural into the decode order,
+// else back. Only runs of 16 whole groups move.
+void reorder_row(const int8_t* src, int8_t* dst, int64_t K, bool interleave) {
+  const int64_t runs = K / kQ8Group / kQ8Interleave;
+  for (int64_t run = 0; run < runs; ++run) {
+    const int8_t* from = src + 512 * run;
+    int8_t* to = dst + 512 * run;
+    for (int64_t l = 0; l < kQ8Interleave; ++l) {
+      for (int64_t t = 0; t < 8; ++t) {  // natural byte 32 l + 4 t ↔ decode-order byte 64 t + 4 l
+        const int64_t natural = 32 * l + 4 * t, decode = 64 * t + 4 * l;
+        std::memcpy(to + (interleave ? decode : natural), from + (interleave ? natural : decode),
+                    4);
+      }
+    }
+  }
+  std::memcpy(dst + 512 * runs, src + 512 * runs, K - 512 * runs);
+}
+
 }  // namespace
 
 void check_q8_matrix(const Q8Matrix& w, const char* what) {
@@ -629,9 +679,62 @@ Q8Matrix quantize_q8_bf16(const uint16_t* w, int64_t n, int64_t k) {
   return quantize(w, n, k, "quantize_q8_bf16");
 }
 
+void interleave_q8(Q8Matrix& w) {
+  check_q8_matrix(w, "interleave_q8");
+  if (w.interleaved) return;
+  const int64_t K = w.cols;
+  parallel_chunks(w.rows, std::max<int64_t>(1, (int64_t{1} << 16) / K),
+                  [&](int64_t r0, int64_t r1) {
+                    std::vector<int8_t> row(K);
+                    for (int64_t n = r0; n < r1; ++n) {
+                      int8_t* q = w.q.data() + n * K;
+                      reorder_row(q, row.data(), K, /*interleave=*/true);
+                      std::memcpy(q, row.data(), K);
+                    }
+                  });
+  w.interleaved = true;
+}
+
+void use_fastest_q8_order(Q8Matrix& w) {
+  if (cpu_isa() >= CpuIsa::kAvx512Vnni) {
+    interleave_q8(w);
+  } else if (w.interleaved) {
+    w = q8_natural(w);
+  }
+}
+
+void q8_natural_row(const Q8Matrix& w, int64_t n, int8_t* out) {
+  KVRAG_CHECK(0 <= n && n < w.rows, "q8_natural_row: row {} of a weight [{}, {}]", n, w.rows,
+              w.cols);
+  const int8_t* q = w.q.data() + n * w.cols;
+  if (w.interleaved) {
+    reorder_row(q, out, w.cols, /*interleave=*/false);
+  } else {
+    std::memcpy(out, q, w.cols);
+  }
+}
+
+Q8Matrix q8_natural(const Q8Matrix& w) {
+  check_q8_matrix(w, "q8_natural");
+  Q8Matrix out;
+  out.rows = w.rows;
+  out.cols = w.cols;
+  out.q.resize(w.q.size());
+  out.scales = w.scales;
+  const int64_t K = w.cols;
+  parallel_chunks(w.rows, std::max<int64_t>(1, (int64_t{1} << 16) / K),
+                  [&](int64_t r0, int64_t r1) {
+                    for (int64_t n = r0; n < r1; ++n) q8_natural_row(w, n, out.q.data() + n * K);
+                  });
+  return out;
+}
+
 void dequantize_q8(const Q8Matrix& w, float* out) {
-  for (int64_t i = 0; i < static_cast<int64_t>(w.q.size()); ++i) {
-    out[i] = w.q[i] * w.scales[i / kQ8Group];
+  const int64_t K = w.cols, G = w.groups_per_row();
+  std::vector<int8_t> row(K);
+  for (int64_t n = 0; n < w.rows; ++n) {
+    q8_natural_row(w, n, row.data());
+    for (int64_t k = 0; k < K; ++k) out[n * K + k] = row[k] * w.scales[n * G + k / kQ8Group];
   }
 }
 
@@ -651,13 +754,16 @@ void q8_matmul(const float* x, int64_t m, const Q8Matrix& w, float* y) {
   const CpuIsa isa = cpu_isa();
 #if KVRAG_X86
   if (isa >= CpuIsa::kAvx512Vnni) {
-    const Q8Activations a = quantize_activations(x, m, K);  // once, for every tile
+    const Q8Activations a = quantize_activations(x, m, K, w.interleaved);  // once, for every tile
     for_each_tile(m, N, K, [&](int64_t m0, int64_t rows, int64_t n0, int64_t n1) {
       kVnniTiles[rows - 1](w, a, m0, y + m0 * N, n0, n1);
     });
     return;
   }
 #endif
+  // The fp32-activation kernels read natural order only: a weight reordered for VNNI and then
+  // multiplied at a lower CPU level (set_cpu_isa) goes through a natural copy, each call.
+  if (w.interleaved) return q8_matmul(x, m, q8_natural(w), y);
   for_each_tile(m, N, K, [&](int64_t m0, int64_t rows, int64_t n0, int64_t n1) {
     kTiles[rows - 1](isa, w, x + m0 * K, y + m0 * N, n0, n1);
   });

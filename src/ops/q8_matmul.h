@@ -32,7 +32,10 @@
 // llama.cpp's Q8_0 decode is 1.4-1.7× faster. The VNNI kernel (one vpdpbusd per 64 weights and
 // row of x) doubles the in-cache rate: 31-38 GB/s against 16-21 for AVX-512 in the same runs,
 // with the read stream at 11-18 GB/s (the machine busy); from memory it reads 8.4-10.6 GB/s
-// against 5.1-9.0, i.e. 60-80% of that stream, so memory binds it again.
+// against 5.1-9.0, i.e. 60-80% of that stream, so memory binds it again. In natural order that
+// kernel still spends ~6 vector instructions per 64 weights (a sign flip, the vpdpbusd, and a
+// conversion, scale permute, multiply and FMA for its two groups); the decode order below takes
+// it to one, the group sums staying exact in int32 lanes for 512 weights at a time.
 //
 // No torch: plain pointers and vectors, so the kernels compile quickly and can be wired to any
 // weight store (a tensor, a mapped file) by the caller.
@@ -71,12 +74,20 @@ struct NoInitAllocator : std::allocator<T> {
   }
 };
 
+// Groups interleaved together in the decode order (below): 512 weights.
+constexpr int64_t kQ8Interleave = 16;
+
 struct Q8Matrix {
   int64_t rows = 0;                                   // N: output features
   int64_t cols = 0;                                   // K: input features
   std::vector<int8_t, NoInitAllocator<int8_t>> q;     // [N, K] in [-127, 127]: round(w / scale)
   std::vector<float, NoInitAllocator<float>> scales;  // [N, K/32]: max|w| / 127 of each group
                                                       // (0 for a group of zeros)
+  // The order of each row's K values in q. false: natural (k = 0, 1, …). true: the decode order
+  // (interleave_q8) — each run of 16 whole groups (512 values) holds 8 steps of 64 bytes, step t
+  // holding bytes 4t…4t+3 of each of the 16 groups in turn; the last G mod 16 groups of a row
+  // stay natural. Every kernel reads both orders; the scales' order never changes.
+  bool interleaved = false;
 
   int64_t groups_per_row() const { return cols / kQ8Group; }
   // Bytes a product reads: the int8 values and the scales.
@@ -96,7 +107,26 @@ Q8Matrix quantize_q8(const float* w, int64_t n, int64_t k);
 // store them; each converts exactly to fp32 first.
 Q8Matrix quantize_q8_bf16(const uint16_t* w, int64_t n, int64_t k);
 
-// out [N, K] = q · scale: the weights the products below multiply by (for tests).
+// Reorders w's values into the decode order (above; no-op if already there). Why: on AVX-512 VNNI,
+// one vpdpbusd then adds each of 16 groups' 4-byte steps into its own int32 lane, so a group's
+// sum stays exact in its lane across the run's 8 steps and is converted and scaled once per 512
+// weights, where the natural order spends a sign flip, a conversion, a scale permute, a multiply
+// and an FMA per 64 (q8_matmul below, README "int8 decode order"). Parallel over rows.
+void interleave_q8(Q8Matrix& w);
+
+// Brings w into the order q8_matmul reads fastest on the CPU level in use (cpu_isa()): the decode
+// order where it has AVX-512 VNNI, natural elsewhere. Model loading calls it on every int8 weight.
+void use_fastest_q8_order(Q8Matrix& w);
+
+// Row n of W's values in natural order into out [K].
+void q8_natural_row(const Q8Matrix& w, int64_t n, int8_t* out);
+
+// A copy of w in natural order (for writers of the natural layout, and the kernels that read
+// only it).
+Q8Matrix q8_natural(const Q8Matrix& w);
+
+// out [N, K] = q · scale in natural order: the weights the products below multiply by (for
+// tests).
 void dequantize_q8(const Q8Matrix& w, float* out);
 
 // Rows [n0, n1) of W dequantized into out [n1 - n0, K]: as fp32 (exactly q · scale, as above), or
@@ -117,7 +147,9 @@ void dequantize_q8_rows_bf16(const Q8Matrix& w, int64_t n0, int64_t n1, uint16_t
 // the batch around it). Rows of
 // x go in blocks of up to 8 per pass over a tile of W, so one pass of W serves the whole decode
 // step (m ≤ 8) and larger m rereads W tiles from cache; parallel over N (output features) on
-// kvrag's helper threads.
+// kvrag's helper threads. Reads either order of w (Q8Matrix::interleaved); the fp32-activation
+// kernels read a weight in the decode order through a natural copy made for the call (a level
+// lowered after loading: slow, but the same outputs).
 void q8_matmul(const float* x, int64_t m, const Q8Matrix& w, float* y);
 
 }  // namespace kvrag

@@ -154,6 +154,30 @@ TEST(Safetensors, WriterLayout) {
   EXPECT_EQ(std::memcmp(bytes.data() + 8 + n, d.f32.data(), 24), 0);
 }
 
+// A tensor given by a fill function (made when it is written) lands in its place like one given
+// by a pointer.
+TEST(Safetensors, WriterFillsTensorsMadeOnTheFly) {
+  TempDir tmp;
+  std::string path = tmp / "fill.safetensors";
+  const std::vector<int8_t> first = {1, -2, 3, -4, 5, -6};
+  int calls = 0;
+  kvrag::write_safetensors(path, {{"a", DType::I8, {2, 3}, first.data()},
+                                  {"b", DType::I8, {3, 2}, nullptr, [&](void* out) {
+                                     ++calls;
+                                     for (int i = 0; i < 6; ++i)
+                                       static_cast<int8_t*>(out)[i] = 10 * i;
+                                   }}});
+  EXPECT_EQ(calls, 1);
+  auto f = SafetensorsFile::open(path);
+  const kvrag::TensorInfo* a = f->find("a");
+  const kvrag::TensorInfo* b = f->find("b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(std::memcmp(a->data, first.data(), 6), 0);
+  const auto* got = reinterpret_cast<const int8_t*>(b->data);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(got[i], 10 * i);
+}
+
 TEST(Safetensors, WriteEmptyFile) {
   TempDir tmp;
   std::string path = tmp / "none.safetensors";

@@ -126,6 +126,21 @@ TEST(Q8ChannelGemm, OutputsDoNotDependOnTilesRowsOrThreads) {
   configure_threads(2);
 }
 
+// A weight reordered for VNNI (Q8Matrix::interleaved) and multiplied at a lower level goes
+// through a natural copy: the same outputs.
+TEST(Q8ChannelGemm, DecodeOrderGivesTheNaturalOrdersOutputs) {
+  RUN_ON_AVX2();
+  torch::manual_seed(23);
+  const int64_t n = 21, k = 608;
+  const auto wf = weights(n, k);
+  const auto natural = quantize_q8(wf.data_ptr<float>(), n, k);
+  auto w = natural;
+  interleave_q8(w);
+  const auto x = torch::randn({40, k});
+  configure_threads(2);
+  EXPECT_TRUE(torch::equal(product(x, w), product(x, natural)));
+}
+
 TEST(Q8ChannelGemm, NonFiniteActivationReachesItsRowOnly) {
   RUN_ON_AVX2();
   configure_threads(2);

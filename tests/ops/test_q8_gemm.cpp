@@ -106,6 +106,24 @@ TEST(Q8Gemm, OutputsDoNotDependOnBlockingOrThreads) {
   configure_threads(2);
 }
 
+// A weight in the decode order (Q8Matrix::interleaved) packs into the same tiles: outputs equal
+// the natural order's, for chunks made of runs (4096 + 96: two chunks of 64 groups, then 3
+// groups after the runs) and a chunk of a run and 3 groups (608).
+TEST(Q8Gemm, DecodeOrderGivesTheNaturalOrdersOutputs) {
+  SKIP_WITHOUT_VNNI();
+  configure_threads(2);
+  torch::manual_seed(14);
+  for (const int64_t k : {int64_t{4096 + 96}, int64_t{608}}) {
+    const int64_t n = 37;
+    const auto wf = weights(n, k);
+    const auto natural = quantize_q8(wf.data_ptr<float>(), n, k);
+    auto w = natural;
+    interleave_q8(w);
+    const auto x = torch::randn({20, k});
+    EXPECT_TRUE(torch::equal(product(x, w), product(x, natural))) << "k=" << k;
+  }
+}
+
 TEST(Q8Gemm, NonFiniteActivationReachesTheOutputs) {
   SKIP_WITHOUT_VNNI();
   configure_threads(2);

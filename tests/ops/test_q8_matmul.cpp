@@ -6,9 +6,11 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/error.h"
@@ -33,6 +35,12 @@ torch::Tensor values(Q8Matrix& w) {
 }
 torch::Tensor scales(Q8Matrix& w) {
   return torch::from_blob(w.scales.data(), {w.rows, w.groups_per_row()}, torch::kFloat32);
+}
+
+// w in the decode order (Q8Matrix::interleaved), or as it is.
+Q8Matrix in_order(Q8Matrix w, bool interleaved) {
+  if (interleaved) interleave_q8(w);
+  return w;
 }
 
 // y [m, N] = q8_matmul(x [m, K], w) on the current cpu_isa().
@@ -177,10 +185,20 @@ TEST(Q8Quantize, NonFiniteWeightIsAnError) {
 TEST(Q8Matmul, EveryPathMatchesPortableAndDequantizedProduct) {
   configure_threads(2);
   torch::manual_seed(5);
-  for (const auto [n, k] : {std::pair<int64_t, int64_t>{37, 32}, {37, 4096}, {19, 96}, {21, 160}}) {
+  // K: one group, runs of 16 groups only (4096), none (96, 160), runs and the groups after them
+  // (608 = 16 + 3 groups); every weight in both orders.
+  for (const auto [n, k, interleaved] : {std::tuple<int64_t, int64_t, bool>{37, 32, false},
+                                         {37, 4096, false},
+                                         {19, 96, false},
+                                         {21, 160, false},
+                                         {37, 4096, true},
+                                         {21, 608, true},
+                                         {19, 96, true}}) {
     const auto wf = weights(n, k);
-    auto w = quantize_q8(wf.data_ptr<float>(), n, k);
+    auto natural = quantize_q8(wf.data_ptr<float>(), n, k);
+    auto w = in_order(natural, interleaved);
     const auto deq = dequantized(w).to(torch::kFloat64);  // [N, K]
+    ASSERT_TRUE(torch::equal(dequantized(w), dequantized(natural)));
     // Each weight's quantization error bound (RoundTripWithinHalfAScale).
     const auto half =
         scales(w).repeat_interleave(kQ8Group, 1).to(torch::kFloat64) * (0.5 + 1e-5);  // [N, K]
@@ -191,8 +209,9 @@ TEST(Q8Matmul, EveryPathMatchesPortableAndDequantizedProduct) {
       x.index_put_({torch::rand({m, k}) < 0.01}, 20.0);
       x.index({m - 1, torch::indexing::Slice(0, kQ8Group)}).zero_();
       const auto xd = x.to(torch::kFloat64);
-      const std::string what =
-          "m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
+      const std::string what = "m=" + std::to_string(m) + " n=" + std::to_string(n) +
+                               " k=" + std::to_string(k) +
+                               (interleaved ? " (decode order)" : " (natural order)");
       const auto mag = magnitudes(x, deq);           // [m, N]
       const auto want = torch::matmul(xd, deq.t());  // [m, N]
       // The original weights are within Σ_k |x_k| scale_k / 2 of that, plus rounding.
@@ -240,24 +259,27 @@ TEST(Q8Matmul, EveryPathMatchesPortableAndDequantizedProduct) {
 // over 1 or 2 threads. So a decode step's logits do not depend on the batch around it.
 TEST(Q8Matmul, OutputsDoNotDependOnBlocking) {
   torch::manual_seed(7);
-  const int64_t n = 45, k = 4096 + 96;  // 131 groups: odd
+  const int64_t n = 45, k = 4096 + 96;  // 131 groups: odd; 8 runs of 16 and 3 after them
   const auto wf = weights(n, k);
-  const auto w = quantize_q8(wf.data_ptr<float>(), n, k);
   const int64_t n_head = 30;  // the first rows of W alone: other tiles and remainders
-  const auto w_head = quantize_q8(wf.data_ptr<float>(), n_head, k);
   const auto x = torch::randn({13, k});
-  for_each_cpu_isa([&] {
-    configure_threads(2);
-    const auto y = product(x, w);  // [13, N]: a block of 8 rows and one of 5
-    for (int64_t r = 0; r < x.size(0); ++r) {
-      EXPECT_TRUE(torch::equal(product(x.narrow(0, r, 1), w), y.narrow(0, r, 1))) << "row " << r;
-    }
-    EXPECT_TRUE(torch::equal(product(x.narrow(0, 3, 2), w), y.narrow(0, 3, 2)));
-    EXPECT_TRUE(torch::equal(product(x, w_head), y.narrow(1, 0, n_head)));
-    configure_threads(1);
-    EXPECT_TRUE(torch::equal(product(x, w), y));
-    configure_threads(2);
-  });
+  for (const bool interleaved : {false, true}) {
+    SCOPED_TRACE(interleaved ? "decode order" : "natural order");
+    const auto w = in_order(quantize_q8(wf.data_ptr<float>(), n, k), interleaved);
+    const auto w_head = in_order(quantize_q8(wf.data_ptr<float>(), n_head, k), interleaved);
+    for_each_cpu_isa([&] {
+      configure_threads(2);
+      const auto y = product(x, w);  // [13, N]: a block of 8 rows and one of 5
+      for (int64_t r = 0; r < x.size(0); ++r) {
+        EXPECT_TRUE(torch::equal(product(x.narrow(0, r, 1), w), y.narrow(0, r, 1))) << "row " << r;
+      }
+      EXPECT_TRUE(torch::equal(product(x.narrow(0, 3, 2), w), y.narrow(0, 3, 2)));
+      EXPECT_TRUE(torch::equal(product(x, w_head), y.narrow(1, 0, n_head)));
+      configure_threads(1);
+      EXPECT_TRUE(torch::equal(product(x, w), y));
+      configure_threads(2);
+    });
+  }
 }
 
 // A non-finite activation makes the outputs it reaches NaN (or ±inf) on every path, as an fp32
@@ -266,40 +288,98 @@ TEST(Q8Matmul, OutputsDoNotDependOnBlocking) {
 TEST(Q8Matmul, NonFiniteActivationReachesTheOutputs) {
   configure_threads(2);
   torch::manual_seed(8);
-  const int64_t n = 9, k = 96;
-  const auto wf = weights(n, k) + 0.01;  // no zero group: every output reaches every x
-  const auto w = quantize_q8(wf.data_ptr<float>(), n, k);
-  for (const float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
-    auto x = torch::randn({2, k});
-    x[1][40] = bad;
-    for_each_cpu_isa([&] {
-      const auto y = product(x, w);
-      EXPECT_TRUE(torch::isfinite(y[0]).all().item<bool>());
-      EXPECT_FALSE(torch::isfinite(y[1]).any().item<bool>()) << y[1];
-    });
+  const int64_t n = 9;
+  for (const auto [k, interleaved] :  // a group after the runs, in a run
+       {std::pair<int64_t, bool>{96, false}, {96, true}, {608, true}}) {
+    const auto wf = weights(n, k) + 0.01;  // no zero group: every output reaches every x
+    const auto w = in_order(quantize_q8(wf.data_ptr<float>(), n, k), interleaved);
+    for (const float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+      auto x = torch::randn({2, k});
+      x[1][40] = bad;
+      for_each_cpu_isa([&] {
+        const auto y = product(x, w);
+        EXPECT_TRUE(torch::isfinite(y[0]).all().item<bool>());
+        EXPECT_FALSE(torch::isfinite(y[1]).any().item<bool>()) << y[1];
+      });
+    }
   }
 }
 
 TEST(Q8Dequantize, RowsOnEveryPathAreTheProductsWeightsAndTheirBf16Rounding) {
   configure_threads(2);
   torch::manual_seed(6);
-  const int64_t n = 37, k = 4096;
+  const int64_t n = 37, k = 4096 + 96;
   const auto wf = weights(n, k);
-  const auto w = quantize_q8(wf.data_ptr<float>(), n, k);
-  const auto deq = dequantized(w);                 // [N, K]: q · scale, the portable loop
+  const auto natural = quantize_q8(wf.data_ptr<float>(), n, k);
+  const auto deq = dequantized(natural);           // [N, K]: q · scale, the portable loop
   const auto deq_bf16 = deq.to(torch::kBFloat16);  // libtorch's round-to-nearest-even
-  for (const auto [n0, n1] : {std::pair<int64_t, int64_t>{0, n}, {5, 6}, {3, 30}, {9, 9}}) {
-    for_each_cpu_isa([&] {
-      auto rows = torch::full({n1 - n0, k}, std::nanf(""));
-      dequantize_q8_rows(w, n0, n1, rows.data_ptr<float>());
-      EXPECT_TRUE(torch::equal(rows, deq.narrow(0, n0, n1 - n0))) << cpu_isa_name(cpu_isa());
-      auto bits = torch::empty({n1 - n0, k}, torch::kBFloat16);
-      dequantize_q8_rows_bf16(w, n0, n1, reinterpret_cast<uint16_t*>(bits.data_ptr()));
-      EXPECT_TRUE(torch::equal(bits, deq_bf16.narrow(0, n0, n1 - n0))) << cpu_isa_name(cpu_isa());
-    });
+  for (const bool interleaved : {false, true}) {
+    const auto w = in_order(natural, interleaved);
+    for (const auto [n0, n1] : {std::pair<int64_t, int64_t>{0, n}, {5, 6}, {3, 30}, {9, 9}}) {
+      for_each_cpu_isa([&] {
+        auto rows = torch::full({n1 - n0, k}, std::nanf(""));
+        dequantize_q8_rows(w, n0, n1, rows.data_ptr<float>());
+        EXPECT_TRUE(torch::equal(rows, deq.narrow(0, n0, n1 - n0))) << cpu_isa_name(cpu_isa());
+        auto bits = torch::empty({n1 - n0, k}, torch::kBFloat16);
+        dequantize_q8_rows_bf16(w, n0, n1, reinterpret_cast<uint16_t*>(bits.data_ptr()));
+        EXPECT_TRUE(torch::equal(bits, deq_bf16.narrow(0, n0, n1 - n0))) << cpu_isa_name(cpu_isa());
+      });
+    }
+    std::vector<float> out(k);
+    EXPECT_THROW(dequantize_q8_rows(w, 36, 38, out.data()), Error);
   }
-  std::vector<float> out(k);
-  EXPECT_THROW(dequantize_q8_rows(w, 36, 38, out.data()), Error);
+}
+
+// The decode order (ops/q8_matmul.h): within each run of 16 groups, byte j of group l sits at
+// 64 ⌊j/4⌋ + 4 l + j mod 4; groups after the runs stay; back to natural is the same bytes.
+TEST(Q8Order, InterleavesRunsOf16GroupsFourBytesAtATime) {
+  configure_threads(2);
+  torch::manual_seed(9);
+  const int64_t n = 7, k = 2 * 512 + 96;  // 2 runs, then 3 groups
+  const auto wf = weights(n, k);
+  auto natural = quantize_q8(wf.data_ptr<float>(), n, k);
+  auto w = natural;
+  interleave_q8(w);
+  ASSERT_TRUE(w.interleaved);
+  EXPECT_EQ(w.scales, natural.scales);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t c = 0; c < k; ++c) {
+      const int64_t g = c / kQ8Group, j = c % kQ8Group;
+      const int64_t at = g < 32 ? 512 * (g / 16) + 64 * (j / 4) + 4 * (g % 16) + j % 4 : c;
+      ASSERT_EQ(w.q[r * k + at], natural.q[r * k + c]) << "[" << r << ", " << c << "]";
+    }
+  }
+  const auto again = w.q;
+  interleave_q8(w);  // already there: unchanged
+  EXPECT_EQ(w.q, again);
+  std::vector<int8_t> row(k);
+  q8_natural_row(w, 3, row.data());
+  EXPECT_TRUE(std::equal(row.begin(), row.end(), natural.q.begin() + 3 * k));
+  const auto back = q8_natural(w);
+  EXPECT_FALSE(back.interleaved);
+  EXPECT_EQ(back.q, natural.q);
+  EXPECT_EQ(back.scales, natural.scales);
+  EXPECT_THROW(q8_natural_row(w, n, row.data()), Error);
+}
+
+// Model loading leaves each weight in the order its CPU level reads fastest: the decode order on
+// AVX-512 VNNI, natural below it (and back to natural if the level was lowered since).
+TEST(Q8Order, FastestOrderFollowsTheCpuLevel) {
+  torch::manual_seed(10);
+  const auto wf = weights(5, 512);
+  const auto natural = quantize_q8(wf.data_ptr<float>(), 5, 512);
+  for_each_cpu_isa([&] {
+    auto w = natural;
+    use_fastest_q8_order(w);
+    const bool vnni = cpu_isa() >= CpuIsa::kAvx512Vnni;
+    EXPECT_EQ(w.interleaved, vnni);
+    EXPECT_EQ(w.q == natural.q, !vnni);
+    auto v = natural;
+    interleave_q8(v);
+    use_fastest_q8_order(v);
+    EXPECT_EQ(v.interleaved, vnni);
+    if (!vnni) EXPECT_EQ(v.q, natural.q);
+  });
 }
 
 TEST(Q8Matmul, NoRowsAndMalformedWeight) {
