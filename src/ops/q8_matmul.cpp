@@ -195,6 +195,26 @@ Q8Matrix quantize(const T* w, int64_t n, int64_t k, const char* what) {
   return out;
 }
 
+// --- the decode order ---------------------------------------------------------------------------
+
+// Row n of W from one order into the other: `interleave` from natural into the decode order,
+// else back. Only runs of 16 whole groups move.
+void reorder_row(const int8_t* src, int8_t* dst, int64_t K, bool interleave) {
+  const int64_t runs = K / kQ8Group / kQ8Interleave;
+  for (int64_t run = 0; run < runs; ++run) {
+    const int8_t* from = src + 512 * run;
+    int8_t* to = dst + 512 * run;
+    for (int64_t l = 0; l < kQ8Interleave; ++l) {
+      for (int64_t t = 0; t < 8; ++t) {  // natural byte 32 l + 4 t ↔ decode-order byte 64 t + 4 l
+        const int64_t natural = 32 * l + 4 * t, decode = 64 * t + 4 * l;
+        std::memcpy(to + (interleave ? decode : natural), from + (interleave ? natural : decode),
+                    4);
+      }
+    }
+  }
+  std::memcpy(dst + 512 * runs, src + 512 * runs, K - 512 * runs);
+}
+
 // --- products: one tile of W rows [n0, n1) times R ≤ 8 rows of x ---------------------------------
 //
 // Every path computes, for each output, Σ_g scale_g · (Σ_{j<32} q_j x_j): a group's products are
@@ -394,13 +414,15 @@ KVRAG_VNNI inline __m128i quantize16(__m512 v, __m512 scale) {
 
 KVRAG_VNNI Q8Activations quantize_activations(const float* x, int64_t m, int64_t K,
                                               bool interleaved) {
-  const int64_t G = K / kQ8Group, runs = interleaved ? G / kQ8Interleave : 0;
+  const int64_t G = K / kQ8Group;
   Q8Activations a;
   a.q.assign(m * K, 0);
   a.offsets.assign(m * G, 0);
   a.scales.assign(m * G, 0.0f);
   const __m512 sign = _mm512_set1_ps(-0.0f), big = _mm512_set1_ps(FLT_MAX);
+  std::vector<int8_t> natural(K);  // a row of q_x in natural order
   for (int64_t r = 0; r < m; ++r) {
+    std::fill(natural.begin(), natural.end(), int8_t{0});
     for (int64_t g = 0; g < G; ++g) {
       const float* src = x + r * K + g * kQ8Group;
       const __m512 v0 = _mm512_loadu_ps(src), v1 = _mm512_loadu_ps(src + 16);
@@ -413,19 +435,17 @@ KVRAG_VNNI Q8Activations quantize_activations(const float* x, int64_t m, int64_t
       a.scales[r * G + g] = scale;
       if (!(scale > 0)) continue;  // zeros (a zero group: exact; NaN: carried by the scale)
       const __m512 sv = _mm512_set1_ps(scale);
-      alignas(32) int8_t q[kQ8Group];
-      _mm256_store_si256(reinterpret_cast<__m256i*>(q),
-                         _mm256_set_m128i(quantize16(v1, sv), quantize16(v0, sv)));
+      int8_t* q = natural.data() + g * kQ8Group;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q),
+                          _mm256_set_m128i(quantize16(v1, sv), quantize16(v0, sv)));
       int32_t sum = 0;
-      for (const int8_t v : q) sum += v;
+      for (int j = 0; j < kQ8Group; ++j) sum += q[j];
       a.offsets[r * G + g] = -128 * sum;
-      int8_t* row = a.q.data() + r * K;
-      if (g < runs * kQ8Interleave) {  // 4-byte step t of group l at 512 run + 64 t + 4 l
-        const int64_t run = g / kQ8Interleave, l = g % kQ8Interleave;
-        for (int t = 0; t < 8; ++t) std::memcpy(row + 512 * run + 64 * t + 4 * l, q + 4 * t, 4);
-      } else {
-        std::memcpy(row + g * kQ8Group, q, kQ8Group);
-      }
+    }
+    if (interleaved) {
+      reorder_row(natural.data(), a.q.data() + r * K, K, /*interleave=*/true);
+    } else {
+      std::memcpy(a.q.data() + r * K, natural.data(), K);
     }
   }
   return a;
@@ -643,24 +663,6 @@ void for_each_tile(int64_t m, int64_t N, int64_t K, F&& tile_fn) {
   });
 }
 
-// Row n of W from one order into the other: `interleave` from natural into the decode order,
-// else back. Only runs of 16 whole groups move.
-void reorder_row(const int8_t* src, int8_t* dst, int64_t K, bool interleave) {
-  const int64_t runs = K / kQ8Group / kQ8Interleave;
-  for (int64_t run = 0; run < runs; ++run) {
-    const int8_t* from = src + 512 * run;
-    int8_t* to = dst + 512 * run;
-    for (int64_t l = 0; l < kQ8Interleave; ++l) {
-      for (int64_t t = 0; t < 8; ++t) {  // natural byte 32 l + 4 t ↔ decode-order byte 64 t + 4 l
-        const int64_t natural = 32 * l + 4 * t, decode = 64 * t + 4 * l;
-        std::memcpy(to + (interleave ? decode : natural), from + (interleave ? natural : decode),
-                    4);
-      }
-    }
-  }
-  std::memcpy(dst + 512 * runs, src + 512 * runs, K - 512 * runs);
-}
-
 }  // namespace
 
 void check_q8_matrix(const Q8Matrix& w, const char* what) {
@@ -734,7 +736,7 @@ void dequantize_q8(const Q8Matrix& w, float* out) {
   std::vector<int8_t> row(K);
   for (int64_t n = 0; n < w.rows; ++n) {
     q8_natural_row(w, n, row.data());
-    for (int64_t k = 0; k < K; ++k) out[n * K + k] = row[k] * w.scales[n * G + k / kQ8Group];
+    dequantize_generic(row.data(), w.scales.data() + n * G, G, out + n * K);
   }
 }
 
