@@ -111,10 +111,12 @@ void bench_weight(int64_t n, int64_t k, int64_t m, Timer& timer, bool int8_only)
       q8_matmul(x.data_ptr<float>(), m, w, y.data());
     });
     row(shape, "int8 q8_matmul", cpu_isa_name(isa), q_bytes, t);
-    if (ordered.interleaved) {  // the natural order on the same kernel level, for comparison
+    if (ordered.interleaved) {
+      // The natural order on the same level: every group one at a time, as the groups after a
+      // row's runs go (not the natural-order kernel the decode order replaced).
       const double tn = timer.best(
           q, q_bytes, [&](const Q8Matrix& w) { q8_matmul(x.data_ptr<float>(), m, w, y.data()); });
-      row(shape, "int8 natural", cpu_isa_name(isa), q_bytes, tn);
+      row(shape, "int8 per group", cpu_isa_name(isa), q_bytes, tn);
     }
   }
   // Dequantizing to bf16, as q8_linear does for each product with many rows (prefill): bytes
