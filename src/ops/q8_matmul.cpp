@@ -459,68 +459,96 @@ KVRAG_AVX2 inline int32_t hsum256i(__m256i v) {
   return _mm_cvtsi128_si32(t);
 }
 
-// Bytes of W prefetched ahead (the hardware prefetcher alone kept too few lines in flight).
-constexpr int kVnniAhead = 4096;
+// Rows of W read side by side with R rows of x, each its own stream (tile_vnni below).
+constexpr int streams_vnni(int R) { return R == 1 ? 4 : 1; }
+// Bytes of each stream prefetched ahead of it.
+constexpr int vnni_ahead(int S) { return S == 1 ? 4096 : 1024; }
 
-// Row n of W times rows [r0, r0 + R) of a, into y [R, N].
-template <int R>
-KVRAG_VNNI void row_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0, float* y,
-                         int64_t n) {
+// Rows n + k·stride (k < S) of W times rows [r0, r0 + R) of a, into y [R, N]. Each row's sum is
+// formed the same way whatever S and stride, so outputs do not depend on how rows are grouped.
+template <int R, int S>
+KVRAG_VNNI void rows_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0, float* y,
+                          int64_t n, int64_t stride) {
   const int64_t K = w.cols, N = w.rows, G = w.groups_per_row();
   const int64_t runs = w.interleaved ? G / kQ8Interleave : 0;
-  const int8_t* q = w.q.data() + n * K;           // [K]
-  const float* s = w.scales.data() + n * G;       // [G]
+  const int8_t* q[S];  // [K] each
+  const float* s[S];   // [G] each
+  for (int k = 0; k < S; ++k) {
+    q[k] = w.q.data() + (n + k * stride) * K;
+    s[k] = w.scales.data() + (n + k * stride) * G;
+  }
   const int8_t* xq = a.q.data() + r0 * K;         // [R, K]
   const int32_t* xo = a.offsets.data() + r0 * G;  // [R, G]
   const float* xs = a.scales.data() + r0 * G;     // [R, G]
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  __m512 acc[S][R];
+  for (int k = 0; k < S; ++k) {
+    for (int r = 0; r < R; ++r) acc[k][r] = _mm512_setzero_ps();
+  }
   for (int64_t run = 0; run < runs; ++run) {  // 16 groups: 8 steps of 64 bytes
     const int64_t g = run * kQ8Interleave;
-    const int8_t* qr = q + run * 512;
-    __m512i dot[R];  // lane l: group g + l
-    for (int r = 0; r < R; ++r) dot[r] = _mm512_loadu_si512(xo + r * G + g);
+    __m512i dot[S][R];  // lane l: group g + l
+    for (int r = 0; r < R; ++r) {
+      const __m512i offset = _mm512_loadu_si512(xo + r * G + g);
+      for (int k = 0; k < S; ++k) dot[k][r] = offset;
+    }
     for (int t = 0; t < 8; ++t) {
-      _mm_prefetch(reinterpret_cast<const char*>(qr + 64 * t) + kVnniAhead, _MM_HINT_T0);
-      const __m512i wu = _mm512_xor_si512(_mm512_loadu_si512(qr + 64 * t), flip);  // q_w + 128
+      __m512i wu[S];  // q_w + 128
+      for (int k = 0; k < S; ++k) {
+        const int8_t* step = q[k] + run * 512 + 64 * t;
+        _mm_prefetch(reinterpret_cast<const char*>(step) + vnni_ahead(S), _MM_HINT_T0);
+        wu[k] = _mm512_xor_si512(_mm512_loadu_si512(step), flip);
+      }
       for (int r = 0; r < R; ++r) {
-        dot[r] =
-            _mm512_dpbusd_epi32(dot[r], wu, _mm512_loadu_si512(xq + r * K + run * 512 + 64 * t));
+        const __m512i xv = _mm512_loadu_si512(xq + r * K + run * 512 + 64 * t);
+        for (int k = 0; k < S; ++k) dot[k][r] = _mm512_dpbusd_epi32(dot[k][r], wu[k], xv);
       }
     }
-    const __m512 ws = _mm512_loadu_ps(s + g);
-    for (int r = 0; r < R; ++r) {
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]),
-                               _mm512_mul_ps(ws, _mm512_loadu_ps(xs + r * G + g)), acc[r]);
+    for (int k = 0; k < S; ++k) {
+      const __m512 ws = _mm512_loadu_ps(s[k] + g);
+      for (int r = 0; r < R; ++r) {
+        acc[k][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[k][r]),
+                                    _mm512_mul_ps(ws, _mm512_loadu_ps(xs + r * G + g)), acc[k][r]);
+      }
     }
   }
-  float rest[R] = {};  // groups outside runs, one at a time
   const __m256i flip8 = _mm256_set1_epi8(static_cast<char>(0x80));
-  for (int64_t g = runs * kQ8Interleave; g < G; ++g) {
-    const __m256i wu = _mm256_xor_si256(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + g * kQ8Group)), flip8);
-    for (int r = 0; r < R; ++r) {
-      const __m256i dot = _mm256_dpbusd_epi32(
-          _mm256_setzero_si256(), wu,
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + r * K + g * kQ8Group)));
-      const int32_t sum = hsum256i(dot) + xo[r * G + g];
-      rest[r] = std::fma(static_cast<float>(sum), s[g] * xs[r * G + g], rest[r]);
+  for (int k = 0; k < S; ++k) {
+    float rest[R] = {};  // groups outside runs, one at a time
+    for (int64_t g = runs * kQ8Interleave; g < G; ++g) {
+      const __m256i wu = _mm256_xor_si256(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[k] + g * kQ8Group)), flip8);
+      for (int r = 0; r < R; ++r) {
+        const __m256i dot = _mm256_dpbusd_epi32(
+            _mm256_setzero_si256(), wu,
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + r * K + g * kQ8Group)));
+        const int32_t sum = hsum256i(dot) + xo[r * G + g];
+        rest[r] = std::fma(static_cast<float>(sum), s[k][g] * xs[r * G + g], rest[r]);
+      }
     }
+    for (int r = 0; r < R; ++r) y[r * N + n + k * stride] = hsum512(acc[k][r]) + rest[r];
   }
-  for (int r = 0; r < R; ++r) y[r * N + n] = hsum512(acc[r]) + rest[r];
 }
 
-// Rows [n0, n1) of W times rows [r0, r0 + R) of a, into y [R, N]: one row of W at a time, a single
-// sequential stream per thread, prefetched 4 KB ahead (rows follow each other, so this runs into
-// the next rows). Blocks of rows of W, each prefetched 256 bytes ahead, were slower from memory.
-// In a stand-alone test from memory (natural order), 2 threads, GB/s against blocks of 8 rows
-// with one row of x (decoding): 2048 × 5632 37.7 / 29.6, 4096 × 11008 38.7 / 29.0, 2048 × 2048
-// 36.6 / 25.0 (1 KB or 2 KB ahead, no prefetch, or four accumulators each did worse).
+// Rows [n0, n1) of W times rows [r0, r0 + R) of a, into y [R, N]. With one row of x (decoding)
+// the tile is cut into 4 equal parts read side by side, row i of every part together: four
+// streams per thread, each prefetched 1 KB ahead, as bench_memory.h's read stream reads. Why: one
+// stream per thread drew 62-81% of that read stream on this VM, four 92-126% (a scratch test of
+// the 1.1B's decode sequence of weights, 2 threads, same runs); bench_q8_matmul from memory,
+// same hour: 2048 × 5632 32.7 → 41.4 GB/s, 4096 × 11008 36.3 → 43.9. Adjacent rows read together
+// (blocks of 8, prefetched 256 bytes ahead) were slower than one: they share DRAM pages and one
+// prefetch stream. With more rows of x the kernel nears its compute rate and the accumulators fill
+// the registers (2 rows: two streams gave nothing), so one row of W at a time, prefetched 4 KB
+// ahead (rows follow each other, so this runs into the next).
 template <int R>
 KVRAG_VNNI void tile_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0, float* y,
                           int64_t n0, int64_t n1) {
-  for (int64_t n = n0; n < n1; ++n) row_vnni<R>(w, a, r0, y, n);
+  constexpr int S = streams_vnni(R);
+  const int64_t part = (n1 - n0) / S;
+  if constexpr (S > 1) {
+    for (int64_t i = 0; i < part; ++i) rows_vnni<R, S>(w, a, r0, y, n0 + i, part);
+  }
+  for (int64_t n = n0 + (S > 1 ? S * part : 0); n < n1; ++n) rows_vnni<R, 1>(w, a, r0, y, n, 0);
 }
 #pragma GCC diagnostic pop
 #endif  // KVRAG_X86
