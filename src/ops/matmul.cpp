@@ -72,14 +72,6 @@ void gemv_portable(const W* w, const float* x, float* y, int64_t R, int64_t in, 
 
 #if KVRAG_X86
 
-// Rows of W at most this long (fp32 values) go one at a time when x has one row (row_avx2):
-// the whole range is then one sequential stream, where four interleaved rows of ≤ 8 KB are short
-// streams that the hardware prefetchers follow less well. Measured from memory, 2 threads, AMD
-// EPYC (Zen 5), three alternations, GB/s four rows / one row: 2048 × 768 45 / 56-60, 32000 × 768
-// 39-45 / 55-58, 768 × 2048 52 / 55-59, 5632 × 2048 44-51 / 43-59; at K = 5632 four rows read as
-// fast or faster (39-56 / 41-49).
-constexpr int64_t kGemvSingleRowMaxIn = 2048;
-
 // Row o of fp32 W times R rows of x, U blocks of 8 weights per step (independent accumulators,
 // summed pairwise at the end), W prefetched kAhead bytes ahead (0: not at all).
 template <int R, int U, int kAhead>
@@ -118,35 +110,49 @@ KVRAG_AVX2 void row_avx2(const float* w, const float* x, float* y, int64_t in, i
   }
 }
 
+// Rows o + k·stride (k < 4) of fp32 W times one row of x: four independent FMA chains, each row
+// its own stream prefetched 1 KB ahead.
+KVRAG_AVX2 void rows4_avx2(const float* w, const float* x, float* y, int64_t in, int64_t o,
+                           int64_t stride) {
+  constexpr int kAhead = 1024;
+  const float* wk[4];  // [in] each
+  for (int k = 0; k < 4; ++k) wk[k] = w + (o + k * stride) * in;
+  __m256 acc[4];
+  for (auto& a : acc) a = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= in; i += 16) {  // one 64-byte line of each row
+    const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
+    for (int k = 0; k < 4; ++k) {
+      _mm_prefetch(reinterpret_cast<const char*>(wk[k] + i) + kAhead, _MM_HINT_T0);
+      acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(wk[k] + i), x0, acc[k]);
+      acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(wk[k] + i + 8), x1, acc[k]);
+    }
+  }
+  for (; i + 8 <= in; i += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + i);
+    for (int k = 0; k < 4; ++k) acc[k] = _mm256_fmadd_ps(_mm256_loadu_ps(wk[k] + i), xv, acc[k]);
+  }
+  for (int k = 0; k < 4; ++k) {
+    float s = hsum256(acc[k]);
+    for (int64_t j = i; j < in; ++j) s += wk[k][j] * x[j];
+    y[o + k * stride] = s;
+  }
+}
+
 // fp32 weights.
 KVRAG_AVX2 void gemv_avx2(const float* w, const float* x, float* y, int64_t R, int64_t in,
                           int64_t out, int64_t o_begin, int64_t o_end) {
-  // One row of x and W's rows short: one row of W at a time, four accumulators (32 values) deep.
-  const auto single_rows = [&](int64_t o0) {
-    for (int64_t o = o0; o < o_end; ++o) row_avx2<1, 4, 0>(w, x, y, in, out, o);
-  };
-  if (R == 1 && in <= kGemvSingleRowMaxIn) return single_rows(o_begin);
   if (R == 1) {
-    // One row of x: four rows of W at a time give four independent FMA chains.
-    const int64_t in8 = in - in % 8;
-    int64_t o = o_begin;
-    for (; o + 4 <= o_end; o += 4) {
-      const float* w0 = w + o * in;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int64_t i = 0; i < in8; i += 8) {
-        const __m256 xv = _mm256_loadu_ps(x + i);
-        a0 = _mm256_fmadd_ps(load8(w0 + i), xv, a0);
-        a1 = _mm256_fmadd_ps(load8(w0 + in + i), xv, a1);
-        a2 = _mm256_fmadd_ps(load8(w0 + 2 * in + i), xv, a2);
-        a3 = _mm256_fmadd_ps(load8(w0 + 3 * in + i), xv, a3);
-      }
-      float s[4] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
-      for (int k = 0; k < 4; ++k) {
-        for (int64_t i = in8; i < in; ++i) s[k] += to_float(w0[k * in + i]) * x[i];
-        y[o + k] = s[k];
-      }
-    }
-    return single_rows(o);  // the last rows
+    // One row of x (decoding): the range cut into 4 equal parts read side by side, row j of every
+    // part together: four independent chains, and four streams per thread, as bench_memory.h's
+    // read stream reads (one stream per thread drew 62-81% of that stream on this VM, four
+    // 92-126%: README "Four streams a thread"). Four adjacent rows instead were short streams
+    // that the prefetchers followed less well than one row at a time. The last rows go one at a
+    // time, four accumulators deep.
+    const int64_t part = (o_end - o_begin) / 4;
+    for (int64_t j = 0; j < part; ++j) rows4_avx2(w, x, y, in, o_begin + j, part);
+    for (int64_t o = o_begin + 4 * part; o < o_end; ++o) row_avx2<1, 4, 0>(w, x, y, in, out, o);
+    return;
   }
   // Several rows of x (a batch decoding): one row of W at a time, a single stream per thread,
   // its R products accumulated in registers; from three rows on each block costs R FMAs, near
@@ -357,58 +363,77 @@ void gemv_bf16(const uint16_t* w, const SplitX& xs, float* y, int64_t R, int64_t
 // memory on the AMD EPYC (Zen 5) of bench_q8_matmul, 2 threads, 5632 × 2048, five alternations:
 // 52-55 GB/s with the shift-and-mask kernel, 59-63 with this one.
 
-// Row o of W times R rows of x, U blocks of 32 weights per step of the main loop (independent
-// accumulators: with one row of x, U = 4 keeps four chains in flight), W prefetched kAhead bytes
-// ahead (0: not at all).
-template <int R, int U, int kAhead>
-KVRAG_AVX512BF16 void row_dpbf16(const uint16_t* w, const uint16_t* x, float* y, int64_t in,
-                                 int64_t out, int64_t o) {
-  __m512 acc[U][R];
-  for (auto& accu : acc) {
-    for (auto& v : accu) v = _mm512_setzero_ps();
+// Rows o + b·stride (b < B) of W times R rows of x, U blocks of 32 weights per step of the main
+// loop (independent accumulators: with one row of x, U = 4 keeps four chains in flight, as do
+// B = 4 rows), each row prefetched kAhead bytes ahead (0: not at all).
+template <int B, int R, int U, int kAhead>
+KVRAG_AVX512BF16 void rows_dpbf16(const uint16_t* w, const uint16_t* x, float* y, int64_t in,
+                                  int64_t out, int64_t o, int64_t stride) {
+  __m512 acc[B][U][R];
+  for (auto& accb : acc) {
+    for (auto& accu : accb) {
+      for (auto& v : accu) v = _mm512_setzero_ps();
+    }
   }
-  const uint16_t* wo = w + o * in;  // [in]
+  const uint16_t* wo[B];  // [in] each
+  for (int b = 0; b < B; ++b) wo[b] = w + (o + b * stride) * in;
   int64_t i = 0;
   for (; i + 32 * U <= in; i += 32 * U) {
     for (int u = 0; u < U; ++u) {
-      if constexpr (kAhead > 0)
-        _mm_prefetch(reinterpret_cast<const char*>(wo + i + 32 * u) + kAhead, _MM_HINT_T0);
-      const auto wv = (__m512bh)_mm512_loadu_si512(wo + i + 32 * u);
+      __m512bh wv[B];
+      for (int b = 0; b < B; ++b) {
+        if constexpr (kAhead > 0)
+          _mm_prefetch(reinterpret_cast<const char*>(wo[b] + i + 32 * u) + kAhead, _MM_HINT_T0);
+        wv[b] = (__m512bh)_mm512_loadu_si512(wo[b] + i + 32 * u);
+      }
       for (int r = 0; r < R; ++r) {
         const auto xv = (__m512bh)_mm512_loadu_si512(x + r * in + i + 32 * u);
-        acc[u][r] = _mm512_dpbf16_ps(acc[u][r], wv, xv);
+        for (int b = 0; b < B; ++b) acc[b][u][r] = _mm512_dpbf16_ps(acc[b][u][r], wv[b], xv);
       }
     }
   }
   for (; i < in; i += 32) {  // the last < 32 U weights; the final block masked
     const int64_t n = std::min<int64_t>(32, in - i);
     const __mmask32 mask = _cvtu32_mask32(n == 32 ? ~0u : (1u << n) - 1);
-    const auto wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, wo + i);
     for (int r = 0; r < R; ++r) {
       const auto xv = (__m512bh)_mm512_maskz_loadu_epi16(mask, x + r * in + i);
-      acc[0][r] = _mm512_dpbf16_ps(acc[0][r], wv, xv);
+      for (int b = 0; b < B; ++b) {
+        const auto wv = (__m512bh)_mm512_maskz_loadu_epi16(mask, wo[b] + i);
+        acc[b][0][r] = _mm512_dpbf16_ps(acc[b][0][r], wv, xv);
+      }
     }
   }
-  for (int r = 0; r < R; ++r) {
-    __m512 sum = acc[0][r];
-    for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][r]);
-    y[r * out + o] = hsum512(sum);
+  for (int b = 0; b < B; ++b) {
+    for (int r = 0; r < R; ++r) {
+      __m512 sum = acc[b][0][r];
+      for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[b][u][r]);
+      y[r * out + o + b * stride] = hsum512(sum);
+    }
   }
 }
 
-// Rows [o_begin, o_end) of W times R rows of x, one row of W at a time for every R: a single
-// sequential stream per thread. With one row of x it measured best (59-63 GB/s against 56-60 for
-// blocks of 4 rows); with 2-8 rows (a batch decoding) blocks of 2 rows of W ran at 20-44 GB/s from
-// memory. With three or more rows of x each block costs R instructions and the kernel nears its
-// compute rate, so W is also prefetched 4 KB ahead. A stand-alone test of 5632 × 2048 from memory
-// (AMD EPYC, Zen 5, 2 threads, three rounds), GB/s, blocks of 2 rows → one row: R = 2 40-44 →
-// 46-53 (U = 4), R = 3 24-30 → 44-49, R = 4 28-29 → 41-46 (U = 2), R = 8 20-22 → 30-32.
+// Rows [o_begin, o_end) of W times R rows of x. With one row of x (decoding) the range is cut
+// into 4 equal parts read side by side, row j of every part together: four streams per thread,
+// each prefetched 1 KB ahead, as bench_memory.h's read stream reads (one stream per thread drew
+// 62-81% of that stream on this VM, four 92-126%: README "Four streams a thread"); the last rows
+// go one at a time. With 2-8 rows (a batch decoding), one row of W at a time: blocks of 2 rows of
+// W ran at 20-44 GB/s from memory. With three or more rows of x each block costs R instructions
+// and the kernel nears its compute rate, so W is also prefetched 4 KB ahead. A stand-alone test
+// of 5632 × 2048 from memory (AMD EPYC, Zen 5, 2 threads, three rounds), GB/s, blocks of 2 rows →
+// one row: R = 2 40-44 → 46-53 (U = 4), R = 3 24-30 → 44-49, R = 4 28-29 → 41-46 (U = 2), R = 8
+// 20-22 → 30-32.
 template <int R>
 void tile_dpbf16(const uint16_t* w, const uint16_t* x, float* y, int64_t in, int64_t out,
                  int64_t o_begin, int64_t o_end) {
   constexpr int U = R <= 2 ? 4 : 2;
   constexpr int kAhead = R <= 2 ? 0 : 4096;
-  for (int64_t o = o_begin; o < o_end; ++o) row_dpbf16<R, U, kAhead>(w, x, y, in, out, o);
+  int64_t o = o_begin;
+  if constexpr (R == 1) {
+    const int64_t part = (o_end - o_begin) / 4;
+    for (int64_t j = 0; j < part; ++j) rows_dpbf16<4, 1, U, 1024>(w, x, y, in, out, o + j, part);
+    o += 4 * part;
+  }
+  for (; o < o_end; ++o) rows_dpbf16<1, R, U, kAhead>(w, x, y, in, out, o, 0);
 }
 
 void gemv_dpbf16(const uint16_t* w, const uint16_t* x, float* y, int64_t R, int64_t in, int64_t out,

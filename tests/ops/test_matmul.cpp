@@ -74,7 +74,8 @@ void expect_close(const torch::Tensor& got, const torch::Tensor& want, torch::Dt
 
 // Every row count up to the BLAS path (kGemvMaxRows + 1), odd sizes (SIMD tails, blocks of rows
 // of W; 290: the AVX512_BF16 kernel's 128-weight steps, then a whole and a masked 32-weight
-// block; 2085: fp32 rows of W over 2,048 values, read four at a time with one row of x),
+// block; 2085: long rows; with one row of x every range of rows is read four rows at a time, one
+// from each quarter, and its last rows one at a time),
 // with and without bias; under NoGradGuard (the matrix-vector kernel) and
 // with autograd recording (always BLAS).
 TEST(Linear, MatchesFp64ReferenceOnEveryPath) {
