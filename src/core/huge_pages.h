@@ -15,4 +15,12 @@ namespace kvrag {
 // THP to "madvise", under which memory is huge-paged only where asked, as here.
 void advise_huge_pages(void* data, size_t bytes);
 
+// Asks the kernel to move the 2 MiB-aligned interior of [data, data + bytes), already written, into
+// huge pages now (madvise MADV_COLLAPSE, Linux 6.1 and later; it copies what is not huge yet).
+// Advice only, as above: on an older kernel, or where it fails, nothing changes. For a span of
+// buffers allocated one after the other (a model's int8 weights): advise_huge_pages can reach only
+// the whole huge pages inside each buffer, so every 2 MiB page that a boundary between two of them
+// crosses stayed in 4 KiB pages (in a 1.1B int8, ~15% of its weights).
+void collapse_huge_pages(void* data, size_t bytes);
+
 }  // namespace kvrag

@@ -198,6 +198,34 @@ std::shared_ptr<Q8Matrix> read_saved_q8(const Checkpoint& checkpoint, const std:
   return q8;
 }
 
+// Moves `module`'s int8 values and scales into huge pages where the kernel can
+// (collapse_huge_pages). They are allocated one after another, and advise_huge_pages reaches only
+// the whole 2 MiB pages inside each buffer: the pages across the boundaries between them (~15% of
+// a 1.1B's weights) stayed in 4 KiB pages. Buffers are collapsed in runs whose gaps are under
+// 2 MiB, so no stretch of unrelated memory is touched. Measured on the 1.1B, three alternations:
+// decode 31.1-33.3 → 32.9-34.9 tok/s, loading 2.1-2.6 → 2.7-2.9 s, peak RSS unchanged.
+void collapse_q8_weights(const torch::nn::Module& module) {
+  std::vector<std::pair<uintptr_t, uintptr_t>> spans;  // [begin, end) of each buffer
+  for (const auto& item : module.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
+    const auto* linear = dynamic_cast<const LinearImpl*>(item.value().get());
+    if (linear == nullptr || !linear->q8) continue;
+    for (const auto& [data, bytes] :
+         {std::pair<const void*, size_t>{linear->q8->q.data(), linear->q8->q.size()},
+          {linear->q8->scales.data(), linear->q8->scales.size() * sizeof(float)}}) {
+      const auto begin = reinterpret_cast<uintptr_t>(data);
+      spans.emplace_back(begin, begin + bytes);
+    }
+  }
+  std::sort(spans.begin(), spans.end());
+  constexpr uintptr_t kMaxGap = uintptr_t{2} << 20;
+  for (size_t i = 0; i < spans.size();) {
+    uintptr_t begin = spans[i].first, end = spans[i].second;
+    for (++i; i < spans.size() && spans[i].first <= end + kMaxGap; ++i)
+      end = std::max(end, spans[i].second);
+    collapse_huge_pages(reinterpret_cast<void*>(begin), end - begin);
+  }
+}
+
 }  // namespace
 
 int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
@@ -241,6 +269,7 @@ int64_t load_q8_weights(torch::nn::Module& module, const Checkpoint& checkpoint,
     linear->q8 = std::move(q8);
     ++count;
   }
+  collapse_q8_weights(module);
   return count;
 }
 

@@ -545,10 +545,8 @@ KVRAG_VNNI void tile_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0,
                           int64_t n0, int64_t n1) {
   constexpr int S = streams_vnni(R);
   const int64_t part = (n1 - n0) / S;
-  if constexpr (S > 1) {
-    for (int64_t i = 0; i < part; ++i) rows_vnni<R, S>(w, a, r0, y, n0 + i, part);
-  }
-  for (int64_t n = n0 + (S > 1 ? S * part : 0); n < n1; ++n) rows_vnni<R, 1>(w, a, r0, y, n, 0);
+  for (int64_t i = 0; i < part; ++i) rows_vnni<R, S>(w, a, r0, y, n0 + i, part);
+  for (int64_t n = n0 + S * part; n < n1; ++n) rows_vnni<R, 1>(w, a, r0, y, n, 0);  // the last
 }
 #pragma GCC diagnostic pop
 #endif  // KVRAG_X86
