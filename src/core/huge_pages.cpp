@@ -7,15 +7,31 @@
 #endif
 
 namespace kvrag {
+namespace {
 
-void advise_huge_pages(void* data, size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  if (data == nullptr || bytes < 2 * kHuge) return;
+constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+
+// madvise(advice) on the 2 MiB-aligned interior of [data, data + bytes), if it holds a whole huge
+// page. Advice: failure is fine.
+void advise_interior(void* data, size_t bytes, int advice) {
+#if defined(__linux__)
+  if (data == nullptr) return;
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
   const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kHuge - 1);
   if (end <= begin) return;
-  madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);  // advice: failure is fine
+  madvise(reinterpret_cast<void*>(begin), end - begin, advice);
+#else
+  (void)data;
+  (void)bytes;
+  (void)advice;
+#endif
+}
+
+}  // namespace
+
+void advise_huge_pages(void* data, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (bytes >= 2 * kHuge) advise_interior(data, bytes, MADV_HUGEPAGE);
 #else
   (void)data;
   (void)bytes;
@@ -23,18 +39,8 @@ void advise_huge_pages(void* data, size_t bytes) {
 }
 
 void collapse_huge_pages(void* data, size_t bytes) {
-#if defined(__linux__)
   constexpr int kCollapse = 25;  // MADV_COLLAPSE (Linux 6.1), absent from older headers
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  if (data == nullptr) return;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) & ~(kHuge - 1);
-  if (end <= begin) return;
-  madvise(reinterpret_cast<void*>(begin), end - begin, kCollapse);  // advice: failure is fine
-#else
-  (void)data;
-  (void)bytes;
-#endif
+  advise_interior(data, bytes, kCollapse);
 }
 
 }  // namespace kvrag
