@@ -459,9 +459,8 @@ KVRAG_AVX2 inline int32_t hsum256i(__m256i v) {
   return _mm_cvtsi128_si32(t);
 }
 
-// Rows of W read side by side with R rows of x, each its own stream (tile_vnni below).
+// Rows of W read side by side with R rows of x, bytes each is prefetched ahead (tile_vnni).
 constexpr int streams_vnni(int R) { return R == 1 ? 4 : 1; }
-// Bytes of each stream prefetched ahead of it.
 constexpr int vnni_ahead(int S) { return S == 1 ? 4096 : 1024; }
 
 // Rows n + k·stride (k < S) of W times rows [r0, r0 + R) of a, into y [R, N]. Each row's sum is
@@ -536,10 +535,11 @@ KVRAG_VNNI void rows_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0,
 // stream per thread drew 62-81% of that read stream on this VM, four 92-126% (a scratch test of
 // the 1.1B's decode sequence of weights, 2 threads, same runs); bench_q8_matmul from memory,
 // same hour: 2048 × 5632 32.7 → 41.4 GB/s, 4096 × 11008 36.3 → 43.9. Adjacent rows read together
-// (blocks of 8, prefetched 256 bytes ahead) were slower than one: they share DRAM pages and one
-// prefetch stream. With more rows of x the kernel nears its compute rate and the accumulators fill
-// the registers (2 rows: two streams gave nothing), so one row of W at a time, prefetched 4 KB
-// ahead (rows follow each other, so this runs into the next).
+// (blocks of 8, prefetched 256 bytes ahead: one stream of interleaved rows) were slower than one
+// row at a time (README "int8 decode: one row of W at a time"). With more rows of x the kernel
+// nears its compute rate and the accumulators fill the registers (2 rows: two streams gave
+// nothing), so one row of W at a time, prefetched 4 KB ahead (rows follow each other, so this runs
+// into the next).
 template <int R>
 KVRAG_VNNI void tile_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0, float* y,
                           int64_t n0, int64_t n1) {
