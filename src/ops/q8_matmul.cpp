@@ -459,9 +459,10 @@ KVRAG_AVX2 inline int32_t hsum256i(__m256i v) {
   return _mm_cvtsi128_si32(t);
 }
 
-// Rows of W read side by side with R rows of x, bytes each is prefetched ahead (tile_vnni).
+// Rows of W read side by side with R rows of x; bytes prefetched ahead in values and scales.
 constexpr int streams_vnni(int R) { return R == 1 ? 4 : 1; }
-constexpr int vnni_ahead(int S) { return S == 1 ? 4096 : 1024; }
+constexpr int vnni_ahead(int S) { return S == 1 ? 4096 : 2048; }
+constexpr int kVnniScalesAhead = 256;
 
 // Rows n + k·stride (k < S) of W times rows [r0, r0 + R) of a, into y [R, N]. Each row's sum is
 // formed the same way whatever S and stride, so outputs do not depend on how rows are grouped.
@@ -504,6 +505,7 @@ KVRAG_VNNI void rows_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0,
       }
     }
     for (int k = 0; k < S; ++k) {
+      _mm_prefetch(reinterpret_cast<const char*>(s[k] + g) + kVnniScalesAhead, _MM_HINT_T0);
       const __m512 ws = _mm512_loadu_ps(s[k] + g);
       for (int r = 0; r < R; ++r) {
         acc[k][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[k][r]),
@@ -531,15 +533,13 @@ KVRAG_VNNI void rows_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0,
 
 // Rows [n0, n1) of W times rows [r0, r0 + R) of a, into y [R, N]. With one row of x (decoding)
 // the tile is cut into 4 equal parts read side by side, row i of every part together: four
-// streams per thread, each prefetched 1 KB ahead, as bench_memory.h's read stream reads. Why: one
-// stream per thread drew 62-81% of that read stream on this VM, four 92-126% (a scratch test of
-// the 1.1B's decode sequence of weights, 2 threads, same runs); bench_q8_matmul from memory,
-// same hour: 2048 × 5632 32.7 → 41.4 GB/s, 4096 × 11008 36.3 → 43.9. Adjacent rows read together
-// (blocks of 8, prefetched 256 bytes ahead: one stream of interleaved rows) were slower than one
-// row at a time (README "int8 decode: one row of W at a time"). With more rows of x the kernel
-// nears its compute rate and the accumulators fill the registers (2 rows: two streams gave
-// nothing), so one row of W at a time, prefetched 4 KB ahead (rows follow each other, so this runs
-// into the next).
+// streams per thread (as bench_memory.h's read stream). In scratch replays of the 1.1B's decode
+// weights on an AMD EPYC (2 threads, alternated with the read stream) one stream drew 62-81% of
+// the stream, four 92-126%; prefetching the scales, and values 2 KB instead of 1 KB ahead, moved
+// the median from 37.8 to 41.1 GB/s (35.3 → 38.1 again; on an Intel Xeon VM: no change, 1.1B
+// decode at 94-95% of the stream either way); adjacent rows together (blocks of 8) were slower.
+// With more rows of x the kernel nears its compute rate and the accumulators fill the registers
+// (2 rows: two streams gave nothing): one row of W at a time, prefetched 4 KB ahead.
 template <int R>
 KVRAG_VNNI void tile_vnni(const Q8Matrix& w, const Q8Activations& a, int64_t r0, float* y,
                           int64_t n0, int64_t n1) {
