@@ -66,6 +66,24 @@ inline float read_stream(const std::vector<float>& buf) {
   return total;
 }
 
+// GB/s of reading all of buf again and again for at least `seconds` (once at least): the mean
+// rate over that time. Beside a decode run of the same length it is the rate the machine gave
+// then, a like-with-like divisor for the decode's own mean rate; this VM's rate moves by tens of
+// percent from one minute to the next.
+inline double read_rate_for(const std::vector<float>& buf, double seconds) {
+  volatile float sink = 0;
+  int64_t passes = 0;
+  double elapsed = 0;
+  const double t0 = now_seconds();
+  do {
+    sink = sink + read_stream(buf);
+    ++passes;
+    elapsed = now_seconds() - t0;
+  } while (elapsed < seconds);
+  return static_cast<double>(passes) * static_cast<double>(buf.size() * sizeof(float)) / elapsed /
+         1e9;
+}
+
 // GB/s of the best of `repeats` reads of a buffer of `bytes` (touched first), on as many threads
 // as libtorch is configured for.
 inline double read_bandwidth(int64_t bytes, int repeats = 5) {
