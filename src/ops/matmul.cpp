@@ -521,29 +521,62 @@ torch::Tensor linear_bf16_in_fp32(const torch::Tensor& x, const torch::Tensor& w
   return y.view(sizes).to(torch::kBFloat16);
 }
 
-// y = x Wᵀ (+ b) for fp32 x [..., in] and W [out, in] without autograd, through oneDNN's sgemm
-// (fp32_gemm_on_onednn()). It computes yᵀ [out, M] = W · xᵀ and transposes that into y: oneDNN
-// 2.6 runs this operand order at 280-420 GFLOP/s with 2 threads on an AVX-512 Zen 5 for
-// TinyLlama's and bert-base's shapes, against 145-400 for y = x · Wᵀ as written (its split of few
-// rows of x over threads degenerates: 9 rows ran at 9 GFLOP/s, 128 at 145-180) and 130-210 for
-// OpenBLAS under OPENBLAS_CORETYPE=Haswell; the transposing copy of y costs ~1% of the product.
-torch::Tensor linear_fp32_onednn(const torch::Tensor& x, const torch::Tensor& weight,
-                                 const torch::Tensor& bias) {
-  const int64_t out = weight.size(0), in = weight.size(1);
-  const auto x2 = x.reshape({-1, in}).contiguous();  // [M, in]
-  const int64_t M = x2.size(0);
-  auto yt = torch::empty({out, M}, torch::kFloat32);  // [out, M] = W · x2ᵀ
-  const dnnl_status_t status = dnnl_sgemm('N', 'T', out, M, in, 1.0f, weight.data_ptr<float>(), in,
-                                          x2.data_ptr<float>(), in, 0.0f, yt.data_ptr<float>(), M);
+// yt [n, M] (rows M apart) = W [n, in] · x [M, in]ᵀ through oneDNN's sgemm, all row-major.
+// This operand order: oneDNN 2.6 runs it at 280-420 GFLOP/s with 2 threads on an AVX-512 Zen 5
+// for TinyLlama's and bert-base's shapes, against 145-400 for y = x · Wᵀ as written (its split of
+// few rows of x over threads degenerates: 9 rows ran at 9 GFLOP/s, 128 at 145-180) and 130-210
+// for OpenBLAS under OPENBLAS_CORETYPE=Haswell; transposing y afterwards costs ~1% of a product.
+void sgemm_w_xt(const float* w, int64_t n, const float* x, int64_t M, int64_t in, float* yt) {
+  const dnnl_status_t status = dnnl_sgemm('N', 'T', n, M, in, 1.0f, w, in, x, in, 0.0f, yt, M);
   KVRAG_CHECK(status == dnnl_success, "linear: oneDNN sgemm of [{}, {}] by [{}, {}]ᵀ failed ({})",
-              M, in, out, in, static_cast<int>(status));
+              M, in, n, in, static_cast<int>(status));
+}
+
+// y [..., out] fp32 (shape of x with out features) = ytᵀ + b, for yt [out, M].
+torch::Tensor untranspose(const torch::Tensor& yt, const torch::Tensor& x,
+                          const torch::Tensor& bias) {
+  const int64_t out = yt.size(0), M = yt.size(1);
   auto sizes = x.sizes().vec();
   sizes.back() = out;
   auto y = torch::empty(sizes, torch::kFloat32);  // [..., out]
   auto y2 = y.view({M, out});                     // [M, out]
   y2.copy_(yt.t());
-  if (bias.defined()) y2.add_(bias);
+  if (bias.defined()) y2.add_(bias.to(torch::kFloat32));
   return y;
+}
+
+// y = x Wᵀ (+ b) for fp32 x [..., in] and W [out, in] without autograd, through oneDNN's sgemm
+// (fp32_gemm_on_onednn()), as yᵀ = W · xᵀ.
+torch::Tensor linear_fp32_onednn(const torch::Tensor& x, const torch::Tensor& weight,
+                                 const torch::Tensor& bias) {
+  const int64_t out = weight.size(0), in = weight.size(1);
+  const auto x2 = x.reshape({-1, in}).contiguous();            // [M, in]
+  auto yt = torch::empty({out, x2.size(0)}, torch::kFloat32);  // [out, M]
+  sgemm_w_xt(weight.data_ptr<float>(), out, x2.data_ptr<float>(), x2.size(0), in,
+             yt.data_ptr<float>());
+  return untranspose(yt, x, bias);
+}
+
+// y = x Wᵀ (+ b) for bf16 x [..., in] and W [out, in] without autograd, in fp32 through oneDNN's
+// sgemm (bf16_gemm_widened_to_fp32()): x converted whole, W kWeightTileBytes of rows at a time
+// into one reused fp32 tile (all conversions exact), y rounded to bf16 once. Tiles of 8-64 MB ran
+// alike (1.1B prefill 104-106 tokens/s), 2 MB ones slower (85; 512 KB: 63).
+torch::Tensor linear_bf16_widened_onednn(const torch::Tensor& x, const torch::Tensor& weight,
+                                         const torch::Tensor& bias) {
+  const int64_t out = weight.size(0), in = weight.size(1);
+  const int64_t rows = std::clamp<int64_t>(kWeightTileBytes / (4 * in), 1, out);
+  const auto x2 = x.reshape({-1, in}).to(torch::kFloat32).contiguous();  // [M, in]
+  const int64_t M = x2.size(0);
+  auto yt = torch::empty({out, M}, torch::kFloat32);      // [out, M]
+  auto tile = torch::empty({rows, in}, torch::kFloat32);  // [rows, in]
+  for (int64_t o0 = 0; o0 < out; o0 += rows) {
+    const int64_t n = std::min(rows, out - o0);
+    auto part = tile.narrow(0, 0, n);  // [n, in]
+    part.copy_(weight.narrow(0, o0, n));
+    sgemm_w_xt(part.data_ptr<float>(), n, x2.data_ptr<float>(), M, in,
+               yt.data_ptr<float>() + o0 * M);
+  }
+  return untranspose(yt, x, bias).to(torch::kBFloat16);
 }
 
 }  // namespace
@@ -551,6 +584,17 @@ torch::Tensor linear_fp32_onednn(const torch::Tensor& x, const torch::Tensor& we
 bool fp32_gemm_on_onednn() { return cpu_isa() >= CpuIsa::kAvx512; }
 
 bool native_bf16_matmul() { return cpu_isa() >= CpuIsa::kAvx512; }
+
+bool bf16_gemm_widened_to_fp32() {
+  if (!fp32_gemm_on_onednn()) return false;
+  if (cpu_isa() < CpuIsa::kAvx512Bf16) return true;  // oneDNN would emulate bf16
+#if defined(__x86_64__)
+  static const bool fast_bf16 = __builtin_cpu_supports("amx-bf16") || __builtin_cpu_is("amd");
+  return !fast_bf16;
+#else
+  return false;
+#endif
+}
 
 torch::Tensor pad_rows_for_bf16_gemm(const torch::Tensor& x) {
   constexpr int64_t kRows = 64;
@@ -581,6 +625,11 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
       fp32_gemm_on_onednn() && at::get_num_threads() >= blas_threads()) {
     // (Inside a SerialIntraOpGuard, as a training loop's evaluation, BLAS has the threads.)
     return linear_fp32_onednn(x, weight, bias);
+  }
+  if (!grad && dtype == torch::kBFloat16 && weight.scalar_type() == torch::kBFloat16 &&
+      x.is_cpu() && weight.is_cpu() && weight.is_contiguous() && x.dim() >= 1 && x.size(-1) == in &&
+      bf16_gemm_widened_to_fp32() && at::get_num_threads() >= blas_threads()) {
+    return linear_bf16_widened_onednn(x, weight, bias);
   }
   if (dtype == torch::kBFloat16 && !native_bf16_matmul()) {
     if (!grad && weight.scalar_type() == torch::kBFloat16 && x.size(-1) == in) {

@@ -31,6 +31,17 @@ bool native_bf16_matmul();
 // SerialIntraOpGuard), fp32 products stay with BLAS.
 bool fp32_gemm_on_onednn();
 
+// True where linear() multiplies bf16 x (more than kGemvMaxRows rows) by a bf16 weight in
+// inference through oneDNN's fp32 sgemm, W widened to fp32 kWeightTileBytes of rows at a time,
+// rather than through libtorch's native bf16 GEMM: where fp32_gemm_on_onednn() and the CPU's bf16
+// dot products are no faster than its fp32 FMAs. That is below CpuIsa::kAvx512Bf16 (oneDNN then
+// emulates bf16: bert-base 135 GFLOP/s against 263 in fp32, README), and with AVX512_BF16 on
+// Intel without AMX-BF16 (vdpbf16ps issues on one port where FMAs issue on two: on an Emerald
+// Rapids VM with AMX hidden, oneDNN's bf16 GEMM ran at 162 GFLOP/s where its sgemm ran at 242, and
+// 1.1B bf16 prefill went from 78 to 105 tokens/s). Native on AMX, and on AMD Zen 4/5, where bf16
+// doubles fp32's multiply-adds (Zen 5: 877 GFLOP/s against 280-420).
+bool bf16_gemm_widened_to_fp32();
+
 // Where a weight is converted to a float dtype for a GEMM (bf16 → fp32 without native bf16
 // matmul; int8 → bf16 or fp32 in q8_linear), it is converted in tiles of rows of at most this many
 // bytes: all the float weight memory a product holds (a 7B's lm_head whole would be 262 MB in
@@ -49,11 +60,11 @@ constexpr int64_t kGemvMaxRows = 8;
 // kvrag's helper threads (parallel_chunks), with AVX2/FMA or AVX-512 where cpu_isa() allows, and
 // for bf16 with AVX512_BF16 multiplies pairs of bf16 weights and x directly (vdpbf16ps: exact
 // products, fp32 sums, subnormals flushed to zero). More rows of fp32 in inference go to oneDNN's
-// sgemm where fp32_gemm_on_onednn(). Everything
-// else goes to torch::nn::functional::linear (BLAS / oneDNN), in fp32 for bf16 without
-// native_bf16_matmul() (in inference converting W to fp32 16 MB of rows at a time, so that no fp32
-// copy of a whole weight is held). The weight is taken as a tensor, so a kernel for another weight
-// format can be chosen here from its dtype.
+// sgemm where fp32_gemm_on_onednn(), and of bf16 to its sgemm on widened tiles of W where
+// bf16_gemm_widened_to_fp32(). Everything else goes to torch::nn::functional::linear (BLAS /
+// oneDNN), in fp32 for bf16 without native_bf16_matmul() (in inference converting W to fp32 16 MB
+// of rows at a time, so that no fp32 copy of a whole weight is held). The weight is taken as a
+// tensor, so a kernel for another weight format can be chosen here from its dtype.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {});
 
 // x [M, K] with zero rows appended up to the row count at which libtorch's native bf16 GEMM

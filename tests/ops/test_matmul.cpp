@@ -28,9 +28,12 @@ TEST(CpuPaths, Report) {
     levels += std::string(levels.empty() ? "" : ", ") + cpu_isa_name(isa);
   std::cout << "[ cpu      ] best cpu isa: " << cpu_isa_name(best_cpu_isa())
             << "; paths tested: " << levels
-            << "; native_bf16_matmul(): " << (native_bf16_matmul() ? "yes" : "no") << "\n";
+            << "; native_bf16_matmul(): " << (native_bf16_matmul() ? "yes" : "no")
+            << "; bf16_gemm_widened_to_fp32(): " << (bf16_gemm_widened_to_fp32() ? "yes" : "no")
+            << "\n";
   RecordProperty("best_cpu_isa", cpu_isa_name(best_cpu_isa()));
   RecordProperty("native_bf16_matmul", native_bf16_matmul() ? "yes" : "no");
+  RecordProperty("bf16_gemm_widened_to_fp32", bf16_gemm_widened_to_fp32() ? "yes" : "no");
   EXPECT_EQ(cpu_isa(), best_cpu_isa());
   EXPECT_EQ(supported_cpu_isas().front(), CpuIsa::kGeneric);
 }
@@ -42,6 +45,11 @@ TEST(CpuPaths, LoweredLevelChangesPaths) {
     EXPECT_EQ(matmul_uses_blas_threads(torch::kInt8), !native_bf16_matmul());
     EXPECT_TRUE(matmul_uses_blas_threads(torch::kFloat32));
     EXPECT_EQ(fp32_gemm_on_onednn(), cpu_isa() >= CpuIsa::kAvx512);
+    // Widened where there is oneDNN's sgemm and no fast bf16 (always without AVX512_BF16).
+    if (cpu_isa() < CpuIsa::kAvx512) EXPECT_FALSE(bf16_gemm_widened_to_fp32());
+    if (cpu_isa() == CpuIsa::kAvx512 || cpu_isa() == CpuIsa::kAvx512Vnni) {
+      EXPECT_TRUE(bf16_gemm_widened_to_fp32());
+    }
   });
   EXPECT_EQ(cpu_isa(), best_cpu_isa());
   // Above the best level is an error (levels are ordered: the top one is above every other).
@@ -106,7 +114,8 @@ TEST(Linear, MatchesFp64ReferenceOnEveryPath) {
 }
 
 // A bf16 weight of more than one fp32 tile (4100 × 2048: 33.6 MB in fp32, 3 tiles) where it is
-// multiplied in fp32 (no native bf16 matmul: every lowered path), and natively where it is.
+// multiplied in fp32 (BLAS without native bf16 matmul; oneDNN's sgemm where
+// bf16_gemm_widened_to_fp32(): AVX-512 levels below AVX512_BF16), and natively where it is.
 TEST(Linear, Bf16WeightInFp32TilesCoversEveryOutput) {
   configure_threads(2);
   torch::manual_seed(2);
