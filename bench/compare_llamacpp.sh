@@ -25,7 +25,8 @@
 # Settings (environment): THREADS (2), PROMPT (128), NEW (64), REPEATS (3), STREAM_MB (1024),
 # ROUNDS (1). With ROUNDS > 1 each dtype's pair of runs (llama.cpp, then kvrag) is repeated that
 # many times in turn and each figure is the median of its rounds, the read stream too (measured
-# with every kvrag run): on a shared machine whose memory bandwidth drifts by 1.5x within
+# with every kvrag run, as is bench_llama's paired ratio: each decode run against a read as long
+# right after it, printed as "kvrag paired"): on a shared machine whose memory bandwidth drifts by 1.5x within
 # minutes, alternating keeps the two sides' conditions alike, and the median drops a round whose
 # prefill was slowed (bench_llama's decode is a difference of two timings, which such a round
 # inflates: one gave 1.1B fp32 decode at 129% of the read stream). DTYPES ("fp32 bf16 int8"):
@@ -137,11 +138,10 @@ r = json.loads(open(sys.argv[3]).read().strip().splitlines()[-1])
 print(json.dumps({"size": sys.argv[1], "engine": "kvrag", "dtype": sys.argv[2],
                   "prefill": r["prefill_tok_s"], "decode": r["decode_tok_s"],
                   "peak_rss": r["peak_rss"], "weight_bytes": r["weight_bytes"],
-                  "read_gb_s": r["read_gb_s"], "cpu": r["cpu"]}))
+                  "read_gb_s": r["read_gb_s"], "paired": r.get("paired_ratio"), "cpu": r["cpu"]}))
 EOF
 }
 
-stream=$STREAM_MB
 for size in "${SIZES[@]}"; do
   prepare "$size"
   for pair in "fp32 f32 f32" "bf16 bf16 bf16" "int8 q8_0 bf16"; do
@@ -149,9 +149,7 @@ for size in "${SIZES[@]}"; do
     [[ " $DTYPES " == *" $dtype "* ]] || continue
     for ((round = 1; round <= ROUNDS; round++)); do
       run_llamacpp "$size" "$dtype" "$WORK/$size-$gguf.gguf"
-      run_kvrag "$size" "$dtype" "$WORK/hf$size-$hf" "$stream"
-      # The memory read stream with the first kvrag row, or with every one over several rounds.
-      [[ $ROUNDS -gt 1 ]] || stream=0
+      run_kvrag "$size" "$dtype" "$WORK/hf$size-$hf" "$STREAM_MB"
     done
   done
 done
@@ -180,6 +178,8 @@ for key, rounds in by.items():
     for f in ("prefill", "decode"):
         b[f] = statistics.median(r[f] or 0 for r in rounds)
     b["peak_rss"] = max(r["peak_rss"] for r in rounds)
+    paired = [r["paired"] for r in rounds if r.get("paired")]
+    b["paired"] = statistics.median(paired) if paired else None
     by[key] = b
 for (size, engine, dtype), k in by.items():
     if engine != "kvrag": continue
@@ -188,6 +188,7 @@ for (size, engine, dtype), k in by.items():
     print(f"| {size} | {dtype}{' (q8_0)' if dtype == 'int8' else ''} "
           f"| {l['prefill']:,.1f} / {l['decode']:,.1f} | {k['prefill']:,.1f} / {k['decode'] or 0:,.1f} "
           f"| {k['prefill'] / l['prefill']:.2f}x / {(k['decode'] or 0) / l['decode']:.2f}x "
-          f"| {gb(l):.1f} / {gb(k):.1f} ({gb(l) / read:.0%} / {gb(k) / read:.0%}) "
+          f"| {gb(l):.1f} / {gb(k):.1f} ({gb(l) / read:.0%} / {gb(k) / read:.0%}"
+          + (f"; kvrag paired: {k['paired']:.0%}" if k["paired"] else "") + ") "
           f"| {l['peak_rss'] / 1e9:.2f} / {k['peak_rss'] / 1e9:.2f} GB |")
 EOF
