@@ -622,13 +622,13 @@ torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& weight,
   }
   if (!grad && dtype == torch::kFloat32 && weight.scalar_type() == torch::kFloat32 && x.is_cpu() &&
       weight.is_cpu() && weight.is_contiguous() && x.dim() >= 1 && x.size(-1) == in &&
-      fp32_gemm_on_onednn() && at::get_num_threads() >= blas_threads()) {
+      x.numel() > 0 && fp32_gemm_on_onednn() && at::get_num_threads() >= blas_threads()) {
     // (Inside a SerialIntraOpGuard, as a training loop's evaluation, BLAS has the threads.)
     return linear_fp32_onednn(x, weight, bias);
   }
   if (!grad && dtype == torch::kBFloat16 && weight.scalar_type() == torch::kBFloat16 &&
       x.is_cpu() && weight.is_cpu() && weight.is_contiguous() && x.dim() >= 1 && x.size(-1) == in &&
-      bf16_gemm_widened_to_fp32() && at::get_num_threads() >= blas_threads()) {
+      x.numel() > 0 && bf16_gemm_widened_to_fp32() && at::get_num_threads() >= blas_threads()) {
     return linear_bf16_widened_onednn(x, weight, bias);
   }
   if (dtype == torch::kBFloat16 && !native_bf16_matmul()) {

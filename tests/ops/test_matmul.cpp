@@ -247,6 +247,20 @@ TEST(Linear, KeepsLeadingDimensions) {
   EXPECT_LE(max_abs_diff(y, reference_linear(x, w, {})), 1e-5);
 }
 
+// No rows of x (an empty batch): an empty product on every path, oneDNN's sgemm included (which
+// rejects a leading dimension of 0).
+TEST(Linear, EmptyInputGivesEmptyOutputOnEveryPath) {
+  torch::NoGradGuard no_grad;
+  for_each_cpu_isa([] {
+    for (const auto dtype : {torch::kFloat32, torch::kBFloat16}) {
+      const auto w = test::randn({5, 16}, dtype);
+      const auto y = kvrag::linear(torch::zeros({0, 16}, dtype), w, test::randn({5}, dtype));
+      EXPECT_EQ(y.sizes(), (std::vector<int64_t>{0, 5})) << cpu_isa_name(cpu_isa());
+      EXPECT_EQ(y.scalar_type(), dtype);
+    }
+  });
+}
+
 // a @ b with broadcast batch dimensions, as attention() uses it: a small product (libtorch's
 // fallback kernel when it multiplies bf16 natively, ops/matmul.h) and one above 16³ multiply-adds.
 TEST(Matmul, MatchesFp64ReferenceOnEveryPath) {
