@@ -36,10 +36,10 @@ bool fp32_gemm_on_onednn();
 // rather than through libtorch's native bf16 GEMM: where fp32_gemm_on_onednn() and the CPU's bf16
 // dot products are no faster than its fp32 FMAs. That is below CpuIsa::kAvx512Bf16 (oneDNN then
 // emulates bf16: bert-base 135 GFLOP/s against 263 in fp32, README), and with AVX512_BF16 on
-// Intel without AMX-BF16 (vdpbf16ps issues on one port where FMAs issue on two: on an Emerald
-// Rapids VM with AMX hidden, oneDNN's bf16 GEMM ran at 162 GFLOP/s where its sgemm ran at 242, and
-// 1.1B bf16 prefill went from 78 to 105 tokens/s). Native on AMX, and on AMD Zen 4/5, where bf16
-// doubles fp32's multiply-adds (Zen 5: 877 GFLOP/s against 280-420).
+// Intel without AMX-BF16 (on an Emerald Rapids VM with AMX hidden, oneDNN's bf16 GEMM ran at 162
+// GFLOP/s where its sgemm ran at ~240, and 1.1B bf16 prefill went from 78 to 106 tokens/s;
+// published throughputs put vdpbf16ps on one port where FMAs have two). Native on AMX, and on AMD
+// (a Zen 5 measured: bf16 877 GFLOP/s against the sgemm's 280-420).
 bool bf16_gemm_widened_to_fp32();
 
 // Where a weight is converted to a float dtype for a GEMM (bf16 → fp32 without native bf16
