@@ -182,7 +182,11 @@ int run(int argc, char** argv) {
     if (!p["ratio"].is_null()) ratios.push_back(p["ratio"].get<double>());
   }
   std::sort(ratios.begin(), ratios.end());
-  const json paired_ratio = ratios.empty() ? json() : json(ratios[ratios.size() / 2]);
+  const size_t n_ratios = ratios.size();
+  const json paired_ratio = n_ratios == 0 ? json()
+                            : n_ratios % 2 == 1
+                                ? json(ratios[n_ratios / 2])
+                                : json((ratios[n_ratios / 2 - 1] + ratios[n_ratios / 2]) / 2);
 
   const json out = {
       {"impl", "cpp"},
