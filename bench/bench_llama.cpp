@@ -172,9 +172,8 @@ int run(int argc, char** argv) {
          {"read_gb_s", stream_gb_s},
          {"ratio", run_gb_s.is_null() ? json() : json(run_gb_s.get<double>() / stream_gb_s)}});
   }
-  std::vector<float>().swap(stream_buffer);  // freed before read_bandwidth takes its own
   const double t_decode = t_total - t_prefill;
-  const double read_gb_s = stream_mb > 0 ? bench::read_bandwidth(stream_mb << 20) : 0.0;
+  const double read_gb_s = stream_mb > 0 ? bench::read_bandwidth(stream_buffer) : 0.0;
   const json decode_tok_s =
       t_decode > 0 ? json(static_cast<double>(B * (N - 1)) / t_decode) : json();
   std::vector<double> ratios;

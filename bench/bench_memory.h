@@ -84,10 +84,9 @@ inline double read_rate_for(const std::vector<float>& buf, double seconds) {
          1e9;
 }
 
-// GB/s of the best of `repeats` reads of a buffer of `bytes` (touched first), on as many threads
-// as libtorch is configured for.
-inline double read_bandwidth(int64_t bytes, int repeats = 5) {
-  const std::vector<float> buf(static_cast<size_t>(bytes) / sizeof(float), 1.0f);
+// GB/s of the best of `repeats` reads of buf (written already), on as many threads as libtorch is
+// configured for.
+inline double read_bandwidth(const std::vector<float>& buf, int repeats = 5) {
   volatile float sink = read_stream(buf);
   const double t = best_time(repeats, [&] { sink = sink + read_stream(buf); });
   return static_cast<double>(buf.size() * sizeof(float)) / t / 1e9;
